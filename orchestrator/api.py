@@ -1,0 +1,340 @@
+"""The library surface: ``validate``, ``plan``, ``run``, ``status``, ``retry``. Wires the parts together.
+
+Everything a command does happens here, so that it can be called from Python as well as from the CLI;
+the CLI only parses, calls one of these, prints and maps errors to exit codes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+import boto3
+import httpx
+from botocore.config import Config
+
+from . import lock, planner
+from .errors import FatalTargetError, SourceError, TargetError
+from .ledger import Ledger
+from .manifest import Manifest, SourceConfig, load
+from .models import Action, JobState, LedgerRecord, ObjectState, PlanItem, Secret
+from .sources.base import Source
+from .sources.s3 import S3Source
+from .submit import Outcome, RateLimiter, Reconciler, Redactor, Submitter, refresh
+from .targets.base import Target
+from .targets.zilliz_v1 import ZillizV1Target
+
+log = logging.getLogger("orchestrator")
+BATCH = 500
+JOB_MEMORY_S = 3 * 3600  # how long servers remember finished jobs (Milvus: about 3 hours)
+
+
+def validate(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest:
+    """Load and check a manifest; raises :class:`ManifestError`."""
+    return load(path, environ)
+
+
+# -- wiring: real clients by default, replaceable by callers ------------------------------------
+
+def make_source(source: SourceConfig) -> Source:
+    client = boto3.session.Session().client(
+        "s3",
+        endpoint_url=source.endpoint_url,
+        region_name=source.region,
+        config=Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=10,
+                      read_timeout=60),
+    )
+    return S3Source(client, label=source.label, bucket=source.bucket, prefix=source.prefix,
+                    include=source.include, exclude=source.exclude)
+
+
+def make_http_client(manifest: Manifest, limiter: RateLimiter | None = None) -> httpx.Client:
+    hooks = {"request": [lambda _request: limiter.acquire()]} if limiter is not None else {}
+    return httpx.Client(timeout=manifest.settings.timeout_s, event_hooks=hooks,
+                        headers={"User-Agent": "orchestrator/0.1"})
+
+
+def make_target(manifest: Manifest, client: httpx.Client) -> Target:
+    t = manifest.target
+    return ZillizV1Target(client, base_url=t.base_url, cluster_id=t.cluster_id, api_key=t.api_key)
+
+
+def secrets_of(manifest: Manifest) -> list[Secret]:
+    found = [manifest.target.api_key]
+    for creds in [manifest.credentials, *(s.credentials for s in manifest.sources)]:
+        if creds is not None:
+            found += [creds.access_key, creds.secret_key]
+    return found
+
+
+# -- plan -----------------------------------------------------------------------------------------
+
+def plan_source(source: SourceConfig, lister: Source, manifest: Manifest,
+                ledger: Ledger | None) -> Iterator[PlanItem]:
+    """Stream the plan for one source: list, look the history up in batches, decide."""
+    objects = iter(lister.list())
+    while batch := list(islice(objects, BATCH)):
+        history = ledger.history([o.url for o in batch]) if ledger is not None else {}
+        for obj in batch:
+            yield planner.decide(obj, source, history.get(obj.url, ()), manifest.settings)
+
+
+@dataclass
+class PlanReport:
+    items: list[PlanItem] = field(default_factory=list)
+    source_errors: list[str] = field(default_factory=list)
+
+    def totals(self) -> Counter[str]:
+        return Counter(item.action.value for item in self.items)
+
+
+def plan(manifest: Manifest, *, source_factory: Callable[[SourceConfig], Source] = make_source,
+         on_item: Callable[[PlanItem], None] | None = None) -> PlanReport:
+    """List every source and decide, without submitting or writing anything."""
+    report = PlanReport()
+    ledger = Ledger(manifest.ledger_path) if manifest.ledger_path.exists() else None
+    try:
+        for source in manifest.sources:
+            try:
+                for item in plan_source(source, source_factory(source), manifest, ledger):
+                    report.items.append(item)
+                    if on_item is not None:
+                        on_item(item)
+            except SourceError as exc:
+                report.source_errors.append(str(exc))
+    finally:
+        if ledger is not None:
+            ledger.close()
+    return report
+
+
+# -- run ------------------------------------------------------------------------------------------
+
+@dataclass
+class RunReport:
+    planned: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    refreshed: Counter[str] = field(default_factory=Counter)
+    reconciled: Counter[str] = field(default_factory=Counter)
+    waited: Counter[str] = field(default_factory=Counter)
+    source_errors: list[str] = field(default_factory=list)
+    fatal: str | None = None
+    interrupted: int | None = None
+
+    @property
+    def failed(self) -> int:
+        return self.outcomes[Outcome.FAILED] + self.waited[JobState.FAILED]
+
+    def exit_code(self) -> int:
+        if self.interrupted is not None:
+            return 128 + self.interrupted
+        if self.fatal or self.source_errors or self.failed or self.outcomes[Outcome.DEFERRED] \
+                or self.outcomes[Outcome.UNSURE]:
+            return 1
+        return 0
+
+    def summary(self) -> str:
+        o, p = self.outcomes, self.planned
+        fields = {
+            "submitted": o[Outcome.SUBMITTED],
+            "adopted": o[Outcome.ADOPTED] + self.reconciled["adopted"],
+            "failed": o[Outcome.FAILED],
+            "deferred": o[Outcome.DEFERRED],
+            "unsure": o[Outcome.UNSURE] + self.reconciled["uncertain"],
+            "skipped": p[Action.SKIP],
+            "changed": p[Action.CHANGED],
+            "jobs_completed": self.refreshed[JobState.COMPLETED] + self.waited[JobState.COMPLETED],
+            "jobs_failed": self.refreshed[JobState.FAILED] + self.waited[JobState.FAILED],
+            "source_errors": len(self.source_errors),
+        }
+        return "summary: " + " ".join(f"{k}={v}" for k, v in fields.items()) + f" exit={self.exit_code()}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    wait: bool = False
+    max_submissions: int | None = None
+    wait_lock_s: float = 0.0
+    poll_interval_s: float = 5.0
+
+
+def run(
+    manifest: Manifest,
+    options: RunOptions = RunOptions(),
+    *,
+    stop: threading.Event | None = None,
+    source_factory: Callable[[SourceConfig], Source] = make_source,
+    target_factory: Callable[[Manifest, httpx.Client], Target] = make_target,
+    sleep: Callable[[float], object] | None = None,
+    on_outcome: Callable[[PlanItem, Outcome], None] | None = None,
+) -> RunReport:
+    """Refresh known jobs, reconcile interrupted calls, then list, plan, submit and record."""
+    stop = stop if stop is not None else threading.Event()
+    pause: Callable[[float], object] = sleep if sleep is not None else stop.wait
+    settings = manifest.settings
+    report = RunReport()
+    redact = Redactor(secrets_of(manifest))
+    with lock.hold(manifest.ledger_path, wait_s=options.wait_lock_s), \
+            Ledger(manifest.ledger_path) as ledger, \
+            make_http_client(manifest, RateLimiter(settings.requests_per_second)) as client:
+        target = target_factory(manifest, client)
+        reconciler = Reconciler(target, ledger)
+        try:
+            report.refreshed.update(_refresh(target, ledger, manifest, stop, redact, pause))
+            report.reconciled.update(reconcile(reconciler, ledger, manifest, redact))
+            submitter = Submitter(
+                target, ledger, concurrency=settings.concurrency, max_attempts=settings.max_attempts,
+                credentials_for=lambda i: manifest.credentials_for(manifest.sources[i]),
+                object_url=lambda item: item.obj.url, reconciler=reconciler, stop=stop,
+                redact=redact, sleep=pause,
+            )
+            budget = [options.max_submissions]
+
+            def record(item: PlanItem, outcome: Outcome) -> None:
+                report.outcomes[outcome] += 1
+                if on_outcome is not None:
+                    on_outcome(item, outcome)
+
+            for source in manifest.sources:
+                if stop.is_set():
+                    break
+                try:
+                    submitter.submit_all(
+                        _to_submit(plan_source(source, source_factory(source), manifest, ledger),
+                                   ledger, report, budget, stop),
+                        record)
+                except SourceError as exc:
+                    report.source_errors.append(str(exc))
+                    log.error("%s", exc, extra={"event": "source-error"})
+            if submitter.fatal is not None:
+                raise submitter.fatal
+            if options.wait and not stop.is_set():
+                report.waited.update(_wait(target, ledger, manifest, set(submitter.job_ids), stop,
+                                           redact, pause, options.poll_interval_s))
+        except FatalTargetError as exc:
+            report.fatal = redact(str(exc))
+            log.error("stopping: %s", report.fatal, extra={"event": "fatal"})
+    return report
+
+
+def _to_submit(items: Iterator[PlanItem], ledger: Ledger, report: RunReport, budget: list[int | None],
+               stop: threading.Event) -> Iterator[PlanItem]:
+    """Count every decision, record the ones to submit as pending (in batches), yield those."""
+    batch: list[PlanItem] = []
+
+    def flush() -> Iterator[PlanItem]:
+        ledger.plan_submit(batch)
+        yield from batch
+        batch.clear()
+
+    for item in items:
+        report.planned[item.action] += 1
+        if item.action in (Action.SUBMIT, Action.RETRY):
+            if budget[0] is not None:
+                if budget[0] <= 0:
+                    continue
+                budget[0] -= 1
+            batch.append(item)
+            if len(batch) >= 50:
+                yield from flush()
+        if stop.is_set():
+            return
+    yield from flush()
+
+
+def _refresh(target: Target, ledger: Ledger, manifest: Manifest, stop: threading.Event,
+             redact: Redactor, pause: Callable[[float], object]) -> Counter[str]:
+    counts = refresh(target, ledger, ledger.records([ObjectState.SUBMITTED]),
+                     max_attempts=manifest.settings.max_attempts, stop=stop, redact=redact, sleep=pause,
+                     concurrency=manifest.settings.concurrency)
+    return Counter({state.value: n for state, n in counts.items()})
+
+
+def reconcile(reconciler: Reconciler, ledger: Ledger, manifest: Manifest, redact: Redactor,
+              *, clock: Callable[[], float] = time.time) -> Counter[str]:
+    """Resolve every ``submitting`` row left by a run that died mid-call: adopt its job, prove there
+    is none (back to pending), or mark it ``uncertain`` when the server cannot tell."""
+    counts: Counter[str] = Counter()
+    rows = list(ledger.records([ObjectState.SUBMITTING]))
+    if not rows:
+        return counts
+    try:
+        jobs = reconciler.unknown_jobs()
+    except FatalTargetError:
+        raise
+    except TargetError as exc:
+        for row in rows:
+            ledger.mark_uncertain(row.url, row.version, redact(f"cannot read the job list: {exc}"))
+            counts["uncertain"] += 1
+        return counts
+    for row in rows:
+        job = Reconciler.match(jobs, row, row.url)
+        if job is not None:
+            ledger.record_job(row.url, row.version, job.job_id, detail="adopted after an interrupted run")
+            counts["adopted"] += 1
+        elif clock() - row.updated_at > JOB_MEMORY_S:
+            ledger.mark_uncertain(row.url, row.version,
+                                  "interrupted too long ago for the server's job list to tell")
+            counts["uncertain"] += 1
+        else:
+            ledger.release(row.url, row.version, "interrupted run: the server has no job for it")
+            counts["released"] += 1
+    return counts
+
+
+def _wait(target: Target, ledger: Ledger, manifest: Manifest, job_ids: set[str], stop: threading.Event,
+          redact: Redactor, pause: Callable[[float], object], interval: float) -> Counter[str]:
+    """Poll this run's jobs until each is terminal; count how they ended."""
+    ended: Counter[str] = Counter()
+    while job_ids and not stop.is_set():
+        running = [r for r in ledger.records([ObjectState.SUBMITTED]) if r.job_id in job_ids]
+        refresh(target, ledger, running, max_attempts=manifest.settings.max_attempts, stop=stop,
+                redact=redact, sleep=pause, concurrency=manifest.settings.concurrency)
+        for r in running:
+            now = ledger.get(r.url, r.version)
+            if now is not None and now.state is not ObjectState.SUBMITTED:
+                job_ids.discard(r.job_id or "")
+                ended[JobState.COMPLETED if now.state is ObjectState.COMPLETED else JobState.FAILED] += 1
+        if not running:
+            break
+        if job_ids:
+            log.info("waiting for %d jobs", len(job_ids), extra={"event": "waiting", "jobs": len(job_ids)})
+            pause(interval)
+    return ended
+
+
+# -- status and retry -----------------------------------------------------------------------------
+
+@dataclass
+class StatusReport:
+    counts: dict[str, int]
+    records: list[LedgerRecord]
+
+
+def status(manifest: Manifest, *, refresh_jobs: bool = False,
+           target_factory: Callable[[Manifest, httpx.Client], Target] = make_target) -> StatusReport:
+    """What the ledger holds; with ``refresh_jobs``, poll submitted jobs first (under the run lock)."""
+    if refresh_jobs:
+        stop = threading.Event()
+        with lock.hold(manifest.ledger_path), Ledger(manifest.ledger_path) as ledger, \
+                make_http_client(manifest, RateLimiter(manifest.settings.requests_per_second)) as client:
+            _refresh(target_factory(manifest, client), ledger, manifest, stop,
+                     Redactor(secrets_of(manifest)), stop.wait)
+    if not manifest.ledger_path.exists():
+        return StatusReport({}, [])
+    with Ledger(manifest.ledger_path) as ledger:
+        return StatusReport(ledger.counts(), list(ledger.records()))
+
+
+def retry(manifest: Manifest, *, url_glob: str | None = None, uncertain: bool = False) -> int:
+    """Re-arm failed (or uncertain) objects so that the next run submits them; returns how many."""
+    with lock.hold(manifest.ledger_path), Ledger(manifest.ledger_path) as ledger:
+        return ledger.rearm(url_glob=url_glob, uncertain=uncertain)
+
+

@@ -1,0 +1,209 @@
+"""The command line: the only module that imports click. Parses, calls one ``api`` function, prints,
+and maps errors to exit codes: 0 fine, 1 something failed, 2 manifest or usage error, 75 another run
+holds the ledger, 130/143 stopped by Ctrl-C/SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from . import api
+from .errors import LockHeldError, ManifestError, OrchestratorError
+from .manifest import Manifest
+from .models import PlanItem
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_LOCKED = 75
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per event, for log shippers."""
+
+    _FIELDS = ("event", "url", "job_id", "error", "jobs")
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {"ts": round(record.created, 3), "level": record.levelname.lower(),
+                               "message": record.getMessage()}
+        for key in self._FIELDS:
+            if hasattr(record, key):
+                out[key] = getattr(record, key)
+        return json.dumps(out, sort_keys=True)
+
+
+def _setup_logging(verbose: bool, json_log: bool) -> None:
+    logger = logging.getLogger("orchestrator")
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if json_log else logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose or json_log else logging.WARNING)
+    logger.propagate = False
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except ManifestError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except LockHeldError as exc:
+        _fail(str(exc), EXIT_LOCKED)
+    except OrchestratorError as exc:
+        _fail(str(exc), EXIT_FAILED)
+
+
+@contextmanager
+def _signals(stop: threading.Event) -> Iterator[list[int]]:
+    """SIGINT/SIGTERM set ``stop``: calls in flight finish, nothing new starts."""
+    received: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _load(path: str) -> Manifest:
+    return api.validate(path)
+
+
+manifest_arg = click.argument("manifest", type=click.Path(dir_okay=False))
+
+
+@click.group()
+@click.version_option(package_name="orchestrator")
+@click.option("-v", "--verbose", is_flag=True, help="Log every step to stderr.")
+@click.option("--json-log", is_flag=True, help="Log one JSON object per event to stderr.")
+def cli(verbose: bool, json_log: bool) -> None:
+    """Bulk-load parquet files from object storage into Zilliz Cloud and Milvus, exactly once."""
+    _setup_logging(verbose, json_log)
+
+
+@cli.command()
+@manifest_arg
+def validate(manifest: str) -> None:
+    """Check MANIFEST: exit 0 when valid, 2 with the first problem otherwise."""
+    with _errors():
+        m = _load(manifest)
+    click.echo(f"{manifest}: valid ({len(m.sources)} source(s), target {m.target.type}, "
+               f"ledger {m.ledger_path})")
+
+
+@cli.command()
+@manifest_arg
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
+def plan(manifest: str, as_json: bool) -> None:
+    """List the sources and show what `run` would do with each object, without submitting."""
+    def show(item: PlanItem) -> None:
+        route = item.route
+        if as_json:
+            click.echo(json.dumps({
+                "url": item.obj.url, "version": item.obj.version, "size": item.obj.size,
+                "action": item.action.value, "reason": item.reason,
+                "collection": route.collection if route else None,
+                "partition": route.partition if route else None}))
+        else:
+            where = f" -> {route.collection}" + (f"/{route.partition}" if route and route.partition else "") \
+                if route else ""
+            click.echo(f"{item.action.value:9} {item.obj.url}{where}  ({item.reason})")
+
+    with _errors():
+        report = api.plan(_load(manifest), on_item=show)
+    for error in report.source_errors:
+        click.echo(f"error: {error}", err=True)
+    totals = report.totals()
+    line = ", ".join(f"{n} {action}" for action, n in sorted(totals.items())) or "no objects"
+    click.echo(f"plan: {line}", err=True)
+    if report.source_errors:
+        sys.exit(EXIT_FAILED)
+
+
+@cli.command()
+@manifest_arg
+@click.option("--wait", is_flag=True, help="Poll until every job of this run has finished.")
+@click.option("--max-submissions", type=click.IntRange(min=0), default=None,
+              help="Submit at most N objects in this run.")
+@click.option("--wait-lock", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
+              help="Wait up to SECONDS for another run on the same ledger to end (default: exit 75).")
+@click.option("--poll-interval", type=click.FloatRange(min=0), default=5.0, metavar="SECONDS",
+              help="Seconds between progress polls with --wait.")
+def run(manifest: str, wait: bool, max_submissions: int | None, wait_lock: float,
+        poll_interval: float) -> None:
+    """List, plan, submit and record; end with one summary line on stdout."""
+    stop = threading.Event()
+    options = api.RunOptions(wait=wait, max_submissions=max_submissions, wait_lock_s=wait_lock,
+                             poll_interval_s=poll_interval)
+    with _errors(), _signals(stop) as received:
+        m = _load(manifest)
+        started = time.monotonic()
+        report = api.run(m, options, stop=stop)
+        if received:
+            report.interrupted = received[0]
+    for error in report.source_errors:
+        click.echo(f"error: {error}", err=True)
+    if report.fatal:
+        click.echo(f"error: {report.fatal}", err=True)
+    if report.interrupted is not None:
+        click.echo("stopped by a signal: the ledger is saved; the next run resumes", err=True)
+    click.echo(f"{report.summary()} seconds={time.monotonic() - started:.1f}")
+    sys.exit(report.exit_code())
+
+
+@cli.command()
+@manifest_arg
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--refresh", is_flag=True, help="Poll the import API for every submitted job first.")
+def status(manifest: str, as_json: bool, refresh: bool) -> None:
+    """Show what the ledger holds: counts by state and one line per object."""
+    with _errors():
+        report = api.status(_load(manifest), refresh_jobs=refresh)
+    if as_json:
+        click.echo(json.dumps({
+            "counts": report.counts,
+            "objects": [{"url": r.url, "etag": r.version, "collection": r.collection,
+                         "partition": r.partition, "state": r.state.value, "job_id": r.job_id,
+                         "attempts": r.attempts, "error": r.error} for r in report.records],
+        }, indent=2))
+        return
+    for r in report.records:
+        job = r.job_id or "-"
+        error = f"  {r.error}" if r.error else ""
+        click.echo(f"{r.state.value:10} {job:28} {r.collection:20} {r.url}{error}")
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(report.counts.items())) or "empty ledger"
+    click.echo(f"status: {counts}")
+
+
+@cli.command()
+@manifest_arg
+@click.option("--url", "url_glob", default=None, metavar="GLOB",
+              help="Only objects whose URL matches GLOB (e.g. 's3://lake/2024/*').")
+@click.option("--uncertain", is_flag=True,
+              help="Re-arm `uncertain` objects instead of failed ones (check the cluster first).")
+def retry(manifest: str, url_glob: str | None, uncertain: bool) -> None:
+    """Re-arm failed objects (with a fresh failure budget) so that the next run submits them."""
+    with _errors():
+        n = api.retry(_load(manifest), url_glob=url_glob, uncertain=uncertain)
+    click.echo(f"re-armed {n} object(s); the next `run` submits them")
+
+

@@ -1,0 +1,99 @@
+"""Every error the orchestrator raises on purpose.
+
+    OrchestratorError                 base; ``str(exc)`` is one line ready for a terminal
+    ├── ManifestError                 the manifest (or the command line) is wrong: exit 2
+    ├── SourceError                   a bucket or folder cannot be listed or read
+    ├── LedgerError                   the ledger file cannot be opened or is not ours
+    ├── LockHeldError                 another run holds the ledger: exit 75
+    ├── Interrupted                   Ctrl-C or SIGTERM stopped the run: exit 130 / 143
+    └── TargetError                   the import API said no, or could not be reached
+        ├── TransientError            worth retrying after a pause (429, 5xx, busy cluster)
+        │   └── AmbiguousError        the call may have created a job: look before retrying
+        ├── PermanentError            this object will not import as it stands
+        └── FatalTargetError          nothing will import (bad API key, unknown cluster): stop the run
+
+Messages never carry secrets: credentials travel as :class:`orchestrator.models.Secret`, whose
+``str`` and ``repr`` are masked.
+"""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Base of every error raised on purpose; the message is for the user."""
+
+
+class ManifestError(OrchestratorError):
+    """The manifest is invalid: the message names the file, the place inside it and the problem."""
+
+    def __init__(self, file: str, path: str, problem: str) -> None:
+        self.file = file
+        self.path = path
+        self.problem = problem
+        where = f"{file}: {path}" if path else file
+        super().__init__(f"{where}: {problem}")
+
+
+class SourceError(OrchestratorError):
+    """A source cannot be listed or read; the message names the source."""
+
+
+class LedgerError(OrchestratorError):
+    """The ledger cannot be used."""
+
+
+class LockHeldError(OrchestratorError):
+    """Another run holds the ledger lock."""
+
+    def __init__(self, lock_path: str, holder: str) -> None:
+        self.lock_path = lock_path
+        self.holder = holder
+        super().__init__(
+            f"{lock_path}: another run ({holder}) is using this ledger; "
+            "wait for it, or pass --wait-lock SECONDS"
+        )
+
+
+class Interrupted(OrchestratorError):
+    """A signal stopped the run; the ledger is consistent and the next run resumes."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by signal {signum}; the ledger is saved and the next run resumes")
+
+
+class TargetError(OrchestratorError):
+    """The import API refused a call or could not be reached."""
+
+    def __init__(self, message: str, *, code: int | None = None, http_status: int | None = None) -> None:
+        self.code = code
+        self.http_status = http_status
+        self.message = message
+        super().__init__(message)
+
+
+class TransientError(TargetError):
+    """Retry with backoff; ``retry_after`` is the server's hint in seconds, if any."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, code=code, http_status=http_status)
+        self.retry_after = retry_after
+
+
+class AmbiguousError(TransientError):
+    """The request may have reached the server and created a job (lost reply, 5xx, timeout)."""
+
+
+class PermanentError(TargetError):
+    """The server refused this object; retrying the same call will not help."""
+
+
+class FatalTargetError(TargetError):
+    """The server refused the run as a whole (credentials, cluster): stop submitting."""

@@ -1,0 +1,318 @@
+"""The on-disk record: one SQLite row per object version (URL + version) and its history.
+
+State changes only through the named transitions below, each one SQLite transaction committed with
+``synchronous=FULL``: a crash leaves either the old state or the new one, never half of each.
+
+    pending --begin_submission--> submitting --record_job--> submitted --complete--> completed
+                                      |   \\--refuse(permanent)--> failed <--job_failed--/
+                                      |    \\--refuse(transient)--> pending
+                                      \\--mark_uncertain--> uncertain --rearm--> pending
+    failed --plan_submit / rearm--> pending
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import LedgerError
+from .models import LedgerRecord, ObjectState, PlanItem
+
+_APP = "orchestrator-ledger"
+_SCHEMA = 1
+_CHUNK = 500
+_COLUMNS = ("url, version, source, collection, partition, state, job_id, attempts, failures, error, size, "
+            "updated_at")
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (
+    id INTEGER PRIMARY KEY,
+    url TEXT NOT NULL,
+    version TEXT NOT NULL,
+    source INTEGER NOT NULL,
+    collection TEXT NOT NULL,
+    partition TEXT,
+    size INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    job_id TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    UNIQUE (url, version)
+);
+CREATE INDEX IF NOT EXISTS objects_state ON objects (state);
+CREATE INDEX IF NOT EXISTS objects_job ON objects (job_id);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    object_id INTEGER NOT NULL REFERENCES objects (id),
+    at REAL NOT NULL,
+    state TEXT NOT NULL,
+    job_id TEXT,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS events_object ON events (object_id);
+"""
+
+
+def _record(row: tuple[Any, ...]) -> LedgerRecord:
+    url, version, source, collection, partition, state, job_id, attempts, failures, error, size, at = row
+    return LedgerRecord(
+        url=url, version=version, source=source, collection=collection, partition=partition,
+        state=ObjectState(state), job_id=job_id, attempts=attempts, failures=failures, error=error,
+        size=size, updated_at=at,
+    )
+
+
+class Ledger:
+    """Thread-safe: every method takes the connection lock for one short transaction."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._clock = clock
+        self._lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._init_schema()
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"{path}: not a usable ledger ({exc})") from exc
+        except OSError as exc:
+            raise LedgerError(f"{path}: cannot open the ledger ({exc.strerror or exc})") from exc
+
+    def _init_schema(self) -> None:
+        with self._lock:
+            existing = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if existing and "meta" not in existing:
+                raise LedgerError(f"{self.path}: this SQLite file is not an orchestrator ledger")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _DDL.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('app', ?), ('schema', ?)",
+                                 (_APP, str(_SCHEMA)))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            app = self._db.execute("SELECT value FROM meta WHERE key='app'").fetchone()
+            if app is None or app[0] != _APP:
+                raise LedgerError(f"{self.path}: this SQLite file is not an orchestrator ledger")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def history(self, urls: Sequence[str]) -> dict[str, list[LedgerRecord]]:
+        """Every row for each URL (all versions, oldest first), in one query per chunk."""
+        out: dict[str, list[LedgerRecord]] = {}
+        with self._lock:
+            for start in range(0, len(urls), _CHUNK):
+                chunk = urls[start:start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for row in self._db.execute(
+                    f"SELECT {_COLUMNS} FROM objects WHERE url IN ({marks}) ORDER BY id", chunk
+                ):
+                    rec = _record(row)
+                    out.setdefault(rec.url, []).append(rec)
+        return out
+
+    def records(self, states: Sequence[ObjectState] = ()) -> Iterator[LedgerRecord]:
+        """Rows in insertion order, optionally only those in ``states``; fetched in pages."""
+        where = f"AND state IN ({','.join('?' * len(states))})" if states else ""
+        last = 0
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT id, {_COLUMNS} FROM objects WHERE id > ? {where} ORDER BY id LIMIT ?",
+                    (last, *[s.value for s in states], _CHUNK),
+                ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield _record(row[1:])
+            last = rows[-1][0]
+
+    def known_job_ids(self) -> set[str]:
+        """Every job id this ledger has ever recorded, including replaced (failed) ones."""
+        with self._lock:
+            return {str(r[0]) for r in self._db.execute(
+                "SELECT DISTINCT job_id FROM events WHERE job_id IS NOT NULL")}
+
+    def get(self, url: str, version: str) -> LedgerRecord | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM objects WHERE url=? AND version=?",
+                                   (url, version)).fetchone()
+        return None if row is None else _record(row)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM objects GROUP BY state").fetchall()
+        return {str(state): int(n) for state, n in rows}
+
+    def events(self, url: str) -> list[tuple[float, str, str, str | None, str | None]]:
+        """(time, version, state, job id, detail) for every transition of ``url``, oldest first."""
+        with self._lock:
+            return [
+                (float(at), str(version), str(state), job, detail)
+                for at, version, state, job, detail in self._db.execute(
+                    "SELECT e.at, o.version, e.state, e.job_id, e.detail FROM events e "
+                    "JOIN objects o ON o.id = e.object_id WHERE o.url=? ORDER BY e.id", (url,))
+            ]
+
+    # -- transitions -------------------------------------------------------------------------
+
+    def plan_submit(self, items: Sequence[PlanItem]) -> None:
+        """Make a ``pending`` row for each item to submit (new, or a failed one to retry)."""
+        now = self._clock()
+        with self._tx():
+            for item in items:
+                assert item.route is not None
+                obj = item.obj
+                cur = self._db.execute(
+                    "INSERT INTO objects (url, version, source, collection, partition, size, state, "
+                    "created_at, updated_at) VALUES (?,?,?,?,?,?,'pending',?,?) "
+                    "ON CONFLICT (url, version) DO UPDATE SET state='pending', source=excluded.source, "
+                    "collection=excluded.collection, partition=excluded.partition, "
+                    "updated_at=excluded.updated_at WHERE objects.state IN ('pending', 'failed') "
+                    "RETURNING id",
+                    (obj.url, obj.version, item.source, item.route.collection, item.route.partition,
+                     obj.size, now, now),
+                ).fetchone()
+                if cur is not None:
+                    self._event(cur[0], now, ObjectState.PENDING, None, item.reason)
+
+    def begin_submission(self, url: str, version: str) -> int:
+        """pending -> submitting, committed before the create call; returns the failures so far."""
+        return self._transition(url, version, (ObjectState.PENDING,), ObjectState.SUBMITTING,
+                                "attempts = attempts + 1", detail="create call")
+
+    def record_job(self, url: str, version: str, job_id: str, detail: str = "job created") -> None:
+        """submitting (or uncertain) -> submitted, the moment the job id is known."""
+        self._transition(url, version, (ObjectState.SUBMITTING, ObjectState.UNCERTAIN),
+                         ObjectState.SUBMITTED, "job_id = :job, error = NULL", job_id=job_id, detail=detail)
+
+    def refuse(self, url: str, version: str, error: str, *, permanent: bool) -> None:
+        """submitting -> failed (the server refused the object) or -> pending (retries ran out)."""
+        if permanent:
+            self._transition(url, version, (ObjectState.SUBMITTING,), ObjectState.FAILED,
+                             "failures = failures + 1, error = :error", error=error, detail=error)
+        else:
+            self._transition(url, version, (ObjectState.SUBMITTING,), ObjectState.PENDING,
+                             "error = :error", error=error, detail=error)
+
+    def mark_uncertain(self, url: str, version: str, why: str) -> None:
+        """submitting -> uncertain (the job list cannot prove either way), or submitted -> uncertain
+        (the server no longer knows the job)."""
+        self._transition(url, version, (ObjectState.SUBMITTING, ObjectState.SUBMITTED), ObjectState.UNCERTAIN,
+                         "error = :error", error=why, detail=why)
+
+    def release(self, url: str, version: str, why: str) -> None:
+        """submitting -> pending: proven that no job exists for the object."""
+        self._transition(url, version, (ObjectState.SUBMITTING,), ObjectState.PENDING,
+                         "error = :error", error=why, detail=why)
+
+    def complete(self, url: str, version: str, job_id: str) -> None:
+        self._transition(url, version, (ObjectState.SUBMITTED,), ObjectState.COMPLETED,
+                         "error = NULL", job_id=job_id, detail="job completed")
+
+    def job_failed(self, url: str, version: str, job_id: str, reason: str) -> None:
+        self._transition(url, version, (ObjectState.SUBMITTED,), ObjectState.FAILED,
+                         "failures = failures + 1, error = :error", error=reason, job_id=job_id,
+                         detail=reason)
+
+    def rearm(self, *, url_glob: str | None = None, uncertain: bool = False) -> int:
+        """Failed (or, with ``uncertain``, uncertain) rows -> pending with a fresh failure budget."""
+        state = ObjectState.UNCERTAIN if uncertain else ObjectState.FAILED
+        now = self._clock()
+        count = 0
+        with self._tx():
+            rows = self._db.execute("SELECT id, url FROM objects WHERE state=?", (state.value,)).fetchall()
+            for object_id, url in rows:
+                if url_glob is not None and not fnmatch.fnmatchcase(url, url_glob):
+                    continue
+                self._db.execute("UPDATE objects SET state='pending', failures=0, updated_at=? WHERE id=?",
+                                 (now, object_id))
+                self._event(object_id, now, ObjectState.PENDING, None, f"re-armed from {state.value}")
+                count += 1
+        return count
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _transition(
+        self,
+        url: str,
+        version: str,
+        sources: tuple[ObjectState, ...],
+        target: ObjectState,
+        sets: str,
+        *,
+        job_id: str | None = None,
+        error: str | None = None,
+        detail: str | None = None,
+    ) -> int:
+        """Move one row from one of ``sources`` to ``target``; return its failure count."""
+        now = self._clock()
+        marks = ",".join(f":s{i}" for i in range(len(sources)))
+        with self._tx():
+            row = self._db.execute(
+                f"UPDATE objects SET state=:state, updated_at=:now, {sets} "
+                f"WHERE url=:url AND version=:version AND state IN ({marks}) RETURNING id, failures",
+                {"state": target.value, "now": now, "url": url, "version": version, "job": job_id,
+                 "error": error, **{f"s{i}": s.value for i, s in enumerate(sources)}},
+            ).fetchone()
+            if row is None:
+                have = self._db.execute("SELECT state FROM objects WHERE url=? AND version=?",
+                                        (url, version)).fetchone()
+                raise LedgerError(
+                    f"{url}: cannot move to {target.value} from {have[0] if have else 'no row'}")
+            self._event(row[0], now, target, job_id, detail)
+        return int(row[1])
+
+    def _event(self, object_id: int, at: float, state: ObjectState, job_id: str | None,
+               detail: str | None) -> None:
+        self._db.execute("INSERT INTO events (object_id, at, state, job_id, detail) VALUES (?,?,?,?,?)",
+                         (object_id, at, state.value, job_id, detail))
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._db, self._lock)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` under the connection lock; rolls back on any exception."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
+        self._db = db
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        try:
+            self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        finally:
+            self._lock.release()

@@ -1,0 +1,44 @@
+"""One run at a time per ledger: an advisory ``flock`` on ``<ledger>.lock``, released by the kernel
+when the holder dies, so a killed run never blocks the next one."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from .errors import LedgerError, LockHeldError
+
+
+@contextlib.contextmanager
+def hold(ledger_path: Path, *, wait_s: float = 0.0, clock: Callable[[], float] = time.monotonic,
+         sleep: Callable[[float], object] = time.sleep) -> Iterator[None]:
+    path = ledger_path.with_name(ledger_path.name + ".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise LedgerError(f"{path}: cannot create the lock file ({exc.strerror or exc})") from exc
+    try:
+        deadline = clock() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if clock() >= deadline:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                    raise LockHeldError(str(path), f"pid {holder}") from None
+                sleep(min(0.2, max(0.0, deadline - clock())))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

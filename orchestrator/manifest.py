@@ -1,0 +1,329 @@
+"""Reading and validating the YAML manifest: the only module that imports yaml.
+
+Every error names the file, the path inside it and the problem, e.g.
+``nightly.yaml: sources[1].url: expected s3://bucket/prefix or gs://bucket/prefix, got 'http://x'``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ManifestError
+from .models import Credentials, Secret
+
+TARGET_TYPES = ("zilliz-v1",)
+ON_CHANGE = ("skip", "reimport")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_URL = re.compile(r"^(?P<scheme>s3|gs)://(?P<bucket>[a-z0-9][a-z0-9._-]{1,221}[a-z0-9])(?:/(?P<prefix>.*))?$")
+MILVUS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TargetConfig:
+    type: str
+    base_url: str
+    cluster_id: str
+    api_key: Secret
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceConfig:
+    index: int
+    url: str
+    scheme: str
+    bucket: str
+    prefix: str  # "" or ends with "/"
+    collection: str  # a name or a template over ``pattern``'s named groups
+    partition: str | None
+    pattern: re.Pattern[str] | None
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    endpoint_url: str | None
+    region: str | None
+    credentials: Credentials | None
+
+    @property
+    def label(self) -> str:
+        """How messages name this source: ``sources[2] s3://bucket/prefix/``."""
+        return f"sources[{self.index}] {self.scheme}://{self.bucket}/{self.prefix}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    concurrency: int = 4
+    max_attempts: int = 5
+    requests_per_second: float = 10.0
+    timeout_s: float = 30.0
+    max_job_failures: int = 3
+    on_change: str = "skip"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Manifest:
+    path: Path
+    target: TargetConfig
+    credentials: Credentials | None
+    sources: tuple[SourceConfig, ...]
+    settings: Settings
+    ledger_path: Path
+
+    def credentials_for(self, source: SourceConfig) -> Credentials | None:
+        return source.credentials or self.credentials
+
+
+class _Reader:
+    """Walks the parsed YAML, substituting ``${VAR}`` and raising errors that name the place."""
+
+    def __init__(self, file: str, environ: Mapping[str, str]) -> None:
+        self.file = file
+        self.environ = environ
+
+    def fail(self, path: str, problem: str) -> ManifestError:
+        return ManifestError(self.file, path, problem)
+
+    def mapping(
+        self, node: Any, path: str, *, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        if not isinstance(node, dict):
+            raise self.fail(path, f"expected a mapping, got {_kind(node)}")
+        for key in node:
+            if key not in required and key not in optional:
+                known = ", ".join(sorted((*required, *optional)))
+                raise self.fail(_join(path, str(key)), f"unknown key (known keys: {known})")
+        for key in required:
+            if key not in node:
+                raise self.fail(_join(path, key), "required key is missing")
+        return node
+
+    def string(self, node: Any, path: str, *, secret: bool = False) -> str:
+        if not isinstance(node, str) or not node:
+            raise self.fail(path, f"expected a non-empty string, got {_kind(node)}")
+        if secret and not _ENV_REF.search(node):
+            raise self.fail(
+                path, "secrets are not accepted literally; write ${ENV_VAR} and set that variable"
+            )
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in self.environ:
+                raise self.fail(path, f"environment variable {name} is not set")
+            return self.environ[name]
+
+        value = _ENV_REF.sub(substitute, node)
+        if not value:
+            raise self.fail(path, "is empty after substituting environment variables")
+        return value
+
+    def optional_string(self, node: Any, path: str) -> str | None:
+        return None if node is None else self.string(node, path)
+
+    def integer(self, node: Any, path: str, *, low: int, high: int) -> int:
+        if isinstance(node, bool) or not isinstance(node, int) or not low <= node <= high:
+            raise self.fail(path, f"expected a whole number from {low} to {high}, got {node!r}")
+        return node
+
+    def number(self, node: Any, path: str, *, low: float, high: float) -> float:
+        if isinstance(node, bool) or not isinstance(node, int | float) or not low < node <= high:
+            raise self.fail(path, f"expected a number above {low} and at most {high}, got {node!r}")
+        return float(node)
+
+    def strings(self, node: Any, path: str) -> tuple[str, ...]:
+        if not isinstance(node, list):
+            raise self.fail(path, f"expected a list of strings, got {_kind(node)}")
+        return tuple(self.string(item, f"{path}[{i}]") for i, item in enumerate(node))
+
+    def choice(self, node: Any, path: str, choices: tuple[str, ...]) -> str:
+        if node not in choices:
+            raise self.fail(path, f"expected one of {', '.join(choices)}, got {node!r}")
+        return str(node)
+
+
+def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest:
+    """Read, substitute and validate a manifest; raise :class:`ManifestError` on any problem."""
+    file = Path(path)
+    name = str(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ManifestError(name, "", f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ManifestError(name, where, f"not valid YAML: {problem}") from exc
+    return parse(doc, file=name, base_dir=file.resolve().parent, stem=file.stem,
+                 environ=os.environ if environ is None else environ)
+
+
+def parse(
+    doc: Any, *, file: str, base_dir: Path, stem: str, environ: Mapping[str, str]
+) -> Manifest:
+    r = _Reader(file, environ)
+    top = r.mapping(doc, "", required=("version", "target", "sources"),
+                    optional=("credentials", "settings", "ledger"))
+    if top["version"] != 1:
+        raise r.fail("version", f"this orchestrator reads manifest version 1, got {top['version']!r}")
+    target = _target(r, top["target"])
+    credentials = _credentials(r, top.get("credentials"), "credentials")
+    sources_node = top["sources"]
+    if not isinstance(sources_node, list) or not sources_node:
+        raise r.fail("sources", "expected a non-empty list of sources")
+    sources = tuple(_source(r, node, i, target) for i, node in enumerate(sources_node))
+    for source in sources:
+        if source.credentials is None and credentials is None:
+            raise r.fail(f"sources[{source.index}].credentials",
+                         "no credentials for the import service: set top-level credentials or this one")
+    settings = _settings(r, top.get("settings"))
+    ledger_node = top.get("ledger")
+    ledger = Path(r.string(ledger_node, "ledger")) if ledger_node is not None else Path(
+        f"{stem}.ledger.sqlite")
+    return Manifest(
+        path=base_dir / Path(file).name,
+        target=target,
+        credentials=credentials,
+        sources=sources,
+        settings=settings,
+        ledger_path=ledger if ledger.is_absolute() else base_dir / ledger,
+    )
+
+
+def _target(r: _Reader, node: Any) -> TargetConfig:
+    t = r.mapping(node, "target", required=("type", "cluster_id", "api_key"),
+                  optional=("region", "endpoint"))
+    kind = r.choice(t["type"], "target.type", TARGET_TYPES)
+    endpoint = r.optional_string(t.get("endpoint"), "target.endpoint")
+    region = r.optional_string(t.get("region"), "target.region")
+    if endpoint is not None:
+        if not re.match(r"^https?://[^/\s]+", endpoint):
+            raise r.fail("target.endpoint", f"expected http(s)://host[:port], got {endpoint!r}")
+        base_url = endpoint.rstrip("/")
+    elif region is not None:
+        if not re.fullmatch(r"[a-z0-9-]+", region):
+            raise r.fail("target.region", f"expected a region such as gcp-us-west1, got {region!r}")
+        base_url = f"https://controller.api.{region}.zillizcloud.com"
+    else:
+        raise r.fail("target", "set region (e.g. gcp-us-west1) or endpoint")
+    return TargetConfig(
+        type=kind,
+        base_url=base_url,
+        cluster_id=r.string(t["cluster_id"], "target.cluster_id"),
+        api_key=Secret(r.string(t["api_key"], "target.api_key", secret=True)),
+    )
+
+
+def _credentials(r: _Reader, node: Any, path: str) -> Credentials | None:
+    if node is None:
+        return None
+    c = r.mapping(node, path, required=("access_key", "secret_key"))
+    return Credentials(
+        access_key=Secret(r.string(c["access_key"], f"{path}.access_key", secret=True)),
+        secret_key=Secret(r.string(c["secret_key"], f"{path}.secret_key", secret=True)),
+    )
+
+
+def _source(r: _Reader, node: Any, index: int, target: TargetConfig) -> SourceConfig:
+    p = f"sources[{index}]"
+    s = r.mapping(node, p, required=("url", "collection"),
+                  optional=("partition", "pattern", "include", "exclude", "endpoint_url", "region",
+                            "credentials"))
+    url = r.string(s["url"], f"{p}.url")
+    m = _URL.match(url)
+    if m is None:
+        raise r.fail(f"{p}.url", f"expected s3://bucket/prefix or gs://bucket/prefix, got {url!r}")
+    if m["scheme"] != "s3":
+        raise r.fail(f"{p}.url", "gs:// sources are not supported yet; use s3:// (GCS support is planned)")
+    prefix = m["prefix"] or ""
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+    pattern = None
+    if s.get("pattern") is not None:
+        raw = r.string(s["pattern"], f"{p}.pattern")
+        try:
+            pattern = re.compile(raw)
+        except re.error as exc:
+            raise r.fail(f"{p}.pattern", f"not a valid regular expression: {exc}") from exc
+    groups = set(pattern.groupindex) if pattern else set()
+    collection = r.string(s["collection"], f"{p}.collection")
+    _check_template(r, collection, f"{p}.collection", groups)
+    partition = r.optional_string(s.get("partition"), f"{p}.partition")
+    if partition is not None:
+        if target.type == "zilliz-v1":
+            raise r.fail(f"{p}.partition", "the zilliz-v1 import API cannot target a partition")
+        _check_template(r, partition, f"{p}.partition", groups)
+    include = r.strings(s["include"], f"{p}.include") if "include" in s else ("**/*.parquet",)
+    exclude = r.strings(s["exclude"], f"{p}.exclude") if "exclude" in s else ()
+    return SourceConfig(
+        index=index,
+        url=url,
+        scheme=m["scheme"],
+        bucket=m["bucket"],
+        prefix=prefix,
+        collection=collection,
+        partition=partition,
+        pattern=pattern,
+        include=include,
+        exclude=exclude,
+        endpoint_url=r.optional_string(s.get("endpoint_url"), f"{p}.endpoint_url"),
+        region=r.optional_string(s.get("region"), f"{p}.region"),
+        credentials=_credentials(r, s.get("credentials"), f"{p}.credentials"),
+    )
+
+
+def _check_template(r: _Reader, template: str, path: str, groups: set[str]) -> None:
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise r.fail(path, f"not a valid template: {exc}") from exc
+    for field in fields:
+        if field not in groups:
+            have = ", ".join(sorted(groups)) or "none: set pattern with (?P<name>...) groups"
+            raise r.fail(path, f"template field {{{field}}} is not a named group of pattern ({have})")
+    if not fields and not MILVUS_NAME.match(template):
+        raise r.fail(path, f"{template!r} is not a valid Milvus name (letters, digits, _; not starting "
+                           "with a digit)")
+
+
+def _settings(r: _Reader, node: Any) -> Settings:
+    if node is None:
+        return Settings()
+    s = r.mapping(node, "settings", optional=(
+        "concurrency", "max_attempts", "requests_per_second", "timeout_s", "max_job_failures",
+        "on_change"))
+    d = Settings()
+    return Settings(
+        concurrency=r.integer(s.get("concurrency", d.concurrency), "settings.concurrency", low=1, high=256),
+        max_attempts=r.integer(s.get("max_attempts", d.max_attempts), "settings.max_attempts",
+                               low=1, high=100),
+        requests_per_second=r.number(s.get("requests_per_second", d.requests_per_second),
+                                     "settings.requests_per_second", low=0, high=10_000),
+        timeout_s=r.number(s.get("timeout_s", d.timeout_s), "settings.timeout_s", low=0, high=3600),
+        max_job_failures=r.integer(s.get("max_job_failures", d.max_job_failures),
+                                   "settings.max_job_failures", low=1, high=100),
+        on_change=r.choice(s.get("on_change", d.on_change), "settings.on_change", ON_CHANGE),
+    )
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _kind(node: Any) -> str:
+    if node is None:
+        return "nothing"
+    if isinstance(node, bool):
+        return f"a boolean ({node})"
+    if isinstance(node, dict):
+        return "a mapping"
+    if isinstance(node, list):
+        return "a list"
+    return f"{type(node).__name__} {node!r}"

@@ -1,0 +1,152 @@
+"""Plain data shared by every layer: frozen dataclasses and closed enums."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Secret:
+    """A credential. ``str`` and ``repr`` are masked; only :meth:`reveal` gives the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Credentials:
+    """The keys the import service uses to read the objects (never used for listing)."""
+
+    access_key: Secret
+    secret_key: Secret
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """One object as a lister saw it.
+
+    ``url`` is the native URL (``s3://bucket/key``); ``relative_key`` is the key below the source's
+    prefix, which include/exclude globs and ``pattern`` are matched against; ``version`` identifies
+    this content (the S3 ETag, the GCS generation, a local fingerprint).
+    """
+
+    url: str
+    bucket: str
+    key: str
+    relative_key: str
+    size: int
+    version: str
+    modified: float  # seconds since the epoch
+
+
+class ObjectState(enum.StrEnum):
+    """Where one object version stands in the ledger."""
+
+    PENDING = "pending"  # planned, no create call made (or every call was refused)
+    SUBMITTING = "submitting"  # a create call may be in flight: never resubmit without reconciling
+    SUBMITTED = "submitted"  # the server gave a job id; the job runs
+    COMPLETED = "completed"  # the job finished on the server
+    FAILED = "failed"  # the server refused the object or its job failed
+    UNCERTAIN = "uncertain"  # a job may exist but the server cannot tell: needs `retry --uncertain`
+
+    @property
+    def holds_job(self) -> bool:
+        """True when the object has (or may have) a job: submitting it again could duplicate rows."""
+        return self in (ObjectState.SUBMITTING, ObjectState.SUBMITTED, ObjectState.COMPLETED,
+                        ObjectState.UNCERTAIN)
+
+
+class Action(enum.StrEnum):
+    """What the planner decided for one listed object."""
+
+    SUBMIT = "submit"
+    RETRY = "retry"  # submit again after a failure
+    RECONCILE = "reconcile"  # a previous run died mid-call: look the job up first
+    SKIP = "skip"
+    CHANGED = "changed"  # imported before, the content changed since, and on_change is skip
+
+
+class JobState(enum.StrEnum):
+    """A server-side import job, normalised across APIs."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where an object goes."""
+
+    collection: str
+    partition: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRecord:
+    """One object version as the ledger remembers it."""
+
+    url: str
+    version: str
+    source: int
+    collection: str
+    partition: str | None
+    state: ObjectState
+    job_id: str | None
+    attempts: int
+    failures: int
+    error: str | None
+    size: int
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PlanItem:
+    """The planner's decision for one object."""
+
+    obj: StoredObject
+    source: int
+    action: Action
+    reason: str
+    route: Route | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRequest:
+    """Everything one create call needs, independent of the API's spelling."""
+
+    object_url: str
+    collection: str
+    partition: str | None
+    credentials: Credentials | None
+    idempotency_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """What a progress or list call says about one job."""
+
+    job_id: str
+    state: JobState
+    collection: str | None = None
+    file_name: str | None = None
+    reason: str | None = None
+    progress: float | None = None
+    imported_rows: int | None = None

@@ -1,0 +1,80 @@
+"""Pure decisions: one listed object + the manifest's rules + the ledger's history -> one action.
+
+No I/O here: the caller lists, looks the history up in the ledger (in batches) and acts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .manifest import MILVUS_NAME, Settings, SourceConfig
+from .models import Action, LedgerRecord, ObjectState, PlanItem, Route, StoredObject
+
+
+def route(obj: StoredObject, source: SourceConfig) -> Route | str:
+    """The collection and partition for ``obj``, or the reason it has none."""
+    groups: dict[str, str] = {}
+    if source.pattern is not None:
+        match = source.pattern.match(obj.relative_key)
+        if match is None:
+            return f"key {obj.relative_key!r} does not match pattern {source.pattern.pattern!r}"
+        groups = {k: v for k, v in match.groupdict().items() if v is not None}
+    try:
+        collection = source.collection.format_map(groups)
+        partition = source.partition.format_map(groups) if source.partition is not None else None
+    except KeyError as exc:
+        return f"pattern group {exc} did not take part in the match"
+    if not MILVUS_NAME.match(collection):
+        return f"collection {collection!r} is not a valid Milvus name"
+    if partition is not None and not MILVUS_NAME.match(partition):
+        return f"partition {partition!r} is not a valid Milvus name"
+    return Route(collection, partition)
+
+
+def decide(
+    obj: StoredObject,
+    source: SourceConfig,
+    history: Sequence[LedgerRecord],
+    settings: Settings,
+) -> PlanItem:
+    """Decide what to do with ``obj``; ``history`` holds the ledger's rows for its URL, any version."""
+    target = route(obj, source)
+    if isinstance(target, str):
+        return PlanItem(obj, source.index, Action.SKIP, target, None)
+
+    def item(action: Action, reason: str) -> PlanItem:
+        return PlanItem(obj, source.index, action, reason, target)
+
+    current = next((r for r in history if r.version == obj.version), None)
+    if current is None:
+        imported = [r for r in history if r.state.holds_job]
+        if not imported:
+            return item(Action.SUBMIT, "new object")
+        old = imported[-1]
+        change = f"changed since it was imported (version {old.version} -> {obj.version})"
+        if settings.on_change == "reimport":
+            return item(Action.SUBMIT, f"{change}; settings.on_change is reimport")
+        return item(Action.CHANGED, f"{change}; settings.on_change is skip")
+
+    job = f" (job {current.job_id})" if current.job_id else ""
+    match current.state:
+        case ObjectState.COMPLETED:
+            return item(Action.SKIP, f"already imported{job}")
+        case ObjectState.SUBMITTED:
+            return item(Action.SKIP, f"import running{job}")
+        case ObjectState.SUBMITTING:
+            return item(Action.RECONCILE, "a previous run stopped during the create call: "
+                                          "look for its job before submitting")
+        case ObjectState.UNCERTAIN:
+            return item(Action.SKIP, "a job may exist but the server cannot say: check the cluster, "
+                                     "then run `orchestrator retry --uncertain`")
+        case ObjectState.PENDING:
+            last = f" (last try: {current.error})" if current.error else ""
+            return item(Action.SUBMIT, f"not submitted yet{last}")
+        case ObjectState.FAILED:
+            if current.failures < settings.max_job_failures:
+                return item(Action.RETRY, f"failed {current.failures} of {settings.max_job_failures} "
+                                          f"allowed times: {current.error}")
+            return item(Action.SKIP, f"failed {current.failures} times, the limit: {current.error}; "
+                                     "re-arm with `orchestrator retry`")
+    raise AssertionError(current.state)  # pragma: no cover - the match is exhaustive

@@ -1,0 +1,317 @@
+"""Submitting: bounded concurrency, retries by error type, pacing, and the ledger around every call.
+
+The ledger row is committed as ``submitting`` before each create call and the job id is committed
+the moment it arrives, so a crash at any instant leaves at worst a ``submitting`` row, which the
+:class:`Reconciler` resolves before anything is sent again.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+from .errors import AmbiguousError, FatalTargetError, PermanentError, TargetError, TransientError
+from .ledger import Ledger
+from .models import Credentials, ImportRequest, JobInfo, JobState, LedgerRecord, PlanItem, Secret
+from .targets.base import Target
+from .targets.http import JOB_NOT_FOUND_CODES
+
+log = logging.getLogger("orchestrator")
+T = TypeVar("T")
+
+
+class Outcome(enum.StrEnum):
+    SUBMITTED = "submitted"  # a job was created
+    ADOPTED = "adopted"  # the create call's reply was lost, but its job was found and recorded
+    FAILED = "failed"  # the server refused the object
+    DEFERRED = "deferred"  # retries ran out on transient errors; stays pending for the next run
+    UNSURE = "unsure"  # a reply was lost and the job list could not be read; the next run looks again
+    NOT_STARTED = "not-started"  # the run was stopping
+
+
+class RateLimiter:
+    """At most ``per_second`` acquisitions per second across threads, evenly spaced."""
+
+    def __init__(self, per_second: float, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], object] = time.sleep) -> None:
+        self._interval = 1.0 / per_second
+        self._clock = clock
+        self._sleep = sleep
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next)
+            self._next = slot + self._interval
+        if slot > now:
+            self._sleep(slot - now)
+
+
+class Redactor:
+    """Removes every secret's value from a text before it is logged or stored."""
+
+    def __init__(self, secrets: Iterable[Secret]) -> None:
+        self._values = sorted({s.reveal() for s in secrets if len(s.reveal()) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for value in self._values:
+            text = text.replace(value, "***")
+        return text
+
+
+def backoff(attempt: int, *, retry_after: float | None, rng: Callable[[], float],
+            base: float = 0.5, cap: float = 30.0) -> float:
+    """Full-jitter exponential backoff, never shorter than the server's ``Retry-After``."""
+    delay = rng() * min(cap, base * 2.0 ** (attempt - 1))
+    return max(delay, retry_after) if retry_after is not None else delay
+
+
+def idempotency_key(url: str, version: str, failures: int) -> str:
+    """The same for every call about one object version, new after each server-side failure."""
+    digest = hashlib.sha256(f"{url}\0{version}\0{failures}".encode()).hexdigest()
+    return f"orch-{digest[:40]}"
+
+
+def with_retries(fn: Callable[[], T], *, max_attempts: int, sleep: Callable[[float], object],
+                 rng: Callable[[], float], stop: threading.Event) -> T:
+    """Call ``fn`` until it succeeds, retrying :class:`TransientError` with backoff."""
+    attempt = 1
+    while True:
+        try:
+            return fn()
+        except TransientError as exc:
+            if attempt >= max_attempts or stop.is_set():
+                raise
+            sleep(backoff(attempt, retry_after=exc.retry_after, rng=rng))
+            attempt += 1
+
+
+class Reconciler:
+    """Finds the job a lost create call may have made, from the server's job list.
+
+    Jobs the ledger already knows are ignored; the others' file names come from progress calls,
+    cached for the run (a job's file never changes).
+    """
+
+    def __init__(self, target: Target, ledger: Ledger) -> None:
+        self.target = target
+        self.ledger = ledger
+        self._files: dict[str, JobInfo] = {}
+        self._lock = threading.Lock()
+
+    def unknown_jobs(self) -> list[JobInfo]:
+        """Every job on the server that the ledger has never recorded, with its file name."""
+        known = self.ledger.known_job_ids()
+        found: list[JobInfo] = []
+        for job in self.target.list_jobs():
+            if job.job_id in known:
+                continue
+            with self._lock:
+                info = self._files.get(job.job_id)
+            if info is None:
+                info = self.target.progress(job.job_id)
+                with self._lock:
+                    self._files[job.job_id] = info
+            found.append(info)
+        return found
+
+    @staticmethod
+    def match(jobs: Sequence[JobInfo], record: LedgerRecord, object_url: str) -> JobInfo | None:
+        bucket_key = record.url.split("://", 1)[-1]
+        names = {object_url, record.url, bucket_key, bucket_key.split("/", 1)[-1]}
+        for job in jobs:
+            if job.file_name in names and job.collection in (None, record.collection):
+                return job
+        return None
+
+
+class Submitter:
+    """Submits planned objects through a bounded pool, recording every step in the ledger."""
+
+    def __init__(
+        self,
+        target: Target,
+        ledger: Ledger,
+        *,
+        concurrency: int,
+        max_attempts: int,
+        credentials_for: Callable[[int], Credentials | None],
+        object_url: Callable[[PlanItem], str],
+        reconciler: Reconciler,
+        stop: threading.Event,
+        redact: Redactor,
+        sleep: Callable[[float], object] | None = None,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.target = target
+        self.ledger = ledger
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self.credentials_for = credentials_for
+        self.object_url = object_url
+        self.reconciler = reconciler
+        self.stop = stop
+        self.redact = redact
+        self.sleep: Callable[[float], object] = sleep if sleep is not None else stop.wait
+        self.rng = rng
+        self.fatal: FatalTargetError | None = None
+        self.job_ids: list[str] = []  # jobs created or adopted by this run
+        self._lock = threading.Lock()
+
+    def submit_all(self, items: Iterable[PlanItem], on_outcome: Callable[[PlanItem, Outcome], None]) -> None:
+        """Submit every item, at most ``concurrency`` calls in flight; stop early when asked."""
+        slots = threading.BoundedSemaphore(self.concurrency * 2)
+
+        def done(item: PlanItem, future: Future[Outcome]) -> None:
+            slots.release()
+            on_outcome(item, future.result())
+
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="submit") as pool:
+            for item in items:
+                slots.acquire()
+                if self.stop.is_set():
+                    slots.release()
+                    on_outcome(item, Outcome.NOT_STARTED)
+                    continue
+                future = pool.submit(self.submit_one, item)
+                future.add_done_callback(lambda f, item=item: done(item, f))  # type: ignore[misc]
+
+    def submit_one(self, item: PlanItem) -> Outcome:
+        if self.stop.is_set():
+            return Outcome.NOT_STARTED
+        assert item.route is not None
+        obj = item.obj
+        failures = self.ledger.begin_submission(obj.url, obj.version)
+        url = self.object_url(item)
+        request = ImportRequest(
+            object_url=url, collection=item.route.collection, partition=item.route.partition,
+            credentials=self.credentials_for(item.source),
+            idempotency_key=idempotency_key(obj.url, obj.version, failures),
+        )
+        attempt = 1
+        while True:
+            try:
+                job_id = self.target.create(request)
+            except FatalTargetError as exc:
+                self._fatal(exc)
+                self.ledger.refuse(obj.url, obj.version, self.redact(str(exc)), permanent=False)
+                return Outcome.DEFERRED
+            except PermanentError as exc:
+                message = self.redact(str(exc))
+                self.ledger.refuse(obj.url, obj.version, message, permanent=True)
+                log.warning("%s: refused: %s", obj.url, message,
+                            extra={"event": "refused", "url": obj.url, "error": message})
+                return Outcome.FAILED
+            except AmbiguousError as exc:
+                adopted = self._look_for_job(item, url, exc)
+                if adopted is not None:
+                    return adopted
+                if attempt >= self.max_attempts or self.stop.is_set():
+                    return Outcome.UNSURE  # the row stays `submitting`: the next run reconciles it
+            except TransientError as exc:
+                if attempt >= self.max_attempts or self.stop.is_set():
+                    message = self.redact(f"gave up after {attempt} attempts: {exc}")
+                    self.ledger.refuse(obj.url, obj.version, message, permanent=False)
+                    log.warning("%s: %s", obj.url, message,
+                                extra={"event": "deferred", "url": obj.url, "error": message})
+                    return Outcome.DEFERRED
+                self.sleep(backoff(attempt, retry_after=exc.retry_after, rng=self.rng))
+            else:
+                self.ledger.record_job(obj.url, obj.version, job_id)
+                self._created(job_id)
+                log.info("%s: job %s", obj.url, job_id,
+                         extra={"event": "submitted", "url": obj.url, "job_id": job_id})
+                return Outcome.SUBMITTED
+            attempt += 1
+
+    def _look_for_job(self, item: PlanItem, url: str, exc: AmbiguousError) -> Outcome | None:
+        """After a lost reply: adopt the job if the server has it; None means retry (or give up)."""
+        obj = item.obj
+        log.info("%s: %s; looking for its job before retrying", obj.url, exc,
+                 extra={"event": "ambiguous", "url": obj.url, "error": str(exc)})
+        record = self.ledger.get(obj.url, obj.version)
+        assert record is not None
+        try:
+            job = Reconciler.match(self.reconciler.unknown_jobs(), record, url)
+        except FatalTargetError as fatal:
+            self._fatal(fatal)
+            return Outcome.UNSURE
+        except TargetError as list_error:
+            log.warning("%s: cannot read the job list (%s); leaving it for the next run", obj.url,
+                        list_error, extra={"event": "unsure", "url": obj.url})
+            return Outcome.UNSURE
+        if job is None:
+            return None
+        self.ledger.record_job(obj.url, obj.version, job.job_id, detail="adopted after a lost reply")
+        self._created(job.job_id)
+        log.info("%s: adopted job %s", obj.url, job.job_id,
+                 extra={"event": "adopted", "url": obj.url, "job_id": job.job_id})
+        return Outcome.ADOPTED
+
+    def _created(self, job_id: str) -> None:
+        with self._lock:
+            self.job_ids.append(job_id)
+
+    def _fatal(self, exc: FatalTargetError) -> None:
+        with self._lock:
+            if self.fatal is None:
+                self.fatal = exc
+        self.stop.set()
+
+
+def refresh(
+    target: Target,
+    ledger: Ledger,
+    records: Iterable[LedgerRecord],
+    *,
+    max_attempts: int,
+    stop: threading.Event,
+    redact: Redactor,
+    sleep: Callable[[float], object] | None = None,
+    rng: Callable[[], float] = random.random,
+    concurrency: int = 4,
+) -> dict[JobState, int]:
+    """Poll each submitted job once and move finished ones to completed or failed."""
+    counts = {state: 0 for state in JobState}
+    pause: Callable[[float], object] = sleep if sleep is not None else stop.wait
+    lock = threading.Lock()
+
+    def poll(record: LedgerRecord) -> None:
+        if stop.is_set() or record.job_id is None:
+            return
+        job_id = record.job_id
+        try:
+            info = with_retries(lambda: target.progress(job_id), max_attempts=max_attempts, sleep=pause,
+                                rng=rng, stop=stop)
+        except FatalTargetError:
+            raise
+        except TargetError as exc:
+            if exc.code in JOB_NOT_FOUND_CODES:
+                ledger.mark_uncertain(record.url, record.version,
+                                      f"the server no longer knows job {job_id}: check the collection")
+            log.warning("%s: progress of job %s: %s", record.url, job_id, redact(str(exc)),
+                        extra={"event": "poll-error", "url": record.url, "job_id": job_id})
+            return
+        if info.state is JobState.COMPLETED:
+            ledger.complete(record.url, record.version, job_id)
+        elif info.state is JobState.FAILED:
+            reason = redact(f"job {job_id} failed: {info.reason or 'no reason given'}")
+            ledger.job_failed(record.url, record.version, job_id, reason)
+            log.warning("%s: %s", record.url, reason,
+                        extra={"event": "job-failed", "url": record.url, "job_id": job_id})
+        with lock:
+            counts[info.state] += 1
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="poll") as pool:
+        for future in [pool.submit(poll, r) for r in records]:
+            future.result()
+    return counts

@@ -1,0 +1,1 @@
+"""Import APIs, one module each, behind :class:`orchestrator.targets.base.Target`."""

@@ -1,0 +1,128 @@
+"""What every HTTP import API shares: one call, its errors translated once, codes classified.
+
+Errors arrive as HTTP 200 with a body ``{"code": n, "message": "..."}``: both the status and the body
+code are checked (``reference/import-api.md`` section 5).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any
+
+import httpx
+
+from ..errors import AmbiguousError, FatalTargetError, PermanentError, TargetError, TransientError
+
+# Body codes worth retrying after a pause: the server refused the call, no job was created.
+TRANSIENT_CODES = frozenset({47039, 47055, 40003, 1, 2, 4, 8, 1807})
+# Body codes that doom every call of the run: credentials, permissions, the cluster itself.
+FATAL_CODES = frozenset({80001, 80002, 21119, 96012, 96013, 96014, 96015, 96016,
+                         80020, 40021, 40022, 96018, 96036})
+# "Job not found": look the job up elsewhere before resubmitting.
+JOB_NOT_FOUND_CODES = frozenset({90144, 96026})
+
+_FATAL_HINTS = {
+    80001: "the API key was refused: check target.api_key",
+    80002: "the API key was refused: check target.api_key",
+    21119: "the API key was refused: check target.api_key",
+    80020: "the cluster was not found: check target.cluster_id",
+}
+
+
+def call(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    json: Any = None,
+    params: dict[str, Any] | None = None,
+    success_codes: frozenset[int],
+    creates: bool = False,
+) -> Any:
+    """Make one request and return the body's ``data``; raise a classified :class:`TargetError`.
+
+    ``creates`` marks a call that may create a job, so that a reply lost after sending (timeouts,
+    dropped connections, 5xx, garbage) is an :class:`AmbiguousError` rather than a plain transient one.
+    """
+    unsure = AmbiguousError if creates else TransientError
+    try:
+        response = client.request(method, url, headers=headers, json=json, params=params)
+    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        raise TransientError(f"cannot reach {_origin(url)}: {type(exc).__name__}") from exc
+    except httpx.TransportError as exc:
+        raise unsure(f"no reply from {_origin(url)}: {type(exc).__name__}") from exc
+    status = response.status_code
+    if status == 429:
+        raise TransientError("rate limited (HTTP 429)", http_status=status,
+                             retry_after=retry_after(response.headers.get("Retry-After")))
+    if status == 503:
+        raise TransientError("service unavailable (HTTP 503)", http_status=status,
+                             retry_after=retry_after(response.headers.get("Retry-After")))
+    if status >= 500:
+        raise unsure(f"server error (HTTP {status})", http_status=status)
+    if status in (401, 403):
+        raise FatalTargetError(f"the API key was refused (HTTP {status}): check target.api_key",
+                               http_status=status)
+    if status == 404:
+        raise FatalTargetError(f"{_origin(url)}{httpx.URL(url).path} answered 404: check target.endpoint "
+                               "or target.region", http_status=status)
+    if status != 200:
+        raise PermanentError(f"HTTP {status}: {_snippet(response.text)}", http_status=status)
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise unsure(f"the reply is not JSON: {_snippet(response.text)!r}", http_status=status) from exc
+    if not isinstance(body, dict) or "code" not in body:
+        raise unsure(f"the reply has no 'code': {_snippet(response.text)!r}", http_status=status)
+    code = body.get("code")
+    if code in success_codes:
+        return body.get("data")
+    message = str(body.get("message") or "no message")
+    raise classify(code if isinstance(code, int) else None, message)
+
+
+def classify(code: int | None, message: str) -> TargetError:
+    text = f"code {code}: {message}"
+    if code in TRANSIENT_CODES:
+        return TransientError(text, code=code)
+    if code in FATAL_CODES:
+        hint = _FATAL_HINTS.get(code)
+        return FatalTargetError(f"{text} ({hint})" if hint else text, code=code)
+    return PermanentError(text, code=code)
+
+
+def retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), if it parses."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def job_id_of(data: Any) -> str | None:
+    """``data.jobId`` (``jobID`` in one doc example), as a string."""
+    if not isinstance(data, dict):
+        return None
+    value = data.get("jobId", data.get("jobID"))
+    return str(value) if value not in (None, "") else None
+
+
+def _origin(url: str) -> str:
+    u = httpx.URL(url)
+    return f"{u.scheme}://{u.netloc.decode()}"
+
+
+def _snippet(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit] + "..."
+
+

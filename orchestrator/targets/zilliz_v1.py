@@ -1,0 +1,86 @@
+"""Zilliz Cloud REST v1: ``/v1/vector/collections/import`` (reference section 1).
+
+v1 has no state field on progress: running while ``completeTime`` is null, failed when
+``errorMessage`` is set, completed otherwise. Success codes are 200 and 0 (the docs disagree).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from ..errors import PermanentError, TransientError
+from ..models import ImportRequest, JobInfo, JobState, Secret
+from .http import call, job_id_of
+
+SUCCESS = frozenset({0, 200})
+_LIST_STATES = {"ImportRunning": JobState.RUNNING, "ImportCompleted": JobState.COMPLETED,
+                "ImportFailed": JobState.FAILED}
+PAGE_SIZE = 100
+
+
+class ZillizV1Target:
+    def __init__(self, client: httpx.Client, *, base_url: str, cluster_id: str, api_key: Secret) -> None:
+        self.client = client
+        self.base_url = base_url.rstrip("/")
+        self.cluster_id = cluster_id
+        self.api_key = api_key
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key.reveal()}", "Accept": "application/json",
+                **(extra or {})}
+
+    def create(self, request: ImportRequest) -> str:
+        body: dict[str, Any] = {"clusterId": self.cluster_id, "collectionName": request.collection,
+                                "objectUrl": request.object_url}
+        if request.credentials is not None:
+            body["accessKey"] = request.credentials.access_key.reveal()
+            body["secretKey"] = request.credentials.secret_key.reveal()
+        data = call(self.client, "POST", f"{self.base_url}/v1/vector/collections/import",
+                    headers=self._headers({"Idempotency-Key": request.idempotency_key}), json=body,
+                    success_codes=SUCCESS, creates=True)
+        job_id = job_id_of(data)
+        if job_id is None:
+            raise TransientError("the server reported success without a job id")
+        return job_id
+
+    def progress(self, job_id: str) -> JobInfo:
+        data = call(self.client, "GET", f"{self.base_url}/v1/vector/collections/import/get",
+                    headers=self._headers(), params={"jobId": job_id, "clusterId": self.cluster_id},
+                    success_codes=SUCCESS)
+        if not isinstance(data, dict):
+            raise TransientError(f"progress of job {job_id}: the reply has no data")
+        error = data.get("errorMessage")
+        if error:
+            state = JobState.FAILED
+        elif data.get("completeTime"):
+            state = JobState.COMPLETED
+        else:
+            state = JobState.RUNNING
+        pct = data.get("readyPercentage")
+        return JobInfo(job_id=job_id, state=state, collection=data.get("collectionName"),
+                       file_name=data.get("fileName"), reason=str(error) if error else None,
+                       progress=float(pct) if isinstance(pct, int | float) else None)
+
+    def list_jobs(self) -> Iterator[JobInfo]:
+        page = 1
+        seen = 0
+        while True:
+            data = call(self.client, "GET", f"{self.base_url}/v1/vector/collections/import/list",
+                        headers=self._headers(),
+                        params={"clusterId": self.cluster_id, "pageSize": PAGE_SIZE, "currentPage": page},
+                        success_codes=SUCCESS)
+            if not isinstance(data, dict):
+                raise PermanentError("the job list reply has no data")
+            jobs = data.get("tasks", data.get("records")) or []
+            for job in jobs:
+                state = _LIST_STATES.get(str(job.get("state")), JobState.RUNNING)
+                yield JobInfo(job_id=str(job.get("jobId")), state=state,
+                              collection=job.get("collectionName"))
+            seen += len(jobs)
+            count = data.get("count")
+            if not jobs or (isinstance(count, int) and seen >= count):
+                return
+            page += 1

@@ -1,0 +1,120 @@
+"""Servers the tests talk to, started once per session where they can be shared."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from moto.server import ThreadedMotoServer
+
+from tests.fakes.zilliz import FakeZilliz
+
+API_KEY = "zk-test-API-KEY-do-not-leak-4f2a9c"
+ACCESS_KEY = "AKTESTIMPORTACCESS77"
+SECRET_KEY = "import-SECRET-key-do-not-leak-9d8e7f"
+SECRETS = (API_KEY, ACCESS_KEY, SECRET_KEY)
+_buckets = itertools.count(1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, s3_endpoint: str) -> dict[str, str]:
+    """The environment a user would have: listing credentials, the import keys, the API key."""
+    values = {
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "listing-key",
+        "AWS_SECRET_ACCESS_KEY": "listing-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "ZILLIZ_API_KEY": API_KEY,
+        "IMPORT_ACCESS_KEY": ACCESS_KEY,
+        "IMPORT_SECRET_KEY": SECRET_KEY,
+    }
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+    for k in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(k, raising=False)
+    return values
+
+
+@pytest.fixture
+def s3(env: dict[str, str]) -> Any:
+    return boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    name = f"lake-{next(_buckets)}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def parquet_bytes(rows: int = 3, dim: int = 4, start: int = 0) -> bytes:
+    table = pa.table({
+        "id": pa.array(range(start, start + rows), pa.int64()),
+        "vector": pa.array([[float(i)] * dim for i in range(rows)], pa.list_(pa.float32())),
+    })
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def put_objects(s3: Any, bucket: str) -> Callable[..., list[str]]:
+    def put(keys: list[str], body: bytes | None = None) -> list[str]:
+        data = body if body is not None else parquet_bytes()
+        for key in keys:
+            s3.put_object(Bucket=bucket, Key=key, Body=data)
+        return [f"s3://{bucket}/{k}" for k in keys]
+
+    return put
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeZilliz]:
+    fake = FakeZilliz(api_key=API_KEY).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def write_manifest(tmp_path: Path, bucket: str, fake_api: FakeZilliz) -> Callable[..., Path]:
+    """Write a valid manifest over ``bucket`` and ``fake_api``; keyword arguments override parts."""
+
+    def write(*, sources: list[dict[str, Any]] | None = None, settings: dict[str, Any] | None = None,
+              target: dict[str, Any] | None = None, name: str = "nightly.yaml") -> Path:
+        doc: dict[str, Any] = {
+            "version": 1,
+            "target": {"type": "zilliz-v1", "endpoint": fake_api.url, "cluster_id": fake_api.cluster_id,
+                       "api_key": "${ZILLIZ_API_KEY}", **(target or {})},
+            "credentials": {"access_key": "${IMPORT_ACCESS_KEY}", "secret_key": "${IMPORT_SECRET_KEY}"},
+            "sources": sources or [{"url": f"s3://{bucket}/embeddings/", "collection": "articles"}],
+            "settings": {"requests_per_second": 1000, "max_attempts": 4, **(settings or {})},
+        }
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    return write
