@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check orchestrator tests bench
+	$(BIN)/ruff check orchestrator tests scripts
 	$(BIN)/mypy
 
 unit: $(STAMP)
@@ -23,7 +23,9 @@ unit: $(STAMP)
 test: lint unit
 
 demo: $(STAMP)
-	$(BIN)/python -m orchestrator plan manifests/demo.yaml
+	$(BIN)/python scripts/make_demo_data.py demo-data
+	ZILLIZ_API_KEY=demo IMPORT_ACCESS_KEY=demo IMPORT_SECRET_KEY=demo \
+		$(BIN)/python -m orchestrator plan manifests/demo.yaml
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -25,6 +25,7 @@ from .ledger import Ledger
 from .manifest import Manifest, SourceConfig, load
 from .models import Action, JobState, LedgerRecord, ObjectState, PlanItem, Secret
 from .sources.base import Source
+from .sources.local import LocalSource
 from .sources.s3 import S3Source
 from .submit import Outcome, RateLimiter, Reconciler, Redactor, Submitter, refresh
 from .targets.base import Target
@@ -43,6 +44,8 @@ def validate(path: str | Path, environ: Mapping[str, str] | None = None) -> Mani
 # -- wiring: real clients by default, replaceable by callers ------------------------------------
 
 def make_source(source: SourceConfig) -> Source:
+    if source.root is not None:
+        return LocalSource(source.root, label=source.label, include=source.include, exclude=source.exclude)
     client = boto3.session.Session().client(
         "s3",
         endpoint_url=source.endpoint_url,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import string
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,9 +51,13 @@ class SourceConfig:
     region: str | None
     credentials: Credentials | None
 
+    root: Path | None = None  # local folders only: the absolute folder
+
     @property
     def label(self) -> str:
         """How messages name this source: ``sources[2] s3://bucket/prefix/``."""
+        if self.root is not None:
+            return f"sources[{self.index}] {self.root.as_uri()}/"
         return f"sources[{self.index}] {self.scheme}://{self.bucket}/{self.prefix}"
 
 
@@ -178,7 +183,7 @@ def parse(
     sources_node = top["sources"]
     if not isinstance(sources_node, list) or not sources_node:
         raise r.fail("sources", "expected a non-empty list of sources")
-    sources = tuple(_source(r, node, i, target) for i, node in enumerate(sources_node))
+    sources = tuple(_source(r, node, i, target, base_dir) for i, node in enumerate(sources_node))
     for source in sources:
         if source.credentials is None and credentials is None:
             raise r.fail(f"sources[{source.index}].credentials",
@@ -231,20 +236,25 @@ def _credentials(r: _Reader, node: Any, path: str) -> Credentials | None:
     )
 
 
-def _source(r: _Reader, node: Any, index: int, target: TargetConfig) -> SourceConfig:
+def _source(r: _Reader, node: Any, index: int, target: TargetConfig, base_dir: Path) -> SourceConfig:
     p = f"sources[{index}]"
     s = r.mapping(node, p, required=("url", "collection"),
                   optional=("partition", "pattern", "include", "exclude", "endpoint_url", "region",
                             "credentials"))
     url = r.string(s["url"], f"{p}.url")
+    root = _local_root(url, base_dir)
     m = _URL.match(url)
-    if m is None:
-        raise r.fail(f"{p}.url", f"expected s3://bucket/prefix or gs://bucket/prefix, got {url!r}")
-    if m["scheme"] != "s3":
+    if root is not None:
+        scheme, bucket, prefix = "file", "", ""
+    elif m is None:
+        raise r.fail(f"{p}.url", "expected s3://bucket/prefix, gs://bucket/prefix, file:///folder or a "
+                                 f"folder relative to the manifest, got {url!r}")
+    elif m["scheme"] != "s3":
         raise r.fail(f"{p}.url", "gs:// sources are not supported yet; use s3:// (GCS support is planned)")
-    prefix = m["prefix"] or ""
-    if prefix and not prefix.endswith("/"):
-        prefix += "/"
+    else:
+        scheme, bucket, prefix = m["scheme"], m["bucket"], m["prefix"] or ""
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"
     pattern = None
     if s.get("pattern") is not None:
         raw = r.string(s["pattern"], f"{p}.pattern")
@@ -265,8 +275,8 @@ def _source(r: _Reader, node: Any, index: int, target: TargetConfig) -> SourceCo
     return SourceConfig(
         index=index,
         url=url,
-        scheme=m["scheme"],
-        bucket=m["bucket"],
+        scheme=scheme,
+        bucket=bucket,
         prefix=prefix,
         collection=collection,
         partition=partition,
@@ -276,7 +286,17 @@ def _source(r: _Reader, node: Any, index: int, target: TargetConfig) -> SourceCo
         endpoint_url=r.optional_string(s.get("endpoint_url"), f"{p}.endpoint_url"),
         region=r.optional_string(s.get("region"), f"{p}.region"),
         credentials=_credentials(r, s.get("credentials"), f"{p}.credentials"),
+        root=root,
     )
+
+
+def _local_root(url: str, base_dir: Path) -> Path | None:
+    """The folder a ``file://`` URL or a plain path names (relative to the manifest), else None."""
+    if url.startswith("file://"):
+        return Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).resolve()
+    if "://" in url:
+        return None
+    return (base_dir / url).resolve()
 
 
 def _check_template(r: _Reader, template: str, path: str, groups: set[str]) -> None:

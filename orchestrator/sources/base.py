@@ -16,3 +16,7 @@ class Source(Protocol):
     def list(self) -> Iterator[StoredObject]:
         """Yield objects one page at a time; raise :class:`SourceError` naming the source."""
         ...
+
+    def read(self, obj: StoredObject, start: int = 0, end: int | None = None) -> bytes:
+        """Bytes ``start`` up to (not including) ``end`` of ``obj`` (ranged, never more than asked)."""
+        ...

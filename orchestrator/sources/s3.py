@@ -59,6 +59,17 @@ class S3Source:
         except (ClientError, BotoCoreError) as exc:
             raise SourceError(f"{self.label}: {describe_boto_error(exc)}") from exc
 
+    def read(self, obj: StoredObject, start: int = 0, end: int | None = None) -> bytes:
+        """A ranged GET: only the bytes asked for cross the network."""
+        if end is not None and end <= start:
+            return b""
+        span = f"bytes={start}-{'' if end is None else end - 1}"
+        try:
+            body = self.client.get_object(Bucket=obj.bucket, Key=obj.key, Range=span)["Body"]
+            return body.read()
+        except (ClientError, BotoCoreError) as exc:
+            raise SourceError(f"{self.label}: cannot read {obj.key}: {describe_boto_error(exc)}") from exc
+
     def _object(self, entry: Any) -> StoredObject | None:
         key: str = entry["Key"]
         if key.endswith("/") or not key.startswith(self.prefix):
