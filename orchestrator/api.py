@@ -20,7 +20,7 @@ import httpx
 from botocore.config import Config
 
 from . import lock, planner
-from .errors import FatalTargetError, SourceError, TargetError
+from .errors import FatalTargetError, SourceError, TargetError, TransientError
 from .ledger import Ledger
 from .manifest import Manifest, SourceConfig, load
 from .models import Action, JobState, LedgerRecord, ObjectState, PlanItem, Secret
@@ -149,7 +149,7 @@ class RunReport:
             "adopted": o[Outcome.ADOPTED] + self.reconciled["adopted"],
             "failed": o[Outcome.FAILED],
             "deferred": o[Outcome.DEFERRED],
-            "unsure": o[Outcome.UNSURE] + self.reconciled["uncertain"],
+            "unsure": o[Outcome.UNSURE] + self.reconciled["uncertain"] + self.reconciled["unsure"],
             "skipped": p[Action.SKIP],
             "changed": p[Action.CHANGED],
             "jobs_completed": self.refreshed[JobState.COMPLETED] + self.waited[JobState.COMPLETED],
@@ -187,7 +187,7 @@ def run(
             Ledger(manifest.ledger_path) as ledger, \
             make_http_client(manifest, RateLimiter(settings.requests_per_second)) as client:
         target = target_factory(manifest, client)
-        reconciler = Reconciler(target, ledger)
+        reconciler = Reconciler(target, ledger, max_attempts=settings.max_attempts, stop=stop, sleep=pause)
         try:
             report.refreshed.update(_refresh(target, ledger, manifest, stop, redact, pause))
             report.reconciled.update(reconcile(reconciler, ledger, manifest, redact))
@@ -271,7 +271,12 @@ def reconcile(reconciler: Reconciler, ledger: Ledger, manifest: Manifest, redact
         jobs = reconciler.unknown_jobs()
     except FatalTargetError:
         raise
-    except TargetError as exc:
+    except TransientError as exc:  # the list may answer next time: leave the rows for the next run
+        log.warning("cannot read the job list (%s): %d interrupted object(s) wait for the next run",
+                    redact(str(exc)), len(rows), extra={"event": "unsure"})
+        counts["unsure"] += len(rows)
+        return counts
+    except TargetError as exc:  # this server cannot tell
         for row in rows:
             ledger.mark_uncertain(row.url, row.version, redact(f"cannot read the job list: {exc}"))
             counts["uncertain"] += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -73,8 +74,14 @@ def _signals(stop: threading.Event) -> Iterator[list[int]]:
     received: list[int] = []
 
     def handler(signum: int, _frame: object) -> None:
+        if received:  # a second signal: stop now; the ledger is consistent at every commit
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
         received.append(signum)
         stop.set()
+        logging.getLogger("orchestrator").warning(
+            "signal %d: finishing the calls in flight, submitting nothing new", signum,
+            extra={"event": "stopping"})
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -166,7 +173,9 @@ def run(manifest: str, wait: bool, max_submissions: int | None, wait_lock: float
         click.echo(f"error: {report.fatal}", err=True)
     if report.interrupted is not None:
         click.echo("stopped by a signal: the ledger is saved; the next run resumes", err=True)
-    click.echo(f"{report.summary()} seconds={time.monotonic() - started:.1f}")
+    summary = f"{report.summary()} seconds={time.monotonic() - started:.1f}"
+    logging.getLogger("orchestrator").info(summary, extra={"event": "summary"})
+    click.echo(summary)
     sys.exit(report.exit_code())
 
 

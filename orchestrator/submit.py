@@ -99,17 +99,29 @@ class Reconciler:
     """Finds the job a lost create call may have made, from the server's job list.
 
     Jobs the ledger already knows are ignored; the others' file names come from progress calls,
-    cached for the run (a job's file never changes).
+    cached for the run (a job's file never changes). Transient errors are retried with backoff; what
+    is left raises: :class:`TransientError` (try again later) or another :class:`TargetError` (this
+    server cannot tell).
     """
 
-    def __init__(self, target: Target, ledger: Ledger) -> None:
+    def __init__(self, target: Target, ledger: Ledger, *, max_attempts: int, stop: threading.Event,
+                 sleep: Callable[[float], object] | None = None,
+                 rng: Callable[[], float] = random.random) -> None:
         self.target = target
         self.ledger = ledger
+        self.max_attempts = max_attempts
+        self.stop = stop
+        self.sleep: Callable[[float], object] = sleep if sleep is not None else stop.wait
+        self.rng = rng
         self._files: dict[str, JobInfo] = {}
         self._lock = threading.Lock()
 
     def unknown_jobs(self) -> list[JobInfo]:
         """Every job on the server that the ledger has never recorded, with its file name."""
+        return with_retries(self._unknown_jobs, max_attempts=self.max_attempts, sleep=self.sleep,
+                            rng=self.rng, stop=self.stop)
+
+    def _unknown_jobs(self) -> list[JobInfo]:
         known = self.ledger.known_job_ids()
         found: list[JobInfo] = []
         for job in self.target.list_jobs():
@@ -212,18 +224,15 @@ class Submitter:
                             extra={"event": "refused", "url": obj.url, "error": message})
                 return Outcome.FAILED
             except AmbiguousError as exc:
-                adopted = self._look_for_job(item, url, exc)
-                if adopted is not None:
-                    return adopted
+                found = self._look_for_job(item, url, exc)
+                if found is not None:
+                    return found  # adopted, or unsure: the row stays `submitting` for the next run
                 if attempt >= self.max_attempts or self.stop.is_set():
-                    return Outcome.UNSURE  # the row stays `submitting`: the next run reconciles it
+                    return self._defer(item, attempt, exc)  # proven: the server has no job for it
+                self.sleep(backoff(attempt, retry_after=exc.retry_after, rng=self.rng))
             except TransientError as exc:
                 if attempt >= self.max_attempts or self.stop.is_set():
-                    message = self.redact(f"gave up after {attempt} attempts: {exc}")
-                    self.ledger.refuse(obj.url, obj.version, message, permanent=False)
-                    log.warning("%s: %s", obj.url, message,
-                                extra={"event": "deferred", "url": obj.url, "error": message})
-                    return Outcome.DEFERRED
+                    return self._defer(item, attempt, exc)
                 self.sleep(backoff(attempt, retry_after=exc.retry_after, rng=self.rng))
             else:
                 self.ledger.record_job(obj.url, obj.version, job_id)
@@ -232,6 +241,14 @@ class Submitter:
                          extra={"event": "submitted", "url": obj.url, "job_id": job_id})
                 return Outcome.SUBMITTED
             attempt += 1
+
+    def _defer(self, item: PlanItem, attempt: int, exc: TransientError) -> Outcome:
+        """No job was created and retries ran out: back to pending for the next run."""
+        url = item.obj.url
+        message = self.redact(f"gave up after {attempt} attempts: {exc}")
+        self.ledger.refuse(url, item.obj.version, message, permanent=False)
+        log.warning("%s: %s", url, message, extra={"event": "deferred", "url": url, "error": message})
+        return Outcome.DEFERRED
 
     def _look_for_job(self, item: PlanItem, url: str, exc: AmbiguousError) -> Outcome | None:
         """After a lost reply: adopt the job if the server has it; None means retry (or give up)."""
@@ -246,8 +263,8 @@ class Submitter:
             self._fatal(fatal)
             return Outcome.UNSURE
         except TargetError as list_error:
-            log.warning("%s: cannot read the job list (%s); leaving it for the next run", obj.url,
-                        list_error, extra={"event": "unsure", "url": obj.url})
+            log.warning("%s: cannot read the job list (%s); the next run looks again", obj.url,
+                        self.redact(str(list_error)), extra={"event": "unsure", "url": obj.url})
             return Outcome.UNSURE
         if job is None:
             return None

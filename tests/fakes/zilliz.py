@@ -62,6 +62,7 @@ class FakeZilliz:
     latency_s: float = 0.0
     seed: int = 7
     clock: Callable[[], float] = time.monotonic
+    before_reply: Callable[[Job], None] | None = None  # called after a job is created, before the reply
     jobs: dict[str, Job] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
 
@@ -82,6 +83,12 @@ class FakeZilliz:
 
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except OSError:  # the client died mid-request (tests kill it on purpose)
+                    pass
 
             def do_GET(self) -> None:
                 fake._dispatch(self, "GET")
@@ -158,8 +165,11 @@ class FakeZilliz:
         h.send_header("Content-Length", str(len(data)))
         for k, v in (headers or {}).items():
             h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(data)
+        try:
+            h.end_headers()
+            h.wfile.write(data)
+        except OSError:  # the client died (tests kill it on purpose)
+            h.close_connection = True
 
     def _next_fault(self) -> str | None:
         with self._lock:
@@ -205,6 +215,8 @@ class FakeZilliz:
             reason = next((r for s, r in self.fail_objects.items() if s in body["objectUrl"]), None)
             self.jobs[job_id] = Job(job_id, body["collectionName"], body["objectUrl"], self.clock(),
                                     reason, body["accessKey"], key)
+        if self.before_reply is not None:
+            self.before_reply(self.jobs[job_id])
         if fault == "drop":
             h.close_connection = True
             return  # the job exists, the reply is lost

@@ -1,0 +1,46 @@
+"""The command line as a contract: help text, exit codes, `python -m orchestrator`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from orchestrator.cli import cli
+
+COMMANDS = sorted(cli.commands)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_help(name: str) -> None:
+    command = cli.commands[name]  # type: ignore[attr-defined]
+    assert isinstance(command, click.Command) and command.help and len(command.help) > 20
+    result = CliRunner().invoke(cli, [name, "--help"])
+    assert result.exit_code == 0 and "MANIFEST" in result.stdout
+
+
+def test_validate_exit_codes(write_manifest: Callable[..., Path], tmp_path: Path) -> None:
+    good = CliRunner().invoke(cli, ["validate", str(write_manifest())])
+    assert good.exit_code == 0 and "valid" in good.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\ntarget: {}\nsources: []\n")
+    result = CliRunner().invoke(cli, ["validate", str(bad)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {bad}: target.type: required key is missing")
+    assert result.stdout == ""
+
+
+def test_usage_errors_exit_2() -> None:
+    assert CliRunner().invoke(cli, ["run"]).exit_code == 2
+    assert CliRunner().invoke(cli, ["nope"]).exit_code == 2
+
+
+def test_python_dash_m(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "orchestrator", "validate", str(tmp_path / "x.yaml")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "x.yaml: cannot read" in done.stderr

@@ -1,0 +1,328 @@
+"""Exactly once under faults: lost replies, 5xx, 429, busy clusters, failed jobs, kill -9, two runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+
+from orchestrator.cli import cli
+from orchestrator.ledger import Ledger
+from orchestrator.lock import hold
+from orchestrator.models import LedgerRecord
+from tests.conftest import SECRETS, parquet_bytes
+from tests.fakes.zilliz import FakeZilliz, Job
+
+
+def invoke(*args: str) -> Any:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+
+
+def rows(manifest: Path) -> list[LedgerRecord]:
+    with Ledger(manifest.with_name(manifest.stem + ".ledger.sqlite")) as ledger:
+        return list(ledger.records())
+
+
+def assert_exactly_once(fake: FakeZilliz, manifest: Path, urls: list[str]) -> None:
+    """Every object has exactly one job that did not fail, and the ledger knows exactly those jobs."""
+    live = {}
+    for url in urls:
+        jobs = [j for j in fake.jobs_for(url) if j.fail_reason is None]
+        assert len(jobs) == 1, f"{url}: {len(jobs)} live jobs"
+        live[url] = jobs[0].job_id
+    recorded = {r.url: r.job_id for r in rows(manifest) if r.state.value in ("submitted", "completed")}
+    assert recorded == live
+
+
+def no_secrets(*texts: str) -> None:
+    for text in texts:
+        for secret in SECRETS:
+            assert secret not in text
+
+
+def test_a_dropped_reply_is_adopted_not_resubmitted(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+) -> None:
+    urls = put_objects([f"embeddings/{i}.parquet" for i in range(6)])
+    fake_api.faults = ["drop", "drop", "500"]
+    manifest = write_manifest(settings={"concurrency": 1})
+    result = invoke("run", str(manifest))
+    assert result.exit_code == 0, result.output
+    assert "adopted=2" in result.stdout and "submitted=4" in result.stdout
+    assert_exactly_once(fake_api, manifest, urls)
+
+
+def test_transient_errors_are_retried_and_permanent_ones_recorded(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+) -> None:
+    urls = put_objects([f"embeddings/{i}.parquet" for i in range(5)])
+    fake_api.faults = ["429", "busy", "garbage", "500", "slow"]
+    fake_api.refuse_objects = {"/4.parquet": (47036, "field count mismatch")}
+    manifest = write_manifest(settings={"concurrency": 1, "max_attempts": 6})
+    result = invoke("run", str(manifest))
+    assert result.exit_code == 1
+    assert "failed=1" in result.stdout and "submitted=4" in result.stdout
+    assert_exactly_once(fake_api, manifest, urls[:4])
+    failed = [r for r in rows(manifest) if r.state.value == "failed"]
+    assert [r.url for r in failed] == [urls[4]] and "47036" in (failed[0].error or "")
+
+
+def test_retries_run_out_and_the_object_stays_pending_for_the_next_run(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+) -> None:
+    urls = put_objects(["embeddings/a.parquet"])
+    fake_api.faults = ["busy"] * 4  # max_attempts is 4 in the test manifest
+    manifest = write_manifest()
+    first = invoke("run", str(manifest))
+    assert first.exit_code == 1 and "deferred=1" in first.stdout
+    assert [r.state.value for r in rows(manifest)] == ["pending"]
+    assert "gave up after 4 attempts: code 47055" in (rows(manifest)[0].error or "")
+    second = invoke("run", str(manifest))
+    assert second.exit_code == 0 and "submitted=1" in second.stdout
+    assert_exactly_once(fake_api, manifest, urls)
+
+
+def test_failed_jobs_are_resubmitted_until_the_limit_then_rearmed_by_retry(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+) -> None:
+    urls = put_objects(["embeddings/good.parquet", "embeddings/bad.parquet"])
+    fake_api.fail_objects = {"bad.parquet": "field 'vector' type mis-match"}
+    manifest = write_manifest(settings={"max_job_failures": 2})
+    invoke("run", str(manifest))
+    second = invoke("run", str(manifest))  # refreshes: bad failed once -> retried
+    assert "jobs_failed=1" in second.stdout and second.exit_code == 0
+    plan = invoke("plan", str(manifest))
+    assert "skip" in plan.stdout  # both have jobs now
+    third = invoke("run", str(manifest))  # bad failed twice: the limit
+    assert "jobs_failed=1" in third.stdout
+    plan = invoke("plan", str(manifest))
+    assert "failed 2 times, the limit: job job-" in plan.stdout and "type mis-match" in plan.stdout
+    assert len(fake_api.jobs_for(urls[1])) == 2
+    assert invoke("run", str(manifest)).stdout.startswith("summary: submitted=0 ")
+    rearm = invoke("retry", str(manifest), "--url", "*/bad.parquet")
+    assert rearm.exit_code == 0 and "re-armed 1 object" in rearm.stdout
+    assert "submitted=1" in invoke("run", str(manifest)).stdout
+    assert len(fake_api.jobs_for(urls[1])) == 3 and len(fake_api.jobs_for(urls[0])) == 1
+
+
+def test_bad_api_key_stops_the_run_after_a_handful_of_calls(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+    monkeypatch: Any,
+) -> None:
+    put_objects([f"embeddings/{i}.parquet" for i in range(40)])
+    monkeypatch.setenv("ZILLIZ_API_KEY", "wrong-key-value-123")
+    manifest = write_manifest(settings={"concurrency": 4})
+    result = invoke("run", str(manifest))
+    assert result.exit_code == 1
+    assert "code 80001" in result.stderr and "check target.api_key" in result.stderr
+    assert len(fake_api.creates()) <= 4
+    assert {r.state.value for r in rows(manifest)} == {"pending"}
+    assert "wrong-key-value-123" not in result.output
+
+
+def test_faulty_api_converges_to_all_completed(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+) -> None:
+    urls = put_objects([f"embeddings/{i:02}.parquet" for i in range(30)])
+    fake_api.fault_rate = {"500": 0.05, "429": 0.03, "busy": 0.03, "drop": 0.04, "garbage": 0.03}
+    fake_api.poll_fault_rate = 0.15
+    fake_api.slow_s = 0.05
+    fake_api.fault_rate["slow"] = 0.02
+    manifest = write_manifest(settings={"concurrency": 4, "max_attempts": 2})
+    outputs = []
+    for _ in range(10):
+        result = invoke("--json-log", "run", str(manifest))
+        outputs.append(result.output)
+        if {r.state.value for r in rows(manifest)} == {"completed"}:
+            break
+    assert {r.state.value for r in rows(manifest)} == {"completed"}
+    assert_exactly_once(fake_api, manifest, urls)
+    no_secrets(*outputs)
+
+
+def test_two_runs_at_once_one_exits_75(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+) -> None:
+    urls = put_objects([f"embeddings/{i}.parquet" for i in range(8)])
+    manifest = write_manifest(settings={"concurrency": 1})
+    ledger = manifest.with_name("nightly.ledger.sqlite")
+    with hold(ledger):
+        held = invoke("run", str(manifest))
+    assert held.exit_code == 75 and f"pid {os.getpid()}" in held.stderr and "--wait-lock" in held.stderr
+    fake_api.latency_s = 0.05
+    a, b = spawn("run", str(manifest)), spawn("run", str(manifest))
+    codes = sorted([a.wait(60), b.wait(60)])
+    assert codes == [0, 75], (a.stderr.read() if a.stderr else "", b.stderr.read() if b.stderr else "")
+    assert_exactly_once(fake_api, manifest, urls)
+
+
+def test_wait_lock_waits_for_the_other_run(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+) -> None:
+    put_objects(["embeddings/a.parquet"])
+    manifest = write_manifest()
+    ledger = manifest.with_name("nightly.ledger.sqlite")
+    released = threading.Event()
+
+    def holder() -> None:
+        with hold(ledger):
+            released.wait(0.5)
+
+    t = threading.Thread(target=holder)
+    t.start()
+    time.sleep(0.05)
+    result = invoke("run", str(manifest), "--wait-lock", "30")
+    t.join()
+    assert result.exit_code == 0 and "submitted=1" in result.stdout
+
+
+def test_kill_9_at_many_moments_never_duplicates_nor_forgets(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+) -> None:
+    urls = put_objects([f"embeddings/p{i:02}.parquet" for i in range(50)])
+    manifest = write_manifest(settings={"concurrency": 2})
+    fake_api.latency_s = 0.1  # a run takes about 3 s: long enough to be killed in every phase
+    rng = random.Random(2026)
+    modes = ["in-window", "after-reply", "timer"] * 4
+    kills = 0
+    for mode in modes:
+        proc = spawn("run", str(manifest))
+        creates_before = len(fake_api.creates())
+        target = rng.randint(1, 4)
+        fired = threading.Event()
+
+        def hook(job: Job, proc: subprocess.Popen[str] = proc, mode: str = mode, target: int = target,
+                 start: int = creates_before, fired: threading.Event = fired) -> None:
+            if fired.is_set() or len(fake_api.creates()) - start < target:
+                return
+            fired.set()
+            if mode == "in-window":
+                proc.send_signal(signal.SIGKILL)  # the job exists; its id never reaches the ledger
+            elif mode == "after-reply":
+                threading.Timer(rng.uniform(0.0, 0.03), proc.send_signal, (signal.SIGKILL,)).start()
+
+        fake_api.before_reply = hook if mode != "timer" else None
+        if mode == "timer":
+            threading.Timer(rng.uniform(0.2, 1.5), lambda p=proc: p.poll() is None and p.send_signal(
+                signal.SIGKILL)).start()
+        code = proc.wait(60)
+        kills += code == -signal.SIGKILL
+    fake_api.before_reply = None
+    assert kills >= 6, f"only {kills} runs were killed"
+    for _ in range(3):
+        final = spawn("run", str(manifest))
+        out, err = final.communicate(timeout=60)
+        if final.returncode == 0:
+            break
+    assert final.returncode == 0, err
+    status = invoke("status", str(manifest), "--refresh", "--json")
+    counts = json.loads(status.stdout)["counts"]
+    assert counts == {"completed": 50}, counts
+    assert_exactly_once(fake_api, manifest, urls)
+    no_secrets(out, err, manifest.with_name("nightly.ledger.sqlite").read_bytes().decode("latin-1"))
+
+
+def test_sigterm_finishes_calls_in_flight_and_exits_143(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+) -> None:
+    urls = put_objects([f"embeddings/{i:02}.parquet" for i in range(20)])
+    manifest = write_manifest(settings={"concurrency": 2})
+    fake_api.latency_s = 0.05
+    proc = spawn("run", str(manifest))
+    sent = threading.Event()
+
+    def hook(job: Job) -> None:
+        if not sent.is_set():
+            sent.set()
+            proc.send_signal(signal.SIGTERM)
+
+    fake_api.before_reply = hook
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "stopped by a signal" in err and "summary:" in out
+    states = {r.state.value for r in rows(manifest)}
+    assert "submitting" not in states  # every call in flight finished and was recorded
+    assert len(fake_api.jobs) < 20
+    fake_api.before_reply = None
+    assert invoke("run", str(manifest)).exit_code == 0
+    assert_exactly_once(fake_api, manifest, urls)
+
+
+def test_unknowable_interrupted_call_becomes_uncertain_until_rearmed(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+) -> None:
+    urls = put_objects(["embeddings/a.parquet"])
+    manifest = write_manifest()
+    proc = spawn("run", str(manifest))
+    fake_api.before_reply = lambda job: proc.send_signal(signal.SIGKILL)
+    assert proc.wait(60) == -signal.SIGKILL
+    fake_api.before_reply = None
+    fake_api.list_enabled = False  # the server cannot say whether the job exists
+    rerun = invoke("run", str(manifest))
+    assert "unsure=1" in rerun.stdout and rerun.exit_code == 0
+    assert [r.state.value for r in rows(manifest)] == ["uncertain"]
+    assert len(fake_api.jobs) == 1  # not resubmitted
+    assert "retry --uncertain" in invoke("plan", str(manifest)).stdout
+    assert "re-armed 1" in invoke("retry", str(manifest), "--uncertain").stdout
+    assert "submitted=1" in invoke("run", str(manifest)).stdout
+    assert len(fake_api.jobs_for(urls[0])) == 2  # the user chose to resubmit
+
+
+def test_changed_objects_are_reported_and_reimported_on_request(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+) -> None:
+    urls = put_objects(["embeddings/a.parquet"])
+    manifest = write_manifest()
+    invoke("run", str(manifest))
+    put_objects(["embeddings/a.parquet"], body=parquet_bytes(rows=7))
+    changed = invoke("run", str(manifest))
+    assert "changed=1" in changed.stdout and "submitted=0" in changed.stdout
+    assert "changed since it was imported" in invoke("plan", str(manifest)).stdout
+    reimport = write_manifest(settings={"on_change": "reimport"})
+    assert "submitted=1" in invoke("run", str(reimport)).stdout
+    assert len(fake_api.jobs_for(urls[0])) == 2
+
+
+def test_wait_polls_until_jobs_end_and_reports_failures(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+) -> None:
+    put_objects(["embeddings/a.parquet", "embeddings/b.parquet"])
+    fake_api.complete_after = 0.3
+    fake_api.fail_objects = {"b.parquet": "not aligned"}
+    manifest = write_manifest()
+    result = invoke("run", str(manifest), "--wait", "--poll-interval", "0.1")
+    assert result.exit_code == 1
+    assert "jobs_completed=1" in result.stdout and "jobs_failed=1" in result.stdout
+    states = {r.url.rsplit("/", 1)[1]: r for r in rows(manifest)}
+    assert states["a.parquet"].state.value == "completed"
+    assert states["b.parquet"].state.value == "failed" and "not aligned" in (states["b.parquet"].error or "")
+
+
+def test_max_submissions_and_json_log(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+) -> None:
+    put_objects([f"embeddings/{i}.parquet" for i in range(5)])
+    manifest = write_manifest()
+    result = invoke("--json-log", "run", str(manifest), "--max-submissions", "2")
+    assert result.exit_code == 0 and "submitted=2" in result.stdout
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [e["event"] for e in events].count("submitted") == 2
+    assert events[-1]["event"] == "summary"
+    assert all(e.get("job_id", "").startswith("job-") for e in events if e["event"] == "submitted")
+    no_secrets(result.output)
+    assert "submitted=3" in invoke("run", str(manifest)).stdout

@@ -1,0 +1,79 @@
+"""Ledger transitions: named, transactional, and refusing impossible moves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import LedgerError
+from orchestrator.ledger import Ledger
+from orchestrator.models import Action, ObjectState, PlanItem, Route, StoredObject
+
+
+def item(n: int = 1, version: str = "e1") -> PlanItem:
+    o = StoredObject(url=f"s3://b/k{n}", bucket="b", key=f"k{n}", relative_key=f"k{n}", size=5,
+                     version=version, modified=0.0)
+    return PlanItem(o, 0, Action.SUBMIT, "new object", Route("c", None))
+
+
+def test_happy_path_and_history(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.sqlite", clock=lambda: 100.0) as ledger:
+        ledger.plan_submit([item()])
+        assert ledger.begin_submission("s3://b/k1", "e1") == 0
+        ledger.record_job("s3://b/k1", "e1", "job-1")
+        ledger.complete("s3://b/k1", "e1", "job-1")
+        rec = ledger.get("s3://b/k1", "e1")
+        assert rec is not None
+        assert (rec.state, rec.job_id, rec.attempts) == (ObjectState.COMPLETED, "job-1", 1)
+        states = [e[2] for e in ledger.events("s3://b/k1")]
+        assert states == ["pending", "submitting", "submitted", "completed"]
+        assert ledger.counts() == {"completed": 1}
+        assert ledger.known_job_ids() == {"job-1"}
+
+
+def test_impossible_moves_are_refused(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        ledger.plan_submit([item()])
+        with pytest.raises(LedgerError, match="cannot move to submitted from pending"):
+            ledger.record_job("s3://b/k1", "e1", "job-1")
+        ledger.begin_submission("s3://b/k1", "e1")
+        with pytest.raises(LedgerError, match="from submitting"):
+            ledger.begin_submission("s3://b/k1", "e1")
+        # planning again never resets an object that may have a job
+        ledger.plan_submit([item()])
+        assert ledger.get("s3://b/k1", "e1").state is ObjectState.SUBMITTING  # type: ignore[union-attr]
+
+
+def test_failures_count_and_rearm(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        ledger.plan_submit([item(1), item(2)])
+        for n in (1, 2):
+            ledger.begin_submission(f"s3://b/k{n}", "e1")
+            ledger.refuse(f"s3://b/k{n}", "e1", "code 90001: no collection", permanent=True)
+        assert ledger.get("s3://b/k1", "e1").failures == 1  # type: ignore[union-attr]
+        assert ledger.rearm(url_glob="s3://b/k2") == 1
+        assert ledger.get("s3://b/k2", "e1").state is ObjectState.PENDING  # type: ignore[union-attr]
+        assert ledger.get("s3://b/k1", "e1").state is ObjectState.FAILED  # type: ignore[union-attr]
+
+
+def test_history_is_batched_and_keeps_every_version(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        ledger.plan_submit([item(n) for n in range(1200)] + [item(1, version="e2")])
+        history = ledger.history([f"s3://b/k{n}" for n in range(1200)])
+        assert len(history) == 1200
+        assert [r.version for r in history["s3://b/k1"]] == ["e1", "e2"]
+        assert sum(1 for _ in ledger.records([ObjectState.PENDING])) == 1201
+
+
+def test_a_foreign_sqlite_file_is_refused(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "other.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE things (x)")
+    with pytest.raises(LedgerError, match="not an orchestrator ledger"):
+        Ledger(path)
+    (tmp_path / "junk.sqlite").write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(LedgerError, match="not a usable ledger"):
+        Ledger(tmp_path / "junk.sqlite")
