@@ -232,9 +232,9 @@ def _to_submit(items: Iterator[PlanItem], ledger: Ledger, report: RunReport, bud
     batch: list[PlanItem] = []
 
     def flush() -> Iterator[PlanItem]:
-        ledger.plan_submit(batch)
-        yield from batch
+        accepted = ledger.plan_submit(batch)
         batch.clear()
+        yield from accepted
 
     for item in items:
         report.planned[item.action] += 1
@@ -268,7 +268,7 @@ def reconcile(reconciler: Reconciler, ledger: Ledger, manifest: Manifest, redact
     if not rows:
         return counts
     try:
-        jobs = reconciler.unknown_jobs()
+        jobs = reconciler.unknown_jobs({row.collection for row in rows})
     except FatalTargetError:
         raise
     except TransientError as exc:  # the list may answer next time: leave the rows for the next run

@@ -180,11 +180,17 @@ class Ledger:
 
     # -- transitions -------------------------------------------------------------------------
 
-    def plan_submit(self, items: Sequence[PlanItem]) -> None:
-        """Make a ``pending`` row for each item to submit (new, or a failed one to retry)."""
+    def plan_submit(self, items: Sequence[PlanItem]) -> list[PlanItem]:
+        """Make a ``pending`` row for each item to submit (new, or a failed one to retry); return the
+        items now pending, once each (an object listed twice, or already taken, is left out)."""
         now = self._clock()
+        accepted: list[PlanItem] = []
+        seen: set[tuple[str, str]] = set()
         with self._tx():
             for item in items:
+                if (item.obj.url, item.obj.version) in seen:
+                    continue
+                seen.add((item.obj.url, item.obj.version))
                 assert item.route is not None
                 obj = item.obj
                 cur = self._db.execute(
@@ -199,6 +205,8 @@ class Ledger:
                 ).fetchone()
                 if cur is not None:
                     self._event(cur[0], now, ObjectState.PENDING, None, item.reason)
+                    accepted.append(item)
+        return accepted
 
     def begin_submission(self, url: str, version: str) -> int:
         """pending -> submitting, committed before the create call; returns the failures so far."""

@@ -116,16 +116,16 @@ class Reconciler:
         self._files: dict[str, JobInfo] = {}
         self._lock = threading.Lock()
 
-    def unknown_jobs(self) -> list[JobInfo]:
-        """Every job on the server that the ledger has never recorded, with its file name."""
-        return with_retries(self._unknown_jobs, max_attempts=self.max_attempts, sleep=self.sleep,
-                            rng=self.rng, stop=self.stop)
+    def unknown_jobs(self, collections: set[str]) -> list[JobInfo]:
+        """Every job into ``collections`` that the ledger has never recorded, with its file name."""
+        return with_retries(lambda: self._unknown_jobs(collections), max_attempts=self.max_attempts,
+                            sleep=self.sleep, rng=self.rng, stop=self.stop)
 
-    def _unknown_jobs(self) -> list[JobInfo]:
+    def _unknown_jobs(self, collections: set[str]) -> list[JobInfo]:
         known = self.ledger.known_job_ids()
         found: list[JobInfo] = []
         for job in self.target.list_jobs():
-            if job.job_id in known:
+            if job.job_id in known or (job.collection is not None and job.collection not in collections):
                 continue
             with self._lock:
                 info = self._files.get(job.job_id)
@@ -182,9 +182,15 @@ class Submitter:
     def submit_all(self, items: Iterable[PlanItem], on_outcome: Callable[[PlanItem, Outcome], None]) -> None:
         """Submit every item, at most ``concurrency`` calls in flight; stop early when asked."""
         slots = threading.BoundedSemaphore(self.concurrency * 2)
+        crashed: list[BaseException] = []
 
         def done(item: PlanItem, future: Future[Outcome]) -> None:
             slots.release()
+            error = future.exception()
+            if error is not None:  # a bug or a broken ledger: stop cleanly, then let it surface
+                crashed.append(error)
+                self.stop.set()
+                return
             on_outcome(item, future.result())
 
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="submit") as pool:
@@ -196,6 +202,8 @@ class Submitter:
                     continue
                 future = pool.submit(self.submit_one, item)
                 future.add_done_callback(lambda f, item=item: done(item, f))  # type: ignore[misc]
+        if crashed:
+            raise crashed[0]
 
     def submit_one(self, item: PlanItem) -> Outcome:
         if self.stop.is_set():
@@ -258,7 +266,7 @@ class Submitter:
         record = self.ledger.get(obj.url, obj.version)
         assert record is not None
         try:
-            job = Reconciler.match(self.reconciler.unknown_jobs(), record, url)
+            job = Reconciler.match(self.reconciler.unknown_jobs({record.collection}), record, url)
         except FatalTargetError as fatal:
             self._fatal(fatal)
             return Outcome.UNSURE

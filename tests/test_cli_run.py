@@ -120,3 +120,17 @@ def test_permanent_body_code_is_recorded_per_object(
     assert objects["b.parquet"]["state"] == "failed"
     assert "code 90001: collection not found" in objects["b.parquet"]["error"]
     assert objects["a.parquet"]["state"] == "submitted"
+
+
+def test_overlapping_sources_import_each_object_once(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+    bucket: str,
+) -> None:
+    urls = put_objects(["embeddings/a/1.parquet", "embeddings/a/2.parquet", "embeddings/b/1.parquet"])
+    manifest = write_manifest(sources=[
+        {"url": f"s3://{bucket}/embeddings/", "collection": "articles"},
+        {"url": f"s3://{bucket}/embeddings/a/", "collection": "articles"},
+    ])
+    result = invoke("run", str(manifest))
+    assert result.exit_code == 0, result.output
+    assert sorted(c.body["objectUrl"] for c in fake_api.creates()) == sorted(urls)

@@ -77,3 +77,10 @@ def test_a_foreign_sqlite_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "junk.sqlite").write_bytes(b"this is not sqlite at all" * 100)
     with pytest.raises(LedgerError, match="not a usable ledger"):
         Ledger(tmp_path / "junk.sqlite")
+
+
+def test_plan_submit_takes_each_object_once(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        assert len(ledger.plan_submit([item(1), item(1), item(2)])) == 2
+        ledger.begin_submission("s3://b/k1", "e1")
+        assert [i.obj.url for i in ledger.plan_submit([item(1), item(2)])] == ["s3://b/k2"]
