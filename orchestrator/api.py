@@ -210,7 +210,7 @@ def run(
                 try:
                     submitter.submit_all(
                         _to_submit(plan_source(source, source_factory(source), manifest, ledger),
-                                   ledger, report, budget, stop),
+                                   report, budget, stop),
                         record)
                 except SourceError as exc:
                     report.source_errors.append(str(exc))
@@ -226,16 +226,9 @@ def run(
     return report
 
 
-def _to_submit(items: Iterator[PlanItem], ledger: Ledger, report: RunReport, budget: list[int | None],
+def _to_submit(items: Iterator[PlanItem], report: RunReport, budget: list[int | None],
                stop: threading.Event) -> Iterator[PlanItem]:
-    """Count every decision, record the ones to submit as pending (in batches), yield those."""
-    batch: list[PlanItem] = []
-
-    def flush() -> Iterator[PlanItem]:
-        accepted = ledger.plan_submit(batch)
-        batch.clear()
-        yield from accepted
-
+    """Count every decision; yield the ones to submit, within the run's budget."""
     for item in items:
         report.planned[item.action] += 1
         if item.action in (Action.SUBMIT, Action.RETRY):
@@ -243,12 +236,9 @@ def _to_submit(items: Iterator[PlanItem], ledger: Ledger, report: RunReport, bud
                 if budget[0] <= 0:
                     continue
                 budget[0] -= 1
-            batch.append(item)
-            if len(batch) >= 50:
-                yield from flush()
+            yield item
         if stop.is_set():
             return
-    yield from flush()
 
 
 def _refresh(target: Target, ledger: Ledger, manifest: Manifest, stop: threading.Event,

@@ -3,11 +3,14 @@
 State changes only through the named transitions below, each one SQLite transaction committed with
 ``synchronous=FULL``: a crash leaves either the old state or the new one, never half of each.
 
-    pending --begin_submission--> submitting --record_job--> submitted --complete--> completed
+    (new), pending, failed --begin_submission--> submitting --record_job--> submitted --complete--> completed
                                       |   \\--refuse(permanent)--> failed <--job_failed--/
-                                      |    \\--refuse(transient)--> pending
+                                      |    \\--refuse(transient), release--> pending
                                       \\--mark_uncertain--> uncertain --rearm--> pending
-    failed --plan_submit / rearm--> pending
+    failed --rearm--> pending (with a fresh failure budget)
+
+A row is first written when its object is first submitted: objects the ledger has never seen are
+simply new, so planning a million of them writes nothing.
 """
 
 from __future__ import annotations
@@ -62,13 +65,13 @@ CREATE INDEX IF NOT EXISTS events_object ON events (object_id);
 """
 
 
+_STATES = {s.value: s for s in ObjectState}
+
+
 def _record(row: tuple[Any, ...]) -> LedgerRecord:
     url, version, source, collection, partition, state, job_id, attempts, failures, error, size, at = row
-    return LedgerRecord(
-        url=url, version=version, source=source, collection=collection, partition=partition,
-        state=ObjectState(state), job_id=job_id, attempts=attempts, failures=failures, error=error,
-        size=size, updated_at=at,
-    )
+    return LedgerRecord(url, version, source, collection, partition, _STATES[state], job_id, attempts,
+                        failures, error, size, at)
 
 
 class Ledger:
@@ -180,38 +183,35 @@ class Ledger:
 
     # -- transitions -------------------------------------------------------------------------
 
-    def plan_submit(self, items: Sequence[PlanItem]) -> list[PlanItem]:
-        """Make a ``pending`` row for each item to submit (new, or a failed one to retry); return the
-        items now pending, once each (an object listed twice, or already taken, is left out)."""
-        now = self._clock()
-        accepted: list[PlanItem] = []
-        seen: set[tuple[str, str]] = set()
-        with self._tx():
-            for item in items:
-                if (item.obj.url, item.obj.version) in seen:
-                    continue
-                seen.add((item.obj.url, item.obj.version))
-                assert item.route is not None
-                obj = item.obj
-                cur = self._db.execute(
-                    "INSERT INTO objects (url, version, source, collection, partition, size, state, "
-                    "created_at, updated_at) VALUES (?,?,?,?,?,?,'pending',?,?) "
-                    "ON CONFLICT (url, version) DO UPDATE SET state='pending', source=excluded.source, "
-                    "collection=excluded.collection, partition=excluded.partition, "
-                    "updated_at=excluded.updated_at WHERE objects.state IN ('pending', 'failed') "
-                    "RETURNING id",
-                    (obj.url, obj.version, item.source, item.route.collection, item.route.partition,
-                     obj.size, now, now),
-                ).fetchone()
-                if cur is not None:
-                    self._event(cur[0], now, ObjectState.PENDING, None, item.reason)
-                    accepted.append(item)
-        return accepted
+    def begin_submission(self, item: PlanItem) -> int | None:
+        """(new) / pending / failed -> submitting, committed before the create call.
 
-    def begin_submission(self, url: str, version: str) -> int:
-        """pending -> submitting, committed before the create call; returns the failures so far."""
-        return self._transition(url, version, (ObjectState.PENDING,), ObjectState.SUBMITTING,
-                                "attempts = attempts + 1", detail="create call")
+        Returns the object's failures so far, or None when the object is already taken (it has, or
+        may have, a job): the caller must then not call the API.
+        """
+        obj, route = item.obj, item.route
+        assert route is not None
+        now = self._clock()
+        with self._tx():
+            row = self._db.execute("SELECT id, state, failures FROM objects WHERE url=? AND version=?",
+                                   (obj.url, obj.version)).fetchone()
+            if row is None:
+                object_id = self._db.execute(
+                    "INSERT INTO objects (url, version, source, collection, partition, size, state, "
+                    "attempts, created_at, updated_at) VALUES (?,?,?,?,?,?,'submitting',1,?,?) RETURNING id",
+                    (obj.url, obj.version, item.source, route.collection, route.partition, obj.size, now,
+                     now)).fetchone()[0]
+                failures = 0
+            elif row[1] in (ObjectState.PENDING.value, ObjectState.FAILED.value):
+                object_id, failures = row[0], row[2]
+                self._db.execute(
+                    "UPDATE objects SET state='submitting', attempts=attempts+1, source=?, collection=?, "
+                    "partition=?, updated_at=? WHERE id=?",
+                    (item.source, route.collection, route.partition, now, object_id))
+            else:
+                return None
+            self._event(object_id, now, ObjectState.SUBMITTING, None, item.reason)
+        return int(failures)
 
     def record_job(self, url: str, version: str, job_id: str, detail: str = "job created") -> None:
         """submitting (or uncertain) -> submitted, the moment the job id is known."""
@@ -300,20 +300,26 @@ class Ledger:
         self._db.execute("INSERT INTO events (object_id, at, state, job_id, detail) VALUES (?,?,?,?,?)",
                          (object_id, at, state.value, job_id, detail))
 
-    def _tx(self) -> _Transaction:
-        return _Transaction(self._db, self._lock)
+    def _tx(self, *, durable: bool = True) -> _Transaction:
+        return _Transaction(self._db, self._lock, durable=durable)
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` under the connection lock; rolls back on any exception."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` under the connection lock; rolls back on any exception.
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
+    ``durable`` commits with ``synchronous=FULL`` (fsync: survives a power cut); otherwise ``NORMAL``
+    (survives a crash of the process, which is all a re-derivable row needs).
+    """
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.Lock, *, durable: bool) -> None:
         self._db = db
         self._lock = lock
+        self._durable = durable
 
     def __enter__(self) -> None:
         self._lock.acquire()
         try:
+            self._db.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
             self._db.execute("BEGIN IMMEDIATE")
         except BaseException:
             self._lock.release()

@@ -5,14 +5,26 @@ No I/O here: the caller lists, looks the history up in the ledger (in batches) a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from .manifest import MILVUS_NAME, Settings, SourceConfig
 from .models import Action, LedgerRecord, ObjectState, PlanItem, Route, StoredObject
 
 
+@functools.lru_cache(maxsize=64)
+def _fixed_route(source: SourceConfig) -> Route | None:
+    """The one route of a source without a pattern (validated with the manifest), else None."""
+    if source.pattern is not None:
+        return None
+    return Route(source.collection, source.partition)
+
+
 def route(obj: StoredObject, source: SourceConfig) -> Route | str:
     """The collection and partition for ``obj``, or the reason it has none."""
+    fixed = _fixed_route(source)
+    if fixed is not None:
+        return fixed
     groups: dict[str, str] = {}
     if source.pattern is not None:
         match = source.pattern.match(obj.relative_key)
@@ -45,6 +57,8 @@ def decide(
     def item(action: Action, reason: str) -> PlanItem:
         return PlanItem(obj, source.index, action, reason, target)
 
+    if not history:
+        return item(Action.SUBMIT, "new object")
     current = next((r for r in history if r.version == obj.version), None)
     if current is None:
         imported = [r for r in history if r.state.holds_job]

@@ -210,7 +210,9 @@ class Submitter:
             return Outcome.NOT_STARTED
         assert item.route is not None
         obj = item.obj
-        failures = self.ledger.begin_submission(obj.url, obj.version)
+        failures = self.ledger.begin_submission(item)
+        if failures is None:
+            return Outcome.NOT_STARTED  # listed twice: another submission owns it
         url = self.object_url(item)
         request = ImportRequest(
             object_url=url, collection=item.route.collection, partition=item.route.partition,

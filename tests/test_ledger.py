@@ -19,37 +19,35 @@ def item(n: int = 1, version: str = "e1") -> PlanItem:
 
 def test_happy_path_and_history(tmp_path: Path) -> None:
     with Ledger(tmp_path / "l.sqlite", clock=lambda: 100.0) as ledger:
-        ledger.plan_submit([item()])
-        assert ledger.begin_submission("s3://b/k1", "e1") == 0
+        assert ledger.begin_submission(item()) == 0
         ledger.record_job("s3://b/k1", "e1", "job-1")
         ledger.complete("s3://b/k1", "e1", "job-1")
         rec = ledger.get("s3://b/k1", "e1")
         assert rec is not None
         assert (rec.state, rec.job_id, rec.attempts) == (ObjectState.COMPLETED, "job-1", 1)
         states = [e[2] for e in ledger.events("s3://b/k1")]
-        assert states == ["pending", "submitting", "submitted", "completed"]
+        assert states == ["submitting", "submitted", "completed"]
         assert ledger.counts() == {"completed": 1}
         assert ledger.known_job_ids() == {"job-1"}
 
 
 def test_impossible_moves_are_refused(tmp_path: Path) -> None:
     with Ledger(tmp_path / "l.sqlite") as ledger:
-        ledger.plan_submit([item()])
-        with pytest.raises(LedgerError, match="cannot move to submitted from pending"):
+        with pytest.raises(LedgerError, match="cannot move to submitted from no row"):
             ledger.record_job("s3://b/k1", "e1", "job-1")
-        ledger.begin_submission("s3://b/k1", "e1")
-        with pytest.raises(LedgerError, match="from submitting"):
-            ledger.begin_submission("s3://b/k1", "e1")
-        # planning again never resets an object that may have a job
-        ledger.plan_submit([item()])
-        assert ledger.get("s3://b/k1", "e1").state is ObjectState.SUBMITTING  # type: ignore[union-attr]
+        ledger.begin_submission(item())
+        ledger.record_job("s3://b/k1", "e1", "job-1")
+        ledger.complete("s3://b/k1", "e1", "job-1")
+        with pytest.raises(LedgerError, match="cannot move to completed from completed"):
+            ledger.complete("s3://b/k1", "e1", "job-1")
+        # an object that has (or may have) a job is never taken again
+        assert ledger.begin_submission(item()) is None
 
 
 def test_failures_count_and_rearm(tmp_path: Path) -> None:
     with Ledger(tmp_path / "l.sqlite") as ledger:
-        ledger.plan_submit([item(1), item(2)])
         for n in (1, 2):
-            ledger.begin_submission(f"s3://b/k{n}", "e1")
+            ledger.begin_submission(item(n))
             ledger.refuse(f"s3://b/k{n}", "e1", "code 90001: no collection", permanent=True)
         assert ledger.get("s3://b/k1", "e1").failures == 1  # type: ignore[union-attr]
         assert ledger.rearm(url_glob="s3://b/k2") == 1
@@ -59,11 +57,12 @@ def test_failures_count_and_rearm(tmp_path: Path) -> None:
 
 def test_history_is_batched_and_keeps_every_version(tmp_path: Path) -> None:
     with Ledger(tmp_path / "l.sqlite") as ledger:
-        ledger.plan_submit([item(n) for n in range(1200)] + [item(1, version="e2")])
+        for i in [item(n) for n in range(1200)] + [item(1, version="e2")]:
+            ledger.begin_submission(i)
         history = ledger.history([f"s3://b/k{n}" for n in range(1200)])
         assert len(history) == 1200
         assert [r.version for r in history["s3://b/k1"]] == ["e1", "e2"]
-        assert sum(1 for _ in ledger.records([ObjectState.PENDING])) == 1201
+        assert sum(1 for _ in ledger.records([ObjectState.SUBMITTING])) == 1201
 
 
 def test_a_foreign_sqlite_file_is_refused(tmp_path: Path) -> None:
@@ -79,8 +78,10 @@ def test_a_foreign_sqlite_file_is_refused(tmp_path: Path) -> None:
         Ledger(tmp_path / "junk.sqlite")
 
 
-def test_plan_submit_takes_each_object_once(tmp_path: Path) -> None:
+def test_failed_objects_can_be_taken_again_and_keep_their_failures(tmp_path: Path) -> None:
     with Ledger(tmp_path / "l.sqlite") as ledger:
-        assert len(ledger.plan_submit([item(1), item(1), item(2)])) == 2
-        ledger.begin_submission("s3://b/k1", "e1")
-        assert [i.obj.url for i in ledger.plan_submit([item(1), item(2)])] == ["s3://b/k2"]
+        ledger.begin_submission(item())
+        ledger.refuse("s3://b/k1", "e1", "code 90001", permanent=True)
+        assert ledger.begin_submission(item()) == 1
+        rec = ledger.get("s3://b/k1", "e1")
+        assert rec is not None and (rec.state, rec.attempts) == (ObjectState.SUBMITTING, 2)
