@@ -1,0 +1,179 @@
+"""Pre-flight rules, each on a real parquet file written with pyarrow and read back from its footer."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from orchestrator.footer import FooterError, read_footer
+from orchestrator.preflight import check
+from orchestrator.schema import SchemaError, from_describe, load_file
+
+DIM = 4
+DESCRIBE = {  # the REST v2 describe shape
+    "collectionName": "articles", "autoID": False, "enableDynamicField": False,
+    "fields": [
+        {"name": "id", "type": "Int64", "primaryKey": True, "autoId": False},
+        {"name": "title", "type": "VarChar", "params": [{"key": "max_length", "value": "256"}]},
+        {"name": "meta", "type": "JSON"},
+        {"name": "tags", "type": "Array", "elementType": "VarChar"},
+        {"name": "embedding", "type": "FloatVector", "params": [{"key": "dim", "value": str(DIM)}]},
+    ],
+}
+
+
+def parquet(columns: dict[str, Any], *, row_group_size: int | None = None) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(pa.table(columns), buf, row_group_size=row_group_size)
+    return buf.getvalue()
+
+
+def good(rows: int = 3, **override: Any) -> dict[str, Any]:
+    columns: dict[str, Any] = {
+        "id": pa.array(range(rows), pa.int64()),
+        "title": pa.array([f"t{i}" for i in range(rows)]),
+        "meta": pa.array([json.dumps({"i": i}) for i in range(rows)]),
+        "tags": pa.array([["a", "b"]] * rows, pa.list_(pa.string())),
+        "embedding": pa.array([[0.5] * DIM] * rows, pa.list_(pa.float32())),
+    }
+    columns.update(override)
+    return {k: v for k, v in columns.items() if v is not None}
+
+
+def problems(columns: dict[str, Any], describe: dict[str, Any] = DESCRIBE, *, deep: bool = False,
+             size_limit: int | None = None, fixed_ok: bool = False) -> list[str]:
+    data = parquet(columns)
+    footer = read_footer(lambda s, e: data[s:e], len(data), deep=deep)
+    return check(footer, from_describe(describe, where="test"), size=len(data), size_limit=size_limit,
+                 fixed_size_list_ok=fixed_ok)
+
+
+def test_a_good_file_has_no_problems() -> None:
+    assert problems(good()) == []
+    assert problems(good(), deep=True) == []
+
+
+def test_extra_column_and_missing_field_are_both_reported() -> None:
+    found = problems(good(title=None, extra=pa.array([1, 2, 3])))
+    assert found == [
+        "column 'extra' is not a field of collection 'articles': drop it",
+        "collection field 'title' (VarChar) has no column: add a column 'title'",
+    ]
+
+
+def test_autoid_primary_key_column_must_be_absent() -> None:
+    auto = json.loads(json.dumps(DESCRIBE))
+    auto["fields"][0]["autoId"] = True
+    assert problems(good(), auto) == [
+        "column 'id' is the auto-ID primary key, which the server generates: drop the column"]
+    assert problems(good(id=None), auto) == []
+
+
+def test_function_output_column_must_be_absent() -> None:
+    fn = json.loads(json.dumps(DESCRIBE))
+    fn["fields"].append({"name": "sparse", "type": "SparseFloatVector"})
+    fn["functions"] = [{"name": "bm25", "outputFieldNames": ["sparse"]}]
+    assert problems(good()) == []
+    assert problems(good(sparse=pa.array(["{}"] * 3)), fn) == [
+        "column 'sparse' is the output of a function, which the server computes: drop the column"]
+
+
+def test_wrong_vector_element_type() -> None:
+    found = problems(good(embedding=pa.array([[1] * DIM] * 3, pa.list_(pa.int32()))))
+    assert found == ["column 'embedding' is list<int32> of unknown length; collection field 'embedding' is "
+                     f"FloatVector(dim={DIM}): write list<float32> of {DIM} values"]
+    assert problems(good(embedding=pa.array([[0.5] * DIM] * 3, pa.list_(pa.float64())))) == []
+
+
+def test_wrong_dim_needs_deep() -> None:
+    short = good(embedding=pa.array([[0.5] * (DIM - 1)] * 3, pa.list_(pa.float32())))
+    assert problems(short) == []
+    assert problems(short, deep=True) == [
+        f"column 'embedding' holds vectors of {DIM - 1} values (first row group); collection field "
+        f"'embedding' is FloatVector(dim={DIM}): write {DIM} values per row"]
+
+
+def test_fixed_size_list_is_flagged_unless_allowed() -> None:
+    fixed = good(embedding=pa.array([[0.5] * DIM] * 3, pa.list_(pa.float32(), DIM)))
+    [problem] = problems(fixed)
+    assert "fixed_size_list is rejected by Milvus before 2.6" in problem
+    assert problems(fixed, fixed_ok=True) == []
+    wrong = good(embedding=pa.array([[0.5] * 3] * 3, pa.list_(pa.float32(), 3)))
+    assert problems(wrong, fixed_ok=True) == [
+        "column 'embedding' is fixed_size_list<float32, 3>; collection field 'embedding' is "
+        f"FloatVector(dim={DIM}): it holds 3 values, the field needs {DIM}"]
+
+
+def test_json_as_string_and_integer_widening() -> None:
+    assert problems(good(id=pa.array([1, 2, 3], pa.int16()))) == []
+    found = problems(good(meta=pa.array([{"i": 1}] * 3)))
+    assert len(found) == 1 and "collection field 'meta' is JSON: write string (a JSON text)" in found[0]
+    narrowing = json.loads(json.dumps(DESCRIBE))
+    narrowing["fields"][0]["type"] = "Int32"
+    assert "write int32 (or a narrower signed integer)" in problems(good(), narrowing)[0]
+
+
+def test_dynamic_meta_column() -> None:
+    meta = pa.array([json.dumps({"x": 1})] * 3)
+    assert problems(good(**{"$meta": meta})) == [
+        "column '$meta' needs a collection with the dynamic field enabled: drop it"]
+    dynamic = {**DESCRIBE, "enableDynamicField": True}
+    assert problems(good(**{"$meta": meta}), dynamic) == []
+    assert "write a string holding a JSON object" in problems(
+        good(**{"$meta": pa.array([1, 2, 3])}), dynamic)[0]
+
+
+def test_nulls_inside_lists_are_found_with_deep() -> None:
+    holes = good(embedding=pa.array([[0.5, None, 0.5, 0.5]] * 3, pa.list_(pa.float32())))
+    assert any("null elements inside its lists" in p for p in problems(holes, deep=True))
+
+
+def test_size_limit_from_the_listing() -> None:
+    assert problems(good(), size_limit=10) == [
+        "the file is 0.0 GB; this target takes at most 0 GB per file: split it"]
+
+
+def test_pymilvus_describe_shape_and_schema_files(tmp_path: Path) -> None:
+    pymilvus_shape = {"collection_name": "articles", "auto_id": True, "enable_dynamic_field": True,
+                      "fields": [{"name": "id", "type": 5, "is_primary": True, "params": {}},
+        {"name": "embedding", "type": 101, "params": {"dim": 768}}]}
+    schema = from_describe(pymilvus_shape, where="x")
+    assert schema.dynamic and schema.field("id").auto_id  # type: ignore[union-attr]
+    assert schema.field("embedding").describe() == "FloatVector(dim=768)"  # type: ignore[union-attr]
+    path = tmp_path / "articles.schema.json"
+    path.write_text(json.dumps({"code": 0, "data": DESCRIBE}))
+    assert load_file(path).field("embedding").dim == DIM  # type: ignore[union-attr]
+    path.write_text("{nope")
+    with pytest.raises(SchemaError, match="not valid JSON"):
+        load_file(path)
+    with pytest.raises(SchemaError, match=r"fields\[0\]: unknown field type 'Vector'"):
+        from_describe({"fields": [{"name": "v", "type": "Vector"}]}, where="x")
+
+
+def test_footer_reads_a_small_fraction_of_a_large_file() -> None:
+    rows = 60_000
+    data = parquet(good(rows), row_group_size=20_000)
+    asked: list[tuple[int, int]] = []
+
+    def read(start: int, end: int) -> bytes:
+        asked.append((start, end))
+        return data[start:end]
+
+    footer = read_footer(read, len(data))
+    assert footer.num_rows == rows and footer.num_row_groups == 3
+    assert footer.bytes_fetched == sum(e - s for s, e in asked) <= 64 * 1024 < len(data) / 10
+    deep = read_footer(read, len(data), deep=True)
+    assert deep.first_rows is not None and deep.first_rows.num_rows == 20_000
+    assert deep.bytes_fetched < len(data) / 2
+
+
+def test_not_parquet() -> None:
+    junk = b"PAR1" + b"x" * 5000
+    with pytest.raises(FooterError, match="not a readable parquet file"):
+        read_footer(lambda s, e: junk[s:e], len(junk))
