@@ -68,6 +68,7 @@ CREATE INDEX IF NOT EXISTS events_object ON events (object_id);
 _STATES = {s.value: s for s in ObjectState}
 
 
+
 def _record(row: tuple[Any, ...]) -> LedgerRecord:
     url, version, source, collection, partition, state, job_id, attempts, failures, error, size, at = row
     return LedgerRecord(url, version, source, collection, partition, _STATES[state], job_id, attempts,
@@ -125,15 +126,15 @@ class Ledger:
     # -- reading -----------------------------------------------------------------------------
 
     def history(self, urls: Sequence[str]) -> dict[str, list[LedgerRecord]]:
-        """Every row for each URL (all versions, oldest first), in one query per chunk."""
+        """Every row for each URL (all versions, oldest first), one indexed query per chunk of URLs:
+        the listing streams through in batches, the ledger is never loaded whole."""
         out: dict[str, list[LedgerRecord]] = {}
         with self._lock:
             for start in range(0, len(urls), _CHUNK):
                 chunk = urls[start:start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
                 for row in self._db.execute(
-                    f"SELECT {_COLUMNS} FROM objects WHERE url IN ({marks}) ORDER BY id", chunk
-                ):
+                        f"SELECT {_COLUMNS} FROM objects WHERE url IN ({marks}) ORDER BY id", chunk):
                     rec = _record(row)
                     out.setdefault(rec.url, []).append(rec)
         return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class Secret:
@@ -99,9 +100,8 @@ class Route:
     partition: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerRecord:
-    """One object version as the ledger remembers it."""
+class LedgerRecord(NamedTuple):
+    """One object version as the ledger remembers it (a tuple: built a million times per rerun)."""
 
     url: str
     version: str
@@ -117,9 +117,8 @@ class LedgerRecord:
     updated_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class PlanItem:
-    """The planner's decision for one object."""
+class PlanItem(NamedTuple):
+    """The planner's decision for one object (a tuple: built once per listed object)."""
 
     obj: StoredObject
     source: int
