@@ -43,6 +43,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: Any
+    at: float = 0.0  # time.monotonic() on arrival
 
 
 @dataclass
@@ -140,7 +141,8 @@ class FakeZilliz:
         except ValueError:
             body = None
         with self._lock:
-            self.received.append(Received(method, parsed.path, dict(h.headers.items()), body))
+            self.received.append(Received(method, parsed.path, dict(h.headers.items()), body,
+                                          time.monotonic()))
         if self.latency_s:
             time.sleep(self.latency_s)
         if h.headers.get("Authorization") != f"Bearer {self.api_key}":
