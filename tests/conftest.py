@@ -111,7 +111,7 @@ def write_manifest(tmp_path: Path, bucket: str, fake_api: FakeZilliz) -> Callabl
                        "api_key": "${ZILLIZ_API_KEY}", **(target or {})},
             "credentials": {"access_key": "${IMPORT_ACCESS_KEY}", "secret_key": "${IMPORT_SECRET_KEY}"},
             "sources": sources or [{"url": f"s3://{bucket}/embeddings/", "collection": "articles"}],
-            "settings": {"requests_per_second": 1000, "max_attempts": 4, **(settings or {})},
+            "settings": {"requests_per_second": 1000, "max_attempts": 4, "min_age_s": 0, **(settings or {})},
         }
         path = tmp_path / name
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
