@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import logging
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,8 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from gcp_storage_emulator.server import create_server
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
 from moto.server import ThreadedMotoServer
 
+from tests.fakes.canned import Canned, CannedServer
 from tests.fakes.zilliz import FakeZilliz
 
 API_KEY = "zk-test-API-KEY-do-not-leak-4f2a9c"
@@ -33,6 +38,7 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -54,9 +60,53 @@ def env(monkeypatch: pytest.MonkeyPatch, s3_endpoint: str) -> dict[str, str]:
     }
     for k, v in values.items():
         monkeypatch.setenv(k, v)
-    for k in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+    for k in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_MAX_ATTEMPTS",
+              "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"):
         monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("NO_GCE_CHECK", "True")  # never probe a cloud metadata server from a test
     return values
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint() -> Iterator[str]:
+    """gcp-storage-emulator in this process (in memory). It answers every listing in one page and
+    re-saves its metadata on each upload: seed a few dozen blobs, not thousands."""
+    logging.getLogger("gcp_storage_emulator").setLevel(logging.WARNING)
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def gcs(env: dict[str, str], gcs_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> storage.Client:
+    """A client of the emulator; STORAGE_EMULATOR_HOST points the code under test at it too."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_endpoint)
+    return storage.Client(project="test", credentials=AnonymousCredentials())
+
+
+@pytest.fixture
+def gcs_bucket(gcs: storage.Client) -> str:
+    name = f"gcs-lake-{next(_buckets)}"
+    gcs.create_bucket(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def canned_server() -> Iterator[CannedServer]:
+    server = CannedServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def canned(canned_server: CannedServer) -> CannedServer:
+    """The canned server, reset: set ``reply`` to the error a store should send."""
+    canned_server.reply = Canned(200, "{}")
+    canned_server.by_path.clear()
+    canned_server.paths.clear()
+    return canned_server
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from ..manifest import Settings, SourceConfig
 
 READ_ONLY = "https://www.googleapis.com/auth/devstorage.read_only"
-TIMEOUT = (5.0, 60.0)  # connect, read: an endpoint that does not answer fails in seconds
+TIMEOUT = (5.0, 20.0)  # connect, read: an endpoint that does not answer fails in seconds
 _RETRY_STATUS = (408, 429, 500, 502, 503, 504)
 _Page = tuple[Sequence[Any], Sequence[str]]  # one listing page: blobs, sub-prefixes
 
@@ -53,7 +53,7 @@ def retryable(exc: BaseException) -> bool:
         and not unreachable(exc)
 
 
-RETRY = Retry(predicate=retryable, initial=0.5, maximum=8.0, multiplier=2.0, timeout=60.0)
+RETRY = Retry(predicate=retryable, initial=0.5, maximum=8.0, multiplier=2.0, timeout=30.0)
 
 
 def make_client(service_account_file: Path | None, environ: Mapping[str, str]) -> storage.Client:
@@ -74,7 +74,11 @@ def build(config: SourceConfig, settings: Settings) -> GcsSource:
     try:
         client = make_client(config.service_account_file, os.environ)
     except (auth.GoogleAuthError, ValueError, OSError) as exc:
-        raise SourceError(f"{config.label}: {describe_google_error(exc)}") from exc
+        if config.service_account_file is None:
+            raise SourceError(f"{config.label}: {describe_google_error(exc)}") from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise SourceError(f"{config.label}: cannot use service_account_file "
+                          f"{config.service_account_file}: {reason}") from exc
     return GcsSource(client, label=config.label, bucket=config.bucket, prefix=config.prefix,
                      concurrency=settings.list_concurrency)
 
@@ -90,6 +94,7 @@ class GcsSource:
         concurrency: int = 1,
         page_size: int = 1000,
         retry: Retry = RETRY,
+        timeout: tuple[float, float] = TIMEOUT,
     ) -> None:
         self.client = client
         self.label = label
@@ -98,6 +103,7 @@ class GcsSource:
         self.concurrency = concurrency
         self.page_size = page_size
         self.retry = retry
+        self.timeout = timeout
 
     def list(self) -> Iterator[StoredObject]:
         if self.concurrency <= 1:
@@ -114,7 +120,7 @@ class GcsSource:
         try:
             data: bytes = blob.download_as_bytes(
                 start=start, end=None if end is None else end - 1, checksum=None if ranged else "auto",
-                timeout=TIMEOUT, retry=self.retry)
+                timeout=self.timeout, retry=self.retry)
         except Exception as exc:
             if not _ours(exc):
                 raise
@@ -134,7 +140,7 @@ class GcsSource:
         """Each page of one listing call as (blobs, sub-prefixes)."""
         try:
             pages = self.client.list_blobs(self.bucket, prefix=prefix, delimiter=delimiter,
-                                           page_size=self.page_size, timeout=TIMEOUT,
+                                           page_size=self.page_size, timeout=self.timeout,
                                            retry=self.retry).pages
             for page in pages:
                 yield tuple(page), tuple(page.prefixes)
@@ -179,6 +185,8 @@ def describe_google_error(exc: BaseException, *, missing: str = "bucket") -> str
         return "the listing credentials are not valid or have expired (HTTP 401)"
     if isinstance(exc, api.GoogleAPICallError):
         return f"HTTP {exc.code}: {exc.message}"
+    if isinstance(exc, auth.InvalidOperation):  # a 401 to anonymous credentials, which cannot refresh
+        return "the store wants credentials; anonymous ones (STORAGE_EMULATOR_HOST is set) were refused"
     if isinstance(exc, auth.DefaultCredentialsError):
         return ("no Google credentials found: set GOOGLE_APPLICATION_CREDENTIALS, run `gcloud auth "
                 "application-default login`, or set service_account_file on this source")
@@ -191,12 +199,13 @@ def describe_google_error(exc: BaseException, *, missing: str = "bucket") -> str
         return f"the endpoint did not answer in time ({_host(exc)})"
     if isinstance(exc, requests.ConnectionError | ConnectionError):
         return f"cannot reach the endpoint ({_host(exc)})"
-    if isinstance(exc, ValueError | OSError):  # reading or parsing service_account_file
-        return f"cannot use service_account_file: {exc}"
     return f"{type(exc).__name__}: {exc}"
 
 
 def _host(exc: BaseException) -> str:
     request = getattr(exc, "request", None)
     url = getattr(request, "url", None)
-    return urlsplit(url).netloc if isinstance(url, str) else "unknown"
+    if not isinstance(url, str):
+        return "unknown"
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

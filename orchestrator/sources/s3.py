@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -52,7 +53,7 @@ def build(config: SourceConfig, settings: Settings) -> S3Source:
         endpoint_url=config.endpoint_url,
         region_name=config.region,
         # retries: AWS_MAX_ATTEMPTS or the profile's max_attempts, else 3; fail fast when nobody answers
-        config=Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=60,
+        config=Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=20,
                       s3={"addressing_style": "path" if config.path_style else "auto"}),
     )
     return S3Source(client, label=config.label, bucket=config.bucket, prefix=config.prefix,
@@ -147,7 +148,15 @@ def describe_boto_error(exc: Exception) -> str:
     if isinstance(exc, ProfileNotFound):
         return f"AWS profile {exc.kwargs.get('profile', '')!r} not found (see ~/.aws/config)"
     if isinstance(exc, ConnectTimeoutError | ReadTimeoutError):
-        return f"the endpoint did not answer in time ({exc.kwargs.get('endpoint_url', 'unknown')})"
+        return f"the endpoint did not answer in time ({_origin(exc.kwargs.get('endpoint_url'))})"
     if isinstance(exc, EndpointConnectionError):
-        return f"cannot reach the endpoint ({exc.kwargs.get('endpoint_url', 'unknown')})"
+        return f"cannot reach the endpoint ({_origin(exc.kwargs.get('endpoint_url'))})"
     return type(exc).__name__ + ": " + str(exc)
+
+
+def _origin(url: object) -> str:
+    """``scheme://host:port`` of a request URL, without the path and query."""
+    if not isinstance(url, str):
+        return "unknown"
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
