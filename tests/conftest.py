@@ -60,10 +60,11 @@ def env(monkeypatch: pytest.MonkeyPatch, s3_endpoint: str) -> dict[str, str]:
     }
     for k, v in values.items():
         monkeypatch.setenv(k, v)
+    # GCS tests set STORAGE_EMULATOR_HOST or a key file: none reaches Application Default Credentials,
+    # whose search would probe a cloud metadata server
     for k in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_MAX_ATTEMPTS",
               "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"):
         monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv("NO_GCE_CHECK", "True")  # never probe a cloud metadata server from a test
     return values
 
 
