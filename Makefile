@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check orchestrator tests scripts
+	$(BIN)/ruff check orchestrator tests scripts bench
 	$(BIN)/mypy
 
 unit: $(STAMP)

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import json
 import resource
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.synthetic import SyntheticSource
 from orchestrator.api import plan_source
 from orchestrator.ledger import Ledger
 from orchestrator.manifest import Manifest, Settings, SourceConfig, TargetConfig
 from orchestrator.models import Action, Secret
-
-from bench.synthetic import SyntheticSource
 
 
 def manifest(ledger: Path) -> Manifest:
@@ -30,15 +30,12 @@ def manifest(ledger: Path) -> Manifest:
                           exclude=(), endpoint_url=None, region=None, credentials=None)
     return Manifest(path=ledger.with_suffix(".yaml"), target=TargetConfig(
         type="zilliz-v1", base_url="http://127.0.0.1:1", cluster_id="bench", api_key=Secret("x")),
-        credentials=None, sources=(source,), settings=Settings(), ledger_path=ledger)
+        credentials=None, sources=(source,), settings=Settings(min_age_s=0), ledger_path=ledger)
 
 
 def fill_completed(ledger_path: Path, count: int) -> None:
     """Set-up, not measured: a ledger in which every synthetic object is completed."""
-    with Ledger(ledger_path) as ledger:
-        pass
-    import sqlite3
-
+    Ledger(ledger_path).close()  # creates the schema
     db = sqlite3.connect(ledger_path)
     now = time.time()
     db.executemany(
@@ -59,7 +56,8 @@ def scenario(name: str, count: int) -> dict[str, float]:
         start = time.perf_counter()
         actions: dict[str, int] = {}
         with Ledger(path) as ledger:
-            for item in plan_source(m.sources[0], SyntheticSource(count), m, ledger):
+            for item in plan_source(m.sources[0], SyntheticSource(count), m, ledger, now=time.time(),
+                                    warn=print):
                 actions[item.action] = actions.get(item.action, 0) + 1
         seconds = time.perf_counter() - start
         expected = Action.SUBMIT if name == "empty" else Action.SKIP

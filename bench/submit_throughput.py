@@ -16,11 +16,10 @@ from pathlib import Path
 
 import httpx
 
+from bench.synthetic import SyntheticSource
 from orchestrator import api
 from orchestrator.manifest import Manifest, Settings, SourceConfig, TargetConfig
 from orchestrator.models import Credentials, Secret
-
-from bench.synthetic import SyntheticSource
 from tests.fakes.zilliz import FakeZilliz
 
 KEY = "bench-api-key-0000"
@@ -36,7 +35,7 @@ def manifest(fake: FakeZilliz, ledger: Path, *, concurrency: int, rps: float) ->
                             api_key=Secret(KEY)),
         credentials=Credentials(access_key=Secret("bench-ak"), secret_key=Secret("bench-sk")),
         sources=(source,),
-        settings=Settings(concurrency=concurrency, requests_per_second=rps, max_attempts=3),
+        settings=Settings(concurrency=concurrency, requests_per_second=rps, max_attempts=3, min_age_s=0),
         ledger_path=ledger)
 
 
@@ -58,7 +57,7 @@ def orchestrated(fake: FakeZilliz, count: int, *, concurrency: int, rps: float) 
         m = manifest(fake, Path(tmp) / "bench.ledger.sqlite", concurrency=concurrency, rps=rps)
         first = len(fake.received)
         start = time.perf_counter()
-        report = api.run(m, source_factory=lambda _s: SyntheticSource(count))
+        report = api.run(m, source_factory=lambda _s, _settings: SyntheticSource(count))
         seconds = time.perf_counter() - start
         assert report.outcomes["submitted"] == count, report.summary()
         stamps = sorted(r.at for r in fake.received[first:])

@@ -1,4 +1,5 @@
-"""The library surface: ``validate``, ``plan``, ``run``, ``status``, ``retry``. Wires the parts together.
+"""The library surface: ``validate``, ``ls``, ``plan``, ``run``, ``status``, ``retry``. Wires the parts
+together.
 
 Everything a command does happens here, so that it can be called from Python as well as from the CLI;
 the CLI only parses, calls one of these, prints and maps errors to exit codes.
@@ -15,18 +16,15 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-import boto3
 import httpx
-from botocore.config import Config
 
-from . import lock, planner
-from .errors import FatalTargetError, SourceError, TargetError, TransientError
+from . import lock, planner, urls
+from .errors import FatalTargetError, ManifestError, SourceError, TargetError, TransientError
 from .ledger import Ledger
-from .manifest import Manifest, SourceConfig, load
+from .manifest import Manifest, Settings, SourceConfig, load
 from .models import Action, JobState, LedgerRecord, ObjectState, PlanItem, Secret
-from .sources.base import Source
-from .sources.local import LocalSource
-from .sources.s3 import S3Source
+from .sources.base import Listed, Source, judged
+from .sources.registry import make_source
 from .submit import Outcome, RateLimiter, Reconciler, Redactor, Submitter, refresh
 from .targets.base import Target
 from .targets.zilliz_v1 import ZillizV1Target
@@ -43,18 +41,7 @@ def validate(path: str | Path, environ: Mapping[str, str] | None = None) -> Mani
 
 # -- wiring: real clients by default, replaceable by callers ------------------------------------
 
-def make_source(source: SourceConfig) -> Source:
-    if source.root is not None:
-        return LocalSource(source.root, label=source.label, include=source.include, exclude=source.exclude)
-    client = boto3.session.Session().client(
-        "s3",
-        endpoint_url=source.endpoint_url,
-        region_name=source.region,
-        config=Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=10,
-                      read_timeout=60),
-    )
-    return S3Source(client, label=source.label, bucket=source.bucket, prefix=source.prefix,
-                    include=source.include, exclude=source.exclude)
+SourceFactory = Callable[[SourceConfig, Settings], Source]
 
 
 def make_http_client(manifest: Manifest, limiter: RateLimiter | None = None) -> httpx.Client:
@@ -76,37 +63,87 @@ def secrets_of(manifest: Manifest) -> list[Secret]:
     return found
 
 
+def object_url(item: PlanItem, manifest: Manifest) -> str:
+    """The URL the import call names for ``item``, in its source's ``object_url_style``."""
+    s = manifest.sources[item.source]
+    return urls.object_url(item.obj, scheme=s.scheme, style=s.object_url_style, region=s.region,
+                           endpoint_url=s.endpoint_url)
+
+
+# -- ls -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class LsEntry:
+    """One listed object, the rule that kept or dropped it, and whether ``min_age_s`` holds it back."""
+
+    source: int
+    listed: Listed
+    held_back: str | None
+
+
+@dataclass
+class LsReport:
+    counts: Counter[str] = field(default_factory=Counter)  # kept, dropped, held back
+    source_errors: list[str] = field(default_factory=list)
+    source_warnings: list[str] = field(default_factory=list)
+
+
+def ls(manifest: Manifest, *, source: int | None = None, on_entry: Callable[[LsEntry], None],
+       source_factory: SourceFactory = make_source, clock: Callable[[], float] = time.time) -> LsReport:
+    """Every object each source's lister sees under its prefix, with the rule that kept or dropped it."""
+    if source is not None and not 0 <= source < len(manifest.sources):
+        raise ManifestError(str(manifest.path), "--source",
+                            f"no source {source}: the manifest has sources 0 to {len(manifest.sources) - 1}")
+    report = LsReport()
+    now = clock()
+    for config in manifest.sources if source is None else [manifest.sources[source]]:
+        try:
+            for listed in judged(source_factory(config, manifest.settings), config.include, config.exclude,
+                                 warn=report.source_warnings.append):
+                held = planner.too_new(listed.obj, manifest.settings, now) if listed.verdict.kept else None
+                report.counts["held back" if held else "kept" if listed.verdict.kept else "dropped"] += 1
+                on_entry(LsEntry(config.index, listed, held))
+        except SourceError as exc:
+            report.source_errors.append(str(exc))
+    return report
+
+
 # -- plan -----------------------------------------------------------------------------------------
 
-def plan_source(source: SourceConfig, lister: Source, manifest: Manifest,
-                ledger: Ledger | None) -> Iterator[PlanItem]:
-    """Stream the plan for one source: list, look the history up in batches, decide."""
-    objects = iter(lister.list())
+def plan_source(source: SourceConfig, lister: Source, manifest: Manifest, ledger: Ledger | None, *,
+                now: float, warn: Callable[[str], None]) -> Iterator[PlanItem]:
+    """Stream the plan for one source: list, keep what include/exclude keep, look the history up in
+    batches, decide."""
+    objects = (e.obj for e in judged(lister, source.include, source.exclude, warn=warn) if e.verdict.kept)
     while batch := list(islice(objects, BATCH)):
         history = ledger.history([o.url for o in batch]) if ledger is not None else {}
         for obj in batch:
-            yield planner.decide(obj, source, history.get(obj.url, ()), manifest.settings)
+            yield planner.decide(obj, source, history.get(obj.url, ()), manifest.settings, now=now)
 
 
 @dataclass
 class PlanReport:
-    items: list[PlanItem] = field(default_factory=list)
+    """Counts only: the items stream through ``on_item``, so a million objects stay off the heap."""
+
+    totals: Counter[str] = field(default_factory=Counter)
     source_errors: list[str] = field(default_factory=list)
-
-    def totals(self) -> Counter[str]:
-        return Counter(item.action.value for item in self.items)
+    source_warnings: list[str] = field(default_factory=list)
 
 
-def plan(manifest: Manifest, *, source_factory: Callable[[SourceConfig], Source] = make_source,
-         on_item: Callable[[PlanItem], None] | None = None) -> PlanReport:
+def plan(manifest: Manifest, *, source_factory: SourceFactory = make_source,
+         on_item: Callable[[PlanItem], None] | None = None,
+         clock: Callable[[], float] = time.time) -> PlanReport:
     """List every source and decide, without submitting or writing anything."""
     report = PlanReport()
     ledger = Ledger(manifest.ledger_path) if manifest.ledger_path.exists() else None
+    now = clock()
     try:
         for source in manifest.sources:
             try:
-                for item in plan_source(source, source_factory(source), manifest, ledger):
-                    report.items.append(item)
+                lister = source_factory(source, manifest.settings)
+                for item in plan_source(source, lister, manifest, ledger, now=now,
+                                        warn=report.source_warnings.append):
+                    report.totals[item.action.value] += 1
                     if on_item is not None:
                         on_item(item)
             except SourceError as exc:
@@ -127,6 +164,7 @@ class RunReport:
     reconciled: Counter[str] = field(default_factory=Counter)
     waited: Counter[str] = field(default_factory=Counter)
     source_errors: list[str] = field(default_factory=list)
+    source_warnings: list[str] = field(default_factory=list)
     fatal: str | None = None
     interrupted: int | None = None
 
@@ -172,10 +210,11 @@ def run(
     options: RunOptions = RunOptions(),
     *,
     stop: threading.Event | None = None,
-    source_factory: Callable[[SourceConfig], Source] = make_source,
+    source_factory: SourceFactory = make_source,
     target_factory: Callable[[Manifest, httpx.Client], Target] = make_target,
     sleep: Callable[[float], object] | None = None,
     on_outcome: Callable[[PlanItem, Outcome], None] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> RunReport:
     """Refresh known jobs, reconcile interrupted calls, then list, plan, submit and record."""
     stop = stop if stop is not None else threading.Event()
@@ -194,7 +233,7 @@ def run(
             submitter = Submitter(
                 target, ledger, concurrency=settings.concurrency, max_attempts=settings.max_attempts,
                 credentials_for=lambda i: manifest.credentials_for(manifest.sources[i]),
-                object_url=lambda item: item.obj.url, reconciler=reconciler, stop=stop,
+                object_url=lambda item: object_url(item, manifest), reconciler=reconciler, stop=stop,
                 redact=redact, sleep=pause,
             )
             budget = [options.max_submissions]
@@ -208,8 +247,10 @@ def run(
                 if stop.is_set():
                     break
                 try:
+                    lister = source_factory(source, manifest.settings)
                     submitter.submit_all(
-                        _to_submit(plan_source(source, source_factory(source), manifest, ledger),
+                        _to_submit(plan_source(source, lister, manifest, ledger, now=clock(),
+                                               warn=report.source_warnings.append),
                                    report, budget, stop),
                         record)
                 except SourceError as exc:

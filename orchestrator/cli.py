@@ -117,6 +117,42 @@ def validate(manifest: str) -> None:
                f"ledger {m.ledger_path})")
 
 
+def _report_sources(errors: list[str], warnings: list[str]) -> None:
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+    for error in errors:
+        click.echo(f"error: {error}", err=True)
+
+
+@cli.command(name="ls")
+@manifest_arg
+@click.option("--source", "source", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Only sources[N] (counting from 0).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
+def ls_command(manifest: str, source: int | None, as_json: bool) -> None:
+    """Show every object the lister sees under each source's prefix, and the rule that kept or
+    dropped it (or that settings.min_age_s holds it back)."""
+    def show(entry: api.LsEntry) -> None:
+        obj, verdict = entry.listed.obj, entry.listed.verdict
+        if as_json:
+            click.echo(json.dumps({
+                "source": entry.source, "url": obj.url, "size": obj.size, "version": obj.version,
+                "checksum": obj.checksum, "modified": obj.modified, "kept": verdict.kept,
+                "rule": verdict.rule, "held_back": entry.held_back}))
+            return
+        state = "held" if entry.held_back else "kept" if verdict.kept else "dropped"
+        why = f"{verdict.rule}; {entry.held_back}" if entry.held_back else verdict.rule
+        click.echo(f"{state:8} {obj.url}  ({why})")
+
+    with _errors():
+        report = api.ls(_load(manifest), source=source, on_entry=show)
+    _report_sources(report.source_errors, report.source_warnings)
+    line = ", ".join(f"{n} {what}" for what, n in sorted(report.counts.items())) or "no objects"
+    click.echo(f"ls: {line}", err=True)
+    if report.source_errors:
+        sys.exit(EXIT_FAILED)
+
+
 @cli.command()
 @manifest_arg
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
@@ -137,9 +173,8 @@ def plan(manifest: str, as_json: bool) -> None:
 
     with _errors():
         report = api.plan(_load(manifest), on_item=show)
-    for error in report.source_errors:
-        click.echo(f"error: {error}", err=True)
-    totals = report.totals()
+    _report_sources(report.source_errors, report.source_warnings)
+    totals = report.totals
     line = ", ".join(f"{n} {action}" for action, n in sorted(totals.items())) or "no objects"
     click.echo(f"plan: {line}", err=True)
     if report.source_errors:
@@ -167,8 +202,7 @@ def run(manifest: str, wait: bool, max_submissions: int | None, wait_lock: float
         report = api.run(m, options, stop=stop)
         if received:
             report.interrupted = received[0]
-    for error in report.source_errors:
-        click.echo(f"error: {error}", err=True)
+    _report_sources(report.source_errors, report.source_warnings)
     if report.fatal:
         click.echo(f"error: {report.fatal}", err=True)
     if report.interrupted is not None:

@@ -17,12 +17,16 @@ from typing import Any
 
 import yaml
 
+from . import urls
 from .errors import ManifestError
 from .models import Credentials, Secret
 
 TARGET_TYPES = ("zilliz-v1",)
 ON_CHANGE = ("skip", "reimport")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# per-source keys that only some kinds of source take
+_SCHEME_KEYS = {"endpoint_url": ("s3",), "region": ("s3",), "path_style": ("s3",), "profile": ("s3",),
+                "request_payer": ("s3",), "service_account_file": ("gs",)}
 _URL = re.compile(r"^(?P<scheme>s3|gs)://(?P<bucket>[a-z0-9][a-z0-9._-]{1,221}[a-z0-9])(?:/(?P<prefix>.*))?$")
 MILVUS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
@@ -52,6 +56,11 @@ class SourceConfig:
     credentials: Credentials | None
 
     root: Path | None = None  # local folders only: the absolute folder
+    object_url_style: str = "native"  # one of urls.STYLES
+    path_style: bool = False  # S3: path-style addressing (MinIO, Ceph)
+    profile: str | None = None  # S3: the AWS profile to list with
+    request_payer: str | None = None  # S3: "requester" for requester-pays buckets
+    service_account_file: Path | None = None  # GCS: a key file instead of Application Default Credentials
 
     @property
     def label(self) -> str:
@@ -69,6 +78,8 @@ class Settings:
     timeout_s: float = 30.0
     max_job_failures: int = 3
     on_change: str = "skip"
+    list_concurrency: int = 8  # sub-prefixes listed at once (1: one stream)
+    min_age_s: float = 60.0  # objects modified more recently are left for a later run
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,6 +150,16 @@ class _Reader:
         if isinstance(node, bool) or not isinstance(node, int | float) or not low < node <= high:
             raise self.fail(path, f"expected a number above {low} and at most {high}, got {node!r}")
         return float(node)
+
+    def seconds(self, node: Any, path: str, *, high: float) -> float:
+        if isinstance(node, bool) or not isinstance(node, int | float) or not 0 <= node <= high:
+            raise self.fail(path, f"expected a number of seconds from 0 to {high}, got {node!r}")
+        return float(node)
+
+    def boolean(self, node: Any, path: str) -> bool:
+        if not isinstance(node, bool):
+            raise self.fail(path, f"expected true or false, got {_kind(node)}")
+        return node
 
     def strings(self, node: Any, path: str) -> tuple[str, ...]:
         if not isinstance(node, list):
@@ -238,9 +259,8 @@ def _credentials(r: _Reader, node: Any, path: str) -> Credentials | None:
 
 def _source(r: _Reader, node: Any, index: int, target: TargetConfig, base_dir: Path) -> SourceConfig:
     p = f"sources[{index}]"
-    s = r.mapping(node, p, required=("url", "collection"),
-                  optional=("partition", "pattern", "include", "exclude", "endpoint_url", "region",
-                            "credentials"))
+    s = r.mapping(node, p, required=("url", "collection"), optional=(
+        "partition", "pattern", "include", "exclude", "credentials", "object_url_style", *_SCHEME_KEYS))
     url = r.string(s["url"], f"{p}.url")
     root = _local_root(url, base_dir)
     m = _URL.match(url)
@@ -249,8 +269,6 @@ def _source(r: _Reader, node: Any, index: int, target: TargetConfig, base_dir: P
     elif m is None:
         raise r.fail(f"{p}.url", "expected s3://bucket/prefix, gs://bucket/prefix, file:///folder or a "
                                  f"folder relative to the manifest, got {url!r}")
-    elif m["scheme"] != "s3":
-        raise r.fail(f"{p}.url", "gs:// sources are not supported yet; use s3:// (GCS support is planned)")
     else:
         scheme, bucket, prefix = m["scheme"], m["bucket"], m["prefix"] or ""
         if prefix and not prefix.endswith("/"):
@@ -272,6 +290,20 @@ def _source(r: _Reader, node: Any, index: int, target: TargetConfig, base_dir: P
         _check_template(r, partition, f"{p}.partition", groups)
     include = r.strings(s["include"], f"{p}.include") if "include" in s else ("**/*.parquet",)
     exclude = r.strings(s["exclude"], f"{p}.exclude") if "exclude" in s else ()
+    for key in _SCHEME_KEYS:
+        if key in s and scheme not in _SCHEME_KEYS[key]:
+            kinds = " and ".join(f"{k}://" for k in _SCHEME_KEYS[key])
+            raise r.fail(f"{p}.{key}", f"only for {kinds} sources, not {scheme}://")
+    endpoint_url = r.optional_string(s.get("endpoint_url"), f"{p}.endpoint_url")
+    if endpoint_url is not None and not re.match(r"^https?://[^/\s]+", endpoint_url):
+        raise r.fail(f"{p}.endpoint_url", f"expected http(s)://host[:port], got {endpoint_url!r}")
+    region = r.optional_string(s.get("region"), f"{p}.region")
+    style = r.choice(s.get("object_url_style", "native"), f"{p}.object_url_style", urls.STYLES)
+    why = urls.problem(scheme=scheme, style=style, bucket=bucket, region=region, endpoint_url=endpoint_url)
+    if why is not None:
+        raise r.fail(f"{p}.object_url_style", why)
+    payer = s.get("request_payer")
+    key_file = r.optional_string(s.get("service_account_file"), f"{p}.service_account_file")
     return SourceConfig(
         index=index,
         url=url,
@@ -283,10 +315,15 @@ def _source(r: _Reader, node: Any, index: int, target: TargetConfig, base_dir: P
         pattern=pattern,
         include=include,
         exclude=exclude,
-        endpoint_url=r.optional_string(s.get("endpoint_url"), f"{p}.endpoint_url"),
-        region=r.optional_string(s.get("region"), f"{p}.region"),
+        endpoint_url=endpoint_url,
+        region=region,
         credentials=_credentials(r, s.get("credentials"), f"{p}.credentials"),
         root=root,
+        object_url_style=style,
+        path_style=r.boolean(s.get("path_style", False), f"{p}.path_style"),
+        profile=r.optional_string(s.get("profile"), f"{p}.profile"),
+        request_payer=None if payer is None else r.choice(payer, f"{p}.request_payer", ("requester",)),
+        service_account_file=None if key_file is None else base_dir / Path(key_file).expanduser(),
     )
 
 
@@ -318,7 +355,7 @@ def _settings(r: _Reader, node: Any) -> Settings:
         return Settings()
     s = r.mapping(node, "settings", optional=(
         "concurrency", "max_attempts", "requests_per_second", "timeout_s", "max_job_failures",
-        "on_change"))
+        "on_change", "list_concurrency", "min_age_s"))
     d = Settings()
     return Settings(
         concurrency=r.integer(s.get("concurrency", d.concurrency), "settings.concurrency", low=1, high=256),
@@ -330,6 +367,9 @@ def _settings(r: _Reader, node: Any) -> Settings:
         max_job_failures=r.integer(s.get("max_job_failures", d.max_job_failures),
                                    "settings.max_job_failures", low=1, high=100),
         on_change=r.choice(s.get("on_change", d.on_change), "settings.on_change", ON_CHANGE),
+        list_concurrency=r.integer(s.get("list_concurrency", d.list_concurrency),
+                                   "settings.list_concurrency", low=1, high=64),
+        min_age_s=r.seconds(s.get("min_age_s", d.min_age_s), "settings.min_age_s", high=30 * 86400),
     )
 
 

@@ -45,7 +45,8 @@ class StoredObject:
 
     ``url`` is the native URL (``s3://bucket/key``); ``relative_key`` is the key below the source's
     prefix, which include/exclude globs and ``pattern`` are matched against; ``version`` identifies
-    this content (the S3 ETag, the GCS generation, a local fingerprint).
+    this content (the S3 ETag, the GCS generation, a local fingerprint); ``checksum`` is what the store
+    says about the bytes (the S3 ETag, the GCS MD5, the local footer hash), shown by ``ls``.
     """
 
     url: str
@@ -55,6 +56,7 @@ class StoredObject:
     size: int
     version: str
     modified: float  # seconds since the epoch
+    checksum: str = ""
 
 
 class ObjectState(enum.StrEnum):

@@ -43,13 +43,38 @@ def route(obj: StoredObject, source: SourceConfig) -> Route | str:
     return Route(collection, partition)
 
 
+def too_new(obj: StoredObject, settings: Settings, now: float) -> str | None:
+    """Why ``obj`` is left for a later run (it may still be being written), or None."""
+    age = now - obj.modified
+    if age >= settings.min_age_s:
+        return None
+    return (f"modified {max(age, 0):.0f}s ago, under settings.min_age_s ({settings.min_age_s:g}s): "
+            "a later run takes it")
+
+
 def decide(
     obj: StoredObject,
     source: SourceConfig,
     history: Sequence[LedgerRecord],
     settings: Settings,
+    *,
+    now: float | None = None,
 ) -> PlanItem:
-    """Decide what to do with ``obj``; ``history`` holds the ledger's rows for its URL, any version."""
+    """Decide what to do with ``obj``; ``history`` holds the ledger's rows for its URL, any version.
+
+    ``now`` (seconds since the epoch) holds back objects younger than ``settings.min_age_s`` that would
+    otherwise be submitted; None leaves age out of the decision.
+    """
+    item = _decide(obj, source, history, settings)
+    if now is not None and item.action in (Action.SUBMIT, Action.RETRY, Action.CHANGED):
+        reason = too_new(obj, settings, now)
+        if reason is not None:
+            return PlanItem(obj, source.index, Action.SKIP, reason, item.route)
+    return item
+
+
+def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRecord],
+            settings: Settings) -> PlanItem:
     target = route(obj, source)
     if isinstance(target, str):
         return PlanItem(obj, source.index, Action.SKIP, target, None)

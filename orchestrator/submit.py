@@ -13,6 +13,7 @@ import logging
 import random
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
@@ -139,7 +140,9 @@ class Reconciler:
     @staticmethod
     def match(jobs: Sequence[JobInfo], record: LedgerRecord, object_url: str) -> JobInfo | None:
         bucket_key = record.url.split("://", 1)[-1]
-        names = {object_url, record.url, bucket_key, bucket_key.split("/", 1)[-1]}
+        sent = urllib.parse.unquote(object_url)  # https styles percent-encode the key
+        names = {object_url, sent, urllib.parse.urlsplit(sent).path.lstrip("/"), record.url, bucket_key,
+                 bucket_key.split("/", 1)[-1]}
         for job in jobs:
             if job.file_name in names and job.collection in (None, record.collection):
                 return job

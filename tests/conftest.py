@@ -15,8 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from gcp_storage_emulator.server import create_server
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
 from moto.server import ThreadedMotoServer
 
+from tests.fakes.canned import Canned, CannedServer
 from tests.fakes.zilliz import FakeZilliz
 
 API_KEY = "zk-test-API-KEY-do-not-leak-4f2a9c"
@@ -56,9 +60,54 @@ def env(monkeypatch: pytest.MonkeyPatch, s3_endpoint: str) -> dict[str, str]:
     }
     for k, v in values.items():
         monkeypatch.setenv(k, v)
-    for k in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+    # GCS tests set STORAGE_EMULATOR_HOST or a key file: none reaches Application Default Credentials,
+    # whose search would probe a cloud metadata server
+    for k in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_MAX_ATTEMPTS",
+              "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"):
         monkeypatch.delenv(k, raising=False)
     return values
+
+
+@pytest.fixture(scope="session")
+def gcs_endpoint() -> Iterator[str]:
+    """gcp-storage-emulator in this process (in memory). It answers every listing in one page and
+    re-saves its metadata on each upload: seed a few dozen blobs, not thousands."""
+    logging.getLogger("gcp_storage_emulator").setLevel(logging.WARNING)
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def gcs(env: dict[str, str], gcs_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> storage.Client:
+    """A client of the emulator; STORAGE_EMULATOR_HOST points the code under test at it too."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_endpoint)
+    return storage.Client(project="test", credentials=AnonymousCredentials())
+
+
+@pytest.fixture
+def gcs_bucket(gcs: storage.Client) -> str:
+    name = f"gcs-lake-{next(_buckets)}"
+    gcs.create_bucket(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def canned_server() -> Iterator[CannedServer]:
+    server = CannedServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def canned(canned_server: CannedServer) -> CannedServer:
+    """The canned server, reset: set ``reply`` to the error a store should send."""
+    canned_server.reply = Canned(200, "{}")
+    canned_server.by_path.clear()
+    canned_server.paths.clear()
+    return canned_server
 
 
 @pytest.fixture
@@ -113,7 +162,7 @@ def write_manifest(tmp_path: Path, bucket: str, fake_api: FakeZilliz) -> Callabl
                        "api_key": "${ZILLIZ_API_KEY}", **(target or {})},
             "credentials": {"access_key": "${IMPORT_ACCESS_KEY}", "secret_key": "${IMPORT_SECRET_KEY}"},
             "sources": sources or [{"url": f"s3://{bucket}/embeddings/", "collection": "articles"}],
-            "settings": {"requests_per_second": 1000, "max_attempts": 4, **(settings or {})},
+            "settings": {"requests_per_second": 1000, "max_attempts": 4, "min_age_s": 0, **(settings or {})},
         }
         path = tmp_path / name
         path.write_text(yaml.safe_dump(doc, sort_keys=False))

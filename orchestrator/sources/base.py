@@ -1,22 +1,52 @@
-"""The protocol every lister implements."""
+"""The protocol every lister implements, and the one place include/exclude rules are applied."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
+from ..errors import SourceError
+from ..globs import Verdict, judge
 from ..models import StoredObject
 
 
 class Source(Protocol):
-    """Streams the objects under one manifest source, include/exclude already applied."""
+    """Streams every object under one manifest source's prefix (or folder), in a stable order."""
 
     label: str
 
     def list(self) -> Iterator[StoredObject]:
-        """Yield objects one page at a time; raise :class:`SourceError` naming the source."""
+        """Yield each object under the prefix one page at a time, folder markers left out; raise
+        :class:`SourceError` naming the source."""
         ...
 
     def read(self, obj: StoredObject, start: int = 0, end: int | None = None) -> bytes:
         """Bytes ``start`` up to (not including) ``end`` of ``obj`` (ranged, never more than asked)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """One listed object and the rule that kept or dropped it."""
+
+    obj: StoredObject
+    verdict: Verdict
+
+
+def judged(source: Source, include: Sequence[str], exclude: Sequence[str], *,
+           warn: Callable[[str], None]) -> Iterator[Listed]:
+    """Every object ``source`` lists, with its verdict. Once the listing ends: an empty prefix is a
+    warning; objects of which the rules keep none is a :class:`SourceError` (nothing is yielded kept,
+    so nothing of this source has reached the ledger)."""
+    listed = kept = 0
+    for obj in source.list():
+        verdict = judge(obj.relative_key, include, exclude)
+        listed += 1
+        kept += verdict.kept
+        yield Listed(obj, verdict)
+    if listed == 0:
+        warn(f"{source.label}: no objects under this prefix")
+    elif kept == 0:
+        raise SourceError(f"{source.label}: none of the {listed} object(s) under this prefix is kept by "
+                          "include/exclude (`orchestrator ls` shows the rule that dropped each)")

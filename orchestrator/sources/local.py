@@ -10,20 +10,27 @@ import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import SourceError
-from ..globs import judge
 from ..models import StoredObject
+
+if TYPE_CHECKING:
+    from ..manifest import Settings, SourceConfig
 
 _TAIL = 64 * 1024
 
 
+def build(config: SourceConfig, settings: Settings) -> LocalSource:
+    """A lister for a manifest's local folder (no client: the file system is one)."""
+    assert config.root is not None
+    return LocalSource(config.root, label=config.label)
+
+
 class LocalSource:
-    def __init__(self, root: Path, *, label: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> None:
+    def __init__(self, root: Path, *, label: str) -> None:
         self.root = root
         self.label = label
-        self.include = include
-        self.exclude = exclude
 
     def list(self) -> Iterator[StoredObject]:
         if not self.root.is_dir():
@@ -33,9 +40,7 @@ class LocalSource:
                 dirs.sort()
                 for name in sorted(files):
                     path = Path(folder, name)
-                    relative = path.relative_to(self.root).as_posix()
-                    if judge(relative, self.include, self.exclude).kept:
-                        yield self._object(path, relative)
+                    yield self._object(path, path.relative_to(self.root).as_posix())
         except OSError as exc:
             raise SourceError(f"{self.label}: {exc.strerror or exc} ({exc.filename})") from exc
 
@@ -55,7 +60,7 @@ class LocalSource:
             tail = hashlib.sha256(f.read()).hexdigest()[:16]
         return StoredObject(url=path.as_uri(), bucket="", key=str(path), relative_key=relative,
                             size=stat.st_size, version=f"{stat.st_size}-{stat.st_mtime_ns}-{tail}",
-                            modified=stat.st_mtime)
+                            modified=stat.st_mtime, checksum=tail)
 
 
 def _raise(exc: OSError) -> None:

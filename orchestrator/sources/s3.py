@@ -1,28 +1,63 @@
-"""S3 and S3-compatible stores, listed with ListObjectsV2 through a boto3 client passed in."""
+"""S3 and S3-compatible stores (MinIO, Ceph, R2), listed with ListObjectsV2 through a boto3 client."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
+)
 
 from ..errors import SourceError
-from ..globs import judge
 from ..models import StoredObject
+from .fanout import Entry, fan_out, merge_pages
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from ..manifest import Settings, SourceConfig
+
 _CODES = {
     "NoSuchBucket": "bucket not found",
-    "AccessDenied": "access denied (the listing credentials need s3:ListBucket on this bucket)",
+    "AccessDenied": "access denied (the listing credentials need s3:ListBucket and s3:GetObject here)",
     "AllAccessDisabled": "access denied",
+    "Forbidden": "access denied",
     "InvalidAccessKeyId": "the listing credentials are not valid (InvalidAccessKeyId)",
     "SignatureDoesNotMatch": "the listing credentials are not valid (SignatureDoesNotMatch)",
+    "InvalidToken": "the listing credentials are not valid (InvalidToken)",
     "ExpiredToken": "the listing credentials have expired",
     "PermanentRedirect": "the bucket is in another region: set region on this source",
+    "NoSuchKey": "object not found",
+    "PreconditionFailed": "the object changed since it was listed",
 }
+
+
+def build(config: SourceConfig, settings: Settings) -> S3Source:
+    """An S3 lister for a manifest source, with a client made from its options."""
+    try:
+        session = boto3.session.Session(profile_name=config.profile)
+    except BotoCoreError as exc:
+        raise SourceError(f"{config.label}: {describe_boto_error(exc)}") from exc
+    client = session.client(
+        "s3",
+        endpoint_url=config.endpoint_url,
+        region_name=config.region,
+        # retries: AWS_MAX_ATTEMPTS or the profile's max_attempts, else 3; fail fast when nobody answers
+        config=Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=20,
+                      s3={"addressing_style": "path" if config.path_style else "auto"}),
+    )
+    return S3Source(client, label=config.label, bucket=config.bucket, prefix=config.prefix,
+                    request_payer=config.request_payer, concurrency=settings.list_concurrency)
 
 
 class S3Source:
@@ -33,58 +68,73 @@ class S3Source:
         label: str,
         bucket: str,
         prefix: str,
-        include: tuple[str, ...],
-        exclude: tuple[str, ...],
+        request_payer: str | None = None,
+        concurrency: int = 1,
         page_size: int = 1000,
     ) -> None:
         self.client = client
         self.label = label
         self.bucket = bucket
         self.prefix = prefix
-        self.include = include
-        self.exclude = exclude
+        self.concurrency = concurrency
         self.page_size = page_size
+        self._payer: dict[str, Any] = {"RequestPayer": request_payer} if request_payer else {}
 
     def list(self) -> Iterator[StoredObject]:
-        paginator = self.client.get_paginator("list_objects_v2")
-        pages = paginator.paginate(
-            Bucket=self.bucket, Prefix=self.prefix, PaginationConfig={"PageSize": self.page_size}
-        )
-        try:
-            for page in pages:
-                for entry in page.get("Contents", []):
-                    obj = self._object(entry)
-                    if obj is not None:
-                        yield obj
-        except (ClientError, BotoCoreError) as exc:
-            raise SourceError(f"{self.label}: {describe_boto_error(exc)}") from exc
+        if self.concurrency <= 1:
+            return self._walk(self.prefix)
+        return fan_out(self.prefix, level=self._level, walk=self._walk, concurrency=self.concurrency,
+                       buffer=self.page_size)
 
     def read(self, obj: StoredObject, start: int = 0, end: int | None = None) -> bytes:
-        """A ranged GET: only the bytes asked for cross the network."""
+        """A ranged GET of the listed version: only the bytes asked for cross the network."""
         if end is not None and end <= start:
             return b""
         span = f"bytes={start}-{'' if end is None else end - 1}"
         try:
-            body = self.client.get_object(Bucket=obj.bucket, Key=obj.key, Range=span)["Body"]
+            body = self.client.get_object(Bucket=obj.bucket, Key=obj.key, Range=span,
+                                          IfMatch=f'"{obj.version}"', **self._payer)["Body"]
             return body.read()
         except (ClientError, BotoCoreError) as exc:
             raise SourceError(f"{self.label}: cannot read {obj.key}: {describe_boto_error(exc)}") from exc
+
+    def _walk(self, prefix: str) -> Iterator[StoredObject]:
+        for page in self._pages(prefix):
+            for entry in page.get("Contents", []):
+                obj = self._object(entry)
+                if obj is not None:
+                    yield obj
+
+    def _level(self, prefix: str) -> Iterator[Entry]:
+        return merge_pages(
+            ((o for o in map(self._object, page.get("Contents", [])) if o is not None),
+             (str(p["Prefix"]) for p in page.get("CommonPrefixes", [])))
+            for page in self._pages(prefix, delimiter="/"))
+
+    def _pages(self, prefix: str, delimiter: str | None = None) -> Iterator[Any]:
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, **self._payer,
+                                "PaginationConfig": {"PageSize": self.page_size}}
+        if delimiter is not None:
+            args["Delimiter"] = delimiter
+        try:
+            yield from self.client.get_paginator("list_objects_v2").paginate(**args)
+        except (ClientError, BotoCoreError) as exc:
+            raise SourceError(f"{self.label}: {describe_boto_error(exc)}") from exc
 
     def _object(self, entry: Any) -> StoredObject | None:
         key: str = entry["Key"]
         if key.endswith("/") or not key.startswith(self.prefix):
             return None  # a "folder" marker, or (defensively) outside the prefix
-        relative = key[len(self.prefix):]
-        if not judge(relative, self.include, self.exclude).kept:
-            return None
+        etag = str(entry.get("ETag", "")).strip('"')
         return StoredObject(
             url=f"s3://{self.bucket}/{key}",
             bucket=self.bucket,
             key=key,
-            relative_key=relative,
+            relative_key=key[len(self.prefix):],
             size=int(entry.get("Size", 0)),
-            version=str(entry.get("ETag", "")).strip('"'),
+            version=etag,
             modified=entry["LastModified"].timestamp(),
+            checksum=etag,
         )
 
 
@@ -95,6 +145,18 @@ def describe_boto_error(exc: Exception) -> str:
         return _CODES.get(code, f"{code or 'error'}: {exc.response.get('Error', {}).get('Message', '')}")
     if isinstance(exc, NoCredentialsError):
         return "no credentials to list with (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)"
+    if isinstance(exc, ProfileNotFound):
+        return f"AWS profile {exc.kwargs.get('profile', '')!r} not found (see ~/.aws/config)"
+    if isinstance(exc, ConnectTimeoutError | ReadTimeoutError):
+        return f"the endpoint did not answer in time ({_origin(exc.kwargs.get('endpoint_url'))})"
     if isinstance(exc, EndpointConnectionError):
-        return f"cannot reach the endpoint ({exc.kwargs.get('endpoint_url', 'unknown')})"
+        return f"cannot reach the endpoint ({_origin(exc.kwargs.get('endpoint_url'))})"
     return type(exc).__name__ + ": " + str(exc)
+
+
+def _origin(url: object) -> str:
+    """``scheme://host:port`` of a request URL, without the path and query."""
+    if not isinstance(url, str):
+        return "unknown"
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

@@ -1,0 +1,141 @@
+"""Listing a prefix with many sub-prefixes on a bounded pool of threads, in the order one stream gives.
+
+A store lister provides two calls: ``level(prefix)``, one delimited listing (the objects directly under
+``prefix`` and its sub-prefixes, merged in key order), and ``walk(prefix)``, everything under ``prefix``
+as one stream. :func:`fan_out` walks the sub-prefixes ``concurrency`` at a time, each into a bounded
+buffer, and yields in key order: the same objects, in the same order, as ``walk(prefix)`` alone.
+Memory stays bounded by ``concurrency * buffer`` objects however large the listing.
+"""
+
+from __future__ import annotations
+
+import heapq
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+from ..models import StoredObject
+
+Entry = StoredObject | str  # an object, or a sub-prefix (ending in "/") still to be walked
+_DONE = object()
+
+
+class _Failed:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class _Walk:
+    """One sub-prefix being walked on the pool into a bounded buffer."""
+
+    def __init__(self, walk: Callable[[str], Iterator[StoredObject]], prefix: str, buffer: int,
+                 cancel: threading.Event) -> None:
+        self._walk = walk
+        self._prefix = prefix
+        self._cancel = cancel
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=buffer)
+
+    def run(self) -> None:
+        try:
+            for obj in self._walk(self._prefix):
+                if not self._put(obj):
+                    return
+            self._put(_DONE)
+        except Exception as exc:  # handed to the consumer, which raises it in its own thread
+            self._put(_Failed(exc))
+
+    def _put(self, item: object) -> bool:
+        while not self._cancel.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def drain(self) -> Iterator[StoredObject]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failed):
+                raise item.exc
+            assert isinstance(item, StoredObject)
+            yield item
+
+
+def fan_out(prefix: str, *, level: Callable[[str], Iterator[Entry]],
+            walk: Callable[[str], Iterator[StoredObject]], concurrency: int,
+            buffer: int = 1000) -> Iterator[StoredObject]:
+    """Every object under ``prefix`` in key order, sub-prefixes walked ``concurrency`` at a time.
+
+    A level holding a single sub-prefix and nothing else is descended into, so that
+    ``data/year=2024/month=*/`` fans out over the months.
+    """
+    entries = level(prefix)
+    first = next(entries, None)
+    while isinstance(first, str):
+        second = next(entries, None)
+        if second is not None:
+            entries = _chain(first, second, entries)
+            break
+        entries = level(first)  # the only thing here is one sub-prefix: look one level down
+        first = next(entries, None)
+    else:
+        if first is None:
+            return
+        entries = _chain(first, None, entries)
+
+    cancel = threading.Event()
+    window: deque[StoredObject | _Walk] = deque()
+    walks = 0
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="list") as pool:
+        try:
+            for entry in entries:
+                if isinstance(entry, str):
+                    task = _Walk(walk, entry, buffer, cancel)
+                    pool.submit(task.run)
+                    window.append(task)
+                    walks += 1
+                else:
+                    window.append(entry)
+                while walks >= concurrency or len(window) > buffer:
+                    walks -= yield from _emit(window.popleft())
+            while window:
+                yield from _emit(window.popleft())
+        finally:
+            cancel.set()
+
+
+def merge_pages(pages: Iterable[tuple[Iterable[StoredObject], Iterable[str]]]) -> Iterator[Entry]:
+    """One delimited listing as entries in key order, from pages of (objects, sub-prefixes), each
+    sorted by key as stores return them."""
+    last: Entry | None = None
+    for objects, prefixes in pages:
+        entries: list[Iterable[Entry]] = [objects, sorted(prefixes)]
+        for entry in heapq.merge(*entries, key=_key):
+            if entry != last:  # a sub-prefix may close one page and open the next
+                yield entry
+            last = entry
+
+
+def _key(entry: Entry) -> str:
+    return entry if isinstance(entry, str) else entry.key
+
+
+def _emit(head: StoredObject | _Walk) -> Generator[StoredObject, None, int]:
+    """Yield ``head`` (an object, or every object of a walk); return how many walks it finished."""
+    if isinstance(head, _Walk):
+        yield from head.drain()
+        return 1
+    yield head
+    return 0
+
+
+def _chain(first: Entry, second: Entry | None, rest: Iterator[Entry]) -> Iterator[Entry]:
+    yield first
+    if second is not None:
+        yield second
+    yield from rest

@@ -1,0 +1,211 @@
+"""Google Cloud Storage, listed with ``list_blobs`` (prefix pushed down, page by page) through a
+``google.cloud.storage.Client``. The version of an object is its generation.
+
+Credentials: a per-source ``service_account_file``, else Application Default Credentials; when
+``STORAGE_EMULATOR_HOST`` is set (an emulator), anonymous credentials. Every google-api-core and
+google-auth error is turned into one :class:`SourceError` line here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import google.auth
+import requests
+from google.api_core import exceptions as api
+from google.api_core.retry import Retry
+from google.auth import exceptions as auth
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from google.oauth2 import service_account
+from urllib3.exceptions import NewConnectionError
+
+from ..errors import SourceError
+from ..models import StoredObject
+from .fanout import Entry, fan_out, merge_pages
+
+if TYPE_CHECKING:
+    from ..manifest import Settings, SourceConfig
+
+READ_ONLY = "https://www.googleapis.com/auth/devstorage.read_only"
+TIMEOUT = (5.0, 20.0)  # connect, read: an endpoint that does not answer fails in seconds
+_RETRY_STATUS = (408, 429, 500, 502, 503, 504)
+_Page = tuple[Sequence[Any], Sequence[str]]  # one listing page: blobs, sub-prefixes
+
+
+def unreachable(exc: BaseException) -> bool:
+    """True when no connection could be made at all (refused, unknown host): retrying will not help."""
+    inner = exc.args[0] if isinstance(exc, requests.ConnectionError) and exc.args else None
+    return isinstance(getattr(inner, "reason", None), NewConnectionError)
+
+
+def retryable(exc: BaseException) -> bool:
+    """Throttling, server errors, dropped connections and timeouts; not a host that refuses us."""
+    if isinstance(exc, api.GoogleAPICallError):
+        return exc.code in _RETRY_STATUS
+    if isinstance(exc, auth.TransportError) and exc.args and isinstance(exc.args[0], BaseException):
+        return retryable(exc.args[0])
+    return isinstance(exc, requests.ConnectionError | requests.Timeout | ConnectionError) \
+        and not unreachable(exc)
+
+
+RETRY = Retry(predicate=retryable, initial=0.5, maximum=8.0, multiplier=2.0, timeout=30.0)
+
+
+def make_client(service_account_file: Path | None, environ: Mapping[str, str]) -> storage.Client:
+    if service_account_file is not None:
+        credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
+            str(service_account_file), scopes=[READ_ONLY])
+        project = credentials.project_id
+    elif environ.get("STORAGE_EMULATOR_HOST"):
+        credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
+        project = environ.get("GOOGLE_CLOUD_PROJECT", "emulator")
+    else:
+        credentials, project = google.auth.default(scopes=[READ_ONLY])
+    return storage.Client(project=project, credentials=credentials)
+
+
+def build(config: SourceConfig, settings: Settings) -> GcsSource:
+    """A GCS lister for a manifest source, with a client made from its credentials."""
+    try:
+        client = make_client(config.service_account_file, os.environ)
+    except (auth.GoogleAuthError, ValueError, OSError) as exc:
+        if config.service_account_file is None:
+            raise SourceError(f"{config.label}: {describe_google_error(exc)}") from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise SourceError(f"{config.label}: cannot use service_account_file "
+                          f"{config.service_account_file}: {reason}") from exc
+    return GcsSource(client, label=config.label, bucket=config.bucket, prefix=config.prefix,
+                     concurrency=settings.list_concurrency)
+
+
+class GcsSource:
+    def __init__(
+        self,
+        client: storage.Client,
+        *,
+        label: str,
+        bucket: str,
+        prefix: str,
+        concurrency: int = 1,
+        page_size: int = 1000,
+        retry: Retry = RETRY,
+        timeout: tuple[float, float] = TIMEOUT,
+    ) -> None:
+        self.client = client
+        self.label = label
+        self.bucket = bucket
+        self.prefix = prefix
+        self.concurrency = concurrency
+        self.page_size = page_size
+        self.retry = retry
+        self.timeout = timeout
+
+    def list(self) -> Iterator[StoredObject]:
+        if self.concurrency <= 1:
+            return self._walk(self.prefix)
+        return fan_out(self.prefix, level=self._level, walk=self._walk, concurrency=self.concurrency,
+                       buffer=self.page_size)
+
+    def read(self, obj: StoredObject, start: int = 0, end: int | None = None) -> bytes:
+        """A ranged download of the listed generation (GCS ranges end inclusive; ours do not)."""
+        if end is not None and end <= start:
+            return b""
+        ranged = start > 0 or end is not None
+        blob = self.client.bucket(obj.bucket).blob(obj.key, generation=int(obj.version))
+        try:
+            data: bytes = blob.download_as_bytes(
+                start=start, end=None if end is None else end - 1, checksum=None if ranged else "auto",
+                timeout=self.timeout, retry=self.retry)
+        except Exception as exc:
+            if not _ours(exc):
+                raise
+            raise SourceError(f"{self.label}: cannot read {obj.key}: "
+                              f"{describe_google_error(exc, missing='object')}") from exc
+        return data
+
+    def _walk(self, prefix: str) -> Iterator[StoredObject]:
+        for blobs, _prefixes in self._pages(prefix):
+            yield from (o for o in map(self._object, blobs) if o is not None)
+
+    def _level(self, prefix: str) -> Iterator[Entry]:
+        return merge_pages(((o for o in map(self._object, blobs) if o is not None), prefixes)
+                           for blobs, prefixes in self._pages(prefix, delimiter="/"))
+
+    def _pages(self, prefix: str, delimiter: str | None = None) -> Iterator[_Page]:
+        """Each page of one listing call as (blobs, sub-prefixes)."""
+        try:
+            pages = self.client.list_blobs(self.bucket, prefix=prefix, delimiter=delimiter,
+                                           page_size=self.page_size, timeout=self.timeout,
+                                           retry=self.retry).pages
+            for page in pages:
+                yield tuple(page), tuple(page.prefixes)
+        except Exception as exc:
+            if not _ours(exc):
+                raise
+            raise SourceError(f"{self.label}: {describe_google_error(exc)}") from exc
+
+    def _object(self, blob: Any) -> StoredObject | None:
+        name: str = blob.name
+        if name.endswith("/") or not name.startswith(self.prefix):
+            return None  # a "folder" placeholder, or (defensively) outside the prefix
+        return StoredObject(
+            url=f"gs://{self.bucket}/{name}",
+            bucket=self.bucket,
+            key=name,
+            relative_key=name[len(self.prefix):],
+            size=int(blob.size or 0),
+            version=str(blob.generation),
+            modified=blob.updated.timestamp() if blob.updated is not None else 0.0,
+            checksum=blob.md5_hash or blob.crc32c or "",
+        )
+
+
+def _ours(exc: BaseException) -> bool:
+    """Errors that come from the store or its client libraries (translated), not from a bug."""
+    return isinstance(exc, api.GoogleAPIError | auth.GoogleAuthError | requests.RequestException
+                      | ConnectionError)
+
+
+def describe_google_error(exc: BaseException, *, missing: str = "bucket") -> str:
+    """One line for a google-api-core, google-auth or transport error, without tokens."""
+    if isinstance(exc, api.RetryError):
+        cause = exc.cause
+        return f"{describe_google_error(cause, missing=missing)} (gave up retrying)" if cause is not None \
+            else "gave up retrying"
+    if isinstance(exc, api.NotFound):
+        return f"{missing} not found"
+    if isinstance(exc, api.Forbidden):
+        return "access denied (the listing credentials need storage.objects.list and .get here)"
+    if isinstance(exc, api.Unauthorized):
+        return "the listing credentials are not valid or have expired (HTTP 401)"
+    if isinstance(exc, api.GoogleAPICallError):
+        return f"HTTP {exc.code}: {exc.message}"
+    if isinstance(exc, auth.InvalidOperation):  # a 401 to anonymous credentials, which cannot refresh
+        return "the store wants credentials; anonymous ones (STORAGE_EMULATOR_HOST is set) were refused"
+    if isinstance(exc, auth.DefaultCredentialsError):
+        return ("no Google credentials found: set GOOGLE_APPLICATION_CREDENTIALS, run `gcloud auth "
+                "application-default login`, or set service_account_file on this source")
+    if isinstance(exc, auth.RefreshError):
+        reason = exc.args[0] if exc.args else "refused"
+        return f"the listing credentials were refused (expired, revoked or not valid): {reason}"
+    if isinstance(exc, auth.TransportError) and exc.args and isinstance(exc.args[0], BaseException):
+        return describe_google_error(exc.args[0], missing=missing)
+    if isinstance(exc, requests.Timeout):
+        return f"the endpoint did not answer in time ({_host(exc)})"
+    if isinstance(exc, requests.ConnectionError | ConnectionError):
+        return f"cannot reach the endpoint ({_host(exc)})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _host(exc: BaseException) -> str:
+    request = getattr(exc, "request", None)
+    url = getattr(request, "url", None)
+    if not isinstance(url, str):
+        return "unknown"
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

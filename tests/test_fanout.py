@@ -1,0 +1,107 @@
+"""Fan-out over sub-prefixes gives what one stream gives, in the same order, within bounded buffers."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from orchestrator.errors import SourceError
+from orchestrator.models import StoredObject
+from orchestrator.sources.fanout import Entry, fan_out, merge_pages
+
+
+class Store:
+    """Keys in memory, listed the way S3 and GCS list them (sorted, optionally delimited)."""
+
+    def __init__(self, keys: list[str], fail_under: str | None = None) -> None:
+        self.keys = sorted(keys)
+        self.fail_under = fail_under
+        self.walking: set[str] = set()
+        self.most_at_once = 0
+        self._lock = threading.Lock()
+
+    def obj(self, key: str) -> StoredObject:
+        return StoredObject(url=f"s3://b/{key}", bucket="b", key=key, relative_key=key, size=1, version="v",
+                            modified=0.0)
+
+    def walk(self, prefix: str) -> Iterator[StoredObject]:
+        with self._lock:
+            self.walking.add(prefix)
+            self.most_at_once = max(self.most_at_once, len(self.walking))
+        try:
+            for key in self.keys:
+                if key.startswith(prefix):
+                    if self.fail_under is not None and key.startswith(self.fail_under):
+                        raise SourceError(f"cannot list {prefix}")
+                    yield self.obj(key)
+        finally:
+            with self._lock:
+                self.walking.discard(prefix)
+
+    def level(self, prefix: str) -> Iterator[Entry]:
+        objects: list[StoredObject] = []
+        prefixes: list[str] = []
+        for key in self.keys:
+            if key.startswith(prefix):
+                rest = key[len(prefix):]
+                if "/" in rest:
+                    sub = prefix + rest.split("/", 1)[0] + "/"
+                    if not prefixes or prefixes[-1] != sub:
+                        prefixes.append(sub)
+                else:
+                    objects.append(self.obj(key))
+        # two pages in key order, the second repeating the entry the first ended on
+        entries = sorted([*objects, *prefixes], key=lambda e: e if isinstance(e, str) else e.key)
+        half = len(entries) // 2
+        pages = [([e for e in part if isinstance(e, StoredObject)], [e for e in part if isinstance(e, str)])
+                 for part in (entries[:half + 1], entries[half:])]
+        return merge_pages(pages)
+
+
+def keys_of(objects: Iterator[StoredObject]) -> list[str]:
+    return [o.key for o in objects]
+
+
+@pytest.mark.parametrize("concurrency", [2, 3, 8])
+def test_same_objects_same_order_as_one_stream(concurrency: int) -> None:
+    rng = random.Random(concurrency)
+    keys = [f"p/{rng.choice('abcdefgh')}{rng.randint(0, 9)}/{rng.choice(['', 'x/', 'y/z/'])}{i}.parquet"
+            for i in range(400)] + ["p/top.parquet", "p/a.parquet", "p/zz.parquet"]
+    store = Store(keys)
+    fanned = keys_of(fan_out("p/", level=store.level, walk=store.walk, concurrency=concurrency, buffer=3))
+    assert fanned == keys_of(store.walk("p/")) == sorted(keys)
+    assert store.most_at_once <= concurrency
+
+
+def test_a_single_sub_prefix_is_descended_into() -> None:
+    store = Store([f"p/year=2024/month={m:02}/{i}.parquet" for m in range(1, 13) for i in range(3)])
+    listed = keys_of(fan_out("p/", level=store.level, walk=store.walk, concurrency=4, buffer=2))
+    assert listed == sorted(store.keys)
+    assert store.most_at_once > 1  # the months were walked side by side
+
+
+def test_nothing_and_flat() -> None:
+    empty = Store([])
+    assert keys_of(fan_out("p/", level=empty.level, walk=empty.walk, concurrency=4)) == []
+    flat = Store(["p/a", "p/b", "q/c"])
+    assert keys_of(fan_out("p/", level=flat.level, walk=flat.walk, concurrency=4)) == ["p/a", "p/b"]
+
+
+def test_a_failing_walk_raises_in_the_consumer_after_what_came_before() -> None:
+    store = Store([f"p/{d}/{i}" for d in "abcdef" for i in range(5)], fail_under="p/d/")
+    seen: list[str] = []
+    with pytest.raises(SourceError, match="cannot list p/d/"):
+        for obj in fan_out("p/", level=store.level, walk=store.walk, concurrency=3, buffer=2):
+            seen.append(obj.key)
+    assert seen == [f"p/{d}/{i}" for d in "abc" for i in range(5)]
+
+
+def test_stopping_early_ends_the_walkers() -> None:
+    store = Store([f"p/{d}/{i}" for d in "abcdefgh" for i in range(50)])
+    listing = fan_out("p/", level=store.level, walk=store.walk, concurrency=4, buffer=2)
+    assert next(listing).key == "p/a/0"
+    listing.close()  # type: ignore[attr-defined]
+    assert store.walking == set()

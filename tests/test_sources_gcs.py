@@ -1,0 +1,78 @@
+"""The GCS lister against gcp-storage-emulator: listing, fields, fan-out, ranged reads, credentials."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.cloud import storage
+
+from orchestrator.errors import SourceError
+from orchestrator.manifest import Settings, SourceConfig
+from orchestrator.sources.gcs import GcsSource
+from orchestrator.sources.registry import make_source
+
+NESTED = [
+    "emb/top.parquet", "emb/a.parquet", "emb/a/1.parquet", "emb/a/b/2.parquet", "emb/b/1.parquet",
+    "emb/c d/é+#%.parquet", "emb/solo/x/1.parquet", *[f"emb/many/{i:02}/part.parquet" for i in range(10)],
+]
+OTHERS = ["emb/", "emb/a/", "embx/1.parquet", "other/1.parquet"]
+
+
+def config(bucket: str, **options: Any) -> SourceConfig:
+    return SourceConfig(index=1, url=f"gs://{bucket}/emb/", scheme="gs", bucket=bucket, prefix="emb/",
+                        collection="c", partition=None, pattern=None, include=("**",), exclude=(),
+                        endpoint_url=None, region=None, credentials=None, **options)
+
+
+@pytest.fixture
+def nested(gcs: storage.Client, gcs_bucket: str) -> str:
+    bucket = gcs.bucket(gcs_bucket)
+    for key in NESTED + OTHERS:
+        bucket.blob(key).upload_from_string(b"" if key.endswith("/") else key.encode())
+    return gcs_bucket
+
+
+def test_lists_every_object_under_the_prefix_with_its_generation(gcs: storage.Client, nested: str) -> None:
+    source = make_source(config(nested), Settings(list_concurrency=1))
+    assert isinstance(source, GcsSource)
+    listed = list(source.list())
+    assert [o.key for o in listed] == sorted(NESTED)
+    odd = next(o for o in listed if o.relative_key == "c d/é+#%.parquet")
+    blob = gcs.bucket(nested).get_blob(odd.key)
+    assert odd.url == f"gs://{nested}/emb/c d/é+#%.parquet" and odd.bucket == nested
+    assert odd.version == str(blob.generation) and odd.checksum == blob.md5_hash
+    assert odd.size == len(odd.key.encode()) and odd.modified == blob.updated.timestamp()
+
+
+def test_fan_out_on_and_off_give_the_same_listing(gcs: storage.Client, nested: str) -> None:
+    one = GcsSource(gcs, label="g", bucket=nested, prefix="emb/", concurrency=1)
+    fanned = GcsSource(gcs, label="g", bucket=nested, prefix="emb/", concurrency=4)
+    assert list(fanned.list()) == list(one.list())
+    solo = GcsSource(gcs, label="g", bucket=nested, prefix="emb/solo/", concurrency=4)
+    assert [o.relative_key for o in solo.list()] == ["x/1.parquet"]
+
+
+def test_ranged_reads(gcs: storage.Client, nested: str) -> None:
+    source = GcsSource(gcs, label="g", bucket=nested, prefix="emb/a/")
+    obj = next(o for o in source.list() if o.key == "emb/a/1.parquet")
+    data = b"emb/a/1.parquet"
+    assert source.read(obj) == data
+    assert source.read(obj, 4, 7) == data[4:7]
+    assert source.read(obj, 10) == data[10:]
+    assert source.read(obj, 3, 3) == b""
+
+
+def test_bucket_not_found_names_the_source(gcs: storage.Client) -> None:
+    source = make_source(config("no-such-bucket"), Settings())
+    with pytest.raises(SourceError, match=r"^sources\[1\] gs://no-such-bucket/emb/: bucket not found$"):
+        list(source.list())
+
+
+def test_a_key_file_that_cannot_be_read(env: dict[str, str], tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"^sources\[1\] gs://lake/emb/: cannot use service_account_file"):
+        make_source(config("lake", service_account_file=tmp_path / "missing.json"), Settings())
+    (tmp_path / "bad.json").write_text('{"type": "service_account"}')
+    with pytest.raises(SourceError, match="cannot use service_account_file"):
+        make_source(config("lake", service_account_file=tmp_path / "bad.json"), Settings())

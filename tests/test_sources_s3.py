@@ -1,0 +1,98 @@
+"""The S3 lister against moto's server: nested prefixes, fan-out on and off, options, ranged reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.errors import SourceError
+from orchestrator.manifest import Settings, SourceConfig
+from orchestrator.sources.registry import make_source
+from orchestrator.sources.s3 import S3Source
+
+NESTED = [
+    "emb/top.parquet", "emb/a.parquet", "emb/a/1.parquet", "emb/a/b/2.parquet", "emb/a/b/c/3.parquet",
+    "emb/b/1.parquet", "emb/b/2.parquet", "emb/c d/é+#%.parquet", "emb/solo/x/y/1.parquet",
+    "emb/z/_SUCCESS", *[f"emb/many/{i:02}/part.parquet" for i in range(12)],
+]
+MARKERS = ["emb/", "emb/a/", "emb/b/x/"]  # "folder" objects some tools write
+OUTSIDE = ["embx/1.parquet", "other/emb/1.parquet", "em"]
+
+
+def config(bucket: str, **options: Any) -> SourceConfig:
+    return SourceConfig(index=3, url=f"s3://{bucket}/emb/", scheme="s3", bucket=bucket, prefix="emb/",
+                        collection="c", partition=None, pattern=None, include=("**",), exclude=(),
+                        endpoint_url=None, region="us-east-1", credentials=None, **options)
+
+
+@pytest.fixture
+def nested(s3: Any, bucket: str) -> str:
+    for key in NESTED + MARKERS + OUTSIDE:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"" if key.endswith("/") else key.encode())
+    return bucket
+
+
+def test_fan_out_on_and_off_list_the_same_objects_in_the_same_order(s3: Any, nested: str) -> None:
+    one = S3Source(s3, label="s", bucket=nested, prefix="emb/", concurrency=1, page_size=4)
+    fanned = S3Source(s3, label="s", bucket=nested, prefix="emb/", concurrency=4, page_size=4)
+    listed = list(one.list())
+    assert [o.key for o in listed] == sorted(NESTED)
+    assert list(fanned.list()) == listed
+    objects = {o.key: o for o in listed}
+    odd = objects["emb/c d/é+#%.parquet"]
+    assert (odd.url, odd.relative_key, odd.bucket) == ("s3://" + nested + "/emb/c d/é+#%.parquet",
+                                                       "c d/é+#%.parquet", nested)
+    assert odd.size == len(odd.key.encode()) and odd.version == odd.checksum and len(odd.version) == 32
+    assert odd.modified > 1.7e9
+
+
+def test_a_prefix_with_a_single_sub_prefix_and_none(s3: Any, nested: str) -> None:
+    solo = S3Source(s3, label="s", bucket=nested, prefix="emb/solo/", concurrency=4, page_size=2)
+    assert [o.relative_key for o in solo.list()] == ["x/y/1.parquet"]
+    empty = S3Source(s3, label="s", bucket=nested, prefix="nothing/", concurrency=4)
+    assert list(empty.list()) == []
+
+
+def test_ranged_reads_and_a_changed_object(s3: Any, nested: str) -> None:
+    source = S3Source(s3, label="sources[3] s3://x/emb/", bucket=nested, prefix="emb/")
+    obj = next(o for o in source.list() if o.key == "emb/a/1.parquet")
+    data = b"emb/a/1.parquet"
+    assert source.read(obj) == data
+    assert source.read(obj, 4, 7) == data[4:7]
+    assert source.read(obj, 10) == data[10:]
+    assert source.read(obj, 5, 5) == b""
+    s3.put_object(Bucket=nested, Key=obj.key, Body=b"rewritten")
+    with pytest.raises(SourceError, match=r"^sources\[3\] s3://x/emb/: cannot read emb/a/1.parquet: "
+                                          "the object changed since it was listed"):
+        source.read(obj, 0, 4)
+
+
+def test_requester_pays_is_sent_on_list_and_get(s3: Any, nested: str) -> None:
+    seen: list[tuple[str, bytes | None]] = []
+
+    def record(request: Any, **_: Any) -> None:
+        seen.append((request.method, request.headers.get("x-amz-request-payer")))
+
+    s3.meta.events.register("before-send.s3", record)
+    source = S3Source(s3, label="s", bucket=nested, prefix="emb/b/", request_payer="requester")
+    objects = list(source.list())
+    source.read(objects[0], 0, 2)
+    assert seen and all(payer == b"requester" for _, payer in seen)
+    assert {method for method, _ in seen} == {"GET"}
+
+
+def test_registry_builds_from_options(env: dict[str, str], nested: str, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "config").write_text("[profile minio]\nregion = us-east-1\n")
+    (tmp_path / "credentials").write_text("[minio]\naws_access_key_id = k\naws_secret_access_key = s\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    source = make_source(config(nested, path_style=True, profile="minio"), Settings(list_concurrency=3))
+    assert isinstance(source, S3Source)
+    assert source.client.meta.config.s3 == {"addressing_style": "path"}
+    assert source.concurrency == 3
+    assert len(list(source.list())) == len(NESTED)
+    with pytest.raises(SourceError, match=r"^sources\[3\] s3://.*/emb/: AWS profile 'nope' not found"):
+        make_source(config(nested, profile="nope"), Settings())
