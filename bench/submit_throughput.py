@@ -9,6 +9,7 @@ The fake API answers after ``latency`` seconds; the latency bound is concurrency
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +26,7 @@ from tests.fakes.zilliz import FakeZilliz
 KEY = "bench-api-key-0000"
 
 
-def manifest(fake: FakeZilliz, ledger: Path, *, concurrency: int, rps: float) -> Manifest:
+def manifest(fake: RemoteFake, ledger: Path, *, concurrency: int, rps: float) -> Manifest:
     source = SourceConfig(index=0, url="s3://bench/data/", scheme="s3", bucket="bench", prefix="data/",
                           collection="bench", partition=None, pattern=None, include=("**/*.parquet",),
                           exclude=(), endpoint_url=None, region=None, credentials=None)
@@ -39,7 +40,26 @@ def manifest(fake: FakeZilliz, ledger: Path, *, concurrency: int, rps: float) ->
         ledger_path=ledger)
 
 
-def sequential(fake: FakeZilliz, count: int) -> float:
+class RemoteFake:
+    """The fake import API in a process of its own, so that it does not share our GIL."""
+
+    cluster_id = FakeZilliz.cluster_id
+
+    def __init__(self, latency: float) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.zilliz", KEY, str(latency)],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+
+    def arrivals(self) -> list[float]:
+        return list(httpx.get(f"{self.url}/_fake/received").json()["data"])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def sequential(fake: RemoteFake, count: int) -> float:
     """Objects per second of a plain loop: one blocking create call per object."""
     with httpx.Client(timeout=30) as client:
         start = time.perf_counter()
@@ -52,15 +72,15 @@ def sequential(fake: FakeZilliz, count: int) -> float:
         return count / (time.perf_counter() - start)
 
 
-def orchestrated(fake: FakeZilliz, count: int, *, concurrency: int, rps: float) -> dict[str, float]:
+def orchestrated(fake: RemoteFake, count: int, *, concurrency: int, rps: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         m = manifest(fake, Path(tmp) / "bench.ledger.sqlite", concurrency=concurrency, rps=rps)
-        first = len(fake.received)
+        first = len(fake.arrivals())
         start = time.perf_counter()
         report = api.run(m, source_factory=lambda _s, _settings: SyntheticSource(count))
         seconds = time.perf_counter() - start
         assert report.outcomes["submitted"] == count, report.summary()
-        stamps = sorted(r.at for r in fake.received[first:])
+        stamps = sorted(fake.arrivals()[first:])
     window = 0
     j = 0
     for i, t in enumerate(stamps):  # the most calls in any one-second window
@@ -73,11 +93,14 @@ def orchestrated(fake: FakeZilliz, count: int, *, concurrency: int, rps: float) 
 
 def main(count: int = 2000) -> dict[str, object]:
     latency, concurrency, rps = 0.05, 16, 400.0
-    fake = FakeZilliz(api_key=KEY, latency_s=latency).start()
+    fake = RemoteFake(latency)
     try:
         base = sequential(fake, 200)
         run = orchestrated(fake, count, concurrency=concurrency, rps=rps)
-        fake.latency_s = 0.0
+    finally:
+        fake.stop()
+    fake = RemoteFake(0.0)
+    try:
         ceiling = orchestrated(fake, count, concurrency=concurrency, rps=100_000)
     finally:
         fake.stop()

@@ -145,6 +145,10 @@ class FakeZilliz:
                                           time.monotonic()))
         if self.latency_s:
             time.sleep(self.latency_s)
+        if parsed.path == "/_fake/received":  # for benchmarks that run the fake in another process
+            with self._lock:
+                stamps = [r.at for r in self.received if r.path != "/_fake/received"]
+            return self._reply(h, {"code": 0, "data": stamps})
         if h.headers.get("Authorization") != f"Bearer {self.api_key}":
             return self._reply(h, {"code": 80001, "message": "Invalid token: your token is not valid."})
         query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
@@ -260,3 +264,16 @@ class FakeZilliz:
             "count": len(jobs), "currentPage": page, "pageSize": size,
             self.list_key: [{"collectionName": j.collection, "jobId": j.job_id, "state": self.state(j)}
                             for j in chunk]}})
+
+
+def main() -> None:
+    """Serve a fake in its own process (for benchmarks): ``python -m tests.fakes.zilliz KEY LATENCY``."""
+    import sys
+
+    fake = FakeZilliz(api_key=sys.argv[1], latency_s=float(sys.argv[2])).start()
+    print(fake.url, flush=True)
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()
