@@ -57,6 +57,7 @@ T = TypeVar("T")
 JOBS = "orchestrator_jobs"
 TAG = "_orch_object"  # the object a row came from, in collections that have this field
 BATCH_ROWS = 2000
+PAGE = 1000  # job records per list query
 _JOB_FIELDS = ["job_id", "object_url", "collection", "rows"]
 _CLIENT_ERRORS = (DataNotMatchException, DataTypeNotMatchException, ParamError)  # refused before sending
 _SCALARS: list[tuple[Callable[[pa.DataType], bool], DataType]] = [
@@ -121,13 +122,14 @@ class MilvusLiteTarget:
         return job
 
     def list_jobs(self) -> Iterator[JobInfo]:
-        iterator = self._guard(lambda: self._client.query_iterator(JOBS, batch_size=1000, filter="",
-                                                                   output_fields=_JOB_FIELDS))
-        try:
-            while batch := self._guard(iterator.next):
-                yield from (_job_info(row) for row in batch)
-        finally:
-            iterator.close()
+        def page(offset: int) -> list[dict[str, Any]]:
+            return self._guard(lambda: self._client.query(
+                JOBS, filter='job_id != ""', output_fields=_JOB_FIELDS, limit=PAGE, offset=offset))
+
+        offset = 0
+        while rows := page(offset):
+            yield from (_job_info(row) for row in rows)
+            offset += len(rows)
 
     # -- importing ---------------------------------------------------------------------------
 
