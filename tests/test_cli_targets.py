@@ -68,6 +68,22 @@ def test_permanent_body_code_on_http_200_fails_one_object(
 
 
 @every_api
+def test_failed_job_reason_is_recorded(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeImportAPI,
+) -> None:
+    put_objects(["embeddings/a.parquet", "embeddings/b.parquet"])
+    fake_api.fail_objects = {"b.parquet": "field 'vector' type mis-match"}
+    manifest = write_manifest()
+    result = invoke("run", str(manifest), "--wait", "--poll-interval", "0")
+    assert result.exit_code == 1
+    assert "jobs_completed=1 jobs_failed=1" in result.stdout
+    objects = {o["url"].rsplit("/", 1)[1]: o for o in status_json(manifest)["objects"]}
+    assert objects["a.parquet"]["state"] == "completed"
+    assert objects["b.parquet"]["state"] == "failed"
+    assert "failed: field 'vector' type mis-match" in objects["b.parquet"]["error"]
+
+
+@every_api
 def test_refused_credentials_stop_the_run(
     put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeImportAPI,
 ) -> None:
