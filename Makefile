@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,local]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,10 +23,11 @@ unit: $(STAMP)
 test: lint unit
 
 demo: $(STAMP)
-	$(BIN)/python scripts/make_demo_data.py demo-data
-	ZILLIZ_API_KEY=demo IMPORT_ACCESS_KEY=demo IMPORT_SECRET_KEY=demo \
-		$(BIN)/python -m orchestrator plan manifests/demo.yaml
+	$(BIN)/python scripts/make_demo_data.py demo-data/lake
+	$(BIN)/orchestrator run manifests/demo.yaml --wait
+	$(BIN)/orchestrator status manifests/demo.yaml
+	$(BIN)/python scripts/demo_search.py manifests/demo.yaml
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info demo-data
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

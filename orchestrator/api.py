@@ -21,13 +21,15 @@ import httpx
 from . import lock, planner, urls
 from .errors import FatalTargetError, ManifestError, SourceError, TargetError, TransientError
 from .ledger import Ledger
-from .manifest import Manifest, Settings, SourceConfig, load
-from .models import Action, JobState, LedgerRecord, ObjectState, PlanItem, Secret
+from .manifest import Manifest, Settings, SourceConfig, TargetConfig, load
+from .models import Action, JobState, LedgerRecord, ObjectState, PlanItem, Secret, StoredObject
 from .sources.base import Listed, Source, judged
 from .sources.registry import make_source
 from .submit import Outcome, RateLimiter, Reconciler, Redactor, Submitter, refresh
-from .targets.base import Target
+from .targets.base import ObjectReader, Target
+from .targets.milvus import MilvusTarget
 from .targets.zilliz_v1 import ZillizV1Target
+from .targets.zilliz_v2 import ZillizV2Target
 
 log = logging.getLogger("orchestrator")
 BATCH = 500
@@ -42,6 +44,7 @@ def validate(path: str | Path, environ: Mapping[str, str] | None = None) -> Mani
 # -- wiring: real clients by default, replaceable by callers ------------------------------------
 
 SourceFactory = Callable[[SourceConfig, Settings], Source]
+TargetFactory = Callable[[Manifest, httpx.Client, ObjectReader], Target]
 
 
 def make_http_client(manifest: Manifest, limiter: RateLimiter | None = None) -> httpx.Client:
@@ -50,16 +53,63 @@ def make_http_client(manifest: Manifest, limiter: RateLimiter | None = None) -> 
                         headers={"User-Agent": "orchestrator/0.1"})
 
 
-def make_target(manifest: Manifest, client: httpx.Client) -> Target:
+# One line per import API: how its manifest section becomes a target. Milvus Lite is imported on use,
+# since it needs the optional ``local`` extra.
+TARGETS: dict[str, Callable[[TargetConfig, httpx.Client, ObjectReader], Target]] = {
+    "zilliz-v1": lambda t, client, _read: ZillizV1Target(
+        client, base_url=t.base_url, cluster_id=t.cluster_id, api_key=_key(t)),
+    "zilliz-v2": lambda t, client, _read: ZillizV2Target(
+        client, base_url=t.base_url, cluster_id=t.cluster_id, api_key=_key(t), db_name=t.db_name),
+    "milvus": lambda t, client, _read: MilvusTarget(
+        client, base_url=t.base_url, token=t.api_key, db_name=t.db_name),
+    "milvus-lite": lambda t, _client, read: _milvus_lite(t, read),
+}
+
+
+def make_target(manifest: Manifest, client: httpx.Client, read: ObjectReader | None = None) -> Target:
+    """The target ``target.type`` names; ``read`` reads objects for targets that import them themselves
+    (by default, through sources made by :func:`make_source`)."""
     t = manifest.target
-    return ZillizV1Target(client, base_url=t.base_url, cluster_id=t.cluster_id, api_key=t.api_key)
+    return TARGETS[t.type](t, client, read if read is not None else make_reader(manifest, make_source))
+
+
+def make_reader(manifest: Manifest, source_factory: SourceFactory) -> ObjectReader:
+    """Reads objects through the manifest's sources, each made once, on first use."""
+    made: dict[int, Source] = {}
+    lock = threading.Lock()
+
+    def read(index: int, obj: StoredObject, start: int, end: int | None) -> bytes:
+        with lock:
+            if index not in made:
+                made[index] = source_factory(manifest.sources[index], manifest.settings)
+            source = made[index]
+        return source.read(obj, start, end)
+
+    return read
+
+
+def _key(t: TargetConfig) -> Secret:
+    if t.api_key is None:
+        raise ManifestError("", "target.api_key", f"the {t.type} target needs an API key")
+    return t.api_key
+
+
+def _milvus_lite(t: TargetConfig, read: ObjectReader) -> Target:
+    try:
+        from .targets.milvus_lite import MilvusLiteTarget
+    except ImportError as exc:
+        raise FatalTargetError(f"the milvus-lite target needs pymilvus and milvus-lite ({exc}): install "
+                               "them with pip install 'orchestrator[local]'") from exc
+    if t.uri is None:
+        raise ManifestError("", "target.uri", "the milvus-lite target needs a database path")
+    return MilvusLiteTarget(t.uri, read=read, create_collection=t.create_collection, metric=t.metric)
 
 
 def secrets_of(manifest: Manifest) -> list[Secret]:
-    found = [manifest.target.api_key]
+    found = [manifest.target.api_key] if manifest.target.api_key is not None else []
     for creds in [manifest.credentials, *(s.credentials for s in manifest.sources)]:
         if creds is not None:
-            found += [creds.access_key, creds.secret_key]
+            found += [creds.access_key, creds.secret_key, *([creds.token] if creds.token else [])]
     return found
 
 
@@ -172,6 +222,11 @@ class RunReport:
     def failed(self) -> int:
         return self.outcomes[Outcome.FAILED] + self.waited[JobState.FAILED]
 
+    @property
+    def nothing_new(self) -> bool:
+        """No listed object needed an import: each was imported before, or is importing."""
+        return not any(self.planned[a] for a in (Action.SUBMIT, Action.RETRY, Action.RECONCILE))
+
     def exit_code(self) -> int:
         if self.interrupted is not None:
             return 128 + self.interrupted
@@ -211,7 +266,7 @@ def run(
     *,
     stop: threading.Event | None = None,
     source_factory: SourceFactory = make_source,
-    target_factory: Callable[[Manifest, httpx.Client], Target] = make_target,
+    target_factory: TargetFactory = make_target,
     sleep: Callable[[float], object] | None = None,
     on_outcome: Callable[[PlanItem, Outcome], None] | None = None,
     clock: Callable[[], float] = time.time,
@@ -225,7 +280,7 @@ def run(
     with lock.hold(manifest.ledger_path, wait_s=options.wait_lock_s), \
             Ledger(manifest.ledger_path) as ledger, \
             make_http_client(manifest, RateLimiter(settings.requests_per_second)) as client:
-        target = target_factory(manifest, client)
+        target = target_factory(manifest, client, make_reader(manifest, source_factory))
         reconciler = Reconciler(target, ledger, max_attempts=settings.max_attempts, stop=stop, sleep=pause)
         try:
             report.refreshed.update(_refresh(target, ledger, manifest, stop, redact, pause))
@@ -233,7 +288,8 @@ def run(
             submitter = Submitter(
                 target, ledger, concurrency=settings.concurrency, max_attempts=settings.max_attempts,
                 credentials_for=lambda i: manifest.credentials_for(manifest.sources[i]),
-                object_url=lambda item: object_url(item, manifest), reconciler=reconciler, stop=stop,
+                object_url=lambda item: target.object_ref(item.obj, object_url(item, manifest)),
+                reconciler=reconciler, stop=stop,
                 redact=redact, sleep=pause,
             )
             budget = [options.max_submissions]
@@ -357,14 +413,15 @@ class StatusReport:
 
 
 def status(manifest: Manifest, *, refresh_jobs: bool = False,
-           target_factory: Callable[[Manifest, httpx.Client], Target] = make_target) -> StatusReport:
+           target_factory: TargetFactory = make_target,
+           ) -> StatusReport:
     """What the ledger holds; with ``refresh_jobs``, poll submitted jobs first (under the run lock)."""
     if refresh_jobs:
         stop = threading.Event()
         with lock.hold(manifest.ledger_path), Ledger(manifest.ledger_path) as ledger, \
                 make_http_client(manifest, RateLimiter(manifest.settings.requests_per_second)) as client:
-            _refresh(target_factory(manifest, client), ledger, manifest, stop,
-                     Redactor(secrets_of(manifest)), stop.wait)
+            target = target_factory(manifest, client, make_reader(manifest, make_source))
+            _refresh(target, ledger, manifest, stop, Redactor(secrets_of(manifest)), stop.wait)
     if not manifest.ledger_path.exists():
         return StatusReport({}, [])
     with Ledger(manifest.ledger_path) as ledger:

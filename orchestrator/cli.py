@@ -207,6 +207,9 @@ def run(manifest: str, wait: bool, max_submissions: int | None, wait_lock: float
         click.echo(f"error: {report.fatal}", err=True)
     if report.interrupted is not None:
         click.echo("stopped by a signal: the ledger is saved; the next run resumes", err=True)
+    if report.nothing_new and report.exit_code() == 0:
+        click.echo("nothing new to import: every object listed was imported before (or is importing)",
+                   err=True)
     summary = f"{report.summary()} seconds={time.monotonic() - started:.1f}"
     logging.getLogger("orchestrator").info(summary, extra={"event": "summary"})
     click.echo(summary)

@@ -10,6 +10,7 @@
         ├── TransientError            worth retrying after a pause (429, 5xx, busy cluster)
         │   └── AmbiguousError        the call may have created a job: look before retrying
         ├── PermanentError            this object will not import as it stands
+        │   └── JobNotFoundError      the server does not know the job (forgotten, or never made)
         └── FatalTargetError          nothing will import (bad API key, unknown cluster): stop the run
 
 Messages never carry secrets: credentials travel as :class:`orchestrator.models.Secret`, whose
@@ -30,8 +31,7 @@ class ManifestError(OrchestratorError):
         self.file = file
         self.path = path
         self.problem = problem
-        where = f"{file}: {path}" if path else file
-        super().__init__(f"{where}: {problem}")
+        super().__init__(": ".join(part for part in (file, path, problem) if part))
 
 
 class SourceError(OrchestratorError):
@@ -93,6 +93,10 @@ class AmbiguousError(TransientError):
 
 class PermanentError(TargetError):
     """The server refused this object; retrying the same call will not help."""
+
+
+class JobNotFoundError(PermanentError):
+    """The server does not know this job id: it forgot it (Milvus, after about 3 hours) or never made it."""
 
 
 class FatalTargetError(TargetError):

@@ -10,7 +10,7 @@ import os
 import re
 import string
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,6 @@ from . import urls
 from .errors import ManifestError
 from .models import Credentials, Secret
 
-TARGET_TYPES = ("zilliz-v1",)
 ON_CHANGE = ("skip", "reimport")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # per-source keys that only some kinds of source take
@@ -33,10 +32,37 @@ MILVUS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TargetConfig:
+    """The import API; which fields a type uses is in its ``_TARGETS`` parser."""
+
     type: str
-    base_url: str
-    cluster_id: str
-    api_key: Secret
+    base_url: str = ""  # the HTTP APIs
+    cluster_id: str = ""  # Zilliz Cloud
+    api_key: Secret | None = None  # the bearer credential: a Zilliz API key, a Milvus token or user:password
+    db_name: str | None = None  # zilliz-v2, milvus
+    uri: Path | None = None  # milvus-lite: the database
+    create_collection: bool = False  # milvus-lite: make missing collections from the first file
+    metric: str = "COSINE"  # milvus-lite: the metric of the indexes it builds
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRules:
+    """What a target type allows elsewhere in the manifest."""
+
+    credentials: bool  # the API reads the objects with keys sent in each call: credentials required
+    sts_token: bool  # ... and accepts an STS session token with them
+    partitions: bool  # sources may name a partition
+    local_sources: bool  # sources may be local folders
+
+
+TARGET_RULES = {
+    "zilliz-v1": TargetRules(credentials=True, sts_token=False, partitions=False, local_sources=True),
+    "zilliz-v2": TargetRules(credentials=True, sts_token=True, partitions=True, local_sources=True),
+    "milvus": TargetRules(credentials=False, sts_token=False, partitions=True, local_sources=False),
+    "milvus-lite": TargetRules(credentials=False, sts_token=False, partitions=True, local_sources=True),
+}
+TARGET_TYPES = tuple(TARGET_RULES)
+ZILLIZ_V2_URL = "https://api.cloud.zilliz.com"
+METRICS = ("COSINE", "L2", "IP")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -199,14 +225,15 @@ def parse(
                     optional=("credentials", "settings", "ledger"))
     if top["version"] != 1:
         raise r.fail("version", f"this orchestrator reads manifest version 1, got {top['version']!r}")
-    target = _target(r, top["target"])
-    credentials = _credentials(r, top.get("credentials"), "credentials")
+    target = _target(r, top["target"], base_dir)
+    rules = TARGET_RULES[target.type]
+    credentials = _credentials(r, top.get("credentials"), "credentials", target.type)
     sources_node = top["sources"]
     if not isinstance(sources_node, list) or not sources_node:
         raise r.fail("sources", "expected a non-empty list of sources")
     sources = tuple(_source(r, node, i, target, base_dir) for i, node in enumerate(sources_node))
     for source in sources:
-        if source.credentials is None and credentials is None:
+        if rules.credentials and source.credentials is None and credentials is None:
             raise r.fail(f"sources[{source.index}].credentials",
                          "no credentials for the import service: set top-level credentials or this one")
     settings = _settings(r, top.get("settings"))
@@ -223,16 +250,21 @@ def parse(
     )
 
 
-def _target(r: _Reader, node: Any) -> TargetConfig:
-    t = r.mapping(node, "target", required=("type", "cluster_id", "api_key"),
-                  optional=("region", "endpoint"))
-    kind = r.choice(t["type"], "target.type", TARGET_TYPES)
-    endpoint = r.optional_string(t.get("endpoint"), "target.endpoint")
+def _target(r: _Reader, node: Any, base_dir: Path) -> TargetConfig:
+    if not isinstance(node, dict):
+        raise r.fail("target", f"expected a mapping, got {_kind(node)}")
+    if "type" not in node:
+        raise r.fail("target.type", f"required key is missing (one of {', '.join(TARGET_TYPES)})")
+    kind = r.choice(node["type"], "target.type", TARGET_TYPES)
+    return _TARGETS[kind](r, node, base_dir)
+
+
+def _zilliz_v1(r: _Reader, node: Any, _base_dir: Path) -> TargetConfig:
+    t = r.mapping(node, "target", required=("type", "cluster_id", "api_key"), optional=("region", "endpoint"))
+    endpoint = _endpoint(r, t)
     region = r.optional_string(t.get("region"), "target.region")
     if endpoint is not None:
-        if not re.match(r"^https?://[^/\s]+", endpoint):
-            raise r.fail("target.endpoint", f"expected http(s)://host[:port], got {endpoint!r}")
-        base_url = endpoint.rstrip("/")
+        base_url = endpoint
     elif region is not None:
         if not re.fullmatch(r"[a-z0-9-]+", region):
             raise r.fail("target.region", f"expected a region such as gcp-us-west1, got {region!r}")
@@ -240,20 +272,97 @@ def _target(r: _Reader, node: Any) -> TargetConfig:
     else:
         raise r.fail("target", "set region (e.g. gcp-us-west1) or endpoint")
     return TargetConfig(
-        type=kind,
+        type="zilliz-v1",
         base_url=base_url,
         cluster_id=r.string(t["cluster_id"], "target.cluster_id"),
         api_key=Secret(r.string(t["api_key"], "target.api_key", secret=True)),
     )
 
 
-def _credentials(r: _Reader, node: Any, path: str) -> Credentials | None:
+def _zilliz_v2(r: _Reader, node: Any, _base_dir: Path) -> TargetConfig:
+    t = r.mapping(node, "target", required=("type", "cluster_id", "api_key"),
+                  optional=("endpoint", "db_name"))
+    return TargetConfig(
+        type="zilliz-v2",
+        base_url=_endpoint(r, t) or ZILLIZ_V2_URL,
+        cluster_id=r.string(t["cluster_id"], "target.cluster_id"),
+        api_key=Secret(r.string(t["api_key"], "target.api_key", secret=True)),
+        db_name=_db_name(r, t),
+    )
+
+
+def _milvus(r: _Reader, node: Any, _base_dir: Path) -> TargetConfig:
+    t = r.mapping(node, "target", required=("type", "endpoint"),
+                  optional=("token", "user", "password", "db_name"))
+    if "token" in t and ("user" in t or "password" in t):
+        raise r.fail("target.token", "set either token or user and password, not both")
+    if ("user" in t) != ("password" in t):
+        raise r.fail("target.user" if "password" in t else "target.password",
+                     "user and password go together")
+    api_key = None
+    if "token" in t:
+        api_key = Secret(r.string(t["token"], "target.token", secret=True))
+    elif "user" in t:
+        user = r.string(t["user"], "target.user")
+        api_key = Secret(f"{user}:{r.string(t['password'], 'target.password', secret=True)}")
+    endpoint = _endpoint(r, t)
+    if endpoint is None:
+        raise r.fail("target.endpoint", "expected http(s)://host[:port], e.g. http://localhost:19530")
+    return TargetConfig(type="milvus", base_url=endpoint, api_key=api_key, db_name=_db_name(r, t))
+
+
+def _milvus_lite(r: _Reader, node: Any, base_dir: Path) -> TargetConfig:
+    t = r.mapping(node, "target", required=("type", "uri"), optional=("create_collection", "metric"))
+    uri = r.string(t["uri"], "target.uri")
+    if "://" in uri or not uri.endswith(".db"):
+        raise r.fail("target.uri", f"expected a database path ending in .db (e.g. ./demo.db), got {uri!r}")
+    return TargetConfig(
+        type="milvus-lite",
+        uri=(base_dir / uri).resolve(),
+        create_collection=r.boolean(t.get("create_collection", False), "target.create_collection"),
+        metric=r.choice(t.get("metric", "COSINE"), "target.metric", METRICS),
+    )
+
+
+_TARGETS: dict[str, Callable[[_Reader, Any, Path], TargetConfig]] = {
+    "zilliz-v1": _zilliz_v1,
+    "zilliz-v2": _zilliz_v2,
+    "milvus": _milvus,
+    "milvus-lite": _milvus_lite,
+}
+
+
+def _endpoint(r: _Reader, t: dict[str, Any]) -> str | None:
+    endpoint = r.optional_string(t.get("endpoint"), "target.endpoint")
+    if endpoint is None:
+        return None
+    if not re.match(r"^https?://[^/\s]+", endpoint):
+        raise r.fail("target.endpoint", f"expected http(s)://host[:port], got {endpoint!r}")
+    return endpoint.rstrip("/")
+
+
+def _db_name(r: _Reader, t: dict[str, Any]) -> str | None:
+    name = r.optional_string(t.get("db_name"), "target.db_name")
+    if name is not None and not MILVUS_NAME.match(name):
+        raise r.fail("target.db_name", f"{name!r} is not a valid Milvus database name")
+    return name
+
+
+def _credentials(r: _Reader, node: Any, path: str, target_type: str) -> Credentials | None:
     if node is None:
         return None
-    c = r.mapping(node, path, required=("access_key", "secret_key"))
+    rules = TARGET_RULES[target_type]
+    if not rules.credentials:
+        raise r.fail(path, f"the {target_type} target reads the objects itself (no keys are sent with an "
+                           "import call): remove this block")
+    c = r.mapping(node, path, required=("access_key", "secret_key"), optional=("token",))
+    if "token" in c and not rules.sts_token:
+        raise r.fail(f"{path}.token", f"the {target_type} import API takes no session token "
+                                      "(zilliz-v2 does)")
     return Credentials(
         access_key=Secret(r.string(c["access_key"], f"{path}.access_key", secret=True)),
         secret_key=Secret(r.string(c["secret_key"], f"{path}.secret_key", secret=True)),
+        token=Secret(r.string(c["token"], f"{path}.token", secret=True)) if "token" in c else None,
     )
 
 
@@ -264,6 +373,9 @@ def _source(r: _Reader, node: Any, index: int, target: TargetConfig, base_dir: P
     url = r.string(s["url"], f"{p}.url")
     root = _local_root(url, base_dir)
     m = _URL.match(url)
+    if root is not None and not TARGET_RULES[target.type].local_sources:
+        raise r.fail(f"{p}.url", f"the {target.type} target imports from the bucket the server reads "
+                                 "(e.g. its MinIO): use s3://bucket/prefix, not a local folder")
     if root is not None:
         scheme, bucket, prefix = "file", "", ""
     elif m is None:
@@ -285,8 +397,8 @@ def _source(r: _Reader, node: Any, index: int, target: TargetConfig, base_dir: P
     _check_template(r, collection, f"{p}.collection", groups)
     partition = r.optional_string(s.get("partition"), f"{p}.partition")
     if partition is not None:
-        if target.type == "zilliz-v1":
-            raise r.fail(f"{p}.partition", "the zilliz-v1 import API cannot target a partition")
+        if not TARGET_RULES[target.type].partitions:
+            raise r.fail(f"{p}.partition", f"the {target.type} import API cannot target a partition")
         _check_template(r, partition, f"{p}.partition", groups)
     include = r.strings(s["include"], f"{p}.include") if "include" in s else ("**/*.parquet",)
     exclude = r.strings(s["exclude"], f"{p}.exclude") if "exclude" in s else ()
@@ -317,7 +429,7 @@ def _source(r: _Reader, node: Any, index: int, target: TargetConfig, base_dir: P
         exclude=exclude,
         endpoint_url=endpoint_url,
         region=region,
-        credentials=_credentials(r, s.get("credentials"), f"{p}.credentials"),
+        credentials=_credentials(r, s.get("credentials"), f"{p}.credentials", target.type),
         root=root,
         object_url_style=style,
         path_style=r.boolean(s.get("path_style", False), f"{p}.path_style"),

@@ -37,6 +37,7 @@ class Credentials:
 
     access_key: Secret
     secret_key: Secret
+    token: Secret | None = None  # an STS session token, for APIs that take one (Zilliz v2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,13 +132,20 @@ class PlanItem(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class ImportRequest:
-    """Everything one create call needs, independent of the API's spelling."""
+    """Everything one create call needs, independent of the API's spelling.
+
+    ``object_url`` is the object as the API names it (a URL, or a key in the server's own bucket:
+    see ``Target.object_ref``); ``obj`` and ``source`` let a target that reads the object itself
+    (Milvus Lite) ask the source for its bytes.
+    """
 
     object_url: str
     collection: str
     partition: str | None
     credentials: Credentials | None
     idempotency_key: str
+    obj: StoredObject | None = None
+    source: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,11 +18,17 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-from .errors import AmbiguousError, FatalTargetError, PermanentError, TargetError, TransientError
+from .errors import (
+    AmbiguousError,
+    FatalTargetError,
+    JobNotFoundError,
+    PermanentError,
+    TargetError,
+    TransientError,
+)
 from .ledger import Ledger
 from .models import Credentials, ImportRequest, JobInfo, JobState, LedgerRecord, PlanItem, Secret
 from .targets.base import Target
-from .targets.http import JOB_NOT_FOUND_CODES
 
 log = logging.getLogger("orchestrator")
 T = TypeVar("T")
@@ -220,7 +226,7 @@ class Submitter:
         request = ImportRequest(
             object_url=url, collection=item.route.collection, partition=item.route.partition,
             credentials=self.credentials_for(item.source),
-            idempotency_key=idempotency_key(obj.url, obj.version, failures),
+            idempotency_key=idempotency_key(obj.url, obj.version, failures), obj=obj, source=item.source,
         )
         attempt = 1
         while True:
@@ -325,7 +331,7 @@ def refresh(
         except FatalTargetError:
             raise
         except TargetError as exc:
-            if exc.code in JOB_NOT_FOUND_CODES:
+            if isinstance(exc, JobNotFoundError):
                 ledger.mark_uncertain(record.url, record.version,
                                       f"the server no longer knows job {job_id}: check the collection")
             log.warning("%s: progress of job %s: %s", record.url, job_id, redact(str(exc)),

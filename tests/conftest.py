@@ -20,13 +20,25 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from moto.server import ThreadedMotoServer
 
+from tests.fakes.base import FakeImportAPI
 from tests.fakes.canned import Canned, CannedServer
+from tests.fakes.milvus import FakeMilvus
 from tests.fakes.zilliz import FakeZilliz
+from tests.fakes.zilliz_v2 import FakeZillizV2
 
 API_KEY = "zk-test-API-KEY-do-not-leak-4f2a9c"
 ACCESS_KEY = "AKTESTIMPORTACCESS77"
 SECRET_KEY = "import-SECRET-key-do-not-leak-9d8e7f"
-SECRETS = (API_KEY, ACCESS_KEY, SECRET_KEY)
+MILVUS_TOKEN = "root:milvus-PASSWORD-do-not-leak-1b3c"
+SECRETS = (API_KEY, ACCESS_KEY, SECRET_KEY, MILVUS_TOKEN)
+# Every HTTP import API, each with its fake: parametrize a test over them with
+# ``@pytest.mark.parametrize("fake_api", HTTP_TARGETS, indirect=True)``.
+FAKES: dict[str, Callable[[], FakeImportAPI]] = {
+    "zilliz-v1": lambda: FakeZilliz(api_key=API_KEY),
+    "zilliz-v2": lambda: FakeZillizV2(api_key=API_KEY),
+    "milvus": lambda: FakeMilvus(api_key=MILVUS_TOKEN),
+}
+HTTP_TARGETS = tuple(FAKES)
 _buckets = itertools.count(1)
 
 
@@ -57,6 +69,7 @@ def env(monkeypatch: pytest.MonkeyPatch, s3_endpoint: str) -> dict[str, str]:
         "ZILLIZ_API_KEY": API_KEY,
         "IMPORT_ACCESS_KEY": ACCESS_KEY,
         "IMPORT_SECRET_KEY": SECRET_KEY,
+        "MILVUS_TOKEN": MILVUS_TOKEN,
     }
     for k, v in values.items():
         monkeypatch.setenv(k, v)
@@ -144,26 +157,29 @@ def put_objects(s3: Any, bucket: str) -> Callable[..., list[str]]:
 
 
 @pytest.fixture
-def fake_api() -> Iterator[FakeZilliz]:
-    fake = FakeZilliz(api_key=API_KEY).start()
+def fake_api(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The fake import API: Zilliz v1 unless parametrized (indirectly) with a name from HTTP_TARGETS."""
+    fake = FAKES[getattr(request, "param", "zilliz-v1")]().start()
     yield fake
     fake.stop()
 
 
 @pytest.fixture
-def write_manifest(tmp_path: Path, bucket: str, fake_api: FakeZilliz) -> Callable[..., Path]:
+def write_manifest(tmp_path: Path, bucket: str, fake_api: FakeImportAPI) -> Callable[..., Path]:
     """Write a valid manifest over ``bucket`` and ``fake_api``; keyword arguments override parts."""
+    if isinstance(fake_api, FakeMilvus):
+        fake_api.bucket = bucket  # Milvus reads the bucket it is configured with: this one
 
     def write(*, sources: list[dict[str, Any]] | None = None, settings: dict[str, Any] | None = None,
               target: dict[str, Any] | None = None, name: str = "nightly.yaml") -> Path:
         doc: dict[str, Any] = {
             "version": 1,
-            "target": {"type": "zilliz-v1", "endpoint": fake_api.url, "cluster_id": fake_api.cluster_id,
-                       "api_key": "${ZILLIZ_API_KEY}", **(target or {})},
-            "credentials": {"access_key": "${IMPORT_ACCESS_KEY}", "secret_key": "${IMPORT_SECRET_KEY}"},
+            "target": {**fake_api.manifest_target(), **(target or {})},
             "sources": sources or [{"url": f"s3://{bucket}/embeddings/", "collection": "articles"}],
             "settings": {"requests_per_second": 1000, "max_attempts": 4, "min_age_s": 0, **(settings or {})},
         }
+        if fake_api.NEEDS_CREDENTIALS:
+            doc["credentials"] = {"access_key": "${IMPORT_ACCESS_KEY}", "secret_key": "${IMPORT_SECRET_KEY}"}
         path = tmp_path / name
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         return path

@@ -7,17 +7,22 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.manifest import load
+from orchestrator.manifest import TARGET_TYPES, load
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "manifests").glob("*.yaml"))
 
 
-def test_there_are_examples() -> None:
-    assert {p.name for p in EXAMPLES} >= {"gcs-nightly.yaml", "minio.yaml"}
+def dummy_env(path: Path) -> dict[str, str]:
+    names = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", path.read_text()))
+    return {name: f"dummy-{name.lower()}" for name in names}
+
+
+def test_there_are_examples_for_every_target() -> None:
+    assert {p.name for p in EXAMPLES} >= {"gcs-nightly.yaml", "minio.yaml", "demo.yaml"}
+    assert {load(p, environ=dummy_env(p)).target.type for p in EXAMPLES} == set(TARGET_TYPES)
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_validates(path: Path) -> None:
-    names = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", path.read_text()))
-    manifest = load(path, environ={name: f"dummy-{name.lower()}" for name in names})
+    manifest = load(path, environ=dummy_env(path))
     assert manifest.sources

@@ -12,7 +12,14 @@ from typing import Any
 
 import httpx
 
-from ..errors import AmbiguousError, FatalTargetError, PermanentError, TargetError, TransientError
+from ..errors import (
+    AmbiguousError,
+    FatalTargetError,
+    JobNotFoundError,
+    PermanentError,
+    TargetError,
+    TransientError,
+)
 
 # Body codes worth retrying after a pause: the server refused the call, no job was created.
 TRANSIENT_CODES = frozenset({47039, 47055, 40003, 1, 2, 4, 8, 1807})
@@ -63,8 +70,8 @@ def call(
     if status >= 500:
         raise unsure(f"server error (HTTP {status})", http_status=status)
     if status in (401, 403):
-        raise FatalTargetError(f"the API key was refused (HTTP {status}): check target.api_key",
-                               http_status=status)
+        raise FatalTargetError(f"the credentials were refused (HTTP {status}): check target.api_key "
+                               "(zilliz) or target.token (milvus)", http_status=status)
     if status == 404:
         raise FatalTargetError(f"{_origin(url)}{httpx.URL(url).path} answered 404: check target.endpoint "
                                "or target.region", http_status=status)
@@ -90,6 +97,8 @@ def classify(code: int | None, message: str) -> TargetError:
     if code in FATAL_CODES:
         hint = _FATAL_HINTS.get(code)
         return FatalTargetError(f"{text} ({hint})" if hint else text, code=code)
+    if code in JOB_NOT_FOUND_CODES:
+        return JobNotFoundError(text, code=code)
     return PermanentError(text, code=code)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from ..errors import PermanentError, TransientError
-from ..models import ImportRequest, JobInfo, JobState, Secret
+from ..models import ImportRequest, JobInfo, JobState, Secret, StoredObject
 from .http import call, job_id_of
 
 SUCCESS = frozenset({0, 200})
@@ -31,6 +31,9 @@ class ZillizV1Target:
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key.reveal()}", "Accept": "application/json",
                 **(extra or {})}
+
+    def object_ref(self, obj: StoredObject, url: str) -> str:
+        return url
 
     def create(self, request: ImportRequest) -> str:
         body: dict[str, Any] = {"clusterId": self.cluster_id, "collectionName": request.collection,

@@ -1,0 +1,80 @@
+"""Zilliz Cloud REST v2: ``/v2/vectordb/jobs/import/*`` on the control plane (reference section 2).
+
+Success is body code 0; the job id comes as ``jobId`` (or ``jobID`` in one doc example). Progress is
+``describe``, falling back to ``get_progress``/``getProgress`` on a 404; the list is paginated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from ..errors import AmbiguousError
+from ..models import ImportRequest, JobInfo, JobState, Secret, StoredObject
+from .http import call, job_id_of
+from .jobs_v2 import CREATE, LIST, SUCCESS, ProgressRoute, job_info, list_records
+
+STATES = {"Pending": JobState.RUNNING, "Importing": JobState.RUNNING, "InProgress": JobState.RUNNING,
+          "Completed": JobState.COMPLETED, "Failed": JobState.FAILED}
+PAGE_SIZE = 100
+
+
+class ZillizV2Target:
+    def __init__(self, client: httpx.Client, *, base_url: str, cluster_id: str, api_key: Secret,
+                 db_name: str | None = None) -> None:
+        self.client = client
+        self.base_url = base_url.rstrip("/")
+        self.cluster_id = cluster_id
+        self.api_key = api_key
+        self.db_name = db_name
+        self._progress = ProgressRoute()
+
+    def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key.reveal()}", "Accept": "application/json",
+                **(extra or {})}
+
+    def _post(self, path: str, body: dict[str, Any], *, headers: dict[str, str] | None = None,
+              creates: bool = False) -> Any:
+        return call(self.client, "POST", f"{self.base_url}{path}", headers=self._headers(headers), json=body,
+                    success_codes=SUCCESS, creates=creates)
+
+    def object_ref(self, obj: StoredObject, url: str) -> str:
+        return url
+
+    def create(self, request: ImportRequest) -> str:
+        body: dict[str, Any] = {"clusterId": self.cluster_id, "collectionName": request.collection,
+                                "objectUrls": [[request.object_url]]}
+        if request.partition is not None:
+            body["partitionName"] = request.partition
+        if self.db_name is not None:
+            body["dbName"] = self.db_name
+        if request.credentials is not None:
+            body["accessKey"] = request.credentials.access_key.reveal()
+            body["secretKey"] = request.credentials.secret_key.reveal()
+            if request.credentials.token is not None:
+                body["token"] = request.credentials.token.reveal()
+        data = self._post(CREATE, body, headers={"Idempotency-Key": request.idempotency_key}, creates=True)
+        job_id = job_id_of(data)
+        if job_id is None:
+            raise AmbiguousError("the server reported success without a job id")
+        return job_id
+
+    def progress(self, job_id: str) -> JobInfo:
+        body = {"clusterId": self.cluster_id, "jobId": job_id}
+        return job_info(job_id, self._progress.call(lambda path: self._post(path, body)), STATES)
+
+    def list_jobs(self) -> Iterator[JobInfo]:
+        page = 1
+        seen = 0
+        while True:
+            data = self._post(LIST, {"clusterId": self.cluster_id, "pageSize": PAGE_SIZE,
+                                     "currentPage": page})
+            jobs = list_records(data, STATES)
+            yield from jobs
+            seen += len(jobs)
+            count = data.get("count")
+            if not jobs or (isinstance(count, int) and seen >= count):
+                return
+            page += 1

@@ -1,0 +1,283 @@
+"""What every fake import API shares: a real socket, the job store, fault injection, request records.
+
+Each API (``zilliz.py`` v1, ``zilliz_v2.py``, ``milvus.py``) adds only its routes, its request checks
+and its reply shapes, so tests can be parametrized over them through one interface:
+``start()/stop()/url``, ``api_key``, ``jobs`` (``Job.object_url`` is always the object's URL),
+``creates()``, ``created_urls()``, ``jobs_for(url)``, ``faults``, ``fault_rate``, ``poll_fault_rate``,
+``honour_idempotency``, ``list_enabled``, ``complete_after``, ``fail_objects``, ``refuse_objects``,
+and ``manifest_target()`` for the manifest's ``target`` section.
+
+Faults (consumed in order from ``faults``, then drawn at ``fault_rate`` with a seeded RNG), on create
+calls: ``500``, ``429`` (with Retry-After), ``busy`` (200 + the API's "busy" code), ``slow`` (a late
+reply), ``drop`` (the job is created, then the connection is closed without a reply), ``garbage`` (HTML).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar, Self
+from urllib.parse import parse_qs, urlparse
+
+FAULTS = ("500", "429", "busy", "slow", "drop", "garbage")
+NO_CLUSTER = "Cluster not exist or you don't have permission."
+Handler = Callable[[BaseHTTPRequestHandler, Any, dict[str, str]], None]
+
+
+@dataclass
+class Job:
+    job_id: str
+    collection: str
+    object_url: str
+    created: float
+    fail_reason: str | None
+    access_key: str
+    idempotency_key: str | None
+    partition: str | None = None
+    db_name: str | None = None
+
+
+@dataclass
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    at: float = 0.0  # time.monotonic() on arrival
+
+
+@dataclass
+class FakeImportAPI:
+    TYPE: ClassVar[str]  # the manifest's target.type
+    CREATE_PATH: ClassVar[str]
+    BUSY: ClassVar[tuple[int, str]]  # the body code and message of a busy cluster
+    NEEDS_CREDENTIALS: ClassVar[bool] = True  # the manifest must carry import credentials
+
+    api_key: str = "test-api-key-0123456789"
+    complete_after: float = 0.0
+    fail_objects: dict[str, str] = field(default_factory=dict)  # url substring -> job failure reason
+    refuse_objects: dict[str, tuple[int, str]] = field(default_factory=dict)  # url substring -> code, msg
+    faults: list[str] = field(default_factory=list)  # consumed in order, for create calls
+    fault_rate: dict[str, float] = field(default_factory=dict)  # fault -> probability, for create calls
+    poll_fault_rate: float = 0.0  # probability of a 500 on progress/list calls
+    honour_idempotency: bool = False
+    list_enabled: bool = True
+    slow_s: float = 0.3
+    latency_s: float = 0.0
+    seed: int = 7
+    clock: Callable[[], float] = time.monotonic
+    before_reply: Callable[[Job], None] | None = None  # called after a job is created, before the reply
+    jobs: dict[str, Job] = field(default_factory=dict)
+    received: list[Received] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._rng = random.Random(self.seed)
+        self._server: ThreadingHTTPServer | None = None
+
+    # -- what each API defines ----------------------------------------------------------------
+
+    def routes(self) -> dict[tuple[str, str], Handler]:
+        raise NotImplementedError
+
+    def manifest_target(self) -> dict[str, Any]:
+        """The manifest's ``target`` section for this fake (secrets as ``${ENV}`` references)."""
+        raise NotImplementedError
+
+    def url_of(self, body: Any) -> str:
+        """The object URL a create body names."""
+        raise NotImplementedError
+
+    def new_job_id(self, n: int) -> str:
+        return f"job-{n:020d}"
+
+    def created_reply(self, job_id: str) -> dict[str, Any]:
+        return {"code": 0, "data": {"jobId": job_id}}
+
+    def authorized(self, h: BaseHTTPRequestHandler) -> bool:
+        return h.headers.get("Authorization") == f"Bearer {self.api_key}"
+
+    def unauthorized(self, h: BaseHTTPRequestHandler) -> None:
+        self.reply(h, {"code": 80001, "message": "Invalid token: your token is not valid."})
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        fake = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def handle(self) -> None:
+                with contextlib.suppress(OSError):  # the client died mid-request (tests kill it)
+                    super().handle()
+
+            def do_GET(self) -> None:
+                fake._dispatch(self, "GET")
+
+            def do_POST(self) -> None:
+                fake._dispatch(self, "POST")
+
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128
+            daemon_threads = True
+
+        self._server = Server(("127.0.0.1", 0), RequestHandler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # -- what tests look at -------------------------------------------------------------------
+
+    def jobs_for(self, object_url: str) -> list[Job]:
+        with self._lock:
+            return [j for j in self.jobs.values() if j.object_url == object_url]
+
+    def creates(self) -> list[Received]:
+        with self._lock:
+            return [r for r in self.received if r.path == self.CREATE_PATH]
+
+    def created_urls(self) -> list[str]:
+        """The object URL of every create call received, in order (whatever the API's spelling)."""
+        return [self.url_of(r.body) for r in self.creates()]
+
+    def phase(self, job: Job) -> str:
+        """``running``, ``completed`` or ``failed``, by the fake's clock."""
+        if job.fail_reason is not None:
+            return "failed"
+        return "completed" if self.clock() - job.created >= self.complete_after else "running"
+
+    # -- the machinery the routes use ---------------------------------------------------------
+
+    def reply(self, h: BaseHTTPRequestHandler, payload: Any, *, status: int = 200,
+              headers: dict[str, str] | None = None, raw: bytes | None = None) -> None:
+        data = raw if raw is not None else json.dumps(payload).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "text/html" if raw is not None else "application/json")
+        h.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        try:
+            h.end_headers()
+            h.wfile.write(data)
+        except OSError:  # the client died (tests kill it on purpose)
+            h.close_connection = True
+
+    def new_job(self, h: BaseHTTPRequestHandler, *, object_url: str, collection: str, access_key: str = "",
+                partition: str | None = None, db_name: str | None = None) -> None:
+        """Refuse, fail, fault or create the job for one create call, and answer it."""
+        refusal = next((r for s, r in self.refuse_objects.items() if s in object_url), None)
+        if refusal is not None:
+            return self.reply(h, {"code": refusal[0], "message": refusal[1]})
+        fault = self._next_fault()
+        if fault == "500":
+            return self.reply(h, {"message": "internal error"}, status=500)
+        if fault == "429":
+            return self.reply(h, {"message": "too many requests"}, status=429, headers={"Retry-After": "0"})
+        if fault == "busy":
+            return self.reply(h, {"code": self.BUSY[0], "message": self.BUSY[1]})
+        if fault == "garbage":
+            return self.reply(h, None, raw=b"<html>502 Bad Gateway</html>")
+        if fault == "slow":
+            time.sleep(self.slow_s)
+        key = h.headers.get("Idempotency-Key")
+        with self._lock:
+            if self.honour_idempotency and key:
+                for job in self.jobs.values():
+                    if job.idempotency_key == key:
+                        return self.reply(h, self.created_reply(job.job_id))
+            job_id = self.new_job_id(next(self._ids))
+            reason = next((r for s, r in self.fail_objects.items() if s in object_url), None)
+            self.jobs[job_id] = Job(job_id, collection, object_url, self.clock(), reason, access_key, key,
+                                    partition, db_name)
+        if self.before_reply is not None:
+            self.before_reply(self.jobs[job_id])
+        if fault == "drop":
+            h.close_connection = True
+            return None  # the job exists, the reply is lost
+        return self.reply(h, self.created_reply(job_id))
+
+    def poll_fault(self, h: BaseHTTPRequestHandler) -> bool:
+        """A 500 on a progress or list call, at ``poll_fault_rate``."""
+        with self._lock:
+            hit = self.poll_fault_rate > 0 and self._rng.random() < self.poll_fault_rate
+        if hit:
+            self.reply(h, {"message": "internal error"}, status=500)
+        return hit
+
+    def job(self, job_id: Any) -> Job | None:
+        with self._lock:
+            return self.jobs.get(str(job_id))
+
+    def all_jobs(self) -> list[Job]:
+        with self._lock:
+            return list(self.jobs.values())
+
+    def _next_fault(self) -> str | None:
+        with self._lock:
+            if self.faults:
+                return self.faults.pop(0)
+            for fault, rate in self.fault_rate.items():
+                if self._rng.random() < rate:
+                    return fault
+        return None
+
+    def _dispatch(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        parsed = urlparse(h.path)
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        if parsed.path == "/_fake/received":  # for benchmarks that run the fake in another process
+            with self._lock:
+                stamps = [r.at for r in self.received]
+            return self.reply(h, {"code": 0, "data": stamps})
+        with self._lock:
+            self.received.append(Received(method, parsed.path, dict(h.headers.items()), body,
+                                          time.monotonic()))
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        if not self.authorized(h):
+            return self.unauthorized(h)
+        handler = self.routes().get((method, parsed.path))
+        if handler is None:
+            return self.reply(h, {"code": 404, "message": "not found"}, status=404)
+        handler(h, body, {k: v[0] for k, v in parse_qs(parsed.query).items()})
+        return None
+
+
+def check_keys(body: Any, *, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> str | None:
+    """What is wrong with a JSON body's keys, as the server would say it, or None."""
+    if not isinstance(body, dict):
+        return "invalid parameter: body is not a JSON object"
+    missing = [k for k in required if body.get(k) in (None, "", [])]
+    if missing:
+        return f"invalid parameter: missing {missing}"
+    unknown = sorted(set(body) - set(required) - set(optional))
+    if unknown:
+        return f"invalid parameter: unknown {unknown}"
+    return None

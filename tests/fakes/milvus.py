@@ -1,0 +1,110 @@
+"""A fake self-hosted Milvus 2.4+ REST v2 import API (reference section 3) on a real socket.
+
+Milvus reads files from the bucket it is configured with: a create call names keys in that bucket
+(``files: [["a/1.parquet"]]``), and the fake records each job under ``s3://{bucket}/{key}`` so that
+tests see the same object URLs for every API. It checks the bearer (``user:password`` or a token;
+HTTP 401 + code 1800 otherwise), the ``DB-Name`` header against ``dbName``, and the body keys; job
+states go Pending -> Importing -> Completed (or Failed, with a ``reason``); a progress call for a job
+it does not know is code 2100, as in Milvus; the list has no pagination.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from tests.fakes.base import FakeImportAPI, Handler, Job, check_keys
+
+PREFIX = "/v2/vectordb/jobs/import"
+
+
+@dataclass
+class FakeMilvus(FakeImportAPI):
+    TYPE = "milvus"
+    CREATE_PATH = f"{PREFIX}/create"
+    BUSY = (8, "rate limit exceeded")
+    NEEDS_CREDENTIALS = False
+
+    api_key: str = "root:Milvus"
+    bucket: str = "a-bucket"  # the bucket this Milvus is configured to read
+    running_state: str = "Importing"  # or PreImporting, Sorting, IndexBuilding, ...
+
+    def routes(self) -> dict[tuple[str, str], Handler]:
+        return {("POST", self.CREATE_PATH): self._create,
+                ("POST", f"{PREFIX}/describe"): self._progress,
+                ("POST", f"{PREFIX}/get_progress"): self._progress,
+                ("POST", f"{PREFIX}/list"): self._list}
+
+    def manifest_target(self) -> dict[str, Any]:
+        return {"type": self.TYPE, "endpoint": self.url, "token": "${MILVUS_TOKEN}"}
+
+    def url_of(self, body: Any) -> str:
+        return f"s3://{self.bucket}/{body['files'][0][0]}"
+
+    def new_job_id(self, n: int) -> str:
+        return f"{448707763884413000 + n}"
+
+    def unauthorized(self, h: BaseHTTPRequestHandler) -> None:
+        self.reply(h, {"code": 1800, "message": "user hasn't authenticated"}, status=401)
+
+    def state(self, job: Job) -> str:
+        return {"running": self.running_state, "completed": "Completed", "failed": "Failed"}[self.phase(job)]
+
+    def _db_problem(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> str | None:
+        header = h.headers.get("DB-Name")
+        if "dbName" in body and header is not None and header != body["dbName"]:
+            return f"invalid parameter: DB-Name {header} and dbName {body['dbName']} differ"
+        return None
+
+    def _create(self, h: BaseHTTPRequestHandler, body: Any, _query: dict[str, str]) -> None:
+        problem = check_keys(body, required=("collectionName", "files"),
+                             optional=("partitionName", "dbName", "options"))
+        files = body.get("files") if isinstance(body, dict) else None
+        if not problem and not (isinstance(files, list) and len(files) == 1 and isinstance(files[0], list)
+                                and len(files[0]) == 1 and isinstance(files[0][0], str)):
+            problem = "invalid parameter: files must be a list of lists of paths"
+        if not problem and "://" in files[0][0]:
+            problem = f"invalid parameter: {files[0][0]} is a URL; files are paths in the Milvus bucket"
+        problem = problem or self._db_problem(h, body)
+        if problem:
+            return self.reply(h, {"code": 1100, "message": problem})
+        return self.new_job(h, object_url=f"s3://{self.bucket}/{files[0][0]}",
+                            collection=body["collectionName"], partition=body.get("partitionName"),
+                            db_name=body.get("dbName", h.headers.get("DB-Name")))
+
+    def _progress(self, h: BaseHTTPRequestHandler, body: Any, _query: dict[str, str]) -> None:
+        if self.poll_fault(h):
+            return None
+        problem = check_keys(body, required=("jobId",), optional=("dbName",))
+        if problem:
+            return self.reply(h, {"code": 1100, "message": problem})
+        job = self.job(body["jobId"])
+        if job is None:
+            return self.reply(h, {"code": 2100, "message": f"import failed: import job does not exist, "
+                                                           f"jobID={body['jobId']}"})
+        phase = self.phase(job)
+        key = job.object_url.split("://", 1)[1].split("/", 1)[1]
+        rows = 3 if phase == "completed" else 0
+        return self.reply(h, {"code": 0, "data": {
+            "jobId": job.job_id, "collectionName": job.collection, "state": self.state(job),
+            "progress": 100 if phase != "running" else 40, "reason": job.fail_reason or "",
+            "importedRows": rows, "totalRows": 3, "fileSize": 1000,
+            "details": [{"fileName": key, "fileSize": 1000, "state": self.state(job),
+                         "progress": 100 if phase != "running" else 40, "importedRows": rows,
+                         "totalRows": 3}]}})
+
+    def _list(self, h: BaseHTTPRequestHandler, body: Any, _query: dict[str, str]) -> None:
+        if not self.list_enabled:
+            return self.reply(h, {"code": 1100, "message": "listing import jobs is not enabled"})
+        if self.poll_fault(h):
+            return None
+        problem = check_keys(body if body is not None else {}, required=(),
+                             optional=("collectionName", "dbName"))
+        if problem:
+            return self.reply(h, {"code": 1100, "message": problem})
+        wanted = (body or {}).get("collectionName")
+        return self.reply(h, {"code": 0, "data": {"records": [
+            {"jobId": j.job_id, "collectionName": j.collection, "state": self.state(j),
+             "progress": 100 if self.phase(j) != "running" else 40, "reason": j.fail_reason or ""}
+            for j in self.all_jobs() if wanted in (None, j.collection)]}})
