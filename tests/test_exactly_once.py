@@ -14,14 +14,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from orchestrator.cli import cli
 from orchestrator.ledger import Ledger
 from orchestrator.lock import hold
 from orchestrator.models import LedgerRecord
-from tests.conftest import SECRETS, parquet_bytes
-from tests.fakes.zilliz import FakeZilliz, Job
+from tests.conftest import HTTP_TARGETS, SECRETS, parquet_bytes
+from tests.fakes.base import FakeImportAPI as FakeZilliz
+from tests.fakes.base import Job
+
+# Every test here runs against every HTTP import API's fake.
+pytestmark = pytest.mark.parametrize("fake_api", HTTP_TARGETS, indirect=True)
 
 
 def invoke(*args: str) -> Any:
@@ -91,7 +96,7 @@ def test_retries_run_out_and_the_object_stays_pending_for_the_next_run(
     first = invoke("run", str(manifest))
     assert first.exit_code == 1 and "deferred=1" in first.stdout
     assert [r.state.value for r in rows(manifest)] == ["pending"]
-    assert "gave up after 4 attempts: code 47055" in (rows(manifest)[0].error or "")
+    assert f"gave up after 4 attempts: code {fake_api.BUSY[0]}" in (rows(manifest)[0].error or "")
     second = invoke("run", str(manifest))
     assert second.exit_code == 0 and "submitted=1" in second.stdout
     assert_exactly_once(fake_api, manifest, urls)
@@ -111,7 +116,7 @@ def test_failed_jobs_are_resubmitted_until_the_limit_then_rearmed_by_retry(
     third = invoke("run", str(manifest))  # bad failed twice: the limit
     assert "jobs_failed=1" in third.stdout
     plan = invoke("plan", str(manifest))
-    assert "failed 2 times, the limit: job job-" in plan.stdout and "type mis-match" in plan.stdout
+    assert "failed 2 times, the limit: job " in plan.stdout and "type mis-match" in plan.stdout
     assert len(fake_api.jobs_for(urls[1])) == 2
     assert invoke("run", str(manifest)).stdout.startswith("summary: submitted=0 ")
     rearm = invoke("retry", str(manifest), "--url", "*/bad.parquet")
@@ -125,11 +130,13 @@ def test_bad_api_key_stops_the_run_after_a_handful_of_calls(
     monkeypatch: Any,
 ) -> None:
     put_objects([f"embeddings/{i}.parquet" for i in range(40)])
-    monkeypatch.setenv("ZILLIZ_API_KEY", "wrong-key-value-123")
+    for variable in ("ZILLIZ_API_KEY", "MILVUS_TOKEN"):
+        monkeypatch.setenv(variable, "wrong-key-value-123")
     manifest = write_manifest(settings={"concurrency": 4})
     result = invoke("run", str(manifest))
     assert result.exit_code == 1
-    assert "code 80001" in result.stderr and "check target.api_key" in result.stderr
+    assert "code 80001" in result.stderr or "code 1800" in result.stderr
+    assert "check target." in result.stderr
     assert len(fake_api.creates()) <= 4
     assert {r.state.value for r in rows(manifest)} == {"pending"}
     assert "wrong-key-value-123" not in result.output
@@ -196,9 +203,9 @@ def test_kill_9_at_many_moments_never_duplicates_nor_forgets(
 ) -> None:
     urls = put_objects([f"embeddings/p{i:02}.parquet" for i in range(50)])
     manifest = write_manifest(settings={"concurrency": 2})
-    fake_api.latency_s = 0.1  # a run takes about 3 s: long enough to be killed in every phase
+    fake_api.latency_s = 0.06  # a run takes about 2 s: long enough to be killed in every phase
     rng = random.Random(2026)
-    modes = ["in-window", "after-reply", "timer"] * 4
+    modes = ["in-window", "after-reply", "timer"] * 3
     kills = 0
     for mode in modes:
         proc = spawn("run", str(manifest))
@@ -223,7 +230,7 @@ def test_kill_9_at_many_moments_never_duplicates_nor_forgets(
         code = proc.wait(60)
         kills += code == -signal.SIGKILL
     fake_api.before_reply = None
-    assert kills >= 6, f"only {kills} runs were killed"
+    assert kills >= 5, f"only {kills} runs were killed"
     for _ in range(3):
         final = spawn("run", str(manifest))
         out, err = final.communicate(timeout=60)
@@ -323,6 +330,6 @@ def test_max_submissions_and_json_log(
     events = [json.loads(line) for line in result.stderr.splitlines()]
     assert [e["event"] for e in events].count("submitted") == 2
     assert events[-1]["event"] == "summary"
-    assert all(e.get("job_id", "").startswith("job-") for e in events if e["event"] == "submitted")
+    assert all(e.get("job_id") for e in events if e["event"] == "submitted")
     no_secrets(result.output)
     assert "submitted=3" in invoke("run", str(manifest)).stdout

@@ -24,7 +24,7 @@ from ..errors import (
 # Body codes worth retrying after a pause: the server refused the call, no job was created.
 TRANSIENT_CODES = frozenset({47039, 47055, 40003, 1, 2, 4, 8, 1807})
 # Body codes that doom every call of the run: credentials, permissions, the cluster itself.
-FATAL_CODES = frozenset({80001, 80002, 21119, 96012, 96013, 96014, 96015, 96016,
+FATAL_CODES = frozenset({80001, 80002, 21119, 1800, 96012, 96013, 96014, 96015, 96016,
                          80020, 40021, 40022, 96018, 96036})
 # "Job not found": look the job up elsewhere before resubmitting.
 JOB_NOT_FOUND_CODES = frozenset({90144, 96026})
@@ -33,6 +33,7 @@ _FATAL_HINTS = {
     80001: "the API key was refused: check target.api_key",
     80002: "the API key was refused: check target.api_key",
     21119: "the API key was refused: check target.api_key",
+    1800: "the credentials were refused: check target.token (or user and password)",
     80020: "the cluster was not found: check target.cluster_id",
 }
 

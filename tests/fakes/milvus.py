@@ -46,7 +46,7 @@ class FakeMilvus(FakeImportAPI):
         return f"{448707763884413000 + n}"
 
     def unauthorized(self, h: BaseHTTPRequestHandler) -> None:
-        self.reply(h, {"code": 1800, "message": "user hasn't authenticated"}, status=401)
+        self.reply(h, {"code": 1800, "message": "user hasn't authenticated"})  # HTTP 200, like Milvus
 
     def state(self, job: Job) -> str:
         return {"running": self.running_state, "completed": "Completed", "failed": "Failed"}[self.phase(job)]
