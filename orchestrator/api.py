@@ -19,6 +19,8 @@ from pathlib import Path
 import httpx
 
 from . import lock, planner, urls
+from .checks import Inspection as Inspection
+from .checks import Preflight
 from .errors import FatalTargetError, ManifestError, SourceError, TargetError, TransientError
 from .ledger import Ledger
 from .manifest import Manifest, Settings, SourceConfig, TargetConfig, load
@@ -57,9 +59,11 @@ def make_http_client(manifest: Manifest, limiter: RateLimiter | None = None) -> 
 # since it needs the optional ``local`` extra.
 TARGETS: dict[str, Callable[[TargetConfig, httpx.Client, ObjectReader], Target]] = {
     "zilliz-v1": lambda t, client, _read: ZillizV1Target(
-        client, base_url=t.base_url, cluster_id=t.cluster_id, api_key=_key(t)),
+        client, base_url=t.base_url, cluster_id=t.cluster_id, api_key=_key(t),
+        cluster_endpoint=t.cluster_endpoint),
     "zilliz-v2": lambda t, client, _read: ZillizV2Target(
-        client, base_url=t.base_url, cluster_id=t.cluster_id, api_key=_key(t), db_name=t.db_name),
+        client, base_url=t.base_url, cluster_id=t.cluster_id, api_key=_key(t), db_name=t.db_name,
+        cluster_endpoint=t.cluster_endpoint),
     "milvus": lambda t, client, _read: MilvusTarget(
         client, base_url=t.base_url, token=t.api_key, db_name=t.db_name),
     "milvus-lite": lambda t, _client, read: _milvus_lite(t, read),
@@ -204,6 +208,43 @@ def plan(manifest: Manifest, *, source_factory: SourceFactory = make_source,
     return report
 
 
+# -- check ----------------------------------------------------------------------------------------
+
+@dataclass
+class CheckReport:
+    counts: Counter[str] = field(default_factory=Counter)  # ok, invalid, unreadable
+    source_errors: list[str] = field(default_factory=list)
+
+
+def check(manifest: Manifest, *, deep: bool = False,
+          on_result: Callable[[PlanItem, Inspection | None, str | None], None],
+          source_factory: SourceFactory = make_source, target_factory: TargetFactory = make_target,
+          clock: Callable[[], float] = time.time) -> CheckReport:
+    """Only the pre-flight check, on every listed object that has a collection: its footer against
+    the collection's schema. Writes nothing; ``on_result`` gets the inspection, or the reason the
+    object could not be read."""
+    report = CheckReport()
+    reader = make_reader(manifest, source_factory)
+    with make_http_client(manifest, RateLimiter(manifest.settings.requests_per_second)) as client:
+        preflight = Preflight(target_factory(manifest, client, reader), manifest, reader, deep=deep)
+
+        def inspect(item: PlanItem) -> None:
+            if item.route is None:
+                return
+            try:
+                found = preflight.inspect(item)
+            except SourceError as exc:
+                report.counts["unreadable"] += 1
+                on_result(item, None, str(exc))
+                return
+            report.counts["invalid" if found.problems else "ok"] += 1
+            on_result(item, found, None)
+
+        planned = plan(manifest, source_factory=source_factory, on_item=inspect, clock=clock)
+    report.source_errors = planned.source_errors
+    return report
+
+
 # -- run ------------------------------------------------------------------------------------------
 
 @dataclass
@@ -231,7 +272,7 @@ class RunReport:
         if self.interrupted is not None:
             return 128 + self.interrupted
         if self.fatal or self.source_errors or self.failed or self.outcomes[Outcome.DEFERRED] \
-                or self.outcomes[Outcome.UNSURE]:
+                or self.outcomes[Outcome.UNSURE] or self.outcomes[Outcome.INVALID]:
             return 1
         return 0
 
@@ -241,6 +282,7 @@ class RunReport:
             "submitted": o[Outcome.SUBMITTED],
             "adopted": o[Outcome.ADOPTED] + self.reconciled["adopted"],
             "failed": o[Outcome.FAILED],
+            "invalid": o[Outcome.INVALID],
             "deferred": o[Outcome.DEFERRED],
             "unsure": o[Outcome.UNSURE] + self.reconciled["uncertain"] + self.reconciled["unsure"],
             "skipped": p[Action.SKIP],
@@ -258,6 +300,7 @@ class RunOptions:
     max_submissions: int | None = None
     wait_lock_s: float = 0.0
     poll_interval_s: float = 5.0
+    deep: bool = False  # the pre-flight check also reads each file's first row group
 
 
 def run(
@@ -280,7 +323,8 @@ def run(
     with lock.hold(manifest.ledger_path, wait_s=options.wait_lock_s), \
             Ledger(manifest.ledger_path) as ledger, \
             make_http_client(manifest, RateLimiter(settings.requests_per_second)) as client:
-        target = target_factory(manifest, client, make_reader(manifest, source_factory))
+        reader = make_reader(manifest, source_factory)
+        target = target_factory(manifest, client, reader)
         reconciler = Reconciler(target, ledger, max_attempts=settings.max_attempts, stop=stop, sleep=pause)
         try:
             report.refreshed.update(_refresh(target, ledger, manifest, stop, redact, pause))
@@ -289,8 +333,10 @@ def run(
                 target, ledger, concurrency=settings.concurrency, max_attempts=settings.max_attempts,
                 credentials_for=lambda i: manifest.credentials_for(manifest.sources[i]),
                 object_url=lambda item: target.object_ref(item.obj, object_url(item, manifest)),
-                reconciler=reconciler, stop=stop,
-                redact=redact, sleep=pause,
+                reconciler=reconciler, stop=stop, redact=redact, sleep=pause,
+                preflight=None if settings.preflight == "off" else Preflight(
+                    target, manifest, reader, deep=options.deep),
+                enforce=settings.preflight == "enforce",
             )
             budget = [options.max_submissions]
 

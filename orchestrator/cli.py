@@ -183,6 +183,34 @@ def plan(manifest: str, as_json: bool) -> None:
 
 @cli.command()
 @manifest_arg
+@click.option("--deep", is_flag=True, help="Also read each file's first row group (vector lengths, nulls).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
+def check(manifest: str, deep: bool, as_json: bool) -> None:
+    """Only the pre-flight check: each file's parquet footer against its collection's schema, without
+    submitting or recording anything. Exit 1 when any file has a problem."""
+    def show(item: PlanItem, found: api.Inspection | None, error: str | None) -> None:
+        problems = [error] if error is not None else found.problems if found is not None else []
+        rows = found.rows if found is not None else None
+        if as_json:
+            click.echo(json.dumps({"url": item.obj.url, "collection": item.route.collection if item.route
+                                   else None, "rows": rows, "problems": problems}))
+        elif problems:
+            click.echo(f"invalid   {item.obj.url}: " + "; ".join(problems))
+        else:
+            click.echo(f"ok        {item.obj.url} ({rows} rows)")
+
+    with _errors():
+        report = api.check(_load(manifest), deep=deep, on_result=show)
+    for error in report.source_errors:
+        click.echo(f"error: {error}", err=True)
+    line = ", ".join(f"{n} {kind}" for kind, n in sorted(report.counts.items())) or "no objects"
+    click.echo(f"check: {line}", err=True)
+    if report.source_errors or report.counts["invalid"] or report.counts["unreadable"]:
+        sys.exit(EXIT_FAILED)
+
+
+@cli.command()
+@manifest_arg
 @click.option("--wait", is_flag=True, help="Poll until every job of this run has finished.")
 @click.option("--max-submissions", type=click.IntRange(min=0), default=None,
               help="Submit at most N objects in this run.")
@@ -190,12 +218,13 @@ def plan(manifest: str, as_json: bool) -> None:
               help="Wait up to SECONDS for another run on the same ledger to end (default: exit 75).")
 @click.option("--poll-interval", type=click.FloatRange(min=0), default=5.0, metavar="SECONDS",
               help="Seconds between progress polls with --wait.")
+@click.option("--deep", is_flag=True, help="The pre-flight check also reads each file's first row group.")
 def run(manifest: str, wait: bool, max_submissions: int | None, wait_lock: float,
-        poll_interval: float) -> None:
+        poll_interval: float, deep: bool) -> None:
     """List, plan, submit and record; end with one summary line on stdout."""
     stop = threading.Event()
     options = api.RunOptions(wait=wait, max_submissions=max_submissions, wait_lock_s=wait_lock,
-                             poll_interval_s=poll_interval)
+                             poll_interval_s=poll_interval, deep=deep)
     with _errors(), _signals(stop) as received:
         m = _load(manifest)
         started = time.monotonic()

@@ -30,7 +30,7 @@ _APP = "orchestrator-ledger"
 _SCHEMA = 1
 _CHUNK = 500
 _COLUMNS = ("url, version, source, collection, partition, state, job_id, attempts, failures, error, size, "
-            "updated_at")
+            "updated_at, rows, imported_rows")
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS objects (
     attempts INTEGER NOT NULL DEFAULT 0,
     failures INTEGER NOT NULL DEFAULT 0,
     error TEXT,
+    rows INTEGER,
+    imported_rows INTEGER,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     UNIQUE (url, version)
@@ -70,9 +72,10 @@ _STATES = {s.value: s for s in ObjectState}
 
 
 def _record(row: tuple[Any, ...]) -> LedgerRecord:
-    url, version, source, collection, partition, state, job_id, attempts, failures, error, size, at = row
+    (url, version, source, collection, partition, state, job_id, attempts, failures, error, size, at, rows,
+     imported) = row
     return LedgerRecord(url, version, source, collection, partition, _STATES[state], job_id, attempts,
-                        failures, error, size, at)
+                        failures, error, size, at, rows, imported)
 
 
 class Ledger:
@@ -184,12 +187,24 @@ class Ledger:
 
     # -- transitions -------------------------------------------------------------------------
 
-    def begin_submission(self, item: PlanItem) -> int | None:
+    def begin_submission(self, item: PlanItem, *, rows: int | None = None) -> int | None:
         """(new) / pending / failed -> submitting, committed before the create call.
 
         Returns the object's failures so far, or None when the object is already taken (it has, or
         may have, a job): the caller must then not call the API.
         """
+        return self._claim(item, ObjectState.SUBMITTING, rows=rows, error=None, detail=item.reason,
+                           attempt=True)
+
+    def mark_invalid(self, item: PlanItem, problems: list[str], *, rows: int | None) -> bool:
+        """(new) / pending / failed -> invalid: the pre-flight check found ``problems``; every one is
+        kept. False when the object is already taken."""
+        text = "; ".join(problems)
+        return self._claim(item, ObjectState.INVALID, rows=rows, error=text, detail=text,
+                           attempt=False) is not None
+
+    def _claim(self, item: PlanItem, state: ObjectState, *, rows: int | None, error: str | None,
+               detail: str, attempt: bool) -> int | None:
         obj, route = item.obj, item.route
         assert route is not None
         now = self._clock()
@@ -199,19 +214,21 @@ class Ledger:
             if row is None:
                 object_id = self._db.execute(
                     "INSERT INTO objects (url, version, source, collection, partition, size, state, "
-                    "attempts, created_at, updated_at) VALUES (?,?,?,?,?,?,'submitting',1,?,?) RETURNING id",
-                    (obj.url, obj.version, item.source, route.collection, route.partition, obj.size, now,
-                     now)).fetchone()[0]
+                    "attempts, rows, error, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
+                    "RETURNING id",
+                    (obj.url, obj.version, item.source, route.collection, route.partition, obj.size,
+                     state.value, int(attempt), rows, error, now, now)).fetchone()[0]
                 failures = 0
             elif row[1] in (ObjectState.PENDING.value, ObjectState.FAILED.value):
                 object_id, failures = row[0], row[2]
                 self._db.execute(
-                    "UPDATE objects SET state='submitting', attempts=attempts+1, source=?, collection=?, "
-                    "partition=?, updated_at=? WHERE id=?",
-                    (item.source, route.collection, route.partition, now, object_id))
+                    "UPDATE objects SET state=?, attempts=attempts+?, source=?, collection=?, partition=?, "
+                    "rows=COALESCE(?, rows), error=COALESCE(?, error), updated_at=? WHERE id=?",
+                    (state.value, int(attempt), item.source, route.collection, route.partition, rows, error,
+                     now, object_id))
             else:
                 return None
-            self._event(object_id, now, ObjectState.SUBMITTING, None, item.reason)
+            self._event(object_id, now, state, None, detail)
         return int(failures)
 
     def record_job(self, url: str, version: str, job_id: str, detail: str = "job created") -> None:
@@ -239,9 +256,11 @@ class Ledger:
         self._transition(url, version, (ObjectState.SUBMITTING,), ObjectState.PENDING,
                          "error = :error", error=why, detail=why)
 
-    def complete(self, url: str, version: str, job_id: str) -> None:
+    def complete(self, url: str, version: str, job_id: str, *, imported_rows: int | None = None) -> None:
+        detail = "job completed" + (f" ({imported_rows} rows)" if imported_rows is not None else "")
         self._transition(url, version, (ObjectState.SUBMITTED,), ObjectState.COMPLETED,
-                         "error = NULL", job_id=job_id, detail="job completed")
+                         "error = NULL, imported_rows = :imported", job_id=job_id, detail=detail,
+                         imported=imported_rows)
 
     def job_failed(self, url: str, version: str, job_id: str, reason: str) -> None:
         self._transition(url, version, (ObjectState.SUBMITTED,), ObjectState.FAILED,
@@ -249,18 +268,21 @@ class Ledger:
                          detail=reason)
 
     def rearm(self, *, url_glob: str | None = None, uncertain: bool = False) -> int:
-        """Failed (or, with ``uncertain``, uncertain) rows -> pending with a fresh failure budget."""
-        state = ObjectState.UNCERTAIN if uncertain else ObjectState.FAILED
+        """Failed and invalid (or, with ``uncertain``, uncertain) rows -> pending with a fresh failure
+        budget; an invalid object is checked again before it is submitted."""
+        states = ("uncertain",) if uncertain else ("failed", "invalid")
         now = self._clock()
         count = 0
         with self._tx():
-            rows = self._db.execute("SELECT id, url FROM objects WHERE state=?", (state.value,)).fetchall()
-            for object_id, url in rows:
+            rows = self._db.execute(
+                f"SELECT id, url, state FROM objects WHERE state IN ({','.join('?' * len(states))})",
+                states).fetchall()
+            for object_id, url, state in rows:
                 if url_glob is not None and not fnmatch.fnmatchcase(url, url_glob):
                     continue
                 self._db.execute("UPDATE objects SET state='pending', failures=0, updated_at=? WHERE id=?",
                                  (now, object_id))
-                self._event(object_id, now, ObjectState.PENDING, None, f"re-armed from {state.value}")
+                self._event(object_id, now, ObjectState.PENDING, None, f"re-armed from {state}")
                 count += 1
         return count
 
@@ -277,6 +299,7 @@ class Ledger:
         job_id: str | None = None,
         error: str | None = None,
         detail: str | None = None,
+        imported: int | None = None,
     ) -> int:
         """Move one row from one of ``sources`` to ``target``; return its failure count."""
         now = self._clock()
@@ -286,7 +309,8 @@ class Ledger:
                 f"UPDATE objects SET state=:state, updated_at=:now, {sets} "
                 f"WHERE url=:url AND version=:version AND state IN ({marks}) RETURNING id, failures",
                 {"state": target.value, "now": now, "url": url, "version": version, "job": job_id,
-                 "error": error, **{f"s{i}": s.value for i, s in enumerate(sources)}},
+                 "error": error, "imported": imported,
+                 **{f"s{i}": s.value for i, s in enumerate(sources)}},
             ).fetchone()
             if row is None:
                 have = self._db.execute("SELECT state FROM objects WHERE url=? AND version=?",

@@ -11,7 +11,7 @@ import re
 import string
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from .errors import ManifestError
 from .models import Credentials, Secret
 
 ON_CHANGE = ("skip", "reimport")
+PREFLIGHT = ("off", "warn", "enforce")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # per-source keys that only some kinds of source take
 _SCHEME_KEYS = {"endpoint_url": ("s3",), "region": ("s3",), "path_style": ("s3",), "profile": ("s3",),
@@ -42,6 +43,7 @@ class TargetConfig:
     uri: Path | None = None  # milvus-lite: the database
     create_collection: bool = False  # milvus-lite: make missing collections from the first file
     metric: str = "COSINE"  # milvus-lite: the metric of the indexes it builds
+    cluster_endpoint: str | None = None  # Zilliz: the data plane, where collections are described
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,9 @@ class Settings:
     on_change: str = "skip"
     list_concurrency: int = 8  # sub-prefixes listed at once (1: one stream)
     min_age_s: float = 60.0  # objects modified more recently are left for a later run
+    preflight: str = "enforce"  # off | warn | enforce: check each file against its collection first
+    fixed_size_list: str = "reject"  # reject | allow (Milvus 2.6+ reads fixed_size_list vectors)
+    max_file_gb: float | None = None  # overrides the target's per-file limit (e.g. 1 on the Free tier)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,6 +121,7 @@ class Manifest:
     sources: tuple[SourceConfig, ...]
     settings: Settings
     ledger_path: Path
+    schema_files: Mapping[str, Path] = field(default_factory=dict)  # collection -> saved describe output
 
     def credentials_for(self, source: SourceConfig) -> Credentials | None:
         return source.credentials or self.credentials
@@ -222,7 +228,7 @@ def parse(
 ) -> Manifest:
     r = _Reader(file, environ)
     top = r.mapping(doc, "", required=("version", "target", "sources"),
-                    optional=("credentials", "settings", "ledger"))
+                    optional=("credentials", "settings", "ledger", "schema_files"))
     if top["version"] != 1:
         raise r.fail("version", f"this orchestrator reads manifest version 1, got {top['version']!r}")
     target = _target(r, top["target"], base_dir)
@@ -237,6 +243,7 @@ def parse(
             raise r.fail(f"sources[{source.index}].credentials",
                          "no credentials for the import service: set top-level credentials or this one")
     settings = _settings(r, top.get("settings"))
+    schema_files = _schema_files(r, top.get("schema_files"), base_dir)
     ledger_node = top.get("ledger")
     ledger = Path(r.string(ledger_node, "ledger")) if ledger_node is not None else Path(
         f"{stem}.ledger.sqlite")
@@ -247,7 +254,25 @@ def parse(
         sources=sources,
         settings=settings,
         ledger_path=ledger if ledger.is_absolute() else base_dir / ledger,
+        schema_files=schema_files,
     )
+
+
+def _schema_files(r: _Reader, node: Any, base_dir: Path) -> dict[str, Path]:
+    """``collection: path`` pairs: saved describe outputs, for when the data plane is out of reach."""
+    if node is None:
+        return {}
+    if not isinstance(node, dict):
+        raise r.fail("schema_files", f"expected a mapping of collection to JSON file, got {_kind(node)}")
+    files = {}
+    for name, value in node.items():
+        if not isinstance(name, str) or not MILVUS_NAME.match(name):
+            raise r.fail(f"schema_files.{name}", "expected a collection name")
+        path = base_dir / r.string(value, f"schema_files.{name}")
+        if not path.is_file():
+            raise r.fail(f"schema_files.{name}", f"no such file: {path}")
+        files[name] = path
+    return files
 
 
 def _target(r: _Reader, node: Any, base_dir: Path) -> TargetConfig:
@@ -260,7 +285,8 @@ def _target(r: _Reader, node: Any, base_dir: Path) -> TargetConfig:
 
 
 def _zilliz_v1(r: _Reader, node: Any, _base_dir: Path) -> TargetConfig:
-    t = r.mapping(node, "target", required=("type", "cluster_id", "api_key"), optional=("region", "endpoint"))
+    t = r.mapping(node, "target", required=("type", "cluster_id", "api_key"),
+                  optional=("region", "endpoint", "cluster_endpoint"))
     endpoint = _endpoint(r, t)
     region = r.optional_string(t.get("region"), "target.region")
     if endpoint is not None:
@@ -276,18 +302,20 @@ def _zilliz_v1(r: _Reader, node: Any, _base_dir: Path) -> TargetConfig:
         base_url=base_url,
         cluster_id=r.string(t["cluster_id"], "target.cluster_id"),
         api_key=Secret(r.string(t["api_key"], "target.api_key", secret=True)),
+        cluster_endpoint=_endpoint(r, t, "cluster_endpoint"),
     )
 
 
 def _zilliz_v2(r: _Reader, node: Any, _base_dir: Path) -> TargetConfig:
     t = r.mapping(node, "target", required=("type", "cluster_id", "api_key"),
-                  optional=("endpoint", "db_name"))
+                  optional=("endpoint", "db_name", "cluster_endpoint"))
     return TargetConfig(
         type="zilliz-v2",
         base_url=_endpoint(r, t) or ZILLIZ_V2_URL,
         cluster_id=r.string(t["cluster_id"], "target.cluster_id"),
         api_key=Secret(r.string(t["api_key"], "target.api_key", secret=True)),
         db_name=_db_name(r, t),
+        cluster_endpoint=_endpoint(r, t, "cluster_endpoint"),
     )
 
 
@@ -332,12 +360,12 @@ _TARGETS: dict[str, Callable[[_Reader, Any, Path], TargetConfig]] = {
 }
 
 
-def _endpoint(r: _Reader, t: dict[str, Any]) -> str | None:
-    endpoint = r.optional_string(t.get("endpoint"), "target.endpoint")
+def _endpoint(r: _Reader, t: dict[str, Any], key: str = "endpoint") -> str | None:
+    endpoint = r.optional_string(t.get(key), f"target.{key}")
     if endpoint is None:
         return None
     if not re.match(r"^https?://[^/\s]+", endpoint):
-        raise r.fail("target.endpoint", f"expected http(s)://host[:port], got {endpoint!r}")
+        raise r.fail(f"target.{key}", f"expected http(s)://host[:port], got {endpoint!r}")
     return endpoint.rstrip("/")
 
 
@@ -453,10 +481,10 @@ def _check_template(r: _Reader, template: str, path: str, groups: set[str]) -> N
         fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
     except ValueError as exc:
         raise r.fail(path, f"not a valid template: {exc}") from exc
-    for field in fields:
-        if field not in groups:
+    for name in fields:
+        if name not in groups:
             have = ", ".join(sorted(groups)) or "none: set pattern with (?P<name>...) groups"
-            raise r.fail(path, f"template field {{{field}}} is not a named group of pattern ({have})")
+            raise r.fail(path, f"template field {{{name}}} is not a named group of pattern ({have})")
     if not fields and not MILVUS_NAME.match(template):
         raise r.fail(path, f"{template!r} is not a valid Milvus name (letters, digits, _; not starting "
                            "with a digit)")
@@ -467,7 +495,7 @@ def _settings(r: _Reader, node: Any) -> Settings:
         return Settings()
     s = r.mapping(node, "settings", optional=(
         "concurrency", "max_attempts", "requests_per_second", "timeout_s", "max_job_failures",
-        "on_change", "list_concurrency", "min_age_s"))
+        "on_change", "list_concurrency", "min_age_s", "preflight", "fixed_size_list", "max_file_gb"))
     d = Settings()
     return Settings(
         concurrency=r.integer(s.get("concurrency", d.concurrency), "settings.concurrency", low=1, high=256),
@@ -482,6 +510,11 @@ def _settings(r: _Reader, node: Any) -> Settings:
         list_concurrency=r.integer(s.get("list_concurrency", d.list_concurrency),
                                    "settings.list_concurrency", low=1, high=64),
         min_age_s=r.seconds(s.get("min_age_s", d.min_age_s), "settings.min_age_s", high=30 * 86400),
+        preflight=r.choice(s.get("preflight", d.preflight), "settings.preflight", PREFLIGHT),
+        fixed_size_list=r.choice(s.get("fixed_size_list", d.fixed_size_list), "settings.fixed_size_list",
+                                 ("reject", "allow")),
+        max_file_gb=None if s.get("max_file_gb") is None else r.number(
+            s["max_file_gb"], "settings.max_file_gb", low=0, high=1000),
     )
 
 

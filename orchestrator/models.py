@@ -69,6 +69,7 @@ class ObjectState(enum.StrEnum):
     COMPLETED = "completed"  # the job finished on the server
     FAILED = "failed"  # the server refused the object or its job failed
     UNCERTAIN = "uncertain"  # a job may exist but the server cannot tell: needs `retry --uncertain`
+    INVALID = "invalid"  # the pre-flight check found problems: never submitted as it stands
 
     @property
     def holds_job(self) -> bool:
@@ -118,6 +119,8 @@ class LedgerRecord(NamedTuple):
     error: str | None
     size: int
     updated_at: float
+    rows: int | None = None  # from the parquet footer, when the pre-flight read it
+    imported_rows: int | None = None  # what the server said it imported
 
 
 class PlanItem(NamedTuple):

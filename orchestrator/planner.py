@@ -107,6 +107,9 @@ def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRec
         case ObjectState.UNCERTAIN:
             return item(Action.SKIP, "a job may exist but the server cannot say: check the cluster, "
                                      "then run `orchestrator retry --uncertain`")
+        case ObjectState.INVALID:
+            return item(Action.SKIP, f"invalid: {current.error}; fix the file (a new version is checked "
+                                     "again) or re-arm it with `orchestrator retry`")
         case ObjectState.PENDING:
             last = f" (last try: {current.error})" if current.error else ""
             return item(Action.SUBMIT, f"not submitted yet{last}")

@@ -24,10 +24,7 @@ GB = 1000**3
 def check(footer: Footer, schema: CollectionSchema, *, size: int, size_limit: int | None,
           fixed_size_list_ok: bool = False) -> list[str]:
     """Every problem that would make the server reject this file; an empty list when it looks fine."""
-    problems: list[str] = []
-    if size_limit is not None and size > size_limit:
-        problems.append(f"the file is {size / GB:.1f} GB; this target takes at most "
-                        f"{size_limit / GB:.0f} GB per file: split it")
+    problems = size_problems(size, size_limit)
     columns = {f.name: f.type for f in footer.schema}
     for name, arrow_type in columns.items():
         field = schema.field(name)
@@ -57,6 +54,13 @@ def check(footer: Footer, schema: CollectionSchema, *, size: int, size_limit: in
     if footer.first_rows is not None:
         problems.extend(_deep_problems(footer.first_rows, schema))
     return problems
+
+
+def size_problems(size: int, limit: int | None) -> list[str]:
+    """The per-file size limit, checked from the listing alone."""
+    if limit is None or size <= limit:
+        return []
+    return [f"the file is {size / GB:.1f} GB; this target takes at most {limit / GB:g} GB per file: split it"]
 
 
 def _type_problems(name: str, t: pa.DataType, field: Field, fixed_ok: bool) -> Iterator[str]:

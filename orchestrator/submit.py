@@ -18,11 +18,13 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
+from .checks import Preflight
 from .errors import (
     AmbiguousError,
     FatalTargetError,
     JobNotFoundError,
     PermanentError,
+    SourceError,
     TargetError,
     TransientError,
 )
@@ -40,6 +42,7 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"  # the server refused the object
     DEFERRED = "deferred"  # retries ran out on transient errors; stays pending for the next run
     UNSURE = "unsure"  # a reply was lost and the job list could not be read; the next run looks again
+    INVALID = "invalid"  # the pre-flight check found problems: recorded, not submitted
     NOT_STARTED = "not-started"  # the run was stopping
 
 
@@ -170,10 +173,14 @@ class Submitter:
         reconciler: Reconciler,
         stop: threading.Event,
         redact: Redactor,
+        preflight: Preflight | None = None,
+        enforce: bool = True,
         sleep: Callable[[float], object] | None = None,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self.target = target
+        self.preflight = preflight
+        self.enforce = enforce
         self.ledger = ledger
         self.concurrency = concurrency
         self.max_attempts = max_attempts
@@ -219,7 +226,10 @@ class Submitter:
             return Outcome.NOT_STARTED
         assert item.route is not None
         obj = item.obj
-        failures = self.ledger.begin_submission(item)
+        stopped, rows = self._check(item)
+        if stopped is not None:
+            return stopped
+        failures = self.ledger.begin_submission(item, rows=rows)
         if failures is None:
             return Outcome.NOT_STARTED  # listed twice: another submission owns it
         url = self.object_url(item)
@@ -260,6 +270,33 @@ class Submitter:
                          extra={"event": "submitted", "url": obj.url, "job_id": job_id})
                 return Outcome.SUBMITTED
             attempt += 1
+
+    def _check(self, item: PlanItem) -> tuple[Outcome | None, int | None]:
+        """The pre-flight check, if on: an outcome when the object must not be submitted, and the
+        row count the footer gave."""
+        if self.preflight is None:
+            return None, None
+        url = item.obj.url
+        try:
+            found = self.preflight.inspect(item)
+        except FatalTargetError as exc:  # describing the collection showed the run cannot go on
+            self._fatal(exc)
+            return Outcome.NOT_STARTED, None
+        except SourceError as exc:  # nothing recorded: the next run reads it again
+            log.warning("%s: cannot read it for the pre-flight check: %s", url, exc,
+                        extra={"event": "deferred", "url": url, "error": str(exc)})
+            return Outcome.DEFERRED, None
+        if not found.problems:
+            return None, found.rows
+        text = "; ".join(found.problems)
+        if not self.enforce:
+            log.warning("%s: submitting despite: %s", url, text,
+                        extra={"event": "preflight-warning", "url": url, "error": text})
+            return None, found.rows
+        if not self.ledger.mark_invalid(item, found.problems, rows=found.rows):
+            return Outcome.NOT_STARTED, None
+        log.warning("%s: not submitted: %s", url, text, extra={"event": "invalid", "url": url, "error": text})
+        return Outcome.INVALID, None
 
     def _defer(self, item: PlanItem, attempt: int, exc: TransientError) -> Outcome:
         """No job was created and retries ran out: back to pending for the next run."""
@@ -338,7 +375,11 @@ def refresh(
                         extra={"event": "poll-error", "url": record.url, "job_id": job_id})
             return
         if info.state is JobState.COMPLETED:
-            ledger.complete(record.url, record.version, job_id)
+            ledger.complete(record.url, record.version, job_id, imported_rows=info.imported_rows)
+            if None not in (record.rows, info.imported_rows) and record.rows != info.imported_rows:
+                log.warning("%s: job %s imported %s rows; the file holds %s", record.url, job_id,
+                            info.imported_rows, record.rows,
+                            extra={"event": "row-mismatch", "url": record.url, "job_id": job_id})
         elif info.state is JobState.FAILED:
             reason = redact(f"job {job_id} failed: {info.reason or 'no reason given'}")
             ledger.job_failed(record.url, record.version, job_id, reason)

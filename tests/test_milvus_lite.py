@@ -159,8 +159,11 @@ def test_collections_that_cannot_take_the_file_are_refused(tmp_path: Path, lite:
     assert "collection missing does not exist" in errors["missing"]
     assert "create_collection: true" in errors["missing"]
     assert "autoID primary key and no _orch_object field" in errors["autoid"]
-    assert "columns that are not fields: colour" in errors["extra"]
+    # the pre-flight check catches these two before any insert
+    assert "column 'colour' is not a field of collection 'extra': drop it" in errors["extra"]
     assert "not a readable parquet file" in errors["garbage"]
+    states = {o["collection"]: o["state"] for o in status_json(manifest)["objects"]}
+    assert states["extra"] == states["garbage"] == "invalid" and states["missing"] == "failed"
     assert count(lite, "autoid") == 0 and count(lite, "extra") == 0
 
 

@@ -136,7 +136,7 @@ def test_nulls_inside_lists_are_found_with_deep() -> None:
 
 def test_size_limit_from_the_listing() -> None:
     assert problems(good(), size_limit=10) == [
-        "the file is 0.0 GB; this target takes at most 0 GB per file: split it"]
+        "the file is 0.0 GB; this target takes at most 1e-08 GB per file: split it"]
 
 
 def test_pymilvus_describe_shape_and_schema_files(tmp_path: Path) -> None:

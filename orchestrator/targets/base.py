@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from ..models import ImportRequest, JobInfo, StoredObject
+from ..schema import CollectionSchema
 
 # Bytes ``start`` up to (not including) ``end`` of an object of source number ``source``: how a target
 # that performs the import itself (Milvus Lite) reads objects, without knowing what kind of store
@@ -15,6 +16,8 @@ ObjectReader = Callable[[int, StoredObject, int, "int | None"], bytes]
 
 class Target(Protocol):
     """One import API. Methods raise :class:`orchestrator.errors.TargetError` subclasses only."""
+
+    max_file_bytes: int | None  # the largest file one import takes (None: no documented limit)
 
     def object_ref(self, obj: StoredObject, url: str) -> str:
         """How this API names ``obj`` in a create call: ``url`` (the URL in the source's
@@ -27,6 +30,11 @@ class Target(Protocol):
 
     def progress(self, job_id: str) -> JobInfo:
         """The job's state, with its file name where the API gives it."""
+        ...
+
+    def describe(self, collection: str) -> CollectionSchema | None:
+        """The collection's schema for the pre-flight check; None where this target cannot read it
+        (no data-plane endpoint configured, or a collection still to be created)."""
         ...
 
     def list_jobs(self) -> Iterator[JobInfo]:

@@ -16,6 +16,8 @@ import httpx
 
 from ..errors import AmbiguousError, JobNotFoundError, PermanentError
 from ..models import ImportRequest, JobInfo, JobState, Secret, StoredObject
+from ..schema import CollectionSchema
+from .collections_v2 import GB, describe
 from .http import call, job_id_of
 from .jobs_v2 import CREATE, LIST, SUCCESS, ProgressRoute, job_info, list_records
 
@@ -33,6 +35,11 @@ class MilvusTarget:
         self.token = token
         self.db_name = db_name
         self._progress = ProgressRoute()
+
+    max_file_bytes: int | None = 16 * GB
+
+    def describe(self, collection: str) -> CollectionSchema | None:
+        return describe(self.client, self.base_url, collection, token=self.token, db_name=self.db_name)
 
     def _post(self, path: str, body: dict[str, Any], *, headers: dict[str, str] | None = None,
               creates: bool = False) -> Any:

@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
@@ -50,6 +50,7 @@ from ..errors import (
     TransientError,
 )
 from ..models import ImportRequest, JobInfo, JobState, StoredObject
+from ..schema import CollectionSchema, from_describe
 from .base import ObjectReader
 from .http import classify
 
@@ -120,6 +121,19 @@ class MilvusLiteTarget:
         if job is None:
             raise JobNotFoundError(f"job {job_id} is not in {self.uri}")
         return job
+
+    max_file_bytes: int | None = None  # the file is read here, in record batches
+
+    def describe(self, collection: str) -> CollectionSchema | None:
+        """The collection as pymilvus describes it, less the tag field this target fills itself; None
+        for a collection that ``create_collection`` will make from the first file."""
+        def read() -> CollectionSchema | None:
+            if not self._client.has_collection(collection):
+                return None
+            schema = from_describe(self._client.describe_collection(collection), where=collection)
+            return replace(schema, fields=tuple(f for f in schema.fields if f.name != TAG))
+
+        return self._guard(read)
 
     def list_jobs(self) -> Iterator[JobInfo]:
         def page(offset: int) -> list[dict[str, Any]]:

@@ -13,6 +13,8 @@ import httpx
 
 from ..errors import AmbiguousError
 from ..models import ImportRequest, JobInfo, JobState, Secret, StoredObject
+from ..schema import CollectionSchema
+from .collections_v2 import GB, describe
 from .http import call, job_id_of
 from .jobs_v2 import CREATE, LIST, SUCCESS, ProgressRoute, job_info, list_records
 
@@ -22,14 +24,23 @@ PAGE_SIZE = 100
 
 
 class ZillizV2Target:
+    max_file_bytes: int | None = 10 * GB
+
     def __init__(self, client: httpx.Client, *, base_url: str, cluster_id: str, api_key: Secret,
-                 db_name: str | None = None) -> None:
+                 db_name: str | None = None, cluster_endpoint: str | None = None) -> None:
         self.client = client
         self.base_url = base_url.rstrip("/")
         self.cluster_id = cluster_id
         self.api_key = api_key
         self.db_name = db_name
+        self.cluster_endpoint = cluster_endpoint
         self._progress = ProgressRoute()
+
+    def describe(self, collection: str) -> CollectionSchema | None:
+        if self.cluster_endpoint is None:
+            return None
+        return describe(self.client, self.cluster_endpoint, collection, token=self.api_key,
+                        db_name=self.db_name)
 
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key.reveal()}", "Accept": "application/json",

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlparse
 
 FAULTS = ("500", "429", "busy", "slow", "drop", "garbage")
+DESCRIBE_COLLECTION = "/v2/vectordb/collections/describe"
 NO_CLUSTER = "Cluster not exist or you don't have permission."
 Handler = Callable[[BaseHTTPRequestHandler, Any, dict[str, str]], None]
 
@@ -74,6 +75,7 @@ class FakeImportAPI:
     seed: int = 7
     clock: Callable[[], float] = time.monotonic
     before_reply: Callable[[Job], None] | None = None  # called after a job is created, before the reply
+    collections: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> describe ``data``
     jobs: dict[str, Job] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
 
@@ -219,6 +221,12 @@ class FakeImportAPI:
             return None  # the job exists, the reply is lost
         return self.reply(h, self.created_reply(job_id))
 
+    def _describe_collection(self, h: BaseHTTPRequestHandler, body: Any) -> None:
+        name = body.get("collectionName") if isinstance(body, dict) else None
+        if name not in self.collections:
+            return self.reply(h, {"code": 100, "message": f"collection not found[collection={name}]"})
+        return self.reply(h, {"code": 0, "data": self.collections[name]})
+
     def poll_fault(self, h: BaseHTTPRequestHandler) -> bool:
         """A 500 on a progress or list call, at ``poll_fault_rate``."""
         with self._lock:
@@ -263,6 +271,8 @@ class FakeImportAPI:
             time.sleep(self.latency_s)
         if not self.authorized(h):
             return self.unauthorized(h)
+        if (method, parsed.path) == ("POST", DESCRIBE_COLLECTION):  # the data plane, for pre-flight
+            return self._describe_collection(h, body)
         handler = self.routes().get((method, parsed.path))
         if handler is None:
             return self.reply(h, {"code": 404, "message": "not found"}, status=404)

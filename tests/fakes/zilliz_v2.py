@@ -36,7 +36,8 @@ class FakeZillizV2(FakeImportAPI):
         return routes
 
     def manifest_target(self) -> dict[str, Any]:
-        return {"type": self.TYPE, "endpoint": self.url, "cluster_id": self.cluster_id,
+        return {"type": self.TYPE, "endpoint": self.url, "cluster_endpoint": self.url,
+                "cluster_id": self.cluster_id,
                 "api_key": "${ZILLIZ_API_KEY}"}
 
     def url_of(self, body: Any) -> str:

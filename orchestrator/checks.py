@@ -1,0 +1,88 @@
+"""The pre-flight check's I/O: a file's footer through ranged reads, its collection's schema (a saved
+describe output, or the target's describe call, once per collection per run), then the pure rules of
+:mod:`orchestrator.preflight`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from .errors import FatalTargetError, TargetError
+from .footer import FooterError, read_footer
+from .manifest import Manifest
+from .models import PlanItem
+from .preflight import GB, check, size_problems
+from .schema import CollectionSchema, SchemaError, load_file
+from .targets.base import ObjectReader, Target
+
+log = logging.getLogger("orchestrator")
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    rows: int | None  # from the footer; None when the file could not be read as parquet
+    problems: list[str] = field(default_factory=list)
+    bytes_read: int = 0
+
+
+class Preflight:
+    """Thread-safe: submit workers call :meth:`inspect` concurrently."""
+
+    def __init__(self, target: Target, manifest: Manifest, read: ObjectReader, *, deep: bool = False) -> None:
+        self.target = target
+        self.manifest = manifest
+        self.read = read
+        self.deep = deep
+        settings = manifest.settings
+        self.size_limit = int(settings.max_file_gb * GB) if settings.max_file_gb else target.max_file_bytes
+        self._schemas: dict[str, CollectionSchema | None] = {}
+        self._lock = threading.Lock()
+
+    def schema(self, collection: str) -> CollectionSchema | None:
+        """The collection's schema, or None (with one warning) when it cannot be had."""
+        with self._lock:
+            if collection in self._schemas:
+                return self._schemas[collection]
+            schema = self._fetch(collection)
+            self._schemas[collection] = schema
+            return schema
+
+    def _fetch(self, collection: str) -> CollectionSchema | None:
+        path = self.manifest.schema_files.get(collection)
+        try:
+            schema = load_file(path) if path is not None else self.target.describe(collection)
+        except FatalTargetError as exc:
+            if exc.http_status != 404:
+                raise
+            log.warning("collection %s: this server has no describe call; files are checked without "
+                        "its schema", collection, extra={"event": "no-schema"})
+            return None
+        except (TargetError, SchemaError) as exc:
+            log.warning("collection %s: cannot read its schema (%s); files are checked without it",
+                        collection, exc, extra={"event": "no-schema"})
+            return None
+        if schema is None:
+            log.info("collection %s: no schema to check against (set schema_files, or target."
+                     "cluster_endpoint for Zilliz Cloud)", collection, extra={"event": "no-schema"})
+        return schema
+
+    def inspect(self, item: PlanItem) -> Inspection:
+        """Every problem of ``item``'s file; raises :class:`SourceError` when it cannot be read."""
+        assert item.route is not None
+        obj = item.obj
+
+        def read(start: int, end: int) -> bytes:
+            return self.read(item.source, obj, start, end)
+
+        try:
+            footer = read_footer(read, obj.size, deep=self.deep)
+        except FooterError as exc:
+            return Inspection(rows=None, problems=[str(exc)])
+        schema = self.schema(item.route.collection)
+        if schema is None:
+            problems = size_problems(obj.size, self.size_limit)
+        else:
+            problems = check(footer, schema, size=obj.size, size_limit=self.size_limit,
+                             fixed_size_list_ok=self.manifest.settings.fixed_size_list == "allow")
+        return Inspection(rows=footer.num_rows, problems=problems, bytes_read=footer.bytes_fetched)
