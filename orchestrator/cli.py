@@ -258,7 +258,8 @@ def status(manifest: str, as_json: bool, refresh: bool) -> None:
             "counts": report.counts,
             "objects": [{"url": r.url, "etag": r.version, "collection": r.collection,
                          "partition": r.partition, "state": r.state.value, "job_id": r.job_id,
-                         "attempts": r.attempts, "error": r.error} for r in report.records],
+                         "attempts": r.attempts, "error": r.error, "rows": r.rows,
+                         "imported_rows": r.imported_rows} for r in report.records],
         }, indent=2))
         return
     for r in report.records:
