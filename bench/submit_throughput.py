@@ -36,7 +36,8 @@ def manifest(fake: RemoteFake, ledger: Path, *, concurrency: int, rps: float) ->
                             api_key=Secret(KEY)),
         credentials=Credentials(access_key=Secret("bench-ak"), secret_key=Secret("bench-sk")),
         sources=(source,),
-        settings=Settings(concurrency=concurrency, requests_per_second=rps, max_attempts=3, min_age_s=0),
+        settings=Settings(concurrency=concurrency, requests_per_second=rps, max_attempts=3, min_age_s=0,
+                          preflight="off"),
         ledger_path=ledger)
 
 
