@@ -24,16 +24,17 @@ class FooterError(OrchestratorError):
 
 
 class RangedFile(io.RawIOBase):
-    """A read-only, seekable file over ranged reads, keeping the tail it fetched first."""
+    """A read-only, seekable file over ranged reads (for pyarrow's parquet reader), keeping the last
+    ``tail`` bytes, fetched first, where the footer is."""
 
-    def __init__(self, read: Reader, size: int) -> None:
+    def __init__(self, read: Reader, size: int, *, tail: int = TAIL) -> None:
         self._read = read
         self._size = size
         self._pos = 0
         self.fetched = 0
-        start = max(0, size - TAIL)
+        start = max(0, size - tail) if tail else size
         self._tail_start = start
-        self._tail = self._fetch(start, size)
+        self._tail = self._fetch(start, size) if tail else b""
 
     def _fetch(self, start: int, end: int) -> bytes:
         data = self._read(start, end)

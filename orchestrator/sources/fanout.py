@@ -139,3 +139,24 @@ def _chain(first: Entry, second: Entry | None, rest: Iterator[Entry]) -> Iterato
     if second is not None:
         yield second
     yield from rest
+
+
+class FanOutLister:
+    """What S3 and GCS listers share: ``list()`` over their ``_walk`` and ``_level``, fanned out when
+    ``concurrency`` allows."""
+
+    prefix: str
+    concurrency: int
+    page_size: int
+
+    def _walk(self, prefix: str) -> Iterator[StoredObject]:
+        raise NotImplementedError
+
+    def _level(self, prefix: str) -> Iterator[Entry]:
+        raise NotImplementedError
+
+    def list(self) -> Iterator[StoredObject]:
+        if self.concurrency <= 1:
+            return self._walk(self.prefix)
+        return fan_out(self.prefix, level=self._level, walk=self._walk, concurrency=self.concurrency,
+                       buffer=self.page_size)

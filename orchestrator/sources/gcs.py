@@ -26,7 +26,7 @@ from urllib3.exceptions import NewConnectionError
 
 from ..errors import SourceError
 from ..models import StoredObject
-from .fanout import Entry, fan_out, merge_pages
+from .fanout import Entry, FanOutLister, merge_pages
 
 if TYPE_CHECKING:
     from ..manifest import Settings, SourceConfig
@@ -83,7 +83,7 @@ def build(config: SourceConfig, settings: Settings) -> GcsSource:
                      concurrency=settings.list_concurrency)
 
 
-class GcsSource:
+class GcsSource(FanOutLister):
     def __init__(
         self,
         client: storage.Client,
@@ -104,12 +104,6 @@ class GcsSource:
         self.page_size = page_size
         self.retry = retry
         self.timeout = timeout
-
-    def list(self) -> Iterator[StoredObject]:
-        if self.concurrency <= 1:
-            return self._walk(self.prefix)
-        return fan_out(self.prefix, level=self._level, walk=self._walk, concurrency=self.concurrency,
-                       buffer=self.page_size)
 
     def read(self, obj: StoredObject, start: int = 0, end: int | None = None) -> bytes:
         """A ranged download of the listed generation (GCS ranges end inclusive; ours do not)."""

@@ -20,7 +20,7 @@ from botocore.exceptions import (
 
 from ..errors import SourceError
 from ..models import StoredObject
-from .fanout import Entry, fan_out, merge_pages
+from .fanout import Entry, FanOutLister, merge_pages
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -60,7 +60,7 @@ def build(config: SourceConfig, settings: Settings) -> S3Source:
                     request_payer=config.request_payer, concurrency=settings.list_concurrency)
 
 
-class S3Source:
+class S3Source(FanOutLister):
     def __init__(
         self,
         client: S3Client,
@@ -79,12 +79,6 @@ class S3Source:
         self.concurrency = concurrency
         self.page_size = page_size
         self._payer: dict[str, Any] = {"RequestPayer": request_payer} if request_payer else {}
-
-    def list(self) -> Iterator[StoredObject]:
-        if self.concurrency <= 1:
-            return self._walk(self.prefix)
-        return fan_out(self.prefix, level=self._level, walk=self._walk, concurrency=self.concurrency,
-                       buffer=self.page_size)
 
     def read(self, obj: StoredObject, start: int = 0, end: int | None = None) -> bytes:
         """A ranged GET of the listed version: only the bytes asked for cross the network."""

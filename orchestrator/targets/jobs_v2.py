@@ -8,8 +8,9 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..errors import FatalTargetError, TransientError
+from ..errors import AmbiguousError, FatalTargetError, TransientError
 from ..models import JobInfo, JobState
+from .http import job_id_of
 
 SUCCESS = frozenset({0})  # v2 and Milvus: code 0 only (for Milvus, code 200 means "partition not found")
 CREATE = "/v2/vectordb/jobs/import/create"
@@ -40,6 +41,14 @@ class ProgressRoute:
             with self._lock:
                 self._index = index
             return data
+
+
+def created_job_id(data: Any) -> str:
+    """The job id of a create reply; a success without one may still have made a job: ambiguous."""
+    job_id = job_id_of(data)
+    if job_id is None:
+        raise AmbiguousError("the server reported success without a job id")
+    return job_id
 
 
 def job_info(job_id: str, data: Any, states: Mapping[str, JobState]) -> JobInfo:

@@ -14,12 +14,12 @@ from typing import Any
 
 import httpx
 
-from ..errors import AmbiguousError, JobNotFoundError, PermanentError
+from ..errors import JobNotFoundError, PermanentError
 from ..models import ImportRequest, JobInfo, JobState, Secret, StoredObject
 from ..schema import CollectionSchema
 from .collections_v2 import GB, describe
-from .http import call, job_id_of
-from .jobs_v2 import CREATE, LIST, SUCCESS, ProgressRoute, job_info, list_records
+from .http import call
+from .jobs_v2 import CREATE, LIST, SUCCESS, ProgressRoute, created_job_id, job_info, list_records
 
 STATES = {"Pending": JobState.RUNNING, "PreImporting": JobState.RUNNING, "Importing": JobState.RUNNING,
           "Sorting": JobState.RUNNING, "IndexBuilding": JobState.RUNNING, "None": JobState.RUNNING,
@@ -61,11 +61,8 @@ class MilvusTarget:
         body = self._body(collectionName=request.collection, files=[[request.object_url]])
         if request.partition is not None:
             body["partitionName"] = request.partition
-        data = self._post(CREATE, body, headers={"Idempotency-Key": request.idempotency_key}, creates=True)
-        job_id = job_id_of(data)
-        if job_id is None:
-            raise AmbiguousError("the server reported success without a job id")
-        return job_id
+        return created_job_id(self._post(CREATE, body, headers={"Idempotency-Key": request.idempotency_key},
+                                         creates=True))
 
     def progress(self, job_id: str) -> JobInfo:
         body = self._body(jobId=job_id)

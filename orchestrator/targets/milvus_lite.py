@@ -49,6 +49,7 @@ from ..errors import (
     TargetError,
     TransientError,
 )
+from ..footer import RangedFile
 from ..models import ImportRequest, JobInfo, JobState, StoredObject
 from ..schema import CollectionSchema, from_describe
 from .base import ObjectReader
@@ -159,8 +160,9 @@ class MilvusLiteTarget:
     def _import(self, request: ImportRequest) -> int:
         if request.obj is None:
             raise PermanentError(f"{request.object_url}: milvus-lite imports listed objects only")
-        parquet = pq.ParquetFile(io.BufferedReader(_RangedFile(self.read, request.source, request.obj),
-                                                   buffer_size=1 << 20))
+        obj, source = request.obj, request.source
+        ranged = RangedFile(lambda start, end: self.read(source, obj, start, end), obj.size, tail=0)
+        parquet = pq.ParquetFile(io.BufferedReader(ranged, buffer_size=1 << 20))
         batches = parquet.iter_batches(batch_size=self.batch_rows)
         first = next(batches, None)
         layout = self._prepare(request, parquet.schema_arrow, first)
@@ -288,39 +290,6 @@ class MilvusLiteTarget:
             raise classify(exc.code, f"{_where(about)}{exc.message}") from exc
         except (pa.ArrowException, OSError) as exc:
             raise PermanentError(f"{_where(about)}not a readable parquet file: {exc}") from exc
-
-
-class _RangedFile(io.RawIOBase):
-    """A read-only, seekable file over an object's ranged reads, for pyarrow's parquet reader."""
-
-    def __init__(self, read: ObjectReader, source: int, obj: StoredObject) -> None:
-        self._read = read
-        self._source = source
-        self._obj = obj
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._obj.size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
-
-    def readinto(self, buffer: Any) -> int:
-        end = min(self._pos + len(buffer), self._obj.size)
-        if end <= self._pos:
-            return 0
-        data = self._read(self._source, self._obj, self._pos, end)
-        buffer[:len(data)] = data
-        self._pos += len(data)
-        return len(data)
 
 
 def _is_float_list(kind: pa.DataType) -> bool:

@@ -11,12 +11,11 @@ from typing import Any
 
 import httpx
 
-from ..errors import AmbiguousError
 from ..models import ImportRequest, JobInfo, JobState, Secret, StoredObject
 from ..schema import CollectionSchema
 from .collections_v2 import GB, describe
-from .http import call, job_id_of
-from .jobs_v2 import CREATE, LIST, SUCCESS, ProgressRoute, job_info, list_records
+from .http import call
+from .jobs_v2 import CREATE, LIST, SUCCESS, ProgressRoute, created_job_id, job_info, list_records
 
 STATES = {"Pending": JobState.RUNNING, "Importing": JobState.RUNNING, "InProgress": JobState.RUNNING,
           "Completed": JobState.COMPLETED, "Failed": JobState.FAILED}
@@ -66,11 +65,8 @@ class ZillizV2Target:
             body["secretKey"] = request.credentials.secret_key.reveal()
             if request.credentials.token is not None:
                 body["token"] = request.credentials.token.reveal()
-        data = self._post(CREATE, body, headers={"Idempotency-Key": request.idempotency_key}, creates=True)
-        job_id = job_id_of(data)
-        if job_id is None:
-            raise AmbiguousError("the server reported success without a job id")
-        return job_id
+        return created_job_id(self._post(CREATE, body, headers={"Idempotency-Key": request.idempotency_key},
+                                         creates=True))
 
     def progress(self, job_id: str) -> JobInfo:
         body = {"clusterId": self.cluster_id, "jobId": job_id}
