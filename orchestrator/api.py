@@ -328,7 +328,8 @@ def run(
         reconciler = Reconciler(target, ledger, max_attempts=settings.max_attempts, stop=stop, sleep=pause)
         try:
             report.refreshed.update(_refresh(target, ledger, manifest, stop, redact, pause))
-            report.reconciled.update(reconcile(reconciler, ledger, manifest, redact))
+            adopted: list[str] = []
+            report.reconciled.update(reconcile(reconciler, ledger, manifest, redact, adopted=adopted))
             submitter = Submitter(
                 target, ledger, concurrency=settings.concurrency, max_attempts=settings.max_attempts,
                 credentials_for=lambda i: manifest.credentials_for(manifest.sources[i]),
@@ -361,7 +362,7 @@ def run(
             if submitter.fatal is not None:
                 raise submitter.fatal
             if options.wait and not stop.is_set():
-                report.waited.update(_wait(target, ledger, manifest, set(submitter.job_ids), stop,
+                report.waited.update(_wait(target, ledger, manifest, {*adopted, *submitter.job_ids}, stop,
                                            redact, pause, options.poll_interval_s))
         except FatalTargetError as exc:
             report.fatal = redact(str(exc))
@@ -393,7 +394,7 @@ def _refresh(target: Target, ledger: Ledger, manifest: Manifest, stop: threading
 
 
 def reconcile(reconciler: Reconciler, ledger: Ledger, manifest: Manifest, redact: Redactor,
-              *, clock: Callable[[], float] = time.time) -> Counter[str]:
+              *, adopted: list[str], clock: Callable[[], float] = time.time) -> Counter[str]:
     """Resolve every ``submitting`` row left by a run that died mid-call: adopt its job, prove there
     is none (back to pending), or mark it ``uncertain`` when the server cannot tell."""
     counts: Counter[str] = Counter()
@@ -418,6 +419,7 @@ def reconcile(reconciler: Reconciler, ledger: Ledger, manifest: Manifest, redact
         job = Reconciler.match(jobs, row, row.url)
         if job is not None:
             ledger.record_job(row.url, row.version, job.job_id, detail="adopted after an interrupted run")
+            adopted.append(job.job_id)
             counts["adopted"] += 1
         elif clock() - row.updated_at > JOB_MEMORY_S:
             ledger.mark_uncertain(row.url, row.version,

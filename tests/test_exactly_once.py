@@ -333,3 +333,18 @@ def test_max_submissions_and_json_log(
     assert all(e.get("job_id") for e in events if e["event"] == "submitted")
     no_secrets(result.output)
     assert "submitted=3" in invoke("run", str(manifest)).stdout
+
+
+def test_wait_also_waits_for_jobs_adopted_from_an_interrupted_run(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+) -> None:
+    urls = put_objects(["embeddings/a.parquet"])
+    manifest = write_manifest()
+    proc = spawn("run", str(manifest))
+    fake_api.before_reply = lambda job: proc.send_signal(signal.SIGKILL)
+    assert proc.wait(60) == -signal.SIGKILL
+    fake_api.before_reply = None
+    result = invoke("run", str(manifest), "--wait", "--poll-interval", "0")
+    assert result.exit_code == 0, result.output
+    assert "adopted=1" in result.stdout and "jobs_completed=1" in result.stdout
+    assert_exactly_once(fake_api, manifest, urls)
