@@ -106,6 +106,7 @@ class Settings:
     on_change: str = "skip"
     list_concurrency: int = 8  # sub-prefixes listed at once (1: one stream)
     min_age_s: float = 60.0  # objects modified more recently are left for a later run
+    stall_after_s: float = 3600.0  # a running job whose progress stands still this long is "stalled"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -467,7 +468,7 @@ def _settings(r: _Reader, node: Any) -> Settings:
         return Settings()
     s = r.mapping(node, "settings", optional=(
         "concurrency", "max_attempts", "requests_per_second", "timeout_s", "max_job_failures",
-        "on_change", "list_concurrency", "min_age_s"))
+        "on_change", "list_concurrency", "min_age_s", "stall_after_s"))
     d = Settings()
     return Settings(
         concurrency=r.integer(s.get("concurrency", d.concurrency), "settings.concurrency", low=1, high=256),
@@ -482,6 +483,8 @@ def _settings(r: _Reader, node: Any) -> Settings:
         list_concurrency=r.integer(s.get("list_concurrency", d.list_concurrency),
                                    "settings.list_concurrency", low=1, high=64),
         min_age_s=r.seconds(s.get("min_age_s", d.min_age_s), "settings.min_age_s", high=30 * 86400),
+        stall_after_s=r.seconds(s.get("stall_after_s", d.stall_after_s), "settings.stall_after_s",
+                                high=30 * 86400),
     )
 
 

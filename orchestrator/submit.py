@@ -315,8 +315,10 @@ def refresh(
     sleep: Callable[[float], object] | None = None,
     rng: Callable[[], float] = random.random,
     concurrency: int = 4,
+    on_polled: Callable[[], None] | None = None,
 ) -> dict[JobState, int]:
-    """Poll each submitted job once and move finished ones to completed or failed."""
+    """Poll each submitted job once and move finished ones to completed or failed; remember the
+    progress of running ones (for stall detection). ``on_polled`` is called after each poll."""
     counts = {state: 0 for state in JobState}
     pause: Callable[[float], object] = sleep if sleep is not None else stop.wait
     lock = threading.Lock()
@@ -337,7 +339,9 @@ def refresh(
             log.warning("%s: progress of job %s: %s", record.url, job_id, redact(str(exc)),
                         extra={"event": "poll-error", "url": record.url, "job_id": job_id})
             return
-        if info.state is JobState.COMPLETED:
+        if info.state is JobState.RUNNING:
+            ledger.note_progress(job_id, info.progress)
+        elif info.state is JobState.COMPLETED:
             ledger.complete(record.url, record.version, job_id)
         elif info.state is JobState.FAILED:
             reason = redact(f"job {job_id} failed: {info.reason or 'no reason given'}")
@@ -350,4 +354,6 @@ def refresh(
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="poll") as pool:
         for future in [pool.submit(poll, r) for r in records]:
             future.result()
+            if on_polled is not None:
+                on_polled()
     return counts
