@@ -587,6 +587,8 @@ def export(manifest: Manifest, out: TextIO, *, fmt: str) -> int:
                 else:
                     out.write(json.dumps(row) + "\n")
                 count += 1
+    except BrokenPipeError:
+        raise  # the reader stopped (`| head`): not an error worth a message
     except OSError as exc:
         raise OutputError(f"cannot write the export: {exc.strerror or exc}") from exc
     return count

@@ -319,7 +319,11 @@ def show(manifest: str, url: str, as_json: bool) -> None:
 def export(manifest: str, fmt: str, output: TextIO) -> None:
     """Write the ledger, one row per object version, for other tools (streamed: any size)."""
     with _errors():
-        n = api.export(_load(manifest), output, fmt=fmt)
+        try:
+            n = api.export(_load(manifest), output, fmt=fmt)
+        except BrokenPipeError:  # the reader stopped early (`| head`): leave quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(EXIT_FAILED)
     click.echo(f"export: {n} row(s)", err=True)
 
 

@@ -36,7 +36,7 @@ def status_lines(overview: Overview, counts: dict[str, int], sources: Sequence[S
     if overview.stalled:
         lines += ["", f"stalled: {_n(len(overview.stalled), 'job')} whose progress stood still for "
                       f"{age(overview.stall_after_s)} or more (settings.stall_after_s); left running:"]
-        lines += [f"  {r.job_id}  {_progress(p)}  {r.url}" for r, p in overview.stalled[:20]]
+        lines += [f"  {r.job_id}  progress {_progress(p)}  {r.url}" for r, p in overview.stalled[:20]]
         if len(overview.stalled) > 20:
             lines.append(f"  ... and {len(overview.stalled) - 20} more (status --json lists them all)")
     if overview.failing_total:
@@ -97,7 +97,7 @@ def history_lines(history: ObjectHistory, stall_after_s: float) -> list[str]:
         seen = history.progress.get(v.job_id or "")
         if seen is not None and v.state is ObjectState.SUBMITTED:
             stalled = seen.seen_at - seen.changed_at >= stall_after_s
-            lines.append(f"  progress:   {_progress(seen)}, last polled {when(seen.seen_at)}"
+            lines.append(f"  {'progress':11} {_progress(seen)}, last polled {when(seen.seen_at)}"
                          + ("  STALLED (settings.stall_after_s)" if stalled else ""))
     return lines
 
@@ -143,7 +143,7 @@ def size(n: int) -> str:
 
 def _progress(p: JobProgress) -> str:
     value = "unknown" if p.progress is None else f"{p.progress:g}"
-    return f"progress {value} since {when(p.changed_at)} ({age(p.seen_at - p.changed_at)} unchanged)"
+    return f"{value} since {when(p.changed_at)} ({age(p.seen_at - p.changed_at)} unchanged)"
 
 
 def _int(n: int | None) -> str:
