@@ -127,3 +127,13 @@ def test_bars_draw_on_a_terminal_console() -> None:
     assert "polling known jobs" in shown and "2/2" in shown
     assert "listed and planned" in shown and "3/3" in shown  # listing over: the count is the total
     assert "submitted" in shown and "1/1" in shown  # --max-submissions 1 bounds the bar
+
+
+def test_rich_and_click_stay_at_the_edge() -> None:
+    package = Path(__file__).parent.parent / "orchestrator"
+    for path in package.rglob("*.py"):
+        text = path.read_text()
+        if path.name != "progress.py":
+            assert "from rich" not in text and "import rich" not in text, path
+        if path.name != "cli.py":
+            assert "import click" not in text, path
