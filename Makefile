@@ -28,6 +28,9 @@ demo: $(STAMP)
 	$(BIN)/orchestrator status manifests/demo.yaml
 	$(BIN)/python scripts/demo_search.py manifests/demo.yaml
 
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info demo-data
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,5 +1,5 @@
-"""The library surface: ``validate``, ``ls``, ``plan``, ``run``, ``status``, ``retry``. Wires the parts
-together.
+"""The library surface: ``validate``, ``ls``, ``plan``, ``run``, ``status``, ``retry``, ``show``,
+``export``, ``write_metrics``. Wires the parts together.
 
 Everything a command does happens here, so that it can be called from Python as well as from the CLI;
 the CLI only parses, calls one of these, prints and maps errors to exit codes.
@@ -7,24 +7,36 @@ the CLI only parses, calls one of these, prints and maps errors to exit codes.
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
+from typing import TextIO
 
 import httpx
 
-from . import lock, planner, urls
+from . import lock, metrics, planner, urls
 from .checks import Inspection as Inspection
 from .checks import Preflight
-from .errors import FatalTargetError, ManifestError, SourceError, TargetError, TransientError
+from .errors import (
+    FatalTargetError,
+    ManifestError,
+    OutputError,
+    SourceError,
+    TargetError,
+    TransientError,
+    UnknownObjectError,
+)
 from .ledger import Ledger
 from .manifest import Manifest, Settings, SourceConfig, TargetConfig, load
-from .models import Action, JobState, LedgerRecord, ObjectState, PlanItem, Secret, StoredObject
+from .models import Action, JobProgress, JobState, LedgerRecord, ObjectState, PlanItem, Secret, StoredObject
 from .sources.base import Listed, Source, judged
 from .sources.registry import make_source
 from .submit import Outcome, RateLimiter, Reconciler, Redactor, Submitter, refresh
@@ -46,6 +58,7 @@ def validate(path: str | Path, environ: Mapping[str, str] | None = None) -> Mani
 # -- wiring: real clients by default, replaceable by callers ------------------------------------
 
 SourceFactory = Callable[[SourceConfig, Settings], Source]
+JobsHook = Callable[[str, int, int], None]  # (phase, jobs polled or finished, jobs in all)
 TargetFactory = Callable[[Manifest, httpx.Client, ObjectReader], Target]
 
 
@@ -250,6 +263,8 @@ def check(manifest: Manifest, *, deep: bool = False,
 @dataclass
 class RunReport:
     planned: Counter[str] = field(default_factory=Counter)
+    retries: int = 0  # calls repeated after a transient error (429, 5xx, busy, lost reply)
+    stalled: int = 0  # running jobs whose progress stood still for settings.stall_after_s
     outcomes: Counter[str] = field(default_factory=Counter)
     refreshed: Counter[str] = field(default_factory=Counter)
     reconciled: Counter[str] = field(default_factory=Counter)
@@ -289,6 +304,7 @@ class RunReport:
             "changed": p[Action.CHANGED],
             "jobs_completed": self.refreshed[JobState.COMPLETED] + self.waited[JobState.COMPLETED],
             "jobs_failed": self.refreshed[JobState.FAILED] + self.waited[JobState.FAILED],
+            "jobs_stalled": self.stalled,
             "source_errors": len(self.source_errors),
         }
         return "summary: " + " ".join(f"{k}={v}" for k, v in fields.items()) + f" exit={self.exit_code()}"
@@ -312,29 +328,42 @@ def run(
     target_factory: TargetFactory = make_target,
     sleep: Callable[[float], object] | None = None,
     on_outcome: Callable[[PlanItem, Outcome], None] | None = None,
+    on_item: Callable[[PlanItem], None] | None = None,
+    on_jobs: JobsHook | None = None,
     clock: Callable[[], float] = time.time,
 ) -> RunReport:
-    """Refresh known jobs, reconcile interrupted calls, then list, plan, submit and record."""
+    """Refresh known jobs, reconcile interrupted calls, then list, plan, submit and record.
+
+    Hooks for progress displays: ``on_item`` sees every planned object, ``on_outcome`` every
+    submission, ``on_jobs(phase, done, total)`` the job polls (phase ``refreshing`` or ``waiting``).
+    """
     stop = stop if stop is not None else threading.Event()
     pause: Callable[[float], object] = sleep if sleep is not None else stop.wait
     settings = manifest.settings
     report = RunReport()
     redact = Redactor(secrets_of(manifest))
+    retry_lock = threading.Lock()
+
+    def backoff(seconds: float) -> object:  # every pause before a retried call goes through here
+        with retry_lock:
+            report.retries += 1
+        return pause(seconds)
+
     with lock.hold(manifest.ledger_path, wait_s=options.wait_lock_s), \
-            Ledger(manifest.ledger_path) as ledger, \
+            Ledger(manifest.ledger_path, clock=clock) as ledger, \
             make_http_client(manifest, RateLimiter(settings.requests_per_second)) as client:
         reader = make_reader(manifest, source_factory)
         target = target_factory(manifest, client, reader)
-        reconciler = Reconciler(target, ledger, max_attempts=settings.max_attempts, stop=stop, sleep=pause)
+        reconciler = Reconciler(target, ledger, max_attempts=settings.max_attempts, stop=stop, sleep=backoff)
         try:
-            report.refreshed.update(_refresh(target, ledger, manifest, stop, redact, pause))
+            report.refreshed.update(_refresh(target, ledger, manifest, stop, redact, backoff, on_jobs))
             adopted: list[str] = []
             report.reconciled.update(reconcile(reconciler, ledger, manifest, redact, adopted=adopted))
             submitter = Submitter(
                 target, ledger, concurrency=settings.concurrency, max_attempts=settings.max_attempts,
                 credentials_for=lambda i: manifest.credentials_for(manifest.sources[i]),
                 object_url=lambda item: target.object_ref(item.obj, object_url(item, manifest)),
-                reconciler=reconciler, stop=stop, redact=redact, sleep=pause,
+                reconciler=reconciler, stop=stop, redact=redact, sleep=backoff,
                 preflight=None if settings.preflight == "off" else Preflight(
                     target, manifest, reader, deep=options.deep),
                 enforce=settings.preflight == "enforce",
@@ -354,7 +383,7 @@ def run(
                     submitter.submit_all(
                         _to_submit(plan_source(source, lister, manifest, ledger, now=clock(),
                                                warn=report.source_warnings.append),
-                                   report, budget, stop),
+                                   report, budget, stop, on_item),
                         record)
                 except SourceError as exc:
                     report.source_errors.append(str(exc))
@@ -363,18 +392,34 @@ def run(
                 raise submitter.fatal
             if options.wait and not stop.is_set():
                 report.waited.update(_wait(target, ledger, manifest, {*adopted, *submitter.job_ids}, stop,
-                                           redact, pause, options.poll_interval_s))
+                                           redact, pause, options.poll_interval_s, backoff, on_jobs))
         except FatalTargetError as exc:
             report.fatal = redact(str(exc))
             log.error("stopping: %s", report.fatal, extra={"event": "fatal"})
+        report.stalled = _report_stalled(ledger, settings.stall_after_s)
+        if report.exit_code() == 0 and not stop.is_set():
+            ledger.note_success()
     return report
 
 
+def _report_stalled(ledger: Ledger, after_s: float) -> int:
+    """Log every stalled job (left running: it is the server's to finish) and count them."""
+    stalled = ledger.stalled(after_s)
+    for record, seen in stalled:
+        log.warning("%s: job %s stalled: progress %s unchanged for %.0f s", record.url, record.job_id,
+                    "unknown" if seen.progress is None else f"{seen.progress:g}",
+                    seen.seen_at - seen.changed_at,
+                    extra={"event": "stalled", "url": record.url, "job_id": record.job_id})
+    return len(stalled)
+
+
 def _to_submit(items: Iterator[PlanItem], report: RunReport, budget: list[int | None],
-               stop: threading.Event) -> Iterator[PlanItem]:
+               stop: threading.Event, on_item: Callable[[PlanItem], None] | None) -> Iterator[PlanItem]:
     """Count every decision; yield the ones to submit, within the run's budget."""
     for item in items:
         report.planned[item.action] += 1
+        if on_item is not None:
+            on_item(item)
         if item.action in (Action.SUBMIT, Action.RETRY):
             if budget[0] is not None:
                 if budget[0] <= 0:
@@ -386,10 +431,20 @@ def _to_submit(items: Iterator[PlanItem], report: RunReport, budget: list[int | 
 
 
 def _refresh(target: Target, ledger: Ledger, manifest: Manifest, stop: threading.Event,
-             redact: Redactor, pause: Callable[[float], object]) -> Counter[str]:
+             redact: Redactor, pause: Callable[[float], object], on_jobs: JobsHook | None = None,
+             ) -> Counter[str]:
+    polled_one: Callable[[], None] | None = None
+    if on_jobs is not None:
+        total, polled = ledger.counts().get(ObjectState.SUBMITTED.value, 0), 0
+
+        def polled_one() -> None:
+            nonlocal polled
+            polled += 1
+            on_jobs("refreshing", polled, total)
+
     counts = refresh(target, ledger, ledger.records([ObjectState.SUBMITTED]),
                      max_attempts=manifest.settings.max_attempts, stop=stop, redact=redact, sleep=pause,
-                     concurrency=manifest.settings.concurrency)
+                     concurrency=manifest.settings.concurrency, on_polled=polled_one)
     return Counter({state.value: n for state, n in counts.items()})
 
 
@@ -432,13 +487,17 @@ def reconcile(reconciler: Reconciler, ledger: Ledger, manifest: Manifest, redact
 
 
 def _wait(target: Target, ledger: Ledger, manifest: Manifest, job_ids: set[str], stop: threading.Event,
-          redact: Redactor, pause: Callable[[float], object], interval: float) -> Counter[str]:
+          redact: Redactor, pause: Callable[[float], object], interval: float,
+          backoff: Callable[[float], object], on_jobs: JobsHook | None) -> Counter[str]:
     """Poll this run's jobs until each is terminal; count how they ended."""
     ended: Counter[str] = Counter()
+    total = len(job_ids)
     while job_ids and not stop.is_set():
+        if on_jobs is not None:
+            on_jobs("waiting", total - len(job_ids), total)
         running = [r for r in ledger.records([ObjectState.SUBMITTED]) if r.job_id in job_ids]
         refresh(target, ledger, running, max_attempts=manifest.settings.max_attempts, stop=stop,
-                redact=redact, sleep=pause, concurrency=manifest.settings.concurrency)
+                redact=redact, sleep=backoff, concurrency=manifest.settings.concurrency)
         for r in running:
             now = ledger.get(r.url, r.version)
             if now is not None and now.state is not ObjectState.SUBMITTED:
@@ -446,6 +505,8 @@ def _wait(target: Target, ledger: Ledger, manifest: Manifest, job_ids: set[str],
                 ended[JobState.COMPLETED if now.state is ObjectState.COMPLETED else JobState.FAILED] += 1
         if not running:
             break
+        if on_jobs is not None:
+            on_jobs("waiting", total - len(job_ids), total)
         if job_ids:
             log.info("waiting for %d jobs", len(job_ids), extra={"event": "waiting", "jobs": len(job_ids)})
             pause(interval)
@@ -454,26 +515,194 @@ def _wait(target: Target, ledger: Ledger, manifest: Manifest, job_ids: set[str],
 
 # -- status and retry -----------------------------------------------------------------------------
 
+@dataclass(frozen=True, slots=True)
+class GroupStatus:
+    """One source and collection: counts by state, stalled jobs, the job running longest, and rows
+    (expected, imported) when the ledger records them (``None`` when it does not)."""
+
+    source: int
+    collection: str
+    counts: dict[str, int]
+    stalled: int
+    oldest_running: LedgerRecord | None
+    rows: tuple[int | None, int | None] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """What ``status`` shows, aggregated by the ledger: never the whole ledger in memory."""
+
+    now: float
+    stall_after_s: float
+    groups: list[GroupStatus]
+    stalled: list[tuple[LedgerRecord, JobProgress]]
+    failing_total: int
+    failing: list[LedgerRecord]  # the most recent ones, each with its last error
+    last_success_at: float | None
+
+
 @dataclass
 class StatusReport:
     counts: dict[str, int]
     records: list[LedgerRecord]
+    overview: Overview
 
 
 def status(manifest: Manifest, *, refresh_jobs: bool = False,
-           target_factory: TargetFactory = make_target,
-           ) -> StatusReport:
-    """What the ledger holds; with ``refresh_jobs``, poll submitted jobs first (under the run lock)."""
+           target_factory: TargetFactory = make_target, objects: bool = True, failing_limit: int = 20,
+           clock: Callable[[], float] = time.time) -> StatusReport:
+    """What the ledger holds; with ``refresh_jobs``, poll submitted jobs first (under the run lock).
+    ``objects=False`` leaves ``records`` empty (the overview alone stays small at any ledger size)."""
     if refresh_jobs:
         stop = threading.Event()
-        with lock.hold(manifest.ledger_path), Ledger(manifest.ledger_path) as ledger, \
+        with lock.hold(manifest.ledger_path), Ledger(manifest.ledger_path, clock=clock) as ledger, \
                 make_http_client(manifest, RateLimiter(manifest.settings.requests_per_second)) as client:
             target = target_factory(manifest, client, make_reader(manifest, make_source))
             _refresh(target, ledger, manifest, stop, Redactor(secrets_of(manifest)), stop.wait)
+    after = manifest.settings.stall_after_s
     if not manifest.ledger_path.exists():
-        return StatusReport({}, [])
+        return StatusReport({}, [], Overview(clock(), after, [], [], 0, [], None))
     with Ledger(manifest.ledger_path) as ledger:
-        return StatusReport(ledger.counts(), list(ledger.records()))
+        stalled = ledger.stalled(after)
+        total, failing = ledger.failing(failing_limit)
+        overview = Overview(clock(), after, _groups(ledger, stalled), stalled, total, failing,
+                            ledger.last_success())
+        return StatusReport(ledger.counts(), list(ledger.records()) if objects else [], overview)
+
+
+def _groups(ledger: Ledger, stalled: list[tuple[LedgerRecord, JobProgress]]) -> list[GroupStatus]:
+    counts: dict[tuple[int, str], dict[str, int]] = {}
+    for source, collection, state, n in ledger.group_counts():
+        counts.setdefault((source, collection), {})[state] = n
+    stuck = Counter((record.source, record.collection) for record, _ in stalled)
+    oldest = ledger.oldest_submitted()
+    rows = ledger.row_totals()
+    return [GroupStatus(key[0], key[1], by_state, stuck[key], oldest.get(key),
+                        rows.get(key) if rows else None) for key, by_state in counts.items()]
+
+
+# -- show and export ------------------------------------------------------------------------------
+
+Event = tuple[float, str, str, str | None, str | None]  # (time, version, state, job id, detail)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectHistory:
+    """Every version of one URL the ledger knows, every transition, and its jobs' last progress."""
+
+    url: str
+    versions: list[LedgerRecord]
+    events: list[Event]
+    progress: dict[str, JobProgress]
+
+
+def show(manifest: Manifest, url: str) -> ObjectHistory:
+    """One object's whole history; raises :class:`UnknownObjectError` when the ledger has no row."""
+    path = manifest.ledger_path
+    if not path.exists():
+        raise UnknownObjectError(f"{path}: no ledger yet (a run creates it when it first submits)")
+    with Ledger(path) as ledger:
+        versions = ledger.history([url]).get(url, [])
+        if not versions:
+            raise UnknownObjectError(
+                f"{url}: not in the ledger {path} (an object gets a row when first submitted: "
+                "`plan` shows what the next run would do with it; URLs are s3://bucket/key, gs://..., "
+                "file://...)")
+        events = ledger.events(url)
+        return ObjectHistory(url, versions, events,
+                             ledger.job_progress(sorted({e[3] for e in events if e[3] is not None})))
+
+
+EXPORT_FORMATS = ("jsonl", "csv")
+
+
+def export(manifest: Manifest, out: TextIO, *, fmt: str) -> int:
+    """Write every ledger row (one per object version) to ``out`` as JSON lines or CSV, streaming
+    page by page; return how many. Times are ISO 8601 in UTC."""
+    fields = LedgerRecord._fields
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n") if fmt == "csv" else None
+    count = 0
+    try:
+        if writer is not None:
+            writer.writeheader()
+        if not manifest.ledger_path.exists():
+            return 0
+        with Ledger(manifest.ledger_path) as ledger:
+            for record in ledger.records():
+                row = record_row(record)
+                if writer is not None:
+                    writer.writerow(row)
+                else:
+                    out.write(json.dumps(row) + "\n")
+                count += 1
+    except BrokenPipeError:
+        raise  # the reader stopped (`| head`): not an error worth a message
+    except OSError as exc:
+        raise OutputError(f"cannot write the export: {exc.strerror or exc}") from exc
+    return count
+
+
+def record_row(record: LedgerRecord) -> dict[str, object]:
+    """A ledger row as plain values: its fields, the state's name, the time in ISO 8601."""
+    return {**record._asdict(), "state": record.state.value, "updated_at": iso_time(record.updated_at)}
+
+
+def iso_time(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds")
+
+
+# -- metrics --------------------------------------------------------------------------------------
+
+def run_metrics(manifest: Manifest, report: RunReport, *, objects: Mapping[str, int], seconds: float,
+                now: float, last_success_at: float | None) -> list[metrics.Metric]:
+    """The Prometheus metrics of one run (gauges; every sample labelled with the manifest's file name)."""
+    label = {"manifest": manifest.path.name}
+
+    def one(name: str, help_text: str, value: float) -> metrics.Metric:
+        return metrics.Metric(name, help_text, [(label, value)])
+
+    def by(name: str, help_text: str, key: str, values: Mapping[str, float], keys: Iterable[str],
+           ) -> metrics.Metric:
+        return metrics.Metric(name, help_text, [({**label, key: k}, values.get(k, 0)) for k in keys])
+
+    jobs = {state: report.refreshed[state] + report.waited[state]
+            for state in (JobState.COMPLETED.value, JobState.FAILED.value)}
+    return [
+        by("orchestrator_objects", "Object versions in the ledger at the end of the run, by state.",
+           "state", objects, [s.value for s in ObjectState]),
+        by("orchestrator_run_planned_objects", "Objects listed by the run, by the planner's decision.",
+           "action", report.planned, [a.value for a in Action]),
+        by("orchestrator_run_submissions", "Submissions made by the run, by outcome.",
+           "outcome", report.outcomes, [o.value for o in Outcome]),
+        one("orchestrator_run_retries",
+            "Calls repeated after a transient error (429, 5xx, busy, lost reply).", report.retries),
+        one("orchestrator_run_failures", "Objects refused by the server plus jobs that failed, in the run.",
+            report.outcomes[Outcome.FAILED] + jobs[JobState.FAILED.value]),
+        by("orchestrator_run_jobs_finished", "Jobs seen finishing during the run, by result.",
+           "result", jobs, list(jobs)),
+        one("orchestrator_jobs_stalled",
+            "Running jobs whose progress stood still for settings.stall_after_s.", report.stalled),
+        one("orchestrator_run_source_errors", "Sources that could not be listed in the run.",
+            len(report.source_errors)),
+        one("orchestrator_run_exit_code", "The run's exit code (0: nothing failed).", report.exit_code()),
+        one("orchestrator_run_duration_seconds", "How long the run took.", round(seconds, 3)),
+        one("orchestrator_run_end_timestamp_seconds", "When the run ended (Unix time).", round(now, 3)),
+        one("orchestrator_last_success_timestamp_seconds",
+            "When a run last ended with nothing failed (Unix time; 0: never).",
+            round(last_success_at, 3) if last_success_at is not None else 0),
+    ]
+
+
+def write_metrics(manifest: Manifest, report: RunReport, path: Path, *, seconds: float,
+                  clock: Callable[[], float] = time.time) -> None:
+    """Write the run's metrics for node_exporter's textfile collector (atomically: temp + rename)."""
+    objects: dict[str, int] = {}
+    last_success = None
+    if manifest.ledger_path.exists():
+        with Ledger(manifest.ledger_path) as ledger:
+            objects, last_success = ledger.counts(), ledger.last_success()
+    metrics.write_atomic(path, metrics.render(run_metrics(
+        manifest, report, objects=objects, seconds=seconds, now=clock(), last_success_at=last_success)))
 
 
 def retry(manifest: Manifest, *, url_glob: str | None = None, uncertain: bool = False) -> int:

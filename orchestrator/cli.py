@@ -12,15 +12,19 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from . import api
+from . import api, views
 from .errors import LockHeldError, ManifestError, OrchestratorError
 from .manifest import Manifest
 from .models import PlanItem
+
+if TYPE_CHECKING:
+    from .progress import RunBars
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -102,9 +106,11 @@ manifest_arg = click.argument("manifest", type=click.Path(dir_okay=False))
 @click.version_option(package_name="orchestrator")
 @click.option("-v", "--verbose", is_flag=True, help="Log every step to stderr.")
 @click.option("--json-log", is_flag=True, help="Log one JSON object per event to stderr.")
-def cli(verbose: bool, json_log: bool) -> None:
+@click.pass_context
+def cli(ctx: click.Context, verbose: bool, json_log: bool) -> None:
     """Bulk-load parquet files from object storage into Zilliz Cloud and Milvus, exactly once."""
     _setup_logging(verbose, json_log)
+    ctx.obj = {"json_log": json_log}
 
 
 @cli.command()
@@ -219,16 +225,24 @@ def check(manifest: str, deep: bool, as_json: bool) -> None:
 @click.option("--poll-interval", type=click.FloatRange(min=0), default=5.0, metavar="SECONDS",
               help="Seconds between progress polls with --wait.")
 @click.option("--deep", is_flag=True, help="The pre-flight check also reads each file's first row group.")
-def run(manifest: str, wait: bool, max_submissions: int | None, wait_lock: float,
-        poll_interval: float, deep: bool) -> None:
-    """List, plan, submit and record; end with one summary line on stdout."""
+@click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="PATH", help="At the end, write Prometheus metrics to PATH (node_exporter's "
+              "textfile collector), atomically.")
+@click.pass_context
+def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | None, wait_lock: float,
+        poll_interval: float, deep: bool, metrics_file: Path | None) -> None:
+    """List, plan, submit and record; end with one summary line on stdout. Progress bars on stderr
+    when it is a terminal."""
     stop = threading.Event()
     options = api.RunOptions(wait=wait, max_submissions=max_submissions, wait_lock_s=wait_lock,
                              poll_interval_s=poll_interval, deep=deep)
     with _errors(), _signals(stop) as received:
         m = _load(manifest)
         started = time.monotonic()
-        report = api.run(m, options, stop=stop)
+        bars = _bars(ctx.obj["json_log"], max_submissions)
+        with bars or nullcontext():
+            report = api.run(m, options, stop=stop, on_item=bars.planned if bars else None,
+                             on_outcome=bars.submitted if bars else None, on_jobs=bars.jobs if bars else None)
         if received:
             report.interrupted = received[0]
     _report_sources(report.source_errors, report.source_warnings)
@@ -239,10 +253,30 @@ def run(manifest: str, wait: bool, max_submissions: int | None, wait_lock: float
     if report.nothing_new and report.exit_code() == 0:
         click.echo("nothing new to import: every object listed was imported before (or is importing)",
                    err=True)
-    summary = f"{report.summary()} seconds={time.monotonic() - started:.1f}"
+    if report.stalled:
+        click.echo(f"{report.stalled} job(s) stalled: no progress for settings.stall_after_s; left "
+                   "running (`orchestrator status` lists them)", err=True)
+    seconds = time.monotonic() - started
+    summary = f"{report.summary()} seconds={seconds:.1f}"
     logging.getLogger("orchestrator").info(summary, extra={"event": "summary"})
     click.echo(summary)
-    sys.exit(report.exit_code())
+    code = report.exit_code()
+    if metrics_file is not None:
+        try:
+            api.write_metrics(m, report, metrics_file, seconds=seconds)
+        except OrchestratorError as exc:
+            click.echo(f"error: {exc}", err=True)
+            code = code or EXIT_FAILED
+    sys.exit(code)
+
+
+def _bars(json_log: bool, max_submissions: int | None) -> RunBars | None:
+    """Progress bars on stderr when it is a terminal that can redraw them, unless the logs are JSON
+    (meant for a machine). rich is imported only then: cron runs start faster without it."""
+    if json_log or not sys.stderr.isatty() or os.environ.get("TERM") == "dumb":
+        return None
+    from .progress import RunBars
+    return RunBars(max_submissions=max_submissions)
 
 
 @cli.command()
@@ -250,9 +284,12 @@ def run(manifest: str, wait: bool, max_submissions: int | None, wait_lock: float
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--refresh", is_flag=True, help="Poll the import API for every submitted job first.")
 def status(manifest: str, as_json: bool, refresh: bool) -> None:
-    """Show what the ledger holds: counts by state and one line per object."""
+    """Show what the ledger holds, per source and collection: counts by state, rows, the oldest
+    running job, stalled jobs (settings.stall_after_s) and the last error of each failing object."""
     with _errors():
-        report = api.status(_load(manifest), refresh_jobs=refresh)
+        m = _load(manifest)
+        report = api.status(m, refresh_jobs=refresh, objects=as_json)
+    overview = report.overview
     if as_json:
         click.echo(json.dumps({
             "counts": report.counts,
@@ -260,14 +297,64 @@ def status(manifest: str, as_json: bool, refresh: bool) -> None:
                          "partition": r.partition, "state": r.state.value, "job_id": r.job_id,
                          "attempts": r.attempts, "error": r.error, "rows": r.rows,
                          "imported_rows": r.imported_rows} for r in report.records],
+            "groups": [{"source": g.source, "collection": g.collection, "counts": g.counts,
+                        "stalled": g.stalled, "rows_expected": g.rows[0] if g.rows else None,
+                        "rows_imported": g.rows[1] if g.rows else None,
+                        "oldest_running": None if g.oldest_running is None else {
+                            "url": g.oldest_running.url, "job_id": g.oldest_running.job_id,
+                            "since": api.iso_time(g.oldest_running.updated_at)}}
+                       for g in overview.groups],
+            "stalled": [{"url": r.url, "job_id": r.job_id, "progress": p.progress,
+                         "unchanged_since": api.iso_time(p.changed_at),
+                         "last_polled": api.iso_time(p.seen_at)} for r, p in overview.stalled],
+            "last_success": None if overview.last_success_at is None else api.iso_time(
+                overview.last_success_at),
         }, indent=2))
         return
-    for r in report.records:
-        job = r.job_id or "-"
-        error = f"  {r.error}" if r.error else ""
-        click.echo(f"{r.state.value:10} {job:28} {r.collection:20} {r.url}{error}")
-    counts = ", ".join(f"{n} {state}" for state, n in sorted(report.counts.items())) or "empty ledger"
-    click.echo(f"status: {counts}")
+    for line in views.status_lines(overview, report.counts, m.sources, m.ledger_path):
+        click.echo(line)
+
+
+@cli.command()
+@manifest_arg
+@click.argument("url")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def show(manifest: str, url: str, as_json: bool) -> None:
+    """Show one object's whole history from the ledger: every version, attempt, job id, server
+    message and timestamp. URL is as the ledger records it (s3://bucket/key, gs://..., file://...)."""
+    with _errors():
+        m = _load(manifest)
+        history = api.show(m, url)
+    if as_json:
+        click.echo(json.dumps({
+            "url": history.url,
+            "versions": [{**api.record_row(v), "events": [
+                {"at": api.iso_time(at), "state": state, "job_id": job, "detail": detail}
+                for at, version, state, job, detail in history.events if version == v.version]}
+                for v in history.versions],
+            "jobs": {job: {"progress": p.progress, "unchanged_since": api.iso_time(p.changed_at),
+                           "last_polled": api.iso_time(p.seen_at)} for job, p in history.progress.items()},
+        }, indent=2))
+        return
+    for line in views.history_lines(history, m.settings.stall_after_s):
+        click.echo(line)
+
+
+@cli.command()
+@manifest_arg
+@click.option("--format", "fmt", type=click.Choice(api.EXPORT_FORMATS), default="jsonl", show_default=True,
+              help="JSON lines, or CSV with a header row.")
+@click.option("--output", type=click.File("w", encoding="utf-8", lazy=True), default="-", metavar="FILE",
+              help="Write to FILE instead of stdout.")
+def export(manifest: str, fmt: str, output: TextIO) -> None:
+    """Write the ledger, one row per object version, for other tools (streamed: any size)."""
+    with _errors():
+        try:
+            n = api.export(_load(manifest), output, fmt=fmt)
+        except BrokenPipeError:  # the reader stopped early (`| head`): leave quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(EXIT_FAILED)
+    click.echo(f"export: {n} row(s)", err=True)
 
 
 @cli.command()

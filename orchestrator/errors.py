@@ -4,6 +4,8 @@
     ├── ManifestError                 the manifest (or the command line) is wrong: exit 2
     ├── SourceError                   a bucket or folder cannot be listed or read
     ├── LedgerError                   the ledger file cannot be opened or is not ours
+    │   └── UnknownObjectError        the ledger holds no row for the URL asked about
+    ├── OutputError                   a file we write (metrics, export) cannot be written
     ├── LockHeldError                 another run holds the ledger: exit 75
     ├── Interrupted                   Ctrl-C or SIGTERM stopped the run: exit 130 / 143
     └── TargetError                   the import API said no, or could not be reached
@@ -40,6 +42,14 @@ class SourceError(OrchestratorError):
 
 class LedgerError(OrchestratorError):
     """The ledger cannot be used."""
+
+
+class UnknownObjectError(LedgerError):
+    """The ledger has no row for this URL (objects get one when first submitted)."""
+
+
+class OutputError(OrchestratorError):
+    """A file the orchestrator writes for other tools (metrics, an export) cannot be written."""
 
 
 class LockHeldError(OrchestratorError):

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LedgerError
-from .models import LedgerRecord, ObjectState, PlanItem
+from .models import JobProgress, LedgerRecord, ObjectState, PlanItem
 
 _APP = "orchestrator-ledger"
 _SCHEMA = 1
@@ -64,6 +64,12 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT
 );
 CREATE INDEX IF NOT EXISTS events_object ON events (object_id);
+CREATE TABLE IF NOT EXISTS job_progress (
+    job_id TEXT PRIMARY KEY,
+    progress REAL,
+    changed_at REAL NOT NULL,
+    seen_at REAL NOT NULL
+);
 """
 
 
@@ -184,6 +190,90 @@ class Ledger:
                     "SELECT e.at, o.version, e.state, e.job_id, e.detail FROM events e "
                     "JOIN objects o ON o.id = e.object_id WHERE o.url=? ORDER BY e.id", (url,))
             ]
+
+    # -- operator views: aggregated in SQL, never the whole ledger in memory ------------------
+
+    def group_counts(self) -> list[tuple[int, str, str, int]]:
+        """(source, collection, state, count) for every group that has rows."""
+        with self._lock:
+            return [(int(src), str(coll), str(state), int(n)) for src, coll, state, n in self._db.execute(
+                "SELECT source, collection, state, COUNT(*) FROM objects "
+                "GROUP BY source, collection, state ORDER BY source, collection, state")]
+
+    def oldest_submitted(self) -> dict[tuple[int, str], LedgerRecord]:
+        """Per (source, collection), the ``submitted`` row that has been running longest."""
+        with self._lock:
+            rows = self._db.execute(  # SQLite takes the bare columns from the row holding the MIN
+                f"SELECT {_COLUMNS}, MIN(updated_at) FROM objects WHERE state='submitted' "
+                "GROUP BY source, collection").fetchall()
+        return {(rec.source, rec.collection): rec for rec in (_record(row[:-1]) for row in rows)}
+
+    def failing(self, limit: int) -> tuple[int, list[LedgerRecord]]:
+        """How many rows are failed, uncertain, or pending after an error, and the ``limit`` most
+        recent of them (each with its last error)."""
+        where = "state IN ('failed', 'uncertain') OR (state='pending' AND error IS NOT NULL)"
+        with self._lock:
+            total = int(self._db.execute(f"SELECT COUNT(*) FROM objects WHERE {where}").fetchone()[0])
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM objects WHERE {where} "
+                                    "ORDER BY updated_at DESC, id DESC LIMIT ?", (limit,)).fetchall()
+        return total, [_record(row) for row in rows]
+
+    def row_totals(self) -> dict[tuple[int, str], tuple[int | None, int | None]]:
+        """Expected (pre-flight footer) and imported (server) rows per (source, collection)."""
+        with self._lock:
+            return {(int(src), str(coll)): (None if rows is None else int(rows),
+                                            None if done is None else int(done))
+                    for src, coll, rows, done in self._db.execute(
+                        "SELECT source, collection, SUM(rows), SUM(imported_rows) FROM objects "
+                        "GROUP BY source, collection")}
+
+    def stalled(self, after_s: float) -> list[tuple[LedgerRecord, JobProgress]]:
+        """``submitted`` rows whose job the polls have seen at the same progress for ``after_s`` seconds
+        or more, longest first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS}, p_job, p_progress, p_changed, p_seen FROM objects JOIN ("
+                "SELECT job_id AS p_job, progress AS p_progress, changed_at AS p_changed, "
+                "seen_at AS p_seen FROM job_progress) ON p_job = job_id "
+                "WHERE state='submitted' AND p_seen - p_changed >= ? ORDER BY p_changed, id",
+                (after_s,)).fetchall()
+        return [(_record(row[:-4]), JobProgress(str(row[-4]), row[-3], float(row[-2]), float(row[-1])))
+                for row in rows]
+
+    def job_progress(self, job_ids: Sequence[str]) -> dict[str, JobProgress]:
+        """The last progress polled for each of ``job_ids`` that was ever seen running."""
+        marks = ",".join("?" * len(job_ids))
+        with self._lock:
+            return {str(job): JobProgress(str(job), value, float(changed), float(seen))
+                    for job, value, changed, seen in self._db.execute(
+                        f"SELECT job_id, progress, changed_at, seen_at FROM job_progress "
+                        f"WHERE job_id IN ({marks})", list(job_ids))}
+
+    def last_success(self) -> float | None:
+        """When a run last ended with nothing failed (see :meth:`note_success`), if ever."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key='last_success_at'").fetchone()
+        return None if row is None else float(row[0])
+
+    # -- run bookkeeping (not object state: commits without fsync) ---------------------------
+
+    def note_progress(self, job_id: str, progress: float | None) -> None:
+        """Remember a running job's progress as just polled; ``changed_at`` moves only when the value
+        changes (or on first sight)."""
+        now = self._clock()
+        with self._tx(durable=False):
+            self._db.execute(
+                "INSERT INTO job_progress (job_id, progress, changed_at, seen_at) VALUES (?,?,?,?) "
+                "ON CONFLICT (job_id) DO UPDATE SET seen_at=excluded.seen_at, progress=excluded.progress, "
+                "changed_at=CASE WHEN progress IS excluded.progress THEN changed_at "
+                "ELSE excluded.changed_at END",
+                (job_id, progress, now, now))
+
+    def note_success(self) -> None:
+        """Record that a run ended now with nothing failed."""
+        with self._tx(durable=False):
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('last_success_at', ?)",
+                             (repr(self._clock()),))
 
     # -- transitions -------------------------------------------------------------------------
 

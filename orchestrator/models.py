@@ -123,6 +123,16 @@ class LedgerRecord(NamedTuple):
     imported_rows: int | None = None  # what the server said it imported
 
 
+class JobProgress(NamedTuple):
+    """A running job's progress as the polls saw it: ``changed_at`` is when the value last changed (or
+    was first seen), ``seen_at`` the latest poll; ``seen_at - changed_at`` is how long it stood still."""
+
+    job_id: str
+    progress: float | None
+    changed_at: float
+    seen_at: float
+
+
 class PlanItem(NamedTuple):
     """The planner's decision for one object (a tuple: built once per listed object)."""
 

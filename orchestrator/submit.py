@@ -352,8 +352,10 @@ def refresh(
     sleep: Callable[[float], object] | None = None,
     rng: Callable[[], float] = random.random,
     concurrency: int = 4,
+    on_polled: Callable[[], None] | None = None,
 ) -> dict[JobState, int]:
-    """Poll each submitted job once and move finished ones to completed or failed."""
+    """Poll each submitted job once and move finished ones to completed or failed; remember the
+    progress of running ones (for stall detection). ``on_polled`` is called after each poll."""
     counts = {state: 0 for state in JobState}
     pause: Callable[[float], object] = sleep if sleep is not None else stop.wait
     lock = threading.Lock()
@@ -374,7 +376,9 @@ def refresh(
             log.warning("%s: progress of job %s: %s", record.url, job_id, redact(str(exc)),
                         extra={"event": "poll-error", "url": record.url, "job_id": job_id})
             return
-        if info.state is JobState.COMPLETED:
+        if info.state is JobState.RUNNING:
+            ledger.note_progress(job_id, info.progress)
+        elif info.state is JobState.COMPLETED:
             ledger.complete(record.url, record.version, job_id, imported_rows=info.imported_rows)
             if None not in (record.rows, info.imported_rows) and record.rows != info.imported_rows:
                 log.warning("%s: job %s imported %s rows; the file holds %s", record.url, job_id,
@@ -391,4 +395,6 @@ def refresh(
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="poll") as pool:
         for future in [pool.submit(poll, r) for r in records]:
             future.result()
+            if on_polled is not None:
+                on_polled()
     return counts

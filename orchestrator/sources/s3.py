@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import boto3
+import botocore.session
+import botocore.utils
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -45,7 +48,8 @@ _CODES = {
 def build(config: SourceConfig, settings: Settings) -> S3Source:
     """An S3 lister for a manifest source, with a client made from its options."""
     try:
-        session = boto3.session.Session(profile_name=config.profile)
+        session = boto3.session.Session(botocore_session=_fast_timestamps(botocore.session.get_session()),
+                                        profile_name=config.profile)
     except BotoCoreError as exc:
         raise SourceError(f"{config.label}: {describe_boto_error(exc)}") from exc
     client = session.client(
@@ -130,6 +134,23 @@ class S3Source(FanOutLister):
             modified=entry["LastModified"].timestamp(),
             checksum=etag,
         )
+
+
+def _fast_timestamps(session: botocore.session.Session) -> botocore.session.Session:
+    """Parse response timestamps with ``datetime.fromisoformat``: botocore's default (dateutil) costs
+    about 0.2 ms per listed key, three quarters of a listing's CPU time, which no fan-out can hide."""
+    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
+    return session
+
+
+def parse_timestamp(value: str) -> datetime:
+    """``2024-01-01T00:00:00.000Z`` (listings) at C speed; anything else (RFC 1123 headers, epochs)
+    the way botocore does it."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return botocore.utils.parse_timestamp(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def describe_boto_error(exc: Exception) -> str:

@@ -1,0 +1,101 @@
+"""``python -m bench`` (``make bench``): run the three benchmarks, print one table, and write every
+figure with the machine it ran on to ``bench/results/latest.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import list_fanout, plan_scale, submit_throughput
+
+RESULTS = Path(__file__).parent / "results" / "latest.json"
+Row = tuple[str, str, float | str, str, bool | None]  # benchmark, measure, value, target, met
+
+
+def rows(results: dict[str, Any]) -> list[Row]:
+    plan, submit, listing = results["plan_scale"], results["submit_throughput"], results["list_fanout"]
+    out: list[Row] = []
+    for name, what in (("empty", "1M new objects"), ("noop", "1M completed (no-op rerun)")):
+        p = plan[name]
+        out += [("plan", f"{what}: objects/s", p["objects_per_s"], ">= 50,000", p["objects_per_s"] >= 50_000),
+                ("plan", f"{what}: peak RSS MB", p["peak_rss_mb"], "<= 300", p["peak_rss_mb"] <= 300)]
+    out.append(("plan", "no-op rerun of 100k: seconds", plan["noop-100k"]["seconds"], "< 5",
+                plan["noop-100k"]["seconds"] < 5))
+    run = submit["orchestrator"]
+    out += [
+        ("submit", "sequential loop: objects/s", submit["sequential_objects_per_s"], "", None),
+        ("submit", f"concurrency {submit['concurrency']}: objects/s", run["objects_per_s"], "", None),
+        ("submit", "speedup vs sequential", submit["speedup_vs_sequential"], ">= 12x",
+         submit["speedup_vs_sequential"] >= 12),
+        ("submit", "fraction of latency bound", submit["fraction_of_latency_bound"], ">= 0.8",
+         submit["fraction_of_latency_bound"] >= 0.8),
+        ("submit", "most calls in any 1 s", run["max_calls_in_1s"], f"<= {submit['requests_per_second']:g}",
+         submit["rate_cap_respected"]),
+        ("submit", "zero latency: objects/s (ledger writes)", submit["ceiling_zero_latency"]["objects_per_s"],
+         "", None),
+    ]
+    single = listing["single"]
+    out.append(("list", f"{listing['keys']:,} keys, one stream: seconds", single["seconds"], "", None))
+    for n, f in listing["fanout"].items():
+        out += [("list", f"fan-out {n}: seconds", f["seconds"], "", None),
+                ("list", f"fan-out {n}: speedup vs one stream", f["speedup"], "reported", None)]
+    ceiling = listing["ceiling_no_latency"]["objects_per_s"]
+    out += [("list", "no latency, one stream: objects/s (parsing)", ceiling, "", None),
+            ("list", "best possible speedup (one stream / no latency)", listing["best_possible_speedup"], "",
+             None)]
+    same = listing["identical"]
+    out.append(("list", "fan-out lists the same objects", "yes" if same else "NO", "identical", same))
+    return out
+
+
+def table(lines: list[Row]) -> str:
+    def cell(value: float | str) -> str:
+        if isinstance(value, float) and not value.is_integer():
+            return f"{value:,.2f}"
+        return f"{value:,}" if isinstance(value, int | float) else value
+
+    cells = [["benchmark", "measure", "value", "target", "met"]] + [
+        [b, m, cell(v), t, "" if ok is None else "yes" if ok else "NO"] for b, m, v, t, ok in lines]
+    widths = [max(len(r[i]) for r in cells) for i in range(5)]
+    return "\n".join("  ".join(c.rjust(w) if i == 2 else c.ljust(w) for i, (c, w) in
+                               enumerate(zip(r, widths, strict=True))).rstrip() for r in cells)
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "system": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version()}
+
+
+def main() -> None:
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        ("plan_scale", plan_scale.main), ("submit_throughput", submit_throughput.main),
+        ("list_fanout", list_fanout.main)]
+    results: dict[str, Any] = {"machine": machine(),
+                               "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    for name, step in steps:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        results[name] = step()
+        print(f"  {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    m = results["machine"]
+    print(f"{m['cpu']}, {m['cores']} cores, {m['system']}, Python {m['python']}")
+    print(table(rows(results)))
+    print(f"(every figure: {RESULTS})")
+
+
+if __name__ == "__main__":
+    main()
