@@ -65,7 +65,8 @@ def test_status_table_and_json(two_collections: Path, bucket: str) -> None:
     assert re.search(rf"^0 s3://{bucket}/embeddings/\s+articles\s+2\s+1\s+0\s+9\s+-\s+\d+s$", out, re.M)
     assert re.search(rf"^0 s3://{bucket}/embeddings/\s+authors\s+2\s+0\s+0\s+6\s+-\s+\d+s$", out, re.M)
     assert "last successful run: never" in out
-    assert re.search(r"^  articles: job-\d+ since .* UTC \(\d+s\)  s3://.*/articles/[12]\.parquet$", out, re.M)
+    assert re.search(r"^  articles: job-\d+ since .* UTC \(\d+s\)  s3://.*/articles/[12]\.parquet$", out,
+                     re.M)
     assert "failing: 1 object" in out
     assert "failed     " in out and f"s3://{bucket}/embeddings/articles/3.parquet" in out
     assert "code 90001: field count mismatch" in out
