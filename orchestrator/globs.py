@@ -43,11 +43,18 @@ class Verdict:
     rule: str  # e.g. "include '**/*.parquet'" or "exclude 'tmp/**'" or "no include matched"
 
 
+_NO_INCLUDE = Verdict(False, "no include matched")
+
+
+@functools.lru_cache(maxsize=64)
+def _rules(include: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[tuple[re.Pattern[str], Verdict], ...]:
+    """Each rule compiled once with its verdict, excludes first: judging a key makes no objects."""
+    return (*((compile_glob(g), Verdict(False, f"exclude {g!r}")) for g in exclude),
+            *((compile_glob(g), Verdict(True, f"include {g!r}")) for g in include))
+
+
 def judge(relative_key: str, include: Sequence[str], exclude: Sequence[str]) -> Verdict:
-    for glob in exclude:
-        if compile_glob(glob).fullmatch(relative_key):
-            return Verdict(False, f"exclude {glob!r}")
-    for glob in include:
-        if compile_glob(glob).fullmatch(relative_key):
-            return Verdict(True, f"include {glob!r}")
-    return Verdict(False, "no include matched")
+    for pattern, verdict in _rules(tuple(include), tuple(exclude)):
+        if pattern.fullmatch(relative_key):
+            return verdict
+    return _NO_INCLUDE

@@ -13,18 +13,14 @@ from .models import Action, LedgerRecord, ObjectState, PlanItem, Route, StoredOb
 
 
 @functools.lru_cache(maxsize=64)
-def _fixed_route(source: SourceConfig) -> Route | None:
-    """The one route of a source without a pattern (validated with the manifest), else None."""
-    if source.pattern is not None:
-        return None
-    return Route(source.collection, source.partition)
+def _fixed_route(collection: str, partition: str | None) -> Route:
+    return Route(collection, partition)
 
 
 def route(obj: StoredObject, source: SourceConfig) -> Route | str:
     """The collection and partition for ``obj``, or the reason it has none."""
-    fixed = _fixed_route(source)
-    if fixed is not None:
-        return fixed
+    if source.pattern is None:  # one route for the whole source, validated with the manifest
+        return _fixed_route(source.collection, source.partition)
     groups: dict[str, str] = {}
     if source.pattern is not None:
         match = source.pattern.match(obj.relative_key)
