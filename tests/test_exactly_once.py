@@ -54,6 +54,14 @@ def assert_exactly_once(fake: FakeZilliz, manifest: Path, urls: list[str]) -> No
     assert recorded == live
 
 
+def die_between_job_and_reply(fake: FakeZilliz, manifest: Path) -> None:
+    """A run killed in the uncertain window: the server made the job, its id never reached the ledger."""
+    proc = spawn("run", str(manifest))
+    fake.before_reply = lambda job: proc.send_signal(signal.SIGKILL)
+    assert proc.wait(60) == -signal.SIGKILL
+    fake.before_reply = None
+
+
 def no_secrets(*texts: str) -> None:
     for text in texts:
         for secret in SECRETS:
@@ -275,10 +283,7 @@ def test_unknowable_interrupted_call_becomes_uncertain_until_rearmed(
 ) -> None:
     urls = put_objects(["embeddings/a.parquet"])
     manifest = write_manifest()
-    proc = spawn("run", str(manifest))
-    fake_api.before_reply = lambda job: proc.send_signal(signal.SIGKILL)
-    assert proc.wait(60) == -signal.SIGKILL
-    fake_api.before_reply = None
+    die_between_job_and_reply(fake_api, manifest)
     fake_api.list_enabled = False  # the server cannot say whether the job exists
     rerun = invoke("run", str(manifest))
     assert "unsure=1" in rerun.stdout and rerun.exit_code == 0
@@ -340,10 +345,7 @@ def test_wait_also_waits_for_jobs_adopted_from_an_interrupted_run(
 ) -> None:
     urls = put_objects(["embeddings/a.parquet"])
     manifest = write_manifest()
-    proc = spawn("run", str(manifest))
-    fake_api.before_reply = lambda job: proc.send_signal(signal.SIGKILL)
-    assert proc.wait(60) == -signal.SIGKILL
-    fake_api.before_reply = None
+    die_between_job_and_reply(fake_api, manifest)
     result = invoke("run", str(manifest), "--wait", "--poll-interval", "0")
     assert result.exit_code == 0, result.output
     assert "adopted=1" in result.stdout and "jobs_completed=1" in result.stdout
