@@ -154,7 +154,8 @@ class _Reader:
 
     def string(self, node: Any, path: str, *, secret: bool = False) -> str:
         if not isinstance(node, str) or not node:
-            raise self.fail(path, f"expected a non-empty string, got {_kind(node)}")
+            got = type(node).__name__ if secret else _kind(node)  # never echo what may be a secret
+            raise self.fail(path, f"expected a non-empty string, got {got}")
         if secret and not _ENV_REF.search(node):
             raise self.fail(
                 path, "secrets are not accepted literally; write ${ENV_VAR} and set that variable"

@@ -121,6 +121,10 @@ def test_secret_values_never_appear_in_errors(tmp_path: Path) -> None:
     doc["target"]["cluster_id"] = 12
     message = error(tmp_path, doc)
     assert "k-123456" not in message and "target.cluster_id" in message
+    doc = base()
+    doc["credentials"]["secret_key"] = 987654321  # a literal secret that YAML read as a number
+    message = error(tmp_path, doc)
+    assert message == "nightly.yaml: credentials.secret_key: expected a non-empty string, got int"
 
 
 def test_relative_ledger_is_beside_the_manifest(tmp_path: Path) -> None:
