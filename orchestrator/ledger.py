@@ -21,11 +21,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .errors import LedgerError
 from .models import JobProgress, LedgerRecord, ObjectState, PlanItem
 
+T = TypeVar("T")
 _APP = "orchestrator-ledger"
 _SCHEMA = 1
 _CHUNK = 500
@@ -91,6 +92,8 @@ class Ledger:
         self.path = path
         self._clock = clock
         self._lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Op[Any]] = []
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -298,7 +301,8 @@ class Ledger:
         obj, route = item.obj, item.route
         assert route is not None
         now = self._clock()
-        with self._tx():
+
+        def body() -> int | None:
             row = self._db.execute("SELECT id, state, failures FROM objects WHERE url=? AND version=?",
                                    (obj.url, obj.version)).fetchone()
             if row is None:
@@ -319,7 +323,9 @@ class Ledger:
             else:
                 return None
             self._event(object_id, now, state, None, detail)
-        return int(failures)
+            return int(failures)
+
+        return self._durably(body)
 
     def record_job(self, url: str, version: str, job_id: str, detail: str = "job created") -> None:
         """submitting (or uncertain) -> submitted, the moment the job id is known."""
@@ -394,7 +400,8 @@ class Ledger:
         """Move one row from one of ``sources`` to ``target``; return its failure count."""
         now = self._clock()
         marks = ",".join(f":s{i}" for i in range(len(sources)))
-        with self._tx():
+
+        def body() -> int:
             row = self._db.execute(
                 f"UPDATE objects SET state=:state, updated_at=:now, {sets} "
                 f"WHERE url=:url AND version=:version AND state IN ({marks}) RETURNING id, failures",
@@ -408,7 +415,52 @@ class Ledger:
                 raise LedgerError(
                     f"{url}: cannot move to {target.value} from {have[0] if have else 'no row'}")
             self._event(row[0], now, target, job_id, detail)
-        return int(row[1])
+            return int(row[1])
+
+        return self._durably(body)
+
+    def _durably(self, body: Callable[[], T]) -> T:
+        """Run ``body`` in a transaction committed with ``synchronous=FULL`` before returning: a group
+        commit. Transitions that arrive while another thread holds the connection queue up, and the
+        next thread to get it commits them all with one fsync; each body runs in a savepoint of its
+        own, so one that raises (an impossible move) is undone alone. Nobody returns before the
+        commit that holds its change, so a ``submitting`` row is on disk before its create call and
+        a job id is on disk before it is reported."""
+        op: _Op[T] = _Op(body)
+        with self._queue_lock:
+            self._queue.append(op)
+        with self._lock:
+            if not op.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit(batch)
+        if op.error is not None:
+            raise op.error
+        return op.result  # type: ignore[return-value]
+
+    def _commit(self, batch: list[_Op[Any]]) -> None:
+        try:
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for op in batch:
+                    self._db.execute("SAVEPOINT op")
+                    try:
+                        op.result = op.body()
+                    except Exception as exc:
+                        self._db.execute("ROLLBACK TO op")
+                        op.error = exc
+                    self._db.execute("RELEASE op")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        except Exception as exc:  # the commit itself failed: nothing in the batch happened
+            for op in batch:
+                op.error = exc
+        finally:
+            for op in batch:
+                op.done = True
 
     def _event(self, object_id: int, at: float, state: ObjectState, job_id: str | None,
                detail: str | None) -> None:
@@ -417,6 +469,18 @@ class Ledger:
 
     def _tx(self, *, durable: bool = True) -> _Transaction:
         return _Transaction(self._db, self._lock, durable=durable)
+
+
+class _Op(Generic[T]):
+    """One queued transition of a group commit."""
+
+    __slots__ = ("body", "done", "error", "result")
+
+    def __init__(self, body: Callable[[], T]) -> None:
+        self.body = body
+        self.done = False
+        self.error: BaseException | None = None
+        self.result: T | None = None
 
 
 class _Transaction:

@@ -85,3 +85,30 @@ def test_failed_objects_can_be_taken_again_and_keep_their_failures(tmp_path: Pat
         assert ledger.begin_submission(item()) == 1
         rec = ledger.get("s3://b/k1", "e1")
         assert rec is not None and (rec.state, rec.attempts) == (ObjectState.SUBMITTING, 2)
+
+
+def test_concurrent_transitions_all_commit_and_an_impossible_one_fails_alone(tmp_path: Path) -> None:
+    import threading
+
+    errors: list[str] = []
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        def work(worker: int) -> None:
+            for n in range(worker * 40, worker * 40 + 40):
+                ledger.begin_submission(item(n))
+                ledger.record_job(f"s3://b/k{n}", "e1", f"job-{n}")
+                try:  # an impossible move, in the middle of other threads' batches
+                    ledger.complete(f"s3://b/nothing{n}", "e1", "job-x")
+                except LedgerError as exc:
+                    errors.append(str(exc))
+
+        threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        records = list(ledger.records())
+        assert len(records) == 320 and len(errors) == 320
+        assert all(r.state is ObjectState.SUBMITTED and r.job_id == "job-" + r.url[8:] for r in records)
+        assert all("cannot move to completed from no row" in e for e in errors)
+    with Ledger(tmp_path / "l.sqlite") as reopened:  # everything reported done is on disk
+        assert reopened.counts() == {"submitted": 320}
