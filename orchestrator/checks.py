@@ -8,12 +8,12 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from .errors import FatalTargetError, TargetError
-from .footer import FooterError, read_footer
+from .errors import FatalTargetError, FooterError, SchemaError, TargetError
+from .footer import read_footer
 from .manifest import Manifest
 from .models import PlanItem
 from .preflight import GB, check, size_problems
-from .schema import CollectionSchema, SchemaError, load_file
+from .schema import CollectionSchema, load_file
 from .targets.base import ObjectReader, Target
 
 log = logging.getLogger("orchestrator")

@@ -6,8 +6,9 @@
     ├── LedgerError                   the ledger file cannot be opened or is not ours
     │   └── UnknownObjectError        the ledger holds no row for the URL asked about
     ├── OutputError                   a file we write (metrics, export) cannot be written
+    ├── SchemaError                   a collection description (describe output, schema file) is unreadable
+    ├── FooterError                   an object is not a readable parquet file (pre-flight)
     ├── LockHeldError                 another run holds the ledger: exit 75
-    ├── Interrupted                   Ctrl-C or SIGTERM stopped the run: exit 130 / 143
     └── TargetError                   the import API said no, or could not be reached
         ├── TransientError            worth retrying after a pause (429, 5xx, busy cluster)
         │   └── AmbiguousError        the call may have created a job: look before retrying
@@ -52,6 +53,14 @@ class OutputError(OrchestratorError):
     """A file the orchestrator writes for other tools (metrics, an export) cannot be written."""
 
 
+class SchemaError(OrchestratorError):
+    """A describe output or schema file that cannot be understood."""
+
+
+class FooterError(OrchestratorError):
+    """The object is not a readable parquet file."""
+
+
 class LockHeldError(OrchestratorError):
     """Another run holds the ledger lock."""
 
@@ -62,14 +71,6 @@ class LockHeldError(OrchestratorError):
             f"{lock_path}: another run ({holder}) is using this ledger; "
             "wait for it, or pass --wait-lock SECONDS"
         )
-
-
-class Interrupted(OrchestratorError):
-    """A signal stopped the run; the ledger is consistent and the next run resumes."""
-
-    def __init__(self, signum: int) -> None:
-        self.signum = signum
-        super().__init__(f"stopped by signal {signum}; the ledger is saved and the next run resumes")
 
 
 class TargetError(OrchestratorError):

@@ -13,14 +13,10 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import OrchestratorError
+from .errors import FooterError
 
 TAIL = 64 * 1024  # what pyarrow reads first (its default footer read size)
 Reader = Callable[[int, int], bytes]  # (start, end) -> bytes [start, end)
-
-
-class FooterError(OrchestratorError):
-    """The object is not a readable parquet file."""
 
 
 class RangedFile(io.RawIOBase):

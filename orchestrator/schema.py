@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import OrchestratorError
+from .errors import SchemaError
 
 # pymilvus DataType numbers -> the REST names.
 _TYPE_NUMBERS = {
@@ -24,10 +24,6 @@ _TYPE_NUMBERS = {
 TYPES = frozenset(_TYPE_NUMBERS.values())
 VECTOR_TYPES = frozenset({"BinaryVector", "FloatVector", "Float16Vector", "BFloat16Vector", "Int8Vector",
                           "SparseFloatVector"})
-
-
-class SchemaError(OrchestratorError):
-    """A describe output or schema file that cannot be understood."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,9 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator.footer import FooterError, read_footer
+from orchestrator.errors import FooterError, SchemaError
+from orchestrator.footer import read_footer
 from orchestrator.preflight import check
-from orchestrator.schema import SchemaError, from_describe, load_file
+from orchestrator.schema import from_describe, load_file
 
 DIM = 4
 DESCRIBE = {  # the REST v2 describe shape
