@@ -7,6 +7,7 @@ the CLI only parses, calls one of these, prints and maps errors to exit codes.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -120,6 +121,18 @@ def _milvus_lite(t: TargetConfig, read: ObjectReader) -> Target:
     if t.uri is None:
         raise ManifestError("", "target.uri", "the milvus-lite target needs a database path")
     return MilvusLiteTarget(t.uri, read=read, create_collection=t.create_collection, metric=t.metric)
+
+
+@contextlib.contextmanager
+def redacting(manifest: Manifest) -> Iterator[Redactor]:
+    """While it lasts, every record of the ``orchestrator`` logger is cleaned of the manifest's
+    secrets, whichever code logged it; the redactor is also for texts bound for the ledger."""
+    redact = Redactor(secrets_of(manifest))
+    log.addFilter(redact)
+    try:
+        yield redact
+    finally:
+        log.removeFilter(redact)
 
 
 def secrets_of(manifest: Manifest) -> list[Secret]:
@@ -238,7 +251,8 @@ def check(manifest: Manifest, *, deep: bool = False,
     object could not be read."""
     report = CheckReport()
     reader = make_reader(manifest, source_factory)
-    with make_http_client(manifest, RateLimiter(manifest.settings.requests_per_second)) as client:
+    with redacting(manifest), \
+            make_http_client(manifest, RateLimiter(manifest.settings.requests_per_second)) as client:
         preflight = Preflight(target_factory(manifest, client, reader), manifest, reader, deep=deep)
 
         def inspect(item: PlanItem) -> None:
@@ -341,7 +355,6 @@ def run(
     pause: Callable[[float], object] = sleep if sleep is not None else stop.wait
     settings = manifest.settings
     report = RunReport()
-    redact = Redactor(secrets_of(manifest))
     retry_lock = threading.Lock()
 
     def backoff(seconds: float) -> object:  # every pause before a retried call goes through here
@@ -349,7 +362,7 @@ def run(
             report.retries += 1
         return pause(seconds)
 
-    with lock.hold(manifest.ledger_path, wait_s=options.wait_lock_s), \
+    with redacting(manifest) as redact, lock.hold(manifest.ledger_path, wait_s=options.wait_lock_s), \
             Ledger(manifest.ledger_path, clock=clock) as ledger, \
             make_http_client(manifest, RateLimiter(settings.requests_per_second)) as client:
         reader = make_reader(manifest, source_factory)
@@ -555,10 +568,11 @@ def status(manifest: Manifest, *, refresh_jobs: bool = False,
     ``objects=False`` leaves ``records`` empty (the overview alone stays small at any ledger size)."""
     if refresh_jobs:
         stop = threading.Event()
-        with lock.hold(manifest.ledger_path), Ledger(manifest.ledger_path, clock=clock) as ledger, \
+        with redacting(manifest) as redact, lock.hold(manifest.ledger_path), \
+                Ledger(manifest.ledger_path, clock=clock) as ledger, \
                 make_http_client(manifest, RateLimiter(manifest.settings.requests_per_second)) as client:
             target = target_factory(manifest, client, make_reader(manifest, make_source))
-            _refresh(target, ledger, manifest, stop, Redactor(secrets_of(manifest)), stop.wait)
+            _refresh(target, ledger, manifest, stop, redact, stop.wait)
     after = manifest.settings.stall_after_s
     if not manifest.ledger_path.exists():
         return StatusReport({}, [], Overview(clock(), after, [], [], 0, [], None))

@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT
 );
 CREATE INDEX IF NOT EXISTS events_object ON events (object_id);
+CREATE INDEX IF NOT EXISTS events_job ON events (job_id);
 CREATE TABLE IF NOT EXISTS job_progress (
     job_id TEXT PRIMARY KEY,
     progress REAL,
@@ -167,11 +168,16 @@ class Ledger:
                 yield _record(row[1:])
             last = rows[-1][0]
 
-    def known_job_ids(self) -> set[str]:
-        """Every job id this ledger has ever recorded, including replaced (failed) ones."""
+    def known_job_ids(self, job_ids: Sequence[str]) -> set[str]:
+        """Which of ``job_ids`` this ledger has ever recorded, replaced (failed) ones included."""
+        found: set[str] = set()
         with self._lock:
-            return {str(r[0]) for r in self._db.execute(
-                "SELECT DISTINCT job_id FROM events WHERE job_id IS NOT NULL")}
+            for start in range(0, len(job_ids), _CHUNK):
+                chunk = job_ids[start:start + _CHUNK]
+                found.update(str(r[0]) for r in self._db.execute(
+                    f"SELECT DISTINCT job_id FROM events WHERE job_id IN ({','.join('?' * len(chunk))})",
+                    chunk))
+        return found
 
     def get(self, url: str, version: str) -> LedgerRecord | None:
         with self._lock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
 import logging
 import random
 import threading
@@ -66,16 +67,25 @@ class RateLimiter:
             self._sleep(slot - now)
 
 
-class Redactor:
-    """Removes every secret's value from a text before it is logged or stored."""
+class Redactor(logging.Filter):
+    """Removes every secret's value from a text before it is stored; as a logging filter, from every
+    log record (its message and its ``error`` field), whatever code logged it."""
 
     def __init__(self, secrets: Iterable[Secret]) -> None:
+        super().__init__()
         self._values = sorted({s.reveal() for s in secrets if len(s.reveal()) >= 4}, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for value in self._values:
             text = text.replace(value, "***")
         return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = self(record.getMessage()), None
+        error = getattr(record, "error", None)
+        if isinstance(error, str):
+            record.error = self(error)
+        return True
 
 
 def backoff(attempt: int, *, retry_after: float | None, rng: Callable[[], float],
@@ -132,19 +142,22 @@ class Reconciler:
                             sleep=self.sleep, rng=self.rng, stop=self.stop)
 
     def _unknown_jobs(self, collections: set[str]) -> list[JobInfo]:
-        known = self.ledger.known_job_ids()
         found: list[JobInfo] = []
-        for job in self.target.list_jobs():
-            if job.job_id in known or (job.collection is not None and job.collection not in collections):
-                continue
-            with self._lock:
-                info = self._files.get(job.job_id)
-            if info is None:
-                info = self.target.progress(job.job_id)
-                with self._lock:
-                    self._files[job.job_id] = info
-            found.append(info)
+        listed = (j for j in self.target.list_jobs() if j.collection is None or j.collection in collections)
+        while page := list(itertools.islice(listed, 500)):
+            known = self.ledger.known_job_ids([j.job_id for j in page])
+            found.extend(self._with_file(job) for job in page if job.job_id not in known)
         return found
+
+    def _with_file(self, job: JobInfo) -> JobInfo:
+        """The job as its progress call describes it (the list may not name the file); cached."""
+        with self._lock:
+            info = self._files.get(job.job_id)
+        if info is None:
+            info = self.target.progress(job.job_id)
+            with self._lock:
+                self._files[job.job_id] = info
+        return info
 
     @staticmethod
     def match(jobs: Sequence[JobInfo], record: LedgerRecord, object_url: str) -> JobInfo | None:

@@ -144,3 +144,32 @@ def test_reconciler_matches_the_file_name_whatever_url_style_was_sent() -> None:
     assert Reconciler.match([other], record, sent) is None
     wrong_collection = JobInfo("m", JobState.RUNNING, collection="d", file_name="a b/1+1.parquet")
     assert Reconciler.match([wrong_collection], record, sent) is None
+
+
+def test_every_log_line_is_redacted_while_a_manifest_is_in_use(tmp_path: Any) -> None:
+    import io
+    import logging
+
+    from orchestrator.api import redacting
+    from orchestrator.cli import JsonFormatter
+    from orchestrator.manifest import load
+
+    path = tmp_path / "m.yaml"
+    path.write_text("version: 1\ntarget: {type: milvus, endpoint: 'http://127.0.0.1:9', token: '${T}'}\n"
+                    "sources: [{url: 's3://lake/x/', collection: c}]\n")
+    manifest = load(path, {"T": "root:hunter2-secret"})
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("orchestrator")
+    logger.addHandler(handler)
+    try:
+        with redacting(manifest):  # e.g. a proxy's error page that echoed our request
+            logger.warning("no reply: %s", "<html>Bearer root:hunter2-secret</html>",
+                           extra={"event": "ambiguous", "error": "token root:hunter2-secret refused"})
+        logger.warning("after: %s", "root:hunter2-secret")  # outside, the filter is gone again
+    finally:
+        logger.removeHandler(handler)
+    first, second = out.getvalue().splitlines()
+    assert "hunter2" not in first and "Bearer ***" in first and '"error": "token *** refused"' in first
+    assert "hunter2" in second

@@ -28,7 +28,7 @@ def test_happy_path_and_history(tmp_path: Path) -> None:
         states = [e[2] for e in ledger.events("s3://b/k1")]
         assert states == ["submitting", "submitted", "completed"]
         assert ledger.counts() == {"completed": 1}
-        assert ledger.known_job_ids() == {"job-1"}
+        assert ledger.known_job_ids(["job-1", "job-2"]) == {"job-1"}
 
 
 def test_impossible_moves_are_refused(tmp_path: Path) -> None:
