@@ -35,12 +35,13 @@ from .errors import (
     TransientError,
     UnknownObjectError,
 )
+from .evidence import LocalClock, ServerClock, Verdict, name_key
 from .ledger import Ledger
 from .manifest import Manifest, Settings, SourceConfig, TargetConfig, load
 from .models import Action, JobProgress, JobState, LedgerRecord, ObjectState, PlanItem, Secret, StoredObject
 from .sources.base import Listed, Source, judged
 from .sources.registry import make_source
-from .submit import Outcome, RateLimiter, Reconciler, Redactor, Submitter, refresh
+from .submit import NameGuard, Outcome, RateLimiter, Reconciler, Redactor, Submitter, refresh
 from .targets.base import ObjectReader, Target
 from .targets.milvus import MilvusTarget
 from .targets.zilliz_v1 import ZillizV1Target
@@ -49,6 +50,8 @@ from .targets.zilliz_v2 import ZillizV2Target
 log = logging.getLogger("orchestrator")
 BATCH = 500
 JOB_MEMORY_S = 3 * 3600  # how long servers remember finished jobs (Milvus: about 3 hours)
+# The targets that run in this process: their job list never lags and never forgets.
+IN_PROCESS = frozenset({"milvus-lite"})
 
 
 def validate(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest:
@@ -63,10 +66,54 @@ JobsHook = Callable[[str, int, int], None]  # (phase, jobs polled or finished, j
 TargetFactory = Callable[[Manifest, httpx.Client, ObjectReader], Target]
 
 
-def make_http_client(manifest: Manifest, limiter: RateLimiter | None = None) -> httpx.Client:
-    hooks = {"request": [lambda _request: limiter.acquire()]} if limiter is not None else {}
+def make_http_client(manifest: Manifest, limiter: RateLimiter | None = None,
+                     server_clock: ServerClock | None = None) -> httpx.Client:
+    hooks: dict[str, list[Callable[..., object]]] = {}
+    if limiter is not None:
+        hooks["request"] = [lambda _request: limiter.acquire()]
+    if server_clock is not None:
+        hooks["response"] = [lambda response: server_clock.observe(response.headers.get("Date"))]
     return httpx.Client(timeout=manifest.settings.timeout_s, event_hooks=hooks,
                         headers={"User-Agent": "orchestrator/0.1"})
+
+
+def target_identity(t: TargetConfig) -> str:
+    """Where imports land, as the ledger records it: the API, the cluster or endpoint, the database.
+    Jobs are only ever polled or judged by the target that owns them."""
+    db = t.db_name or "default"
+    if t.type in ("zilliz-v1", "zilliz-v2"):
+        return f"{t.type} cluster={t.cluster_id} db={db}"
+    if t.uri is not None:
+        return f"{t.type} {t.uri.resolve()}"
+    url = httpx.URL(t.base_url)
+    return f"{t.type} {url.scheme}://{url.netloc.decode().lower()} db={db}"
+
+
+def source_key(source: SourceConfig) -> str:
+    """A source as the ledger names it: its URL, which stays when sources are reordered."""
+    if source.root is not None:
+        return source.root.as_uri() + "/"
+    return f"{source.scheme}://{source.bucket}/{source.prefix}"
+
+
+def open_ledger(manifest: Manifest, *, clock: Callable[[], float] = time.time) -> Ledger:
+    return Ledger(manifest.ledger_path, clock=clock, owner=target_identity(manifest.target),
+                  sources=[source_key(s) for s in manifest.sources])
+
+
+@contextlib.contextmanager
+def one_run(manifest: Manifest, *, wait_lock_s: float = 0.0,
+            clock: Callable[[], float] = time.time) -> Iterator[Ledger]:
+    """The ledger, held by this process alone: the lock file beside the ledger's real path (symlinks
+    resolved), and a run record inside the database, so two runs never both write to one ledger,
+    whatever paths reached it."""
+    path = manifest.ledger_path.resolve()
+    with lock.hold(path, wait_s=wait_lock_s) as lock_path, open_ledger(manifest, clock=clock) as ledger:
+        ledger.claim_run(lock_path, holder_alive=lock.is_held)
+        try:
+            yield ledger
+        finally:
+            ledger.end_run()
 
 
 # One line per import API: how its manifest section becomes a target. Milvus Lite is imported on use,
@@ -195,10 +242,12 @@ def plan_source(source: SourceConfig, lister: Source, manifest: Manifest, ledger
     """Stream the plan for one source: list, keep what include/exclude keep, look the history up in
     batches, decide."""
     objects = (e.obj for e in judged(lister, source.include, source.exclude, warn=warn) if e.verdict.kept)
+    owner = target_identity(manifest.target)
     while batch := list(islice(objects, BATCH)):
         history = ledger.history([o.url for o in batch]) if ledger is not None else {}
         for obj in batch:
-            yield planner.decide(obj, source, history.get(obj.url, ()), manifest.settings, now=now)
+            yield planner.decide(obj, source, history.get(obj.url, ()), manifest.settings, now=now,
+                                 owner=owner)
 
 
 @dataclass
@@ -215,7 +264,7 @@ def plan(manifest: Manifest, *, source_factory: SourceFactory = make_source,
          clock: Callable[[], float] = time.time) -> PlanReport:
     """List every source and decide, without submitting or writing anything."""
     report = PlanReport()
-    ledger = Ledger(manifest.ledger_path) if manifest.ledger_path.exists() else None
+    ledger = open_ledger(manifest) if manifest.ledger_path.exists() else None
     now = clock()
     try:
         for source in manifest.sources:
@@ -287,21 +336,29 @@ class RunReport:
     source_warnings: list[str] = field(default_factory=list)
     fatal: str | None = None
     interrupted: int | None = None
+    unresolved: int = 0  # imports left `submitting` at the end: their job is looked for next run
+    made_uncertain: int = 0  # imports this run turned `uncertain`: held for a person
 
     @property
     def failed(self) -> int:
-        return self.outcomes[Outcome.FAILED] + self.waited[JobState.FAILED]
+        """Objects refused, and jobs seen failing (while refreshing or waiting)."""
+        return self.outcomes[Outcome.FAILED] + self.refreshed[JobState.FAILED] + self.waited[JobState.FAILED]
+
+    @property
+    def unsure(self) -> int:
+        """Imports whose outcome this run could not settle: left ``submitting`` or made ``uncertain``."""
+        return self.unresolved + self.made_uncertain
 
     @property
     def nothing_new(self) -> bool:
         """No listed object needed an import: each was imported before, or is importing."""
-        return not any(self.planned[a] for a in (Action.SUBMIT, Action.RETRY, Action.RECONCILE))
+        return not any(self.planned[a] for a in (Action.SUBMIT, Action.RETRY, Action.RECONCILE, Action.HOLD))
 
     def exit_code(self) -> int:
         if self.interrupted is not None:
             return 128 + self.interrupted
-        if self.fatal or self.source_errors or self.failed or self.outcomes[Outcome.DEFERRED] \
-                or self.outcomes[Outcome.UNSURE] or self.outcomes[Outcome.INVALID]:
+        if self.fatal or self.source_errors or self.failed or self.unsure or self.planned[Action.HOLD] \
+                or self.outcomes[Outcome.DEFERRED] or self.outcomes[Outcome.INVALID]:
             return 1
         return 0
 
@@ -313,7 +370,9 @@ class RunReport:
             "failed": o[Outcome.FAILED],
             "invalid": o[Outcome.INVALID],
             "deferred": o[Outcome.DEFERRED],
-            "unsure": o[Outcome.UNSURE] + self.reconciled["uncertain"] + self.reconciled["unsure"],
+            "queued": o[Outcome.QUEUED],
+            "unsure": self.unsure,
+            "held": p[Action.HOLD],
             "skipped": p[Action.SKIP],
             "changed": p[Action.CHANGED],
             "jobs_completed": self.refreshed[JobState.COMPLETED] + self.waited[JobState.COMPLETED],
@@ -331,6 +390,19 @@ class RunOptions:
     wait_lock_s: float = 0.0
     poll_interval_s: float = 5.0
     deep: bool = False  # the pre-flight check also reads each file's first row group
+
+
+def make_reconciler(manifest: Manifest, target: Target, ledger: Ledger, server_clock: ServerClock, *,
+                    stop: threading.Event, sleep: Callable[[float], object]) -> Reconciler:
+    """The reconciler with the evidence rules of this target: an in-process target's list neither lags
+    nor forgets; a server's is judged on the server's clock."""
+    settings = manifest.settings
+    if manifest.target.type in IN_PROCESS:
+        return Reconciler(target, ledger, max_attempts=settings.max_attempts, stop=stop,
+                          server_clock=LocalClock().now, lag_s=0.0, memory_s=float("inf"), sleep=sleep)
+    return Reconciler(target, ledger, max_attempts=settings.max_attempts, stop=stop,
+                      server_clock=server_clock.now, lag_s=settings.job_list_lag_s, memory_s=JOB_MEMORY_S,
+                      sleep=sleep)
 
 
 def run(
@@ -356,27 +428,31 @@ def run(
     settings = manifest.settings
     report = RunReport()
     retry_lock = threading.Lock()
+    server_clock = ServerClock()
+    made_uncertain = [0]
 
     def backoff(seconds: float) -> object:  # every pause before a retried call goes through here
         with retry_lock:
             report.retries += 1
         return pause(seconds)
 
-    with redacting(manifest) as redact, lock.hold(manifest.ledger_path, wait_s=options.wait_lock_s), \
-            Ledger(manifest.ledger_path, clock=clock) as ledger, \
-            make_http_client(manifest, RateLimiter(settings.requests_per_second)) as client:
+    with redacting(manifest) as redact, \
+            one_run(manifest, wait_lock_s=options.wait_lock_s, clock=clock) as ledger, \
+            make_http_client(manifest, RateLimiter(settings.requests_per_second), server_clock) as client:
         reader = make_reader(manifest, source_factory)
         target = target_factory(manifest, client, reader)
-        reconciler = Reconciler(target, ledger, max_attempts=settings.max_attempts, stop=stop, sleep=backoff)
+        reconciler = make_reconciler(manifest, target, ledger, server_clock, stop=stop, sleep=backoff)
         try:
             report.refreshed.update(_refresh(target, ledger, manifest, stop, redact, backoff, on_jobs))
             adopted: list[str] = []
-            report.reconciled.update(reconcile(reconciler, ledger, manifest, redact, adopted=adopted))
+            waiting: list[int] = []
+            report.reconciled.update(reconcile(reconciler, ledger, redact, adopted=adopted, waiting=waiting))
             submitter = Submitter(
                 target, ledger, concurrency=settings.concurrency, max_attempts=settings.max_attempts,
                 credentials_for=lambda i: manifest.credentials_for(manifest.sources[i]),
                 object_url=lambda item: target.object_ref(item.obj, object_url(item, manifest)),
-                reconciler=reconciler, stop=stop, redact=redact, sleep=backoff,
+                reconciler=reconciler, names=NameGuard(_unresolved_names(ledger)), stop=stop, redact=redact,
+                sleep=backoff,
                 preflight=None if settings.preflight == "off" else Preflight(
                     target, manifest, reader, deep=options.deep),
                 enforce=settings.preflight == "enforce",
@@ -384,7 +460,8 @@ def run(
             budget = [options.max_submissions]
 
             def record(item: PlanItem, outcome: Outcome) -> None:
-                report.outcomes[outcome] += 1
+                with retry_lock:
+                    report.outcomes[outcome] += 1
                 if on_outcome is not None:
                     on_outcome(item, outcome)
 
@@ -401,8 +478,13 @@ def run(
                 except SourceError as exc:
                     report.source_errors.append(str(exc))
                     log.error("%s", exc, extra={"event": "source-error"})
+            made_uncertain[0] = submitter.made_uncertain
             if submitter.fatal is not None:
                 raise submitter.fatal
+            second = [*waiting, *submitter.unresolved]
+            if second and not stop.is_set():
+                report.reconciled.update(look_again(reconciler, ledger, redact, second, pause=pause,
+                                                    adopted=adopted))
             if options.wait and not stop.is_set():
                 report.waited.update(_wait(target, ledger, manifest, {*adopted, *submitter.job_ids}, stop,
                                            redact, pause, options.poll_interval_s, backoff, on_jobs))
@@ -410,9 +492,18 @@ def run(
             report.fatal = redact(str(exc))
             log.error("stopping: %s", report.fatal, extra={"event": "fatal"})
         report.stalled = _report_stalled(ledger, settings.stall_after_s)
+        report.unresolved = ledger.count(ObjectState.SUBMITTING, own=True)
+        report.made_uncertain = (report.reconciled["uncertain"] + report.refreshed["uncertain"]
+                                 + made_uncertain[0])
         if report.exit_code() == 0 and not stop.is_set():
             ledger.note_success()
     return report
+
+
+def _unresolved_names(ledger: Ledger) -> list[tuple[str, str]]:
+    """The names of imports whose job is in doubt: no object with one of them is submitted this run."""
+    return [name_key(r.collection, r.url)
+            for r in ledger.records([ObjectState.SUBMITTING, ObjectState.UNCERTAIN], own=True)]
 
 
 def _report_stalled(ledger: Ledger, after_s: float) -> int:
@@ -455,47 +546,76 @@ def _refresh(target: Target, ledger: Ledger, manifest: Manifest, stop: threading
             polled += 1
             on_jobs("refreshing", polled, total)
 
-    counts = refresh(target, ledger, ledger.records([ObjectState.SUBMITTED]),
-                     max_attempts=manifest.settings.max_attempts, stop=stop, redact=redact, sleep=pause,
-                     concurrency=manifest.settings.concurrency, on_polled=polled_one)
-    return Counter({state.value: n for state, n in counts.items()})
+    return refresh(target, ledger, ledger.records([ObjectState.SUBMITTED], own=True),
+                   max_attempts=manifest.settings.max_attempts, stop=stop, redact=redact, sleep=pause,
+                   concurrency=manifest.settings.concurrency, on_polled=polled_one)
 
 
-def reconcile(reconciler: Reconciler, ledger: Ledger, manifest: Manifest, redact: Redactor,
-              *, adopted: list[str], clock: Callable[[], float] = time.time) -> Counter[str]:
-    """Resolve every ``submitting`` row left by a run that died mid-call: adopt its job, prove there
-    is none (back to pending), or mark it ``uncertain`` when the server cannot tell."""
+def reconcile(reconciler: Reconciler, ledger: Ledger, redact: Redactor, *, adopted: list[str],
+              waiting: list[int]) -> Counter[str]:
+    """Resolve every ``submitting`` row of this target left by a run that died mid-call: adopt its job
+    when the server proves it, prove there is none (back to pending), leave it for a later look while
+    the job list may still lag (``waiting``), or mark it ``uncertain`` when the server cannot tell."""
+    rows = list(ledger.records([ObjectState.SUBMITTING], own=True))
+    return _settle(reconciler, ledger, redact, rows, adopted=adopted, waiting=waiting,
+                   detail="adopted after an interrupted run")
+
+
+def look_again(reconciler: Reconciler, ledger: Ledger, redact: Redactor, row_ids: list[int], *,
+               pause: Callable[[float], object], adopted: list[str]) -> Counter[str]:
+    """A second look, at the end of the run, at the imports left unsure: once the job list has had
+    ``settings.job_list_lag_s`` to show their jobs (waiting that long if needed)."""
+    rows = [r for r in map(ledger.row, row_ids) if r is not None and r.state is ObjectState.SUBMITTING]
+    now = reconciler.server_clock()
+    ages = [now - r.server_at for r in rows if now is not None and r.server_at is not None]
+    if ages and (delay := reconciler.lag_s + 1 - min(ages)) > 0:
+        log.info("waiting %.0f s for the job list to show %d job(s) whose reply was lost", delay, len(rows),
+                 extra={"event": "waiting"})
+        pause(delay)
+    return _settle(reconciler, ledger, redact, rows, adopted=adopted, waiting=[],
+                   detail="adopted after a lost reply")
+
+
+def _settle(reconciler: Reconciler, ledger: Ledger, redact: Redactor, rows: list[LedgerRecord], *,
+            adopted: list[str], waiting: list[int], detail: str) -> Counter[str]:
     counts: Counter[str] = Counter()
-    rows = list(ledger.records([ObjectState.SUBMITTING]))
     if not rows:
         return counts
     try:
-        jobs = reconciler.unknown_jobs({row.collection for row in rows})
+        verdicts = reconciler.judge(rows)
     except FatalTargetError:
         raise
     except TransientError as exc:  # the list may answer next time: leave the rows for the next run
         log.warning("cannot read the job list (%s): %d interrupted object(s) wait for the next run",
                     redact(str(exc)), len(rows), extra={"event": "unsure"})
         counts["unsure"] += len(rows)
+        waiting.extend(r.id for r in rows)
         return counts
     except TargetError as exc:  # this server cannot tell
         for row in rows:
-            ledger.mark_uncertain(row.url, row.version, redact(f"cannot read the job list: {exc}"))
+            ledger.mark_uncertain(row.id, redact(f"cannot read the job list: {exc}"))
             counts["uncertain"] += 1
         return counts
-    for row in rows:
-        job = Reconciler.match(jobs, row, row.url)
-        if job is not None:
-            ledger.record_job(row.url, row.version, job.job_id, detail="adopted after an interrupted run")
-            adopted.append(job.job_id)
-            counts["adopted"] += 1
-        elif clock() - row.updated_at > JOB_MEMORY_S:
-            ledger.mark_uncertain(row.url, row.version,
-                                  "interrupted too long ago for the server's job list to tell")
+    for row, verdict, job, why in verdicts:
+        if verdict is Verdict.ADOPT:
+            assert job is not None
+            if ledger.record_job(row.id, job.job_id, detail=detail):
+                adopted.append(job.job_id)
+                counts["adopted"] += 1
+                log.info("%s: adopted job %s", row.url, job.job_id,
+                         extra={"event": "adopted", "url": row.url, "job_id": job.job_id})
+            else:
+                counts["uncertain"] += 1
+        elif verdict is Verdict.UNCERTAIN:
+            ledger.mark_uncertain(row.id, why)
+            log.warning("%s: uncertain: %s", row.url, why, extra={"event": "uncertain", "url": row.url})
             counts["uncertain"] += 1
-        else:
-            ledger.release(row.url, row.version, "interrupted run: the server has no job for it")
+        elif verdict is Verdict.RELEASE:
+            ledger.release(row.id, f"interrupted: {why}")
             counts["released"] += 1
+        else:
+            waiting.append(row.id)
+            counts["unsure"] += 1
     return counts
 
 
@@ -508,11 +628,11 @@ def _wait(target: Target, ledger: Ledger, manifest: Manifest, job_ids: set[str],
     while job_ids and not stop.is_set():
         if on_jobs is not None:
             on_jobs("waiting", total - len(job_ids), total)
-        running = [r for r in ledger.records([ObjectState.SUBMITTED]) if r.job_id in job_ids]
+        running = [r for r in ledger.records([ObjectState.SUBMITTED], own=True) if r.job_id in job_ids]
         refresh(target, ledger, running, max_attempts=manifest.settings.max_attempts, stop=stop,
                 redact=redact, sleep=backoff, concurrency=manifest.settings.concurrency)
         for r in running:
-            now = ledger.get(r.url, r.version)
+            now = ledger.row(r.id)
             if now is not None and now.state is not ObjectState.SUBMITTED:
                 job_ids.discard(r.job_id or "")
                 ended[JobState.COMPLETED if now.state is ObjectState.COMPLETED else JobState.FAILED] += 1
@@ -533,7 +653,7 @@ class GroupStatus:
     """One source and collection: counts by state, stalled jobs, the job running longest, and rows
     (expected, imported) when the ledger records them (``None`` when it does not)."""
 
-    source: int
+    source: str  # the source's URL
     collection: str
     counts: dict[str, int]
     stalled: int
@@ -568,15 +688,14 @@ def status(manifest: Manifest, *, refresh_jobs: bool = False,
     ``objects=False`` leaves ``records`` empty (the overview alone stays small at any ledger size)."""
     if refresh_jobs:
         stop = threading.Event()
-        with redacting(manifest) as redact, lock.hold(manifest.ledger_path), \
-                Ledger(manifest.ledger_path, clock=clock) as ledger, \
+        with redacting(manifest) as redact, one_run(manifest, clock=clock) as ledger, \
                 make_http_client(manifest, RateLimiter(manifest.settings.requests_per_second)) as client:
             target = target_factory(manifest, client, make_reader(manifest, make_source))
             _refresh(target, ledger, manifest, stop, redact, stop.wait)
     after = manifest.settings.stall_after_s
     if not manifest.ledger_path.exists():
         return StatusReport({}, [], Overview(clock(), after, [], [], 0, [], None))
-    with Ledger(manifest.ledger_path) as ledger:
+    with open_ledger(manifest) as ledger:
         stalled = ledger.stalled(after)
         total, failing = ledger.failing(failing_limit)
         overview = Overview(clock(), after, _groups(ledger, stalled), stalled, total, failing,
@@ -585,7 +704,7 @@ def status(manifest: Manifest, *, refresh_jobs: bool = False,
 
 
 def _groups(ledger: Ledger, stalled: list[tuple[LedgerRecord, JobProgress]]) -> list[GroupStatus]:
-    counts: dict[tuple[int, str], dict[str, int]] = {}
+    counts: dict[tuple[str, str], dict[str, int]] = {}
     for source, collection, state, n in ledger.group_counts():
         counts.setdefault((source, collection), {})[state] = n
     stuck = Counter((record.source, record.collection) for record, _ in stalled)
@@ -615,7 +734,7 @@ def show(manifest: Manifest, url: str) -> ObjectHistory:
     path = manifest.ledger_path
     if not path.exists():
         raise UnknownObjectError(f"{path}: no ledger yet (a run creates it when it first submits)")
-    with Ledger(path) as ledger:
+    with open_ledger(manifest) as ledger:
         versions = ledger.history([url]).get(url, [])
         if not versions:
             raise UnknownObjectError(
@@ -641,7 +760,7 @@ def export(manifest: Manifest, out: TextIO, *, fmt: str) -> int:
             writer.writeheader()
         if not manifest.ledger_path.exists():
             return 0
-        with Ledger(manifest.ledger_path) as ledger:
+        with open_ledger(manifest) as ledger:
             for record in ledger.records():
                 row = record_row(record)
                 if writer is not None:
@@ -713,7 +832,7 @@ def write_metrics(manifest: Manifest, report: RunReport, path: Path, *, seconds:
     objects: dict[str, int] = {}
     last_success = None
     if manifest.ledger_path.exists():
-        with Ledger(manifest.ledger_path) as ledger:
+        with open_ledger(manifest) as ledger:
             objects, last_success = ledger.counts(), ledger.last_success()
     metrics.write_atomic(path, metrics.render(run_metrics(
         manifest, report, objects=objects, seconds=seconds, now=clock(), last_success_at=last_success)))
@@ -721,7 +840,7 @@ def write_metrics(manifest: Manifest, report: RunReport, path: Path, *, seconds:
 
 def retry(manifest: Manifest, *, url_glob: str | None = None, uncertain: bool = False) -> int:
     """Re-arm failed (or uncertain) objects so that the next run submits them; returns how many."""
-    with lock.hold(manifest.ledger_path), Ledger(manifest.ledger_path) as ledger:
+    with one_run(manifest) as ledger:
         return ledger.rearm(url_glob=url_glob, uncertain=uncertain)
 
 

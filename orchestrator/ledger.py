@@ -1,4 +1,9 @@
-"""The on-disk record: one SQLite row per object version (URL + version) and its history.
+"""The on-disk record: one SQLite row per import (object version *into a destination*) and its history.
+
+An import is identified by the object (its native URL and version) and where it goes: the target
+(``owner``: the API, the cluster or endpoint, the database; :func:`orchestrator.api.target_identity`),
+the collection and the partition. A ledger opened for one target claims, polls and judges only that
+target's rows: another cluster's jobs are never touched.
 
 State changes only through the named transitions below, each one SQLite transaction committed with
 ``synchronous=FULL``: a crash leaves either the old state or the new one, never half of each.
@@ -16,30 +21,32 @@ simply new, so planning a million of them writes nothing.
 from __future__ import annotations
 
 import fnmatch
+import json
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
-from .errors import LedgerError
+from .errors import LedgerError, LockHeldError
 from .models import JobProgress, LedgerRecord, ObjectState, PlanItem
 
 T = TypeVar("T")
 _APP = "orchestrator-ledger"
-_SCHEMA = 1
+_SCHEMA = 2
 _CHUNK = 500
 _COLUMNS = ("url, version, source, collection, partition, state, job_id, attempts, failures, error, size, "
-            "updated_at, rows, imported_rows")
+            "updated_at, rows, imported_rows, target, sent_as, server_at, key_gen, id")
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+_OBJECTS = """
 CREATE TABLE IF NOT EXISTS objects (
     id INTEGER PRIMARY KEY,
     url TEXT NOT NULL,
     version TEXT NOT NULL,
-    source INTEGER NOT NULL,
+    target TEXT NOT NULL,
+    source TEXT NOT NULL,
     collection TEXT NOT NULL,
     partition TEXT,
     size INTEGER NOT NULL,
@@ -50,12 +57,18 @@ CREATE TABLE IF NOT EXISTS objects (
     error TEXT,
     rows INTEGER,
     imported_rows INTEGER,
+    sent_as TEXT,
+    server_at REAL,
+    key_gen INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    UNIQUE (url, version)
-);
+    updated_at REAL NOT NULL
+)"""
+_DDL = _OBJECTS + """;
+CREATE UNIQUE INDEX IF NOT EXISTS objects_import
+    ON objects (url, version, target, collection, COALESCE(partition, ''));
 CREATE INDEX IF NOT EXISTS objects_state ON objects (state);
 CREATE INDEX IF NOT EXISTS objects_job ON objects (job_id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
     object_id INTEGER NOT NULL REFERENCES objects (id),
@@ -78,19 +91,35 @@ CREATE TABLE IF NOT EXISTS job_progress (
 _STATES = {s.value: s for s in ObjectState}
 
 
-
 def _record(row: tuple[Any, ...]) -> LedgerRecord:
     (url, version, source, collection, partition, state, job_id, attempts, failures, error, size, at, rows,
-     imported) = row
+     imported, target, sent_as, server_at, key_gen, row_id) = row
     return LedgerRecord(url, version, source, collection, partition, _STATES[state], job_id, attempts,
-                        failures, error, size, at, rows, imported)
+                        failures, error, size, at, rows, imported, target, sent_as, server_at, key_gen,
+                        row_id)
+
+
+class Claim(NamedTuple):
+    """A row taken for a create call: its id, the failures so far, and the idempotency generation."""
+
+    row: int
+    failures: int
+    key_gen: int
 
 
 class Ledger:
-    """Thread-safe: every method takes the connection lock for one short transaction."""
+    """Thread-safe: every method takes the connection lock for one short transaction.
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
+    ``owner`` is the identity of the target this process imports into: new rows are recorded under
+    it, and rows written before destinations were recorded (schema 1) are taken to be its own when
+    the ledger is migrated. ``sources`` names each source number of the manifest by its stable URL.
+    """
+
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time, owner: str = "",
+                 sources: Sequence[str] = ()) -> None:
         self.path = path
+        self.owner = owner
+        self.sources = tuple(sources)
         self._clock = clock
         self._lock = threading.Lock()
         self._queue_lock = threading.Lock()
@@ -100,6 +129,7 @@ class Ledger:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._identity = _file_identity(path)
             self._init_schema()
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{path}: not a usable ledger ({exc})") from exc
@@ -113,11 +143,18 @@ class Ledger:
                 raise LedgerError(f"{self.path}: this SQLite file is not an orchestrator ledger")
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                version = self._stored_version(existing)
+                if version > _SCHEMA:
+                    raise LedgerError(
+                        f"{self.path}: written by a newer orchestrator (ledger schema {version}; this one "
+                        f"reads up to {_SCHEMA}): upgrade orchestrator, or point `ledger:` elsewhere")
+                if 0 < version < _SCHEMA:
+                    self._migrate_v1()
                 for statement in _DDL.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('app', ?), ('schema', ?)",
-                                 (_APP, str(_SCHEMA)))
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('app', ?)", (_APP,))
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(_SCHEMA),))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -125,6 +162,68 @@ class Ledger:
             app = self._db.execute("SELECT value FROM meta WHERE key='app'").fetchone()
             if app is None or app[0] != _APP:
                 raise LedgerError(f"{self.path}: this SQLite file is not an orchestrator ledger")
+
+    def _stored_version(self, tables: set[str]) -> int:
+        if "meta" not in tables:
+            return 0
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        try:
+            return int(row[0]) if row is not None else 0
+        except ValueError:
+            raise LedgerError(f"{self.path}: the ledger's schema version {row[0]!r} is not a number"
+                              ) from None
+
+    def _migrate_v1(self) -> None:
+        """Schema 1 -> 2, in the caller's transaction: rows gain their destination (the owner: the only
+        target they can have been written for, as far as this ledger can tell), their source by URL
+        instead of position, and the columns added since (rows, imported rows) where they are missing."""
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(objects)")}
+        rows = "rows" if "rows" in columns else "NULL"
+        imported = "imported_rows" if "imported_rows" in columns else "NULL"
+        cases = " ".join(f"WHEN {i} THEN ?" for i in range(len(self.sources)))
+        source = f"CASE source {cases} ELSE 'sources[' || source || ']' END" if cases else \
+            "'sources[' || source || ']'"
+        self._db.execute("DROP INDEX IF EXISTS objects_state")
+        self._db.execute("DROP INDEX IF EXISTS objects_job")
+        self._db.execute(_OBJECTS.replace("objects (", "objects_v2 (", 1))
+        self._db.execute(
+            "INSERT INTO objects_v2 (id, url, version, target, source, collection, partition, size, state, "
+            "job_id, attempts, failures, error, rows, imported_rows, created_at, updated_at) "
+            f"SELECT id, url, version, ?, {source}, collection, partition, size, state, job_id, attempts, "
+            f"failures, error, {rows}, {imported}, created_at, updated_at FROM objects",
+            (self.owner, *self.sources))
+        self._db.execute("DROP TABLE objects")
+        self._db.execute("ALTER TABLE objects_v2 RENAME TO objects")
+
+    # -- one run per ledger, whatever path reached it ----------------------------------------
+
+    def claim_run(self, lock_path: Path, *, holder_alive: Callable[[str], bool]) -> None:
+        """Record this process as the ledger's one run, in a transaction. Another run's record stands
+        while ``holder_alive(its lock file)`` says its holder still holds it (a hard link or a second
+        path to the same file, each with its own lock file, still meets here)."""
+        me = json.dumps({"pid": os.getpid(), "lock": str(lock_path)})
+        with self._tx(durable=False):
+            row = self._db.execute("SELECT value FROM meta WHERE key='run'").fetchone()
+            if row is not None and row[0] != me:
+                other = json.loads(row[0])
+                if other.get("lock") != str(lock_path) and holder_alive(str(other.get("lock"))):
+                    raise LockHeldError(str(other.get("lock")), f"pid {other.get('pid')}")
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (me,))
+
+    def end_run(self) -> None:
+        with self._tx(durable=False):
+            self._db.execute("DELETE FROM meta WHERE key='run' AND value LIKE ?",
+                             (f'{{"pid": {os.getpid()},%',))
+
+    def check_same_file(self) -> None:
+        """Raise :class:`LedgerError` when the ledger file was deleted or replaced since it was opened."""
+        try:
+            now = _file_identity(self.path)
+        except OSError:
+            now = None
+        if now != self._identity:
+            raise LedgerError(f"{self.path}: the ledger file was deleted or replaced while this run used it; "
+                              "stopped submitting (restore it, then run again)")
 
     def close(self) -> None:
         with self._lock:
@@ -152,15 +251,20 @@ class Ledger:
                     out.setdefault(rec.url, []).append(rec)
         return out
 
-    def records(self, states: Sequence[ObjectState] = ()) -> Iterator[LedgerRecord]:
-        """Rows in insertion order, optionally only those in ``states``; fetched in pages."""
+    def records(self, states: Sequence[ObjectState] = (), *, own: bool = False) -> Iterator[LedgerRecord]:
+        """Rows in insertion order, optionally only those in ``states`` and (``own``) only the owner's;
+        fetched in pages."""
         where = f"AND state IN ({','.join('?' * len(states))})" if states else ""
+        params: list[Any] = [s.value for s in states]
+        if own:
+            where += " AND target = ?"
+            params.append(self.owner)
         last = 0
         while True:
             with self._lock:
                 rows = self._db.execute(
                     f"SELECT id, {_COLUMNS} FROM objects WHERE id > ? {where} ORDER BY id LIMIT ?",
-                    (last, *[s.value for s in states], _CHUNK),
+                    (last, *params, _CHUNK),
                 ).fetchall()
             if not rows:
                 return
@@ -180,10 +284,29 @@ class Ledger:
         return found
 
     def get(self, url: str, version: str) -> LedgerRecord | None:
+        """The owner's row for this object version (the most recent destination, if several)."""
         with self._lock:
-            row = self._db.execute(f"SELECT {_COLUMNS} FROM objects WHERE url=? AND version=?",
-                                   (url, version)).fetchone()
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM objects WHERE url=? AND version=? "
+                                   "ORDER BY target = ? DESC, id DESC", (url, version, self.owner)).fetchone()
         return None if row is None else _record(row)
+
+    def row(self, row_id: int) -> LedgerRecord | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM objects WHERE id=?", (row_id,)).fetchone()
+        return None if row is None else _record(row)
+
+    def job_owners(self, job_id: str) -> set[int]:
+        """Every row that ever recorded ``job_id``."""
+        with self._lock:
+            return {int(r[0]) for r in self._db.execute(
+                "SELECT DISTINCT object_id FROM events WHERE job_id=?", (job_id,))}
+
+    def count(self, state: ObjectState, *, own: bool = False) -> int:
+        """Rows in ``state`` (``own``: of the owner's target only)."""
+        where = " AND target = ?" if own else ""
+        with self._lock:
+            return int(self._db.execute(f"SELECT COUNT(*) FROM objects WHERE state = ?{where}",
+                                        (state.value, *([self.owner] if own else []))).fetchone()[0])
 
     def counts(self) -> dict[str, int]:
         with self._lock:
@@ -202,14 +325,14 @@ class Ledger:
 
     # -- operator views: aggregated in SQL, never the whole ledger in memory ------------------
 
-    def group_counts(self) -> list[tuple[int, str, str, int]]:
+    def group_counts(self) -> list[tuple[str, str, str, int]]:
         """(source, collection, state, count) for every group that has rows."""
         with self._lock:
-            return [(int(src), str(coll), str(state), int(n)) for src, coll, state, n in self._db.execute(
+            return [(str(src), str(coll), str(state), int(n)) for src, coll, state, n in self._db.execute(
                 "SELECT source, collection, state, COUNT(*) FROM objects "
                 "GROUP BY source, collection, state ORDER BY source, collection, state")]
 
-    def oldest_submitted(self) -> dict[tuple[int, str], LedgerRecord]:
+    def oldest_submitted(self) -> dict[tuple[str, str], LedgerRecord]:
         """Per (source, collection), the ``submitted`` row that has been running longest."""
         with self._lock:
             rows = self._db.execute(  # SQLite takes the bare columns from the row holding the MIN
@@ -227,10 +350,10 @@ class Ledger:
                                     "ORDER BY updated_at DESC, id DESC LIMIT ?", (limit,)).fetchall()
         return total, [_record(row) for row in rows]
 
-    def row_totals(self) -> dict[tuple[int, str], tuple[int | None, int | None]]:
+    def row_totals(self) -> dict[tuple[str, str], tuple[int | None, int | None]]:
         """Expected (pre-flight footer) and imported (server) rows per (source, collection)."""
         with self._lock:
-            return {(int(src), str(coll)): (None if rows is None else int(rows),
+            return {(str(src), str(coll)): (None if rows is None else int(rows),
                                             None if done is None else int(done))
                     for src, coll, rows, done in self._db.execute(
                         "SELECT source, collection, SUM(rows), SUM(imported_rows) FROM objects "
@@ -286,92 +409,120 @@ class Ledger:
 
     # -- transitions -------------------------------------------------------------------------
 
-    def begin_submission(self, item: PlanItem, *, rows: int | None = None) -> int | None:
+    def begin_submission(self, item: PlanItem, *, rows: int | None = None, sent_as: str | None = None,
+                         server_at: float | None = None) -> Claim | None:
         """(new) / pending / failed -> submitting, committed before the create call.
 
-        Returns the object's failures so far, or None when the object is already taken (it has, or
-        may have, a job): the caller must then not call the API.
+        ``sent_as`` is the object exactly as the create call names it (how the server will report it),
+        ``server_at`` the server's clock at the claim, as far as it is known: the evidence a later
+        reconciliation weighs. Returns the claim, or None when the import is already taken (it has,
+        or may have, a job): the caller must then not call the API.
         """
         return self._claim(item, ObjectState.SUBMITTING, rows=rows, error=None, detail=item.reason,
-                           attempt=True)
+                           attempt=True, sent_as=sent_as, server_at=server_at)
 
     def mark_invalid(self, item: PlanItem, problems: list[str], *, rows: int | None) -> bool:
         """(new) / pending / failed -> invalid: the pre-flight check found ``problems``; every one is
         kept. False when the object is already taken."""
         text = "; ".join(problems)
         return self._claim(item, ObjectState.INVALID, rows=rows, error=text, detail=text,
-                           attempt=False) is not None
+                           attempt=False, sent_as=None, server_at=None) is not None
+
+    def source_url(self, index: int) -> str:
+        return self.sources[index] if 0 <= index < len(self.sources) else f"sources[{index}]"
 
     def _claim(self, item: PlanItem, state: ObjectState, *, rows: int | None, error: str | None,
-               detail: str, attempt: bool) -> int | None:
+               detail: str, attempt: bool, sent_as: str | None, server_at: float | None) -> Claim | None:
         obj, route = item.obj, item.route
         assert route is not None
+        self.check_same_file()
         now = self._clock()
+        source = self.source_url(item.source)
 
-        def body() -> int | None:
-            row = self._db.execute("SELECT id, state, failures FROM objects WHERE url=? AND version=?",
-                                   (obj.url, obj.version)).fetchone()
+        def body() -> Claim | None:
+            row = self._db.execute(
+                "SELECT id, state, failures, key_gen FROM objects WHERE url=? AND version=? AND target=? "
+                "AND collection=? AND COALESCE(partition, '')=?",
+                (obj.url, obj.version, self.owner, route.collection, route.partition or "")).fetchone()
             if row is None:
                 object_id = self._db.execute(
-                    "INSERT INTO objects (url, version, source, collection, partition, size, state, "
-                    "attempts, rows, error, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
-                    "RETURNING id",
-                    (obj.url, obj.version, item.source, route.collection, route.partition, obj.size,
-                     state.value, int(attempt), rows, error, now, now)).fetchone()[0]
-                failures = 0
+                    "INSERT INTO objects (url, version, target, source, collection, partition, size, state, "
+                    "attempts, rows, error, sent_as, server_at, created_at, updated_at) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
+                    (obj.url, obj.version, self.owner, source, route.collection, route.partition, obj.size,
+                     state.value, int(attempt), rows, error, sent_as, server_at, now, now)).fetchone()[0]
+                failures, key_gen = 0, 0
             elif row[1] in (ObjectState.PENDING.value, ObjectState.FAILED.value):
-                object_id, failures = row[0], row[2]
+                object_id, failures, key_gen = row[0], row[2], row[3]
                 self._db.execute(
-                    "UPDATE objects SET state=?, attempts=attempts+?, source=?, collection=?, partition=?, "
-                    "rows=COALESCE(?, rows), error=COALESCE(?, error), updated_at=? WHERE id=?",
-                    (state.value, int(attempt), item.source, route.collection, route.partition, rows, error,
-                     now, object_id))
+                    "UPDATE objects SET state=?, attempts=attempts+?, source=?, rows=COALESCE(?, rows), "
+                    "error=COALESCE(?, error), sent_as=COALESCE(?, sent_as), server_at=?, updated_at=? "
+                    "WHERE id=?",
+                    (state.value, int(attempt), source, rows, error, sent_as, server_at, now, object_id))
             else:
                 return None
             self._event(object_id, now, state, None, detail)
-            return int(failures)
+            return Claim(int(object_id), int(failures), int(key_gen))
 
         return self._durably(body)
 
-    def record_job(self, url: str, version: str, job_id: str, detail: str = "job created") -> None:
-        """submitting (or uncertain) -> submitted, the moment the job id is known."""
-        self._transition(url, version, (ObjectState.SUBMITTING, ObjectState.UNCERTAIN),
-                         ObjectState.SUBMITTED, "job_id = :job, error = NULL", job_id=job_id, detail=detail)
+    def record_job(self, row: int, job_id: str, detail: str = "job created") -> bool:
+        """submitting (or uncertain) -> submitted, the moment the job id is known.
 
-    def refuse(self, url: str, version: str, error: str, *, permanent: bool) -> None:
+        A job belongs to one import: when another row already recorded ``job_id`` (a server that
+        answers one id for two objects breaks the protocol), nothing is recorded, the row becomes
+        ``uncertain`` and False is returned."""
+        def body() -> bool:
+            other = self._db.execute("SELECT object_id FROM events WHERE job_id=? AND object_id<>? LIMIT 1",
+                                     (job_id, row)).fetchone()
+            if other is not None:
+                why = (f"the server answered job id {job_id}, which already belongs to another object: "
+                       "not recorded; check the cluster")
+                self._move(row, (ObjectState.SUBMITTING, ObjectState.SUBMITTED), ObjectState.UNCERTAIN,
+                           "error = :error", error=why, detail=why)
+                return False
+            self._move(row, (ObjectState.SUBMITTING, ObjectState.UNCERTAIN), ObjectState.SUBMITTED,
+                       "job_id = :job, error = NULL", job_id=job_id, detail=detail)
+            return True
+
+        return self._durably(body)
+
+    def refuse(self, row: int, error: str, *, permanent: bool) -> None:
         """submitting -> failed (the server refused the object) or -> pending (retries ran out)."""
         if permanent:
-            self._transition(url, version, (ObjectState.SUBMITTING,), ObjectState.FAILED,
-                             "failures = failures + 1, error = :error", error=error, detail=error)
+            self._transition(row, (ObjectState.SUBMITTING,), ObjectState.FAILED,
+                             "failures = failures + 1, key_gen = key_gen + 1, error = :error",
+                             error=error, detail=error)
         else:
-            self._transition(url, version, (ObjectState.SUBMITTING,), ObjectState.PENDING,
+            self._transition(row, (ObjectState.SUBMITTING,), ObjectState.PENDING,
                              "error = :error", error=error, detail=error)
 
-    def mark_uncertain(self, url: str, version: str, why: str) -> None:
+    def mark_uncertain(self, row: int, why: str) -> None:
         """submitting -> uncertain (the job list cannot prove either way), or submitted -> uncertain
         (the server no longer knows the job)."""
-        self._transition(url, version, (ObjectState.SUBMITTING, ObjectState.SUBMITTED), ObjectState.UNCERTAIN,
+        self._transition(row, (ObjectState.SUBMITTING, ObjectState.SUBMITTED), ObjectState.UNCERTAIN,
                          "error = :error", error=why, detail=why)
 
-    def release(self, url: str, version: str, why: str) -> None:
+    def release(self, row: int, why: str) -> None:
         """submitting -> pending: proven that no job exists for the object."""
-        self._transition(url, version, (ObjectState.SUBMITTING,), ObjectState.PENDING,
+        self._transition(row, (ObjectState.SUBMITTING,), ObjectState.PENDING,
                          "error = :error", error=why, detail=why)
 
-    def complete(self, url: str, version: str, job_id: str, *, imported_rows: int | None = None) -> None:
+    def complete(self, row: int, job_id: str, *, imported_rows: int | None = None) -> None:
         detail = "job completed" + (f" ({imported_rows} rows)" if imported_rows is not None else "")
-        self._transition(url, version, (ObjectState.SUBMITTED,), ObjectState.COMPLETED,
+        self._transition(row, (ObjectState.SUBMITTED,), ObjectState.COMPLETED,
                          "error = NULL, imported_rows = :imported", job_id=job_id, detail=detail,
                          imported=imported_rows)
 
-    def job_failed(self, url: str, version: str, job_id: str, reason: str) -> None:
-        self._transition(url, version, (ObjectState.SUBMITTED,), ObjectState.FAILED,
-                         "failures = failures + 1, error = :error", error=reason, job_id=job_id,
-                         detail=reason)
+    def job_failed(self, row: int, job_id: str, reason: str) -> None:
+        self._transition(row, (ObjectState.SUBMITTED,), ObjectState.FAILED,
+                         "failures = failures + 1, key_gen = key_gen + 1, error = :error", error=reason,
+                         job_id=job_id, detail=reason)
 
     def rearm(self, *, url_glob: str | None = None, uncertain: bool = False) -> int:
         """Failed and invalid (or, with ``uncertain``, uncertain) rows -> pending with a fresh failure
-        budget; an invalid object is checked again before it is submitted."""
+        budget and a fresh idempotency key (a server that honours keys must not hand back the old
+        job); an invalid object is checked again before it is submitted."""
         states = ("uncertain",) if uncertain else ("failed", "invalid")
         now = self._clock()
         count = 0
@@ -382,18 +533,22 @@ class Ledger:
             for object_id, url, state in rows:
                 if url_glob is not None and not fnmatch.fnmatchcase(url, url_glob):
                     continue
-                self._db.execute("UPDATE objects SET state='pending', failures=0, updated_at=? WHERE id=?",
-                                 (now, object_id))
+                self._db.execute("UPDATE objects SET state='pending', failures=0, key_gen=key_gen+1, "
+                                 "updated_at=? WHERE id=?", (now, object_id))
                 self._event(object_id, now, ObjectState.PENDING, None, f"re-armed from {state}")
                 count += 1
         return count
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _transition(
+    def _transition(self, row: int, sources: tuple[ObjectState, ...], target: ObjectState, sets: str,
+                    **values: Any) -> int:
+        """Move one row from one of ``sources`` to ``target`` durably; return its failure count."""
+        return self._durably(lambda: self._move(row, sources, target, sets, **values))
+
+    def _move(
         self,
-        url: str,
-        version: str,
+        row: int,
         sources: tuple[ObjectState, ...],
         target: ObjectState,
         sets: str,
@@ -403,27 +558,21 @@ class Ledger:
         detail: str | None = None,
         imported: int | None = None,
     ) -> int:
-        """Move one row from one of ``sources`` to ``target``; return its failure count."""
+        """The body of a transition, inside the caller's transaction."""
         now = self._clock()
         marks = ",".join(f":s{i}" for i in range(len(sources)))
-
-        def body() -> int:
-            row = self._db.execute(
-                f"UPDATE objects SET state=:state, updated_at=:now, {sets} "
-                f"WHERE url=:url AND version=:version AND state IN ({marks}) RETURNING id, failures",
-                {"state": target.value, "now": now, "url": url, "version": version, "job": job_id,
-                 "error": error, "imported": imported,
-                 **{f"s{i}": s.value for i, s in enumerate(sources)}},
-            ).fetchone()
-            if row is None:
-                have = self._db.execute("SELECT state FROM objects WHERE url=? AND version=?",
-                                        (url, version)).fetchone()
-                raise LedgerError(
-                    f"{url}: cannot move to {target.value} from {have[0] if have else 'no row'}")
-            self._event(row[0], now, target, job_id, detail)
-            return int(row[1])
-
-        return self._durably(body)
+        found = self._db.execute(
+            f"UPDATE objects SET state=:state, updated_at=:now, {sets} "
+            f"WHERE id=:row AND state IN ({marks}) RETURNING id, failures",
+            {"state": target.value, "now": now, "row": row, "job": job_id, "error": error,
+             "imported": imported, **{f"s{i}": s.value for i, s in enumerate(sources)}},
+        ).fetchone()
+        if found is None:
+            have = self._db.execute("SELECT url, state FROM objects WHERE id=?", (row,)).fetchone()
+            raise LedgerError(f"{have[0] if have else f'row {row}'}: cannot move to {target.value} from "
+                              f"{have[1] if have else 'no row'}")
+        self._event(found[0], now, target, job_id, detail)
+        return int(found[1])
 
     def _durably(self, body: Callable[[], T]) -> T:
         """Run ``body`` in a transaction committed with ``synchronous=FULL`` before returning: a group
@@ -475,6 +624,11 @@ class Ledger:
 
     def _tx(self, *, durable: bool = True) -> _Transaction:
         return _Transaction(self._db, self._lock, durable=durable)
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 class _Op(Generic[T]):

@@ -13,9 +13,26 @@ from pathlib import Path
 from .errors import LedgerError, LockHeldError
 
 
+def is_held(lock_path: str) -> bool:
+    """Whether a live process holds the lock file at ``lock_path`` (a missing file is not held)."""
+    try:
+        fd = os.open(lock_path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock this probe took
+    return False
+
+
 @contextlib.contextmanager
 def hold(ledger_path: Path, *, wait_s: float = 0.0, clock: Callable[[], float] = time.monotonic,
-         sleep: Callable[[float], object] = time.sleep) -> Iterator[None]:
+         sleep: Callable[[float], object] = time.sleep) -> Iterator[Path]:
+    """Hold ``<ledger>.lock`` beside ``ledger_path`` (give the resolved path: a symlink to the ledger
+    must meet the same lock); yields the lock file's path."""
     path = ledger_path.with_name(ledger_path.name + ".lock")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,7 +53,7 @@ def hold(ledger_path: Path, *, wait_s: float = 0.0, clock: Callable[[], float] =
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         try:
-            yield
+            yield path
         finally:
             os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)

@@ -112,6 +112,7 @@ class Settings:
     fixed_size_list: str = "reject"  # reject | allow (Milvus 2.6+ reads fixed_size_list vectors)
     max_file_gb: float | None = None  # overrides the target's per-file limit (e.g. 1 on the Free tier)
     stall_after_s: float = 3600.0  # a running job whose progress stands still this long is "stalled"
+    job_list_lag_s: float = 30.0  # how long a new job may take to appear in the server's job list
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -498,7 +499,7 @@ def _settings(r: _Reader, node: Any) -> Settings:
     s = r.mapping(node, "settings", optional=(
         "concurrency", "max_attempts", "requests_per_second", "timeout_s", "max_job_failures",
         "on_change", "list_concurrency", "min_age_s", "preflight", "fixed_size_list", "max_file_gb",
-        "stall_after_s"))
+        "stall_after_s", "job_list_lag_s"))
     d = Settings()
     return Settings(
         concurrency=r.integer(s.get("concurrency", d.concurrency), "settings.concurrency", low=1, high=256),
@@ -520,6 +521,8 @@ def _settings(r: _Reader, node: Any) -> Settings:
             s["max_file_gb"], "settings.max_file_gb", low=0, high=1000),
         stall_after_s=r.seconds(s.get("stall_after_s", d.stall_after_s), "settings.stall_after_s",
                                 high=30 * 86400),
+        job_list_lag_s=r.seconds(s.get("job_list_lag_s", d.job_list_lag_s), "settings.job_list_lag_s",
+                                 high=3600),
     )
 
 

@@ -86,6 +86,7 @@ class Action(enum.StrEnum):
     RECONCILE = "reconcile"  # a previous run died mid-call: look the job up first
     SKIP = "skip"
     CHANGED = "changed"  # imported before, the content changed since, and on_change is skip
+    HOLD = "hold"  # held for a person: uncertain, invalid, or out of failures (`retry` or `exclude`)
 
 
 class JobState(enum.StrEnum):
@@ -105,11 +106,15 @@ class Route:
 
 
 class LedgerRecord(NamedTuple):
-    """One object version as the ledger remembers it (a tuple: built a million times per rerun)."""
+    """One import (an object version into a destination) as the ledger remembers it (a tuple: built a
+    million times per rerun). ``source`` is the source's URL; ``target`` the identity of the target
+    (API family, cluster or endpoint, database) it was imported into; ``sent_as`` the object as the
+    create call named it; ``server_at`` the server's clock when the row was claimed (None: unknown);
+    ``key_gen`` the idempotency key's generation (new after a failure or a re-arm)."""
 
     url: str
     version: str
-    source: int
+    source: str
     collection: str
     partition: str | None
     state: ObjectState
@@ -121,6 +126,11 @@ class LedgerRecord(NamedTuple):
     updated_at: float
     rows: int | None = None  # from the parquet footer, when the pre-flight read it
     imported_rows: int | None = None  # what the server said it imported
+    target: str = ""
+    sent_as: str | None = None
+    server_at: float | None = None
+    key_gen: int = 0
+    id: int = 0
 
 
 class JobProgress(NamedTuple):

@@ -55,13 +55,16 @@ def decide(
     settings: Settings,
     *,
     now: float | None = None,
+    owner: str = "",
 ) -> PlanItem:
-    """Decide what to do with ``obj``; ``history`` holds the ledger's rows for its URL, any version.
+    """Decide what to do with ``obj``; ``history`` holds the ledger's rows for its URL, any version,
+    any destination. Only the rows of this destination count: ``owner`` (the target's identity), the
+    routed collection and partition. An import into another destination is a new import.
 
     ``now`` (seconds since the epoch) holds back objects younger than ``settings.min_age_s`` that would
     otherwise be submitted; None leaves age out of the decision.
     """
-    item = _decide(obj, source, history, settings)
+    item = _decide(obj, source, history, settings, owner)
     if now is not None and item.action in (Action.SUBMIT, Action.RETRY, Action.CHANGED):
         reason = too_new(obj, settings, now)
         if reason is not None:
@@ -70,7 +73,7 @@ def decide(
 
 
 def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRecord],
-            settings: Settings) -> PlanItem:
+            settings: Settings, owner: str) -> PlanItem:
     target = route(obj, source)
     if isinstance(target, str):
         return PlanItem(obj, source.index, Action.SKIP, target, None)
@@ -78,8 +81,18 @@ def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRec
     def item(action: Action, reason: str) -> PlanItem:
         return PlanItem(obj, source.index, action, reason, target)
 
-    if not history:
+    here = [r for r in history if r.target == owner and r.collection == target.collection
+            and r.partition == target.partition]
+    if not here:
+        elsewhere = [r for r in history if r.state.holds_job]
+        if elsewhere:
+            before = elsewhere[-1]
+            where = before.collection + (f"/{before.partition}" if before.partition else "")
+            moved = f"another target ({before.target})" if before.target != owner else where
+            return item(Action.SUBMIT, f"new destination: imported before into {moved}, "
+                                       "not into this one")
         return item(Action.SUBMIT, "new object")
+    history = here
     current = next((r for r in history if r.version == obj.version), None)
     if current is None:
         imported = [r for r in history if r.state.holds_job]
@@ -101,10 +114,10 @@ def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRec
             return item(Action.RECONCILE, "a previous run stopped during the create call: "
                                           "look for its job before submitting")
         case ObjectState.UNCERTAIN:
-            return item(Action.SKIP, "a job may exist but the server cannot say: check the cluster, "
+            return item(Action.HOLD, "a job may exist but the server cannot say: check the cluster, "
                                      "then run `orchestrator retry --uncertain`")
         case ObjectState.INVALID:
-            return item(Action.SKIP, f"invalid: {current.error}; fix the file (a new version is checked "
+            return item(Action.HOLD, f"invalid: {current.error}; fix the file (a new version is checked "
                                      "again) or re-arm it with `orchestrator retry`")
         case ObjectState.PENDING:
             last = f" (last try: {current.error})" if current.error else ""
@@ -113,6 +126,6 @@ def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRec
             if current.failures < settings.max_job_failures:
                 return item(Action.RETRY, f"failed {current.failures} of {settings.max_job_failures} "
                                           f"allowed times: {current.error}")
-            return item(Action.SKIP, f"failed {current.failures} times, the limit: {current.error}; "
+            return item(Action.HOLD, f"failed {current.failures} times, the limit: {current.error}; "
                                      "re-arm with `orchestrator retry`")
     raise AssertionError(current.state)  # pragma: no cover - the match is exhaustive

@@ -14,7 +14,7 @@ import logging
 import random
 import threading
 import time
-import urllib.parse
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
@@ -29,8 +29,18 @@ from .errors import (
     TargetError,
     TransientError,
 )
+from .evidence import Judgement, Verdict, judge, name_key
 from .ledger import Ledger
-from .models import Credentials, ImportRequest, JobInfo, JobState, LedgerRecord, PlanItem, Secret
+from .models import (
+    Credentials,
+    ImportRequest,
+    JobInfo,
+    JobState,
+    LedgerRecord,
+    ObjectState,
+    PlanItem,
+    Secret,
+)
 from .targets.base import Target
 
 log = logging.getLogger("orchestrator")
@@ -44,6 +54,7 @@ class Outcome(enum.StrEnum):
     DEFERRED = "deferred"  # retries ran out on transient errors; stays pending for the next run
     UNSURE = "unsure"  # a reply was lost and the job list could not be read; the next run looks again
     INVALID = "invalid"  # the pre-flight check found problems: recorded, not submitted
+    QUEUED = "queued"  # another object the server would report under the same name is unresolved
     NOT_STARTED = "not-started"  # the run was stopping
 
 
@@ -95,9 +106,11 @@ def backoff(attempt: int, *, retry_after: float | None, rng: Callable[[], float]
     return max(delay, retry_after) if retry_after is not None else delay
 
 
-def idempotency_key(url: str, version: str, failures: int) -> str:
-    """The same for every call about one object version, new after each server-side failure."""
-    digest = hashlib.sha256(f"{url}\0{version}\0{failures}".encode()).hexdigest()
+def idempotency_key(url: str, version: str, destination: str, key_gen: int) -> str:
+    """The same for every call about one import (object version into a destination); new after a
+    server-side failure or a re-arm (``key_gen``), so a server that honours keys never hands back a
+    failed job, and never the job of another destination."""
+    digest = hashlib.sha256(f"{url}\0{version}\0{destination}\0{key_gen}".encode()).hexdigest()
     return f"orch-{digest[:40]}"
 
 
@@ -115,25 +128,58 @@ def with_retries(fn: Callable[[], T], *, max_attempts: int, sleep: Callable[[flo
             attempt += 1
 
 
+class NameGuard:
+    """At most one unresolved create call per :func:`~orchestrator.evidence.name_key`, so that a job the
+    server reports by name can always be told apart. A name in flight makes the next object with it
+    wait; a name left unresolved (a lost reply, an interrupted run's ``submitting`` or ``uncertain``
+    row) holds it back for this run."""
+
+    def __init__(self, stuck: Iterable[tuple[str, str]] = ()) -> None:
+        self._stuck = set(stuck)
+        self._busy: set[tuple[str, str]] = set()
+        self._cond = threading.Condition()
+
+    def acquire(self, key: tuple[str, str], stop: threading.Event) -> bool:
+        with self._cond:
+            while key in self._busy and not stop.is_set():
+                self._cond.wait(0.5)
+            if key in self._stuck or stop.is_set():
+                return False
+            self._busy.add(key)
+            return True
+
+    def release(self, key: tuple[str, str], *, resolved: bool) -> None:
+        with self._cond:
+            self._busy.discard(key)
+            if not resolved:
+                self._stuck.add(key)
+            self._cond.notify_all()
+
+
 class Reconciler:
-    """Finds the job a lost create call may have made, from the server's job list.
+    """Finds the job a lost create call may have made, from the server's job list, and judges whose it
+    is (:func:`orchestrator.evidence.judge`).
 
     Jobs the ledger already knows are ignored; the others' file names come from progress calls,
-    cached for the run (a job's file never changes). Transient errors are retried with backoff; what
-    is left raises: :class:`TransientError` (try again later) or another :class:`TargetError` (this
-    server cannot tell).
+    cached for the run (a job's file never changes); a job the server no longer describes is skipped.
+    Transient errors are retried with backoff; what is left raises: :class:`TransientError` (try
+    again later) or another :class:`TargetError` (this server cannot tell).
     """
 
     def __init__(self, target: Target, ledger: Ledger, *, max_attempts: int, stop: threading.Event,
+                 server_clock: Callable[[], float | None], lag_s: float, memory_s: float,
                  sleep: Callable[[float], object] | None = None,
                  rng: Callable[[], float] = random.random) -> None:
         self.target = target
         self.ledger = ledger
         self.max_attempts = max_attempts
         self.stop = stop
+        self.server_clock = server_clock
+        self.lag_s = lag_s
+        self.memory_s = memory_s
         self.sleep: Callable[[float], object] = sleep if sleep is not None else stop.wait
         self.rng = rng
-        self._files: dict[str, JobInfo] = {}
+        self._files: dict[str, JobInfo | None] = {}
         self._lock = threading.Lock()
 
     def unknown_jobs(self, collections: set[str]) -> list[JobInfo]:
@@ -146,29 +192,40 @@ class Reconciler:
         listed = (j for j in self.target.list_jobs() if j.collection is None or j.collection in collections)
         while page := list(itertools.islice(listed, 500)):
             known = self.ledger.known_job_ids([j.job_id for j in page])
-            found.extend(self._with_file(job) for job in page if job.job_id not in known)
+            for job in page:
+                self._stopping()
+                if job.job_id not in known and (info := self._with_file(job)) is not None:
+                    found.append(info)
         return found
 
-    def _with_file(self, job: JobInfo) -> JobInfo:
-        """The job as its progress call describes it (the list may not name the file); cached."""
+    def _stopping(self) -> None:
+        if self.stop.is_set():  # a partial list proves nothing: the rows wait for the next run
+            raise TransientError("stopping before the job list was read")
+
+    def _with_file(self, job: JobInfo) -> JobInfo | None:
+        """The job as its progress call describes it (the list may not name the file); cached. None for
+        a job the server lists but no longer describes: it cannot be anyone's to adopt."""
         with self._lock:
-            info = self._files.get(job.job_id)
-        if info is None:
-            info = self.target.progress(job.job_id)
-            with self._lock:
-                self._files[job.job_id] = info
+            if job.job_id in self._files:
+                return self._files[job.job_id]
+        try:
+            info: JobInfo | None = self.target.progress(job.job_id)
+        except JobNotFoundError:
+            info = None
+        with self._lock:
+            self._files[job.job_id] = info
         return info
 
-    @staticmethod
-    def match(jobs: Sequence[JobInfo], record: LedgerRecord, object_url: str) -> JobInfo | None:
-        bucket_key = record.url.split("://", 1)[-1]
-        sent = urllib.parse.unquote(object_url)  # https styles percent-encode the key
-        names = {object_url, sent, urllib.parse.urlsplit(sent).path.lstrip("/"), record.url, bucket_key,
-                 bucket_key.split("/", 1)[-1]}
-        for job in jobs:
-            if job.file_name in names and job.collection in (None, record.collection):
-                return job
-        return None
+    def judge(self, rows: Sequence[LedgerRecord]) -> list[Judgement]:
+        """A verdict for each interrupted import of ``rows`` (all of one target: the ledger's owner)."""
+        if not rows:
+            return []
+        jobs = self.unknown_jobs({r.collection for r in rows})
+        mine = {r.id for r in rows}
+        others = [r for r in self.ledger.records([ObjectState.SUBMITTING, ObjectState.UNCERTAIN], own=True)
+                  if r.id not in mine]
+        return judge(rows, others, jobs, server_now=self.server_clock(), lag_s=self.lag_s,
+                     memory_s=self.memory_s)
 
 
 class Submitter:
@@ -184,6 +241,7 @@ class Submitter:
         credentials_for: Callable[[int], Credentials | None],
         object_url: Callable[[PlanItem], str],
         reconciler: Reconciler,
+        names: NameGuard,
         stop: threading.Event,
         redact: Redactor,
         preflight: Preflight | None = None,
@@ -200,12 +258,15 @@ class Submitter:
         self.credentials_for = credentials_for
         self.object_url = object_url
         self.reconciler = reconciler
+        self.names = names
         self.stop = stop
         self.redact = redact
         self.sleep: Callable[[float], object] = sleep if sleep is not None else stop.wait
         self.rng = rng
         self.fatal: FatalTargetError | None = None
         self.job_ids: list[str] = []  # jobs created or adopted by this run
+        self.unresolved: list[int] = []  # rows left `submitting` after a lost reply: looked at again
+        self.made_uncertain = 0  # rows this submitter turned `uncertain`
         self._lock = threading.Lock()
 
     def submit_all(self, items: Iterable[PlanItem], on_outcome: Callable[[PlanItem, Outcome], None]) -> None:
@@ -238,18 +299,37 @@ class Submitter:
         if self.stop.is_set():
             return Outcome.NOT_STARTED
         assert item.route is not None
-        obj = item.obj
         stopped, rows = self._check(item)
         if stopped is not None:
             return stopped
-        failures = self.ledger.begin_submission(item, rows=rows)
-        if failures is None:
-            return Outcome.NOT_STARTED  # listed twice: another submission owns it
+        key = name_key(item.route.collection, item.obj.url)
+        if not self.names.acquire(key, self.stop):
+            if self.stop.is_set():
+                return Outcome.NOT_STARTED
+            log.info("%s: waits its turn: another object the server would report under the same name is "
+                     "unresolved", item.obj.url, extra={"event": "queued", "url": item.obj.url})
+            return Outcome.QUEUED
+        outcome: Outcome | None = None
+        try:
+            outcome = self._submit(item, rows)
+            return outcome
+        finally:
+            self.names.release(key, resolved=outcome not in (None, Outcome.UNSURE))
+
+    def _submit(self, item: PlanItem, rows: int | None) -> Outcome:
+        assert item.route is not None
+        obj = item.obj
         url = self.object_url(item)
+        claim = self.ledger.begin_submission(item, rows=rows, sent_as=url,
+                                             server_at=self.reconciler.server_clock())
+        if claim is None:
+            return Outcome.NOT_STARTED  # listed twice: another submission owns it
+        destination = f"{self.ledger.owner}\0{item.route.collection}\0{item.route.partition or ''}"
         request = ImportRequest(
             object_url=url, collection=item.route.collection, partition=item.route.partition,
             credentials=self.credentials_for(item.source),
-            idempotency_key=idempotency_key(obj.url, obj.version, failures), obj=obj, source=item.source,
+            idempotency_key=idempotency_key(obj.url, obj.version, destination, claim.key_gen), obj=obj,
+            source=item.source,
         )
         attempt = 1
         while True:
@@ -257,32 +337,38 @@ class Submitter:
                 job_id = self.target.create(request)
             except FatalTargetError as exc:
                 self._fatal(exc)
-                self.ledger.refuse(obj.url, obj.version, self.redact(str(exc)), permanent=False)
+                self.ledger.refuse(claim.row, self.redact(str(exc)), permanent=False)
                 return Outcome.DEFERRED
             except PermanentError as exc:
                 message = self.redact(str(exc))
-                self.ledger.refuse(obj.url, obj.version, message, permanent=True)
+                self.ledger.refuse(claim.row, message, permanent=True)
                 log.warning("%s: refused: %s", obj.url, message,
                             extra={"event": "refused", "url": obj.url, "error": message})
                 return Outcome.FAILED
             except AmbiguousError as exc:
-                found = self._look_for_job(item, url, exc)
+                found = self._look_for_job(claim.row, exc)
                 if found is not None:
-                    return found  # adopted, or unsure: the row stays `submitting` for the next run
+                    return found  # adopted, or unsure: the row stays `submitting` for a later look
                 if attempt >= self.max_attempts or self.stop.is_set():
-                    return self._defer(item, attempt, exc)  # proven: the server has no job for it
+                    return self._defer(claim.row, obj.url, attempt, exc)  # proven: no job for it
                 self.sleep(backoff(attempt, retry_after=exc.retry_after, rng=self.rng))
             except TransientError as exc:
                 if attempt >= self.max_attempts or self.stop.is_set():
-                    return self._defer(item, attempt, exc)
+                    return self._defer(claim.row, obj.url, attempt, exc)
                 self.sleep(backoff(attempt, retry_after=exc.retry_after, rng=self.rng))
             else:
-                self.ledger.record_job(obj.url, obj.version, job_id)
-                self._created(job_id)
-                log.info("%s: job %s", obj.url, job_id,
-                         extra={"event": "submitted", "url": obj.url, "job_id": job_id})
-                return Outcome.SUBMITTED
+                return self._record(claim.row, obj.url, job_id, "job created", Outcome.SUBMITTED)
             attempt += 1
+
+    def _record(self, row: int, url: str, job_id: str, detail: str, outcome: Outcome) -> Outcome:
+        if not self.ledger.record_job(row, job_id, detail):
+            log.warning("%s: the server answered job id %s, which belongs to another object: not recorded, "
+                        "marked uncertain", url, job_id, extra={"event": "uncertain", "url": url})
+            return self._uncertain()
+        self._created(job_id)
+        log.info("%s: %s %s", url, "job" if outcome is Outcome.SUBMITTED else "adopted job", job_id,
+                 extra={"event": outcome.value, "url": url, "job_id": job_id})
+        return outcome
 
     def _check(self, item: PlanItem) -> tuple[Outcome | None, int | None]:
         """The pre-flight check, if on: an outcome when the object must not be submitted, and the
@@ -311,37 +397,56 @@ class Submitter:
         log.warning("%s: not submitted: %s", url, text, extra={"event": "invalid", "url": url, "error": text})
         return Outcome.INVALID, None
 
-    def _defer(self, item: PlanItem, attempt: int, exc: TransientError) -> Outcome:
+    def _defer(self, row: int, url: str, attempt: int, exc: TransientError) -> Outcome:
         """No job was created and retries ran out: back to pending for the next run."""
-        url = item.obj.url
         message = self.redact(f"gave up after {attempt} attempts: {exc}")
-        self.ledger.refuse(url, item.obj.version, message, permanent=False)
+        self.ledger.refuse(row, message, permanent=False)
         log.warning("%s: %s", url, message, extra={"event": "deferred", "url": url, "error": message})
         return Outcome.DEFERRED
 
-    def _look_for_job(self, item: PlanItem, url: str, exc: AmbiguousError) -> Outcome | None:
-        """After a lost reply: adopt the job if the server has it; None means retry (or give up)."""
-        obj = item.obj
-        log.info("%s: %s; looking for its job before retrying", obj.url, exc,
-                 extra={"event": "ambiguous", "url": obj.url, "error": str(exc)})
-        record = self.ledger.get(obj.url, obj.version)
+    def _look_for_job(self, row: int, exc: AmbiguousError) -> Outcome | None:
+        """After a lost reply: adopt the job if the server proves it; None means proven absent (retry);
+        otherwise the row stays ``submitting`` (unsure) for a later look, or becomes ``uncertain``."""
+        record = self.ledger.row(row)
         assert record is not None
+        url = record.url
+        log.info("%s: %s; looking for its job before retrying", url, self.redact(str(exc)),
+                 extra={"event": "ambiguous", "url": url, "error": str(exc)})
         try:
-            job = Reconciler.match(self.reconciler.unknown_jobs({record.collection}), record, url)
+            verdict = self.reconciler.judge([record])[0]
         except FatalTargetError as fatal:
             self._fatal(fatal)
-            return Outcome.UNSURE
+            return self._unsure(row)
         except TargetError as list_error:
-            log.warning("%s: cannot read the job list (%s); the next run looks again", obj.url,
-                        self.redact(str(list_error)), extra={"event": "unsure", "url": obj.url})
-            return Outcome.UNSURE
-        if job is None:
-            return None
-        self.ledger.record_job(obj.url, obj.version, job.job_id, detail="adopted after a lost reply")
-        self._created(job.job_id)
-        log.info("%s: adopted job %s", obj.url, job.job_id,
-                 extra={"event": "adopted", "url": obj.url, "job_id": job.job_id})
-        return Outcome.ADOPTED
+            log.warning("%s: cannot read the job list (%s); looked at again later", url,
+                        self.redact(str(list_error)), extra={"event": "unsure", "url": url})
+            return self._unsure(row)
+        match verdict.verdict:
+            case Verdict.ADOPT:
+                assert verdict.job is not None
+                return self._record(row, url, verdict.job.job_id, "adopted after a lost reply",
+                                    Outcome.ADOPTED)
+            case Verdict.RELEASE:
+                return None
+            case Verdict.UNCERTAIN:
+                self.ledger.mark_uncertain(row, verdict.why)
+                log.warning("%s: uncertain: %s", url, verdict.why,
+                            extra={"event": "uncertain", "url": url})
+                return self._uncertain()
+            case Verdict.WAIT:
+                log.info("%s: %s", url, verdict.why, extra={"event": "unsure", "url": url})
+                return self._unsure(row)
+        raise AssertionError(verdict)  # pragma: no cover - the match is exhaustive
+
+    def _uncertain(self) -> Outcome:
+        with self._lock:
+            self.made_uncertain += 1
+        return Outcome.UNSURE
+
+    def _unsure(self, row: int) -> Outcome:
+        with self._lock:
+            self.unresolved.append(row)
+        return Outcome.UNSURE
 
     def _created(self, job_id: str) -> None:
         with self._lock:
@@ -366,10 +471,12 @@ def refresh(
     rng: Callable[[], float] = random.random,
     concurrency: int = 4,
     on_polled: Callable[[], None] | None = None,
-) -> dict[JobState, int]:
+) -> Counter[str]:
     """Poll each submitted job once and move finished ones to completed or failed; remember the
-    progress of running ones (for stall detection). ``on_polled`` is called after each poll."""
-    counts = {state: 0 for state in JobState}
+    progress of running ones (for stall detection). A job the server no longer knows makes its row
+    ``uncertain``. Returns counts by job state, plus ``uncertain``. ``on_polled`` is called after
+    each poll."""
+    counts: Counter[str] = Counter()
     pause: Callable[[float], object] = sleep if sleep is not None else stop.wait
     lock = threading.Lock()
 
@@ -381,33 +488,41 @@ def refresh(
             info = with_retries(lambda: target.progress(job_id), max_attempts=max_attempts, sleep=pause,
                                 rng=rng, stop=stop)
         except FatalTargetError:
+            stop.set()  # every queued poll would fail alike
             raise
         except TargetError as exc:
             if isinstance(exc, JobNotFoundError):
-                ledger.mark_uncertain(record.url, record.version,
-                                      f"the server no longer knows job {job_id}: check the collection")
+                ledger.mark_uncertain(record.id, f"the server no longer knows job {job_id}: check the "
+                                                 "collection")
+                with lock:
+                    counts["uncertain"] += 1
             log.warning("%s: progress of job %s: %s", record.url, job_id, redact(str(exc)),
                         extra={"event": "poll-error", "url": record.url, "job_id": job_id})
             return
         if info.state is JobState.RUNNING:
             ledger.note_progress(job_id, info.progress)
         elif info.state is JobState.COMPLETED:
-            ledger.complete(record.url, record.version, job_id, imported_rows=info.imported_rows)
+            ledger.complete(record.id, job_id, imported_rows=info.imported_rows)
             if None not in (record.rows, info.imported_rows) and record.rows != info.imported_rows:
                 log.warning("%s: job %s imported %s rows; the file holds %s", record.url, job_id,
                             info.imported_rows, record.rows,
                             extra={"event": "row-mismatch", "url": record.url, "job_id": job_id})
         elif info.state is JobState.FAILED:
             reason = redact(f"job {job_id} failed: {info.reason or 'no reason given'}")
-            ledger.job_failed(record.url, record.version, job_id, reason)
+            ledger.job_failed(record.id, job_id, reason)
             log.warning("%s: %s", record.url, reason,
                         extra={"event": "job-failed", "url": record.url, "job_id": job_id})
         with lock:
-            counts[info.state] += 1
+            counts[info.state.value] += 1
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="poll") as pool:
-        for future in [pool.submit(poll, r) for r in records]:
-            future.result()
-            if on_polled is not None:
-                on_polled()
+        futures = [pool.submit(poll, r) for r in records]
+        try:
+            for future in futures:
+                future.result()
+                if on_polled is not None:
+                    on_polled()
+        finally:
+            for future in futures:
+                future.cancel()
     return counts

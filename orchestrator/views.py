@@ -59,7 +59,7 @@ def _group_table(overview: Overview, sources: Sequence[SourceConfig]) -> list[st
     header.append("oldest running")
     body: list[list[str]] = []
     for g in groups:
-        label = f"{g.source} {sources[g.source].url}" if g.source < len(sources) else f"{g.source} (gone)"
+        label = g.source
         row = [label, g.collection, *(_int(g.counts.get(s, 0)) for s in states), _int(g.stalled)]
         if with_rows:
             expected, imported = g.rows if g.rows is not None else (None, None)

@@ -176,7 +176,8 @@ def write_manifest(tmp_path: Path, bucket: str, fake_api: FakeImportAPI) -> Call
             "version": 1,
             "target": {**fake_api.manifest_target(), **(target or {})},
             "sources": sources or [{"url": f"s3://{bucket}/embeddings/", "collection": "articles"}],
-            "settings": {"requests_per_second": 1000, "max_attempts": 4, "min_age_s": 0, **(settings or {})},
+            "settings": {"requests_per_second": 1000, "max_attempts": 4, "min_age_s": 0, "job_list_lag_s": 0,
+                         **(settings or {})},
         }
         if fake_api.NEEDS_CREDENTIALS:
             doc["credentials"] = {"access_key": "${IMPORT_ACCESS_KEY}", "secret_key": "${IMPORT_SECRET_KEY}"}

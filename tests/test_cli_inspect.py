@@ -62,8 +62,8 @@ def test_status_table_and_json(two_collections: Path, bucket: str) -> None:
     assert re.search(r"^source\s+collection\s+submitted\s+failed\s+stalled\s+rows expected\s+rows imported"
                      r"\s+oldest running$", out, re.M)
     assert re.search(r"^total\s+4\s+1\s+0\s+15\s+-$", out, re.M)  # 5 files of 3 rows, none imported yet
-    assert re.search(rf"^0 s3://{bucket}/embeddings/\s+articles\s+2\s+1\s+0\s+9\s+-\s+\d+s$", out, re.M)
-    assert re.search(rf"^0 s3://{bucket}/embeddings/\s+authors\s+2\s+0\s+0\s+6\s+-\s+\d+s$", out, re.M)
+    assert re.search(rf"^s3://{bucket}/embeddings/\s+articles\s+2\s+1\s+0\s+9\s+-\s+\d+s$", out, re.M)
+    assert re.search(rf"^s3://{bucket}/embeddings/\s+authors\s+2\s+0\s+0\s+6\s+-\s+\d+s$", out, re.M)
     assert "last successful run: never" in out
     assert re.search(r"^  articles: job-\d+ since .* UTC \(\d+s\)  s3://.*/articles/[12]\.parquet$", out,
                      re.M)
@@ -137,7 +137,9 @@ def test_export_round_trips_in_both_formats(two_collections: Path, tmp_path: Pat
         else:
             rows = [{k: (v if v != "" else None) for k, v in r.items()}
                     for r in csv.DictReader(io.StringIO(result.stdout))]
-        back = [LedgerRecord(**{**r, "source": int(r["source"]), "attempts": int(r["attempts"]),
+        back = [LedgerRecord(**{**r, "attempts": int(r["attempts"]), "key_gen": int(r["key_gen"]),
+                                "id": int(r["id"]),
+                                "server_at": None if r["server_at"] is None else float(r["server_at"]),
                                 "rows": None if r["rows"] is None else int(r["rows"]),
                                 "imported_rows": None if r["imported_rows"] is None
                                 else int(r["imported_rows"]),
@@ -240,7 +242,7 @@ def test_a_job_with_no_progress_is_reported_stalled_not_resubmitted(
     assert re.search(r"^stalled: 1 job whose progress stood still for 1h00m or more", out, re.M)
     assert re.search(rf"^  {job}  progress 0\.5 since .* UTC \(1h00m unchanged\)  s3://{bucket}/embeddings/a\.parquet$",
                      out, re.M)
-    assert re.search(r"^0 s3://\S+\s+articles\s+1\s+1\s+3\s+-\s+\S+$", out, re.M)  # submitted, stalled
+    assert re.search(r"^s3://\S+\s+articles\s+1\s+1\s+3\s+-\s+\S+$", out, re.M)  # submitted, stalled
     shown = invoke("show", str(manifest.path), f"s3://{bucket}/embeddings/a.parquet").stdout
     assert "STALLED (settings.stall_after_s)" in shown
     assert json.loads(invoke("status", str(manifest.path), "--json").stdout)["stalled"][0]["job_id"] == job

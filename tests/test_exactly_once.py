@@ -118,7 +118,8 @@ def test_failed_jobs_are_resubmitted_until_the_limit_then_rearmed_by_retry(
     manifest = write_manifest(settings={"max_job_failures": 2})
     invoke("run", str(manifest))
     second = invoke("run", str(manifest))  # refreshes: bad failed once -> retried
-    assert "jobs_failed=1" in second.stdout and second.exit_code == 0
+    # a job found failed while refreshing is a failure of this run, as one found while waiting is
+    assert "jobs_failed=1" in second.stdout and second.exit_code == 1
     plan = invoke("plan", str(manifest))
     assert "skip" in plan.stdout  # both have jobs now
     third = invoke("run", str(manifest))  # bad failed twice: the limit
@@ -126,7 +127,9 @@ def test_failed_jobs_are_resubmitted_until_the_limit_then_rearmed_by_retry(
     plan = invoke("plan", str(manifest))
     assert "failed 2 times, the limit: job " in plan.stdout and "type mis-match" in plan.stdout
     assert len(fake_api.jobs_for(urls[1])) == 2
-    assert invoke("run", str(manifest)).stdout.startswith("summary: submitted=0 ")
+    held = invoke("run", str(manifest))  # out of failures: held for a person, and every run says so
+    assert held.stdout.startswith("summary: submitted=0 ") and "held=1" in held.stdout
+    assert held.exit_code == 1
     rearm = invoke("retry", str(manifest), "--url", "*/bad.parquet")
     assert rearm.exit_code == 0 and "re-armed 1 object" in rearm.stdout
     assert "submitted=1" in invoke("run", str(manifest)).stdout
@@ -286,7 +289,10 @@ def test_unknowable_interrupted_call_becomes_uncertain_until_rearmed(
     die_between_job_and_reply(fake_api, manifest)
     fake_api.list_enabled = False  # the server cannot say whether the job exists
     rerun = invoke("run", str(manifest))
-    assert "unsure=1" in rerun.stdout and rerun.exit_code == 0
+    # a row turned uncertain is trouble a cron job must report: exit 1, and every run after it too
+    assert "unsure=1" in rerun.stdout and rerun.exit_code == 1
+    again = invoke("run", str(manifest))
+    assert "held=1" in again.stdout and again.exit_code == 1
     assert [r.state.value for r in rows(manifest)] == ["uncertain"]
     assert len(fake_api.jobs) == 1  # not resubmitted
     assert "retry --uncertain" in invoke("plan", str(manifest)).stdout

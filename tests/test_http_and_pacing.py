@@ -125,25 +125,11 @@ def test_with_retries_stops_at_max_attempts() -> None:
 def test_redactor_and_idempotency_key() -> None:
     redact = Redactor([Secret("supersecretvalue"), Secret("x")])
     assert redact("got supersecretvalue back") == "got *** back"
-    a = idempotency_key("s3://b/k", "e1", 0)
-    assert a == idempotency_key("s3://b/k", "e1", 0) and a != idempotency_key("s3://b/k", "e1", 1)
+    a = idempotency_key("s3://b/k", "e1", "t\0c\0", 0)
+    assert a == idempotency_key("s3://b/k", "e1", "t\0c\0", 0)
+    assert a != idempotency_key("s3://b/k", "e1", "t\0c\0", 1)  # after a failure or a re-arm
+    assert a != idempotency_key("s3://b/k", "e1", "t\0other\0", 0)  # another destination
     assert len(a) <= 256 and a.isascii()
-
-
-def test_reconciler_matches_the_file_name_whatever_url_style_was_sent() -> None:
-    from orchestrator.models import JobInfo, JobState, LedgerRecord, ObjectState
-    from orchestrator.submit import Reconciler
-
-    record = LedgerRecord("s3://lake/a b/1+1.parquet", "e", 0, "c", None, ObjectState.SUBMITTING, None, 1, 0,
-                          None, 1, 0.0)
-    sent = "https://lake.s3.us-east-1.amazonaws.com/a%20b/1%2B1.parquet"
-    for name in ("a b/1+1.parquet", "lake/a b/1+1.parquet", sent, "s3://lake/a b/1+1.parquet"):
-        job = JobInfo("j", JobState.RUNNING, collection="c", file_name=name)
-        assert Reconciler.match([job], record, sent) is job
-    other = JobInfo("k", JobState.RUNNING, collection="c", file_name="a b/2.parquet")
-    assert Reconciler.match([other], record, sent) is None
-    wrong_collection = JobInfo("m", JobState.RUNNING, collection="d", file_name="a b/1+1.parquet")
-    assert Reconciler.match([wrong_collection], record, sent) is None
 
 
 def test_every_log_line_is_redacted_while_a_manifest_is_in_use(tmp_path: Any) -> None:

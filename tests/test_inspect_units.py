@@ -34,8 +34,9 @@ def test_progress_changes_reset_the_stall_clock(tmp_path: Path) -> None:
     clock = Clock()
     with Ledger(tmp_path / "l.sqlite", clock=clock) as ledger:
         for n in (1, 2):
-            ledger.begin_submission(item(n))
-            ledger.record_job(f"s3://b/k{n}", "e1", f"job-{n}")
+            claim = ledger.begin_submission(item(n))
+            assert claim is not None
+            ledger.record_job(claim.row, f"job-{n}")
         ledger.note_progress("job-1", 10.0)
         ledger.note_progress("job-2", None)
         clock.now = 1000.0 + 1800
@@ -51,28 +52,31 @@ def test_progress_changes_reset_the_stall_clock(tmp_path: Path) -> None:
         assert [r.job_id for r, _ in ledger.stalled(1800)] == ["job-2"]
         moved = JobProgress("job-1", 20.0, 4000.0, 4000.0)
         assert ledger.job_progress(["job-1", "job-9"]) == {"job-1": moved}
-        ledger.complete("s3://b/k2", "e1", "job-2")  # only running jobs can be stalled
+        ledger.complete(2, "job-2")  # only running jobs can be stalled
         assert ledger.stalled(0) == [(ledger.get("s3://b/k1", "e1"), moved)]
 
 
 def test_aggregates_by_source_and_collection(tmp_path: Path) -> None:
     clock = Clock()
-    with Ledger(tmp_path / "l.sqlite", clock=clock) as ledger:
+    a, b = "s3://lake-a/", "gs://lake-b/"
+    with Ledger(tmp_path / "l.sqlite", clock=clock, sources=[a, b]) as ledger:
         for n, coll, source in ((1, "a", 0), (2, "a", 0), (3, "b", 1), (4, "b", 1)):
             clock.now += 10
-            ledger.begin_submission(item(n, coll, source))
-            ledger.record_job(f"s3://b/k{n}", "e1", f"job-{n}")
-        ledger.job_failed("s3://b/k4", "e1", "job-4", "bad file")
-        assert ledger.group_counts() == [(0, "a", "submitted", 2), (1, "b", "failed", 1),
-                                         (1, "b", "submitted", 1)]
+            claim = ledger.begin_submission(item(n, coll, source))
+            assert claim is not None
+            ledger.record_job(claim.row, f"job-{n}")
+        ledger.job_failed(4, "job-4", "bad file")
+        assert ledger.group_counts() == [(b, "b", "failed", 1), (b, "b", "submitted", 1),
+                                         (a, "a", "submitted", 2)]
         oldest = ledger.oldest_submitted()
-        assert {k: r.job_id for k, r in oldest.items()} == {(0, "a"): "job-1", (1, "b"): "job-3"}
+        assert {k: r.job_id for k, r in oldest.items()} == {(a, "a"): "job-1", (b, "b"): "job-3"}
         assert ledger.failing(10) == (1, [ledger.get("s3://b/k4", "e1")])
-        assert ledger.row_totals() == {(0, "a"): (None, None), (1, "b"): (None, None)}  # no pre-flight here
-        ledger.begin_submission(item(5, "a", 0), rows=7)
-        ledger.record_job("s3://b/k5", "e1", "job-5")
-        ledger.complete("s3://b/k5", "e1", "job-5", imported_rows=6)
-        assert ledger.row_totals()[(0, "a")] == (7, 6)
+        assert ledger.row_totals() == {(a, "a"): (None, None), (b, "b"): (None, None)}  # no pre-flight here
+        claim = ledger.begin_submission(item(5, "a", 0), rows=7)
+        assert claim is not None
+        ledger.record_job(claim.row, "job-5")
+        ledger.complete(claim.row, "job-5", imported_rows=6)
+        assert ledger.row_totals()[(a, "a")] == (7, 6)
         assert ledger.last_success() is None
         ledger.note_success()
         assert ledger.last_success() == clock.now

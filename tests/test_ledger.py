@@ -19,9 +19,10 @@ def item(n: int = 1, version: str = "e1") -> PlanItem:
 
 def test_happy_path_and_history(tmp_path: Path) -> None:
     with Ledger(tmp_path / "l.sqlite", clock=lambda: 100.0) as ledger:
-        assert ledger.begin_submission(item()) == 0
-        ledger.record_job("s3://b/k1", "e1", "job-1")
-        ledger.complete("s3://b/k1", "e1", "job-1")
+        claim = ledger.begin_submission(item())
+        assert claim is not None and claim.failures == 0
+        ledger.record_job(claim.row, "job-1")
+        ledger.complete(claim.row, "job-1")
         rec = ledger.get("s3://b/k1", "e1")
         assert rec is not None
         assert (rec.state, rec.job_id, rec.attempts) == (ObjectState.COMPLETED, "job-1", 1)
@@ -34,12 +35,13 @@ def test_happy_path_and_history(tmp_path: Path) -> None:
 def test_impossible_moves_are_refused(tmp_path: Path) -> None:
     with Ledger(tmp_path / "l.sqlite") as ledger:
         with pytest.raises(LedgerError, match="cannot move to submitted from no row"):
-            ledger.record_job("s3://b/k1", "e1", "job-1")
-        ledger.begin_submission(item())
-        ledger.record_job("s3://b/k1", "e1", "job-1")
-        ledger.complete("s3://b/k1", "e1", "job-1")
+            ledger.record_job(1, "job-1")
+        claim = ledger.begin_submission(item())
+        assert claim is not None
+        ledger.record_job(claim.row, "job-1")
+        ledger.complete(claim.row, "job-1")
         with pytest.raises(LedgerError, match="cannot move to completed from completed"):
-            ledger.complete("s3://b/k1", "e1", "job-1")
+            ledger.complete(claim.row, "job-1")
         # an object that has (or may have) a job is never taken again
         assert ledger.begin_submission(item()) is None
 
@@ -47,8 +49,9 @@ def test_impossible_moves_are_refused(tmp_path: Path) -> None:
 def test_failures_count_and_rearm(tmp_path: Path) -> None:
     with Ledger(tmp_path / "l.sqlite") as ledger:
         for n in (1, 2):
-            ledger.begin_submission(item(n))
-            ledger.refuse(f"s3://b/k{n}", "e1", "code 90001: no collection", permanent=True)
+            claim = ledger.begin_submission(item(n))
+            assert claim is not None
+            ledger.refuse(claim.row, "code 90001: no collection", permanent=True)
         assert ledger.get("s3://b/k1", "e1").failures == 1  # type: ignore[union-attr]
         assert ledger.rearm(url_glob="s3://b/k2") == 1
         assert ledger.get("s3://b/k2", "e1").state is ObjectState.PENDING  # type: ignore[union-attr]
@@ -80,9 +83,11 @@ def test_a_foreign_sqlite_file_is_refused(tmp_path: Path) -> None:
 
 def test_failed_objects_can_be_taken_again_and_keep_their_failures(tmp_path: Path) -> None:
     with Ledger(tmp_path / "l.sqlite") as ledger:
-        ledger.begin_submission(item())
-        ledger.refuse("s3://b/k1", "e1", "code 90001", permanent=True)
-        assert ledger.begin_submission(item()) == 1
+        claim = ledger.begin_submission(item())
+        assert claim is not None
+        ledger.refuse(claim.row, "code 90001", permanent=True)
+        again = ledger.begin_submission(item())
+        assert again is not None and (again.row, again.failures, again.key_gen) == (claim.row, 1, 1)
         rec = ledger.get("s3://b/k1", "e1")
         assert rec is not None and (rec.state, rec.attempts) == (ObjectState.SUBMITTING, 2)
 
@@ -94,10 +99,11 @@ def test_concurrent_transitions_all_commit_and_an_impossible_one_fails_alone(tmp
     with Ledger(tmp_path / "l.sqlite") as ledger:
         def work(worker: int) -> None:
             for n in range(worker * 40, worker * 40 + 40):
-                ledger.begin_submission(item(n))
-                ledger.record_job(f"s3://b/k{n}", "e1", f"job-{n}")
+                claim = ledger.begin_submission(item(n))
+                assert claim is not None
+                ledger.record_job(claim.row, f"job-{n}")
                 try:  # an impossible move, in the middle of other threads' batches
-                    ledger.complete(f"s3://b/nothing{n}", "e1", "job-x")
+                    ledger.complete(100_000 + n, "job-x")
                 except LedgerError as exc:
                     errors.append(str(exc))
 

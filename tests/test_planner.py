@@ -39,7 +39,8 @@ def test_new_object_is_submitted() -> None:
     (ObjectState.COMPLETED, Action.SKIP, "already imported (job j1)"),
     (ObjectState.SUBMITTED, Action.SKIP, "import running (job j1)"),
     (ObjectState.SUBMITTING, Action.RECONCILE, "look for its job"),
-    (ObjectState.UNCERTAIN, Action.SKIP, "retry --uncertain"),
+    (ObjectState.UNCERTAIN, Action.HOLD, "retry --uncertain"),
+    (ObjectState.INVALID, Action.HOLD, "retry"),
     (ObjectState.PENDING, Action.SUBMIT, "not submitted yet"),
 ])
 def test_history_decides(state: ObjectState, action: Action, words: str) -> None:
@@ -51,7 +52,7 @@ def test_failed_objects_are_retried_until_the_limit() -> None:
     retry = decide(obj(), SOURCE, [rec(ObjectState.FAILED, failures=2)], SETTINGS)
     assert retry.action is Action.RETRY and "failed 2 of 3" in retry.reason and "boom" in retry.reason
     stuck = decide(obj(), SOURCE, [rec(ObjectState.FAILED, failures=3)], SETTINGS)
-    assert stuck.action is Action.SKIP and "orchestrator retry" in stuck.reason
+    assert stuck.action is Action.HOLD and "orchestrator retry" in stuck.reason
 
 
 def test_changed_object_follows_on_change() -> None:

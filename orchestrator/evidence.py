@@ -1,0 +1,157 @@
+"""Which import a server-side job belongs to, proven from evidence, never guessed. Pure.
+
+A server reports a job's file by name only (``a/1.parquet``, sometimes with its bucket or host, in
+the form it was sent: percent-encoded for https URLs). That name does not say which bucket, and two
+keys can look alike once decoded. So:
+
+* :func:`name_key` is what a server could confuse: the key below the bucket, percent-decoded (``+`` as
+  a space), NFC-normalised, with the collection. The submitter never has two unresolved create calls
+  with one name key in flight: the second waits its turn.
+* :func:`reported_names` are the exact forms a server may report for an object as it was sent.
+* :func:`judge` gives each interrupted import a verdict: adopt a job only when it is the one job that
+  matches the import and no other unresolved import could have made it; otherwise ``uncertain``. No
+  job at all proves nothing until the server's list has had time to show it (``lag_s``), and proves
+  nothing either once the server may have forgotten it (``memory_s``). Ages are measured on the
+  server's own clock (:class:`ServerClock`), never by comparing two machines' clocks.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import threading
+import time
+import unicodedata
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+from urllib.parse import unquote_plus
+
+from .models import JobInfo, LedgerRecord
+
+
+def name_key(collection: str, url: str) -> tuple[str, str]:
+    """What a server could report alike for two objects: the collection, and the key below the bucket
+    decoded as loosely as any server might decode it."""
+    rest = url.split("://", 1)[-1]
+    key = rest.split("/", 1)[1] if "/" in rest else rest
+    return collection, unicodedata.normalize("NFC", unquote_plus(key))
+
+
+def reported_names(sent: str, bucket: str) -> frozenset[str]:
+    """Every exact form a server may report for an object named ``sent`` in its create call: the
+    whole, the part after the scheme, the path after the host, and the path after the bucket."""
+    if "://" not in sent:  # a key in the server's own bucket (Milvus)
+        return frozenset({sent, sent.lstrip("/")})
+    rest = sent.split("://", 1)[1]
+    path = rest.partition("/")[2]
+    names = {sent, rest, path}
+    if bucket and path.startswith(bucket + "/"):
+        names.add(path[len(bucket) + 1:])
+    return frozenset(names)
+
+
+class Verdict(enum.StrEnum):
+    ADOPT = "adopt"  # the one job that is this import's, proven
+    RELEASE = "release"  # proven: the server has no job for it
+    WAIT = "wait"  # no job listed yet, but the list may lag: look again later
+    UNCERTAIN = "uncertain"  # the server's answer cannot prove either way: for a person
+
+
+class Judgement(NamedTuple):
+    record: LedgerRecord
+    verdict: Verdict
+    job: JobInfo | None
+    why: str
+
+
+def _names(record: LedgerRecord) -> frozenset[str]:
+    bucket = record.url.split("://", 1)[-1].split("/", 1)[0]
+    return reported_names(record.sent_as or record.url, bucket)
+
+
+def judge(rows: Sequence[LedgerRecord], others: Sequence[LedgerRecord], jobs: Sequence[JobInfo], *,
+          server_now: float | None, lag_s: float, memory_s: float) -> list[Judgement]:
+    """A verdict for each of ``rows`` (imports whose create call's outcome is unknown), given the jobs
+    the server lists that no ledger row owns. ``others`` are the other unresolved imports that could
+    have made one of those jobs."""
+    everyone = [*rows, *others]
+    names = {r.id: _names(r) for r in everyone}
+    claimants: dict[str, list[LedgerRecord]] = {}
+    for job in jobs:
+        if job.file_name is None:
+            continue
+        claimants[job.job_id] = [r for r in everyone if job.file_name in names[r.id]
+                                 and job.collection in (None, r.collection)]
+    out = []
+    for row in rows:
+        matches = [j for j in jobs if any(c.id == row.id for c in claimants.get(j.job_id, ()))]
+        if len(matches) == 1 and len(claimants[matches[0].job_id]) == 1:
+            out.append(Judgement(row, Verdict.ADOPT, matches[0], f"job {matches[0].job_id} names it"))
+        elif len(matches) > 1:
+            ids = ", ".join(j.job_id for j in matches[:5])
+            out.append(Judgement(row, Verdict.UNCERTAIN, None,
+                                 f"several jobs the ledger does not know name this object ({ids}): "
+                                 "which one it made cannot be proven; check the collection"))
+        elif matches:
+            rivals = ", ".join(c.url for c in claimants[matches[0].job_id] if c.id != row.id)
+            out.append(Judgement(row, Verdict.UNCERTAIN, None,
+                                 f"job {matches[0].job_id} may be this object's or {rivals}'s (the server "
+                                 "reports the same name): cannot be proven; check the collection"))
+        else:
+            out.append(_absent(row, server_now, lag_s, memory_s))
+    return out
+
+
+def _absent(row: LedgerRecord, server_now: float | None, lag_s: float, memory_s: float) -> Judgement:
+    """No job names the object: proof of absence only between the list's lag and the server's memory."""
+    if row.server_at is None or server_now is None:
+        if lag_s <= 0 and memory_s == float("inf"):
+            return Judgement(row, Verdict.RELEASE, None, "the server has no job for it")
+        return Judgement(row, Verdict.UNCERTAIN, None,
+                         "no job names it, and when its create call was made is unknown on the server's "
+                         "clock (the server may have forgotten the job): check the collection")
+    age = server_now - row.server_at
+    if age < (lag_s + 1 if lag_s > 0 else -1):  # the server's Date has a resolution of one second
+        return Judgement(row, Verdict.WAIT, None,
+                         f"no job names it yet; the job list may lag up to {lag_s:g}s "
+                         "(settings.job_list_lag_s): looked again later")
+    if age > memory_s:
+        return Judgement(row, Verdict.UNCERTAIN, None,
+                         f"interrupted {age / 3600:.1f} h ago by the server's clock, longer than the "
+                         "server remembers finished jobs: check the collection")
+    return Judgement(row, Verdict.RELEASE, None, "the server has no job for it")
+
+
+class ServerClock:
+    """The import server's time, from the ``Date`` header of its latest reply, carried forward by this
+    process's monotonic clock. Two machines' wall clocks are never compared: ages of interrupted
+    calls are differences of two server times."""
+
+    def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic = monotonic
+        self._base: tuple[float, float] | None = None
+        self._lock = threading.Lock()
+
+    def observe(self, date: str | None) -> None:
+        if not date:
+            return
+        try:
+            at = email.utils.parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return
+        with self._lock:
+            self._base = (at, self._monotonic())
+
+    def now(self) -> float | None:
+        with self._lock:
+            if self._base is None:
+                return None
+            at, seen = self._base
+        return at + (self._monotonic() - seen)
+
+
+class LocalClock:
+    """For a target that runs in this process (Milvus Lite): the server's clock is this machine's."""
+
+    def now(self) -> float | None:
+        return time.time()
