@@ -445,8 +445,7 @@ def run(
         try:
             report.refreshed.update(_refresh(target, ledger, manifest, stop, redact, backoff, on_jobs))
             adopted: list[str] = []
-            waiting: list[int] = []
-            report.reconciled.update(reconcile(reconciler, ledger, redact, adopted=adopted, waiting=waiting))
+            report.reconciled.update(reconcile(reconciler, ledger, redact, adopted=adopted))
             submitter = Submitter(
                 target, ledger, concurrency=settings.concurrency, max_attempts=settings.max_attempts,
                 credentials_for=lambda i: manifest.credentials_for(manifest.sources[i]),
@@ -481,10 +480,11 @@ def run(
             made_uncertain[0] = submitter.made_uncertain
             if submitter.fatal is not None:
                 raise submitter.fatal
-            second = [*waiting, *submitter.unresolved]
-            if second and not stop.is_set():
-                report.reconciled.update(look_again(reconciler, ledger, redact, second, pause=pause,
-                                                    adopted=adopted))
+            if submitter.unresolved and not stop.is_set():  # this run's lost replies: a second look
+                looked = look_again(reconciler, ledger, redact, submitter.unresolved, pause=pause,
+                                    adopted=adopted)
+                report.reconciled.update(looked)
+                report.outcomes[Outcome.DEFERRED] += looked["released"]  # no job: the next run submits
             if options.wait and not stop.is_set():
                 report.waited.update(_wait(target, ledger, manifest, {*adopted, *submitter.job_ids}, stop,
                                            redact, pause, options.poll_interval_s, backoff, on_jobs))
@@ -551,13 +551,13 @@ def _refresh(target: Target, ledger: Ledger, manifest: Manifest, stop: threading
                    concurrency=manifest.settings.concurrency, on_polled=polled_one)
 
 
-def reconcile(reconciler: Reconciler, ledger: Ledger, redact: Redactor, *, adopted: list[str],
-              waiting: list[int]) -> Counter[str]:
+def reconcile(reconciler: Reconciler, ledger: Ledger, redact: Redactor, *,
+              adopted: list[str]) -> Counter[str]:
     """Resolve every ``submitting`` row of this target left by a run that died mid-call: adopt its job
-    when the server proves it, prove there is none (back to pending), leave it for a later look while
-    the job list may still lag (``waiting``), or mark it ``uncertain`` when the server cannot tell."""
+    when the server proves it, prove there is none (back to pending), leave it for the next run while
+    the job list may still lag, or mark it ``uncertain`` when the server cannot tell."""
     rows = list(ledger.records([ObjectState.SUBMITTING], own=True))
-    return _settle(reconciler, ledger, redact, rows, adopted=adopted, waiting=waiting,
+    return _settle(reconciler, ledger, redact, rows, adopted=adopted,
                    detail="adopted after an interrupted run")
 
 
@@ -572,12 +572,11 @@ def look_again(reconciler: Reconciler, ledger: Ledger, redact: Redactor, row_ids
         log.info("waiting %.0f s for the job list to show %d job(s) whose reply was lost", delay, len(rows),
                  extra={"event": "waiting"})
         pause(delay)
-    return _settle(reconciler, ledger, redact, rows, adopted=adopted, waiting=[],
-                   detail="adopted after a lost reply")
+    return _settle(reconciler, ledger, redact, rows, adopted=adopted, detail="adopted after a lost reply")
 
 
 def _settle(reconciler: Reconciler, ledger: Ledger, redact: Redactor, rows: list[LedgerRecord], *,
-            adopted: list[str], waiting: list[int], detail: str) -> Counter[str]:
+            adopted: list[str], detail: str) -> Counter[str]:
     counts: Counter[str] = Counter()
     if not rows:
         return counts
@@ -589,7 +588,6 @@ def _settle(reconciler: Reconciler, ledger: Ledger, redact: Redactor, rows: list
         log.warning("cannot read the job list (%s): %d interrupted object(s) wait for the next run",
                     redact(str(exc)), len(rows), extra={"event": "unsure"})
         counts["unsure"] += len(rows)
-        waiting.extend(r.id for r in rows)
         return counts
     except TargetError as exc:  # this server cannot tell
         for row in rows:
@@ -614,7 +612,6 @@ def _settle(reconciler: Reconciler, ledger: Ledger, redact: Redactor, rows: list
             ledger.release(row.id, f"interrupted: {why}")
             counts["released"] += 1
         else:
-            waiting.append(row.id)
             counts["unsure"] += 1
     return counts
 

@@ -126,6 +126,10 @@ class Ledger:
         self._queue: list[_Op[Any]] = []
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists() and (links := os.stat(path).st_nlink) > 1:
+                raise LedgerError(f"{path}: the ledger file has {links} hard links; SQLite keeps one file "
+                                  "consistent only under one name (its -wal and -shm files go by the name): "
+                                  "remove the extra links (a symlink is fine)")
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -273,14 +277,16 @@ class Ledger:
             last = rows[-1][0]
 
     def known_job_ids(self, job_ids: Sequence[str]) -> set[str]:
-        """Which of ``job_ids`` this ledger has ever recorded, replaced (failed) ones included."""
+        """Which of ``job_ids`` this ledger has ever recorded for the owner's target (job ids are unique
+        per server, not across them), replaced (failed) ones included."""
         found: set[str] = set()
         with self._lock:
             for start in range(0, len(job_ids), _CHUNK):
                 chunk = job_ids[start:start + _CHUNK]
                 found.update(str(r[0]) for r in self._db.execute(
-                    f"SELECT DISTINCT job_id FROM events WHERE job_id IN ({','.join('?' * len(chunk))})",
-                    chunk))
+                    "SELECT DISTINCT e.job_id FROM events e JOIN objects o ON o.id = e.object_id "
+                    f"WHERE e.job_id IN ({','.join('?' * len(chunk))}) AND o.target = ?",
+                    (*chunk, self.owner)))
         return found
 
     def get(self, url: str, version: str) -> LedgerRecord | None:
@@ -469,12 +475,14 @@ class Ledger:
     def record_job(self, row: int, job_id: str, detail: str = "job created") -> bool:
         """submitting (or uncertain) -> submitted, the moment the job id is known.
 
-        A job belongs to one import: when another row already recorded ``job_id`` (a server that
-        answers one id for two objects breaks the protocol), nothing is recorded, the row becomes
-        ``uncertain`` and False is returned."""
+        A job belongs to one import: when another row of the same target already recorded ``job_id``
+        (a server that answers one id for two objects breaks the protocol), nothing is recorded, the
+        row becomes ``uncertain`` and False is returned."""
         def body() -> bool:
-            other = self._db.execute("SELECT object_id FROM events WHERE job_id=? AND object_id<>? LIMIT 1",
-                                     (job_id, row)).fetchone()
+            other = self._db.execute(
+                "SELECT e.object_id FROM events e JOIN objects o ON o.id = e.object_id WHERE e.job_id=? "
+                "AND e.object_id<>? AND o.target=(SELECT target FROM objects WHERE id=?) LIMIT 1",
+                (job_id, row, row)).fetchone()
             if other is not None:
                 why = (f"the server answered job id {job_id}, which already belongs to another object: "
                        "not recorded; check the cluster")

@@ -165,6 +165,13 @@ class FakeImportAPI:
         """The object URL of every create call received, in order (whatever the API's spelling)."""
         return [self.url_of(r.body) for r in self.creates()]
 
+    def add_job(self, object_url: str, collection: str) -> Job:
+        """A job as if a create call had made it (its reply never reached anyone)."""
+        with self._lock:
+            job_id = self.new_job_id(next(self._ids))
+            self.jobs[job_id] = Job(job_id, collection, object_url, self.clock(), None, "", None)
+            return self.jobs[job_id]
+
     def phase(self, job: Job) -> str:
         """``running``, ``completed`` or ``failed``, by the fake's clock."""
         if job.fail_reason is not None:
