@@ -29,19 +29,25 @@ from .checks import Preflight
 from .errors import (
     FatalTargetError,
     ManifestError,
+    OrchestratorError,
     OutputError,
     SourceError,
-    TargetError,
-    TransientError,
     UnknownObjectError,
 )
-from .evidence import LocalClock, ServerClock, Verdict, name_key
+from .evidence import LocalClock, ServerClock, name_key
+from .jobs import Drain, OnFinished, Reconciler, Window, look_again, reconcile, refresh
 from .ledger import Ledger
 from .manifest import Manifest, Settings, SourceConfig, TargetConfig, load
 from .models import Action, JobProgress, JobState, LedgerRecord, ObjectState, PlanItem, Secret, StoredObject
+from .models import Outcome as Outcome
+from .pacing import RateLimiter
+from .redact import Redactor
+from .run import RunOptions as RunOptions
+from .run import RunReport as RunReport
+from .run import RunState
 from .sources.base import Listed, Source, judged
 from .sources.registry import make_source
-from .submit import NameGuard, Outcome, RateLimiter, Reconciler, Redactor, Submitter, refresh
+from .submit import NameGuard, Submitter
 from .targets.base import ObjectReader, Target
 from .targets.milvus import MilvusTarget
 from .targets.zilliz_v1 import ZillizV1Target
@@ -52,6 +58,9 @@ BATCH = 500
 JOB_MEMORY_S = 3 * 3600  # how long servers remember finished jobs (Milvus: about 3 hours)
 # The targets that run in this process: their job list never lags and never forgets.
 IN_PROCESS = frozenset({"milvus-lite"})
+# How many unfinished jobs a manifest keeps on a server unless settings.max_jobs_in_flight says:
+# Zilliz Cloud holds fewer than 10,000 per collection; Milvus 1,024 in all, shared with everyone.
+WINDOW = {"zilliz-v1": 1000, "zilliz-v2": 1000, "milvus": 256, "milvus-lite": 1_000_000}
 
 
 def validate(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest:
@@ -323,75 +332,6 @@ def check(manifest: Manifest, *, deep: bool = False,
 
 # -- run ------------------------------------------------------------------------------------------
 
-@dataclass
-class RunReport:
-    planned: Counter[str] = field(default_factory=Counter)
-    retries: int = 0  # calls repeated after a transient error (429, 5xx, busy, lost reply)
-    stalled: int = 0  # running jobs whose progress stood still for settings.stall_after_s
-    outcomes: Counter[str] = field(default_factory=Counter)
-    refreshed: Counter[str] = field(default_factory=Counter)
-    reconciled: Counter[str] = field(default_factory=Counter)
-    waited: Counter[str] = field(default_factory=Counter)
-    source_errors: list[str] = field(default_factory=list)
-    source_warnings: list[str] = field(default_factory=list)
-    fatal: str | None = None
-    interrupted: int | None = None
-    unresolved: int = 0  # imports left `submitting` at the end: their job is looked for next run
-    made_uncertain: int = 0  # imports this run turned `uncertain`: held for a person
-
-    @property
-    def failed(self) -> int:
-        """Objects refused, and jobs seen failing (while refreshing or waiting)."""
-        return self.outcomes[Outcome.FAILED] + self.refreshed[JobState.FAILED] + self.waited[JobState.FAILED]
-
-    @property
-    def unsure(self) -> int:
-        """Imports whose outcome this run could not settle: left ``submitting`` or made ``uncertain``."""
-        return self.unresolved + self.made_uncertain
-
-    @property
-    def nothing_new(self) -> bool:
-        """No listed object needed an import: each was imported before, or is importing."""
-        return not any(self.planned[a] for a in (Action.SUBMIT, Action.RETRY, Action.RECONCILE, Action.HOLD))
-
-    def exit_code(self) -> int:
-        if self.interrupted is not None:
-            return 128 + self.interrupted
-        if self.fatal or self.source_errors or self.failed or self.unsure or self.planned[Action.HOLD] \
-                or self.outcomes[Outcome.DEFERRED] or self.outcomes[Outcome.INVALID]:
-            return 1
-        return 0
-
-    def summary(self) -> str:
-        o, p = self.outcomes, self.planned
-        fields = {
-            "submitted": o[Outcome.SUBMITTED],
-            "adopted": o[Outcome.ADOPTED] + self.reconciled["adopted"],
-            "failed": o[Outcome.FAILED],
-            "invalid": o[Outcome.INVALID],
-            "deferred": o[Outcome.DEFERRED],
-            "queued": o[Outcome.QUEUED],
-            "unsure": self.unsure,
-            "held": p[Action.HOLD],
-            "skipped": p[Action.SKIP],
-            "changed": p[Action.CHANGED],
-            "jobs_completed": self.refreshed[JobState.COMPLETED] + self.waited[JobState.COMPLETED],
-            "jobs_failed": self.refreshed[JobState.FAILED] + self.waited[JobState.FAILED],
-            "jobs_stalled": self.stalled,
-            "source_errors": len(self.source_errors),
-        }
-        return "summary: " + " ".join(f"{k}={v}" for k, v in fields.items()) + f" exit={self.exit_code()}"
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunOptions:
-    wait: bool = False
-    max_submissions: int | None = None
-    wait_lock_s: float = 0.0
-    poll_interval_s: float = 5.0
-    deep: bool = False  # the pre-flight check also reads each file's first row group
-
-
 def make_reconciler(manifest: Manifest, target: Target, ledger: Ledger, server_clock: ServerClock, *,
                     stop: threading.Event, sleep: Callable[[float], object]) -> Reconciler:
     """The reconciler with the evidence rules of this target: an in-process target's list neither lags
@@ -407,7 +347,7 @@ def make_reconciler(manifest: Manifest, target: Target, ledger: Ledger, server_c
 
 def run(
     manifest: Manifest,
-    options: RunOptions = RunOptions(),
+    options: RunOptions | None = None,
     *,
     stop: threading.Event | None = None,
     source_factory: SourceFactory = make_source,
@@ -418,22 +358,22 @@ def run(
     on_jobs: JobsHook | None = None,
     clock: Callable[[], float] = time.time,
 ) -> RunReport:
-    """Refresh known jobs, reconcile interrupted calls, then list, plan, submit and record.
+    """Refresh known jobs, reconcile interrupted calls, then list, plan, submit and record; with
+    ``options.wait``, keep submitting as jobs end until every planned object's job has ended.
 
     Hooks for progress displays: ``on_item`` sees every planned object, ``on_outcome`` every
     submission, ``on_jobs(phase, done, total)`` the job polls (phase ``refreshing`` or ``waiting``).
     """
-    stop = stop if stop is not None else threading.Event()
+    options = options if options is not None else RunOptions()
+    state = RunState(stop)
+    stop = state.stop
+    report = state.report
     pause: Callable[[float], object] = sleep if sleep is not None else stop.wait
     settings = manifest.settings
-    report = RunReport()
-    retry_lock = threading.Lock()
     server_clock = ServerClock()
-    made_uncertain = [0]
 
     def backoff(seconds: float) -> object:  # every pause before a retried call goes through here
-        with retry_lock:
-            report.retries += 1
+        state.retried()
         return pause(seconds)
 
     with redacting(manifest) as redact, \
@@ -442,16 +382,31 @@ def run(
         reader = make_reader(manifest, source_factory)
         target = target_factory(manifest, client, reader)
         reconciler = make_reconciler(manifest, target, ledger, server_clock, stop=stop, sleep=backoff)
+
+        def poll(on_finished: OnFinished | None = None, hook: JobsHook | None = None) -> Counter[str]:
+            return _refresh(target, ledger, manifest, stop, redact, backoff, hook, on_finished)
+
+        drain: Drain | None = None
         try:
-            report.refreshed.update(_refresh(target, ledger, manifest, stop, redact, backoff, on_jobs))
+            report.refreshed.update(poll(hook=on_jobs))
             adopted: list[str] = []
             report.reconciled.update(reconcile(reconciler, ledger, redact, adopted=adopted))
+            window = Window(settings.max_jobs_in_flight or WINDOW[manifest.target.type], stop=stop,
+                            in_use=ledger.count(ObjectState.SUBMITTED, own=True)
+                            + ledger.count(ObjectState.SUBMITTING, own=True))
+            if options.wait:
+                drain = Drain(lambda finished: _waited(poll(finished), on_jobs, drain), window,
+                              interval=options.poll_interval_s, stop=stop, pause=pause)
+                for job_id in adopted:
+                    drain.add(job_id)
+                drain.start()
             submitter = Submitter(
                 target, ledger, concurrency=settings.concurrency, max_attempts=settings.max_attempts,
                 credentials_for=lambda i: manifest.credentials_for(manifest.sources[i]),
                 object_url=lambda item: target.object_ref(item.obj, object_url(item, manifest)),
-                reconciler=reconciler, names=NameGuard(_unresolved_names(ledger)), stop=stop, redact=redact,
-                sleep=backoff,
+                reconciler=reconciler, names=NameGuard(_unresolved_names(ledger)), window=window,
+                state=state, redact=redact, drain=options.wait, full_pause_s=options.poll_interval_s,
+                sleep=backoff, on_created=drain.add if drain is not None else None,
                 preflight=None if settings.preflight == "off" else Preflight(
                     target, manifest, reader, deep=options.deep),
                 enforce=settings.preflight == "enforce",
@@ -459,8 +414,7 @@ def run(
             budget = [options.max_submissions]
 
             def record(item: PlanItem, outcome: Outcome) -> None:
-                with retry_lock:
-                    report.outcomes[outcome] += 1
+                state.outcome(outcome)
                 if on_outcome is not None:
                     on_outcome(item, outcome)
 
@@ -477,27 +431,38 @@ def run(
                 except SourceError as exc:
                     report.source_errors.append(str(exc))
                     log.error("%s", exc, extra={"event": "source-error"})
-            made_uncertain[0] = submitter.made_uncertain
-            if submitter.fatal is not None:
-                raise submitter.fatal
+            if state.fatal is not None:
+                raise state.fatal
             if submitter.unresolved and not stop.is_set():  # this run's lost replies: a second look
                 looked = look_again(reconciler, ledger, redact, submitter.unresolved, pause=pause,
                                     adopted=adopted)
                 report.reconciled.update(looked)
                 report.outcomes[Outcome.DEFERRED] += looked["released"]  # no job: the next run submits
-            if options.wait and not stop.is_set():
-                report.waited.update(_wait(target, ledger, manifest, {*adopted, *submitter.job_ids}, stop,
-                                           redact, pause, options.poll_interval_s, backoff, on_jobs))
+                if drain is not None:
+                    for job_id in adopted:
+                        drain.add(job_id)
+            if drain is not None:
+                drain.finish()
+                report.waited.update(drain.ended)
         except FatalTargetError as exc:
+            if drain is not None:
+                stop.set()
+                with contextlib.suppress(OrchestratorError):
+                    drain.finish()
             report.fatal = redact(str(exc))
             log.error("stopping: %s", report.fatal, extra={"event": "fatal"})
         report.stalled = _report_stalled(ledger, settings.stall_after_s)
         report.unresolved = ledger.count(ObjectState.SUBMITTING, own=True)
-        report.made_uncertain = (report.reconciled["uncertain"] + report.refreshed["uncertain"]
-                                 + made_uncertain[0])
+        report.made_uncertain += report.reconciled["uncertain"] + report.refreshed["uncertain"]
         if report.exit_code() == 0 and not stop.is_set():
             ledger.note_success()
     return report
+
+
+def _waited(counts: Counter[str], on_jobs: JobsHook | None, drain: Drain | None) -> None:
+    if on_jobs is not None and drain is not None:
+        ended = sum(drain.ended.values())
+        on_jobs("waiting", ended, ended + len(drain.ours))
 
 
 def _unresolved_names(ledger: Ledger) -> list[tuple[str, str]]:
@@ -536,7 +501,7 @@ def _to_submit(items: Iterator[PlanItem], report: RunReport, budget: list[int | 
 
 def _refresh(target: Target, ledger: Ledger, manifest: Manifest, stop: threading.Event,
              redact: Redactor, pause: Callable[[float], object], on_jobs: JobsHook | None = None,
-             ) -> Counter[str]:
+             on_finished: OnFinished | None = None) -> Counter[str]:
     polled_one: Callable[[], None] | None = None
     if on_jobs is not None:
         total, polled = ledger.counts().get(ObjectState.SUBMITTED.value, 0), 0
@@ -548,99 +513,7 @@ def _refresh(target: Target, ledger: Ledger, manifest: Manifest, stop: threading
 
     return refresh(target, ledger, ledger.records([ObjectState.SUBMITTED], own=True),
                    max_attempts=manifest.settings.max_attempts, stop=stop, redact=redact, sleep=pause,
-                   concurrency=manifest.settings.concurrency, on_polled=polled_one)
-
-
-def reconcile(reconciler: Reconciler, ledger: Ledger, redact: Redactor, *,
-              adopted: list[str]) -> Counter[str]:
-    """Resolve every ``submitting`` row of this target left by a run that died mid-call: adopt its job
-    when the server proves it, prove there is none (back to pending), leave it for the next run while
-    the job list may still lag, or mark it ``uncertain`` when the server cannot tell."""
-    rows = list(ledger.records([ObjectState.SUBMITTING], own=True))
-    return _settle(reconciler, ledger, redact, rows, adopted=adopted,
-                   detail="adopted after an interrupted run")
-
-
-def look_again(reconciler: Reconciler, ledger: Ledger, redact: Redactor, row_ids: list[int], *,
-               pause: Callable[[float], object], adopted: list[str]) -> Counter[str]:
-    """A second look, at the end of the run, at the imports left unsure: once the job list has had
-    ``settings.job_list_lag_s`` to show their jobs (waiting that long if needed)."""
-    rows = [r for r in map(ledger.row, row_ids) if r is not None and r.state is ObjectState.SUBMITTING]
-    now = reconciler.server_clock()
-    ages = [now - r.server_at for r in rows if now is not None and r.server_at is not None]
-    if ages and (delay := reconciler.lag_s + 1 - min(ages)) > 0:
-        log.info("waiting %.0f s for the job list to show %d job(s) whose reply was lost", delay, len(rows),
-                 extra={"event": "waiting"})
-        pause(delay)
-    return _settle(reconciler, ledger, redact, rows, adopted=adopted, detail="adopted after a lost reply")
-
-
-def _settle(reconciler: Reconciler, ledger: Ledger, redact: Redactor, rows: list[LedgerRecord], *,
-            adopted: list[str], detail: str) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    if not rows:
-        return counts
-    try:
-        verdicts = reconciler.judge(rows)
-    except FatalTargetError:
-        raise
-    except TransientError as exc:  # the list may answer next time: leave the rows for the next run
-        log.warning("cannot read the job list (%s): %d interrupted object(s) wait for the next run",
-                    redact(str(exc)), len(rows), extra={"event": "unsure"})
-        counts["unsure"] += len(rows)
-        return counts
-    except TargetError as exc:  # this server cannot tell
-        for row in rows:
-            ledger.mark_uncertain(row.id, redact(f"cannot read the job list: {exc}"))
-            counts["uncertain"] += 1
-        return counts
-    for row, verdict, job, why in verdicts:
-        if verdict is Verdict.ADOPT:
-            assert job is not None
-            if ledger.record_job(row.id, job.job_id, detail=detail):
-                adopted.append(job.job_id)
-                counts["adopted"] += 1
-                log.info("%s: adopted job %s", row.url, job.job_id,
-                         extra={"event": "adopted", "url": row.url, "job_id": job.job_id})
-            else:
-                counts["uncertain"] += 1
-        elif verdict is Verdict.UNCERTAIN:
-            ledger.mark_uncertain(row.id, why)
-            log.warning("%s: uncertain: %s", row.url, why, extra={"event": "uncertain", "url": row.url})
-            counts["uncertain"] += 1
-        elif verdict is Verdict.RELEASE:
-            ledger.release(row.id, f"interrupted: {why}")
-            counts["released"] += 1
-        else:
-            counts["unsure"] += 1
-    return counts
-
-
-def _wait(target: Target, ledger: Ledger, manifest: Manifest, job_ids: set[str], stop: threading.Event,
-          redact: Redactor, pause: Callable[[float], object], interval: float,
-          backoff: Callable[[float], object], on_jobs: JobsHook | None) -> Counter[str]:
-    """Poll this run's jobs until each is terminal; count how they ended."""
-    ended: Counter[str] = Counter()
-    total = len(job_ids)
-    while job_ids and not stop.is_set():
-        if on_jobs is not None:
-            on_jobs("waiting", total - len(job_ids), total)
-        running = [r for r in ledger.records([ObjectState.SUBMITTED], own=True) if r.job_id in job_ids]
-        refresh(target, ledger, running, max_attempts=manifest.settings.max_attempts, stop=stop,
-                redact=redact, sleep=backoff, concurrency=manifest.settings.concurrency)
-        for r in running:
-            now = ledger.row(r.id)
-            if now is not None and now.state is not ObjectState.SUBMITTED:
-                job_ids.discard(r.job_id or "")
-                ended[JobState.COMPLETED if now.state is ObjectState.COMPLETED else JobState.FAILED] += 1
-        if not running:
-            break
-        if on_jobs is not None:
-            on_jobs("waiting", total - len(job_ids), total)
-        if job_ids:
-            log.info("waiting for %d jobs", len(job_ids), extra={"event": "waiting", "jobs": len(job_ids)})
-            pause(interval)
-    return ended
+                   concurrency=manifest.settings.concurrency, on_polled=polled_one, on_finished=on_finished)
 
 
 # -- status and retry -----------------------------------------------------------------------------

@@ -11,7 +11,8 @@
     ├── LockHeldError                 another run holds the ledger: exit 75
     └── TargetError                   the import API said no, or could not be reached
         ├── TransientError            worth retrying after a pause (429, 5xx, busy cluster)
-        │   └── AmbiguousError        the call may have created a job: look before retrying
+        │   ├── AmbiguousError        the call may have created a job: look before retrying
+        │   └── ServerFullError       the server holds all the jobs it takes: wait for one to end
         ├── PermanentError            this object will not import as it stands
         │   └── JobNotFoundError      the server does not know the job (forgotten, or never made)
         └── FatalTargetError          nothing will import (bad API key, unknown cluster): stop the run
@@ -100,6 +101,11 @@ class TransientError(TargetError):
 
 class AmbiguousError(TransientError):
     """The request may have reached the server and created a job (lost reply, 5xx, timeout)."""
+
+
+class ServerFullError(TransientError):
+    """The server refused a new job because it holds all it takes (Zilliz 47039/47055, Milvus 2100
+    "the number of jobs has reached the limit"): no job was made; room comes when a job ends."""
 
 
 class PermanentError(TargetError):

@@ -113,6 +113,7 @@ class Settings:
     max_file_gb: float | None = None  # overrides the target's per-file limit (e.g. 1 on the Free tier)
     stall_after_s: float = 3600.0  # a running job whose progress stands still this long is "stalled"
     job_list_lag_s: float = 30.0  # how long a new job may take to appear in the server's job list
+    max_jobs_in_flight: int | None = None  # unfinished jobs kept on the server (None: the target's default)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -499,7 +500,7 @@ def _settings(r: _Reader, node: Any) -> Settings:
     s = r.mapping(node, "settings", optional=(
         "concurrency", "max_attempts", "requests_per_second", "timeout_s", "max_job_failures",
         "on_change", "list_concurrency", "min_age_s", "preflight", "fixed_size_list", "max_file_gb",
-        "stall_after_s", "job_list_lag_s"))
+        "stall_after_s", "job_list_lag_s", "max_jobs_in_flight"))
     d = Settings()
     return Settings(
         concurrency=r.integer(s.get("concurrency", d.concurrency), "settings.concurrency", low=1, high=256),
@@ -523,6 +524,8 @@ def _settings(r: _Reader, node: Any) -> Settings:
                                 high=30 * 86400),
         job_list_lag_s=r.seconds(s.get("job_list_lag_s", d.job_list_lag_s), "settings.job_list_lag_s",
                                  high=3600),
+        max_jobs_in_flight=None if s.get("max_jobs_in_flight") is None else r.integer(
+            s.get("max_jobs_in_flight"), "settings.max_jobs_in_flight", low=1, high=100_000),
     )
 
 

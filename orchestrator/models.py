@@ -89,6 +89,19 @@ class Action(enum.StrEnum):
     HOLD = "hold"  # held for a person: uncertain, invalid, or out of failures (`retry` or `exclude`)
 
 
+class Outcome(enum.StrEnum):
+    """How one submission ended."""
+
+    SUBMITTED = "submitted"  # a job was created
+    ADOPTED = "adopted"  # the create call's reply was lost, but its job was found and recorded
+    FAILED = "failed"  # the server refused the object
+    DEFERRED = "deferred"  # retries ran out on transient errors; stays pending for the next run
+    UNSURE = "unsure"  # a reply was lost and the job list could not be read; the next run looks again
+    INVALID = "invalid"  # the pre-flight check found problems: recorded, not submitted
+    QUEUED = "queued"  # waits for room: the job window or the server is full, or a look-alike is unresolved
+    NOT_STARTED = "not-started"  # the run was stopping
+
+
 class JobState(enum.StrEnum):
     """A server-side import job, normalised across APIs."""
 

@@ -7,15 +7,11 @@ the moment it arrives, so a crash at any instant leaves at worst a ``submitting`
 
 from __future__ import annotations
 
-import enum
 import hashlib
-import itertools
 import logging
 import random
 import threading
-import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -23,87 +19,28 @@ from .checks import Preflight
 from .errors import (
     AmbiguousError,
     FatalTargetError,
-    JobNotFoundError,
     PermanentError,
+    ServerFullError,
     SourceError,
     TargetError,
     TransientError,
 )
-from .evidence import Judgement, Verdict, judge, name_key
+from .evidence import Verdict, name_key
+from .jobs import Reconciler, Window
 from .ledger import Ledger
 from .models import (
     Credentials,
     ImportRequest,
-    JobInfo,
-    JobState,
-    LedgerRecord,
-    ObjectState,
+    Outcome,
     PlanItem,
-    Secret,
 )
+from .pacing import backoff
+from .redact import Redactor
+from .run import RunState
 from .targets.base import Target
 
 log = logging.getLogger("orchestrator")
 T = TypeVar("T")
-
-
-class Outcome(enum.StrEnum):
-    SUBMITTED = "submitted"  # a job was created
-    ADOPTED = "adopted"  # the create call's reply was lost, but its job was found and recorded
-    FAILED = "failed"  # the server refused the object
-    DEFERRED = "deferred"  # retries ran out on transient errors; stays pending for the next run
-    UNSURE = "unsure"  # a reply was lost and the job list could not be read; the next run looks again
-    INVALID = "invalid"  # the pre-flight check found problems: recorded, not submitted
-    QUEUED = "queued"  # another object the server would report under the same name is unresolved
-    NOT_STARTED = "not-started"  # the run was stopping
-
-
-class RateLimiter:
-    """At most ``per_second`` acquisitions per second across threads, evenly spaced."""
-
-    def __init__(self, per_second: float, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], object] = time.sleep) -> None:
-        self._interval = 1.0 / per_second
-        self._clock = clock
-        self._sleep = sleep
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def acquire(self) -> None:
-        with self._lock:
-            now = self._clock()
-            slot = max(now, self._next)
-            self._next = slot + self._interval
-        if slot > now:
-            self._sleep(slot - now)
-
-
-class Redactor(logging.Filter):
-    """Removes every secret's value from a text before it is stored; as a logging filter, from every
-    log record (its message and its ``error`` field), whatever code logged it."""
-
-    def __init__(self, secrets: Iterable[Secret]) -> None:
-        super().__init__()
-        self._values = sorted({s.reveal() for s in secrets if len(s.reveal()) >= 4}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for value in self._values:
-            text = text.replace(value, "***")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = self(record.getMessage()), None
-        error = getattr(record, "error", None)
-        if isinstance(error, str):
-            record.error = self(error)
-        return True
-
-
-def backoff(attempt: int, *, retry_after: float | None, rng: Callable[[], float],
-            base: float = 0.5, cap: float = 30.0) -> float:
-    """Full-jitter exponential backoff, never shorter than the server's ``Retry-After``."""
-    delay = rng() * min(cap, base * 2.0 ** (attempt - 1))
-    return max(delay, retry_after) if retry_after is not None else delay
 
 
 def idempotency_key(url: str, version: str, destination: str, key_gen: int) -> str:
@@ -112,20 +49,6 @@ def idempotency_key(url: str, version: str, destination: str, key_gen: int) -> s
     failed job, and never the job of another destination."""
     digest = hashlib.sha256(f"{url}\0{version}\0{destination}\0{key_gen}".encode()).hexdigest()
     return f"orch-{digest[:40]}"
-
-
-def with_retries(fn: Callable[[], T], *, max_attempts: int, sleep: Callable[[float], object],
-                 rng: Callable[[], float], stop: threading.Event) -> T:
-    """Call ``fn`` until it succeeds, retrying :class:`TransientError` with backoff."""
-    attempt = 1
-    while True:
-        try:
-            return fn()
-        except TransientError as exc:
-            if attempt >= max_attempts or stop.is_set():
-                raise
-            sleep(backoff(attempt, retry_after=exc.retry_after, rng=rng))
-            attempt += 1
 
 
 class NameGuard:
@@ -156,78 +79,6 @@ class NameGuard:
             self._cond.notify_all()
 
 
-class Reconciler:
-    """Finds the job a lost create call may have made, from the server's job list, and judges whose it
-    is (:func:`orchestrator.evidence.judge`).
-
-    Jobs the ledger already knows are ignored; the others' file names come from progress calls,
-    cached for the run (a job's file never changes); a job the server no longer describes is skipped.
-    Transient errors are retried with backoff; what is left raises: :class:`TransientError` (try
-    again later) or another :class:`TargetError` (this server cannot tell).
-    """
-
-    def __init__(self, target: Target, ledger: Ledger, *, max_attempts: int, stop: threading.Event,
-                 server_clock: Callable[[], float | None], lag_s: float, memory_s: float,
-                 sleep: Callable[[float], object] | None = None,
-                 rng: Callable[[], float] = random.random) -> None:
-        self.target = target
-        self.ledger = ledger
-        self.max_attempts = max_attempts
-        self.stop = stop
-        self.server_clock = server_clock
-        self.lag_s = lag_s
-        self.memory_s = memory_s
-        self.sleep: Callable[[float], object] = sleep if sleep is not None else stop.wait
-        self.rng = rng
-        self._files: dict[str, JobInfo | None] = {}
-        self._lock = threading.Lock()
-
-    def unknown_jobs(self, collections: set[str]) -> list[JobInfo]:
-        """Every job into ``collections`` that the ledger has never recorded, with its file name."""
-        return with_retries(lambda: self._unknown_jobs(collections), max_attempts=self.max_attempts,
-                            sleep=self.sleep, rng=self.rng, stop=self.stop)
-
-    def _unknown_jobs(self, collections: set[str]) -> list[JobInfo]:
-        found: list[JobInfo] = []
-        listed = (j for j in self.target.list_jobs() if j.collection is None or j.collection in collections)
-        while page := list(itertools.islice(listed, 500)):
-            known = self.ledger.known_job_ids([j.job_id for j in page])
-            for job in page:
-                self._stopping()
-                if job.job_id not in known and (info := self._with_file(job)) is not None:
-                    found.append(info)
-        return found
-
-    def _stopping(self) -> None:
-        if self.stop.is_set():  # a partial list proves nothing: the rows wait for the next run
-            raise TransientError("stopping before the job list was read")
-
-    def _with_file(self, job: JobInfo) -> JobInfo | None:
-        """The job as its progress call describes it (the list may not name the file); cached. None for
-        a job the server lists but no longer describes: it cannot be anyone's to adopt."""
-        with self._lock:
-            if job.job_id in self._files:
-                return self._files[job.job_id]
-        try:
-            info: JobInfo | None = self.target.progress(job.job_id)
-        except JobNotFoundError:
-            info = None
-        with self._lock:
-            self._files[job.job_id] = info
-        return info
-
-    def judge(self, rows: Sequence[LedgerRecord]) -> list[Judgement]:
-        """A verdict for each interrupted import of ``rows`` (all of one target: the ledger's owner)."""
-        if not rows:
-            return []
-        jobs = self.unknown_jobs({r.collection for r in rows})
-        mine = {r.id for r in rows}
-        others = [r for r in self.ledger.records([ObjectState.SUBMITTING, ObjectState.UNCERTAIN], own=True)
-                  if r.id not in mine]
-        return judge(rows, others, jobs, server_now=self.server_clock(), lag_s=self.lag_s,
-                     memory_s=self.memory_s)
-
-
 class Submitter:
     """Submits planned objects through a bounded pool, recording every step in the ledger."""
 
@@ -242,12 +93,16 @@ class Submitter:
         object_url: Callable[[PlanItem], str],
         reconciler: Reconciler,
         names: NameGuard,
-        stop: threading.Event,
+        window: Window,
+        state: RunState,
         redact: Redactor,
+        drain: bool = False,
+        full_pause_s: float = 5.0,
         preflight: Preflight | None = None,
         enforce: bool = True,
         sleep: Callable[[float], object] | None = None,
         rng: Callable[[], float] = random.random,
+        on_created: Callable[[str], None] | None = None,
     ) -> None:
         self.target = target
         self.preflight = preflight
@@ -259,14 +114,17 @@ class Submitter:
         self.object_url = object_url
         self.reconciler = reconciler
         self.names = names
-        self.stop = stop
+        self.window = window
+        self.state = state
+        self.stop = state.stop
         self.redact = redact
-        self.sleep: Callable[[float], object] = sleep if sleep is not None else stop.wait
+        self.drain = drain
+        self.full_pause_s = full_pause_s
+        self.sleep: Callable[[float], object] = sleep if sleep is not None else state.stop.wait
         self.rng = rng
-        self.fatal: FatalTargetError | None = None
+        self.on_created = on_created
         self.job_ids: list[str] = []  # jobs created or adopted by this run
         self.unresolved: list[int] = []  # rows left `submitting` after a lost reply: looked at again
-        self.made_uncertain = 0  # rows this submitter turned `uncertain`
         self._lock = threading.Lock()
 
     def submit_all(self, items: Iterable[PlanItem], on_outcome: Callable[[PlanItem, Outcome], None]) -> None:
@@ -296,8 +154,21 @@ class Submitter:
             raise crashed[0]
 
     def submit_one(self, item: PlanItem) -> Outcome:
+        """One object: room in the job window, the pre-flight check, its name, then the create call.
+        The window's slot is kept while the object's job may run; the job's end frees it."""
         if self.stop.is_set():
             return Outcome.NOT_STARTED
+        if not self.window.acquire(wait=self.drain):
+            return Outcome.NOT_STARTED if self.stop.is_set() else Outcome.QUEUED
+        outcome = Outcome.NOT_STARTED
+        try:
+            outcome = self._named(item)
+            return outcome
+        finally:
+            if outcome not in (Outcome.SUBMITTED, Outcome.ADOPTED, Outcome.UNSURE):
+                self.window.release(finished=False)
+
+    def _named(self, item: PlanItem) -> Outcome:
         assert item.route is not None
         stopped, rows = self._check(item)
         if stopped is not None:
@@ -335,8 +206,14 @@ class Submitter:
         while True:
             try:
                 job_id = self.target.create(request)
+            except ServerFullError as exc:
+                if not self._room_after_full(obj.url, exc):
+                    message = f"the server holds all the jobs it takes ({exc}): queued for a later run"
+                    self.ledger.refuse(claim.row, self.redact(message), permanent=False)
+                    return Outcome.QUEUED
+                continue
             except FatalTargetError as exc:
-                self._fatal(exc)
+                self.state.fail(exc)
                 self.ledger.refuse(claim.row, self.redact(str(exc)), permanent=False)
                 return Outcome.DEFERRED
             except PermanentError as exc:
@@ -379,7 +256,7 @@ class Submitter:
         try:
             found = self.preflight.inspect(item)
         except FatalTargetError as exc:  # describing the collection showed the run cannot go on
-            self._fatal(exc)
+            self.state.fail(exc)
             return Outcome.NOT_STARTED, None
         except SourceError as exc:  # nothing recorded: the next run reads it again
             log.warning("%s: cannot read it for the pre-flight check: %s", url, exc,
@@ -415,7 +292,7 @@ class Submitter:
         try:
             verdict = self.reconciler.judge([record])[0]
         except FatalTargetError as fatal:
-            self._fatal(fatal)
+            self.state.fail(fatal)
             return self._unsure(row)
         except TargetError as list_error:
             log.warning("%s: cannot read the job list (%s); looked at again later", url,
@@ -438,9 +315,24 @@ class Submitter:
                 return self._unsure(row)
         raise AssertionError(verdict)  # pragma: no cover - the match is exhaustive
 
+    def _room_after_full(self, url: str, exc: ServerFullError) -> bool:
+        """The server refused a job as full: narrow the window to the jobs already running. Without
+        ``drain`` the run submits nothing more (a later run takes the rest, having spent one call
+        finding out); with it, wait for one of this manifest's jobs to end, then try again."""
+        self.window.full()
+        if not self.drain:
+            self.window.close()
+            log.info("%s: the server is full (%s): the rest waits for a later run", url,
+                     self.redact(str(exc)), extra={"event": "server-full", "url": url})
+            return False
+        log.info("%s: the server is full (%s): waiting for room", url, self.redact(str(exc)),
+                 extra={"event": "server-full", "url": url})
+        if self.window.in_use <= 1:  # others' jobs fill it: look again after a pause
+            self.sleep(self.full_pause_s)
+        return self.window.wait_room()
+
     def _uncertain(self) -> Outcome:
-        with self._lock:
-            self.made_uncertain += 1
+        self.state.uncertain()
         return Outcome.UNSURE
 
     def _unsure(self, row: int) -> Outcome:
@@ -451,78 +343,5 @@ class Submitter:
     def _created(self, job_id: str) -> None:
         with self._lock:
             self.job_ids.append(job_id)
-
-    def _fatal(self, exc: FatalTargetError) -> None:
-        with self._lock:
-            if self.fatal is None:
-                self.fatal = exc
-        self.stop.set()
-
-
-def refresh(
-    target: Target,
-    ledger: Ledger,
-    records: Iterable[LedgerRecord],
-    *,
-    max_attempts: int,
-    stop: threading.Event,
-    redact: Redactor,
-    sleep: Callable[[float], object] | None = None,
-    rng: Callable[[], float] = random.random,
-    concurrency: int = 4,
-    on_polled: Callable[[], None] | None = None,
-) -> Counter[str]:
-    """Poll each submitted job once and move finished ones to completed or failed; remember the
-    progress of running ones (for stall detection). A job the server no longer knows makes its row
-    ``uncertain``. Returns counts by job state, plus ``uncertain``. ``on_polled`` is called after
-    each poll."""
-    counts: Counter[str] = Counter()
-    pause: Callable[[float], object] = sleep if sleep is not None else stop.wait
-    lock = threading.Lock()
-
-    def poll(record: LedgerRecord) -> None:
-        if stop.is_set() or record.job_id is None:
-            return
-        job_id = record.job_id
-        try:
-            info = with_retries(lambda: target.progress(job_id), max_attempts=max_attempts, sleep=pause,
-                                rng=rng, stop=stop)
-        except FatalTargetError:
-            stop.set()  # every queued poll would fail alike
-            raise
-        except TargetError as exc:
-            if isinstance(exc, JobNotFoundError):
-                ledger.mark_uncertain(record.id, f"the server no longer knows job {job_id}: check the "
-                                                 "collection")
-                with lock:
-                    counts["uncertain"] += 1
-            log.warning("%s: progress of job %s: %s", record.url, job_id, redact(str(exc)),
-                        extra={"event": "poll-error", "url": record.url, "job_id": job_id})
-            return
-        if info.state is JobState.RUNNING:
-            ledger.note_progress(job_id, info.progress)
-        elif info.state is JobState.COMPLETED:
-            ledger.complete(record.id, job_id, imported_rows=info.imported_rows)
-            if None not in (record.rows, info.imported_rows) and record.rows != info.imported_rows:
-                log.warning("%s: job %s imported %s rows; the file holds %s", record.url, job_id,
-                            info.imported_rows, record.rows,
-                            extra={"event": "row-mismatch", "url": record.url, "job_id": job_id})
-        elif info.state is JobState.FAILED:
-            reason = redact(f"job {job_id} failed: {info.reason or 'no reason given'}")
-            ledger.job_failed(record.id, job_id, reason)
-            log.warning("%s: %s", record.url, reason,
-                        extra={"event": "job-failed", "url": record.url, "job_id": job_id})
-        with lock:
-            counts[info.state.value] += 1
-
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="poll") as pool:
-        futures = [pool.submit(poll, r) for r in records]
-        try:
-            for future in futures:
-                future.result()
-                if on_polled is not None:
-                    on_polled()
-        finally:
-            for future in futures:
-                future.cancel()
-    return counts
+        if self.on_created is not None:
+            self.on_created(job_id)

@@ -10,7 +10,9 @@ import pytest
 
 from orchestrator.errors import AmbiguousError, FatalTargetError, PermanentError, TransientError
 from orchestrator.models import Secret
-from orchestrator.submit import RateLimiter, Redactor, backoff, idempotency_key, with_retries
+from orchestrator.pacing import RateLimiter, backoff, with_retries
+from orchestrator.redact import Redactor
+from orchestrator.submit import idempotency_key
 from orchestrator.targets.http import call, retry_after
 
 OK = frozenset({0, 200})
@@ -36,7 +38,12 @@ def test_success_needs_status_200_and_a_success_code() -> None:
 @pytest.mark.parametrize(("status", "body", "kind", "words"), [
     (200, {"code": 80001, "message": "Invalid token"}, FatalTargetError, "check target.api_key"),
     (200, {"code": 80020, "message": "Cluster not exist"}, FatalTargetError, "check target.cluster_id"),
-    (200, {"code": 47055, "message": "busy"}, TransientError, "code 47055: busy"),
+    (200, {"code": 47055, "message": "busy"}, ServerFullError, "code 47055: busy"),
+    (200, {"code": 40003, "message": "cluster state"}, TransientError, "code 40003"),
+    # Milvus 2.5's "full" shares its code with a real import failure: only the message tells
+    (200, {"code": 2100, "message": "The number of jobs has reached the limit, please try again later."},
+     ServerFullError, "code 2100"),
+    (200, {"code": 2100, "message": "import failed: field 'x' type mis-match"}, PermanentError, "mis-match"),
     (200, {"code": 90001, "message": "collection not found"}, PermanentError, "code 90001"),
     (200, {"code": 83001, "message": "access denied"}, PermanentError, "access denied"),
     (200, {"message": "no code"}, AmbiguousError, "no 'code'"),

@@ -17,12 +17,19 @@ from ..errors import (
     FatalTargetError,
     JobNotFoundError,
     PermanentError,
+    ServerFullError,
     TargetError,
     TransientError,
 )
 
 # Body codes worth retrying after a pause: the server refused the call, no job was created.
-TRANSIENT_CODES = frozenset({47039, 47055, 40003, 1, 2, 4, 8, 1807})
+TRANSIENT_CODES = frozenset({40003, 1, 2, 4, 8, 1807})
+# Body codes of a server that holds all the import jobs it takes: room comes when a job ends.
+FULL_CODES = frozenset({47039, 47055})
+# Milvus 2.5 says "full" with the code of a failed import (2100): only this message tells them apart
+# (milvus-io/milvus issue 40123).
+FULL_MESSAGE = "number of jobs has reached the limit"
+IMPORT_FAILED = 2100
 # Body codes that doom every call of the run: credentials, permissions, the cluster itself.
 FATAL_CODES = frozenset({80001, 80002, 21119, 1800, 96012, 96013, 96014, 96015, 96016,
                          80020, 40021, 40022, 96018, 96036})
@@ -93,6 +100,8 @@ def call(
 
 def classify(code: int | None, message: str) -> TargetError:
     text = f"code {code}: {message}"
+    if code in FULL_CODES or (code == IMPORT_FAILED and FULL_MESSAGE in message.lower()):
+        return ServerFullError(text, code=code)
     if code in TRANSIENT_CODES:
         return TransientError(text, code=code)
     if code in FATAL_CODES:

@@ -8,8 +8,13 @@ and its reply shapes, so tests can be parametrized over them through one interfa
 and ``manifest_target()`` for the manifest's ``target`` section.
 
 Faults (consumed in order from ``faults``, then drawn at ``fault_rate`` with a seeded RNG), on create
-calls: ``500``, ``429`` (with Retry-After), ``busy`` (200 + the API's "busy" code), ``slow`` (a late
-reply), ``drop`` (the job is created, then the connection is closed without a reply), ``garbage`` (HTML).
+calls: ``500``, ``429`` (with Retry-After), ``busy`` (200 + the API's "try again" code), ``full`` (200 +
+the API's "too many jobs" reply), ``slow`` (a late reply), ``drop`` (the job is created, then the
+connection is closed without a reply), ``garbage`` (HTML).
+
+Like a real server, the fake can hold a bounded number of unfinished jobs (``max_jobs``: a create past it
+gets the ``full`` reply), finish them after ``complete_after`` seconds plus ``per_job_s`` for each job
+ahead of it in a queue of ``max_jobs`` workers (see :meth:`phase`), and counts the calls it answered.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlparse
 
-FAULTS = ("500", "429", "busy", "slow", "drop", "garbage")
+FAULTS = ("500", "429", "busy", "full", "slow", "drop", "garbage")
 DESCRIBE_COLLECTION = "/v2/vectordb/collections/describe"
 NO_CLUSTER = "Cluster not exist or you don't have permission."
 Handler = Callable[[BaseHTTPRequestHandler, Any, dict[str, str]], None]
@@ -58,7 +63,8 @@ class Received:
 class FakeImportAPI:
     TYPE: ClassVar[str]  # the manifest's target.type
     CREATE_PATH: ClassVar[str]
-    BUSY: ClassVar[tuple[int, str]]  # the body code and message of a busy cluster
+    BUSY: ClassVar[tuple[int, str]]  # the body code and message of a call refused for now (rate, state)
+    FULL: ClassVar[tuple[int, str]]  # ... and of a server that holds all the import jobs it takes
     NEEDS_CREDENTIALS: ClassVar[bool] = True  # the manifest must carry import credentials
 
     api_key: str = "test-api-key-0123456789"
@@ -69,6 +75,7 @@ class FakeImportAPI:
     fault_rate: dict[str, float] = field(default_factory=dict)  # fault -> probability, for create calls
     poll_fault_rate: float = 0.0  # probability of a 500 on progress/list calls
     honour_idempotency: bool = False
+    max_jobs: int | None = None  # unfinished jobs the server holds; a create past it is refused as full
     list_enabled: bool = True
     slow_s: float = 0.3
     latency_s: float = 0.0
@@ -165,6 +172,12 @@ class FakeImportAPI:
         """The object URL of every create call received, in order (whatever the API's spelling)."""
         return [self.url_of(r.body) for r in self.creates()]
 
+    def unfinished(self) -> int:
+        """Jobs still pending or running, by the fake's clock."""
+        with self._lock:
+            jobs = list(self.jobs.values())
+        return sum(1 for j in jobs if self.phase(j) == "running")
+
     def add_job(self, object_url: str, collection: str) -> Job:
         """A job as if a create call had made it (its reply never reached anyone)."""
         with self._lock:
@@ -207,6 +220,8 @@ class FakeImportAPI:
             return self.reply(h, {"message": "too many requests"}, status=429, headers={"Retry-After": "0"})
         if fault == "busy":
             return self.reply(h, {"code": self.BUSY[0], "message": self.BUSY[1]})
+        if fault == "full" or (self.max_jobs is not None and self.unfinished() >= self.max_jobs):
+            return self.reply(h, {"code": self.FULL[0], "message": self.FULL[1]})
         if fault == "garbage":
             return self.reply(h, None, raw=b"<html>502 Bad Gateway</html>")
         if fault == "slow":

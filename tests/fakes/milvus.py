@@ -24,6 +24,9 @@ class FakeMilvus(FakeImportAPI):
     TYPE = "milvus"
     CREATE_PATH = f"{PREFIX}/create"
     BUSY = (8, "rate limit exceeded")
+    FULL = (2100, "The number of jobs has reached the limit, please try again later. If your request is set "
+                  "to only import a single file, please consider importing multiple files in one request for "
+                  "better efficiency.")  # Milvus 2.5 (milvus-io/milvus issue 40123)
     NEEDS_CREDENTIALS = False
 
     api_key: str = "root:Milvus"

@@ -23,7 +23,8 @@ _STATES = {"running": "ImportRunning", "completed": "ImportCompleted", "failed":
 class FakeZilliz(FakeImportAPI):
     TYPE = "zilliz-v1"
     CREATE_PATH = "/v1/vector/collections/import"
-    BUSY = (47055, "cluster is busy importing")
+    BUSY = (40003, "cluster is not in a state to import, please try again later")
+    FULL = (47055, "cluster is busy importing")
 
     cluster_id: str = "inxx-fake0000000001"
     list_key: str = "tasks"  # the doc example says tasks, the doc schema records

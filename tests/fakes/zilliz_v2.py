@@ -21,7 +21,8 @@ PREFIX = "/v2/vectordb/jobs/import"
 class FakeZillizV2(FakeImportAPI):
     TYPE = "zilliz-v2"
     CREATE_PATH = f"{PREFIX}/create"
-    BUSY = (47055, "cluster is busy importing")
+    BUSY = (40003, "cluster is not in a state to import, please try again later")
+    FULL = (47055, "cluster is busy importing")
 
     cluster_id: str = "inxx-fake0000000002"
     job_id_key: str = "jobId"  # one doc example spells jobID

@@ -1,0 +1,403 @@
+"""The job lifecycle: what becomes of a job once a create call may have made it.
+
+* :class:`Reconciler` finds the job a lost create call may have made and judges whose it is
+  (:mod:`orchestrator.evidence`); :func:`reconcile` and :func:`look_again` act on its verdicts.
+* :func:`refresh` learns the state of many jobs with few calls: the job list, a page of up to 100
+  jobs a call, and a progress call only where the list cannot tell (a failure's reason, the rows
+  imported, a job missing from the list).
+* :class:`Window` bounds how many unfinished jobs this manifest keeps on the server, and narrows
+  when the server says it is full.
+* :class:`Drain` polls while a ``run --wait`` submits, so finished jobs free room for the next.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from .errors import FatalTargetError, JobNotFoundError, TargetError, TransientError
+from .evidence import Judgement, Verdict, judge
+from .ledger import Ledger
+from .models import JobInfo, JobState, LedgerRecord, ObjectState
+from .pacing import with_retries
+from .redact import Redactor
+from .targets.base import Target
+
+log = logging.getLogger("orchestrator")
+LIST_FROM = 4  # from this many jobs to learn about, one list walk beats one progress call each
+OnFinished = Callable[[LedgerRecord, JobState], None]
+
+
+class Reconciler:
+    """Finds the job a lost create call may have made, from the server's job list, and judges whose it
+    is (:func:`orchestrator.evidence.judge`).
+
+    Jobs the ledger already knows are ignored; the others' file names come from progress calls,
+    cached for the run (a job's file never changes); a job the server no longer describes is skipped.
+    Transient errors are retried with backoff; what is left raises: :class:`TransientError` (try
+    again later) or another :class:`TargetError` (this server cannot tell).
+    """
+
+    def __init__(self, target: Target, ledger: Ledger, *, max_attempts: int, stop: threading.Event,
+                 server_clock: Callable[[], float | None], lag_s: float, memory_s: float,
+                 sleep: Callable[[float], object] | None = None,
+                 rng: Callable[[], float] = random.random) -> None:
+        self.target = target
+        self.ledger = ledger
+        self.max_attempts = max_attempts
+        self.stop = stop
+        self.server_clock = server_clock
+        self.lag_s = lag_s
+        self.memory_s = memory_s
+        self.sleep: Callable[[float], object] = sleep if sleep is not None else stop.wait
+        self.rng = rng
+        self._files: dict[str, JobInfo | None] = {}
+        self._lock = threading.Lock()
+
+    def unknown_jobs(self, collections: set[str]) -> list[JobInfo]:
+        """Every job into ``collections`` that the ledger has never recorded, with its file name."""
+        return with_retries(lambda: self._unknown_jobs(collections), max_attempts=self.max_attempts,
+                            sleep=self.sleep, rng=self.rng, stop=self.stop)
+
+    def _unknown_jobs(self, collections: set[str]) -> list[JobInfo]:
+        found: list[JobInfo] = []
+        listed = (j for j in self.target.list_jobs() if j.collection is None or j.collection in collections)
+        while page := list(itertools.islice(listed, 500)):
+            known = self.ledger.known_job_ids([j.job_id for j in page])
+            for job in page:
+                self._stopping()
+                if job.job_id not in known and (info := self._with_file(job)) is not None:
+                    found.append(info)
+        return found
+
+    def _stopping(self) -> None:
+        if self.stop.is_set():  # a partial list proves nothing: the rows wait for the next run
+            raise TransientError("stopping before the job list was read")
+
+    def _with_file(self, job: JobInfo) -> JobInfo | None:
+        """The job as its progress call describes it (the list may not name the file); cached. None for
+        a job the server lists but no longer describes: it cannot be anyone's to adopt."""
+        with self._lock:
+            if job.job_id in self._files:
+                return self._files[job.job_id]
+        try:
+            info: JobInfo | None = self.target.progress(job.job_id)
+        except JobNotFoundError:
+            info = None
+        with self._lock:
+            self._files[job.job_id] = info
+        return info
+
+    def judge(self, rows: Sequence[LedgerRecord]) -> list[Judgement]:
+        """A verdict for each interrupted import of ``rows`` (all of one target: the ledger's owner)."""
+        if not rows:
+            return []
+        jobs = self.unknown_jobs({r.collection for r in rows})
+        mine = {r.id for r in rows}
+        others = [r for r in self.ledger.records([ObjectState.SUBMITTING, ObjectState.UNCERTAIN], own=True)
+                  if r.id not in mine]
+        return judge(rows, others, jobs, server_now=self.server_clock(), lag_s=self.lag_s,
+                     memory_s=self.memory_s)
+
+
+
+
+
+def refresh(
+    target: Target,
+    ledger: Ledger,
+    records: Iterable[LedgerRecord],
+    *,
+    max_attempts: int,
+    stop: threading.Event,
+    redact: Redactor,
+    sleep: Callable[[float], object] | None = None,
+    rng: Callable[[], float] = random.random,
+    concurrency: int = 4,
+    on_polled: Callable[[], None] | None = None,
+    on_finished: OnFinished | None = None,
+) -> Counter[str]:
+    """Learn the state of each submitted job once; move finished ones to completed or failed and
+    remember the progress of running ones (for stall detection). A job the server no longer knows
+    makes its row ``uncertain``. From :data:`LIST_FROM` jobs on, the job list is walked first (until
+    every job asked about was seen); a progress call is made only for a job the list did not show,
+    a completed job (for the rows it imported) and a failed one without a reason. Returns counts by
+    job state, plus ``uncertain``. ``on_polled`` is called once per job, ``on_finished`` per job
+    seen finishing."""
+    records = [r for r in records if r.job_id is not None]
+    counts: Counter[str] = Counter()
+    pause: Callable[[float], object] = sleep if sleep is not None else stop.wait
+    lock = threading.Lock()
+    listed = _listed(target, {r.job_id for r in records if r.job_id}, max_attempts=max_attempts, stop=stop,
+                     pause=pause, rng=rng, redact=redact) if len(records) >= LIST_FROM else {}
+
+    def described(job_id: str) -> JobInfo:
+        return with_retries(lambda: target.progress(job_id), max_attempts=max_attempts, sleep=pause, rng=rng,
+                            stop=stop)
+
+    def poll(record: LedgerRecord) -> None:
+        if stop.is_set() or record.job_id is None:
+            return
+        job_id = record.job_id
+        info = listed.get(job_id)
+        try:
+            if info is None or info.state is JobState.COMPLETED or (
+                    info.state is JobState.FAILED and not info.reason):
+                info = described(job_id)
+        except FatalTargetError:
+            stop.set()  # every queued poll would fail alike
+            raise
+        except TargetError as exc:
+            if isinstance(exc, JobNotFoundError):
+                ledger.mark_uncertain(record.id, f"the server no longer knows job {job_id}: check the "
+                                                 "collection")
+                with lock:
+                    counts["uncertain"] += 1
+            log.warning("%s: progress of job %s: %s", record.url, job_id, redact(str(exc)),
+                        extra={"event": "poll-error", "url": record.url, "job_id": job_id})
+            return
+        if info.state is JobState.RUNNING:
+            ledger.note_progress(job_id, info.progress)
+        elif info.state is JobState.COMPLETED:
+            ledger.complete(record.id, job_id, imported_rows=info.imported_rows)
+            log.info("%s: job %s completed%s", record.url, job_id,
+                     "" if info.imported_rows is None else f" ({info.imported_rows} rows)",
+                     extra={"event": "completed", "url": record.url, "job_id": job_id,
+                            "rows": info.imported_rows})
+            if None not in (record.rows, info.imported_rows) and record.rows != info.imported_rows:
+                log.warning("%s: job %s imported %s rows; the file holds %s", record.url, job_id,
+                            info.imported_rows, record.rows,
+                            extra={"event": "row-mismatch", "url": record.url, "job_id": job_id})
+        elif info.state is JobState.FAILED:
+            reason = redact(f"job {job_id} failed: {info.reason or 'no reason given'}")
+            ledger.job_failed(record.id, job_id, reason)
+            log.warning("%s: %s", record.url, reason,
+                        extra={"event": "job-failed", "url": record.url, "job_id": job_id})
+        with lock:
+            counts[info.state.value] += 1
+        if on_finished is not None and info.state is not JobState.RUNNING:
+            on_finished(record, info.state)
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="poll") as pool:
+        futures = [pool.submit(poll, r) for r in records]
+        try:
+            for future in futures:
+                future.result()
+                if on_polled is not None:
+                    on_polled()
+        finally:
+            for future in futures:
+                future.cancel()
+    return counts
+
+
+def _listed(target: Target, wanted: set[str], *, max_attempts: int, stop: threading.Event,
+            pause: Callable[[float], object], rng: Callable[[], float],
+            redact: Redactor) -> dict[str, JobInfo]:
+    """The wanted jobs as the job list shows them, walking its pages until each was seen. A list
+    whose pages shift between calls may skip a job: those are asked about one by one. A list that
+    cannot be read leaves them all to one-by-one calls; a fatal error stops at once."""
+    def walk() -> dict[str, JobInfo]:
+        found: dict[str, JobInfo] = {}
+        for job in target.list_jobs():
+            if job.job_id in wanted:
+                found[job.job_id] = job
+                if len(found) == len(wanted):
+                    break
+            if stop.is_set():
+                break
+        return found
+
+    try:
+        return with_retries(walk, max_attempts=max_attempts, sleep=pause, rng=rng, stop=stop)
+    except FatalTargetError:
+        stop.set()
+        raise
+    except TargetError as exc:
+        log.info("the job list cannot be read (%s): asking about each job", redact(str(exc)),
+                 extra={"event": "list-unavailable"})
+        return {}
+
+
+class Window:
+    """How many unfinished jobs this manifest keeps on the server at once.
+
+    ``most`` is the configured bound; ``limit`` narrows to what the server holds when it answers
+    "full" and widens by one after each full turn of the window without such an answer, so that a
+    server shared with others costs about one refused call per window of jobs, not one per object.
+    Without ``wait``, a full window (or a full server: :meth:`close`) queues the rest for a later run.
+    """
+
+    def __init__(self, most: int, *, in_use: int = 0, stop: threading.Event) -> None:
+        self.most = most
+        self.limit = most
+        self.in_use = in_use
+        self.closed = False
+        self._turn = 0
+        self._stop = stop
+        self._cond = threading.Condition()
+
+    def acquire(self, *, wait: bool) -> bool:
+        with self._cond:
+            while wait and self.in_use >= self.limit and not (self.closed or self._stop.is_set()):
+                self._cond.wait(0.25)
+            if self.closed or self._stop.is_set() or self.in_use >= self.limit:
+                return False
+            self.in_use += 1
+            return True
+
+    def release(self, *, finished: bool) -> None:
+        """A slot is free again: its job finished (``finished``), or its call made no job."""
+        with self._cond:
+            self.in_use = max(0, self.in_use - 1)
+            if finished:
+                self._turn += 1
+                if self._turn >= self.limit and self.limit < self.most:
+                    self.limit += 1
+                    self._turn = 0
+            self._cond.notify_all()
+
+    def full(self) -> None:
+        """The server refused a job as full while this caller held a slot: hold no more than the
+        jobs already running (at least one, to probe again)."""
+        with self._cond:
+            self.limit = max(1, self.in_use - 1)
+            self._turn = 0
+
+    def wait_room(self) -> bool:
+        """For a caller that holds a slot: wait until the window has room for it again (a job ended);
+        False when the run stops or the window closed."""
+        with self._cond:
+            while self.in_use > self.limit and not (self.closed or self._stop.is_set()):
+                self._cond.wait(0.25)
+            return not (self.closed or self._stop.is_set())
+
+    def close(self) -> None:
+        """No more creates in this run: the rest waits for a later one."""
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
+class Drain:
+    """While a ``run --wait`` submits: poll the target's unfinished jobs every ``interval`` seconds,
+    freeing the window's room as they finish, until :meth:`finish` and every job of ``ours`` ended."""
+
+    def __init__(self, poll: Callable[[OnFinished], None], window: Window, *, interval: float,
+                 stop: threading.Event, pause: Callable[[float], object]) -> None:
+        self._poll = poll
+        self._window = window
+        self._interval = interval
+        self._stop = stop
+        self._pause = pause
+        self._done = threading.Event()
+        self.ours: set[str] = set()
+        self.ended: Counter[str] = Counter()
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="drain", daemon=True)
+
+    def start(self) -> Drain:
+        self._thread.start()
+        return self
+
+    def add(self, job_id: str) -> None:
+        with self._lock:
+            self.ours.add(job_id)
+
+    def finish(self) -> None:
+        """Submitting is over: poll on until this run's jobs have ended, then return."""
+        self._done.set()
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _finished(self, record: LedgerRecord, state: JobState) -> None:
+        self._window.release(finished=True)
+        with self._lock:
+            if record.job_id in self.ours:
+                self.ours.discard(record.job_id)
+                self.ended[state.value] += 1
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._poll(self._finished)
+                with self._lock:
+                    waiting = bool(self.ours)
+                if self._done.is_set() and not waiting:
+                    return
+                self._pause(self._interval)
+        except BaseException as exc:  # surfaces in finish(), in the run's thread
+            self.error = exc
+            self._stop.set()
+
+
+def reconcile(reconciler: Reconciler, ledger: Ledger, redact: Redactor, *,
+              adopted: list[str]) -> Counter[str]:
+    """Resolve every ``submitting`` row of this target left by a run that died mid-call: adopt its job
+    when the server proves it, prove there is none (back to pending), leave it for the next run while
+    the job list may still lag, or mark it ``uncertain`` when the server cannot tell."""
+    rows = list(ledger.records([ObjectState.SUBMITTING], own=True))
+    return _settle(reconciler, ledger, redact, rows, adopted=adopted,
+                   detail="adopted after an interrupted run")
+
+
+def look_again(reconciler: Reconciler, ledger: Ledger, redact: Redactor, row_ids: list[int], *,
+               pause: Callable[[float], object], adopted: list[str]) -> Counter[str]:
+    """A second look, at the end of the run, at the imports left unsure: once the job list has had
+    ``settings.job_list_lag_s`` to show their jobs (waiting that long if needed)."""
+    rows = [r for r in map(ledger.row, row_ids) if r is not None and r.state is ObjectState.SUBMITTING]
+    now = reconciler.server_clock()
+    ages = [now - r.server_at for r in rows if now is not None and r.server_at is not None]
+    if ages and (delay := reconciler.lag_s + 1 - min(ages)) > 0:
+        log.info("waiting %.0f s for the job list to show %d job(s) whose reply was lost", delay, len(rows),
+                 extra={"event": "waiting"})
+        pause(delay)
+    return _settle(reconciler, ledger, redact, rows, adopted=adopted, detail="adopted after a lost reply")
+
+
+def _settle(reconciler: Reconciler, ledger: Ledger, redact: Redactor, rows: list[LedgerRecord], *,
+            adopted: list[str], detail: str) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    if not rows:
+        return counts
+    try:
+        verdicts = reconciler.judge(rows)
+    except FatalTargetError:
+        raise
+    except TransientError as exc:  # the list may answer next time: leave the rows for the next run
+        log.warning("cannot read the job list (%s): %d interrupted object(s) wait for the next run",
+                    redact(str(exc)), len(rows), extra={"event": "unsure"})
+        counts["unsure"] += len(rows)
+        return counts
+    except TargetError as exc:  # this server cannot tell
+        for row in rows:
+            ledger.mark_uncertain(row.id, redact(f"cannot read the job list: {exc}"))
+            counts["uncertain"] += 1
+        return counts
+    for row, verdict, job, why in verdicts:
+        if verdict is Verdict.ADOPT:
+            assert job is not None
+            if ledger.record_job(row.id, job.job_id, detail=detail):
+                adopted.append(job.job_id)
+                counts["adopted"] += 1
+                log.info("%s: adopted job %s", row.url, job.job_id,
+                         extra={"event": "adopted", "url": row.url, "job_id": job.job_id})
+            else:
+                counts["uncertain"] += 1
+        elif verdict is Verdict.UNCERTAIN:
+            ledger.mark_uncertain(row.id, why)
+            log.warning("%s: uncertain: %s", row.url, why, extra={"event": "uncertain", "url": row.url})
+            counts["uncertain"] += 1
+        elif verdict is Verdict.RELEASE:
+            ledger.release(row.id, f"interrupted: {why}")
+            counts["released"] += 1
+        else:
+            counts["unsure"] += 1
+    return counts

@@ -1,0 +1,54 @@
+"""How fast and how often calls go out: a rate cap shared by every thread, full-jitter backoff, and
+retries by error type (never by message text)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from .errors import TransientError
+
+T = TypeVar("T")
+
+
+class RateLimiter:
+    """At most ``per_second`` acquisitions per second across threads, evenly spaced."""
+
+    def __init__(self, per_second: float, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], object] = time.sleep) -> None:
+        self._interval = 1.0 / per_second
+        self._clock = clock
+        self._sleep = sleep
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next)
+            self._next = slot + self._interval
+        if slot > now:
+            self._sleep(slot - now)
+
+
+def backoff(attempt: int, *, retry_after: float | None, rng: Callable[[], float],
+            base: float = 0.5, cap: float = 30.0) -> float:
+    """Full-jitter exponential backoff, never shorter than the server's ``Retry-After``."""
+    delay = rng() * min(cap, base * 2.0 ** (attempt - 1))
+    return max(delay, retry_after) if retry_after is not None else delay
+
+
+def with_retries(fn: Callable[[], T], *, max_attempts: int, sleep: Callable[[float], object],
+                 rng: Callable[[], float], stop: threading.Event) -> T:
+    """Call ``fn`` until it succeeds, retrying :class:`TransientError` with backoff."""
+    attempt = 1
+    while True:
+        try:
+            return fn()
+        except TransientError as exc:
+            if attempt >= max_attempts or stop.is_set():
+                raise
+            sleep(backoff(attempt, retry_after=exc.retry_after, rng=rng))
+            attempt += 1
