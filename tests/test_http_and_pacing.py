@@ -8,7 +8,13 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestrator.errors import AmbiguousError, FatalTargetError, PermanentError, TransientError
+from orchestrator.errors import (
+    AmbiguousError,
+    FatalTargetError,
+    PermanentError,
+    ServerFullError,
+    TransientError,
+)
 from orchestrator.models import Secret
 from orchestrator.pacing import RateLimiter, backoff, with_retries
 from orchestrator.redact import Redactor
