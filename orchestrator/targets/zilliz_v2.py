@@ -13,16 +13,17 @@ import httpx
 
 from ..models import ImportRequest, JobInfo, JobState, Secret, StoredObject
 from ..schema import CollectionSchema
+from .base import OnePhase
 from .collections_v2 import GB, describe
-from .http import call
-from .jobs_v2 import CREATE, LIST, SUCCESS, ProgressRoute, created_job_id, job_info, list_records
+from .http import asked_job_id, call, created_job_id
+from .jobs_v2 import CREATE, LIST, SUCCESS, ProgressRoute, job_info, list_records
 
 STATES = {"Pending": JobState.RUNNING, "Importing": JobState.RUNNING, "InProgress": JobState.RUNNING,
           "Completed": JobState.COMPLETED, "Failed": JobState.FAILED}
 PAGE_SIZE = 100
 
 
-class ZillizV2Target:
+class ZillizV2Target(OnePhase):
     max_file_bytes: int | None = 10 * GB
 
     def __init__(self, client: httpx.Client, *, base_url: str, cluster_id: str, api_key: Secret,
@@ -69,7 +70,7 @@ class ZillizV2Target:
                                          creates=True))
 
     def progress(self, job_id: str) -> JobInfo:
-        body = {"clusterId": self.cluster_id, "jobId": job_id}
+        body = {"clusterId": self.cluster_id, "jobId": asked_job_id(job_id)}
         return job_info(job_id, self._progress.call(lambda path: self._post(path, body)), STATES)
 
     def list_jobs(self) -> Iterator[JobInfo]:
