@@ -79,10 +79,10 @@ class ZillizV2Target(OnePhase):
         while True:
             data = self._post(LIST, {"clusterId": self.cluster_id, "pageSize": PAGE_SIZE,
                                      "currentPage": page})
-            jobs = list_records(data, STATES)
-            yield from jobs
-            seen += len(jobs)
+            yield from list_records(data, STATES)
+            records = len(data.get("records") or [])  # skipped ones included: they count in ``count``
+            seen += records
             count = data.get("count")
-            if not jobs or (isinstance(count, int) and seen >= count):
+            if not records or (isinstance(count, int) and seen >= count):
                 return
             page += 1
