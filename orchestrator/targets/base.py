@@ -5,7 +5,8 @@ protocol, spelled the same way on every target so that callers need no ``isinsta
 
 * ``two_phase`` (bool): True while this target creates jobs whose rows stay invisible until
   :meth:`Target.commit`; such a job reads :attr:`JobState.UNCOMMITTED` once imported. It may turn False
-  during a run (a server that refuses the option): read it after each ``create``, not once.
+  during a run (a server that refuses the option). Whether one job needs a commit is told by its
+  state (``UNCOMMITTED``), never by this flag: a job made before the flag turned off still waits.
 * ``commit(job_id)`` makes an uncommitted job's rows visible; ``abort(job_id)`` drops them for good.
   Both are idempotent from the caller's side: committing a job already committing or completed, or
   aborting one already failed, succeeds. Committing a failed job, or aborting a committing or
