@@ -4,6 +4,7 @@ loopback against its fake (``httpx.MockTransport`` only for reply shapes no fake
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -103,9 +104,14 @@ def test_replies_that_prove_no_job_stay_plain_transient(fake: FakeImportAPI, htt
 
 
 def test_a_read_timeout_on_a_create_is_ambiguous(fake: FakeImportAPI) -> None:
-    fake.faults, fake.slow_s = ["slow"], 1.0
-    with httpx.Client(timeout=httpx.Timeout(10, read=0.2)) as client, pytest.raises(AmbiguousError):
-        create(target_of(fake, client), fake, "emb/a.parquet")
+    gave_up = threading.Event()
+    fake.before_reply = lambda _job: gave_up.wait(10)  # the reply is held until the client gave up
+    try:
+        with httpx.Client(timeout=httpx.Timeout(10, read=0.05)) as client, pytest.raises(AmbiguousError):
+            create(target_of(fake, client), fake, "emb/a.parquet")
+    finally:
+        gave_up.set()
+    assert len(fake.all_jobs()) == 1
 
 
 def test_polls_keep_503_plain_transient() -> None:
