@@ -14,7 +14,7 @@ connection is closed without a reply), ``502``, ``504``, ``503-after`` (an HTTP 
 gives after the backend made the job), ``no-id`` (the success code without a job id), ``bad-id`` (a
 success reply whose job id is ``bad_id``, by default 10 MB long). ``dup-id`` makes nothing and answers
 with the id of an existing job of another object (a protocol violation; needs one such job). ``slow``
-answers late.
+answers late; ``none`` answers normally (to place a fault later in ``faults``).
 
 Servers as they are, off by default: ``list_lag_s`` (a job shows in the list only that many seconds of
 the fake's clock after it was made; progress by id knows it at once), ``job_memory_s`` (a job finished
@@ -42,7 +42,7 @@ from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlparse
 
 FAULTS = ("500", "429", "busy", "slow", "drop", "garbage", "502", "504", "503-after", "no-id", "bad-id",
-          "dup-id")
+          "dup-id", "none")
 ROWS = 3  # the rows every fake job imports
 DESCRIBE_COLLECTION = "/v2/vectordb/collections/describe"
 NO_CLUSTER = "Cluster not exist or you don't have permission."
