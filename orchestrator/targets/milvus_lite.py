@@ -17,12 +17,12 @@ Exactly once, also across a crash in the middle of a file:
 Rows are inserted, never upserted, into tagged collections: Milvus Lite keeps one row per primary
 key (a second row with the same key replaces the first, insert or upsert alike), so the collections
 ``create_collection`` makes have their own autoID key, ``_orch_id``, when the file has an ``id`` column
-(kept as a plain INT64 field): two files with the same ids both keep all their rows. A job's
-``imported_rows`` is what the collection gained (its row count after the insert less before).
-Collections made by the user without the tag must take their primary key from the file; their rows
-are upserted by choice, so a second pass replaces rows instead of duplicating them, and the job's
-``imported_rows`` is unknown (None): rows may have replaced others. A collection with neither is
-refused.
+(kept as a plain INT64 field): two files with the same ids both keep all their rows, and a job's
+``imported_rows`` (the rows written) is what the collection gained. Where keys come from the file
+(collections made by the user; tagged ones made by older versions, keyed on ``id``), a row may
+replace another, so ``imported_rows`` is unknown (None) rather than a claim. Collections made by the
+user without the tag must take their primary key from the file; their rows are upserted, by choice,
+so a second pass replaces rows instead of duplicating them. A collection with neither is refused.
 """
 
 from __future__ import annotations
@@ -100,7 +100,8 @@ class _Layout:
     """How rows go into one collection."""
 
     tagged: bool  # has the TAG field: delete the object's rows, then insert
-    upsert: bool  # untagged, the primary key comes from the file: upsert, rows gained unknown
+    upsert: bool  # untagged, the primary key comes from the file: upsert
+    auto_id: bool  # every row gets a key of its own: the rows written are the rows the collection gained
 
 
 class MilvusLiteTarget(OnePhase):
@@ -169,7 +170,7 @@ class MilvusLiteTarget(OnePhase):
 
     def _import(self, request: ImportRequest) -> int:
         """Insert (or upsert) the object's rows; return what the collection gained, or
-        :data:`UNKNOWN_ROWS` for an upsert."""
+        :data:`UNKNOWN_ROWS` where keys come from the file (a row may have replaced another)."""
         if request.obj is None:
             raise PermanentError(f"{request.object_url}: milvus-lite imports listed objects only")
         obj, source = request.obj, request.source
@@ -184,7 +185,7 @@ class MilvusLiteTarget(OnePhase):
         if layout.tagged:  # rows of an interrupted attempt, or of the object's previous version
             self._client.delete(request.collection, filter=leftovers)
         write = self._client.upsert if layout.upsert else self._client.insert
-        before = None if layout.upsert else self._count(request.collection)
+        total = 0
         try:
             for batch in chain([first] if first is not None else [], batches):
                 rows = batch.to_pylist()
@@ -192,16 +193,13 @@ class MilvusLiteTarget(OnePhase):
                     for row in rows:
                         row[TAG] = tag
                 write(request.collection, rows, **partition)
+                total += len(rows)
         except Exception:
             if layout.tagged:  # leave nothing half-imported behind a refusal
                 with contextlib.suppress(MilvusException):
                     self._client.delete(request.collection, filter=leftovers)
             raise
-        return UNKNOWN_ROWS if before is None else self._count(request.collection) - before
-
-    def _count(self, collection: str) -> int:
-        rows = self._client.query(collection, filter="", output_fields=["count(*)"])
-        return int(rows[0]["count(*)"])
+        return total if layout.auto_id else UNKNOWN_ROWS
 
     def _prepare(self, request: ImportRequest, schema: pa.Schema, first: pa.RecordBatch | None) -> _Layout:
         """Check (or create) the collection and partition for a file of ``schema``."""
@@ -231,7 +229,7 @@ class MilvusLiteTarget(OnePhase):
         if problems:
             raise PermanentError(f"{request.object_url} does not fit collection {name}: "
                                  + "; ".join(problems))
-        layout = _Layout(tagged=TAG in fields, upsert=TAG not in fields and not auto_id)
+        layout = _Layout(tagged=TAG in fields, upsert=TAG not in fields and not auto_id, auto_id=auto_id)
         if not (layout.tagged or layout.upsert):
             raise PermanentError(f"collection {name} has an autoID primary key and no {TAG} field: a "
                                  "re-import could not tell its rows apart, so it is refused; add a "
