@@ -144,6 +144,10 @@ def test_job_ids_are_bounded() -> None:
     assert job_id_problem("a" * 257) == "is 257 characters long (at most 256)"
     assert job_id_problem("") == "is empty" and job_id_problem("a\tb") is not None
     assert created_job_id({"jobID": 448707763884413158}) == "448707763884413158"
+    for odd in ([1], {"id": 1}, True, 1.5):
+        assert job_id_problem(odd) is not None
+        with pytest.raises(AmbiguousError, match="not a string"):
+            created_job_id({"jobId": odd})
 
 
 @pytest.mark.parametrize("api", APIS)

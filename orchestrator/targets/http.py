@@ -130,29 +130,34 @@ def retry_after(value: str | None, *, now: float | None = None) -> float | None:
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def job_id_of(data: Any) -> str | None:
-    """``data.jobId`` (``jobID`` in one doc example), as a string, unchecked."""
+def job_id_of(data: Any) -> Any:
+    """``data.jobId`` (``jobID`` in one doc example) as the reply gives it, unchecked; None if absent."""
     if not isinstance(data, dict):
         return None
     value = data.get("jobId", data.get("jobID"))
-    return str(value) if value not in (None, "") else None
+    return None if value in (None, "") else value
 
 
-def job_id_problem(job_id: str) -> str | None:
-    """What makes ``job_id`` unacceptable, or None: a job id is 1 to :data:`MAX_JOB_ID` printable ASCII
-    characters, without spaces (every id the APIs hand out fits: numbers, ``job-...``, UUIDs)."""
-    if not job_id:
+def job_id_problem(job_id: Any) -> str | None:
+    """What makes ``job_id`` unacceptable, or None: a job id is a string (or an integer) of 1 to
+    :data:`MAX_JOB_ID` printable ASCII characters, without spaces (every id the APIs hand out fits:
+    numbers, ``job-...``, UUIDs)."""
+    if isinstance(job_id, bool) or not isinstance(job_id, str | int):
+        return f"is a JSON {type(job_id).__name__}, not a string"
+    text = str(job_id)
+    if not text:
         return "is empty"
-    if len(job_id) > MAX_JOB_ID:
-        return f"is {len(job_id)} characters long (at most {MAX_JOB_ID})"
-    if not all("!" <= c <= "~" for c in job_id):
+    if len(text) > MAX_JOB_ID:
+        return f"is {len(text)} characters long (at most {MAX_JOB_ID})"
+    if not all("!" <= c <= "~" for c in text):
         return "holds a space, a control or a non-ASCII character"
     return None
 
 
-def shown_id(job_id: str) -> str:
+def shown_id(job_id: Any) -> str:
     """A job id fit for a message: at most 40 characters, control characters escaped."""
-    return repr(job_id[:40] + ("..." if len(job_id) > 40 else ""))
+    text = str(job_id)
+    return repr(text[:40] + ("..." if len(text) > 40 else ""))
 
 
 def created_job_id(data: Any) -> str:
@@ -165,7 +170,7 @@ def created_job_id(data: Any) -> str:
     if problem is not None:
         raise AmbiguousError(f"the server reported success with a job id that {problem}: "
                              f"{shown_id(job_id)}, refused")
-    return job_id
+    return str(job_id)
 
 
 def listed_job_id(record: Any) -> str | None:
@@ -174,7 +179,7 @@ def listed_job_id(record: Any) -> str | None:
     job_id = job_id_of(record)
     problem = "is missing" if job_id is None else job_id_problem(job_id)
     if problem is None:
-        return job_id
+        return str(job_id)
     shown = f" {shown_id(job_id)}" if job_id is not None else ""
     log.warning("the job list holds a record whose job id%s %s: skipped", shown, problem)
     return None
