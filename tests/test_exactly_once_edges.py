@@ -53,8 +53,6 @@ def test_a_lagging_list_is_never_read_as_no_job(
     assert_exactly_once(fake_api, manifest, urls)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 section 2: a job id handed out for two objects is recorded "
-                   "twice (the ledger rebuild fixes it; then drop this mark)")
 def test_one_job_id_for_two_objects_is_not_recorded_twice(
     put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeImportAPI,
 ) -> None:
