@@ -14,7 +14,8 @@
         │   ├── AmbiguousError        the call may have created a job: look before retrying
         │   └── ServerFullError       the server holds all the jobs it takes: wait for one to end
         ├── PermanentError            this object will not import as it stands
-        │   └── JobNotFoundError      the server does not know the job (forgotten, or never made)
+        │   ├── JobNotFoundError      the server does not know the job (forgotten, or never made)
+        │   └── JobTerminalError      a two-phase job already ended: it can no longer be committed/aborted
         └── FatalTargetError          nothing will import (bad API key, unknown cluster): stop the run
 
 Messages never carry secrets: credentials travel as :class:`orchestrator.models.Secret`, whose
@@ -114,6 +115,18 @@ class PermanentError(TargetError):
 
 class JobNotFoundError(PermanentError):
     """The server does not know this job id: it forgot it (Milvus, after about 3 hours) or never made it."""
+
+
+class JobTerminalError(PermanentError):
+    """A two-phase job already ended, so it can no longer be committed or aborted.
+
+    ``committed`` says which end: True when its rows are (or are becoming) visible (``Committing``,
+    ``Completed``), False when they never will be (``Failed``, aborted included).
+    """
+
+    def __init__(self, message: str, *, committed: bool, code: int | None = None) -> None:
+        super().__init__(message, code=code)
+        self.committed = committed
 
 
 class FatalTargetError(TargetError):

@@ -106,6 +106,7 @@ class JobState(enum.StrEnum):
     """A server-side import job, normalised across APIs."""
 
     RUNNING = "running"
+    UNCOMMITTED = "uncommitted"  # two-phase import: imported, rows invisible until committed (or aborted)
     COMPLETED = "completed"
     FAILED = "failed"
 

@@ -105,8 +105,9 @@ def test_import_real_parquet_then_rerun_imports_nothing(tmp_path: Path, lite: Pa
 
     authors = client(lite).describe_collection("authors")
     types = {f["name"]: f["type"] for f in authors["fields"]}
-    assert types == {"id": DataType.INT64, "vector": DataType.FLOAT_VECTOR, "name": DataType.VARCHAR,
-                     "score": DataType.DOUBLE, "active": DataType.BOOL, "_orch_object": DataType.VARCHAR}
+    assert types == {"_orch_id": DataType.INT64, "id": DataType.INT64, "vector": DataType.FLOAT_VECTOR,
+                     "name": DataType.VARCHAR, "score": DataType.DOUBLE, "active": DataType.BOOL,
+                     "_orch_object": DataType.VARCHAR}
     hits = client(lite).search("articles", data=[[6.0, 1.0, 0.5, 2.0]], limit=3, output_fields=["id"])[0]
     assert len(hits) == 3 and all(h["id"] % 7 == 6 for h in hits)
 

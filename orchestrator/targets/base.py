@@ -1,10 +1,28 @@
-"""The protocol every import API implements, and what the wiring hands to targets that need it."""
+"""The protocol every import API implements, and what the wiring hands to targets that need it.
+
+Two-phase import (Milvus 2.7+, ``reference/import-api.md`` section 9) is an optional capability of the
+protocol, spelled the same way on every target so that callers need no ``isinstance``:
+
+* ``two_phase`` (bool): True while this target creates jobs whose rows stay invisible until
+  :meth:`Target.commit`; such a job reads :attr:`JobState.UNCOMMITTED` once imported. It may turn False
+  during a run (a server that refuses the option). Whether one job needs a commit is told by its
+  state (``UNCOMMITTED``), never by this flag: a job made before the flag turned off still waits.
+* ``commit(job_id)`` makes an uncommitted job's rows visible; ``abort(job_id)`` drops them for good.
+  Both are idempotent from the caller's side: committing a job already committing or completed, or
+  aborting one already failed, succeeds. Committing a failed job, or aborting a committing or
+  completed one, raises :class:`orchestrator.errors.JobTerminalError` (``committed`` tells which).
+
+Targets without the capability inherit :class:`OnePhase`: ``two_phase`` is False, and ``commit`` /
+``abort`` raise :class:`orchestrator.errors.PermanentError` (a caller that checks ``two_phase`` never
+calls them).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from ..errors import PermanentError
 from ..models import ImportRequest, JobInfo, StoredObject
 from ..schema import CollectionSchema
 
@@ -18,6 +36,7 @@ class Target(Protocol):
     """One import API. Methods raise :class:`orchestrator.errors.TargetError` subclasses only."""
 
     max_file_bytes: int | None  # the largest file one import takes (None: no documented limit)
+    two_phase: bool  # create makes uncommitted jobs, to be committed or aborted (see the module docstring)
 
     def object_ref(self, obj: StoredObject, url: str) -> str:
         """How this API names ``obj`` in a create call: ``url`` (the URL in the source's
@@ -40,3 +59,23 @@ class Target(Protocol):
     def list_jobs(self) -> Iterator[JobInfo]:
         """Every job the server still remembers (file names may be absent: ask ``progress``)."""
         ...
+
+    def commit(self, job_id: str) -> None:
+        """Make the rows of an uncommitted two-phase job visible (only when ``two_phase``)."""
+        ...
+
+    def abort(self, job_id: str) -> None:
+        """Drop an uncommitted two-phase job and its rows (only when ``two_phase``)."""
+        ...
+
+
+class OnePhase:
+    """For targets whose jobs commit themselves: no two-phase import."""
+
+    two_phase: bool = False
+
+    def commit(self, job_id: str) -> None:
+        raise PermanentError(f"cannot commit job {job_id}: this target has no two-phase import")
+
+    def abort(self, job_id: str) -> None:
+        raise PermanentError(f"cannot abort job {job_id}: this target has no two-phase import")

@@ -1,12 +1,20 @@
-"""What every HTTP import API shares: one call, its errors translated once, codes classified.
+"""What every HTTP import API shares: one call, its errors translated once, codes classified, and
+the job ids of replies checked.
 
 Errors arrive as HTTP 200 with a body ``{"code": n, "message": "..."}``: both the status and the body
 code are checked (``reference/import-api.md`` section 5).
+
+"May this reply have made a job?" is answered here once, for every target: on a create call, only a
+reply that proves no job was made (HTTP 429, a refused connection, a well-formed body error code) is a
+plain :class:`TransientError`; a lost or garbled reply, a timeout after sending, HTTP 5xx (a gateway may
+answer 502/503/504 after the backend made the job) and a success without a usable job id are
+:class:`AmbiguousError`: look before retrying.
 """
 
 from __future__ import annotations
 
 import email.utils
+import logging
 import time
 from typing import Any
 
@@ -36,6 +44,9 @@ FATAL_CODES = frozenset({80001, 80002, 21119, 1800, 96012, 96013, 96014, 96015, 
 # "Job not found": look the job up elsewhere before resubmitting.
 JOB_NOT_FOUND_CODES = frozenset({90144, 96026})
 
+MAX_JOB_ID = 256  # characters; Milvus's Idempotency-Key has the same bound
+log = logging.getLogger("orchestrator")
+
 _FATAL_HINTS = {
     80001: "the API key was refused: check target.api_key",
     80002: "the API key was refused: check target.api_key",
@@ -59,7 +70,8 @@ def call(
     """Make one request and return the body's ``data``; raise a classified :class:`TargetError`.
 
     ``creates`` marks a call that may create a job, so that a reply lost after sending (timeouts,
-    dropped connections, 5xx, garbage) is an :class:`AmbiguousError` rather than a plain transient one.
+    dropped connections, 5xx including 503, garbage) is an :class:`AmbiguousError` rather than a plain
+    transient one. Reads (progress, list) keep 503 and the rest plain :class:`TransientError`.
     """
     unsure = AmbiguousError if creates else TransientError
     try:
@@ -73,8 +85,8 @@ def call(
         raise TransientError("rate limited (HTTP 429)", http_status=status,
                              retry_after=retry_after(response.headers.get("Retry-After")))
     if status == 503:
-        raise TransientError("service unavailable (HTTP 503)", http_status=status,
-                             retry_after=retry_after(response.headers.get("Retry-After")))
+        raise unsure("service unavailable (HTTP 503)", http_status=status,
+                     retry_after=retry_after(response.headers.get("Retry-After")))
     if status >= 500:
         raise unsure(f"server error (HTTP {status})", http_status=status)
     if status in (401, 403):
@@ -127,12 +139,68 @@ def retry_after(value: str | None, *, now: float | None = None) -> float | None:
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def job_id_of(data: Any) -> str | None:
-    """``data.jobId`` (``jobID`` in one doc example), as a string."""
+def job_id_of(data: Any) -> Any:
+    """``data.jobId`` (``jobID`` in one doc example) as the reply gives it, unchecked; None if absent."""
     if not isinstance(data, dict):
         return None
     value = data.get("jobId", data.get("jobID"))
-    return str(value) if value not in (None, "") else None
+    return None if value in (None, "") else value
+
+
+def job_id_problem(job_id: Any) -> str | None:
+    """What makes ``job_id`` unacceptable, or None: a job id is a string (or an integer) of 1 to
+    :data:`MAX_JOB_ID` printable ASCII characters, without spaces (every id the APIs hand out fits:
+    numbers, ``job-...``, UUIDs)."""
+    if isinstance(job_id, bool) or not isinstance(job_id, str | int):
+        return f"is a JSON {type(job_id).__name__}, not a string"
+    text = str(job_id)
+    if not text:
+        return "is empty"
+    if len(text) > MAX_JOB_ID:
+        return f"is {len(text)} characters long (at most {MAX_JOB_ID})"
+    if not all("!" <= c <= "~" for c in text):
+        return "holds a space, a control or a non-ASCII character"
+    return None
+
+
+def shown_id(job_id: Any) -> str:
+    """A job id fit for a message: at most 40 characters, control characters escaped."""
+    text = str(job_id)
+    return repr(text[:40] + ("..." if len(text) > 40 else ""))
+
+
+def created_job_id(data: Any) -> str:
+    """The job id of a create call's successful reply. Without one, or with one that is not a job id,
+    the call may still have made a job: :class:`AmbiguousError` (look before retrying)."""
+    job_id = job_id_of(data)
+    if job_id is None:
+        raise AmbiguousError("the server reported success without a job id")
+    problem = job_id_problem(job_id)
+    if problem is not None:
+        raise AmbiguousError(f"the server reported success with a job id that {problem}: "
+                             f"{shown_id(job_id)}, refused")
+    return str(job_id)
+
+
+def listed_job_id(record: Any) -> str | None:
+    """The job id of one job-list record, or None (with a warning) when it has none or a bad one: such a
+    record is skipped, never stored."""
+    job_id = job_id_of(record)
+    problem = "is missing" if job_id is None else job_id_problem(job_id)
+    if problem is None:
+        return str(job_id)
+    shown = f" {shown_id(job_id)}" if job_id is not None else ""
+    log.warning("the job list holds a record whose job id%s %s: skipped", shown, problem)
+    return None
+
+
+def asked_job_id(job_id: str) -> str:
+    """``job_id`` checked before a progress, commit or abort call: a job id no server hands out (a
+    ledger written by an older version may hold one) is :class:`PermanentError`, not a request."""
+    problem = job_id_problem(job_id)
+    if problem is not None:
+        raise PermanentError(f"job id {shown_id(job_id)} {problem}: no import API made it")
+    return job_id
 
 
 def _origin(url: str) -> str:

@@ -8,9 +8,9 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..errors import AmbiguousError, FatalTargetError, TransientError
+from ..errors import FatalTargetError, TransientError
 from ..models import JobInfo, JobState
-from .http import job_id_of
+from .http import listed_job_id
 
 SUCCESS = frozenset({0})  # v2 and Milvus: code 0 only (for Milvus, code 200 means "partition not found")
 CREATE = "/v2/vectordb/jobs/import/create"
@@ -43,14 +43,6 @@ class ProgressRoute:
             return data
 
 
-def created_job_id(data: Any) -> str:
-    """The job id of a create reply; a success without one may still have made a job: ambiguous."""
-    job_id = job_id_of(data)
-    if job_id is None:
-        raise AmbiguousError("the server reported success without a job id")
-    return job_id
-
-
 def job_info(job_id: str, data: Any, states: Mapping[str, JobState]) -> JobInfo:
     """A progress reply's ``data`` as a :class:`JobInfo`; unknown states count as running."""
     if not isinstance(data, dict):
@@ -72,14 +64,14 @@ def job_info(job_id: str, data: Any, states: Mapping[str, JobState]) -> JobInfo:
 
 
 def list_records(data: Any, states: Mapping[str, JobState]) -> list[JobInfo]:
-    """The jobs of a list reply's ``data.records``."""
+    """The jobs of a list reply's ``data.records``; a record without a valid job id is skipped."""
     if not isinstance(data, dict):
         raise TransientError("the job list reply has no data")
     jobs = []
     for record in data.get("records") or []:
-        job_id = record.get("jobId", record.get("jobID")) if isinstance(record, dict) else None
-        if job_id in (None, ""):
+        job_id = listed_job_id(record)
+        if job_id is None:
             continue
-        jobs.append(JobInfo(job_id=str(job_id), state=states.get(str(record.get("state")), JobState.RUNNING),
+        jobs.append(JobInfo(job_id=job_id, state=states.get(str(record.get("state")), JobState.RUNNING),
                             collection=record.get("collectionName")))
     return jobs

@@ -5,6 +5,16 @@ object by its key in that bucket (``files: [["path/1.parquet"]]``), not by URL. 
 as HTTP 200 with a body code; success is code 0 only (code 200 means "partition not found").
 Finished jobs are forgotten after about 3 hours: a progress call for one is an error (code 2100, "import
 job does not exist"), which becomes :class:`JobNotFoundError`; the ledger stays the long-term record.
+
+Two-phase import (Milvus 2.7+, reference section 9), with ``two_phase=True``: create sends
+``"options": {"auto_commit": "false"}``; the job stops in ``Uncommitted`` (:attr:`JobState.UNCOMMITTED`)
+with its rows invisible until :meth:`MilvusTarget.commit` (``Committing``, read as running, then
+``Completed``) or :meth:`MilvusTarget.abort` (``Failed``). A server that refuses the option (a
+well-formed error naming ``auto_commit``) gets one plain create instead, and ``two_phase`` turns off for
+the rest of the process; an older server ignores the option, so its jobs never read ``Uncommitted``:
+``two_phase_proven`` turns True only once a job of this process was seen ``Uncommitted`` or
+``Committing``, or a commit succeeded. Commit and abort refusals all come as code 2100, whatever the
+reason, so the target asks the job's state before deciding what a refusal means.
 """
 
 from __future__ import annotations
@@ -14,26 +24,33 @@ from typing import Any
 
 import httpx
 
-from ..errors import JobNotFoundError, PermanentError
+from ..errors import JobNotFoundError, JobTerminalError, PermanentError, TransientError
 from ..models import ImportRequest, JobInfo, JobState, Secret, StoredObject
 from ..schema import CollectionSchema
 from .collections_v2 import GB, describe
-from .http import call
-from .jobs_v2 import CREATE, LIST, SUCCESS, ProgressRoute, created_job_id, job_info, list_records
+from .http import asked_job_id, call, created_job_id
+from .jobs_v2 import CREATE, LIST, SUCCESS, ProgressRoute, job_info, list_records
 
 STATES = {"Pending": JobState.RUNNING, "PreImporting": JobState.RUNNING, "Importing": JobState.RUNNING,
           "Sorting": JobState.RUNNING, "IndexBuilding": JobState.RUNNING, "None": JobState.RUNNING,
+          "Uncommitted": JobState.UNCOMMITTED, "Committing": JobState.RUNNING,
           "Completed": JobState.COMPLETED, "Failed": JobState.FAILED}
+TWO_PHASE_STATES = frozenset({"Uncommitted", "Committing"})  # only a server with two-phase import says these
 IMPORT_FAILED = 2100  # what describe answers for a job id the server does not know
+COMMIT = "/v2/vectordb/jobs/import/commit"
+ABORT = "/v2/vectordb/jobs/import/abort"
+NO_AUTO_COMMIT = {"auto_commit": "false"}  # a string: Milvus decodes options as a string map
 
 
 class MilvusTarget:
     def __init__(self, client: httpx.Client, *, base_url: str, token: Secret | None = None,
-                 db_name: str | None = None) -> None:
+                 db_name: str | None = None, two_phase: bool = False) -> None:
         self.client = client
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.db_name = db_name
+        self.two_phase = two_phase
+        self.two_phase_proven = False
         self._progress = ProgressRoute()
 
     max_file_bytes: int | None = 16 * GB
@@ -61,11 +78,72 @@ class MilvusTarget:
         body = self._body(collectionName=request.collection, files=[[request.object_url]])
         if request.partition is not None:
             body["partitionName"] = request.partition
-        return created_job_id(self._post(CREATE, body, headers={"Idempotency-Key": request.idempotency_key},
-                                         creates=True))
+        headers = {"Idempotency-Key": request.idempotency_key}
+        if not self.two_phase:
+            return created_job_id(self._post(CREATE, body, headers=headers, creates=True))
+        try:
+            return created_job_id(self._post(CREATE, {**body, "options": NO_AUTO_COMMIT}, headers=headers,
+                                             creates=True))
+        except PermanentError as exc:
+            if "auto_commit" not in exc.message:
+                raise
+        # A well-formed refusal naming the option: no job was made, so one plain create is safe.
+        self.two_phase = False
+        return created_job_id(self._post(CREATE, body, headers=headers, creates=True))
 
     def progress(self, job_id: str) -> JobInfo:
-        body = self._body(jobId=job_id)
+        return self._describe(job_id)[1]
+
+    def list_jobs(self) -> Iterator[JobInfo]:
+        data = self._post(LIST, self._body())
+        if isinstance(data, dict):
+            for record in data.get("records") or []:
+                if isinstance(record, dict):
+                    self._notice(record.get("state"))
+        yield from list_records(data, STATES)
+
+    def commit(self, job_id: str) -> None:
+        """Make an uncommitted job's rows visible. Already ``Committing`` or ``Completed``: done (the
+        server refuses a second commit; from here that is success). ``Failed``: :class:`JobTerminalError`
+        (``committed=False``). Still importing: :class:`TransientError` (commit it later)."""
+        try:
+            self._post(COMMIT, self._body(jobId=asked_job_id(job_id)))
+        except PermanentError as exc:
+            if exc.code != IMPORT_FAILED:
+                raise
+            raw, info = self._describe(job_id)  # every refusal is 2100: the state says why
+            if raw in ("Committing", "Completed"):
+                return
+            if info.state is JobState.FAILED:
+                raise JobTerminalError(f"job {job_id} failed, it cannot be committed: {info.reason or exc}",
+                                       committed=False, code=exc.code) from exc
+            if info.state is JobState.RUNNING:
+                raise TransientError(f"job {job_id} is still importing ({raw}): commit it once it reads "
+                                     f"Uncommitted ({exc})", code=exc.code) from exc
+            raise
+        self.two_phase_proven = True
+
+    def abort(self, job_id: str) -> None:
+        """Drop an uncommitted job and its rows. Already ``Failed`` (aborted or not): done, its rows
+        never become visible. ``Committing`` or ``Completed``: :class:`JobTerminalError`
+        (``committed=True``)."""
+        try:
+            self._post(ABORT, self._body(jobId=asked_job_id(job_id)))
+        except PermanentError as exc:
+            if exc.code != IMPORT_FAILED:
+                raise
+            raw, info = self._describe(job_id)
+            if info.state is JobState.FAILED:
+                return
+            if raw in ("Committing", "Completed"):
+                raise JobTerminalError(f"job {job_id} is already {raw}: its rows are (or are becoming) "
+                                       f"visible, it cannot be aborted ({exc})", committed=True,
+                                       code=exc.code) from exc
+            raise
+
+    def _describe(self, job_id: str) -> tuple[str | None, JobInfo]:
+        """The job's state as the server names it, and as a :class:`JobInfo`."""
+        body = self._body(jobId=asked_job_id(job_id))
         try:
             data = self._progress.call(lambda path: self._post(path, body))
         except PermanentError as exc:
@@ -73,7 +151,10 @@ class MilvusTarget:
                 raise JobNotFoundError(f"job {job_id}: {exc} (Milvus forgets finished jobs after about "
                                        "3 hours)", code=exc.code) from exc
             raise
-        return job_info(job_id, data, STATES)
+        raw = data.get("state") if isinstance(data, dict) else None
+        self._notice(raw)
+        return (str(raw) if raw is not None else None), job_info(job_id, data, STATES)
 
-    def list_jobs(self) -> Iterator[JobInfo]:
-        yield from list_records(self._post(LIST, self._body()), STATES)
+    def _notice(self, state: Any) -> None:
+        if state in TWO_PHASE_STATES:
+            self.two_phase_proven = True

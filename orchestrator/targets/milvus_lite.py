@@ -12,9 +12,17 @@ Exactly once, also across a crash in the middle of a file:
 * A crash before the job is recorded leaves the ledger at ``submitting`` and no job: the next run
   proves there is none and submits again. What the interrupted insert left behind is removed first:
   collections with the ``_orch_object`` field (the ones ``create_collection`` makes) tag every row
-  with its object, and rows with that tag are deleted before the object is inserted again; other
-  collections must take their primary key from the file, and their rows are upserted, so a second
-  insert replaces rows instead of duplicating them. A collection with neither is refused.
+  with its object, and rows with that tag are deleted before the object is inserted again.
+
+Rows are inserted, never upserted, into tagged collections: Milvus Lite keeps one row per primary
+key (a second row with the same key replaces the first, insert or upsert alike), so the collections
+``create_collection`` makes have their own autoID key, ``_orch_id``, when the file has an ``id`` column
+(kept as a plain INT64 field): two files with the same ids both keep all their rows, and a job's
+``imported_rows`` (the rows written) is what the collection gained. Where keys come from the file
+(collections made by the user; tagged ones made by older versions, keyed on ``id``), a row may
+replace another, so ``imported_rows`` is unknown (None) rather than a claim. Collections made by the
+user without the tag must take their primary key from the file; their rows are upserted, by choice,
+so a second pass replaces rows instead of duplicating them. A collection with neither is refused.
 """
 
 from __future__ import annotations
@@ -52,12 +60,14 @@ from ..errors import (
 from ..footer import RangedFile
 from ..models import ImportRequest, JobInfo, JobState, StoredObject
 from ..schema import CollectionSchema, from_describe
-from .base import ObjectReader
+from .base import ObjectReader, OnePhase
 from .http import classify
 
 T = TypeVar("T")
 JOBS = "orchestrator_jobs"
 TAG = "_orch_object"  # the object a row came from, in collections that have this field
+KEY = "_orch_id"  # the autoID primary key of a created collection whose file has its own ``id`` column
+UNKNOWN_ROWS = -1  # the job record's rows when upserted: what the collection gained is not known
 BATCH_ROWS = 2000
 PAGE = 1000  # job records per list query
 _JOB_FIELDS = ["job_id", "object_url", "collection", "rows"]
@@ -90,10 +100,11 @@ class _Layout:
     """How rows go into one collection."""
 
     tagged: bool  # has the TAG field: delete the object's rows, then insert
-    upsert: bool  # the primary key comes from the file
+    upsert: bool  # untagged, the primary key comes from the file: upsert
+    auto_id: bool  # every row gets a key of its own: the rows written are the rows the collection gained
 
 
-class MilvusLiteTarget:
+class MilvusLiteTarget(OnePhase):
     def __init__(self, uri: Path, *, read: ObjectReader, create_collection: bool = False,
                  metric: str = "COSINE", client: Any = None, batch_rows: int = BATCH_ROWS,
                  clock: Callable[[], float] = time.time) -> None:
@@ -158,6 +169,8 @@ class MilvusLiteTarget:
         return job_id
 
     def _import(self, request: ImportRequest) -> int:
+        """Insert (or upsert) the object's rows; return what the collection gained, or
+        :data:`UNKNOWN_ROWS` where keys come from the file (a row may have replaced another)."""
         if request.obj is None:
             raise PermanentError(f"{request.object_url}: milvus-lite imports listed objects only")
         obj, source = request.obj, request.source
@@ -186,7 +199,7 @@ class MilvusLiteTarget:
                 with contextlib.suppress(MilvusException):
                     self._client.delete(request.collection, filter=leftovers)
             raise
-        return total
+        return total if layout.auto_id else UNKNOWN_ROWS
 
     def _prepare(self, request: ImportRequest, schema: pa.Schema, first: pa.RecordBatch | None) -> _Layout:
         """Check (or create) the collection and partition for a file of ``schema``."""
@@ -216,7 +229,7 @@ class MilvusLiteTarget:
         if problems:
             raise PermanentError(f"{request.object_url} does not fit collection {name}: "
                                  + "; ".join(problems))
-        layout = _Layout(tagged=TAG in fields, upsert=not auto_id)
+        layout = _Layout(tagged=TAG in fields, upsert=TAG not in fields and not auto_id, auto_id=auto_id)
         if not (layout.tagged or layout.upsert):
             raise PermanentError(f"collection {name} has an autoID primary key and no {TAG} field: a "
                                  "re-import could not tell its rows apart, so it is refused; add a "
@@ -224,18 +237,18 @@ class MilvusLiteTarget:
         return layout
 
     def _create_collection(self, name: str, schema: pa.Schema, first: pa.RecordBatch | None) -> None:
-        """Infer a collection from the first file: ``id`` (integer) as primary key or an autoID one,
-        float lists as vectors with an index, scalars as scalars, and the row tag."""
-        fields = MilvusClient.create_schema(auto_id="id" not in schema.names, enable_dynamic_field=False)
-        if "id" not in schema.names:
-            fields.add_field("id", DataType.INT64, is_primary=True, auto_id=True)
+        """Infer a collection from the first file: an autoID primary key (``_orch_id`` when the file has
+        an ``id`` column, which stays a plain integer field; ``id`` otherwise), float lists as vectors
+        with an index, scalars as scalars, and the row tag."""
+        fields = MilvusClient.create_schema(auto_id=True, enable_dynamic_field=False)
+        fields.add_field(KEY if "id" in schema.names else "id", DataType.INT64, is_primary=True, auto_id=True)
         index = self._client.prepare_index_params()
         for column in schema:
             kind = column.type
             if column.name == "id":
                 if not pa.types.is_integer(kind):
-                    raise PermanentError(f"column id is {kind}: the primary key must be an integer")
-                fields.add_field("id", DataType.INT64, is_primary=True)
+                    raise PermanentError(f"column id is {kind}: create_collection needs an integer id")
+                fields.add_field("id", DataType.INT64)
             elif _is_float_list(kind):
                 fields.add_field(column.name, DataType.FLOAT_VECTOR, dim=_dimension(column.name, kind, first))
                 index.add_index(column.name, index_type="AUTOINDEX", metric_type=self.metric)
@@ -312,8 +325,10 @@ def _tag(object_url: str) -> str:
 
 
 def _job_info(row: dict[str, Any]) -> JobInfo:
+    rows = int(row["rows"])
     return JobInfo(job_id=str(row["job_id"]), state=JobState.COMPLETED, collection=str(row["collection"]),
-                   file_name=str(row["object_url"]), progress=100.0, imported_rows=int(row["rows"]))
+                   file_name=str(row["object_url"]), progress=100.0,
+                   imported_rows=None if rows == UNKNOWN_ROWS else rows)
 
 
 def _where(request: ImportRequest | None) -> str:

@@ -14,8 +14,9 @@ import httpx
 from ..errors import PermanentError, TransientError
 from ..models import ImportRequest, JobInfo, JobState, Secret, StoredObject
 from ..schema import CollectionSchema
+from .base import OnePhase
 from .collections_v2 import GB, describe
-from .http import call, job_id_of
+from .http import asked_job_id, call, created_job_id, listed_job_id
 
 SUCCESS = frozenset({0, 200})
 _LIST_STATES = {"ImportRunning": JobState.RUNNING, "ImportCompleted": JobState.COMPLETED,
@@ -23,7 +24,7 @@ _LIST_STATES = {"ImportRunning": JobState.RUNNING, "ImportCompleted": JobState.C
 PAGE_SIZE = 100
 
 
-class ZillizV1Target:
+class ZillizV1Target(OnePhase):
     max_file_bytes: int | None = 10 * GB
 
     def __init__(self, client: httpx.Client, *, base_url: str, cluster_id: str, api_key: Secret,
@@ -55,14 +56,12 @@ class ZillizV1Target:
         data = call(self.client, "POST", f"{self.base_url}/v1/vector/collections/import",
                     headers=self._headers({"Idempotency-Key": request.idempotency_key}), json=body,
                     success_codes=SUCCESS, creates=True)
-        job_id = job_id_of(data)
-        if job_id is None:
-            raise TransientError("the server reported success without a job id")
-        return job_id
+        return created_job_id(data)
 
     def progress(self, job_id: str) -> JobInfo:
+        params = {"jobId": asked_job_id(job_id), "clusterId": self.cluster_id}
         data = call(self.client, "GET", f"{self.base_url}/v1/vector/collections/import/get",
-                    headers=self._headers(), params={"jobId": job_id, "clusterId": self.cluster_id},
+                    headers=self._headers(), params=params,
                     success_codes=SUCCESS)
         if not isinstance(data, dict):
             raise TransientError(f"progress of job {job_id}: the reply has no data")
@@ -90,9 +89,11 @@ class ZillizV1Target:
                 raise PermanentError("the job list reply has no data")
             jobs = data.get("tasks", data.get("records")) or []
             for job in jobs:
+                job_id = listed_job_id(job)
+                if job_id is None:
+                    continue
                 state = _LIST_STATES.get(str(job.get("state")), JobState.RUNNING)
-                yield JobInfo(job_id=str(job.get("jobId")), state=state,
-                              collection=job.get("collectionName"))
+                yield JobInfo(job_id=job_id, state=state, collection=job.get("collectionName"))
             seen += len(jobs)
             count = data.get("count")
             if not jobs or (isinstance(count, int) and seen >= count):

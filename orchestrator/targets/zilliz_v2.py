@@ -13,16 +13,17 @@ import httpx
 
 from ..models import ImportRequest, JobInfo, JobState, Secret, StoredObject
 from ..schema import CollectionSchema
+from .base import OnePhase
 from .collections_v2 import GB, describe
-from .http import call
-from .jobs_v2 import CREATE, LIST, SUCCESS, ProgressRoute, created_job_id, job_info, list_records
+from .http import asked_job_id, call, created_job_id
+from .jobs_v2 import CREATE, LIST, SUCCESS, ProgressRoute, job_info, list_records
 
 STATES = {"Pending": JobState.RUNNING, "Importing": JobState.RUNNING, "InProgress": JobState.RUNNING,
           "Completed": JobState.COMPLETED, "Failed": JobState.FAILED}
 PAGE_SIZE = 100
 
 
-class ZillizV2Target:
+class ZillizV2Target(OnePhase):
     max_file_bytes: int | None = 10 * GB
 
     def __init__(self, client: httpx.Client, *, base_url: str, cluster_id: str, api_key: Secret,
@@ -69,7 +70,7 @@ class ZillizV2Target:
                                          creates=True))
 
     def progress(self, job_id: str) -> JobInfo:
-        body = {"clusterId": self.cluster_id, "jobId": job_id}
+        body = {"clusterId": self.cluster_id, "jobId": asked_job_id(job_id)}
         return job_info(job_id, self._progress.call(lambda path: self._post(path, body)), STATES)
 
     def list_jobs(self) -> Iterator[JobInfo]:
@@ -78,10 +79,10 @@ class ZillizV2Target:
         while True:
             data = self._post(LIST, {"clusterId": self.cluster_id, "pageSize": PAGE_SIZE,
                                      "currentPage": page})
-            jobs = list_records(data, STATES)
-            yield from jobs
-            seen += len(jobs)
+            yield from list_records(data, STATES)
+            records = len(data.get("records") or [])  # skipped ones included: they count in ``count``
+            seen += records
             count = data.get("count")
-            if not jobs or (isinstance(count, int) and seen >= count):
+            if not records or (isinstance(count, int) and seen >= count):
                 return
             page += 1

@@ -8,13 +8,26 @@ and its reply shapes, so tests can be parametrized over them through one interfa
 and ``manifest_target()`` for the manifest's ``target`` section.
 
 Faults (consumed in order from ``faults``, then drawn at ``fault_rate`` with a seeded RNG), on create
-calls: ``500``, ``429`` (with Retry-After), ``busy`` (200 + the API's "try again" code), ``full`` (200 +
-the API's "too many jobs" reply), ``slow`` (a late reply), ``drop`` (the job is created, then the
-connection is closed without a reply), ``garbage`` (HTML).
+calls. Refused before any job is made: ``500``, ``429`` (with Retry-After), ``busy`` (200 + the API's
+"try again" code), ``full`` (200 + the API's "too many jobs" reply), ``garbage`` (HTML). The job is made, then the reply is lost or wrong: ``drop`` (the
+connection is closed without a reply), ``502``, ``504``, ``503-after`` (an HTTP 5xx reply, as a gateway
+gives after the backend made the job), ``no-id`` (the success code without a job id), ``bad-id`` (a
+success reply whose job id is ``bad_id``, by default 10 MB long). ``dup-id`` makes nothing and answers
+with the id of an existing job of another object (a protocol violation; needs one such job). ``slow``
+answers late; ``none`` answers normally (to place a fault later in ``faults``).
 
-Like a real server, the fake can hold a bounded number of unfinished jobs (``max_jobs``: a create past it
-gets the ``full`` reply), finish them after ``complete_after`` seconds plus ``per_job_s`` for each job
-ahead of it in a queue of ``max_jobs`` workers (see :meth:`phase`), and counts the calls it answered.
+Servers as they are, off by default: ``list_lag_s`` (a job shows in the list only that many seconds of
+the fake's clock after it was made; progress by id knows it at once), ``job_memory_s`` (a job finished
+longer ago than that is forgotten: progress answers "not found", the list drops it; ``jobs`` still
+holds it for tests).
+
+File names: progress replies report an object as :meth:`FakeImportAPI.reported_name`, the part of its
+URL after the host (``s3://b/emb/a b.parquet`` -> ``emb/a b.parquet``; ``https://h/b/emb/a%20b.parquet``
+-> ``b/emb/a%20b.parquet``, still percent-encoded, as given). ``visible_rows(url)`` is how many rows
+the jobs of one object made visible (``ROWS`` per completed job; a two-phase job only once committed).
+
+Like a real server, the fake can hold a bounded number of unfinished jobs (``max_jobs``: a create past
+it gets the ``full`` reply); ``complete_after`` is how long a job runs.
 """
 
 from __future__ import annotations
@@ -31,7 +44,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlparse
 
-FAULTS = ("500", "429", "busy", "full", "slow", "drop", "garbage")
+FAULTS = ("500", "429", "busy", "full", "slow", "drop", "garbage", "502", "504", "503-after", "no-id",
+          "bad-id", "dup-id", "none")
+ROWS = 3  # the rows every fake job imports
 DESCRIBE_COLLECTION = "/v2/vectordb/collections/describe"
 NO_CLUSTER = "Cluster not exist or you don't have permission."
 Handler = Callable[[BaseHTTPRequestHandler, Any, dict[str, str]], None]
@@ -48,6 +63,9 @@ class Job:
     idempotency_key: str | None
     partition: str | None = None
     db_name: str | None = None
+    auto_commit: bool = True  # False: a two-phase job (Milvus), invisible until committed
+    committed_at: float | None = None  # when a two-phase job was committed
+    failed_at: float | None = None  # when it was aborted (a job refused at creation fails at once)
 
 
 @dataclass
@@ -82,6 +100,9 @@ class FakeImportAPI:
     seed: int = 7
     clock: Callable[[], float] = time.monotonic
     before_reply: Callable[[Job], None] | None = None  # called after a job is created, before the reply
+    list_lag_s: float = 0.0  # a job shows in the list only this long after it was made
+    job_memory_s: float | None = None  # finished jobs are forgotten this long after they finished
+    bad_id: str | None = None  # the job id a ``bad-id`` reply carries (None: 10 MB of digits)
     collections: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> describe ``data``
     jobs: dict[str, Job] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
@@ -191,6 +212,34 @@ class FakeImportAPI:
             return "failed"
         return "completed" if self.clock() - job.created >= self.complete_after else "running"
 
+    def finished_at(self, job: Job) -> float | None:
+        """When the job ended (completed or failed), by the fake's clock; None while it runs."""
+        phase = self.phase(job)
+        if phase == "failed":
+            return job.failed_at if job.failed_at is not None else job.created
+        if phase == "completed":
+            return job.created + self.complete_after
+        return None
+
+    def remembered(self, job: Job) -> bool:
+        """False once the job finished more than ``job_memory_s`` ago."""
+        finished = self.finished_at(job) if self.job_memory_s is not None else None
+        return finished is None or self.clock() - finished < (self.job_memory_s or 0.0)
+
+    def listed_jobs(self) -> list[Job]:
+        """The jobs a list call shows: remembered ones, at least ``list_lag_s`` old."""
+        now = self.clock()
+        return [j for j in self.all_jobs() if now - j.created >= self.list_lag_s and self.remembered(j)]
+
+    def reported_name(self, object_url: str) -> str:
+        """How progress replies name the object: its URL after the host, as given (still
+        percent-encoded for the https styles)."""
+        return object_url.split("://", 1)[1].split("/", 1)[1]
+
+    def visible_rows(self, object_url: str) -> int:
+        """The rows the jobs of ``object_url`` made visible: imported once means ``ROWS``."""
+        return sum(ROWS for j in self.jobs_for(object_url) if self.phase(j) == "completed")
+
     # -- the machinery the routes use ---------------------------------------------------------
 
     def reply(self, h: BaseHTTPRequestHandler, payload: Any, *, status: int = 200,
@@ -208,7 +257,7 @@ class FakeImportAPI:
             h.close_connection = True
 
     def new_job(self, h: BaseHTTPRequestHandler, *, object_url: str, collection: str, access_key: str = "",
-                partition: str | None = None, db_name: str | None = None) -> None:
+                partition: str | None = None, db_name: str | None = None, auto_commit: bool = True) -> None:
         """Refuse, fail, fault or create the job for one create call, and answer it."""
         refusal = next((r for s, r in self.refuse_objects.items() if s in object_url), None)
         if refusal is not None:
@@ -224,6 +273,11 @@ class FakeImportAPI:
             return self.reply(h, {"code": self.FULL[0], "message": self.FULL[1]})
         if fault == "garbage":
             return self.reply(h, None, raw=b"<html>502 Bad Gateway</html>")
+        if fault == "dup-id":
+            other = next((j for j in self.all_jobs() if j.object_url != object_url), None)
+            if other is None:
+                return self.reply(h, {"message": "dup-id needs a job of another object"}, status=500)
+            return self.reply(h, self.created_reply(other.job_id))
         if fault == "slow":
             time.sleep(self.slow_s)
         key = h.headers.get("Idempotency-Key")
@@ -235,12 +289,18 @@ class FakeImportAPI:
             job_id = self.new_job_id(next(self._ids))
             reason = next((r for s, r in self.fail_objects.items() if s in object_url), None)
             self.jobs[job_id] = Job(job_id, collection, object_url, self.clock(), reason, access_key, key,
-                                    partition, db_name)
+                                    partition, db_name, auto_commit)
         if self.before_reply is not None:
             self.before_reply(self.jobs[job_id])
         if fault == "drop":
             h.close_connection = True
             return None  # the job exists, the reply is lost
+        if fault in ("502", "504", "503-after"):
+            return self.reply(h, None, status=int(fault[:3]), raw=b"<html>Bad Gateway</html>")
+        if fault == "no-id":
+            return self.reply(h, {**self.created_reply(job_id), "data": {}})
+        if fault == "bad-id":
+            return self.reply(h, self.created_reply(self.bad_id if self.bad_id is not None else "9" * 10**7))
         return self.reply(h, self.created_reply(job_id))
 
     def _describe_collection(self, h: BaseHTTPRequestHandler, body: Any) -> None:
@@ -258,8 +318,10 @@ class FakeImportAPI:
         return hit
 
     def job(self, job_id: Any) -> Job | None:
+        """The job as the server knows it: None for an unknown or forgotten one."""
         with self._lock:
-            return self.jobs.get(str(job_id))
+            job = self.jobs.get(str(job_id))
+        return job if job is not None and self.remembered(job) else None
 
     def all_jobs(self) -> list[Job]:
         with self._lock:

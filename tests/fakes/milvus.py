@@ -6,6 +6,16 @@ tests see the same object URLs for every API. It checks the bearer (``user:passw
 HTTP 401 + code 1800 otherwise), the ``DB-Name`` header against ``dbName``, and the body keys; job
 states go Pending -> Importing -> Completed (or Failed, with a ``reason``); a progress call for a job
 it does not know is code 2100, as in Milvus; the list has no pagination.
+
+Two-phase import (milvus-io/milvus pull requests 48524, 50692, 51083), unless ``two_phase_supported`` is
+False (an older server: it ignores ``options.auto_commit`` and has no commit/abort routes, HTTP 404):
+a create with ``"options": {"auto_commit": "false"}`` (a string; a JSON boolean is refused like Milvus's
+string map refuses it) makes a job that goes Importing -> Uncommitted and stays there, rows invisible,
+until ``/commit`` (Committing for ``commit_after`` seconds, then Completed) or ``/abort`` (Failed,
+reason ``aborted``). With ``refuse_two_phase`` the option is refused (code 1100, naming ``auto_commit``),
+as a server that does not allow it. Refusals of commit and abort are code 2100 like the server's
+(``ErrImportFailed``): commit of anything but an Uncommitted job, abort of a Committing or Completed job,
+either on a job made with auto_commit; aborting a Failed job again succeeds.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.fakes.base import FakeImportAPI, Handler, Job, check_keys
+from tests.fakes.base import ROWS, FakeImportAPI, Handler, Job, check_keys
 
 PREFIX = "/v2/vectordb/jobs/import"
 
@@ -32,12 +42,32 @@ class FakeMilvus(FakeImportAPI):
     api_key: str = "root:Milvus"
     bucket: str = "a-bucket"  # the bucket this Milvus is configured to read
     running_state: str = "Importing"  # or PreImporting, Sorting, IndexBuilding, ...
+    two_phase_supported: bool = True  # False: a server before two-phase import
+    refuse_two_phase: bool = False  # refuse auto_commit=false with a well-formed error
+    commit_after: float = 0.0  # seconds a committed job reads Committing
 
     def routes(self) -> dict[tuple[str, str], Handler]:
-        return {("POST", self.CREATE_PATH): self._create,
-                ("POST", f"{PREFIX}/describe"): self._progress,
-                ("POST", f"{PREFIX}/get_progress"): self._progress,
-                ("POST", f"{PREFIX}/list"): self._list}
+        routes: dict[tuple[str, str], Handler] = {
+            ("POST", self.CREATE_PATH): self._create, ("POST", f"{PREFIX}/describe"): self._progress,
+            ("POST", f"{PREFIX}/get_progress"): self._progress, ("POST", f"{PREFIX}/list"): self._list}
+        if self.two_phase_supported:
+            routes[("POST", f"{PREFIX}/commit")] = self._commit
+            routes[("POST", f"{PREFIX}/abort")] = self._abort
+        return routes
+
+    def phase(self, job: Job) -> str:
+        """Also ``uncommitted`` and ``committing`` for a two-phase job."""
+        phase = super().phase(job)
+        if phase != "completed" or job.auto_commit:
+            return phase
+        if job.committed_at is None:
+            return "uncommitted"
+        return "completed" if self.clock() - job.committed_at >= self.commit_after else "committing"
+
+    def finished_at(self, job: Job) -> float | None:
+        if not job.auto_commit and self.phase(job) == "completed" and job.committed_at is not None:
+            return job.committed_at + self.commit_after
+        return super().finished_at(job)
 
     def manifest_target(self) -> dict[str, Any]:
         return {"type": self.TYPE, "endpoint": self.url, "token": "${MILVUS_TOKEN}"}
@@ -52,7 +82,8 @@ class FakeMilvus(FakeImportAPI):
         self.reply(h, {"code": 1800, "message": "user hasn't authenticated"})  # HTTP 200, like Milvus
 
     def state(self, job: Job) -> str:
-        return {"running": self.running_state, "completed": "Completed", "failed": "Failed"}[self.phase(job)]
+        return {"running": self.running_state, "uncommitted": "Uncommitted", "committing": "Committing",
+                "completed": "Completed", "failed": "Failed"}[self.phase(job)]
 
     def _db_problem(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> str | None:
         header = h.headers.get("DB-Name")
@@ -70,11 +101,20 @@ class FakeMilvus(FakeImportAPI):
         if not problem and "://" in files[0][0]:
             problem = f"invalid parameter: {files[0][0]} is a URL; files are paths in the Milvus bucket"
         problem = problem or self._db_problem(h, body)
+        options = body.get("options", {}) if isinstance(body, dict) else {}
+        if not problem and not (isinstance(options, dict)
+                                and all(isinstance(v, str) for v in options.values())):
+            problem = "invalid parameter: options must map names to strings"
+        auto_commit = True
+        if not problem and self.two_phase_supported and "auto_commit" in options:
+            auto_commit = options["auto_commit"].lower() not in ("false", "0", "f")
+            if not auto_commit and self.refuse_two_phase:
+                problem = "invalid parameter: auto_commit=false is not allowed on this cluster"
         if problem:
             return self.reply(h, {"code": 1100, "message": problem})
         return self.new_job(h, object_url=f"s3://{self.bucket}/{files[0][0]}",
                             collection=body["collectionName"], partition=body.get("partitionName"),
-                            db_name=body.get("dbName", h.headers.get("DB-Name")))
+                            db_name=body.get("dbName", h.headers.get("DB-Name")), auto_commit=auto_commit)
 
     def _progress(self, h: BaseHTTPRequestHandler, body: Any, _query: dict[str, str]) -> None:
         if self.poll_fault(h):
@@ -87,15 +127,58 @@ class FakeMilvus(FakeImportAPI):
             return self.reply(h, {"code": 2100, "message": f"import failed: import job does not exist, "
                                                            f"jobID={body['jobId']}"})
         phase = self.phase(job)
-        key = job.object_url.split("://", 1)[1].split("/", 1)[1]
-        rows = 3 if phase == "completed" else 0
+        key = self.reported_name(job.object_url)
+        rows = 0 if phase in ("running", "failed") else ROWS
         return self.reply(h, {"code": 0, "data": {
             "jobId": job.job_id, "collectionName": job.collection, "state": self.state(job),
             "progress": 100 if phase != "running" else 40, "reason": job.fail_reason or "",
-            "importedRows": rows, "totalRows": 3, "fileSize": 1000,
+            "importedRows": rows, "totalRows": ROWS, "fileSize": 1000,
             "details": [{"fileName": key, "fileSize": 1000, "state": self.state(job),
                          "progress": 100 if phase != "running" else 40, "importedRows": rows,
-                         "totalRows": 3}]}})
+                         "totalRows": ROWS}]}})
+
+    def _two_phase_job(self, h: BaseHTTPRequestHandler, body: Any, action: str) -> Job | None:
+        """The job a commit or abort names, or None once the refusal is answered."""
+        problem = check_keys(body, required=("jobId",), optional=("dbName",))
+        if problem:
+            self.reply(h, {"code": 1100, "message": problem})
+            return None
+        job = self.job(body["jobId"])
+        if job is None:
+            self.reply(h, {"code": 2100, "message": f"import failed: import job does not exist, "
+                                                    f"jobID={body['jobId']}"})
+        elif job.auto_commit:
+            self.reply(h, {"code": 2100, "message": f"import failed: job {job.job_id} was created with "
+                                                    f"auto_commit, {action} not allowed"})
+            return None
+        return job
+
+    def _commit(self, h: BaseHTTPRequestHandler, body: Any, _query: dict[str, str]) -> None:
+        job = self._two_phase_job(h, body, "commit")
+        if job is None:
+            return None
+        with self._lock:
+            committed = self.phase(job) == "uncommitted"
+            if committed:
+                job.committed_at = self.clock()
+        if committed:
+            return self.reply(h, {"code": 0, "data": {}})
+        return self.reply(h, {"code": 2100, "message": f"import failed: job {job.job_id} is in state "
+                                                       f"{self.state(job)}, commit not allowed"})
+
+    def _abort(self, h: BaseHTTPRequestHandler, body: Any, _query: dict[str, str]) -> None:
+        job = self._two_phase_job(h, body, "abort")
+        if job is None:
+            return None
+        with self._lock:
+            phase = self.phase(job)
+            if phase in ("running", "uncommitted"):
+                job.fail_reason, job.failed_at = "aborted", self.clock()
+        if phase not in ("committing", "completed"):
+            return self.reply(h, {"code": 0, "data": {}})  # aborted now, or failed already
+        return self.reply(h, {"code": 2100, "message": f"import failed: job {job.job_id} is in "
+                                                       f"terminal/committed state {self.state(job)}, "
+                                                       "abort not allowed"})
 
     def _list(self, h: BaseHTTPRequestHandler, body: Any, _query: dict[str, str]) -> None:
         if not self.list_enabled:
@@ -110,4 +193,4 @@ class FakeMilvus(FakeImportAPI):
         return self.reply(h, {"code": 0, "data": {"records": [
             {"jobId": j.job_id, "collectionName": j.collection, "state": self.state(j),
              "progress": 100 if self.phase(j) != "running" else 40, "reason": j.fail_reason or ""}
-            for j in self.all_jobs() if wanted in (None, j.collection)]}})
+            for j in self.listed_jobs() if wanted in (None, j.collection)]}})

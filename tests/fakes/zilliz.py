@@ -66,7 +66,7 @@ class FakeZilliz(FakeImportAPI):
         if job is None or query.get("clusterId") != self.cluster_id:
             return self.reply(h, {"code": 90144, "message": "job not found"})
         done = self.phase(job) != "running"
-        key = job.object_url.split("://", 1)[1].split("/", 1)[1]
+        key = self.reported_name(job.object_url)
         detail = {"fileName": key, "fileSize": 1000, "readyPercentage": 1 if done else 0.5,
                   "completeTime": "2026-11-29T00:00:00Z" if done else None,
                   "errorMessage": job.fail_reason}
@@ -80,7 +80,7 @@ class FakeZilliz(FakeImportAPI):
             return None
         size = int(query.get("pageSize", 10))
         page = int(query.get("currentPage", 1))
-        jobs = self.all_jobs()
+        jobs = self.listed_jobs()
         chunk = jobs[(page - 1) * size: page * size]
         return self.reply(h, {"code": self.success_code, "data": {
             "count": len(jobs), "currentPage": page, "pageSize": size,

@@ -81,7 +81,7 @@ class FakeZillizV2(FakeImportAPI):
             return self.reply(h, {"code": 96026, "message": "job not found"})
         phase = self.phase(job)
         done = phase != "running"
-        detail = {"fileName": job.object_url.split("://", 1)[1].split("/", 1)[1], "fileSize": 1000,
+        detail = {"fileName": self.reported_name(job.object_url), "fileSize": 1000,
                   "state": self.state(job), "progress": 100 if done else 50,
                   "completeTime": "2026-11-29T00:00:00Z" if done else None,
                   "reason": job.fail_reason or "", "importedRows": 3 if phase == "completed" else 0}
@@ -101,7 +101,7 @@ class FakeZillizV2(FakeImportAPI):
         page = int(body.get("currentPage", 1))
         if not 1 <= size <= 100:
             return self.reply(h, {"code": 1100, "message": "invalid parameter: pageSize must be 1..100"})
-        jobs = self.all_jobs()
+        jobs = self.listed_jobs()
         chunk = jobs[(page - 1) * size: page * size]
         return self.reply(h, {"code": 0, "data": {
             "count": len(jobs), "currentPage": page, "pageSize": size,

@@ -1,0 +1,196 @@
+"""Milvus two-phase import (reference section 9): MilvusTarget against FakeMilvus over real loopback HTTP.
+
+A job created with ``auto_commit: "false"`` stops in Uncommitted with its rows invisible; commit makes
+them visible once, abort drops them; a server without the feature (or refusing it) is detected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from orchestrator.errors import (
+    FatalTargetError,
+    JobNotFoundError,
+    JobTerminalError,
+    PermanentError,
+    TransientError,
+)
+from orchestrator.models import ImportRequest, JobState, Secret
+from orchestrator.targets.milvus import MilvusTarget
+from orchestrator.targets.zilliz_v1 import ZillizV1Target
+from orchestrator.targets.zilliz_v2 import ZillizV2Target
+from tests.fakes.milvus import FakeMilvus
+
+KEY = "emb/a.parquet"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def fake(clock: Clock) -> Iterator[FakeMilvus]:
+    server = FakeMilvus(clock=clock, complete_after=10.0).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def target(fake: FakeMilvus) -> Iterator[MilvusTarget]:
+    with httpx.Client(timeout=10) as client:
+        yield MilvusTarget(client, base_url=fake.url, token=Secret(fake.api_key), db_name="default",
+                           two_phase=True)
+
+
+def create(target: MilvusTarget, key: str = KEY) -> str:
+    return target.create(ImportRequest(object_url=key, collection="c", partition=None, credentials=None,
+                                       idempotency_key=f"k-{key}"))
+
+
+def url(fake: FakeMilvus, key: str = KEY) -> str:
+    return f"s3://{fake.bucket}/{key}"
+
+
+def test_rows_stay_invisible_until_commit_then_appear_once(fake: FakeMilvus, target: MilvusTarget,
+                                                           clock: Clock) -> None:
+    job_id = create(target)
+    assert fake.creates()[0].body["options"] == {"auto_commit": "false"}  # a string, as Milvus wants
+    assert target.progress(job_id).state is JobState.RUNNING and not target.two_phase_proven
+    clock.now += 10.0
+    info = target.progress(job_id)
+    assert info.state is JobState.UNCOMMITTED and target.two_phase_proven
+    assert [(j.job_id, j.state) for j in target.list_jobs()] == [(job_id, JobState.UNCOMMITTED)]
+    clock.now += 3600.0
+    assert fake.visible_rows(url(fake)) == 0  # imported, not visible: it waits for the commit
+    target.commit(job_id)
+    assert target.progress(job_id).state is JobState.COMPLETED
+    assert fake.visible_rows(url(fake)) == 3
+    sent = next(r for r in fake.received if r.path.endswith("/commit"))
+    assert sent.body == {"jobId": job_id, "dbName": "default"}
+    assert sent.headers["DB-Name"] == "default"
+
+
+def test_commit_is_idempotent_while_committing_and_after(fake: FakeMilvus, target: MilvusTarget,
+                                                         clock: Clock) -> None:
+    fake.commit_after = 5.0
+    job_id = create(target)
+    clock.now += 10.0
+    target.commit(job_id)
+    assert target.progress(job_id).state is JobState.RUNNING  # Committing
+    target.commit(job_id)  # the server refuses a second commit: done from here
+    clock.now += 5.0
+    target.commit(job_id)
+    assert target.progress(job_id).state is JobState.COMPLETED
+    assert fake.visible_rows(url(fake)) == 3
+    assert len([r for r in fake.received if r.path.endswith("/commit")]) == 3
+
+
+def test_abort_drops_the_rows_and_is_idempotent(fake: FakeMilvus, target: MilvusTarget, clock: Clock) -> None:
+    job_id = create(target)
+    clock.now += 10.0
+    target.abort(job_id)
+    info = target.progress(job_id)
+    assert (info.state, info.reason) == (JobState.FAILED, "aborted")
+    target.abort(job_id)  # already failed: done
+    with pytest.raises(JobTerminalError) as failed:
+        target.commit(job_id)
+    assert failed.value.committed is False
+    clock.now += 3600.0
+    assert fake.visible_rows(url(fake)) == 0
+
+
+def test_a_running_job_can_be_aborted(fake: FakeMilvus, target: MilvusTarget, clock: Clock) -> None:
+    job_id = create(target)
+    target.abort(job_id)
+    clock.now += 10.0
+    assert target.progress(job_id).state is JobState.FAILED and fake.visible_rows(url(fake)) == 0
+
+
+def test_aborting_a_committed_job_is_refused_as_terminal(fake: FakeMilvus, target: MilvusTarget,
+                                                         clock: Clock) -> None:
+    job_id = create(target)
+    clock.now += 10.0
+    target.commit(job_id)
+    with pytest.raises(JobTerminalError, match="Completed") as info:
+        target.abort(job_id)
+    assert info.value.committed is True and fake.visible_rows(url(fake)) == 3
+
+
+def test_commit_too_early_is_transient_and_unknown_jobs_are_not_found(target: MilvusTarget) -> None:
+    job_id = create(target)
+    with pytest.raises(TransientError, match="still importing"):
+        target.commit(job_id)
+    with pytest.raises(JobNotFoundError):
+        target.commit("448707763884499999")
+    with pytest.raises(JobNotFoundError):
+        target.abort("448707763884499999")
+    with pytest.raises(PermanentError, match="no import API made it"):
+        target.commit("bad id")
+
+
+def test_a_server_without_two_phase_ignores_the_option(fake: FakeMilvus, target: MilvusTarget,
+                                                       clock: Clock) -> None:
+    fake.two_phase_supported = False
+    job_id = create(target)
+    clock.now += 10.0
+    assert target.progress(job_id).state is JobState.COMPLETED  # committed by itself
+    assert fake.visible_rows(url(fake)) == 3
+    assert target.two_phase and not target.two_phase_proven  # the caller's cue: no Uncommitted was seen
+    with pytest.raises(FatalTargetError, match="404"):
+        target.commit(job_id)
+
+
+def test_a_refused_option_falls_back_to_a_plain_create_once(fake: FakeMilvus, target: MilvusTarget,
+                                                            clock: Clock) -> None:
+    fake.refuse_two_phase = True
+    first = create(target)
+    assert not target.two_phase
+    second = create(target, "emb/b.parquet")
+    assert ["options" in r.body for r in fake.creates()] == [True, False, False]
+    assert len(fake.all_jobs()) == 2 and first != second
+    clock.now += 10.0
+    assert target.progress(first).state is JobState.COMPLETED
+
+
+def test_other_refusals_are_not_mistaken_for_the_option(fake: FakeMilvus, target: MilvusTarget) -> None:
+    fake.refuse_objects = {"a.parquet": (100, "collection not found[collection=c]")}
+    with pytest.raises(PermanentError, match="collection not found"):
+        create(target)
+    assert target.two_phase and len(fake.creates()) == 1
+
+
+def test_the_fake_refuses_a_boolean_option_like_milvus(fake: FakeMilvus) -> None:
+    reply = httpx.post(f"{fake.url}/v2/vectordb/jobs/import/create", headers={
+        "Authorization": f"Bearer {fake.api_key}"}, json={
+        "collectionName": "c", "files": [[KEY]], "options": {"auto_commit": False}}).json()
+    assert reply["code"] == 1100 and fake.all_jobs() == []
+
+
+def test_without_two_phase_milvus_sends_no_options(fake: FakeMilvus) -> None:
+    with httpx.Client() as client:
+        plain = MilvusTarget(client, base_url=fake.url, token=Secret(fake.api_key))
+        create(plain)
+    assert "options" not in fake.creates()[0].body and not plain.two_phase
+
+
+def test_targets_without_two_phase_say_so() -> None:
+    with httpx.Client() as client:
+        creds = {"base_url": "http://127.0.0.1:9", "cluster_id": "c", "api_key": Secret("k")}
+        for target in (ZillizV1Target(client, **creds), ZillizV2Target(client, **creds)):
+            assert target.two_phase is False
+            with pytest.raises(PermanentError, match="no two-phase import"):
+                target.commit("1")
+            with pytest.raises(PermanentError, match="no two-phase import"):
+                target.abort("1")
