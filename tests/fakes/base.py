@@ -9,7 +9,8 @@ and ``manifest_target()`` for the manifest's ``target`` section.
 
 Faults (consumed in order from ``faults``, then drawn at ``fault_rate`` with a seeded RNG), on create
 calls. Refused before any job is made: ``500``, ``429`` (with Retry-After), ``busy`` (200 + the API's
-"try again" code), ``full`` (200 + the API's "too many jobs" reply), ``garbage`` (HTML). The job is made, then the reply is lost or wrong: ``drop`` (the
+"try again" code), ``full`` (200 + the API's "too many jobs" reply), ``garbage`` (HTML). The job is
+made, then the reply is lost or wrong: ``drop`` (the
 connection is closed without a reply), ``502``, ``504``, ``503-after`` (an HTTP 5xx reply, as a gateway
 gives after the backend made the job), ``no-id`` (the success code without a job id), ``bad-id`` (a
 success reply whose job id is ``bad_id``, by default 10 MB long). ``dup-id`` makes nothing and answers
