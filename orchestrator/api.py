@@ -35,7 +35,7 @@ from .errors import (
     UnknownObjectError,
 )
 from .evidence import LocalClock, ServerClock, name_key
-from .jobs import Drain, OnFinished, Reconciler, Window, look_again, reconcile, refresh
+from .jobs import Drain, OnFinished, Reconciler, Window, abort_orphans, look_again, reconcile, refresh
 from .ledger import Ledger
 from .manifest import Manifest, Settings, SourceConfig, TargetConfig, load
 from .models import Action, JobProgress, JobState, LedgerRecord, ObjectState, PlanItem, Secret, StoredObject
@@ -135,7 +135,7 @@ TARGETS: dict[str, Callable[[TargetConfig, httpx.Client, ObjectReader], Target]]
         client, base_url=t.base_url, cluster_id=t.cluster_id, api_key=_key(t), db_name=t.db_name,
         cluster_endpoint=t.cluster_endpoint),
     "milvus": lambda t, client, _read: MilvusTarget(
-        client, base_url=t.base_url, token=t.api_key, db_name=t.db_name),
+        client, base_url=t.base_url, token=t.api_key, db_name=t.db_name, two_phase=t.two_phase),
     "milvus-lite": lambda t, _client, read: _milvus_lite(t, read),
 }
 
@@ -391,6 +391,7 @@ def run(
             report.refreshed.update(poll(hook=on_jobs))
             adopted: list[str] = []
             report.reconciled.update(reconcile(reconciler, ledger, redact, adopted=adopted))
+            report.reconciled["aborted"] += abort_orphans(reconciler, ledger, redact)
             window = Window(settings.max_jobs_in_flight or WINDOW[manifest.target.type], stop=stop,
                             in_use=ledger.count(ObjectState.SUBMITTED, own=True)
                             + ledger.count(ObjectState.SUBMITTING, own=True))

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import random
@@ -20,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from .errors import FatalTargetError, JobNotFoundError, TargetError, TransientError
+from .errors import FatalTargetError, JobNotFoundError, JobTerminalError, TargetError, TransientError
 from .evidence import Judgement, Verdict, judge
 from .ledger import Ledger
 from .models import JobInfo, JobState, LedgerRecord, ObjectState
@@ -31,6 +32,7 @@ from .targets.base import Target
 log = logging.getLogger("orchestrator")
 LIST_FROM = 4  # from this many jobs to learn about, one list walk beats one progress call each
 OnFinished = Callable[[LedgerRecord, JobState], None]
+MIN_POLL_S = 0.05  # between two polls of the same jobs, whatever --poll-interval says
 
 
 class Reconciler:
@@ -59,14 +61,17 @@ class Reconciler:
         self._files: dict[str, JobInfo | None] = {}
         self._lock = threading.Lock()
 
-    def unknown_jobs(self, collections: set[str]) -> list[JobInfo]:
-        """Every job into ``collections`` that the ledger has never recorded, with its file name."""
-        return with_retries(lambda: self._unknown_jobs(collections), max_attempts=self.max_attempts,
+    def unknown_jobs(self, collections: set[str] | None, *, only: JobState | None = None) -> list[JobInfo]:
+        """Every job into ``collections`` (None: any) that the ledger has never recorded, with its file
+        name; ``only`` keeps the jobs the list shows in that state."""
+        return with_retries(lambda: self._unknown_jobs(collections, only), max_attempts=self.max_attempts,
                             sleep=self.sleep, rng=self.rng, stop=self.stop)
 
-    def _unknown_jobs(self, collections: set[str]) -> list[JobInfo]:
+    def _unknown_jobs(self, collections: set[str] | None, only: JobState | None) -> list[JobInfo]:
         found: list[JobInfo] = []
-        listed = (j for j in self.target.list_jobs() if j.collection is None or j.collection in collections)
+        listed = (j for j in self.target.list_jobs()
+                  if (collections is None or j.collection is None or j.collection in collections)
+                  and (only is None or j.state is only))
         while page := list(itertools.islice(listed, 500)):
             known = self.ledger.known_job_ids([j.job_id for j in page])
             for job in page:
@@ -161,6 +166,8 @@ def refresh(
             log.warning("%s: progress of job %s: %s", record.url, job_id, redact(str(exc)),
                         extra={"event": "poll-error", "url": record.url, "job_id": job_id})
             return
+        if info.state is JobState.UNCOMMITTED:  # imported, invisible: the ledger holds its id, commit it
+            info = _commit(target, record, info, described, redact)
         if info.state is JobState.RUNNING:
             ledger.note_progress(job_id, info.progress)
         elif info.state is JobState.COMPLETED:
@@ -194,6 +201,56 @@ def refresh(
             for future in futures:
                 future.cancel()
     return counts
+
+
+def _commit(target: Target, record: LedgerRecord, info: JobInfo, described: Callable[[str], JobInfo],
+            redact: Redactor) -> JobInfo:
+    """Commit a job this ledger owns (its id was recorded before this call); the job reads as running
+    until the server says it completed. A job already terminal is whatever the server says it is."""
+    try:
+        target.commit(info.job_id)
+    except JobTerminalError:
+        return described(info.job_id)
+    except TransientError as exc:  # still importing, or the call failed: the next poll commits it
+        log.info("%s: commit of job %s: %s; later", record.url, info.job_id, redact(str(exc)),
+                 extra={"event": "commit-later", "url": record.url, "job_id": info.job_id})
+        return dataclasses.replace(info, state=JobState.RUNNING)
+    log.info("%s: job %s committed", record.url, info.job_id,
+             extra={"event": "committed", "url": record.url, "job_id": info.job_id})
+    after = described(info.job_id)  # committing is quick: its end is often seen in the same poll
+    return after if after.state in (JobState.COMPLETED, JobState.FAILED) else dataclasses.replace(
+        after, state=JobState.RUNNING)
+
+
+def abort_orphans(reconciler: Reconciler, ledger: Ledger, redact: Redactor) -> int:
+    """Two-phase targets: abort every uncommitted job that no ledger row owns but whose object's
+    import is settled otherwise (it holds another job, or was proven to have none): a lost reply's
+    orphan, whose rows never become visible. A job that an unresolved (``submitting``) import may own
+    is left to :func:`reconcile`; one that two imports could own is left alone. Returns how many."""
+    target = reconciler.target
+    if not target.two_phase:
+        return 0
+    try:
+        jobs = [j for j in reconciler.unknown_jobs(None, only=JobState.UNCOMMITTED)]
+    except TargetError as exc:
+        log.warning("cannot look for orphaned uncommitted jobs (%s); the next run looks again",
+                    redact(str(exc)), extra={"event": "unsure"})
+        return 0
+    aborted = 0
+    for job in jobs:
+        owners = ledger.by_reported_name(job.file_name or "", job.collection)
+        if len(owners) != 1 or owners[0].state is ObjectState.SUBMITTING:
+            continue
+        try:
+            target.abort(job.job_id)
+        except TargetError as exc:
+            log.warning("%s: cannot abort orphaned job %s: %s", owners[0].url, job.job_id, redact(str(exc)),
+                        extra={"event": "abort-failed", "url": owners[0].url, "job_id": job.job_id})
+            continue
+        aborted += 1
+        log.info("%s: aborted job %s, an uncommitted orphan of a lost reply", owners[0].url, job.job_id,
+                 extra={"event": "aborted", "url": owners[0].url, "job_id": job.job_id})
+    return aborted
 
 
 def _listed(target: Target, wanted: set[str], *, max_attempts: int, stop: threading.Event,
@@ -298,6 +355,7 @@ class Drain:
         self._done = threading.Event()
         self.ours: set[str] = set()
         self.ended: Counter[str] = Counter()
+        self._seen_end: dict[str, str] = {}  # every job seen ending, in case it ends before add()
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="drain", daemon=True)
@@ -307,8 +365,12 @@ class Drain:
         return self
 
     def add(self, job_id: str) -> None:
+        """A job of this run's: the run waits for it (a poll may have seen it end already)."""
         with self._lock:
-            self.ours.add(job_id)
+            if job_id in self._seen_end:
+                self.ended[self._seen_end[job_id]] += 1
+            else:
+                self.ours.add(job_id)
 
     def finish(self) -> None:
         """Submitting is over: poll on until this run's jobs have ended, then return."""
@@ -323,6 +385,8 @@ class Drain:
             if record.job_id in self.ours:
                 self.ours.discard(record.job_id)
                 self.ended[state.value] += 1
+            elif record.job_id is not None:
+                self._seen_end[record.job_id] = state.value
 
     def _loop(self) -> None:
         try:
@@ -332,7 +396,7 @@ class Drain:
                     waiting = bool(self.ours)
                 if self._done.is_set() and not waiting:
                     return
-                self._pause(self._interval)
+                self._pause(max(self._interval, MIN_POLL_S))
         except BaseException as exc:  # surfaces in finish(), in the run's thread
             self.error = exc
             self._stop.set()

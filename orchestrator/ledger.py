@@ -301,11 +301,13 @@ class Ledger:
             row = self._db.execute(f"SELECT {_COLUMNS} FROM objects WHERE id=?", (row_id,)).fetchone()
         return None if row is None else _record(row)
 
-    def job_owners(self, job_id: str) -> set[int]:
-        """Every row that ever recorded ``job_id``."""
+    def by_reported_name(self, name: str, collection: str | None) -> list[LedgerRecord]:
+        """The owner's rows whose object was sent exactly as ``name`` (how a server that takes keys,
+        like Milvus, reports it), in ``collection`` when given."""
         with self._lock:
-            return {int(r[0]) for r in self._db.execute(
-                "SELECT DISTINCT object_id FROM events WHERE job_id=?", (job_id,))}
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM objects WHERE target = ? AND sent_as = ? "
+                                    "ORDER BY id", (self.owner, name)).fetchall()
+        return [r for r in map(_record, rows) if collection in (None, r.collection)]
 
     def count(self, state: ObjectState, *, own: bool = False) -> int:
         """Rows in ``state`` (``own``: of the owner's target only)."""

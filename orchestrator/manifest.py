@@ -44,6 +44,7 @@ class TargetConfig:
     create_collection: bool = False  # milvus-lite: make missing collections from the first file
     metric: str = "COSINE"  # milvus-lite: the metric of the indexes it builds
     cluster_endpoint: str | None = None  # Zilliz: the data plane, where collections are described
+    two_phase: bool = False  # milvus: create uncommitted jobs, committed once the ledger holds their id
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,7 +326,7 @@ def _zilliz_v2(r: _Reader, node: Any, _base_dir: Path) -> TargetConfig:
 
 def _milvus(r: _Reader, node: Any, _base_dir: Path) -> TargetConfig:
     t = r.mapping(node, "target", required=("type", "endpoint"),
-                  optional=("token", "user", "password", "db_name"))
+                  optional=("token", "user", "password", "db_name", "two_phase"))
     if "token" in t and ("user" in t or "password" in t):
         raise r.fail("target.token", "set either token or user and password, not both")
     if ("user" in t) != ("password" in t):
@@ -340,7 +341,8 @@ def _milvus(r: _Reader, node: Any, _base_dir: Path) -> TargetConfig:
     endpoint = _endpoint(r, t)
     if endpoint is None:
         raise r.fail("target.endpoint", "expected http(s)://host[:port], e.g. http://localhost:19530")
-    return TargetConfig(type="milvus", base_url=endpoint, api_key=api_key, db_name=_db_name(r, t))
+    return TargetConfig(type="milvus", base_url=endpoint, api_key=api_key, db_name=_db_name(r, t),
+                        two_phase=r.boolean(t.get("two_phase", True), "target.two_phase"))
 
 
 def _milvus_lite(r: _Reader, node: Any, base_dir: Path) -> TargetConfig:

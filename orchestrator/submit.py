@@ -223,7 +223,14 @@ class Submitter:
                             extra={"event": "refused", "url": obj.url, "error": message})
                 return Outcome.FAILED
             except AmbiguousError as exc:
-                found = self._look_for_job(claim.row, exc)
+                if self.target.two_phase and self.target.two_phase_proven:
+                    # the lost call's job, if any, waits uncommitted: no row will own it, so it is never
+                    # committed, and a later run aborts it; sending again is safe
+                    log.info("%s: %s; sending again (two-phase: a job of the lost call stays uncommitted)",
+                             obj.url, self.redact(str(exc)), extra={"event": "ambiguous", "url": obj.url})
+                    found = None
+                else:
+                    found = self._look_for_job(claim.row, exc)
                 if found is not None:
                     return found  # adopted, or unsure: the row stays `submitting` for a later look
                 if attempt >= self.max_attempts or self.stop.is_set():

@@ -43,7 +43,8 @@ def test_every_type_has_a_minimal_manifest() -> None:
     v2 = manifest(TARGETS["zilliz-v2"], credentials=CREDS).target
     assert v2.base_url == ZILLIZ_V2_URL and v2.api_key is not None and v2.api_key.reveal() == "zk"
     m = manifest(TARGETS["milvus"]).target
-    assert (m.base_url, m.api_key, m.db_name) == ("http://localhost:19530", None, None)
+    assert (m.base_url, m.api_key, m.db_name, m.two_phase) == ("http://localhost:19530", None, None, True)
+    assert not manifest({**TARGETS["milvus"], "two_phase": False}).target.two_phase
     lite = manifest(TARGETS["milvus-lite"]).target
     assert lite.uri == Path("/work/m/demo.db") and not lite.create_collection and lite.metric == "COSINE"
 

@@ -6,7 +6,9 @@ them visible once, abort drops them; a server without the feature (or refusing i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -194,3 +196,104 @@ def test_targets_without_two_phase_say_so() -> None:
                 target.commit("1")
             with pytest.raises(PermanentError, match="no two-phase import"):
                 target.abort("1")
+
+
+# -- whole runs: commit only what the ledger owns, abort the orphans of lost replies ----------------
+
+def _run(manifest: object) -> object:
+    from click.testing import CliRunner
+
+    from orchestrator.cli import cli
+    return CliRunner().invoke(cli, ["run", str(manifest)], catch_exceptions=False)
+
+
+@pytest.mark.parametrize("fake_api", ["milvus"], indirect=True)
+def test_runs_commit_a_job_only_once_the_ledger_holds_its_id(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+) -> None:
+    urls = put_objects(["embeddings/a.parquet", "embeddings/b.parquet"])
+    fake_api.faults = ["drop"]  # the first create's reply is lost: its job is adopted, then committed
+    manifest = write_manifest()
+    first = _run(manifest)
+    assert first.exit_code == 0 and "adopted=1" in first.stdout, first.output  # type: ignore[attr-defined]
+    assert all(j.committed_at is None for j in fake_api.jobs.values())  # nothing visible yet
+    second = _run(manifest)  # refresh: both wait uncommitted, the ledger owns them: commit
+    assert second.exit_code == 0, second.output  # type: ignore[attr-defined]
+    assert all(j.committed_at is not None for j in fake_api.jobs.values())
+    _run(manifest)
+    assert [fake_api.visible_rows(u) for u in urls] == [3, 3]
+    assert {r.state.value for r in _rows(manifest)} == {"completed"}
+
+
+@pytest.mark.parametrize("fake_api", ["milvus"], indirect=True)
+def test_once_two_phase_is_proven_a_lost_reply_is_resent_and_its_orphan_aborted(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+) -> None:
+    from orchestrator import api
+
+    urls = put_objects(["embeddings/a.parquet", "embeddings/b.parquet"])
+    fake_api.faults = ["drop"]  # a's reply is lost, its job made
+    fake_api.list_enabled = False  # and no list could tell: only two-phase makes sending again safe
+    manifest = write_manifest(settings={"concurrency": 1})
+
+    def proven(manifest: Any, client: httpx.Client, read: Any) -> Any:
+        target = api.make_target(manifest, client, read)
+        target.two_phase_proven = True  # as after a commit earlier in this process
+        return target
+
+    report = api.run(api.validate(manifest), target_factory=proven)
+    assert report.exit_code() == 0 and report.outcomes["submitted"] == 2
+    assert len(fake_api.jobs_for(urls[0])) == 2  # the orphan waits uncommitted, never committed
+    fake_api.list_enabled = True
+    for _ in range(3):  # refresh commits what the ledger owns; the orphan is aborted
+        assert _run(manifest).exit_code == 0  # type: ignore[attr-defined]
+    orphan, owned = fake_api.jobs_for(urls[0])
+    assert orphan.failed_at is not None and orphan.committed_at is None
+    assert owned.committed_at is not None
+    assert [fake_api.visible_rows(u) for u in urls] == [3, 3]
+
+
+def _rows(manifest: Path) -> list[Any]:
+    from orchestrator import api
+    with api.open_ledger(api.validate(manifest)) as ledger:
+        return list(ledger.records())
+
+
+@pytest.mark.parametrize("fake_api", ["milvus"], indirect=True)
+def test_kill_9_with_two_phase_makes_each_objects_rows_visible_once(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+) -> None:
+    import json
+    import signal
+    import threading
+
+    from tests.test_exactly_once import invoke, spawn
+
+    urls = put_objects([f"embeddings/p{i:02}.parquet" for i in range(20)])
+    fake_api.two_phase_manifest = True
+    fake_api.fault_rate = {"drop": 0.15}  # lost replies too: adopted, or resent once two-phase is proven
+    manifest = write_manifest(settings={"concurrency": 2})
+    fake_api.latency_s = 0.05
+    for n, mode in enumerate(["in-window", "after-reply", "in-window"]):
+        proc = spawn("run", str(manifest))
+        fired = threading.Event()
+
+        def hook(job: Any, proc: Any = proc, mode: str = mode, fired: threading.Event = fired) -> None:
+            if fired.is_set():
+                return
+            fired.set()
+            if mode == "in-window":
+                proc.send_signal(signal.SIGKILL)  # the job exists; its id never reaches the ledger
+            else:
+                threading.Timer(0.01, proc.send_signal, (signal.SIGKILL,)).start()
+
+        fake_api.before_reply = hook
+        assert proc.wait(60) == -signal.SIGKILL, n
+    fake_api.before_reply = None
+    fake_api.fault_rate = {}
+    for _ in range(4):  # commit what the ledger owns, abort the orphans
+        final = spawn("run", str(manifest))
+        final.communicate(timeout=60)
+    status = json.loads(invoke("status", str(manifest), "--refresh", "--json").stdout)
+    assert status["counts"] == {"completed": 20}, status["counts"]
+    assert [fake_api.visible_rows(u) for u in urls] == [3] * 20

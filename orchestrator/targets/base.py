@@ -37,6 +37,9 @@ class Target(Protocol):
 
     max_file_bytes: int | None  # the largest file one import takes (None: no documented limit)
     two_phase: bool  # create makes uncommitted jobs, to be committed or aborted (see the module docstring)
+    # True once this process saw one of its jobs wait for a commit: the server really honours two-phase,
+    # so a create whose reply was lost can be sent again (its job, if any, is never committed)
+    two_phase_proven: bool
 
     def object_ref(self, obj: StoredObject, url: str) -> str:
         """How this API names ``obj`` in a create call: ``url`` (the URL in the source's
@@ -73,6 +76,7 @@ class OnePhase:
     """For targets whose jobs commit themselves: no two-phase import."""
 
     two_phase: bool = False
+    two_phase_proven: bool = False
 
     def commit(self, job_id: str) -> None:
         raise PermanentError(f"cannot commit job {job_id}: this target has no two-phase import")

@@ -43,6 +43,7 @@ class FakeMilvus(FakeImportAPI):
     bucket: str = "a-bucket"  # the bucket this Milvus is configured to read
     running_state: str = "Importing"  # or PreImporting, Sorting, IndexBuilding, ...
     two_phase_supported: bool = True  # False: a server before two-phase import
+    two_phase_manifest: bool = False  # what manifest_target() asks for
     refuse_two_phase: bool = False  # refuse auto_commit=false with a well-formed error
     commit_after: float = 0.0  # seconds a committed job reads Committing
 
@@ -70,7 +71,10 @@ class FakeMilvus(FakeImportAPI):
         return super().finished_at(job)
 
     def manifest_target(self) -> dict[str, Any]:
-        return {"type": self.TYPE, "endpoint": self.url, "token": "${MILVUS_TOKEN}"}
+        """Two-phase import off unless ``two_phase_manifest``: the shared suites check the rules that
+        every server needs; tests/test_two_phase.py checks the protocol."""
+        return {"type": self.TYPE, "endpoint": self.url, "token": "${MILVUS_TOKEN}",
+                "two_phase": self.two_phase_manifest}
 
     def url_of(self, body: Any) -> str:
         return f"s3://{self.bucket}/{body['files'][0][0]}"
