@@ -11,6 +11,7 @@ import enum
 import hashlib
 import itertools
 import logging
+import math
 import random
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import TypeVar
 
 from .checks import Preflight
 from .errors import (
+    MAX_RETRY_AFTER_S,
     AmbiguousError,
     FatalTargetError,
     JobNotFoundError,
@@ -101,9 +103,12 @@ class Redactor(logging.Filter):
 
 def backoff(attempt: int, *, retry_after: float | None, rng: Callable[[], float],
             base: float = 0.5, cap: float = 30.0) -> float:
-    """Full-jitter exponential backoff, never shorter than the server's ``Retry-After``."""
+    """Full-jitter exponential backoff, never shorter than the server's ``Retry-After`` (a hint that is
+    not a finite number of seconds is ignored; one above :data:`MAX_RETRY_AFTER_S` waits that long)."""
     delay = rng() * min(cap, base * 2.0 ** (attempt - 1))
-    return max(delay, retry_after) if retry_after is not None else delay
+    if retry_after is None or not math.isfinite(retry_after) or retry_after < 0:
+        return delay
+    return max(delay, min(retry_after, MAX_RETRY_AFTER_S))
 
 
 def idempotency_key(url: str, version: str, destination: str, key_gen: int) -> str:
