@@ -191,8 +191,10 @@ class Ledger:
             if read_only:
                 self._db = _open_read_only(path, busy_timeout_s)
                 self._identity = _file_identity(path)
-                self._check_readable()
-            else:
+                if self._needs_migration():  # an older ledger: migrated by a normal open, if it can be
+                    self._db.close()
+                    read_only = False
+            if not read_only:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 if path.exists() and (links := os.stat(path).st_nlink) > 1:
                     raise LedgerError(f"{path}: the ledger file has {links} hard links; SQLite keeps one "
@@ -246,17 +248,20 @@ class Ledger:
         if app is None or app[0] != _APP:
             raise LedgerError(f"{self.path}: this SQLite file is not an orchestrator ledger")
 
-    def _check_readable(self) -> None:
-        """A ledger opened read-only must be ours and of this schema: migrating it would write."""
+    def _needs_migration(self) -> bool:
+        """For a read-only open: is the ledger ours, and of an older schema (which only a writing open can
+        migrate)? A newer one is refused; an older one in a folder that cannot be written too."""
         self._check_app()
         with self._lock:
             version = self._stored_version({"meta"})
         if version > _SCHEMA:
             raise LedgerError(f"{self.path}: written by a newer orchestrator (ledger schema {version}; this "
                               f"one reads up to {_SCHEMA}): upgrade orchestrator")
-        if version < _SCHEMA:
-            raise LedgerError(f"{self.path}: written by an older orchestrator (ledger schema {version}): "
-                              "`orchestrator run` migrates it, where its folder is writable")
+        if version < _SCHEMA and not os.access(self.path.parent, os.W_OK):
+            raise LedgerError(f"{self.path}: written by an older orchestrator (ledger schema {version}), "
+                              "and its folder cannot be written to migrate it: run orchestrator once where "
+                              "it can")
+        return version < _SCHEMA
 
     def _rollback(self) -> None:
         """Undo the open transaction, if SQLite has not already (it does on a full disk or an I/O

@@ -186,3 +186,17 @@ def test_reading_commands_read_a_ledger_in_a_read_only_folder(
         clean(result)
         assert result.exit_code == 1 and result.stderr.startswith(f"error: {state}"), result.output
     assert sorted(p.name for p in state.iterdir()) == ["l.sqlite"]  # nothing was written there
+
+
+def test_a_reading_command_migrates_an_older_ledger_it_can_write(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    fill(path, 2)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value='1' WHERE key='schema'")  # as if written by schema 1
+    with Ledger(path, read_only=True) as ledger:  # needs the migration: opened for writing, once
+        assert len(list(ledger.records())) == 2
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() != ("1",)
+        db.execute("UPDATE meta SET value='99' WHERE key='schema'")
+    with pytest.raises(LedgerError, match="newer orchestrator"):
+        Ledger(path, read_only=True)
