@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint unit demo bench clean
+.PHONY: install test lint unit fuzz demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ unit: $(STAMP)
 	$(BIN)/pytest -q -n 2
 
 test: lint unit
+
+# the property-based tests with many more examples than `make test` runs (several minutes)
+fuzz: $(STAMP)
+	ORCHESTRATOR_FUZZ=fuzz $(BIN)/pytest -q -p no:xdist tests/test_fuzz.py
 
 demo: $(STAMP)
 	$(BIN)/python scripts/make_demo_data.py demo-data/lake

@@ -19,7 +19,7 @@ import httpx
 
 from bench.synthetic import SyntheticSource
 from orchestrator import api
-from orchestrator.manifest import Manifest, Settings, SourceConfig, TargetConfig
+from orchestrator.manifest import Manifest, PreflightMode, Settings, SourceConfig, TargetConfig
 from orchestrator.models import Credentials, Secret
 from tests.fakes.zilliz import FakeZilliz
 
@@ -37,7 +37,7 @@ def manifest(fake: RemoteFake, ledger: Path, *, concurrency: int, rps: float) ->
         credentials=Credentials(access_key=Secret("bench-ak"), secret_key=Secret("bench-sk")),
         sources=(source,),
         settings=Settings(concurrency=concurrency, requests_per_second=rps, max_attempts=3, min_age_s=0,
-                          preflight="off"),
+                          preflight=PreflightMode.OFF),
         ledger_path=ledger)
 
 

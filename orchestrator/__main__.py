@@ -1,3 +1,3 @@
-from orchestrator.cli import cli
+from orchestrator.cli import main
 
-cli()
+main()

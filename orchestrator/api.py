@@ -37,7 +37,7 @@ from .errors import (
 from .evidence import LocalClock, ServerClock, name_key
 from .jobs import Drain, OnFinished, Reconciler, Window, abort_orphans, look_again, reconcile, refresh
 from .ledger import Ledger
-from .manifest import Manifest, Settings, SourceConfig, TargetConfig, load
+from .manifest import Manifest, PreflightMode, Settings, SourceConfig, TargetConfig, load
 from .models import Action, JobProgress, JobState, LedgerRecord, ObjectState, PlanItem, Secret, StoredObject
 from .models import Outcome as Outcome
 from .pacing import RateLimiter
@@ -105,9 +105,11 @@ def source_key(source: SourceConfig) -> str:
     return f"{source.scheme}://{source.bucket}/{source.prefix}"
 
 
-def open_ledger(manifest: Manifest, *, clock: Callable[[], float] = time.time) -> Ledger:
+def open_ledger(manifest: Manifest, *, clock: Callable[[], float] = time.time,
+                read_only: bool = False) -> Ledger:
+    """The manifest's ledger; ``read_only`` for commands that only read it (nothing written)."""
     return Ledger(manifest.ledger_path, clock=clock, owner=target_identity(manifest.target),
-                  sources=[source_key(s) for s in manifest.sources])
+                  sources=[source_key(s) for s in manifest.sources], read_only=read_only)
 
 
 @contextlib.contextmanager
@@ -273,7 +275,7 @@ def plan(manifest: Manifest, *, source_factory: SourceFactory = make_source,
          clock: Callable[[], float] = time.time) -> PlanReport:
     """List every source and decide, without submitting or writing anything."""
     report = PlanReport()
-    ledger = open_ledger(manifest) if manifest.ledger_path.exists() else None
+    ledger = open_ledger(manifest, read_only=True) if manifest.ledger_path.exists() else None
     now = clock()
     try:
         for source in manifest.sources:
@@ -408,9 +410,9 @@ def run(
                 reconciler=reconciler, names=NameGuard(_unresolved_names(ledger)), window=window,
                 state=state, redact=redact, drain=options.wait, full_pause_s=options.poll_interval_s,
                 sleep=backoff, on_created=drain.add if drain is not None else None,
-                preflight=None if settings.preflight == "off" else Preflight(
+                preflight=None if settings.preflight is PreflightMode.OFF else Preflight(
                     target, manifest, reader, deep=options.deep),
-                enforce=settings.preflight == "enforce",
+                enforce=settings.preflight is PreflightMode.ENFORCE,
             )
             budget = [options.max_submissions]
 
@@ -566,7 +568,7 @@ def status(manifest: Manifest, *, refresh_jobs: bool = False,
     after = manifest.settings.stall_after_s
     if not manifest.ledger_path.exists():
         return StatusReport({}, [], Overview(clock(), after, [], [], 0, [], None))
-    with open_ledger(manifest) as ledger:
+    with open_ledger(manifest, read_only=True) as ledger:
         stalled = ledger.stalled(after)
         total, failing = ledger.failing(failing_limit)
         overview = Overview(clock(), after, _groups(ledger, stalled), stalled, total, failing,
@@ -605,7 +607,7 @@ def show(manifest: Manifest, url: str) -> ObjectHistory:
     path = manifest.ledger_path
     if not path.exists():
         raise UnknownObjectError(f"{path}: no ledger yet (a run creates it when it first submits)")
-    with open_ledger(manifest) as ledger:
+    with open_ledger(manifest, read_only=True) as ledger:
         versions = ledger.history([url]).get(url, [])
         if not versions:
             raise UnknownObjectError(
@@ -631,7 +633,7 @@ def export(manifest: Manifest, out: TextIO, *, fmt: str) -> int:
             writer.writeheader()
         if not manifest.ledger_path.exists():
             return 0
-        with open_ledger(manifest) as ledger:
+        with open_ledger(manifest, read_only=True) as ledger:
             for record in ledger.records():
                 row = record_row(record)
                 if writer is not None:

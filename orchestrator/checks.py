@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from .errors import FatalTargetError, FooterError, SchemaError, TargetError
 from .footer import read_footer
-from .manifest import Manifest
+from .manifest import FixedSizeList, Manifest
 from .models import PlanItem
 from .preflight import GB, check, size_problems
 from .schema import CollectionSchema, load_file
@@ -84,5 +84,5 @@ class Preflight:
             problems = size_problems(obj.size, self.size_limit)
         else:
             problems = check(footer, schema, size=obj.size, size_limit=self.size_limit,
-                             fixed_size_list_ok=self.manifest.settings.fixed_size_list == "allow")
+                             fixed_size_list_ok=self.manifest.settings.fixed_size_list is FixedSizeList.ALLOW)
         return Inspection(rows=footer.num_rows, problems=problems, bytes_read=footer.bytes_fetched)

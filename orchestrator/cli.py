@@ -1,6 +1,6 @@
 """The command line: the only module that imports click. Parses, calls one ``api`` function, prints,
 and maps errors to exit codes: 0 fine, 1 something failed, 2 manifest or usage error, 75 another run
-holds the ledger, 130/143 stopped by Ctrl-C/SIGTERM."""
+holds the ledger, 130/143/129 stopped by Ctrl-C/SIGTERM/SIGHUP."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from . import api, views
 from .errors import LockHeldError, ManifestError, OrchestratorError
 from .manifest import Manifest
 from .models import PlanItem
+from .terminal import printable
 
 if TYPE_CHECKING:
     from .progress import RunBars
@@ -45,18 +46,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, sort_keys=True)
 
 
+class TextFormatter(logging.Formatter):
+    """Log lines for a terminal: control characters escaped (object keys may hold them)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
 def _setup_logging(verbose: bool, json_log: bool) -> None:
     logger = logging.getLogger("orchestrator")
     logger.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if json_log else logging.Formatter("%(message)s"))
+    handler.setFormatter(JsonFormatter() if json_log else TextFormatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO if verbose or json_log else logging.WARNING)
     logger.propagate = False
 
 
+def _say(text: str, *, err: bool = False) -> None:
+    """Print a line that may carry text from outside (object keys, server messages), escaped."""
+    click.echo(printable(text), err=err)
+
+
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    _say(f"error: {message}", err=True)
     sys.exit(code)
 
 
@@ -65,7 +78,9 @@ def _errors() -> Iterator[None]:
     try:
         yield
     except ManifestError as exc:
-        _fail(str(exc), EXIT_USAGE)
+        for problem in exc.problems[:-1]:
+            _say(f"error: {problem}", err=True)
+        _fail(str(exc.problems[-1]), EXIT_USAGE)
     except LockHeldError as exc:
         _fail(str(exc), EXIT_LOCKED)
     except OrchestratorError as exc:
@@ -74,7 +89,9 @@ def _errors() -> Iterator[None]:
 
 @contextmanager
 def _signals(stop: threading.Event) -> Iterator[list[int]]:
-    """SIGINT/SIGTERM set ``stop``: calls in flight finish, nothing new starts."""
+    """SIGINT, SIGTERM and SIGHUP (the terminal closed) set ``stop``: calls in flight finish, nothing new
+    starts, the summary is printed; the exit code is 128 + the signal (130, 143, 129). A SIGHUP that
+    was ignored when we started (``nohup``) stays ignored."""
     received: list[int] = []
 
     def handler(signum: int, _frame: object) -> None:
@@ -87,7 +104,9 @@ def _signals(stop: threading.Event) -> Iterator[list[int]]:
             "signal %d: finishing the calls in flight, submitting nothing new", signum,
             extra={"event": "stopping"})
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    caught = [s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+              if signal.getsignal(s) != signal.SIG_IGN]
+    previous = {s: signal.signal(s, handler) for s in caught}
     try:
         yield received
     finally:
@@ -125,9 +144,9 @@ def validate(manifest: str) -> None:
 
 def _report_sources(errors: list[str], warnings: list[str]) -> None:
     for warning in warnings:
-        click.echo(f"warning: {warning}", err=True)
+        _say(f"warning: {warning}", err=True)
     for error in errors:
-        click.echo(f"error: {error}", err=True)
+        _say(f"error: {error}", err=True)
 
 
 @cli.command(name="ls")
@@ -148,7 +167,7 @@ def ls_command(manifest: str, source: int | None, as_json: bool) -> None:
             return
         state = "held" if entry.held_back else "kept" if verdict.kept else "dropped"
         why = f"{verdict.rule}; {entry.held_back}" if entry.held_back else verdict.rule
-        click.echo(f"{state:8} {obj.url}  ({why})")
+        _say(f"{state:8} {obj.url}  ({why})")
 
     with _errors():
         report = api.ls(_load(manifest), source=source, on_entry=show)
@@ -175,7 +194,7 @@ def plan(manifest: str, as_json: bool) -> None:
         else:
             where = f" -> {route.collection}" + (f"/{route.partition}" if route and route.partition else "") \
                 if route else ""
-            click.echo(f"{item.action.value:9} {item.obj.url}{where}  ({item.reason})")
+            _say(f"{item.action.value:9} {item.obj.url}{where}  ({item.reason})")
 
     with _errors():
         report = api.plan(_load(manifest), on_item=show)
@@ -201,14 +220,14 @@ def check(manifest: str, deep: bool, as_json: bool) -> None:
             click.echo(json.dumps({"url": item.obj.url, "collection": item.route.collection if item.route
                                    else None, "rows": rows, "problems": problems}))
         elif problems:
-            click.echo(f"invalid   {item.obj.url}: " + "; ".join(problems))
+            _say(f"invalid   {item.obj.url}: " + "; ".join(problems))
         else:
-            click.echo(f"ok        {item.obj.url} ({rows} rows)")
+            _say(f"ok        {item.obj.url} ({rows} rows)")
 
     with _errors():
         report = api.check(_load(manifest), deep=deep, on_result=show)
     for error in report.source_errors:
-        click.echo(f"error: {error}", err=True)
+        _say(f"error: {error}", err=True)
     line = ", ".join(f"{n} {kind}" for kind, n in sorted(report.counts.items())) or "no objects"
     click.echo(f"check: {line}", err=True)
     if report.source_errors or report.counts["invalid"] or report.counts["unreadable"]:
@@ -247,7 +266,7 @@ def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | No
             report.interrupted = received[0]
     _report_sources(report.source_errors, report.source_warnings)
     if report.fatal:
-        click.echo(f"error: {report.fatal}", err=True)
+        _say(f"error: {report.fatal}", err=True)
     if report.interrupted is not None:
         click.echo("stopped by a signal: the ledger is saved; the next run resumes", err=True)
     if report.nothing_new and report.exit_code() == 0:
@@ -265,7 +284,7 @@ def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | No
         try:
             api.write_metrics(m, report, metrics_file, seconds=seconds)
         except OrchestratorError as exc:
-            click.echo(f"error: {exc}", err=True)
+            _say(f"error: {exc}", err=True)
             code = code or EXIT_FAILED
     sys.exit(code)
 
@@ -312,7 +331,7 @@ def status(manifest: str, as_json: bool, refresh: bool) -> None:
         }, indent=2))
         return
     for line in views.status_lines(overview, report.counts, m.sources, m.ledger_path):
-        click.echo(line)
+        _say(line)
 
 
 @cli.command()
@@ -337,7 +356,7 @@ def show(manifest: str, url: str, as_json: bool) -> None:
         }, indent=2))
         return
     for line in views.history_lines(history, m.settings.stall_after_s):
-        click.echo(line)
+        _say(line)
 
 
 @cli.command()
@@ -370,3 +389,15 @@ def retry(manifest: str, url_glob: str | None, uncertain: bool) -> None:
     click.echo(f"re-armed {n} object(s); the next `run` submits them")
 
 
+def main() -> None:
+    """The ``orchestrator`` command: :func:`cli`, then an exit a signal cannot turn into a traceback.
+
+    What runs after the command (Python's shutdown: Milvus Lite stops its server and flushes its
+    database) would otherwise meet a second Ctrl-C with a ``KeyboardInterrupt`` traceback from inside
+    milvus_lite: from here on a signal ends the process at once, quietly."""
+    try:
+        cli()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) != signal.SIG_IGN:
+                signal.signal(signum, signal.SIG_DFL)

@@ -1,7 +1,7 @@
 """Every error the orchestrator raises on purpose.
 
     OrchestratorError                 base; ``str(exc)`` is one line ready for a terminal
-    ├── ManifestError                 the manifest (or the command line) is wrong: exit 2
+    ├── ManifestError                 the manifest (or the command line) is wrong, one line a problem: exit 2
     ├── SourceError                   a bucket or folder cannot be listed or read
     ├── LedgerError                   the ledger file cannot be opened or is not ours
     │   └── UnknownObjectError        the ledger holds no row for the URL asked about
@@ -24,6 +24,8 @@ Messages never carry secrets: credentials travel as :class:`orchestrator.models.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class OrchestratorError(Exception):
     """Base of every error raised on purpose; the message is for the user."""
@@ -36,7 +38,19 @@ class ManifestError(OrchestratorError):
         self.file = file
         self.path = path
         self.problem = problem
+        self.problems: tuple[ManifestError, ...] = (self,)  # every problem found, this one first
         super().__init__(": ".join(part for part in (file, path, problem) if part))
+
+    @classmethod
+    def combined(cls, problems: Sequence[ManifestError]) -> ManifestError:
+        """One error for several problems: ``str`` is one line per problem."""
+        first = problems[0]
+        if len(problems) == 1:
+            return first
+        combined = cls(first.file, first.path, first.problem)
+        combined.problems = tuple(problems)
+        combined.args = ("\n".join(str(p) for p in problems),)
+        return combined
 
 
 class SourceError(OrchestratorError):
@@ -85,8 +99,12 @@ class TargetError(OrchestratorError):
         super().__init__(message)
 
 
+MAX_RETRY_AFTER_S = 300.0  # the longest pause a server's Retry-After gets: a longer one waits this long
+
+
 class TransientError(TargetError):
-    """Retry with backoff; ``retry_after`` is the server's hint in seconds, if any."""
+    """Retry with backoff; ``retry_after`` is the server's hint in seconds, if any (at most
+    :data:`MAX_RETRY_AFTER_S`)."""
 
     def __init__(
         self,

@@ -20,20 +20,25 @@ simply new, so planning a million of them writes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import functools
+import inspect
 import json
 import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar
 
 from .errors import LedgerError, LockHeldError
 from .models import JobProgress, LedgerRecord, ObjectState, PlanItem
 
 T = TypeVar("T")
+P = ParamSpec("P")
 _APP = "orchestrator-ledger"
 _SCHEMA = 2
 _CHUNK = 500
@@ -107,16 +112,74 @@ class Claim(NamedTuple):
     key_gen: int
 
 
+# What each SQLite failure means for the user, by primary result code: what happened, what to do.
+_SQLITE_PROBLEMS = {
+    sqlite3.SQLITE_CORRUPT: "the ledger file is damaged ({error}): restore it from a backup; "
+                            "`orchestrator export` may still read what is left",
+    sqlite3.SQLITE_NOTADB: "not a usable ledger: the file is not a SQLite database ({error}): check the "
+                           "manifest's ledger path",
+    sqlite3.SQLITE_FULL: "the disk is full ({error}): free some space and run again; the last change was "
+                         "not recorded and the next run takes up where this one stopped",
+    sqlite3.SQLITE_IOERR: "the disk failed to read or write ({error}): check the disk and the file system, "
+                          "then run again",
+    sqlite3.SQLITE_BUSY: "another process has held the ledger locked for too long ({error}): find it "
+                         "(fuser on the file) and let it finish, then run again",
+    sqlite3.SQLITE_LOCKED: "the ledger is locked ({error}): let the other process finish, then run again",
+    sqlite3.SQLITE_READONLY: "the ledger cannot be written ({error}): run this command where the ledger's "
+                             "folder is writable (status, plan, show and export only read it)",
+    sqlite3.SQLITE_CANTOPEN: "the ledger cannot be opened ({error}): check that its folder exists and "
+                             "is readable",
+    sqlite3.SQLITE_PERM: "the ledger cannot be opened ({error}): check the file's permissions",
+}
+
+
+def ledger_error(path: Path, exc: sqlite3.Error) -> LedgerError:
+    """One message for a SQLite failure: the ledger, what happened and what to do."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    problem = _SQLITE_PROBLEMS.get(code & 0xFF if isinstance(code, int) else -1,
+                                   "the ledger cannot be used ({error})")
+    return LedgerError(f"{path}: {problem.format(error=exc)}")
+
+
+@contextlib.contextmanager
+def _translated(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise ledger_error(path, exc) from exc
+
+
+def _translating(method: Callable[P, T]) -> Callable[P, T]:
+    """``method`` with every ``sqlite3`` error turned into a :class:`LedgerError` (generators too)."""
+    if inspect.isgeneratorfunction(method):
+        @functools.wraps(method)
+        def generator(*args: P.args, **kwargs: P.kwargs) -> Any:
+            with _translated(args[0].path):  # type: ignore[attr-defined]
+                yield from method(*args, **kwargs)
+        return generator
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        with _translated(args[0].path):  # type: ignore[attr-defined]
+            return method(*args, **kwargs)
+    return call
+
+
 class Ledger:
     """Thread-safe: every method takes the connection lock for one short transaction.
 
     ``owner`` is the identity of the target this process imports into: new rows are recorded under
     it, and rows written before destinations were recorded (schema 1) are taken to be its own when
     the ledger is migrated. ``sources`` names each source number of the manifest by its stable URL.
+
+    ``read_only`` opens the file for reading alone (``status``, ``plan``, ``show``, ``export``): nothing
+    is written, not even a WAL checkpoint or a migration, so a ledger in a read-only folder can still be
+    read. Every SQLite failure surfaces as a :class:`LedgerError` naming the file (see
+    :func:`ledger_error`).
     """
 
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time, owner: str = "",
-                 sources: Sequence[str] = ()) -> None:
+                 sources: Sequence[str] = (), read_only: bool = False, busy_timeout_s: float = 30.0) -> None:
         self.path = path
         self.owner = owner
         self.sources = tuple(sources)
@@ -125,20 +188,32 @@ class Ledger:
         self._queue_lock = threading.Lock()
         self._queue: list[_Op[Any]] = []
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.exists() and (links := os.stat(path).st_nlink) > 1:
-                raise LedgerError(f"{path}: the ledger file has {links} hard links; SQLite keeps one file "
-                                  "consistent only under one name (its -wal and -shm files go by the name): "
-                                  "remove the extra links (a symlink is fine)")
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._identity = _file_identity(path)
-            self._init_schema()
-        except sqlite3.DatabaseError as exc:
-            raise LedgerError(f"{path}: not a usable ledger ({exc})") from exc
-        except OSError as exc:
-            raise LedgerError(f"{path}: cannot open the ledger ({exc.strerror or exc})") from exc
+            if read_only:
+                self._db = _open_read_only(path, busy_timeout_s)
+                self._identity = _file_identity(path)
+                if self._needs_migration():  # an older ledger: migrated by a normal open, if it can be
+                    self._db.close()
+                    read_only = False
+            if not read_only:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if path.exists() and (links := os.stat(path).st_nlink) > 1:
+                    raise LedgerError(f"{path}: the ledger file has {links} hard links; SQLite keeps one "
+                                      "file consistent only under one name (its -wal and -shm files go by "
+                                      "the name): remove the extra links (a symlink is fine)")
+                self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                           timeout=busy_timeout_s)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._identity = _file_identity(path)
+                self._init_schema()
+        except (sqlite3.DatabaseError, OSError, LedgerError) as exc:
+            if hasattr(self, "_db"):
+                self._db.close()  # a half-opened ledger leaves no file open
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise ledger_error(path, exc) from exc
+            if isinstance(exc, OSError):
+                raise LedgerError(f"{path}: cannot open the ledger ({exc.strerror or exc})") from exc
+            raise
 
     def _init_schema(self) -> None:
         with self._lock:
@@ -161,11 +236,38 @@ class Ledger:
                 self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(_SCHEMA),))
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
-            app = self._db.execute("SELECT value FROM meta WHERE key='app'").fetchone()
-            if app is None or app[0] != _APP:
-                raise LedgerError(f"{self.path}: this SQLite file is not an orchestrator ledger")
+        self._check_app()
+
+    def _check_app(self) -> None:
+        with self._lock:
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            app = self._db.execute("SELECT value FROM meta WHERE key='app'").fetchone() \
+                if "meta" in tables else None
+        if app is None or app[0] != _APP:
+            raise LedgerError(f"{self.path}: this SQLite file is not an orchestrator ledger")
+
+    def _needs_migration(self) -> bool:
+        """For a read-only open: is the ledger ours, and of an older schema (which only a writing open can
+        migrate)? A newer one is refused; an older one in a folder that cannot be written too."""
+        self._check_app()
+        with self._lock:
+            version = self._stored_version({"meta"})
+        if version > _SCHEMA:
+            raise LedgerError(f"{self.path}: written by a newer orchestrator (ledger schema {version}; this "
+                              f"one reads up to {_SCHEMA}): upgrade orchestrator")
+        if version < _SCHEMA and not os.access(self.path.parent, os.W_OK):
+            raise LedgerError(f"{self.path}: written by an older orchestrator (ledger schema {version}), "
+                              "and its folder cannot be written to migrate it: run orchestrator once where "
+                              "it can")
+        return version < _SCHEMA
+
+    def _rollback(self) -> None:
+        """Undo the open transaction, if SQLite has not already (it does on a full disk or an I/O
+        error): the error that caused it is the one to report."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     def _stored_version(self, tables: set[str]) -> int:
         if "meta" not in tables:
@@ -618,7 +720,7 @@ class Ledger:
                     self._db.execute("RELEASE op")
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
         except Exception as exc:  # the commit itself failed: nothing in the batch happened
             for op in batch:
@@ -676,6 +778,37 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         try:
-            self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+            if exc_type is None:
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.Error:  # a full disk, say: leave no transaction open for the next one
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            elif self._db.in_transaction:  # SQLite rolls back by itself on a full disk or an I/O error
+                self._db.execute("ROLLBACK")
         finally:
             self._lock.release()
+
+
+def _open_read_only(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+    """A connection that never writes. A WAL ledger needs its ``-shm`` file, which a read-only folder
+    cannot hold: there, the file is opened as immutable (nobody can be writing it)."""
+    if not path.is_file():
+        raise LedgerError(f"{path}: no ledger here (a run creates it when it first submits)")
+    uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"
+    try:
+        db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
+                             timeout=busy_timeout_s)
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return db
+    except sqlite3.OperationalError:
+        db = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return db
+
+
+# Every public method reports SQLite failures as a LedgerError: the one place they are translated.
+for _name, _method in list(vars(Ledger).items()):
+    if not _name.startswith("_") and inspect.isfunction(_method):
+        setattr(Ledger, _name, _translating(_method))

@@ -6,14 +6,20 @@ Every error names the file, the path inside it and the problem, e.g.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import difflib
+import enum
 import os
 import re
+import reprlib
 import string
+import typing
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -21,9 +27,46 @@ from . import urls
 from .errors import ManifestError
 from .models import Credentials, Secret
 
-ON_CHANGE = ("skip", "reimport")
-PREFLIGHT = ("off", "warn", "enforce")
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+E = TypeVar("E", bound=enum.Enum)
+
+
+class OnChange(enum.StrEnum):
+    """What to do with an object imported before whose content changed since."""
+
+    SKIP = "skip"
+    REIMPORT = "reimport"
+
+
+class PreflightMode(enum.StrEnum):
+    """Whether each file is checked against its collection before it is submitted."""
+
+    OFF = "off"
+    WARN = "warn"
+    ENFORCE = "enforce"
+
+
+class FixedSizeList(enum.StrEnum):
+    """Whether fixed_size_list vector columns pass the pre-flight check (Milvus 2.6+ reads them)."""
+
+    REJECT = "reject"
+    ALLOW = "allow"
+
+
+class Metric(enum.StrEnum):
+    """The metric of the vector indexes Milvus Lite builds."""
+
+    COSINE = "COSINE"
+    L2 = "L2"
+    IP = "IP"
+
+
+# ``${NAME}`` is the variable's value; ``$${NAME}`` is the literal text ``${NAME}``.
+_ENV_REF = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SECRET_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # a secret is one variable, nothing around it
+_HEADER_SAFE = re.compile(r"[\x20-\x7e]+")  # printable ASCII: what an HTTP header value can carry
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # no manifest value holds these (a tab may)
+MAX_YAML_NODES = 100_000  # a manifest that expands (through aliases) past this is refused unexpanded
+_EXCERPT = 40  # the most of a value an error message shows
 # per-source keys that only some kinds of source take
 _SCHEME_KEYS = {"endpoint_url": ("s3",), "region": ("s3",), "path_style": ("s3",), "profile": ("s3",),
                 "request_payer": ("s3",), "service_account_file": ("gs",)}
@@ -42,7 +85,7 @@ class TargetConfig:
     db_name: str | None = None  # zilliz-v2, milvus
     uri: Path | None = None  # milvus-lite: the database
     create_collection: bool = False  # milvus-lite: make missing collections from the first file
-    metric: str = "COSINE"  # milvus-lite: the metric of the indexes it builds
+    metric: Metric = Metric.COSINE  # milvus-lite: the metric of the indexes it builds
     cluster_endpoint: str | None = None  # Zilliz: the data plane, where collections are described
     two_phase: bool = False  # milvus: create uncommitted jobs, committed once the ledger holds their id
 
@@ -65,7 +108,6 @@ TARGET_RULES = {
 }
 TARGET_TYPES = tuple(TARGET_RULES)
 ZILLIZ_V2_URL = "https://api.cloud.zilliz.com"
-METRICS = ("COSINE", "L2", "IP")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,22 +141,43 @@ class SourceConfig:
         return f"sources[{self.index}] {self.scheme}://{self.bucket}/{self.prefix}"
 
 
+def _meta(doc: str, *, low: float | None = None, high: float | None = None,
+          above: float | None = None) -> dict[str, Any]:
+    """What a setting means and its bounds: ``low``/``high`` inclusive, ``above`` exclusive from below.
+    With the field's name, type and default, this declares the setting once: the reader and the list of
+    allowed keys are derived from the fields of :class:`Settings`."""
+    return {"doc": doc, "low": low, "high": high, "above": above}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
-    concurrency: int = 4
-    max_attempts: int = 5
-    requests_per_second: float = 10.0
-    timeout_s: float = 30.0
-    max_job_failures: int = 3
-    on_change: str = "skip"
-    list_concurrency: int = 8  # sub-prefixes listed at once (1: one stream)
-    min_age_s: float = 60.0  # objects modified more recently are left for a later run
-    preflight: str = "enforce"  # off | warn | enforce: check each file against its collection first
-    fixed_size_list: str = "reject"  # reject | allow (Milvus 2.6+ reads fixed_size_list vectors)
-    max_file_gb: float | None = None  # overrides the target's per-file limit (e.g. 1 on the Free tier)
-    stall_after_s: float = 3600.0  # a running job whose progress stands still this long is "stalled"
-    job_list_lag_s: float = 30.0  # how long a new job may take to appear in the server's job list
-    max_jobs_in_flight: int | None = None  # unfinished jobs kept on the server (None: the target's default)
+    concurrency: int = field(default=4, metadata=_meta("create calls in flight at once", low=1, high=256))
+    max_attempts: int = field(default=5, metadata=_meta("tries of one create call on transient errors",
+                                                        low=1, high=100))
+    requests_per_second: float = field(default=10.0, metadata=_meta(
+        "the pace of all calls to the import API", above=0, high=10_000))
+    timeout_s: float = field(default=30.0, metadata=_meta("seconds one HTTP call may take",
+                                                          above=0, high=3600))
+    max_job_failures: int = field(default=3, metadata=_meta(
+        "server-side failures before an object is left failed", low=1, high=100))
+    on_change: OnChange = field(default=OnChange.SKIP, metadata=_meta(
+        "an object imported before whose content changed: skip it, or import it again"))
+    list_concurrency: int = field(default=8, metadata=_meta("sub-prefixes listed at once (1: one stream)",
+                                                            low=1, high=64))
+    min_age_s: float = field(default=60.0, metadata=_meta(
+        "objects modified more recently are left for a later run", low=0, high=30 * 86400))
+    preflight: PreflightMode = field(default=PreflightMode.ENFORCE, metadata=_meta(
+        "check each file against its collection first"))
+    fixed_size_list: FixedSizeList = field(default=FixedSizeList.REJECT, metadata=_meta(
+        "Milvus 2.6+ reads fixed_size_list vectors: allow them"))
+    max_file_gb: float | None = field(default=None, metadata=_meta(
+        "overrides the target's per-file limit (e.g. 1 on the Free tier)", above=0, high=1000))
+    stall_after_s: float = field(default=3600.0, metadata=_meta(
+        "a running job whose progress stands still this long is stalled", low=0, high=30 * 86400))
+    job_list_lag_s: float = field(default=30.0, metadata=_meta(
+        "how long a new job may take to appear in the server's job list", low=0, high=3600))
+    max_jobs_in_flight: int | None = field(default=None, metadata=_meta(
+        "unfinished jobs this manifest keeps on the server (default: the target's)", low=1, high=100_000))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,66 +194,142 @@ class Manifest:
         return source.credentials or self.credentials
 
 
+class _Reported(Exception):
+    """A problem already recorded: stop checking this part of the manifest, go on with the next."""
+
+
 class _Reader:
-    """Walks the parsed YAML, substituting ``${VAR}`` and raising errors that name the place."""
+    """Walks the parsed YAML, substituting ``${VAR}`` and recording every problem with its place.
+
+    ``collect()`` blocks run independently: a problem in one is recorded and the next one is checked,
+    so that one pass reports everything; ``done()`` raises them all at once."""
 
     def __init__(self, file: str, environ: Mapping[str, str]) -> None:
         self.file = file
         self.environ = environ
+        self.problems: list[ManifestError] = []
 
     def fail(self, path: str, problem: str) -> ManifestError:
         return ManifestError(self.file, path, problem)
 
+    def note(self, path: str, problem: str) -> None:
+        error = self.fail(path, problem)
+        if all(str(p) != str(error) for p in self.problems):
+            self.problems.append(error)
+
+    @contextlib.contextmanager
+    def collect(self) -> Iterator[None]:
+        try:
+            yield
+        except ManifestError as exc:
+            self.problems.append(exc)
+        except _Reported:
+            pass
+
+    def done(self) -> None:
+        if self.problems:
+            raise ManifestError.combined(self.problems)
+
+    def unset_variables(self, node: Any, path: str = "") -> None:
+        """Note every ``${VAR}`` that is not set, anywhere in the document, each with its place."""
+        if isinstance(node, str):
+            for match in _ENV_REF.finditer(node):
+                if not match.group(1) and match.group(2) not in self.environ:
+                    self.note(path, f"environment variable {match.group(2)} is not set")
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                self.unset_variables(value, _join(path, str(key)))
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                self.unset_variables(item, f"{path}[{i}]")
+
     def mapping(
-        self, node: Any, path: str, *, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()
+        self, node: Any, path: str, *, required: tuple[str, ...] = (), optional: tuple[str, ...] = (),
+        secret: bool = False,
     ) -> dict[str, Any]:
+        """Note every unknown key (with the closest known one) and missing key; a missing one also stops
+        this part. ``secret``: the keys themselves may be secrets (``AKIA...: ...``), never shown."""
         if not isinstance(node, dict):
-            raise self.fail(path, f"expected a mapping, got {_kind(node)}")
+            got = _type_name(node) if secret else _kind(node)
+            raise self.fail(path, f"expected a mapping, got {got}")
+        known = (*required, *optional)
         for key in node:
-            if key not in required and key not in optional:
-                known = ", ".join(sorted((*required, *optional)))
-                raise self.fail(_join(path, str(key)), f"unknown key (known keys: {known})")
-        for key in required:
-            if key not in node:
-                raise self.fail(_join(path, key), "required key is missing")
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"did you mean {close[0]}? " if close else ""
+                where = path if secret else _join(path, _excerpt(str(key), quote=False))
+                shown = " (not shown: it may be a secret)" if secret and not close else ""
+                self.note(where, f"unknown key{shown}: {hint}(known keys: {', '.join(sorted(known))})")
+        missing = [key for key in required if key not in node]
+        for key in missing:
+            self.note(_join(path, key), "required key is missing")
+        if missing:
+            raise _Reported
         return node
 
     def string(self, node: Any, path: str, *, secret: bool = False) -> str:
         if not isinstance(node, str) or not node:
-            got = type(node).__name__ if secret else _kind(node)  # never echo what may be a secret
+            got = _type_name(node) if secret else _kind(node)  # never echo what may be a secret
             raise self.fail(path, f"expected a non-empty string, got {got}")
-        if secret and not _ENV_REF.search(node):
-            raise self.fail(
-                path, "secrets are not accepted literally; write ${ENV_VAR} and set that variable"
-            )
+        if secret:
+            return self._secret(node, path)
 
         def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
+            escaped, name = match.group(1), match.group(2)
+            if escaped:
+                return "${" + name + "}"
             if name not in self.environ:
-                raise self.fail(path, f"environment variable {name} is not set")
+                self.note(path, f"environment variable {name} is not set")
+                raise _Reported
             return self.environ[name]
 
         value = _ENV_REF.sub(substitute, node)
         if not value:
             raise self.fail(path, "is empty after substituting environment variables")
+        bad = _CONTROL.search(value)
+        if bad is not None:
+            raise self.fail(path, f"holds a control character ({_excerpt(bad.group(), quote=False)}), which "
+                                  "no path, URL or name may contain")
+        return value
+
+    def _secret(self, node: str, path: str) -> str:
+        ref = _SECRET_REF.fullmatch(node)
+        if ref is None:
+            raise self.fail(path, "secrets are not accepted literally; write ${ENV_VAR} and set that "
+                                  "variable (the whole value: no text around it)")
+        name = ref.group(1)
+        if name not in self.environ:
+            self.note(path, f"environment variable {name} is not set")
+            raise _Reported
+        value = self.environ[name]
+        if not value:
+            raise self.fail(path, f"environment variable {name} is set but empty")
+        if not _HEADER_SAFE.fullmatch(value):
+            raise self.fail(path, f"environment variable {name} holds a line break, a control character "
+                                  "or a non-ASCII character, which cannot go into an HTTP request: set it "
+                                  "again without them (a trailing newline from a file, often)")
         return value
 
     def optional_string(self, node: Any, path: str) -> str | None:
         return None if node is None else self.string(node, path)
 
-    def integer(self, node: Any, path: str, *, low: int, high: int) -> int:
+    def integer(self, node: Any, path: str, *, low: float, high: float) -> int:
         if isinstance(node, bool) or not isinstance(node, int) or not low <= node <= high:
-            raise self.fail(path, f"expected a whole number from {low} to {high}, got {node!r}")
+            raise self.fail(path, f"expected a whole number from {low:g} to {high:g}, got {_excerpt(node)}")
         return node
 
-    def number(self, node: Any, path: str, *, low: float, high: float) -> float:
-        if isinstance(node, bool) or not isinstance(node, int | float) or not low < node <= high:
-            raise self.fail(path, f"expected a number above {low} and at most {high}, got {node!r}")
-        return float(node)
-
-    def seconds(self, node: Any, path: str, *, high: float) -> float:
-        if isinstance(node, bool) or not isinstance(node, int | float) or not 0 <= node <= high:
-            raise self.fail(path, f"expected a number of seconds from 0 to {high}, got {node!r}")
+    def number(self, node: Any, path: str, *, low: float | None, above: float | None, high: float) -> float:
+        """A finite number within the bounds (``above`` excludes its bound, ``low`` includes it)."""
+        ok = not isinstance(node, bool) and isinstance(node, int | float) and node <= high and (
+            low is None or node >= low) and (above is None or node > above)
+        if not ok:
+            if low is not None and path.endswith("_s"):
+                bound = f"a number of seconds from {low:g} to {high:g}"
+            elif low is not None:
+                bound = f"a number from {low:g} to {high:g}"
+            else:
+                bound = f"a number above {above:g} and at most {high:g}"
+            raise self.fail(path, f"expected {bound}, got {_excerpt(node)}")
         return float(node)
 
     def boolean(self, node: Any, path: str) -> bool:
@@ -203,60 +342,151 @@ class _Reader:
             raise self.fail(path, f"expected a list of strings, got {_kind(node)}")
         return tuple(self.string(item, f"{path}[{i}]") for i, item in enumerate(node))
 
-    def choice(self, node: Any, path: str, choices: tuple[str, ...]) -> str:
-        if node not in choices:
-            raise self.fail(path, f"expected one of {', '.join(choices)}, got {node!r}")
-        return str(node)
+    def choice(self, node: Any, path: str, choices: Iterable[str]) -> str:
+        options = tuple(choices)
+        if not isinstance(node, str) or node not in options:
+            close = difflib.get_close_matches(node, options, n=1) if isinstance(node, str) else []
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise self.fail(path, f"expected one of {', '.join(options)}, got {_excerpt(node)}{hint}")
+        return node
+
+    def enum(self, node: Any, path: str, kind: type[E]) -> E:
+        return kind(self.choice(node, path, (str(member.value) for member in kind)))
+
+    def setting(self, spec: dataclasses.Field[Any], node: Any, path: str) -> Any:
+        """One value of ``settings``, read as its field in :class:`Settings` declares."""
+        kind, meta = _SETTING_TYPES[spec.name], spec.metadata
+        if isinstance(kind, type) and issubclass(kind, enum.Enum):
+            return self.enum(node, path, kind)
+        if kind is int:
+            return self.integer(node, path, low=meta["low"], high=meta["high"])
+        if node is None and spec.default is None:
+            return None
+        return self.number(node, path, low=meta["low"], above=meta["above"], high=meta["high"])
+
+
+_SETTING_TYPES = typing.get_type_hints(Settings)
+
+
+class _Loader(yaml.SafeLoader):
+    """A safe loader that refuses documents whose aliases expand past :data:`MAX_YAML_NODES` nodes (an
+    "alias bomb"), before anything is built from them."""
+
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        if node is not None and _expanded_size(node, {}, set()) > MAX_YAML_NODES:
+            raise _TooBig(f"aliases expand it past {MAX_YAML_NODES} values: refusing to expand them")
+        return node
+
+
+class _TooBig(yaml.YAMLError):
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many nodes ``node`` becomes once every alias is expanded (counted once per shared node,
+    so a bomb costs one visit per distinct node); a recursive alias counts as too many."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        return MAX_YAML_NODES + 1
+    open_nodes.add(key)
+    total = 1
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            total += _expanded_size(child, sizes, open_nodes)
+            if total > MAX_YAML_NODES:
+                break
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            total += _expanded_size(k, sizes, open_nodes) + _expanded_size(v, sizes, open_nodes)
+            if total > MAX_YAML_NODES:
+                break
+    open_nodes.discard(key)
+    sizes[key] = total
+    return total
 
 
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest:
-    """Read, substitute and validate a manifest; raise :class:`ManifestError` on any problem."""
+    """Read, substitute and validate a manifest; raise :class:`ManifestError` naming every problem."""
     file = Path(path)
     name = str(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        data = file.read_bytes()
     except OSError as exc:
         raise ManifestError(name, "", f"cannot read: {exc.strerror or exc}") from exc
     try:
-        doc = yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(name, f"byte {exc.start}", "not UTF-8 text: save the manifest as UTF-8") from exc
+    try:
+        doc = yaml.load(text, Loader=_Loader)  # a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise ManifestError(name, where, f"not valid YAML: {problem}") from exc
+        raise ManifestError(name, where, f"not valid YAML: {problem[:200]}") from exc
+    except RecursionError as exc:
+        raise ManifestError(name, "", "not a manifest: nested too deeply") from exc
     return parse(doc, file=name, base_dir=file.resolve().parent, stem=file.stem,
                  environ=os.environ if environ is None else environ)
+
+
+_TOP_REQUIRED = ("version", "target", "sources")
 
 
 def parse(
     doc: Any, *, file: str, base_dir: Path, stem: str, environ: Mapping[str, str]
 ) -> Manifest:
+    """Validate a parsed manifest; every problem found is raised at once, one line each."""
     r = _Reader(file, environ)
-    top = r.mapping(doc, "", required=("version", "target", "sources"),
-                    optional=("credentials", "settings", "ledger", "schema_files"))
-    if top["version"] != 1:
-        raise r.fail("version", f"this orchestrator reads manifest version 1, got {top['version']!r}")
-    target = _target(r, top["target"], base_dir)
-    rules = TARGET_RULES[target.type]
-    credentials = _credentials(r, top.get("credentials"), "credentials", target.type)
-    sources_node = top["sources"]
-    if not isinstance(sources_node, list) or not sources_node:
-        raise r.fail("sources", "expected a non-empty list of sources")
-    sources = tuple(_source(r, node, i, target, base_dir) for i, node in enumerate(sources_node))
+    if isinstance(doc, dict):
+        r.unset_variables(doc)
+    top = r.mapping(doc, "", optional=(*_TOP_REQUIRED, "credentials", "settings", "ledger", "schema_files"))
+    for key in _TOP_REQUIRED:
+        if key not in top:
+            r.note(key, "required key is missing")
+    if "version" in top and top["version"] != 1:
+        r.note("version", f"this orchestrator reads manifest version 1, got {_excerpt(top['version'])}")
+    target: TargetConfig | None = None
+    with r.collect():
+        if "target" in top:
+            target = _target(r, top["target"], base_dir)
+    rules = TARGET_RULES[target.type] if target is not None else None
+    credentials: Credentials | None = None
+    with r.collect():
+        credentials = _credentials(r, top.get("credentials"), "credentials", rules, target)
+    sources: list[SourceConfig] = []
+    sources_node = top.get("sources")
+    if "sources" in top and (not isinstance(sources_node, list) or not sources_node):
+        r.note("sources", "expected a non-empty list of sources")
+    elif isinstance(sources_node, list):
+        for i, node in enumerate(sources_node):
+            with r.collect():
+                sources.append(_source(r, node, i, rules, target, base_dir))
     for source in sources:
-        if rules.credentials and source.credentials is None and credentials is None:
-            raise r.fail(f"sources[{source.index}].credentials",
-                         "no credentials for the import service: set top-level credentials or this one")
+        if rules is not None and rules.credentials and source.credentials is None and credentials is None \
+                and "credentials" not in top:
+            r.note(f"sources[{source.index}].credentials",
+                   "no credentials for the import service: set top-level credentials or this one")
     settings = _settings(r, top.get("settings"))
-    schema_files = _schema_files(r, top.get("schema_files"), base_dir)
-    ledger_node = top.get("ledger")
-    ledger = Path(r.string(ledger_node, "ledger")) if ledger_node is not None else Path(
-        f"{stem}.ledger.sqlite")
+    schema_files: dict[str, Path] = {}
+    with r.collect():
+        schema_files = _schema_files(r, top.get("schema_files"), base_dir)
+    ledger = Path(f"{stem}.ledger.sqlite")
+    with r.collect():
+        if top.get("ledger") is not None:
+            ledger = Path(r.string(top["ledger"], "ledger"))
+    r.done()
+    assert target is not None
     return Manifest(
         path=base_dir / Path(file).name,
         target=target,
         credentials=credentials,
-        sources=sources,
+        sources=tuple(sources),
         settings=settings,
         ledger_path=ledger if ledger.is_absolute() else base_dir / ledger,
         schema_files=schema_files,
@@ -272,7 +502,7 @@ def _schema_files(r: _Reader, node: Any, base_dir: Path) -> dict[str, Path]:
     files = {}
     for name, value in node.items():
         if not isinstance(name, str) or not MILVUS_NAME.match(name):
-            raise r.fail(f"schema_files.{name}", "expected a collection name")
+            raise r.fail(f"schema_files.{_excerpt(name, quote=False)}", "expected a collection name")
         path = base_dir / r.string(value, f"schema_files.{name}")
         if not path.is_file():
             raise r.fail(f"schema_files.{name}", f"no such file: {path}")
@@ -298,7 +528,7 @@ def _zilliz_v1(r: _Reader, node: Any, _base_dir: Path) -> TargetConfig:
         base_url = endpoint
     elif region is not None:
         if not re.fullmatch(r"[a-z0-9-]+", region):
-            raise r.fail("target.region", f"expected a region such as gcp-us-west1, got {region!r}")
+            raise r.fail("target.region", f"expected a region such as gcp-us-west1, got {_excerpt(region)}")
         base_url = f"https://controller.api.{region}.zillizcloud.com"
     else:
         raise r.fail("target", "set region (e.g. gcp-us-west1) or endpoint")
@@ -337,6 +567,9 @@ def _milvus(r: _Reader, node: Any, _base_dir: Path) -> TargetConfig:
         api_key = Secret(r.string(t["token"], "target.token", secret=True))
     elif "user" in t:
         user = r.string(t["user"], "target.user")
+        if not _HEADER_SAFE.fullmatch(user) or ":" in user:
+            raise r.fail("target.user", "expected a user name of printable ASCII without ':' (it goes into "
+                                        "an HTTP header)")
         api_key = Secret(f"{user}:{r.string(t['password'], 'target.password', secret=True)}")
     endpoint = _endpoint(r, t)
     if endpoint is None:
@@ -349,12 +582,13 @@ def _milvus_lite(r: _Reader, node: Any, base_dir: Path) -> TargetConfig:
     t = r.mapping(node, "target", required=("type", "uri"), optional=("create_collection", "metric"))
     uri = r.string(t["uri"], "target.uri")
     if "://" in uri or not uri.endswith(".db"):
-        raise r.fail("target.uri", f"expected a database path ending in .db (e.g. ./demo.db), got {uri!r}")
+        raise r.fail("target.uri", f"expected a database path ending in .db (e.g. ./demo.db), got "
+                                   f"{_excerpt(uri)}")
     return TargetConfig(
         type="milvus-lite",
         uri=(base_dir / uri).resolve(),
         create_collection=r.boolean(t.get("create_collection", False), "target.create_collection"),
-        metric=r.choice(t.get("metric", "COSINE"), "target.metric", METRICS),
+        metric=r.enum(t.get("metric", Metric.COSINE.value), "target.metric", Metric),
     )
 
 
@@ -371,50 +605,55 @@ def _endpoint(r: _Reader, t: dict[str, Any], key: str = "endpoint") -> str | Non
     if endpoint is None:
         return None
     if not re.match(r"^https?://[^/\s]+", endpoint):
-        raise r.fail(f"target.{key}", f"expected http(s)://host[:port], got {endpoint!r}")
+        raise r.fail(f"target.{key}", f"expected http(s)://host[:port], got {_excerpt(endpoint)}")
     return endpoint.rstrip("/")
 
 
 def _db_name(r: _Reader, t: dict[str, Any]) -> str | None:
     name = r.optional_string(t.get("db_name"), "target.db_name")
     if name is not None and not MILVUS_NAME.match(name):
-        raise r.fail("target.db_name", f"{name!r} is not a valid Milvus database name")
+        raise r.fail("target.db_name", f"{_excerpt(name)} is not a valid Milvus database name")
     return name
 
 
-def _credentials(r: _Reader, node: Any, path: str, target_type: str) -> Credentials | None:
+def _credentials(r: _Reader, node: Any, path: str, rules: TargetRules | None,
+                 target: TargetConfig | None) -> Credentials | None:
+    """``rules`` None: the target is wrong; check the block for itself."""
     if node is None:
         return None
-    rules = TARGET_RULES[target_type]
-    if not rules.credentials:
-        raise r.fail(path, f"the {target_type} target reads the objects itself (no keys are sent with an "
+    if rules is not None and target is not None and not rules.credentials:
+        raise r.fail(path, f"the {target.type} target reads the objects itself (no keys are sent with an "
                            "import call): remove this block")
-    c = r.mapping(node, path, required=("access_key", "secret_key"), optional=("token",))
-    if "token" in c and not rules.sts_token:
-        raise r.fail(f"{path}.token", f"the {target_type} import API takes no session token "
+    c = r.mapping(node, path, required=("access_key", "secret_key"), optional=("token",), secret=True)
+    if "token" in c and rules is not None and target is not None and not rules.sts_token:
+        raise r.fail(f"{path}.token", f"the {target.type} import API takes no session token "
                                       "(zilliz-v2 does)")
-    return Credentials(
-        access_key=Secret(r.string(c["access_key"], f"{path}.access_key", secret=True)),
-        secret_key=Secret(r.string(c["secret_key"], f"{path}.secret_key", secret=True)),
-        token=Secret(r.string(c["token"], f"{path}.token", secret=True)) if "token" in c else None,
-    )
+    keys: dict[str, Secret] = {}
+    for key in ("access_key", "secret_key", "token"):
+        if key in c:
+            with r.collect():
+                keys[key] = Secret(r.string(c[key], f"{path}.{key}", secret=True))
+    if len(keys) < len([k for k in ("access_key", "secret_key", "token") if k in c]):
+        raise _Reported
+    return Credentials(access_key=keys["access_key"], secret_key=keys["secret_key"], token=keys.get("token"))
 
 
-def _source(r: _Reader, node: Any, index: int, target: TargetConfig, base_dir: Path) -> SourceConfig:
+def _source(r: _Reader, node: Any, index: int, rules: TargetRules | None, target: TargetConfig | None,
+            base_dir: Path) -> SourceConfig:
     p = f"sources[{index}]"
     s = r.mapping(node, p, required=("url", "collection"), optional=(
         "partition", "pattern", "include", "exclude", "credentials", "object_url_style", *_SCHEME_KEYS))
     url = r.string(s["url"], f"{p}.url")
     root = _local_root(url, base_dir)
     m = _URL.match(url)
-    if root is not None and not TARGET_RULES[target.type].local_sources:
+    if root is not None and rules is not None and target is not None and not rules.local_sources:
         raise r.fail(f"{p}.url", f"the {target.type} target imports from the bucket the server reads "
                                  "(e.g. its MinIO): use s3://bucket/prefix, not a local folder")
     if root is not None:
         scheme, bucket, prefix = "file", "", ""
     elif m is None:
         raise r.fail(f"{p}.url", "expected s3://bucket/prefix, gs://bucket/prefix, file:///folder or a "
-                                 f"folder relative to the manifest, got {url!r}")
+                                 f"folder relative to the manifest, got {_excerpt(url)}")
     else:
         scheme, bucket, prefix = m["scheme"], m["bucket"], m["prefix"] or ""
         if prefix and not prefix.endswith("/"):
@@ -431,7 +670,7 @@ def _source(r: _Reader, node: Any, index: int, target: TargetConfig, base_dir: P
     _check_template(r, collection, f"{p}.collection", groups)
     partition = r.optional_string(s.get("partition"), f"{p}.partition")
     if partition is not None:
-        if not TARGET_RULES[target.type].partitions:
+        if rules is not None and target is not None and not rules.partitions:
             raise r.fail(f"{p}.partition", f"the {target.type} import API cannot target a partition")
         _check_template(r, partition, f"{p}.partition", groups)
     include = r.strings(s["include"], f"{p}.include") if "include" in s else ("**/*.parquet",)
@@ -442,7 +681,7 @@ def _source(r: _Reader, node: Any, index: int, target: TargetConfig, base_dir: P
             raise r.fail(f"{p}.{key}", f"only for {kinds} sources, not {scheme}://")
     endpoint_url = r.optional_string(s.get("endpoint_url"), f"{p}.endpoint_url")
     if endpoint_url is not None and not re.match(r"^https?://[^/\s]+", endpoint_url):
-        raise r.fail(f"{p}.endpoint_url", f"expected http(s)://host[:port], got {endpoint_url!r}")
+        raise r.fail(f"{p}.endpoint_url", f"expected http(s)://host[:port], got {_excerpt(endpoint_url)}")
     region = r.optional_string(s.get("region"), f"{p}.region")
     style = r.choice(s.get("object_url_style", "native"), f"{p}.object_url_style", urls.STYLES)
     why = urls.problem(scheme=scheme, style=style, bucket=bucket, region=region, endpoint_url=endpoint_url)
@@ -463,7 +702,7 @@ def _source(r: _Reader, node: Any, index: int, target: TargetConfig, base_dir: P
         exclude=exclude,
         endpoint_url=endpoint_url,
         region=region,
-        credentials=_credentials(r, s.get("credentials"), f"{p}.credentials", target.type),
+        credentials=_credentials(r, s.get("credentials"), f"{p}.credentials", rules, target),
         root=root,
         object_url_style=style,
         path_style=r.boolean(s.get("path_style", False), f"{p}.path_style"),
@@ -492,43 +731,22 @@ def _check_template(r: _Reader, template: str, path: str, groups: set[str]) -> N
             have = ", ".join(sorted(groups)) or "none: set pattern with (?P<name>...) groups"
             raise r.fail(path, f"template field {{{name}}} is not a named group of pattern ({have})")
     if not fields and not MILVUS_NAME.match(template):
-        raise r.fail(path, f"{template!r} is not a valid Milvus name (letters, digits, _; not starting "
-                           "with a digit)")
+        raise r.fail(path, f"{_excerpt(template)} is not a valid Milvus name (letters, digits, _; not "
+                           "starting with a digit)")
 
 
 def _settings(r: _Reader, node: Any) -> Settings:
     if node is None:
         return Settings()
-    s = r.mapping(node, "settings", optional=(
-        "concurrency", "max_attempts", "requests_per_second", "timeout_s", "max_job_failures",
-        "on_change", "list_concurrency", "min_age_s", "preflight", "fixed_size_list", "max_file_gb",
-        "stall_after_s", "job_list_lag_s", "max_jobs_in_flight"))
-    d = Settings()
-    return Settings(
-        concurrency=r.integer(s.get("concurrency", d.concurrency), "settings.concurrency", low=1, high=256),
-        max_attempts=r.integer(s.get("max_attempts", d.max_attempts), "settings.max_attempts",
-                               low=1, high=100),
-        requests_per_second=r.number(s.get("requests_per_second", d.requests_per_second),
-                                     "settings.requests_per_second", low=0, high=10_000),
-        timeout_s=r.number(s.get("timeout_s", d.timeout_s), "settings.timeout_s", low=0, high=3600),
-        max_job_failures=r.integer(s.get("max_job_failures", d.max_job_failures),
-                                   "settings.max_job_failures", low=1, high=100),
-        on_change=r.choice(s.get("on_change", d.on_change), "settings.on_change", ON_CHANGE),
-        list_concurrency=r.integer(s.get("list_concurrency", d.list_concurrency),
-                                   "settings.list_concurrency", low=1, high=64),
-        min_age_s=r.seconds(s.get("min_age_s", d.min_age_s), "settings.min_age_s", high=30 * 86400),
-        preflight=r.choice(s.get("preflight", d.preflight), "settings.preflight", PREFLIGHT),
-        fixed_size_list=r.choice(s.get("fixed_size_list", d.fixed_size_list), "settings.fixed_size_list",
-                                 ("reject", "allow")),
-        max_file_gb=None if s.get("max_file_gb") is None else r.number(
-            s["max_file_gb"], "settings.max_file_gb", low=0, high=1000),
-        stall_after_s=r.seconds(s.get("stall_after_s", d.stall_after_s), "settings.stall_after_s",
-                                high=30 * 86400),
-        job_list_lag_s=r.seconds(s.get("job_list_lag_s", d.job_list_lag_s), "settings.job_list_lag_s",
-                                 high=3600),
-        max_jobs_in_flight=None if s.get("max_jobs_in_flight") is None else r.integer(
-            s.get("max_jobs_in_flight"), "settings.max_jobs_in_flight", low=1, high=100_000),
-    )
+    s = {}
+    with r.collect():
+        s = r.mapping(node, "settings", optional=tuple(f.name for f in dataclasses.fields(Settings)))
+    values = {}
+    for spec in dataclasses.fields(Settings):
+        if spec.name in s:
+            with r.collect():
+                values[spec.name] = r.setting(spec, s[spec.name], f"settings.{spec.name}")
+    return Settings(**values)
 
 
 def _join(path: str, key: str) -> str:
@@ -544,4 +762,24 @@ def _kind(node: Any) -> str:
         return "a mapping"
     if isinstance(node, list):
         return "a list"
-    return f"{type(node).__name__} {node!r}"
+    return f"{type(node).__name__} {_excerpt(node)}"
+
+
+def _type_name(node: Any) -> str:
+    """What a value is, without a word of what it says: for places that may hold a secret."""
+    return "nothing" if node is None else "a mapping" if isinstance(node, dict) else \
+        "a list" if isinstance(node, list) else type(node).__name__
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict = 2, 4, 4
+_REPR.maxstring = _REPR.maxother = _EXCERPT
+
+
+def _excerpt(value: Any, *, quote: bool = True) -> str:
+    """At most about :data:`_EXCERPT` characters of ``value`` for a message (``repr`` when ``quote``),
+    however large it is."""
+    if not quote and isinstance(value, str):
+        text = value if len(value) <= _EXCERPT else value[:_EXCERPT] + "..."
+        return text.encode("unicode_escape").decode("ascii")
+    return _REPR.repr(value)

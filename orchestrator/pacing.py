@@ -3,12 +3,13 @@ retries by error type (never by message text)."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from .errors import TransientError
+from .errors import MAX_RETRY_AFTER_S, TransientError
 
 T = TypeVar("T")
 
@@ -35,9 +36,12 @@ class RateLimiter:
 
 def backoff(attempt: int, *, retry_after: float | None, rng: Callable[[], float],
             base: float = 0.5, cap: float = 30.0) -> float:
-    """Full-jitter exponential backoff, never shorter than the server's ``Retry-After``."""
+    """Full-jitter exponential backoff, never shorter than the server's ``Retry-After`` (a hint that is
+    not a finite number of seconds is ignored; one above :data:`MAX_RETRY_AFTER_S` waits that long)."""
     delay = rng() * min(cap, base * 2.0 ** (attempt - 1))
-    return max(delay, retry_after) if retry_after is not None else delay
+    if retry_after is None or not math.isfinite(retry_after) or retry_after < 0:
+        return delay
+    return max(delay, min(retry_after, MAX_RETRY_AFTER_S))
 
 
 def with_retries(fn: Callable[[], T], *, max_attempts: int, sleep: Callable[[float], object],

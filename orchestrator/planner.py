@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
-from .manifest import MILVUS_NAME, Settings, SourceConfig
+from .manifest import MILVUS_NAME, OnChange, Settings, SourceConfig
 from .models import Action, LedgerRecord, ObjectState, PlanItem, Route, StoredObject
 
 
@@ -100,7 +100,7 @@ def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRec
             return item(Action.SUBMIT, "new object")
         old = imported[-1]
         change = f"changed since it was imported (version {old.version} -> {obj.version})"
-        if settings.on_change == "reimport":
+        if settings.on_change is OnChange.REIMPORT:
             return item(Action.SUBMIT, f"{change}; settings.on_change is reimport")
         return item(Action.CHANGED, f"{change}; settings.on_change is skip")
 

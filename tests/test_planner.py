@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from orchestrator.globs import judge
-from orchestrator.manifest import Settings, SourceConfig
+from orchestrator.manifest import OnChange, Settings, SourceConfig
 from orchestrator.models import Action, LedgerRecord, ObjectState, StoredObject
 from orchestrator.planner import decide, route
 
@@ -59,7 +59,7 @@ def test_changed_object_follows_on_change() -> None:
     history = [rec(ObjectState.COMPLETED, version="old")]
     skipped = decide(obj(version="new"), SOURCE, history, SETTINGS)
     assert skipped.action is Action.CHANGED and "old -> new" in skipped.reason
-    again = decide(obj(version="new"), SOURCE, history, replace(SETTINGS, on_change="reimport"))
+    again = decide(obj(version="new"), SOURCE, history, replace(SETTINGS, on_change=OnChange.REIMPORT))
     assert again.action is Action.SUBMIT and "reimport" in again.reason
     # a version that never got a job is not an import to protect
     fresh = decide(obj(version="new"), SOURCE, [rec(ObjectState.PENDING, version="old")], SETTINGS)

@@ -14,13 +14,16 @@ answer 502/503/504 after the backend made the job) and a success without a usabl
 from __future__ import annotations
 
 import email.utils
+import json as jsonlib
 import logging
+import math
 import time
 from typing import Any
 
 import httpx
 
 from ..errors import (
+    MAX_RETRY_AFTER_S,
     AmbiguousError,
     FatalTargetError,
     JobNotFoundError,
@@ -41,6 +44,7 @@ IMPORT_FAILED = 2100
 # Body codes that doom every call of the run: credentials, permissions, the cluster itself.
 FATAL_CODES = frozenset({80001, 80002, 21119, 1800, 96012, 96013, 96014, 96015, 96016,
                          80020, 40021, 40022, 96018, 96036})
+MAX_BODY_BYTES = 8 * 1024 * 1024  # a longer reply is not read further: it is an error, like garbage
 # "Job not found": look the job up elsewhere before resubmitting.
 JOB_NOT_FOUND_CODES = frozenset({90144, 96026})
 
@@ -75,11 +79,13 @@ def call(
     """
     unsure = AmbiguousError if creates else TransientError
     try:
-        response = client.request(method, url, headers=headers, json=json, params=params)
+        with client.stream(method, url, headers=headers, json=json, params=params) as response:
+            raw, complete = _read_bounded(response)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         raise TransientError(f"cannot reach {_origin(url)}: {type(exc).__name__}") from exc
     except httpx.TransportError as exc:
         raise unsure(f"no reply from {_origin(url)}: {type(exc).__name__}") from exc
+    text = raw[:4096].decode(response.encoding or "utf-8", errors="replace")  # for messages only
     status = response.status_code
     if status == 429:
         raise TransientError("rate limited (HTTP 429)", http_status=status,
@@ -96,13 +102,16 @@ def call(
         raise FatalTargetError(f"{_origin(url)}{httpx.URL(url).path} answered 404: check target.endpoint "
                                "or target.region", http_status=status)
     if status != 200:
-        raise PermanentError(f"HTTP {status}: {_snippet(response.text)}", http_status=status)
+        raise PermanentError(f"HTTP {status}: {_snippet(text)}", http_status=status)
+    if not complete:
+        raise unsure(f"the reply is longer than {MAX_BODY_BYTES // (1024 * 1024)} MiB: not read further "
+                     f"({_snippet(text, 80)!r}...)", http_status=status)
     try:
-        body = response.json()
-    except ValueError as exc:
-        raise unsure(f"the reply is not JSON: {_snippet(response.text)!r}", http_status=status) from exc
+        body = jsonlib.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise unsure(f"the reply is not JSON: {_snippet(text)!r}", http_status=status) from exc
     if not isinstance(body, dict) or "code" not in body:
-        raise unsure(f"the reply has no 'code': {_snippet(response.text)!r}", http_status=status)
+        raise unsure(f"the reply has no 'code': {_snippet(text)!r}", http_status=status)
     code = body.get("code")
     if code in success_codes:
         return body.get("data")
@@ -125,18 +134,32 @@ def classify(code: int | None, message: str) -> TargetError:
 
 
 def retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), if it parses."""
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), at most
+    :data:`MAX_RETRY_AFTER_S`; None when it is absent, negative, not finite or does not parse."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
+    if not math.isfinite(seconds) or seconds < 0:
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    return min(seconds, MAX_RETRY_AFTER_S)
+
+
+def _read_bounded(response: httpx.Response) -> tuple[bytes, bool]:
+    """The body and True; or its start and False when it is longer than :data:`MAX_BODY_BYTES` (the rest
+    is left unread)."""
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return bytes(body[:4096]), False
+    return bytes(body), True
 
 
 def job_id_of(data: Any) -> Any:

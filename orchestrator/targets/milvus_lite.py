@@ -84,15 +84,43 @@ _SCALARS: list[tuple[Callable[[pa.DataType], bool], DataType]] = [
 ]
 
 
+class _LiteErrors(logging.Handler):
+    """Keeps what milvus_lite logs (with its multi-line tracebacks) off the terminal: its errors reach
+    the user through ours, the last one's reason included."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.last: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        self.last = str(error) if error is not None else record.getMessage()
+
+
+_LITE_ERRORS = _LiteErrors()
+
+
+def quiet_milvus_lite() -> None:
+    """pymilvus and milvus_lite log their errors (milvus_lite with tracebacks, through Python's last-resort
+    handler when nothing else is set up); the user gets ours instead, one line each."""
+    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+    lite = logging.getLogger("milvus_lite")
+    lite.propagate = False
+    if _LITE_ERRORS not in lite.handlers:
+        lite.addHandler(_LITE_ERRORS)
+
+
 def open_client(uri: Path) -> Any:
     """A pymilvus client on the Milvus Lite database at ``uri`` (created if missing)."""
-    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # its errors reach the user through ours
+    quiet_milvus_lite()
+    _LITE_ERRORS.last = None
     try:
         uri.parent.mkdir(parents=True, exist_ok=True)
         return MilvusClient(str(uri))
     except (MilvusException, OSError) as exc:
-        raise FatalTargetError(f"{uri}: cannot open the Milvus Lite database ({exc}); is another process "
-                               "using it?") from exc
+        reason = _LITE_ERRORS.last or str(exc)
+        hint = "" if "another process" in reason else "; is another process using it?"
+        raise FatalTargetError(f"{uri}: cannot open the Milvus Lite database ({reason}){hint}") from exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,6 +69,17 @@ class Job:
     failed_at: float | None = None  # when it was aborted (a job refused at creation fails at once)
 
 
+@dataclass(frozen=True)
+class OddReply:
+    """A reply a misbehaving server sends to a create call: any status, headers and body; with
+    ``makes_job`` the job is created first (the reply is lost or garbled after the fact)."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    makes_job: bool = False
+
+
 @dataclass
 class Received:
     method: str
@@ -91,6 +102,7 @@ class FakeImportAPI:
     fail_objects: dict[str, str] = field(default_factory=dict)  # url substring -> job failure reason
     refuse_objects: dict[str, tuple[int, str]] = field(default_factory=dict)  # url substring -> code, msg
     faults: list[str] = field(default_factory=list)  # consumed in order, for create calls
+    odd_replies: list[OddReply] = field(default_factory=list)  # consumed in order, before ``faults``
     fault_rate: dict[str, float] = field(default_factory=dict)  # fault -> probability, for create calls
     poll_fault_rate: float = 0.0  # probability of a 500 on progress/list calls
     honour_idempotency: bool = False
@@ -257,13 +269,45 @@ class FakeImportAPI:
         except OSError:  # the client died (tests kill it on purpose)
             h.close_connection = True
 
+    def send_raw(self, h: BaseHTTPRequestHandler, odd: OddReply) -> None:
+        h.close_connection = True
+        try:
+            h.send_response(odd.status)
+            for name, value in odd.headers.items():
+                h.send_header(name, value)
+            h.send_header("Content-Length", str(len(odd.body)))
+            h.end_headers()
+            h.wfile.write(odd.body)
+        except OSError:
+            pass
+
+    def endless(self, h: BaseHTTPRequestHandler, *, limit_bytes: int = 1 << 30) -> None:
+        """A 200 whose chunked JSON body goes on (up to ``limit_bytes``, far past any client's bound)
+        until the client hangs up."""
+        chunk = b'{"code": 0, "data": {"jobId": "' + b"9" * 65536
+        framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+        h.close_connection = True
+        try:
+            h.send_response(200)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Transfer-Encoding", "chunked")
+            h.end_headers()
+            for _ in range(limit_bytes // len(chunk)):
+                h.wfile.write(framed)
+        except OSError:  # the client stopped reading and closed: what it should do
+            pass
+
     def new_job(self, h: BaseHTTPRequestHandler, *, object_url: str, collection: str, access_key: str = "",
                 partition: str | None = None, db_name: str | None = None, auto_commit: bool = True) -> None:
         """Refuse, fail, fault or create the job for one create call, and answer it."""
         refusal = next((r for s, r in self.refuse_objects.items() if s in object_url), None)
         if refusal is not None:
             return self.reply(h, {"code": refusal[0], "message": refusal[1]})
-        fault = self._next_fault()
+        with self._lock:
+            odd = self.odd_replies.pop(0) if self.odd_replies else None
+        if odd is not None and not odd.makes_job:
+            return self.send_raw(h, odd)
+        fault = None if odd is not None else self._next_fault()
         if fault == "500":
             return self.reply(h, {"message": "internal error"}, status=500)
         if fault == "429":
@@ -302,6 +346,10 @@ class FakeImportAPI:
             return self.reply(h, {**self.created_reply(job_id), "data": {}})
         if fault == "bad-id":
             return self.reply(h, self.created_reply(self.bad_id if self.bad_id is not None else "9" * 10**7))
+        if fault == "endless":
+            return self.endless(h)  # the job exists, the reply never ends
+        if odd is not None:
+            return self.send_raw(h, odd)  # the job exists, the reply says something else
         return self.reply(h, self.created_reply(job_id))
 
     def _describe_collection(self, h: BaseHTTPRequestHandler, body: Any) -> None:
