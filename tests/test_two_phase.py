@@ -212,6 +212,7 @@ def test_runs_commit_a_job_only_once_the_ledger_holds_its_id(
     put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
 ) -> None:
     urls = put_objects(["embeddings/a.parquet", "embeddings/b.parquet"])
+    fake_api.two_phase_manifest = True
     fake_api.faults = ["drop"]  # the first create's reply is lost: its job is adopted, then committed
     manifest = write_manifest()
     first = _run(manifest)
@@ -232,6 +233,7 @@ def test_once_two_phase_is_proven_a_lost_reply_is_resent_and_its_orphan_aborted(
     from orchestrator import api
 
     urls = put_objects(["embeddings/a.parquet", "embeddings/b.parquet"])
+    fake_api.two_phase_manifest = True
     fake_api.faults = ["drop"]  # a's reply is lost, its job made
     fake_api.list_enabled = False  # and no list could tell: only two-phase makes sending again safe
     manifest = write_manifest(settings={"concurrency": 1})
