@@ -10,7 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContainerSasPermissions, generate_container_sas
+from azure.storage.blob import (
+    BlobServiceClient,
+    ContainerClient,
+    ContainerSasPermissions,
+    generate_container_sas,
+)
 
 from orchestrator.errors import SourceError
 from orchestrator.manifest import Settings, SourceConfig
@@ -91,7 +96,8 @@ def test_each_kind_of_listing_credentials(nested: ContainerClient, azure_connect
     name = nested.container_name
     for options in ({"connection_string": Secret(azure_connection_string)},
                     {"sas_token": Secret(sas(name, read=True, list=True)), "endpoint_url": azurite_endpoint},
-                    {"sas_token": Secret("?" + sas(name, read=True, list=True)), "endpoint_url": azurite_endpoint}):
+                    {"sas_token": Secret("?" + sas(name, read=True, list=True)),
+                     "endpoint_url": azurite_endpoint}):
         source = make_source(config(name, **options), Settings(list_concurrency=3))
         assert isinstance(source, AzureSource) and source.concurrency == 3
         assert len(list(source.list())) == len(NESTED), options
@@ -115,8 +121,8 @@ def test_connection_strings_that_cannot_be_used(azure_connection_string: str) ->
                     Settings())
     assert str(info.value) == (f"sources[2] az://lake/emb/: the connection string is for storage account "
                                f"'{AZURE_ACCOUNT}', this source reads 'another'")
-    with pytest.raises(SourceError, match=r"^sources\[2\] az://lake/emb/: the endpoint is for storage account "
-                                          f"'another', this source reads '{AZURE_ACCOUNT}'$"):
+    with pytest.raises(SourceError, match=r"^sources\[2\] az://lake/emb/: the endpoint is for storage "
+                                          f"account 'another', this source reads '{AZURE_ACCOUNT}'$"):
         make_source(config("lake", sas_token=Secret("sig=x"), endpoint_url="http://127.0.0.1:9/another"),
                     Settings())
     broken = "AccountKey=" + AZURE_KEY  # no account, no endpoint
@@ -133,15 +139,16 @@ def test_container_missing_and_permissions_refused(nested: ContainerClient, azur
     with pytest.raises(SourceError, match=r"^sources\[2\] az://no-such-container/emb/: container not found$"):
         list(missing.list())
     token = sas(nested.container_name, read=True)  # no list permission
-    no_list = make_source(config(nested.container_name, sas_token=Secret(token), endpoint_url=azurite_endpoint),
-                          Settings())
+    no_list = make_source(config(nested.container_name, sas_token=Secret(token),
+                                 endpoint_url=azurite_endpoint), Settings())
     with pytest.raises(SourceError, match=r": access denied \(AuthorizationPermissionMismatch\): the listing "
                                           "identity needs Storage Blob Data Reader here") as info:
         list(no_list.list())
     assert token.split("sig=")[1][:10] not in str(info.value)
     wrong_key = azure_connection_string.replace(AZURE_KEY, base64.b64encode(b"k" * 64).decode())
     with pytest.raises(SourceError, match=r": access denied \(AuthorizationFailure\)"):
-        list(make_source(config(nested.container_name, connection_string=Secret(wrong_key)), Settings()).list())
+        list(make_source(config(nested.container_name, connection_string=Secret(wrong_key)),
+                         Settings()).list())
 
 
 def test_an_endpoint_that_is_down_or_silent(silent_port: int) -> None:
