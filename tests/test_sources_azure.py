@@ -75,12 +75,18 @@ def test_fan_out_on_and_off_give_the_same_listing(nested: ContainerClient) -> No
     assert list(empty.list()) == []
 
 
-def test_ranged_reads_and_a_changed_object(nested: ContainerClient) -> None:
-    source = AzureSource(nested, label="sources[2] az://x/emb/", account=AZURE_ACCOUNT, prefix="emb/a/")
+def test_ranged_reads_and_a_changed_object(nested: ContainerClient, azure_connection_string: str) -> None:
+    ranges: list[str | None] = []
+    client = ContainerClient.from_connection_string(
+        azure_connection_string, nested.container_name,
+        raw_request_hook=lambda pipeline: ranges.append(pipeline.http_request.headers.get("x-ms-range")))
+    source = AzureSource(client, label="sources[2] az://x/emb/", account=AZURE_ACCOUNT, prefix="emb/a/")
     obj = next(o for o in source.list() if o.key == "emb/a/1.parquet")
     data = b"emb/a/1.parquet"
-    assert source.read(obj) == data
+    ranges.clear()
     assert source.read(obj, 4, 7) == data[4:7]
+    assert ranges == ["bytes=4-6"]  # only the bytes asked for are asked for
+    assert source.read(obj) == data
     assert source.read(obj, 10) == data[10:]
     assert source.read(obj, 3, 3) == b""
     nested.upload_blob(obj.key, b"rewritten", overwrite=True)
