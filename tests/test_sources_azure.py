@@ -4,7 +4,9 @@ and the errors a user meets, one line each."""
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +20,10 @@ from azure.storage.blob import (
 from orchestrator.errors import SourceError
 from orchestrator.manifest import Settings, SourceConfig
 from orchestrator.models import Secret
-from orchestrator.sources.azure import AzureSource, make_client
+from orchestrator.sources.azure import NO_CREDENTIALS, AzureSource, make_client
 from orchestrator.sources.registry import make_source
 from tests.conftest import AZURE_ACCOUNT, AZURE_KEY, free_port
+from tests.fakes.canned import Canned, CannedServer
 
 NESTED = [
     "emb/top.parquet", "emb/a.parquet", "emb/a-b.parquet", "emb/a/1.parquet", "emb/a/b/2.parquet",
@@ -180,3 +183,19 @@ def test_the_client_for_each_kind_of_credentials_is_made_without_a_call() -> Non
     client = make_client(account="lakeacct", container="lake", endpoint_url=None, connection_string=None,
                          sas_token=None, environ={}, label="a", credential=Credential)  # type: ignore[arg-type]
     assert client.url == "https://lakeacct.blob.core.windows.net/lake" and made == ["made"]
+
+
+def test_default_azure_credential_that_finds_nothing(
+        env: dict[str, str], canned: CannedServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real chain, kept on this host: its managed identity asks the canned server (App Service style),
+    which refuses; no CLI is on PATH, no token cache in HOME. One line, and the token is asked for once."""
+    canned.reply = Canned(400, json.dumps({"error": "invalid_request", "error_description": "no identity"}))
+    for name, value in {"IDENTITY_ENDPOINT": f"{canned.url}/msi/token", "IDENTITY_HEADER": "h",
+                        "HOME": str(tmp_path), "PATH": str(tmp_path)}.items():
+        monkeypatch.setenv(name, value)
+    source = make_source(config("lake", endpoint_url=f"https://127.0.0.1:{free_port()}/{AZURE_ACCOUNT}"),
+                         Settings())
+    with pytest.raises(SourceError) as info:
+        list(source.list())
+    assert str(info.value) == f"sources[2] az://lake/emb/: {NO_CREDENTIALS}"
+    assert [p.split("?")[0] for p in canned.paths] == ["/msi/token"]

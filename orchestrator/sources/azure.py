@@ -12,6 +12,7 @@ line here, without request ids, URLs (a SAS token travels in the query) or keys.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,8 +29,15 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.identity import DefaultAzureCredential
-from azure.storage.blob import BlobPrefix, BlobProperties, BlobServiceClient, ContainerClient
+from azure.storage.blob import (
+    BlobPrefix,
+    BlobProperties,
+    BlobServiceClient,
+    ContainerClient,
+    ExponentialRetry,
+)
 
 from ..errors import SourceError
 from ..models import StoredObject
@@ -40,15 +48,30 @@ if TYPE_CHECKING:
 
     from ..manifest import Settings, SourceConfig
 
-# fail fast when nobody answers (a refused connection is not retried); throttling and 5xx are retried
-# three times after 0.5, 2.5 and 4.5 s
+logging.getLogger("azure").addHandler(logging.NullHandler())  # its warnings repeat our one line, at length
+
+
+class _Retry(ExponentialRetry):
+    """Throttling, 5xx and dropped connections are retried; no token (DefaultAzureCredential found no
+    credentials, or they were refused) and a refused connection are not: retrying will not help."""
+
+    def increment(self, settings: dict[str, Any], request: PipelineRequest[Any],
+                  response: PipelineResponse[Any, Any] | None = None,
+                  error: AzureError | None = None) -> bool:
+        if isinstance(error, ClientAuthenticationError):
+            return False
+        return bool(super().increment(settings, request, response, error))
+
+
+# fail fast when nobody answers; otherwise three retries, after about 1, 3 and 5 s
 CLIENT_OPTIONS: Mapping[str, Any] = {
-    "connection_timeout": 5, "read_timeout": 20, "retry_total": 3, "retry_connect": 0,
-    "initial_backoff": 0.5, "increment_base": 2, "random_jitter_range": 0.5,
+    "connection_timeout": 5, "read_timeout": 20,
+    "retry_policy": _Retry(initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1,
+                           retry_connect=0),
 }
 ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
 _Page = tuple[Sequence[BlobProperties], Sequence[str]]  # one listing page: blobs, sub-prefixes
-_NO_CREDENTIALS = ("no Azure credentials found: set connection_string or sas_token on this source, or "
+NO_CREDENTIALS = ("no Azure credentials found: set connection_string or sas_token on this source, or "
                    f"{ENV_CONNECTION_STRING}, or sign in for DefaultAzureCredential (az login, managed "
                    "identity, AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET)")
 
@@ -197,7 +220,7 @@ def describe_azure_error(exc: AzureError, url: str, *, missing: str = "container
             code, f"{missing} not found")
     if isinstance(exc, ClientAuthenticationError) and exc.response is None:  # azure-identity: no token
         if str(exc.message).startswith("DefaultAzureCredential failed"):
-            return _NO_CREDENTIALS
+            return NO_CREDENTIALS
         return f"no token for DefaultAzureCredential: {str(exc.message).splitlines()[0][:200]}"
     if isinstance(exc, ClientAuthenticationError) or code in ("AuthenticationFailed",
                                                               "InvalidAuthenticationInfo"):
