@@ -122,7 +122,8 @@ def test_each_kind_of_listing_credentials(nested: ContainerClient, azure_connect
             make_source(other, Settings())
 
 
-def test_connection_strings_that_cannot_be_used(azure_connection_string: str) -> None:
+def test_connection_strings_that_cannot_be_used(azure_connection_string: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SourceError) as info:
         make_source(config("lake", account="another", connection_string=Secret(azure_connection_string)),
                     Settings())
@@ -137,6 +138,12 @@ def test_connection_strings_that_cannot_be_used(azure_connection_string: str) ->
         make_source(config("lake", connection_string=Secret(broken)), Settings())
     assert str(info.value) == "sources[2] az://lake/emb/: connection_string is not a valid Azure Storage " \
                               "connection string"
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", broken)
+    with pytest.raises(SourceError) as info:
+        make_source(config("lake"), Settings())
+    assert str(info.value) == "sources[2] az://lake/emb/: AZURE_STORAGE_CONNECTION_STRING is not a valid " \
+                              "Azure Storage connection string"
+    assert AZURE_KEY not in str(info.value)
 
 
 def test_container_missing_and_permissions_refused(nested: ContainerClient, azurite_endpoint: str,
@@ -168,7 +175,7 @@ def test_an_endpoint_that_is_down() -> None:
     assert str(info.value) == f"sources[2] az://lake/emb/: cannot reach the endpoint (http://127.0.0.1:{port})"
 
 
-def test_the_client_for_each_kind_of_credentials_is_made_without_a_call() -> None:
+def test_default_azure_credential_is_what_is_left() -> None:
     """DefaultAzureCredential is what is left, for the account's https endpoint (no token is asked for
     until a listing)."""
     made: list[str] = []
@@ -181,7 +188,7 @@ def test_the_client_for_each_kind_of_credentials_is_made_without_a_call() -> Non
             raise AssertionError("no call is made")
 
     client = make_client(account="lakeacct", container="lake", endpoint_url=None, connection_string=None,
-                         sas_token=None, environ={}, label="a", credential=Credential)  # type: ignore[arg-type]
+                         sas_token=None, environ={}, label="a", credential=Credential)
     assert client.url == "https://lakeacct.blob.core.windows.net/lake" and made == ["made"]
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -72,8 +72,8 @@ CLIENT_OPTIONS: Mapping[str, Any] = {
 ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
 _Page = tuple[Sequence[BlobProperties], Sequence[str]]  # one listing page: blobs, sub-prefixes
 NO_CREDENTIALS = ("no Azure credentials found: set connection_string or sas_token on this source, or "
-                   f"{ENV_CONNECTION_STRING}, or sign in for DefaultAzureCredential (az login, managed "
-                   "identity, AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET)")
+                  f"{ENV_CONNECTION_STRING}, or sign in for DefaultAzureCredential (az login, managed "
+                  "identity, AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET)")
 
 
 def build(config: SourceConfig, settings: Settings) -> AzureSource:
@@ -90,7 +90,7 @@ def build(config: SourceConfig, settings: Settings) -> AzureSource:
 
 def make_client(*, account: str, container: str, endpoint_url: str | None, connection_string: str | None,
                 sas_token: str | None, environ: Mapping[str, str], label: str,
-                credential: type[TokenCredential] | None = None) -> ContainerClient:
+                credential: Callable[[], TokenCredential] = DefaultAzureCredential) -> ContainerClient:
     """The container's client, with the first credentials that apply (see the module docstring);
     ``credential`` stands in for ``DefaultAzureCredential``."""
     account_url = endpoint_url or f"https://{account}.blob.core.windows.net"
@@ -102,8 +102,7 @@ def make_client(*, account: str, container: str, endpoint_url: str | None, conne
         service = _from_connection_string(environ[ENV_CONNECTION_STRING], ENV_CONNECTION_STRING, label)
     else:
         try:
-            service = BlobServiceClient(account_url, credential=(credential or DefaultAzureCredential)(),
-                                        **CLIENT_OPTIONS)
+            service = BlobServiceClient(account_url, credential=credential(), **CLIENT_OPTIONS)
         except ValueError as exc:  # "Token credential is only supported with HTTPS."
             raise SourceError(f"{label}: DefaultAzureCredential needs an https endpoint, and endpoint_url "
                               f"is {_origin(account_url)}: set connection_string or sas_token") from exc
@@ -127,7 +126,7 @@ def _names(connection_string: str | None, account: str, endpoint_url: str | None
     try:
         service = BlobServiceClient.from_connection_string(connection_string)
     except ValueError:
-        return True  # it is meant for us, and build() reports that it is malformed
+        return True  # set but broken: make_client says so rather than quietly trying something else
     return service.account_name == account and (
         endpoint_url is None or _base(service.url) == _base(endpoint_url))
 
