@@ -379,8 +379,8 @@ def test_s3_gcs_azure_and_a_local_folder_in_one_run(
         {"url": f"gs://{gcs_bucket}/vec", "collection": "vectors", "object_url_style": "https-path"},
         {"url": f"gs://{gcs_bucket}/nat/", "collection": "natives"},
         {"url": folder.as_uri(), "collection": "local", "exclude": ["tmp/**"]},
-        {"url": f"az://{azure_container}/blobs", "collection": "azure", "account": AZURE_ACCOUNT,
-         "endpoint_url": azurite_endpoint},
+        {"url": f"az://{azure_container}/blobs", "pattern": "(?P<year>[0-9]{4})/",
+         "collection": "azure_{year}", "account": AZURE_ACCOUNT, "endpoint_url": azurite_endpoint},
     ], settings={"list_concurrency": 4})
 
     result = invoke("run", str(manifest))
@@ -395,8 +395,8 @@ def test_s3_gcs_azure_and_a_local_folder_in_one_run(
         ("local", (folder / "a/1.parquet").as_uri()),
         ("local", (folder / "b.parquet").as_uri()),
         ("local", (folder / "new.parquet").as_uri()),
-        ("azure", f"{azurite_endpoint}/{azure_container}/blobs/2024/a%20b%2B%C3%A9.parquet"),
-        ("azure", f"{azurite_endpoint}/{azure_container}/blobs/2025/1.parquet"),
+        ("azure_2024", f"{azurite_endpoint}/{azure_container}/blobs/2024/a%20b%2B%C3%A9.parquet"),
+        ("azure_2025", f"{azurite_endpoint}/{azure_container}/blobs/2025/1.parquet"),
     ])
     generation = str(gcs.bucket(gcs_bucket).get_blob("vec/x/1.parquet").generation)
     status = json.loads(invoke("status", str(manifest), "--json").stdout)
