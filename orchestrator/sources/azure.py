@@ -151,13 +151,13 @@ class AzureSource(FanOutLister):
         self.page_size = page_size
 
     def read(self, obj: StoredObject, start: int = 0, end: int | None = None) -> bytes:
-        """A ranged download of the listed version (If-Match on its ETag): only the bytes asked for
-        cross the network."""
+        """A ranged download of the listed version (If-Match on its ETag, quoted as the ETag header
+        quotes it; listings give it bare): only the bytes asked for cross the network."""
         if end is not None and end <= start:
             return b""
         try:
             return self.client.download_blob(
-                obj.key, offset=start, length=None if end is None else end - start, etag=obj.version,
+                obj.key, offset=start, length=None if end is None else end - start, etag=f'"{obj.version}"',
                 match_condition=MatchConditions.IfNotModified, max_concurrency=1).readall()
         except AzureError as exc:
             raise SourceError(f"{self.label}: cannot read {obj.key}: "
