@@ -2,6 +2,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Azurite, the Azure Storage emulator the tests start (npm; Node.js 18+)
+AZURITE_VERSION := 3.37.0
+AZURITE_STAMP := .azurite/.installed-$(AZURITE_VERSION)
 
 .PHONY: install test lint unit fuzz demo bench clean
 
@@ -11,13 +14,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,local]'
 	touch $(STAMP)
 
-install: $(STAMP)
+$(AZURITE_STAMP):
+	rm -rf .azurite
+	npm install --prefix .azurite --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
+	touch $(AZURITE_STAMP)
+
+install: $(STAMP) $(AZURITE_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check orchestrator tests scripts bench
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) $(AZURITE_STAMP)
 	$(BIN)/pytest -q -n 2
 
 test: lint unit
@@ -36,5 +44,5 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info demo-data
+	rm -rf $(VENV) .azurite .mypy_cache .ruff_cache .pytest_cache build *.egg-info demo-data
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

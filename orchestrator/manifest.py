@@ -68,9 +68,13 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # no manifest value holds th
 MAX_YAML_NODES = 100_000  # a manifest that expands (through aliases) past this is refused unexpanded
 _EXCERPT = 40  # the most of a value an error message shows
 # per-source keys that only some kinds of source take
-_SCHEME_KEYS = {"endpoint_url": ("s3",), "region": ("s3",), "path_style": ("s3",), "profile": ("s3",),
-                "request_payer": ("s3",), "service_account_file": ("gs",)}
-_URL = re.compile(r"^(?P<scheme>s3|gs)://(?P<bucket>[a-z0-9][a-z0-9._-]{1,221}[a-z0-9])(?:/(?P<prefix>.*))?$")
+_SCHEME_KEYS = {"endpoint_url": ("s3", "az"), "region": ("s3",), "path_style": ("s3",), "profile": ("s3",),
+                "request_payer": ("s3",), "service_account_file": ("gs",), "account": ("az",),
+                "connection_string": ("az",), "sas_token": ("az",)}
+_URL = re.compile(r"^(?P<scheme>s3|gs|az)://(?P<bucket>[a-z0-9][a-z0-9._-]{1,221}[a-z0-9])(?:/(?P<prefix>.*))?$")
+_AZURE_URL = re.compile(r"^https://(?P<account>[^./]+)\.blob\.core\.windows\.net/(?P<bucket>[^/]+)(?:/(?P<prefix>.*))?$")
+_AZURE_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
+_AZURE_CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 MILVUS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
 
@@ -132,6 +136,9 @@ class SourceConfig:
     profile: str | None = None  # S3: the AWS profile to list with
     request_payer: str | None = None  # S3: "requester" for requester-pays buckets
     service_account_file: Path | None = None  # GCS: a key file instead of Application Default Credentials
+    account: str | None = None  # Azure: the storage account
+    connection_string: Secret | None = None  # Azure: listing credentials instead of DefaultAzureCredential
+    sas_token: Secret | None = None  # Azure: the same, as a SAS token for the account's endpoint
 
     @property
     def label(self) -> str:
@@ -645,17 +652,18 @@ def _source(r: _Reader, node: Any, index: int, rules: TargetRules | None, target
         "partition", "pattern", "include", "exclude", "credentials", "object_url_style", *_SCHEME_KEYS))
     url = r.string(s["url"], f"{p}.url")
     root = _local_root(url, base_dir)
-    m = _URL.match(url)
+    m = _URL.match(url) or _AZURE_URL.match(url)
     if root is not None and rules is not None and target is not None and not rules.local_sources:
         raise r.fail(f"{p}.url", f"the {target.type} target imports from the bucket the server reads "
                                  "(e.g. its MinIO): use s3://bucket/prefix, not a local folder")
     if root is not None:
         scheme, bucket, prefix = "file", "", ""
     elif m is None:
-        raise r.fail(f"{p}.url", "expected s3://bucket/prefix, gs://bucket/prefix, file:///folder or a "
-                                 f"folder relative to the manifest, got {_excerpt(url)}")
+        raise r.fail(f"{p}.url", "expected s3://bucket/prefix, gs://bucket/prefix, az://container/prefix, "
+                                 "https://<account>.blob.core.windows.net/<container>/<prefix>, "
+                                 f"file:///folder or a folder relative to the manifest, got {_excerpt(url)}")
     else:
-        scheme, bucket, prefix = m["scheme"], m["bucket"], m["prefix"] or ""
+        scheme, bucket, prefix = m.groupdict().get("scheme") or "az", m["bucket"], m["prefix"] or ""
         if prefix and not prefix.endswith("/"):
             prefix += "/"
     pattern = None
@@ -687,6 +695,7 @@ def _source(r: _Reader, node: Any, index: int, rules: TargetRules | None, target
     why = urls.problem(scheme=scheme, style=style, bucket=bucket, region=region, endpoint_url=endpoint_url)
     if why is not None:
         raise r.fail(f"{p}.object_url_style", why)
+    azure = _azure(r, s, p, m, bucket) if scheme == "az" and m is not None else {}
     payer = s.get("request_payer")
     key_file = r.optional_string(s.get("service_account_file"), f"{p}.service_account_file")
     return SourceConfig(
@@ -709,7 +718,41 @@ def _source(r: _Reader, node: Any, index: int, rules: TargetRules | None, target
         profile=r.optional_string(s.get("profile"), f"{p}.profile"),
         request_payer=None if payer is None else r.choice(payer, f"{p}.request_payer", ("requester",)),
         service_account_file=None if key_file is None else base_dir / Path(key_file).expanduser(),
+        **azure,
     )
+
+
+def _azure(r: _Reader, s: dict[str, Any], p: str, m: re.Match[str], container: str) -> dict[str, Any]:
+    """The account and listing secrets of an Azure source (``az://`` or its https URL)."""
+    if not _AZURE_CONTAINER.match(container):
+        raise r.fail(f"{p}.url", f"{_excerpt(container)} is not an Azure container name (3 to 63 lowercase "
+                                 "letters, digits and single hyphens)")
+    in_url = m.groupdict().get("account")
+    if in_url is not None:
+        for key, why in (("account", "the https URL names the account"),
+                         ("endpoint_url", "the https URL names the endpoint (for other clouds or an emulator "
+                                          "write az://container/prefix with account and endpoint_url)")):
+            if key in s:
+                raise r.fail(f"{p}.{key}", f"{why}: remove this key")
+    account = in_url or r.optional_string(s.get("account"), f"{p}.account")
+    if account is None:
+        raise r.fail(f"{p}.account", "az:// sources name their storage account: account: <name> (or write "
+                                     "the URL as https://<account>.blob.core.windows.net/<container>/<prefix>)")
+    if not _AZURE_ACCOUNT.match(account):
+        raise r.fail(f"{p}.account" if in_url is None else f"{p}.url",
+                     f"{_excerpt(account)} is not a storage account name (3 to 24 lowercase letters and "
+                     "digits)")
+    if "connection_string" in s and ("sas_token" in s or "endpoint_url" in s):
+        other = "sas_token" if "sas_token" in s else "endpoint_url"
+        raise r.fail(f"{p}.{other}", "a connection string names the endpoint and the key: set one of "
+                                     f"connection_string and {other}, not both")
+    return {
+        "account": account,
+        "connection_string": None if "connection_string" not in s else Secret(
+            r.string(s["connection_string"], f"{p}.connection_string", secret=True)),
+        "sas_token": None if "sas_token" not in s else Secret(
+            r.string(s["sas_token"], f"{p}.sas_token", secret=True)),
+    }
 
 
 def _local_root(url: str, base_dir: Path) -> Path | None:

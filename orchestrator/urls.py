@@ -8,6 +8,11 @@
 With ``endpoint_url`` (an S3-compatible store), https-path is ``<endpoint_url>/bucket/key``. In the https
 forms the key is percent-encoded as AWS signs it (UTF-8; everything but letters, digits, ``-._~`` and
 ``/``); native URLs carry the key unchanged. Local files keep their ``file://`` URL.
+
+Azure has one form, its own: ``https://<account>.blob.core.windows.net/<container>/<key>`` (or
+``<endpoint_url>/<container>/<key>``), key percent-encoded the same way, whatever the style (only
+``native``, the default, is accepted). The account is the first segment of the object's ledger URL,
+``az://<account>/<container>/<key>``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,9 @@ def problem(*, scheme: str, style: str, bucket: str, region: str | None,
         return None
     if scheme == "file":
         return "local folders keep their file:// URL: use native"
+    if scheme == "az":
+        return ("Azure objects are always sent as https://<account>.blob.core.windows.net/<container>/<key>: "
+                "leave object_url_style out")
     if scheme == "gs":
         return "GCS objects take native or https-path" if style == "https-virtual" else None
     if endpoint_url is not None:
@@ -43,9 +51,13 @@ def problem(*, scheme: str, style: str, bucket: str, region: str | None,
 def object_url(obj: StoredObject, *, scheme: str, style: str, region: str | None = None,
                endpoint_url: str | None = None) -> str:
     """The URL to send for ``obj``; the style must have passed :func:`problem`."""
+    key = quote(obj.key, safe="/~")
+    if scheme == "az":
+        account = obj.url.split("/")[2]
+        base = endpoint_url.rstrip("/") if endpoint_url else f"https://{account}.blob.core.windows.net"
+        return f"{base}/{obj.bucket}/{key}"
     if style == "native" or scheme == "file":
         return obj.url
-    key = quote(obj.key, safe="/~")
     if scheme == "gs":
         return f"https://storage.googleapis.com/{obj.bucket}/{key}"
     if endpoint_url is not None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import itertools
 import logging
+import re
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from azure.storage.blob import BlobServiceClient
 from gcp_storage_emulator.server import create_server
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
@@ -40,6 +43,9 @@ FAKES: dict[str, Callable[[], FakeImportAPI]] = {
 }
 HTTP_TARGETS = tuple(FAKES)
 _buckets = itertools.count(1)
+AZURITE = Path(__file__).parent.parent / ".azurite" / "node_modules" / ".bin" / "azurite-blob"
+AZURE_ACCOUNT = "devstoreaccount1"  # Azurite's well-known development account and its published key
+AZURE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
 def free_port() -> int:
@@ -75,8 +81,11 @@ def env(monkeypatch: pytest.MonkeyPatch, s3_endpoint: str) -> dict[str, str]:
         monkeypatch.setenv(k, v)
     # GCS tests set STORAGE_EMULATOR_HOST or a key file: none reaches Application Default Credentials,
     # whose search would probe a cloud metadata server
+    # nor does any Azure test reach DefaultAzureCredential's managed identity probe (it would leave the host)
     for k in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_MAX_ATTEMPTS",
-              "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST"):
+              "GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST", "AZURE_STORAGE_CONNECTION_STRING",
+              "AZURE_CLIENT_ID", "AZURE_TENANT_ID", "AZURE_CLIENT_SECRET", "IDENTITY_ENDPOINT",
+              "IDENTITY_HEADER", "MSI_ENDPOINT"):
         monkeypatch.delenv(k, raising=False)
     return values
 
@@ -104,6 +113,49 @@ def gcs(env: dict[str, str], gcs_endpoint: str, monkeypatch: pytest.MonkeyPatch)
 def gcs_bucket(gcs: storage.Client) -> str:
     name = f"gcs-lake-{next(_buckets)}"
     gcs.create_bucket(name)
+    return name
+
+
+@pytest.fixture(scope="session")
+def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's blob service on a port it picks, in memory; the account's endpoint URL."""
+    if not AZURITE.exists():
+        pytest.fail(f"{AZURITE} is missing: run `make install`")
+    process = subprocess.Popen(
+        [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", "0", "--inMemoryPersistence",
+         "--extentMemoryLimit", "256", "--silent", "--skipApiVersionCheck", "--loose"],
+        cwd=tmp_path_factory.mktemp("azurite"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:  # it says where it listens once it does
+        seen.append(line)
+        found = re.search(r"successfully listens on (http://127\.0\.0\.1:\d+)", line)
+        if found:
+            break
+    else:
+        process.wait()
+        pytest.fail("Azurite did not start:\n" + "".join(seen))
+    yield f"{found.group(1)}/{AZURE_ACCOUNT}"
+    process.kill()  # in memory: nothing to flush, and a graceful stop waits for idle keep-alive connections
+    process.wait()
+    process.stdout.close()
+
+
+@pytest.fixture
+def azure_connection_string(env: dict[str, str], azurite_endpoint: str) -> str:
+    return (f"DefaultEndpointsProtocol=http;AccountName={AZURE_ACCOUNT};AccountKey={AZURE_KEY};"
+            f"BlobEndpoint={azurite_endpoint};")
+
+
+@pytest.fixture
+def azure(azure_connection_string: str) -> BlobServiceClient:
+    return BlobServiceClient.from_connection_string(azure_connection_string)
+
+
+@pytest.fixture
+def azure_container(azure: BlobServiceClient) -> str:
+    name = f"lake-{next(_buckets)}"
+    azure.create_container(name)
     return name
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
+from azure.storage.blob import BlobServiceClient, ContainerClient
 from botocore.config import Config
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
@@ -22,9 +23,10 @@ from google.cloud import storage
 
 from orchestrator.cli import cli
 from orchestrator.errors import SourceError
+from orchestrator.sources.azure import AzureSource
 from orchestrator.sources.gcs import RETRY, GcsSource
 from orchestrator.sources.s3 import S3Source
-from tests.conftest import free_port, parquet_bytes
+from tests.conftest import AZURE_ACCOUNT, AZURE_KEY, free_port, parquet_bytes
 from tests.fakes.canned import Canned, CannedServer
 from tests.fakes.zilliz import FakeZilliz
 
@@ -189,6 +191,56 @@ def test_gcs_bucket_not_found_and_endpoint_not_answering(
         f"error: sources[1] gs://no-such-bucket/x/y/: cannot reach the endpoint (http://127.0.0.1:{port})"
 
 
+def azure_error(code: str, message: str = "refused") -> str:
+    return (f'<?xml version="1.0" encoding="utf-8"?><Error><Code>{code}</Code>'
+            f"<Message>{message}</Message></Error>")
+
+
+AZURE_CANNED = {
+    "bad key": (Canned(403, azure_error("AuthenticationFailed"), S3_XML),
+                "the listing credentials were refused (AuthenticationFailed): check the account key, SAS "
+                "token or connection string, and that it has not expired"),
+    "no role": (Canned(403, azure_error("AuthorizationPermissionMismatch"), S3_XML),
+                "access denied (AuthorizationPermissionMismatch): the listing identity needs Storage Blob "
+                "Data Reader here (a SAS token: read and list permissions)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(AZURE_CANNED))
+def test_azure_refusals(case: str, canned: CannedServer, good: dict[str, Any], env: dict[str, str],
+                        monkeypatch: pytest.MonkeyPatch, write_manifest: Callable[..., Path],
+                        fake_api: FakeZilliz) -> None:
+    canned.reply, message = AZURE_CANNED[case]
+    monkeypatch.setenv("LIST_SAS", "sv=2024-08-04&sp=rl&sig=LISTING-SAS-do-not-leak")
+    manifest = write_manifest(sources=[good["source"], {
+        "url": "az://private/emb/", "collection": "articles", "account": AZURE_ACCOUNT,
+        "endpoint_url": f"{canned.url}/{AZURE_ACCOUNT}", "sas_token": "${LIST_SAS}"}])
+    assert_one_source_fails(manifest, fake_api, good["urls"], f"sources[1] az://private/emb/: {message}")
+    assert canned.paths and all(p.startswith(f"/{AZURE_ACCOUNT}/private?") for p in canned.paths)
+
+
+def test_azure_container_not_found_and_endpoint_down(
+        good: dict[str, Any], azure_connection_string: str, monkeypatch: pytest.MonkeyPatch,
+        write_manifest: Callable[..., Path], fake_api: FakeZilliz) -> None:
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azure_connection_string)
+    monkeypatch.setenv("LIST_SAS", "sv=2024-08-04&sp=rl&sig=LISTING-SAS-do-not-leak")
+    port = free_port()
+    manifest = write_manifest(sources=[
+        # listed with AZURE_STORAGE_CONNECTION_STRING, which names this account
+        {"url": "az://no-such-container/emb", "collection": "articles", "account": AZURE_ACCOUNT},
+        good["source"],
+        {"url": "az://lake/emb/", "collection": "articles", "account": AZURE_ACCOUNT,
+         "endpoint_url": f"http://127.0.0.1:{port}/{AZURE_ACCOUNT}", "sas_token": "${LIST_SAS}"}])
+    result = invoke("--verbose", "run", str(manifest))
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: sources[0] az://no-such-container/emb/: container not found",
+                      f"error: sources[2] az://lake/emb/: cannot reach the endpoint (http://127.0.0.1:{port})"]
+    assert "LISTING-SAS" not in result.output and AZURE_KEY not in result.output
+    assert "source_errors=2" in result.stdout
+    assert ledger_urls(manifest) == good["urls"]
+
+
 def test_endpoints_that_accept_and_never_answer_time_out(silent_port: int,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Built with short timeouts here; the real ones (seconds, a few retries) are the sources' defaults."""
@@ -203,6 +255,11 @@ def test_endpoints_that_accept_and_never_answer_time_out(silent_port: int,
     with pytest.raises(SourceError, match=r"^gs src: the endpoint did not answer in time \(http://127.*"
                                           r"\(gave up retrying\)$"):
         list(source.list())
+    container = ContainerClient(f"http://127.0.0.1:{silent_port}/acct", "lake", credential="sig=SECRET%3D",
+                                read_timeout=0.3, retry_total=0)
+    with pytest.raises(SourceError) as info:
+        list(AzureSource(container, label="az src", account="acct", prefix="emb/").list())
+    assert str(info.value) == f"az src: the endpoint did not answer in time (http://127.0.0.1:{silent_port})"
 
 
 def test_a_missing_folder(good: dict[str, Any], tmp_path: Path, write_manifest: Callable[..., Path],
@@ -303,20 +360,27 @@ def test_plan_and_run_hold_back_objects_still_being_written(
         (folder / "a/1.parquet").as_uri(), (folder / "b.parquet").as_uri()]
 
 
-# -- one manifest, three kinds of source ----------------------------------------------------------
+# -- one manifest, every kind of source -----------------------------------------------------------
 
-def test_s3_gcs_and_a_local_folder_in_one_run(
+def test_s3_gcs_azure_and_a_local_folder_in_one_run(
         put_objects: Callable[..., list[str]], bucket: str, gcs: storage.Client, gcs_bucket: str,
-        folder: Path, write_manifest: Callable[..., Path], fake_api: FakeZilliz) -> None:
+        azure: BlobServiceClient, azure_container: str, azurite_endpoint: str, azure_connection_string: str,
+        monkeypatch: pytest.MonkeyPatch, folder: Path, write_manifest: Callable[..., Path],
+        fake_api: FakeZilliz) -> None:
     put_objects(["emb/a.parquet", "emb/odd name+é.parquet", "emb/_SUCCESS"])
     for key in ["vec/x/1.parquet", "vec/sp ace#1.parquet", "vec/x/2.txt", "nat/1.parquet"]:
         gcs.bucket(gcs_bucket).blob(key).upload_from_string(parquet_bytes())
+    for key in ["blobs/2024/a b+é.parquet", "blobs/2025/1.parquet", "blobs/_SUCCESS"]:
+        azure.get_container_client(azure_container).upload_blob(key, parquet_bytes())
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azure_connection_string)  # for its account
     manifest = write_manifest(sources=[
         {"url": f"s3://{bucket}/emb/", "collection": "articles", "object_url_style": "https-virtual",
          "region": "us-east-1"},
         {"url": f"gs://{gcs_bucket}/vec", "collection": "vectors", "object_url_style": "https-path"},
         {"url": f"gs://{gcs_bucket}/nat/", "collection": "natives"},
         {"url": folder.as_uri(), "collection": "local", "exclude": ["tmp/**"]},
+        {"url": f"az://{azure_container}/blobs", "pattern": "(?P<year>[0-9]{4})/",
+         "collection": "azure_{year}", "account": AZURE_ACCOUNT, "endpoint_url": azurite_endpoint},
     ], settings={"list_concurrency": 4})
 
     result = invoke("run", str(manifest))
@@ -331,14 +395,25 @@ def test_s3_gcs_and_a_local_folder_in_one_run(
         ("local", (folder / "a/1.parquet").as_uri()),
         ("local", (folder / "b.parquet").as_uri()),
         ("local", (folder / "new.parquet").as_uri()),
+        ("azure_2024", f"{azurite_endpoint}/{azure_container}/blobs/2024/a%20b%2B%C3%A9.parquet"),
+        ("azure_2025", f"{azurite_endpoint}/{azure_container}/blobs/2025/1.parquet"),
     ])
     generation = str(gcs.bucket(gcs_bucket).get_blob("vec/x/1.parquet").generation)
     status = json.loads(invoke("status", str(manifest), "--json").stdout)
     by_url = {o["url"]: o for o in status["objects"]}
     assert by_url[f"gs://{gcs_bucket}/vec/x/1.parquet"]["etag"] == generation  # the ledger keeps native URLs
     assert f"s3://{bucket}/emb/odd name+é.parquet" in by_url
-    assert len(by_url) == 8
+    blob = azure.get_blob_client(azure_container, "blobs/2024/a b+é.parquet").get_blob_properties()
+    ledger_url = f"az://{AZURE_ACCOUNT}/{azure_container}/blobs/2024/a b+é.parquet"  # the account included
+    assert by_url[ledger_url]["etag"] == blob.etag.strip('"')  # headers quote it, listings do not
+    assert len(by_url) == 10
 
     again = invoke("run", str(manifest))
     assert again.exit_code == 0 and "submitted=0 " in again.stdout
-    assert len(fake_api.creates()) == 8
+    assert len(fake_api.creates()) == 10
+
+    ls = invoke("ls", str(manifest), "--source", "4", "--json")
+    listed = [json.loads(line) for line in ls.stdout.splitlines()]
+    assert [(r["url"].rsplit("/", 2)[-2:], r["kept"]) for r in listed] == [
+        (["2024", "a b+é.parquet"], True), (["2025", "1.parquet"], True), (["blobs", "_SUCCESS"], False)]
+    assert all(r["version"] != r["checksum"] for r in listed)  # the ETag, and the MD5 Azure keeps

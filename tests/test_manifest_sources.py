@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.errors import ManifestError
 from orchestrator.manifest import Manifest, parse
+from orchestrator.models import Secret
 
 ENV = {"KEY": "k", "A": "a", "S": "s"}
 
@@ -52,6 +53,22 @@ def test_the_three_kinds_and_their_options(tmp_path: Path) -> None:
     assert (m.settings.list_concurrency, m.settings.min_age_s) == (8, 60.0)
 
 
+def test_azure_sources_in_both_forms(tmp_path: Path) -> None:
+    az, https, azurite = manifest(
+        tmp_path,
+        {"url": "az://lake/emb", "collection": "c", "account": "lakeacct"},
+        {"url": "https://lakeacct2.blob.core.windows.net/lake-2/x/y/", "collection": "c",
+         "sas_token": "${S}"},
+        {"url": "az://lake/", "collection": "c", "account": "devstoreaccount1",
+         "endpoint_url": "http://127.0.0.1:10000/devstoreaccount1"}).sources
+    assert (az.scheme, az.account, az.bucket, az.prefix, az.label) == (
+        "az", "lakeacct", "lake", "emb/", "sources[0] az://lake/emb/")
+    assert (https.scheme, https.account, https.bucket, https.prefix) == ("az", "lakeacct2", "lake-2", "x/y/")
+    assert https.sas_token == Secret("s") and https.connection_string is None and https.endpoint_url is None
+    assert (azurite.account, azurite.endpoint_url) == (
+        "devstoreaccount1", "http://127.0.0.1:10000/devstoreaccount1")
+
+
 def test_listing_settings(tmp_path: Path) -> None:
     m = manifest(tmp_path, {"url": "gs://lake/", "collection": "c"},
                  settings={"list_concurrency": 1, "min_age_s": 0})
@@ -66,7 +83,28 @@ def test_listing_settings(tmp_path: Path) -> None:
     ({"url": "gs://lake/", "collection": "c", "path_style": True},
      "m.yaml: sources[0].path_style: only for s3:// sources, not gs://"),
     ({"url": "gs://lake/", "collection": "c", "endpoint_url": "http://x"},
-     "m.yaml: sources[0].endpoint_url: only for s3:// sources, not gs://"),
+     "m.yaml: sources[0].endpoint_url: only for s3:// and az:// sources, not gs://"),
+    ({"url": "s3://lake/", "collection": "c", "account": "acct"},
+     "m.yaml: sources[0].account: only for az:// sources, not s3://"),
+    ({"url": "az://lake/emb", "collection": "c"},
+     "m.yaml: sources[0].account: az:// sources name their storage account: account: <name>"),
+    ({"url": "az://lake/", "collection": "c", "account": "Lake_Acct"},
+     "m.yaml: sources[0].account: 'Lake_Acct' is not a storage account name"),
+    ({"url": "https://Lake.blob.core.windows.net/lake/", "collection": "c"},
+     "m.yaml: sources[0].url: 'Lake' is not a storage account name"),
+    ({"url": "az://my.lake/", "collection": "c", "account": "acct"},
+     "m.yaml: sources[0].url: 'my.lake' is not an Azure container name"),
+    ({"url": "https://acct.blob.core.windows.net/lake/", "collection": "c", "account": "acct"},
+     "m.yaml: sources[0].account: the https URL names the account: remove this key"),
+    ({"url": "https://acct.blob.core.windows.net/lake/", "collection": "c", "endpoint_url": "http://x"},
+     "m.yaml: sources[0].endpoint_url: the https URL names the endpoint"),
+    ({"url": "az://lake/", "collection": "c", "account": "acct", "connection_string": "AccountKey=abc"},
+     "m.yaml: sources[0].connection_string: secrets are not accepted literally"),
+    ({"url": "az://lake/", "collection": "c", "account": "acct", "connection_string": "${S}",
+      "sas_token": "${S}"},
+     "m.yaml: sources[0].sas_token: a connection string names the endpoint and the key: set one of"),
+    ({"url": "az://lake/", "collection": "c", "account": "acct", "object_url_style": "https-path"},
+     "m.yaml: sources[0].object_url_style: Azure objects are always sent as https://<account>.blob"),
     ({"url": "s3://lake/", "collection": "c", "service_account_file": "k.json"},
      "m.yaml: sources[0].service_account_file: only for gs:// sources, not s3://"),
     ({"url": "data", "collection": "c", "profile": "p"},

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.manifest import TARGET_TYPES, load
+from orchestrator.sources.registry import MODULES
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "manifests").glob("*.yaml"))
 
@@ -18,8 +19,10 @@ def dummy_env(path: Path) -> dict[str, str]:
 
 
 def test_there_are_examples_for_every_target() -> None:
-    assert {p.name for p in EXAMPLES} >= {"gcs-nightly.yaml", "minio.yaml", "demo.yaml"}
-    assert {load(p, environ=dummy_env(p)).target.type for p in EXAMPLES} == set(TARGET_TYPES)
+    assert {p.name for p in EXAMPLES} >= {"gcs-nightly.yaml", "minio.yaml", "demo.yaml", "azure-nightly.yaml"}
+    manifests = [load(p, environ=dummy_env(p)) for p in EXAMPLES]
+    assert {m.target.type for m in manifests} == set(TARGET_TYPES)
+    assert {s.scheme for m in manifests for s in m.sources} == set(MODULES)  # every kind of source too
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])

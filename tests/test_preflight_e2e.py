@@ -1,4 +1,4 @@
-"""Pre-flight end to end: real parquet through real S3 and GCS servers with ranged reads, a describe
+"""Pre-flight end to end: real parquet through real S3, GCS and Azure servers with ranged reads, a describe
 endpoint on the fake API, and a run that submits only the good files."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from azure.storage.blob import BlobServiceClient
 from click.testing import CliRunner
 
 from orchestrator.checks import Preflight
@@ -21,7 +22,7 @@ from orchestrator.manifest import load
 from orchestrator.models import Action, PlanItem, Route
 from orchestrator.sources.registry import make_source
 from orchestrator.targets.base import ObjectReader
-from tests.conftest import HTTP_TARGETS
+from tests.conftest import AZURE_ACCOUNT, HTTP_TARGETS
 from tests.fakes.base import FakeImportAPI
 
 DIM = 4
@@ -157,12 +158,13 @@ def test_row_mismatch_is_reported(
     assert (obj["rows"], obj["imported_rows"]) == (7, 3)
 
 
-def _inspect_through(source_url: str, key: str, manifest_dir: Path) -> tuple[int, int]:
+def _inspect_through(source_url: str, key: str, manifest_dir: Path, options: str = "") -> tuple[int, int]:
     """Bytes the pre-flight read of one object, and its size, through the real source."""
     path = manifest_dir / "m.yaml"
     path.write_text(
         "version: 1\ntarget: {type: milvus, endpoint: 'http://127.0.0.1:9'}\n"
-        f"sources: [{{url: '{source_url}', collection: articles}}]\nschema_files: {{articles: a.json}}\n")
+        f"sources: [{{url: '{source_url}', collection: articles{options}}}]\n"
+        "schema_files: {articles: a.json}\n")
     (manifest_dir / "a.json").write_text(json.dumps(ARTICLES))
     m = load(path, {})
     source = make_source(m.sources[0], m.settings)
@@ -185,13 +187,17 @@ class _NoTarget:
         raise AssertionError("schema_files must be used")
 
 
-def test_footer_reads_are_ranged_on_s3_and_gcs(s3: Any, bucket: str, gcs: Any, gcs_bucket: str,
-                                               tmp_path: Path) -> None:
+def test_footer_reads_are_ranged_on_s3_gcs_and_azure(
+        s3: Any, bucket: str, gcs: Any, gcs_bucket: str, azure: BlobServiceClient, azure_container: str,
+        azure_connection_string: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     rng = random.Random(1)
     big = parquet(rows=60_000, vector=pa.array([[rng.random() for _ in range(DIM)] for _ in range(60_000)],
                                                pa.list_(pa.float32())))
     s3.put_object(Bucket=bucket, Key="big/file.parquet", Body=big)
     gcs.bucket(gcs_bucket).blob("big/file.parquet").upload_from_string(big)
-    for url in (f"s3://{bucket}/big/", f"gs://{gcs_bucket}/big/"):
-        read, size = _inspect_through(url, "file.parquet", tmp_path)
+    azure.get_container_client(azure_container).upload_blob("big/file.parquet", big)
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azure_connection_string)
+    for url, options in ((f"s3://{bucket}/big/", ""), (f"gs://{gcs_bucket}/big/", ""),
+                         (f"az://{azure_container}/big/", f", account: {AZURE_ACCOUNT}")):
+        read, size = _inspect_through(url, "file.parquet", tmp_path, options)
         assert size == len(big) and read <= 64 * 1024 < size / 10, (url, read, size)

@@ -133,7 +133,7 @@ def test_a_bad_job_id_in_a_create_reply_is_refused(fake: FakeImportAPI, http: ht
                                                    bad_id: str | None) -> None:
     fake.faults, fake.bad_id = ["bad-id"], bad_id
     # refused as a bad id, or (10 MB) as a reply past the body bound before it is even parsed
-    with pytest.raises(AmbiguousError, match="refused|longer than") as info:
+    with pytest.raises(AmbiguousError, match=r"refused|longer than") as info:
         create(target_of(fake, http), fake, "emb/a.parquet")
     assert len(str(info.value)) < 200 and "\n" not in str(info.value)
     assert len(fake.jobs_for(url_of(fake, "emb/a.parquet"))) == 1  # made, so: look before retrying

@@ -29,6 +29,16 @@ def test_each_style(scheme: str, style: str, expected: str) -> None:
     assert object_url(stored(scheme), scheme=scheme, style=style, region=region) == expected
 
 
+def test_azure_objects_are_named_by_their_https_url() -> None:
+    obj = StoredObject(url=f"az://lakeacct/lake/{ODD_KEY}", bucket="lake", key=ODD_KEY, relative_key=ODD_KEY,
+                       size=1, version="0x8DC", modified=0.0)
+    assert problem(scheme="az", style="native", bucket="lake", region=None, endpoint_url=None) is None
+    assert object_url(obj, scheme="az", style="native") == \
+        f"https://lakeacct.blob.core.windows.net/lake/{ODD_ENCODED}"
+    assert object_url(obj, scheme="az", style="native", endpoint_url="http://127.0.0.1:10000/lakeacct/") == \
+        f"http://127.0.0.1:10000/lakeacct/lake/{ODD_ENCODED}"
+
+
 def test_plain_keys_stay_readable() -> None:
     obj = stored("s3", "emb/year=2024/part-0001_a.b~c.parquet")
     assert object_url(obj, scheme="s3", style="https-path", region="us-east-1") == \
@@ -53,6 +63,8 @@ def test_local_files_keep_their_file_url() -> None:
     ("s3", "https-virtual", "my.lake", "us-east-1", None, "bucket names with dots"),
     ("s3", "https-virtual", "lake", None, "http://minio:9000", "with endpoint_url use https-path"),
     ("file", "https-path", "", None, None, "keep their file:// URL"),
+    ("az", "https-path", "lake", None, None, "Azure objects are always sent as https://"),
+    ("az", "https-virtual", "lake", None, None, "leave object_url_style out"),
 ])
 def test_styles_that_cannot_work_are_refused(scheme: str, style: str, bucket: str, region: str | None,
                                              endpoint: str | None, words: str) -> None:

@@ -1,5 +1,5 @@
-"""Which lister serves which URL scheme. Adding a store (Azure Blob, say) is one module with a
-``build(config, settings)`` that makes its client, and one line here.
+"""Which lister serves which URL scheme. Adding a store is one module with a ``build(config,
+settings)`` that makes its client, and one line here (plus its URL and keys in ``manifest.py``).
 
 Modules are imported on first use: a run over S3 never pays for importing the GCS client, nor a run
 over a local folder for boto3 (a few hundred milliseconds each, on every cron run).
@@ -19,6 +19,7 @@ Builder = Callable[[SourceConfig, Settings], Source]
 MODULES: dict[str, str] = {
     "s3": "orchestrator.sources.s3",
     "gs": "orchestrator.sources.gcs",
+    "az": "orchestrator.sources.azure",
     "file": "orchestrator.sources.local",
 }
 
