@@ -195,6 +195,8 @@ def redacting(manifest: Manifest) -> Iterator[Redactor]:
 
 def secrets_of(manifest: Manifest) -> list[Secret]:
     found = [manifest.target.api_key] if manifest.target.api_key is not None else []
+    for source in manifest.sources:
+        found += [s for s in (source.connection_string, source.sas_token) if s is not None]
     for creds in [manifest.credentials, *(s.credentials for s in manifest.sources)]:
         if creds is not None:
             found += [creds.access_key, creds.secret_key, *([creds.token] if creds.token else [])]

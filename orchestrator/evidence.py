@@ -29,12 +29,20 @@ from urllib.parse import unquote_plus
 from .models import JobInfo, LedgerRecord
 
 
+def bucket_and_key(url: str) -> tuple[str, str]:
+    """The bucket (GCS, S3) or container (Azure: ``az://account/container/key``) of a native URL, and
+    the key below it."""
+    scheme, _, rest = url.partition("://")
+    if scheme == "az":
+        rest = rest.partition("/")[2]  # the account
+    bucket, _, key = rest.partition("/")
+    return bucket, key
+
+
 def name_key(collection: str, url: str) -> tuple[str, str]:
     """What a server could report alike for two objects: the collection, and the key below the bucket
     decoded as loosely as any server might decode it."""
-    rest = url.split("://", 1)[-1]
-    key = rest.split("/", 1)[1] if "/" in rest else rest
-    return collection, unicodedata.normalize("NFC", unquote_plus(key))
+    return collection, unicodedata.normalize("NFC", unquote_plus(bucket_and_key(url)[1]))
 
 
 def reported_names(sent: str, bucket: str) -> frozenset[str]:
@@ -65,8 +73,7 @@ class Judgement(NamedTuple):
 
 
 def _names(record: LedgerRecord) -> frozenset[str]:
-    bucket = record.url.split("://", 1)[-1].split("/", 1)[0]
-    return reported_names(record.sent_as or record.url, bucket)
+    return reported_names(record.sent_as or record.url, bucket_and_key(record.url)[0])
 
 
 def judge(rows: Sequence[LedgerRecord], others: Sequence[LedgerRecord], jobs: Sequence[JobInfo], *,

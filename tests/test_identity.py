@@ -513,3 +513,12 @@ def test_the_run_record_inside_the_ledger_meets_a_run_that_holds_another_lock_fi
     with Ledger(path) as later:  # the first run died without ending its record: its lock is free
         later.claim_run(tmp_path / "elsewhere.lock", holder_alive=lock.is_held)
         later.end_run()
+
+
+def test_azure_names_are_the_key_below_the_container() -> None:
+    sent = "https://acct.blob.core.windows.net/box/emb/a%20b.parquet"
+    assert "emb/a%20b.parquet" in reported_names(sent, "box")
+    a = rec("az://acct/box/emb/a b.parquet", sent)
+    verdict = judge([a], [], [job("j1", "emb/a%20b.parquet")], server_now=1010.0, lag_s=0, memory_s=3600)
+    assert verdict[0].verdict is Verdict.ADOPT
+    assert name_key("c", "az://one/box/a b.parquet") == name_key("c", "s3://box/a%20b.parquet")
