@@ -27,16 +27,23 @@ class Store:
         return StoredObject(url=f"s3://b/{key}", bucket="b", key=key, relative_key=key, size=1, version="v",
                             modified=0.0)
 
-    def walk(self, prefix: str) -> Iterator[StoredObject]:
+    def walk(self, prefix: str) -> Iterator[list[StoredObject]]:
+        """Pages of up to three objects."""
         with self._lock:
             self.walking.add(prefix)
             self.most_at_once = max(self.most_at_once, len(self.walking))
         try:
+            page: list[StoredObject] = []
             for key in self.keys:
                 if key.startswith(prefix):
                     if self.fail_under is not None and key.startswith(self.fail_under):
                         raise SourceError(f"cannot list {prefix}")
-                    yield self.obj(key)
+                    page.append(self.obj(key))
+                    if len(page) == 3:
+                        yield page
+                        page = []
+            if page:
+                yield page
         finally:
             with self._lock:
                 self.walking.discard(prefix)
@@ -65,6 +72,10 @@ def keys_of(objects: Iterator[StoredObject]) -> list[str]:
     return [o.key for o in objects]
 
 
+def walked(pages: Iterator[list[StoredObject]]) -> list[str]:
+    return [o.key for page in pages for o in page]
+
+
 @pytest.mark.parametrize("concurrency", [2, 3, 8])
 def test_same_objects_same_order_as_one_stream(concurrency: int) -> None:
     rng = random.Random(concurrency)
@@ -72,13 +83,13 @@ def test_same_objects_same_order_as_one_stream(concurrency: int) -> None:
             for i in range(400)] + ["p/top.parquet", "p/a.parquet", "p/zz.parquet"]
     store = Store(keys)
     fanned = keys_of(fan_out("p/", level=store.level, walk=store.walk, concurrency=concurrency, buffer=3))
-    assert fanned == keys_of(store.walk("p/")) == sorted(keys)
+    assert fanned == walked(store.walk("p/")) == sorted(keys)
     assert store.most_at_once <= concurrency
 
 
 def test_a_single_sub_prefix_is_descended_into() -> None:
     store = Store([f"p/year=2024/month={m:02}/{i}.parquet" for m in range(1, 13) for i in range(3)])
-    listed = keys_of(fan_out("p/", level=store.level, walk=store.walk, concurrency=4, buffer=2))
+    listed = keys_of(fan_out("p/", level=store.level, walk=store.walk, concurrency=4, buffer=2, ahead=1))
     assert listed == sorted(store.keys)
     assert store.most_at_once > 1  # the months were walked side by side
 
@@ -101,7 +112,7 @@ def test_a_failing_walk_raises_in_the_consumer_after_what_came_before() -> None:
 
 def test_stopping_early_ends_the_walkers() -> None:
     store = Store([f"p/{d}/{i}" for d in "abcdefgh" for i in range(50)])
-    listing = fan_out("p/", level=store.level, walk=store.walk, concurrency=4, buffer=2)
+    listing = fan_out("p/", level=store.level, walk=store.walk, concurrency=4, buffer=2, ahead=1)
     assert next(listing).key == "p/a/0"
     listing.close()  # type: ignore[attr-defined]
     assert store.walking == set()

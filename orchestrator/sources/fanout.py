@@ -2,9 +2,10 @@
 
 A store lister provides two calls: ``level(prefix)``, one delimited listing (the objects directly under
 ``prefix`` and its sub-prefixes, merged in key order), and ``walk(prefix)``, everything under ``prefix``
-as one stream. :func:`fan_out` walks the sub-prefixes ``concurrency`` at a time, each into a bounded
-buffer, and yields in key order: the same objects, in the same order, as ``walk(prefix)`` alone.
-Memory stays bounded by ``concurrency * buffer`` objects however large the listing.
+as one stream of pages (lists of objects). :func:`fan_out` walks the sub-prefixes ``concurrency`` at a
+time, each into a bounded buffer of pages, and yields in key order: the same objects, in the same order,
+as ``walk(prefix)`` alone. Memory stays bounded by ``concurrency * ahead`` pages however large the
+listing. :func:`read_ahead` lets one stream fetch its next page while the consumer reads this one.
 """
 
 from __future__ import annotations
@@ -15,11 +16,16 @@ import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Generic, TypeVar
 
 from ..models import StoredObject
 
 Entry = StoredObject | str  # an object, or a sub-prefix (ending in "/") still to be walked
+Pages = Iterator[list[StoredObject]]
+T = TypeVar("T")
 _DONE = object()
+AHEAD = 16  # pages a sub-prefix's walk may hold before the consumer reaches it
 
 
 class _Failed:
@@ -27,20 +33,18 @@ class _Failed:
         self.exc = exc
 
 
-class _Walk:
-    """One sub-prefix being walked on the pool into a bounded buffer."""
+class _Feed(Generic[T]):
+    """Items made on another thread (``run``) into a bounded queue, read in order by ``drain``."""
 
-    def __init__(self, walk: Callable[[str], Iterator[StoredObject]], prefix: str, buffer: int,
-                 cancel: threading.Event) -> None:
-        self._walk = walk
-        self._prefix = prefix
+    def __init__(self, make: Callable[[], Iterator[T]], depth: int, cancel: threading.Event) -> None:
+        self._make = make
         self._cancel = cancel
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=buffer)
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
 
     def run(self) -> None:
         try:
-            for obj in self._walk(self._prefix):
-                if not self._put(obj):
+            for item in self._make():
+                if not self._put(item):
                     return
             self._put(_DONE)
         except Exception as exc:  # handed to the consumer, which raises it in its own thread
@@ -55,21 +59,32 @@ class _Walk:
                 continue
         return False
 
-    def drain(self) -> Iterator[StoredObject]:
+    def drain(self) -> Iterator[T]:
         while True:
             item = self._queue.get()
             if item is _DONE:
                 return
             if isinstance(item, _Failed):
                 raise item.exc
-            assert isinstance(item, StoredObject)
-            yield item
+            yield item  # type: ignore[misc]  # what run() put: a T
 
 
-def fan_out(prefix: str, *, level: Callable[[str], Iterator[Entry]],
-            walk: Callable[[str], Iterator[StoredObject]], concurrency: int,
-            buffer: int = 1000) -> Iterator[StoredObject]:
-    """Every object under ``prefix`` in key order, sub-prefixes walked ``concurrency`` at a time.
+def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """``items``, made on a thread of their own up to ``depth`` ahead of the consumer: the next page is
+    on its way while this one is parsed. Closing the iterator stops the thread after its current item."""
+    cancel = threading.Event()
+    feed = _Feed(lambda: items, depth, cancel)
+    threading.Thread(target=feed.run, name="list-ahead", daemon=True).start()
+    try:
+        yield from feed.drain()
+    finally:
+        cancel.set()
+
+
+def fan_out(prefix: str, *, level: Callable[[str], Iterator[Entry]], walk: Callable[[str], Pages],
+            concurrency: int, buffer: int = 1000, ahead: int = AHEAD) -> Iterator[StoredObject]:
+    """Every object under ``prefix`` in key order, sub-prefixes walked ``concurrency`` at a time, each
+    at most ``ahead`` pages ahead of the consumer (and at most ``buffer`` objects of the level held).
 
     A level holding a single sub-prefix and nothing else is descended into, so that
     ``data/year=2024/month=*/`` fans out over the months.
@@ -89,13 +104,13 @@ def fan_out(prefix: str, *, level: Callable[[str], Iterator[Entry]],
         entries = _chain(first, None, entries)
 
     cancel = threading.Event()
-    window: deque[StoredObject | _Walk] = deque()
+    window: deque[StoredObject | _Feed[list[StoredObject]]] = deque()
     walks = 0
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="list") as pool:
         try:
             for entry in entries:
                 if isinstance(entry, str):
-                    task = _Walk(walk, entry, buffer, cancel)
+                    task = _Feed(partial(walk, entry), ahead, cancel)
                     pool.submit(task.run)
                     window.append(task)
                     walks += 1
@@ -125,10 +140,11 @@ def _key(entry: Entry) -> str:
     return entry if isinstance(entry, str) else entry.key
 
 
-def _emit(head: StoredObject | _Walk) -> Generator[StoredObject, None, int]:
+def _emit(head: StoredObject | _Feed[list[StoredObject]]) -> Generator[StoredObject, None, int]:
     """Yield ``head`` (an object, or every object of a walk); return how many walks it finished."""
-    if isinstance(head, _Walk):
-        yield from head.drain()
+    if isinstance(head, _Feed):
+        for page in head.drain():
+            yield from page
         return 1
     yield head
     return 0
@@ -142,14 +158,14 @@ def _chain(first: Entry, second: Entry | None, rest: Iterator[Entry]) -> Iterato
 
 
 class FanOutLister:
-    """What S3 and GCS listers share: ``list()`` over their ``_walk`` and ``_level``, fanned out when
-    ``concurrency`` allows."""
+    """What S3 and GCS listers share: ``list()`` over their ``_walk`` (pages) and ``_level``, fanned
+    out when ``concurrency`` allows."""
 
     prefix: str
     concurrency: int
     page_size: int
 
-    def _walk(self, prefix: str) -> Iterator[StoredObject]:
+    def _walk(self, prefix: str) -> Pages:
         raise NotImplementedError
 
     def _level(self, prefix: str) -> Iterator[Entry]:
@@ -157,6 +173,6 @@ class FanOutLister:
 
     def list(self) -> Iterator[StoredObject]:
         if self.concurrency <= 1:
-            return self._walk(self.prefix)
+            return (obj for page in self._walk(self.prefix) for obj in page)
         return fan_out(self.prefix, level=self._level, walk=self._walk, concurrency=self.concurrency,
                        buffer=self.page_size)

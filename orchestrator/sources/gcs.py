@@ -26,7 +26,7 @@ from urllib3.exceptions import NewConnectionError
 
 from ..errors import SourceError
 from ..models import StoredObject
-from .fanout import Entry, FanOutLister, merge_pages
+from .fanout import Entry, FanOutLister, Pages, merge_pages
 
 if TYPE_CHECKING:
     from ..manifest import Settings, SourceConfig
@@ -122,9 +122,9 @@ class GcsSource(FanOutLister):
                               f"{describe_google_error(exc, missing='object')}") from exc
         return data
 
-    def _walk(self, prefix: str) -> Iterator[StoredObject]:
+    def _walk(self, prefix: str) -> Pages:
         for blobs, _prefixes in self._pages(prefix):
-            yield from (o for o in map(self._object, blobs) if o is not None)
+            yield [o for o in map(self._object, blobs) if o is not None]
 
     def _level(self, prefix: str) -> Iterator[Entry]:
         return merge_pages(((o for o in map(self._object, blobs) if o is not None), prefixes)
