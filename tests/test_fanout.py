@@ -88,7 +88,7 @@ def test_same_objects_same_order_as_one_stream(concurrency: int) -> None:
 
 
 def test_a_single_sub_prefix_is_descended_into() -> None:
-    store = Store([f"p/year=2024/month={m:02}/{i}.parquet" for m in range(1, 13) for i in range(3)])
+    store = Store([f"p/year=2024/month={m:02}/{i}.parquet" for m in range(1, 13) for i in range(7)])
     listed = keys_of(fan_out("p/", level=store.level, walk=store.walk, concurrency=4, buffer=2, ahead=1))
     assert listed == sorted(store.keys)
     assert store.most_at_once > 1  # the months were walked side by side
