@@ -23,6 +23,8 @@ from botocore.exceptions import (
     ProfileNotFound,
     ReadTimeoutError,
 )
+from botocore.handlers import _handle_200_error  # type: ignore[attr-defined]  # re-ordered, see read_listings_raw
+from botocore.model import OperationModel
 
 from ..errors import SourceError
 from ..models import StoredObject
@@ -86,8 +88,7 @@ class S3Source(FanOutLister):
         self.concurrency = concurrency
         self.page_size = page_size
         self._payer: dict[str, Any] = {"RequestPayer": request_payer} if request_payer else {}
-        client.meta.events.register("before-parse.s3.ListObjectsV2", keep_raw_listing,
-                                    unique_id="orchestrator-raw-listing")
+        read_listings_raw(client)
 
     def read(self, obj: StoredObject, start: int = 0, end: int | None = None) -> bytes:
         """A ranged GET of the listed version: only the bytes asked for cross the network."""
@@ -135,14 +136,30 @@ class S3Source(FanOutLister):
 
 
 RAW = "RawListing"
+_RAW_ID, _CHECK_ID = "orchestrator-raw-listing", "orchestrator-200-error"
 
 
-def keep_raw_listing(response_dict: dict[str, Any], customized_response_dict: dict[str, Any],
-                     **_: Any) -> None:
-    """botocore's ``before-parse`` hook for ListObjectsV2: a successful reply's body is kept raw under
-    ``RAW`` for :func:`parse_page`, and botocore parses only its headers. Errors are parsed as usual."""
-    if response_dict["status_code"] == 200:
-        customized_response_dict[RAW] = response_dict["body"]
+def read_listings_raw(client: S3Client) -> None:
+    """Have ``client`` hand complete ListObjectsV2 replies over raw (see :func:`keep_raw_listing`).
+    botocore's own ``before-parse`` check of S3 replies (it parses every 200 reply whole, looking for
+    an error) is put back after ours, so that it sees an empty body instead of a listing: parsed
+    twice, a page would cost twice. Calling this again on the same client changes nothing."""
+    events = client.meta.events
+    events.unregister("before-parse.s3.*", unique_id=_CHECK_ID)
+    events.unregister("before-parse.s3.*", _handle_200_error)
+    events.register_first("before-parse.s3.*", keep_raw_listing, unique_id=_RAW_ID)
+    events.register_first("before-parse.s3.*", _handle_200_error, unique_id=_CHECK_ID)
+
+
+def keep_raw_listing(operation_model: OperationModel, response_dict: dict[str, Any],
+                     customized_response_dict: dict[str, Any], **_: Any) -> None:
+    """The body of a complete ListObjectsV2 reply is kept raw under ``RAW`` for :func:`parse_page`;
+    botocore then parses only the headers. Anything else (an error, a reply cut short, another
+    operation) is left to botocore, which retries or raises as usual."""
+    body = response_dict["body"]
+    if operation_model.name == "ListObjectsV2" and response_dict["status_code"] == 200 \
+            and body.rstrip().endswith(b"</ListBucketResult>"):
+        customized_response_dict[RAW] = body
         response_dict["body"] = b""
 
 

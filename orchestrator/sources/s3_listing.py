@@ -1,22 +1,27 @@
 """Reading one ListObjectsV2 reply: the raw XML bytes, as they came over the wire, to objects.
 
-botocore's generic parser walks its service model for every field of every key and parses about
-80,000 keys a second here; what a listing needs (key, size, ETag, LastModified, the sub-prefixes and
-the continuation token) is read with the C parser of :mod:`xml.etree.ElementTree` in a fraction of the
-time. Elements are found by name, in any order and with or without the S3 namespace, so MinIO, Ceph,
-R2 and moto read the same. Keys asked with ``encoding-type=url`` (control characters cannot travel in
-XML) are decoded the way botocore decodes them.
+botocore's generic parser walks its service model for every field of every key. What a listing needs
+(key, size, ETag, LastModified, the sub-prefixes and the continuation token) is read here in two ways:
+- the layout S3, MinIO, Ceph, R2 and moto send (in each ``<Contents>``: Key, LastModified and ETag in
+  this order, then Size after other fields or none), with one regular expression over the whole
+  reply, run in C: about 500,000 keys a second, objects made;
+- anything else (another order, a namespace prefix, a field missing), with the C parser of
+  :mod:`xml.etree.ElementTree`, elements found by name: about 150,000 keys a second.
+The fast way is taken only when it accounts for every ``<Contents>`` and ``<CommonPrefixes>`` of the
+reply. Keys asked with ``encoding-type=url`` (control characters cannot travel in XML) are decoded the
+way botocore decodes them.
 
 No I/O here: the bytes come from :mod:`orchestrator.sources.s3`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import unquote_plus
-from xml.etree.ElementTree import XML, Element, ParseError
+from xml.etree.ElementTree import XML, ParseError
 
 import botocore.utils
 
@@ -24,7 +29,11 @@ from ..errors import SourceError
 from ..models import StoredObject
 
 _TOKEN_OPEN, _TOKEN_CLOSE = b"<NextContinuationToken>", b"</NextContinuationToken>"
-_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"), ("&amp;", "&"))
+_ROW = re.compile(r"<Contents>\s*<Key>([^<]*)</Key>\s*<LastModified>([^<]*)</LastModified>\s*"
+                  r"<ETag>([^<]*)</ETag>(?:[^<]|<(?!Size>|/Contents>))*<Size>(\d+)</Size>")
+_PREFIX = re.compile(r"<CommonPrefixes>\s*<Prefix>([^<]*)</Prefix>\s*</CommonPrefixes>")
+_ENTITY = re.compile(r"&(#x[0-9a-fA-F]+|#[0-9]+|lt|gt|amp|quot|apos);")
+_NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +48,28 @@ class Page:
 
 def parse_page(body: bytes, *, bucket: str, prefix: str) -> Page:
     """The objects of one ListObjectsV2 reply, in the order the store sent them."""
+    text = body.decode("utf-8", "replace")
+    rows = _ROW.findall(text)
+    prefixes = _PREFIX.findall(text)
+    if len(rows) != text.count("<Contents>") or len(prefixes) != text.count("<CommonPrefixes>"):
+        return _parse_tree(body, bucket=bucket, prefix=prefix)
+    decode = _url_decoder(_between(text, "<EncodingType>", "</EncodingType>"))
+    url, cut = f"s3://{bucket}/", len(prefix)
+    objects: list[StoredObject] = []
+    for raw_key, modified, raw_etag, size in rows:
+        key = decode(_unescape(raw_key))
+        if key.endswith("/") or not key.startswith(prefix):
+            continue  # a "folder" marker, or (defensively) outside the prefix
+        etag = _unescape(raw_etag.replace("&quot;", '"')).strip('"')
+        objects.append(StoredObject(url=url + key, bucket=bucket, key=key, relative_key=key[cut:],
+                                    size=int(size), version=etag, modified=timestamp(modified),
+                                    checksum=etag))
+    token = _between(text, "<NextContinuationToken>", "</NextContinuationToken>")
+    truncated = _between(text, "<IsTruncated>", "</IsTruncated>") == "true"
+    return _page(objects, [decode(_unescape(p)) for p in prefixes], token and _unescape(token), truncated)
+
+
+def _parse_tree(body: bytes, *, bucket: str, prefix: str) -> Page:
     try:
         root = XML(body)
     except ParseError as exc:
@@ -49,25 +80,26 @@ def parse_page(body: bytes, *, bucket: str, prefix: str) -> Page:
     url, cut = f"s3://{bucket}/", len(prefix)
     objects: list[StoredObject] = []
     prefixes: list[str] = []
-    token: str | None = None
     for child in root:
-        tag = child.tag
-        if tag == contents:
+        if child.tag == contents:
             fields = {f.tag: f.text or "" for f in child}
             key = decode(fields[ns + "Key"])
             if key.endswith("/") or not key.startswith(prefix):
-                continue  # a "folder" marker, or (defensively) outside the prefix
+                continue
             etag = fields.get(ns + "ETag", "").strip('"')
             objects.append(StoredObject(url=url + key, bucket=bucket, key=key, relative_key=key[cut:],
                                         size=int(fields.get(ns + "Size") or 0), version=etag,
                                         modified=timestamp(fields[ns + "LastModified"]), checksum=etag))
-        elif tag == common:
-            prefixes.append(decode(_text(child, ns + "Prefix")))
-        elif tag == ns + "NextContinuationToken":
-            token = child.text or None
-    if token is None and root.findtext(ns + "IsTruncated") == "true":
+        elif child.tag == common:
+            prefixes.append(decode(child.findtext(ns + "Prefix") or ""))
+    return _page(objects, prefixes, root.findtext(ns + "NextContinuationToken"),
+                 root.findtext(ns + "IsTruncated") == "true")
+
+
+def _page(objects: list[StoredObject], prefixes: list[str], token: str | None, truncated: bool) -> Page:
+    if truncated and not token:
         raise SourceError("the store says the listing goes on but gave no continuation token")
-    return Page(objects, prefixes, token)
+    return Page(objects, prefixes, token or None)
 
 
 def next_token(body: bytes) -> str | None:
@@ -77,10 +109,7 @@ def next_token(body: bytes) -> str | None:
     if start < 0:
         return None
     start += len(_TOKEN_OPEN)
-    text = body[start:body.find(_TOKEN_CLOSE, start)].decode()
-    for entity, char in _ENTITIES:
-        text = text.replace(entity, char)
-    return text or None
+    return _unescape(body[start:body.find(_TOKEN_CLOSE, start)].decode()) or None
 
 
 def timestamp(value: str) -> float:
@@ -102,5 +131,21 @@ def _unquote(text: str) -> str:
     return unquote_plus(text) if "%" in text or "+" in text else text
 
 
-def _text(element: Element, tag: str) -> str:
-    return element.findtext(tag) or ""
+def _between(text: str, opening: str, closing: str) -> str | None:
+    start = text.find(opening)
+    if start < 0:
+        return None
+    start += len(opening)
+    return text[start:text.find(closing, start)]
+
+
+def _unescape(text: str) -> str:
+    """XML character and entity references (``&amp;``, ``&#13;``), as an XML parser reads them."""
+    return _ENTITY.sub(_entity, text) if "&" in text else text
+
+
+def _entity(match: re.Match[str]) -> str:
+    ref = match.group(1)
+    if ref[0] != "#":
+        return _NAMED[ref]
+    return chr(int(ref[2:], 16) if ref[1] == "x" else int(ref[1:]))
