@@ -53,8 +53,13 @@ Listed = list[tuple[str, str, int]]
 
 # -- the server -----------------------------------------------------------------------------------
 
+def keys(count: int, prefixes: int) -> Iterator[str]:
+    """The keys served, unsorted."""
+    return (f"data/p{i % prefixes:02}/part-{i:07}.parquet" for i in range(count))
+
+
 def make_keys(count: int, prefixes: int) -> list[str]:
-    return sorted(f"data/p{i % prefixes:02}/part-{i:07}.parquet" for i in range(count))
+    return sorted(keys(count, prefixes))
 
 
 def etag(key: str) -> str:
