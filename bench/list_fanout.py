@@ -67,18 +67,19 @@ def etag(key: str) -> str:
 
 
 def list_page(keys: list[str], *, prefix: str, delimiter: str, max_keys: int, after: str | None,
-              ) -> tuple[list[str], list[str], str | None]:
+              first: str = "", end: str | None = None) -> tuple[list[str], list[str], str | None]:
     """One ListObjectsV2 page: keys, common prefixes, and where the next page starts (None: done).
     ``after`` and the position returned are ``K<key>`` (start after that key) or ``P<prefix>`` (after
-    every key under a common prefix that was rolled up)."""
-    start = bisect.bisect_left(keys, prefix)
+    every key under a common prefix that was rolled up). ``first`` and ``end`` bound the keys (GCS's
+    startOffset and endOffset)."""
+    start = bisect.bisect_left(keys, max(prefix, first))
     if after is not None:
         kind, value = after[0], after[1:]
         start = max(start, _past(keys, value) if kind == "P" else bisect.bisect_right(keys, value))
     contents: list[str] = []
     prefixes: list[str] = []
     i, last = start, ""
-    while i < len(keys) and keys[i].startswith(prefix):
+    while i < len(keys) and keys[i].startswith(prefix) and (end is None or keys[i] < end):
         if len(contents) + len(prefixes) >= max_keys:
             return contents, prefixes, last
         key = keys[i]
@@ -162,7 +163,8 @@ def page_json(keys: list[str], query: dict[str, str]) -> bytes:
     contents, prefixes, next_after = list_page(
         keys, prefix=query.get("prefix", ""), delimiter=query.get("delimiter", ""),
         max_keys=min(int(query.get("maxResults", "1000")), 1000),
-        after=base64.urlsafe_b64decode(token).decode() if token else None)
+        after=base64.urlsafe_b64decode(token).decode() if token else None,
+        first=query.get("startOffset", ""), end=query.get("endOffset"))
     fields = query.get("fields", "")
     wanted = [(f, GCS_FIELDS[f]) for f in (fields[fields.index("items(") + 6:fields.index(")")].split(",")
                                            if "items(" in fields else GCS_FIELDS)]

@@ -6,7 +6,7 @@ import botocore.utils
 import pytest
 
 from orchestrator.errors import SourceError
-from orchestrator.sources.s3_listing import next_token, parse_page, timestamp
+from orchestrator.sources.s3_listing import last_key, next_token, parse_page, timestamp
 
 
 @pytest.mark.parametrize("text", ["2024-01-01T00:00:00.000Z", "2024-05-06T07:08:09.123Z",
@@ -61,3 +61,11 @@ def test_continuation_tokens() -> None:
         parse_page(reply("", extra="<IsTruncated>true</IsTruncated>"), bucket="b", prefix="")
     with pytest.raises(SourceError, match="not valid XML"):
         parse_page(b"<ListBucketResult><Contents>", bucket="b", prefix="")
+
+
+def test_last_key_without_parsing() -> None:
+    row = "<Contents><Key>{}</Key><Size>1</Size></Contents>"
+    assert last_key(reply(row.format("p/a") + row.format("p/b%20c+d&amp;"),
+                          extra="<EncodingType>url</EncodingType>")) == "p/b c d&"
+    assert last_key(reply(row.format("p/b%20c+d"))) == "p/b%20c+d"
+    assert last_key(reply("<CommonPrefixes><Prefix>p/x/</Prefix></CommonPrefixes>")) is None

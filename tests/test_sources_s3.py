@@ -171,3 +171,12 @@ def test_no_such_bucket_is_one_line(s3: Any) -> None:
     source = S3Source(s3, label="sources[3] s3://gone/emb/", bucket="gone-bucket", prefix="emb/", concurrency=4)
     with pytest.raises(SourceError, match=r"^sources\[3\] s3://gone/emb/: bucket not found$"):
         list(source.list())
+
+
+def test_a_key_range_is_walked_without_asking_past_its_end(s3: Any, thousand: str) -> None:
+    seen: list[str] = []
+    s3.meta.events.register("before-send.s3.ListObjectsV2", lambda request, **_: seen.append(request.url))
+    source = S3Source(s3, label="s", bucket=thousand, prefix="", page_size=100)
+    keys = [o.key for page in source._walk("k/", "k/0500.parquet", "k/0700.parquet") for o in page]
+    assert keys == [f"k/{i:04}.parquet" for i in range(500, 700)]
+    assert len(seen) == 3 and "start-after=k%2F0500.parques" in seen[0]

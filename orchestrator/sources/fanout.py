@@ -1,11 +1,14 @@
 """Listing a prefix with many sub-prefixes on a bounded pool of threads, in the order one stream gives.
 
 A store lister provides two calls: ``level(prefix)``, one delimited listing (the objects directly under
-``prefix`` and its sub-prefixes, merged in key order), and ``walk(prefix)``, everything under ``prefix``
-as one stream of pages (lists of objects). :func:`fan_out` walks the sub-prefixes ``concurrency`` at a
+``prefix`` and its sub-prefixes, merged in key order), and ``walk(prefix, start, end)``, every object
+under ``prefix`` from key ``start`` up to (not including) key ``end``, as one stream of pages (lists of
+objects). :func:`fan_out` walks runs of consecutive sub-prefixes as key ranges, ``concurrency`` at a
 time, each into a bounded buffer of pages, and yields in key order: the same objects, in the same order,
-as ``walk(prefix)`` alone. Memory stays bounded by ``concurrency * ahead`` pages however large the
-listing. :func:`read_ahead` lets one stream fetch its next page while the consumer reads this one.
+as ``walk(prefix, "", None)`` alone. Runs grow from one sub-prefix to as many as fit in about ``ahead``
+pages (learnt from the walks done): a range's last page is seldom full, and a page saved is a round
+trip saved. Memory stays bounded by ``concurrency * ahead`` pages however large the listing.
+:func:`read_ahead` lets one stream fetch its next page while the consumer reads this one.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ..models import StoredObject
 
 Entry = StoredObject | str  # an object, or a sub-prefix (ending in "/") still to be walked
 Pages = Iterator[list[StoredObject]]
+Walk = Callable[[str, str, str | None], Pages]  # (prefix, start, end): pages of start <= key < end
 T = TypeVar("T")
 _DONE = object()
 AHEAD = 16  # pages a sub-prefix's walk may hold before the consumer reaches it
@@ -40,6 +44,7 @@ class _Feed(Generic[T]):
         self._make = make
         self._cancel = cancel
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self.count = 0  # items drained
 
     def run(self) -> None:
         try:
@@ -66,6 +71,7 @@ class _Feed(Generic[T]):
                 return
             if isinstance(item, _Failed):
                 raise item.exc
+            self.count += 1
             yield item  # type: ignore[misc]  # what run() put: a T
 
 
@@ -81,10 +87,11 @@ def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
         cancel.set()
 
 
-def fan_out(prefix: str, *, level: Callable[[str], Iterator[Entry]], walk: Callable[[str], Pages],
-            concurrency: int, buffer: int = 1000, ahead: int = AHEAD) -> Iterator[StoredObject]:
-    """Every object under ``prefix`` in key order, sub-prefixes walked ``concurrency`` at a time, each
-    at most ``ahead`` pages ahead of the consumer (and at most ``buffer`` objects of the level held).
+def fan_out(prefix: str, *, level: Callable[[str], Iterator[Entry]], walk: Walk, concurrency: int,
+            buffer: int = 1000, ahead: int = AHEAD) -> Iterator[StoredObject]:
+    """Every object under ``prefix`` in key order, runs of sub-prefixes walked ``concurrency`` at a
+    time, each at most ``ahead`` pages ahead of the consumer (and at most ``buffer`` objects of the
+    level held).
 
     A level holding a single sub-prefix and nothing else is descended into, so that
     ``data/year=2024/month=*/`` fans out over the months.
@@ -96,7 +103,8 @@ def fan_out(prefix: str, *, level: Callable[[str], Iterator[Entry]], walk: Calla
         if second is not None:
             entries = _chain(first, second, entries)
             break
-        entries = level(first)  # the only thing here is one sub-prefix: look one level down
+        prefix = first  # the only thing here is one sub-prefix: look one level down
+        entries = level(prefix)
         first = next(entries, None)
     else:
         if first is None:
@@ -104,24 +112,62 @@ def fan_out(prefix: str, *, level: Callable[[str], Iterator[Entry]], walk: Calla
         entries = _chain(first, None, entries)
 
     cancel = threading.Event()
-    window: deque[StoredObject | _Feed[list[StoredObject]]] = deque()
+    window: deque[StoredObject | _Run] = deque()
+    run: list[str] = []  # consecutive sub-prefixes not yet walked
+    sizes = _Sizes(ahead)
     walks = 0
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="list") as pool:
+
+        def start(end: str | None) -> None:
+            task = _Run(_Feed(partial(walk, prefix, run[0], end), ahead, cancel), len(run))
+            pool.submit(task.feed.run)
+            window.append(task)
+            run.clear()
+
         try:
             for entry in entries:
-                if isinstance(entry, str):
-                    task = _Feed(partial(walk, entry), ahead, cancel)
-                    pool.submit(task.run)
-                    window.append(task)
+                if run and (not isinstance(entry, str) or len(run) >= sizes.run()):
+                    start(_key(entry))
                     walks += 1
+                if isinstance(entry, str):
+                    run.append(entry)
                 else:
                     window.append(entry)
                 while walks >= concurrency or len(window) > buffer:
-                    walks -= yield from _emit(window.popleft())
+                    walks -= yield from _emit(window.popleft(), sizes)
+            if run:
+                start(None)
             while window:
-                yield from _emit(window.popleft())
+                yield from _emit(window.popleft(), sizes)
         finally:
             cancel.set()
+
+
+class _Run:
+    """A run of consecutive sub-prefixes, walked as one key range."""
+
+    def __init__(self, feed: _Feed[list[StoredObject]], prefixes: int) -> None:
+        self.feed = feed
+        self.prefixes = prefixes
+
+
+class _Sizes:
+    """How many sub-prefixes the next run takes: one until a walk has finished, then as many as fit
+    in about three quarters of ``ahead`` pages, at the pages per sub-prefix seen so far."""
+
+    def __init__(self, ahead: int) -> None:
+        self.target = max(1, ahead * 3 // 4)
+        self.pages = 0
+        self.prefixes = 0
+
+    def done(self, run: _Run) -> None:
+        self.pages += run.feed.count
+        self.prefixes += run.prefixes
+
+    def run(self) -> int:
+        if self.pages == 0:
+            return 1
+        return max(1, self.target * self.prefixes // self.pages)
 
 
 def merge_pages(pages: Iterable[tuple[Iterable[StoredObject], Iterable[str]]]) -> Iterator[Entry]:
@@ -140,11 +186,12 @@ def _key(entry: Entry) -> str:
     return entry if isinstance(entry, str) else entry.key
 
 
-def _emit(head: StoredObject | _Feed[list[StoredObject]]) -> Generator[StoredObject, None, int]:
-    """Yield ``head`` (an object, or every object of a walk); return how many walks it finished."""
-    if isinstance(head, _Feed):
-        for page in head.drain():
+def _emit(head: StoredObject | _Run, sizes: _Sizes) -> Generator[StoredObject, None, int]:
+    """Yield ``head`` (an object, or every object of a run); return how many walks it finished."""
+    if isinstance(head, _Run):
+        for page in head.feed.drain():
             yield from page
+        sizes.done(head)
         return 1
     yield head
     return 0
@@ -165,7 +212,7 @@ class FanOutLister:
     concurrency: int
     page_size: int
 
-    def _walk(self, prefix: str) -> Pages:
+    def _walk(self, prefix: str, start: str = "", end: str | None = None) -> Pages:
         raise NotImplementedError
 
     def _level(self, prefix: str) -> Iterator[Entry]:
@@ -173,6 +220,18 @@ class FanOutLister:
 
     def list(self) -> Iterator[StoredObject]:
         if self.concurrency <= 1:
-            return (obj for page in self._walk(self.prefix) for obj in page)
+            return (obj for page in self._walk(self.prefix, "", None) for obj in page)
         return fan_out(self.prefix, level=self._level, walk=self._walk, concurrency=self.concurrency,
                        buffer=self.page_size)
+
+
+def in_range(pages: Pages, start: str, end: str | None) -> Pages:
+    """The objects of ``pages`` (in key order) from ``start`` up to (not including) ``end``; stops
+    reading ``pages`` at the first key past the range."""
+    for page in pages:
+        if page and page[0].key < start:
+            page = [o for o in page if o.key >= start]
+        if end is not None and page and page[-1].key >= end:
+            yield [o for o in page if o.key < end]
+            return
+        yield page

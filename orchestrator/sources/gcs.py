@@ -32,7 +32,7 @@ from urllib3.exceptions import NewConnectionError
 
 from ..errors import SourceError
 from ..models import StoredObject
-from .fanout import Entry, FanOutLister, Pages, merge_pages, read_ahead
+from .fanout import Entry, FanOutLister, Pages, in_range, merge_pages, read_ahead
 
 if TYPE_CHECKING:
     from ..manifest import Settings, SourceConfig
@@ -128,26 +128,30 @@ class GcsSource(FanOutLister):
                               f"{describe_google_error(exc, missing='object')}") from exc
         return data
 
-    def _walk(self, prefix: str) -> Pages:
-        for items, _prefixes in self._pages(prefix):
-            yield [o for o in map(self._object, items) if o is not None]
+    def _walk(self, prefix: str, start: str = "", end: str | None = None) -> Pages:
+        pages = self._pages(prefix, start=start, end=end)
+        return in_range(([o for o in map(self._object, items) if o is not None] for items, _ in pages),
+                        start, end)
 
     def _level(self, prefix: str) -> Iterator[Entry]:
         return merge_pages(((o for o in map(self._object, items) if o is not None), prefixes)
                            for items, prefixes in self._pages(prefix, delimiter="/"))
 
-    def _pages(self, prefix: str, delimiter: str | None = None) -> Iterator[tuple[list[Any], list[str]]]:
+    def _pages(self, prefix: str, delimiter: str | None = None, start: str = "", end: str | None = None,
+               ) -> Iterator[tuple[list[Any], list[str]]]:
         """Each page of one listing as (items, sub-prefixes), the next one fetched meanwhile."""
         try:
-            for page in read_ahead(self._replies(prefix, delimiter)):
+            for page in read_ahead(self._replies(prefix, delimiter, start, end)):
                 yield page.get("items", []), page.get("prefixes", [])
         except Exception as exc:
             if not _ours(exc):
                 raise
             raise SourceError(f"{self.label}: {describe_google_error(exc)}") from exc
 
-    def _replies(self, prefix: str, delimiter: str | None) -> Iterator[dict[str, Any]]:
-        """Every reply of one ``objects.list``, page after page, each call retried like the client's."""
+    def _replies(self, prefix: str, delimiter: str | None, start: str, end: str | None,
+                 ) -> Iterator[dict[str, Any]]:
+        """Every reply of one ``objects.list``, page after page, each call retried like the client's.
+        ``startOffset`` and ``endOffset`` bound the names (an emulator may not: ``in_range`` does too)."""
         url = f"{self.client.api_endpoint}/storage/v1/b/{quote(self.bucket, safe='')}/o"
         params: dict[str, str | int] = {"maxResults": self.page_size, "fields": FIELDS,
                                         "prettyPrint": "false"}
@@ -155,6 +159,10 @@ class GcsSource(FanOutLister):
             params["prefix"] = prefix
         if delimiter is not None:
             params["delimiter"] = delimiter
+        if start:
+            params["startOffset"] = start
+        if end is not None:
+            params["endOffset"] = end
         fetch = self.retry(self._fetch)
         while True:
             page = fetch(url, params)

@@ -28,8 +28,8 @@ from botocore.model import OperationModel
 
 from ..errors import SourceError
 from ..models import StoredObject
-from .fanout import Entry, FanOutLister, Pages, merge_pages, read_ahead
-from .s3_listing import Page, next_token, parse_page
+from .fanout import Entry, FanOutLister, Pages, in_range, merge_pages, read_ahead
+from .s3_listing import Page, last_key, next_token, parse_page
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -102,37 +102,52 @@ class S3Source(FanOutLister):
         except (ClientError, BotoCoreError) as exc:
             raise SourceError(f"{self.label}: cannot read {obj.key}: {describe_boto_error(exc)}") from exc
 
-    def _walk(self, prefix: str) -> Pages:
-        for page in self._pages(prefix):
-            yield page.objects
+    def _walk(self, prefix: str, start: str = "", end: str | None = None) -> Pages:
+        pages = self._pages(prefix, start_after=key_before(start), end=end)
+        return in_range((page.objects for page in pages), start, end)
 
     def _level(self, prefix: str) -> Iterator[Entry]:
         return merge_pages((page.objects, page.prefixes) for page in self._pages(prefix, delimiter="/"))
 
-    def _pages(self, prefix: str, delimiter: str | None = None) -> Iterator[Page]:
+    def _pages(self, prefix: str, delimiter: str | None = None, start_after: str | None = None,
+               end: str | None = None) -> Iterator[Page]:
         """Each reply of one listing, parsed here while the next one is fetched on another thread."""
         try:
-            for body in read_ahead(self._replies(prefix, delimiter)):
+            for body in read_ahead(self._replies(prefix, delimiter, start_after, end)):
                 yield parse_page(body, bucket=self.bucket, prefix=self.prefix)
         except (ClientError, BotoCoreError) as exc:
             raise SourceError(f"{self.label}: {describe_boto_error(exc)}") from exc
         except SourceError as exc:
             raise SourceError(f"{self.label}: {exc}") from exc
 
-    def _replies(self, prefix: str, delimiter: str | None) -> Iterator[bytes]:
-        """The raw body of each ListObjectsV2 reply, page after page. Keys are asked URL-encoded, as
-        botocore does, so that control characters survive the XML."""
+    def _replies(self, prefix: str, delimiter: str | None, start_after: str | None, end: str | None,
+                 ) -> Iterator[bytes]:
+        """The raw body of each ListObjectsV2 reply, page after page, up to the one that reaches key
+        ``end``. Keys are asked URL-encoded, as botocore does, so that control characters survive."""
         args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": self.page_size,
                                 "EncodingType": "url", **self._payer}
         if delimiter is not None:
             args["Delimiter"] = delimiter
+        if start_after is not None:
+            args["StartAfter"] = start_after
         while True:
             body: bytes = self.client.list_objects_v2(**args)[RAW]  # type: ignore[literal-required]
             yield body
             token = next_token(body)
-            if token is None:
+            if token is None or (end is not None and (last_key(body) or "") >= end):
                 return
             args["ContinuationToken"] = token
+
+
+def key_before(key: str) -> str | None:
+    """A key that sorts just before ``key`` (StartAfter is exclusive): the listing then starts at
+    ``key``, give or take a few keys before it that :func:`in_range` drops. None for the empty key."""
+    if not key:
+        return None
+    last = ord(key[-1]) - 1
+    if last < 0:
+        return key[:-1] or None
+    return key[:-1] + chr(0xD7FF if 0xD800 <= last <= 0xDFFF else last)
 
 
 RAW = "RawListing"

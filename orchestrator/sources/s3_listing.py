@@ -112,6 +112,18 @@ def next_token(body: bytes) -> str | None:
     return _unescape(body[start:body.find(_TOKEN_CLOSE, start)].decode()) or None
 
 
+def last_key(body: bytes) -> str | None:
+    """The last key of a reply (decoded), found without parsing it: a range's walk asks for no page
+    past its end."""
+    end = body.rfind(b"</Key>")
+    if end < 0:
+        return None
+    start = body.rfind(b"<Key>", 0, end) + len(b"<Key>")
+    text = body[start:end].decode("utf-8", "replace")
+    decode = _url_decoder("url" if b"<EncodingType>url</EncodingType>" in body else None)
+    return decode(_unescape(text))
+
+
 def timestamp(value: str) -> float:
     """``2024-01-01T00:00:00.000Z`` at C speed; any other form botocore knows, the way it reads it."""
     try:
