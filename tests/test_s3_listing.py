@@ -59,6 +59,11 @@ def test_continuation_tokens() -> None:
     assert next_token(reply("")) is None
     with pytest.raises(SourceError, match="gave no continuation token"):
         parse_page(reply("", extra="<IsTruncated>true</IsTruncated>"), bucket="b", prefix="")
+    for modified in ("garbageZ", "yesterday"):
+        bad = reply(f"<Contents><Key>k</Key><LastModified>{modified}</LastModified><ETag>e</ETag>"
+                    "<Size>1</Size></Contents>")
+        with pytest.raises(SourceError, match=r"^the listing reply is not understood \("):
+            parse_page(bad, bucket="b", prefix="")
     with pytest.raises(SourceError, match="not valid XML"):
         parse_page(b"<ListBucketResult><Contents>", bucket="b", prefix="")
 

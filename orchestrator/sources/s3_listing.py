@@ -48,22 +48,34 @@ class Page:
 
 def parse_page(body: bytes, *, bucket: str, prefix: str) -> Page:
     """The objects of one ListObjectsV2 reply, in the order the store sent them."""
+    try:
+        return _parse(body, bucket=bucket, prefix=prefix)
+    except ValueError as exc:  # a date or a size that is not one
+        raise SourceError(f"the listing reply is not understood ({exc})") from exc
+
+
+def _parse(body: bytes, *, bucket: str, prefix: str) -> Page:
     text = body.decode("utf-8", "replace")
     rows = _ROW.findall(text)
     prefixes = _PREFIX.findall(text)
     if len(rows) != text.count("<Contents>") or len(prefixes) != text.count("<CommonPrefixes>"):
         return _parse_tree(body, bucket=bucket, prefix=prefix)
-    decode = _url_decoder(_between(text, "<EncodingType>", "</EncodingType>"))
+    encoding = _between(text, "<EncodingType>", "</EncodingType>")
+    decode, encoded = _url_decoder(encoding), encoding == "url"
     url, cut = f"s3://{bucket}/", len(prefix)
     objects: list[StoredObject] = []
-    for raw_key, modified, raw_etag, size in rows:
-        key = decode(_unescape(raw_key))
+    iso = datetime.fromisoformat
+    for raw_key, modified, raw_etag, size in rows:  # the checks of _unescape and decode, inlined
+        key = _unescape(raw_key) if "&" in raw_key else raw_key
+        if encoded and ("%" in key or "+" in key):
+            key = unquote_plus(key)
         if key.endswith("/") or not key.startswith(prefix):
             continue  # a "folder" marker, or (defensively) outside the prefix
-        etag = _unescape(raw_etag.replace("&quot;", '"')).strip('"')
+        etag = raw_etag.replace("&quot;", "")
+        etag = (_unescape(etag) if "&" in etag else etag).strip('"')
+        stamp = iso(modified).timestamp() if modified.endswith("Z") else timestamp(modified)
         objects.append(StoredObject(url=url + key, bucket=bucket, key=key, relative_key=key[cut:],
-                                    size=int(size), version=etag, modified=timestamp(modified),
-                                    checksum=etag))
+                                    size=int(size), version=etag, modified=stamp, checksum=etag))
     token = _between(text, "<NextContinuationToken>", "</NextContinuationToken>")
     truncated = _between(text, "<IsTruncated>", "</IsTruncated>") == "true"
     return _page(objects, [decode(_unescape(p)) for p in prefixes], token and _unescape(token), truncated)
