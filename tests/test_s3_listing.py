@@ -6,7 +6,7 @@ import botocore.utils
 import pytest
 
 from orchestrator.errors import SourceError
-from orchestrator.sources.s3_listing import last_key, next_token, parse_page, timestamp
+from orchestrator.sources.s3_listing import _ROW, _parse_tree, last_key, next_token, parse_page, timestamp
 
 
 @pytest.mark.parametrize("text", ["2024-01-01T00:00:00.000Z", "2024-05-06T07:08:09.123Z",
@@ -23,7 +23,8 @@ def reply(contents: str, *, ns: str = ' xmlns="http://s3.amazonaws.com/doc/2006-
 
 
 def test_fields_in_any_order_with_or_without_namespace_and_pretty_printed() -> None:
-    one = ("<Contents>\n  <Size>12</Size>\n  <ETag>&quot;abc&quot;</ETag>\n  <Key>p/a &amp; &lt;b&gt;.parquet</Key>\n"
+    one = ("<Contents>\n  <Size>12</Size>\n  <ETag>&quot;abc&quot;</ETag>\n"
+           "  <Key>p/a &amp; &lt;b&gt;.parquet</Key>\n"
            "  <LastModified>2024-01-01T00:00:00.000Z</LastModified><Owner><ID>x</ID></Owner>\n</Contents>")
     for ns in ("", ' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'):
         page = parse_page(reply(one, ns=ns), bucket="b", prefix="p/")
@@ -37,7 +38,8 @@ def test_fields_in_any_order_with_or_without_namespace_and_pretty_printed() -> N
 def test_url_encoded_keys_are_decoded_like_botocore_only_when_the_store_encoded_them() -> None:
     row = ("<Contents><Key>{}</Key><LastModified>2024-01-01T00:00:00Z</LastModified><ETag>e</ETag>"
            "<Size>1</Size></Contents>")
-    encoded = row.format("p/a+b%2Bc%25d%01%C3%A9.parquet") + "<CommonPrefixes><Prefix>p/x+y/</Prefix></CommonPrefixes>"
+    encoded = (row.format("p/a+b%2Bc%25d%01%C3%A9.parquet")
+               + "<CommonPrefixes><Prefix>p/x+y/</Prefix></CommonPrefixes>")
     page = parse_page(reply(encoded, extra="<EncodingType>url</EncodingType>"), bucket="b", prefix="p/")
     assert [o.key for o in page.objects] == ["p/a b+c%d\x01é.parquet"]
     assert page.prefixes == ["p/x y/"]
@@ -74,3 +76,20 @@ def test_last_key_without_parsing() -> None:
                           extra="<EncodingType>url</EncodingType>")) == "p/b c d&"
     assert last_key(reply(row.format("p/b%20c+d"))) == "p/b%20c+d"
     assert last_key(reply("<CommonPrefixes><Prefix>p/x/</Prefix></CommonPrefixes>")) is None
+
+
+@pytest.mark.parametrize("encoding", ["", "<EncodingType>url</EncodingType>"])
+def test_the_fast_way_and_the_parser_read_the_same(encoding: str) -> None:
+    keys = ["p/a &amp; b", "p/&#13;&#x1F642;&lt;&gt;&apos;&quot;", "p/%41+%2B", "p/é ü", "p/x/", "p/z"]
+    rows = "".join(f"<Contents><Key>{k}</Key><LastModified>2024-05-06T07:08:09.{i}Z</LastModified>"
+                   f"<ETag>&quot;e{i}&quot;</ETag><ChecksumAlgorithm>CRC32</ChecksumAlgorithm>"
+                   f"<Size>{i}</Size><StorageClass>STANDARD</StorageClass></Contents>"
+                   for i, k in enumerate(keys))
+    rows += "<CommonPrefixes><Prefix>p/q+r%2F/</Prefix></CommonPrefixes>"
+    body = reply(rows, extra=encoding + "<IsTruncated>true</IsTruncated>"
+                                        "<NextContinuationToken>t&amp;1</NextContinuationToken>")
+    assert len(_ROW.findall(body.decode())) == len(keys)  # the fast way is taken
+    fast = parse_page(body, bucket="b", prefix="p/")
+    assert fast == _parse_tree(body, bucket="b", prefix="p/")
+    assert len(fast.objects) == 5 and fast.next_token == "t&1"
+    assert fast.objects[1].key == "p/\r🙂<>'\"" and fast.objects[1].version == "e1"
