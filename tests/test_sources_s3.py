@@ -168,7 +168,8 @@ def test_a_reply_cut_short_is_not_read_as_a_listing(canned: CannedServer) -> Non
 
 
 def test_no_such_bucket_is_one_line(s3: Any) -> None:
-    source = S3Source(s3, label="sources[3] s3://gone/emb/", bucket="gone-bucket", prefix="emb/", concurrency=4)
+    source = S3Source(s3, label="sources[3] s3://gone/emb/", bucket="gone-bucket", prefix="emb/",
+                      concurrency=4)
     with pytest.raises(SourceError, match=r"^sources\[3\] s3://gone/emb/: bucket not found$"):
         list(source.list())
 
