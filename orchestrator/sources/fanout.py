@@ -2,10 +2,14 @@
 
 A store lister provides two calls: ``level(prefix)``, one delimited listing (the objects directly under
 ``prefix`` and its sub-prefixes, merged in key order), and ``walk(prefix, start, end)``, every object
-under ``prefix`` from key ``start`` up to (not including) key ``end``, as one stream of pages (lists of
-objects). :func:`fan_out` walks runs of consecutive sub-prefixes as key ranges, ``concurrency`` at a
-time, each into a bounded buffer of pages, and yields in key order: the same objects, in the same order,
-as ``walk(prefix, "", None)`` alone. Runs grow from one sub-prefix to as many as fit in about ``ahead``
+under ``prefix`` from key ``start`` up to (not including) key ``end``, as one stream of pages. A walk
+only fetches: each page is a :class:`Lazy`, read (parsed, objects made) when the consumer iterates
+it, so that the CPU work stays on the consumer's thread and the walks' threads only wait for the
+network (with the GIL, threads that parse slow the planner down more than they help).
+
+:func:`fan_out` walks runs of consecutive sub-prefixes as key ranges, ``concurrency`` at a time, each
+into a bounded buffer of pages, and yields in key order: the same objects, in the same order, as
+``walk(prefix, "", None)`` alone. Runs grow from one sub-prefix to as many as fit in about ``ahead``
 pages (learnt from the walks done): a range's last page is seldom full, and a page saved is a round
 trip saved. Memory stays bounded by ``concurrency * ahead`` pages however large the listing.
 :func:`read_ahead` lets one stream fetch its next page while the consumer reads this one.
@@ -25,11 +29,35 @@ from typing import Generic, TypeVar
 from ..models import StoredObject
 
 Entry = StoredObject | str  # an object, or a sub-prefix (ending in "/") still to be walked
-Pages = Iterator[list[StoredObject]]
-Walk = Callable[[str, str, str | None], Pages]  # (prefix, start, end): pages of start <= key < end
+Walk = Callable[[str, str, str | None], "Pages"]  # (prefix, start, end): pages of start <= key < end
 T = TypeVar("T")
 _DONE = object()
 AHEAD = 16  # pages a sub-prefix's walk may hold before the consumer reaches it
+
+
+class Lazy:
+    """One page of a listing, read when iterated: ``read()`` makes its objects (in key order), of which
+    those from ``start`` up to (not including) ``end`` are kept."""
+
+    __slots__ = ("_end", "_read", "_start")
+
+    def __init__(self, read: Callable[[], list[StoredObject]], start: str = "", end: str | None = None,
+                 ) -> None:
+        self._read = read
+        self._start = start
+        self._end = end
+
+    def __iter__(self) -> Iterator[StoredObject]:
+        objects = self._read()
+        if objects and objects[0].key < self._start:
+            objects = [o for o in objects if o.key >= self._start]
+        end = self._end
+        if end is not None and objects and objects[-1].key >= end:
+            objects = [o for o in objects if o.key < end]
+        return iter(objects)
+
+
+Pages = Iterator[Lazy]
 
 
 class _Failed:
@@ -146,7 +174,7 @@ def fan_out(prefix: str, *, level: Callable[[str], Iterator[Entry]], walk: Walk,
 class _Run:
     """A run of consecutive sub-prefixes, walked as one key range."""
 
-    def __init__(self, feed: _Feed[list[StoredObject]], prefixes: int) -> None:
+    def __init__(self, feed: _Feed[Lazy], prefixes: int) -> None:
         self.feed = feed
         self.prefixes = prefixes
 
@@ -219,19 +247,7 @@ class FanOutLister:
         raise NotImplementedError
 
     def list(self) -> Iterator[StoredObject]:
-        if self.concurrency <= 1:
-            return (obj for page in self._walk(self.prefix, "", None) for obj in page)
+        if self.concurrency <= 1:  # the next page is fetched while this one is read
+            return (obj for page in read_ahead(self._walk(self.prefix, "", None)) for obj in page)
         return fan_out(self.prefix, level=self._level, walk=self._walk, concurrency=self.concurrency,
                        buffer=self.page_size)
-
-
-def in_range(pages: Pages, start: str, end: str | None) -> Pages:
-    """The objects of ``pages`` (in key order) from ``start`` up to (not including) ``end``; stops
-    reading ``pages`` at the first key past the range."""
-    for page in pages:
-        if page and page[0].key < start:
-            page = [o for o in page if o.key >= start]
-        if end is not None and page and page[-1].key >= end:
-            yield [o for o in page if o.key < end]
-            return
-        yield page

@@ -16,6 +16,7 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -32,7 +33,7 @@ from urllib3.exceptions import NewConnectionError
 
 from ..errors import SourceError
 from ..models import StoredObject
-from .fanout import Entry, FanOutLister, Pages, in_range, merge_pages, read_ahead
+from .fanout import Entry, FanOutLister, Lazy, Pages, merge_pages, read_ahead
 
 if TYPE_CHECKING:
     from ..manifest import Settings, SourceConfig
@@ -129,29 +130,21 @@ class GcsSource(FanOutLister):
         return data
 
     def _walk(self, prefix: str, start: str = "", end: str | None = None) -> Pages:
-        pages = self._pages(prefix, start=start, end=end)
-        return in_range(([o for o in map(self._object, items) if o is not None] for items, _ in pages),
-                        start, end)
+        for items, _prefixes in self._replies(prefix, None, start, end):
+            yield Lazy(partial(self._objects, items), start, end)
 
     def _level(self, prefix: str) -> Iterator[Entry]:
-        return merge_pages(((o for o in map(self._object, items) if o is not None), prefixes)
-                           for items, prefixes in self._pages(prefix, delimiter="/"))
+        return merge_pages((self._objects(items), prefixes)
+                           for items, prefixes in read_ahead(self._replies(prefix, "/", "", None)))
 
-    def _pages(self, prefix: str, delimiter: str | None = None, start: str = "", end: str | None = None,
-               ) -> Iterator[tuple[list[Any], list[str]]]:
-        """Each page of one listing as (items, sub-prefixes), the next one fetched meanwhile."""
-        try:
-            for page in read_ahead(self._replies(prefix, delimiter, start, end)):
-                yield page.get("items", []), page.get("prefixes", [])
-        except Exception as exc:
-            if not _ours(exc):
-                raise
-            raise SourceError(f"{self.label}: {describe_google_error(exc)}") from exc
+    def _objects(self, items: list[Any]) -> list[StoredObject]:
+        return [o for o in map(self._object, items) if o is not None]
 
     def _replies(self, prefix: str, delimiter: str | None, start: str, end: str | None,
-                 ) -> Iterator[dict[str, Any]]:
-        """Every reply of one ``objects.list``, page after page, each call retried like the client's.
-        ``startOffset`` and ``endOffset`` bound the names (an emulator may not: ``in_range`` does too)."""
+                 ) -> Iterator[tuple[list[Any], list[str]]]:
+        """Every page of one ``objects.list`` as (items, sub-prefixes), up to the one that reaches
+        name ``end``; each call retried like the client's. ``startOffset`` and ``endOffset`` bound the
+        names (an emulator may ignore them: :class:`Lazy` keeps to the range too)."""
         url = f"{self.client.api_endpoint}/storage/v1/b/{quote(self.bucket, safe='')}/o"
         params: dict[str, str | int] = {"maxResults": self.page_size, "fields": FIELDS,
                                         "prettyPrint": "false"}
@@ -165,9 +158,15 @@ class GcsSource(FanOutLister):
             params["endOffset"] = end
         fetch = self.retry(self._fetch)
         while True:
-            page = fetch(url, params)
-            yield page
-            if not page.get("nextPageToken"):
+            try:
+                page = fetch(url, params)
+            except Exception as exc:
+                if not _ours(exc):
+                    raise
+                raise SourceError(f"{self.label}: {describe_google_error(exc)}") from exc
+            items: list[Any] = page.get("items", [])
+            yield items, page.get("prefixes", [])
+            if not page.get("nextPageToken") or (end is not None and items and items[-1]["name"] >= end):
                 return
             params["pageToken"] = page["nextPageToken"]
 

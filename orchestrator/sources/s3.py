@@ -9,6 +9,7 @@ while this one is read.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -28,7 +29,7 @@ from botocore.model import OperationModel
 
 from ..errors import SourceError
 from ..models import StoredObject
-from .fanout import Entry, FanOutLister, Pages, in_range, merge_pages, read_ahead
+from .fanout import Entry, FanOutLister, Lazy, Pages, merge_pages, read_ahead
 from .s3_listing import Page, last_key, next_token, parse_page
 
 if TYPE_CHECKING:
@@ -103,20 +104,19 @@ class S3Source(FanOutLister):
             raise SourceError(f"{self.label}: cannot read {obj.key}: {describe_boto_error(exc)}") from exc
 
     def _walk(self, prefix: str, start: str = "", end: str | None = None) -> Pages:
-        pages = self._pages(prefix, start_after=key_before(start), end=end)
-        return in_range((page.objects for page in pages), start, end)
+        for body in self._replies(prefix, None, key_before(start), end):
+            yield Lazy(partial(self._objects, body), start, end)
 
     def _level(self, prefix: str) -> Iterator[Entry]:
-        return merge_pages((page.objects, page.prefixes) for page in self._pages(prefix, delimiter="/"))
+        pages = map(self._parse, read_ahead(self._replies(prefix, "/", None, None)))
+        return merge_pages((page.objects, page.prefixes) for page in pages)
 
-    def _pages(self, prefix: str, delimiter: str | None = None, start_after: str | None = None,
-               end: str | None = None) -> Iterator[Page]:
-        """Each reply of one listing, parsed here while the next one is fetched on another thread."""
+    def _objects(self, body: bytes) -> list[StoredObject]:
+        return self._parse(body).objects
+
+    def _parse(self, body: bytes) -> Page:
         try:
-            for body in read_ahead(self._replies(prefix, delimiter, start_after, end)):
-                yield parse_page(body, bucket=self.bucket, prefix=self.prefix)
-        except (ClientError, BotoCoreError) as exc:
-            raise SourceError(f"{self.label}: {describe_boto_error(exc)}") from exc
+            return parse_page(body, bucket=self.bucket, prefix=self.prefix)
         except SourceError as exc:
             raise SourceError(f"{self.label}: {exc}") from exc
 
@@ -131,7 +131,10 @@ class S3Source(FanOutLister):
         if start_after is not None:
             args["StartAfter"] = start_after
         while True:
-            body: bytes = self.client.list_objects_v2(**args)[RAW]  # type: ignore[literal-required]
+            try:
+                body: bytes = self.client.list_objects_v2(**args)[RAW]  # type: ignore[literal-required]
+            except (ClientError, BotoCoreError) as exc:
+                raise SourceError(f"{self.label}: {describe_boto_error(exc)}") from exc
             yield body
             token = next_token(body)
             if token is None or (end is not None and (last_key(body) or "") >= end):
@@ -141,7 +144,7 @@ class S3Source(FanOutLister):
 
 def key_before(key: str) -> str | None:
     """A key that sorts just before ``key`` (StartAfter is exclusive): the listing then starts at
-    ``key``, give or take a few keys before it that :func:`in_range` drops. None for the empty key."""
+    ``key``, give or take a few keys before it that :class:`Lazy` drops. None for the empty key."""
     if not key:
         return None
     last = ord(key[-1]) - 1
