@@ -29,10 +29,9 @@ from typing import Generic, TypeVar
 from ..models import StoredObject
 
 Entry = StoredObject | str  # an object, or a sub-prefix (ending in "/") still to be walked
-Walk = Callable[[str, str, str | None], "Pages"]  # (prefix, start, end): pages of start <= key < end
 T = TypeVar("T")
 _DONE = object()
-AHEAD = 16  # pages a sub-prefix's walk may hold before the consumer reaches it
+AHEAD = 16  # pages a run's walk may hold before the consumer reaches it
 
 
 class Lazy:
@@ -58,6 +57,7 @@ class Lazy:
 
 
 Pages = Iterator[Lazy]
+Walk = Callable[[str, str, str | None], Pages]  # (prefix, start, end): pages of start <= key < end
 
 
 class _Failed:
