@@ -40,18 +40,58 @@ def rows(results: dict[str, Any]) -> list[Row]:
         ("submit", "zero latency: objects/s (ledger writes)", submit["ceiling_zero_latency"]["objects_per_s"],
          "", None),
     ]
-    single = listing["single"]
-    out.append(("list", f"{listing['keys']:,} keys, one stream: seconds", single["seconds"], "", None))
-    for n, f in listing["fanout"].items():
-        out += [("list", f"fan-out {n}: seconds", f["seconds"], "", None),
-                ("list", f"fan-out {n}: speedup vs one stream", f["speedup"], "reported", None)]
-    ceiling = listing["ceiling_no_latency"]["objects_per_s"]
-    out += [("list", "no latency, one stream: objects/s (parsing)", ceiling, "", None),
-            ("list", "best possible speedup (one stream / no latency)", listing["best_possible_speedup"], "",
-             None)]
-    same = listing["identical"]
-    out.append(("list", "fan-out lists the same objects", "yes" if same else "NO", "identical", same))
+    listed = plan["noop-listed"]
+    out += [("plan", "no-op rerun of 1M, listing included: seconds", listed["seconds"], "< 15",
+             listed["seconds"] < 15),
+            ("plan", "  of which listing (waiting, parsing)", f"{listed['listing_share']:.0%}", "reported",
+             None),
+            ("plan", "  CPU seconds (all threads)", listed["cpu_s"], "reported", None),
+            ("plan", "  peak RSS MB", listed["peak_rss_mb"], "<= 300", listed["peak_rss_mb"] <= 300)]
+    return out + listing_rows(listing)
+
+
+def listing_rows(listing: dict[str, Any]) -> list[Row]:
+    """Per store: one stream and fan-out beside rclone (S3) with 50 ms pages and with none, against the
+    way we listed before, and fan-out against its bound."""
+    n = listing["concurrency"]
+    out: list[Row] = []
+    for store, name in (("s3", "S3"), ("gcs", "GCS")):
+        r = listing[store]
+        for phase, what in (("latency", f"{listing['page_latency_s'] * 1000:g} ms pages"),
+                            ("no_latency", "no latency")):
+            runs = r[phase]
+            for run, label, peer, flags in (("one_stream", "one stream", "rclone_one_stream", "--fast-list"),
+                                            (f"fan_out_{n}", f"fan-out {n}", f"rclone_checkers_{n}",
+                                             f"--checkers {n}")):
+                out.append(("list", f"{name} {what}, {label}: seconds", runs[run]["seconds"], "", None))
+                if store == "s3":
+                    out.append(rclone_row(f"{name} {what}, {label}: rclone {flags} / ours", runs[run],
+                                          runs[peer]))
+        before = "boto3 paginator" if store == "s3" else "list_blobs"
+        out += [("list", f"{name} no latency, one stream: objects/s",
+                 r["no_latency"]["one_stream"]["objects_per_s"], "", None),
+                ("list", f"{name} no latency, before ({before}): objects/s",
+                 r["no_latency"]["before"]["objects_per_s"], "", None),
+                ("list", f"{name} one stream vs before", r["vs_before"], ">= 5x", r["vs_before"] >= 5),
+                ("list", f"{name} fan-out {n}: speedup (bound {r['bound']:g})", r["fan_out_speedup"], "",
+                 None),
+                ("list", f"{name} fan-out {n}: fraction of bound", r["fraction_of_bound"], ">= 0.8",
+                 r["fraction_of_bound"] >= 0.8),
+                ("list", f"{name} every listing gives the same objects", "yes" if r["identical"] else "NO",
+                 "identical", r["identical"])]
+    parse = listing["parse_only"]
+    out += [("list", "parsing one S3 page: botocore keys/s", parse["botocore_keys_per_s"], "", None),
+            ("list", "parsing one S3 page: ours keys/s", parse["ours_keys_per_s"], "", None),
+            ("list", "parsing: ours vs botocore", parse["ratio"], ">= 5x", parse["ratio"] >= 5)]
     return out
+
+
+def rclone_row(measure: str, ours: dict[str, Any], peer: dict[str, Any] | None) -> Row:
+    """rclone's time over ours (above 1: we are ahead), or a note that rclone is not installed."""
+    if peer is None:
+        return ("list", measure, "rclone absent", "> 1", None)
+    ratio = round(peer["seconds"] / ours["seconds"], 2)
+    return ("list", measure, ratio, "> 1", ratio > 1)
 
 
 def table(lines: list[Row]) -> str:

@@ -1,9 +1,13 @@
-"""Benchmark 1: planning at scale, through the real planner and ledger, without listing I/O.
+"""Benchmark 1: planning at scale, through the real planner and ledger.
 
 Each scenario runs in a fresh process so that its peak RSS is its own.
-  empty:  1,000,000 new objects against an empty ledger (what a first run plans)
-  noop:   1,000,000 objects against a ledger where all are completed (the cron rerun)
+  empty:  1,000,000 new objects against an empty ledger (what a first run plans), listing synthetic
+  noop:   1,000,000 objects against a ledger where all are completed (the cron rerun), listing synthetic
   noop-100k: the same at 100,000 objects, timed against the 5 s target
+  noop-listed: the cron rerun of 1,000,000 completed objects *including the listing*: the real
+          S3Source (list_concurrency as in a manifest) against the listing server of
+          bench/list_fanout.py (64 sub-prefixes, 50 ms pages); the share of the time the planner's
+          thread spent in the listing (waiting for pages, reading them) and the CPU time are reported
 """
 
 from __future__ import annotations
@@ -15,19 +19,25 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
+from bench import list_fanout
 from bench.synthetic import SyntheticSource
 from orchestrator.api import plan_source
 from orchestrator.ledger import Ledger
 from orchestrator.manifest import Manifest, Settings, SourceConfig, TargetConfig
-from orchestrator.models import Action, Secret
+from orchestrator.models import Action, Secret, StoredObject
+from orchestrator.sources.base import Source
+from orchestrator.sources.registry import make_source
 
 
-def manifest(ledger: Path) -> Manifest:
+def manifest(ledger: Path, endpoint_url: str | None = None) -> Manifest:
     source = SourceConfig(index=0, url="s3://bench/data/", scheme="s3", bucket="bench", prefix="data/",
                           collection="bench", partition=None, pattern=None, include=("**/*.parquet",),
-                          exclude=(), endpoint_url=None, region=None, credentials=None)
+                          exclude=(), endpoint_url=endpoint_url, region="us-east-1" if endpoint_url else None,
+                          credentials=None, path_style=endpoint_url is not None)
     return Manifest(path=ledger.with_suffix(".yaml"), target=TargetConfig(
         type="zilliz-v1", base_url="http://127.0.0.1:1", cluster_id="bench", api_key=Secret("x")),
         credentials=None, sources=(source,), settings=Settings(min_age_s=0), ledger_path=ledger)
@@ -35,15 +45,81 @@ def manifest(ledger: Path) -> Manifest:
 
 def fill_completed(ledger_path: Path, count: int) -> None:
     """Set-up, not measured: a ledger in which every synthetic object is completed."""
+    fill(ledger_path, ((o.url, o.version) for o in SyntheticSource(count).list()))
+
+
+def fill(ledger_path: Path, versions: Iterable[tuple[str, str]]) -> None:
+    """Set-up, not measured: a ledger in which each (url, version) is completed."""
     Ledger(ledger_path).close()  # creates the schema
     db = sqlite3.connect(ledger_path)
     now = time.time()
     db.executemany(
         "INSERT INTO objects (url, version, source, collection, partition, size, state, job_id, attempts, "
         "failures, created_at, updated_at) VALUES (?,?,0,'bench',NULL,1048576,'completed',?,1,0,?,?)",
-        ((o.url, o.version, f"job-{i}", now, now) for i, o in enumerate(SyntheticSource(count).list())))
+        ((url, version, f"job-{i}", now, now) for i, (url, version) in enumerate(versions)))
     db.commit()
     db.close()
+
+
+class Waited:
+    """A source whose ``list()`` counts the time its consumer spends getting the next object: waiting
+    for a page, and reading it (pages are parsed on the consumer's thread)."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.label = source.label
+        self.seconds = 0.0
+
+    def list(self) -> Iterator[StoredObject]:
+        listing = self.source.list()
+        clock = time.perf_counter
+        while True:
+            start = clock()
+            obj = next(listing, None)
+            self.seconds += clock() - start
+            if obj is None:
+                return
+            yield obj
+
+    def read(self, obj: StoredObject, start: int = 0, end: int | None = None) -> bytes:
+        return self.source.read(obj, start, end)
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process (all its threads): less at the mercy of the machine's load than the
+    wall clock."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def listed_rerun(count: int) -> dict[str, Any]:
+    """The no-op rerun of ``count`` completed objects, listed from the benchmark's S3 server."""
+    with tempfile.TemporaryDirectory() as tmp, \
+            list_fanout.server(count, list_fanout.PREFIXES, list_fanout.LATENCY) as url, \
+            list_fanout.listing_credentials(url):
+        path = Path(tmp) / "bench.ledger.sqlite"
+        served = list_fanout.keys(count, list_fanout.PREFIXES)
+        fill(path, ((f"s3://bench/{k}", list_fanout.etag(k)) for k in served))
+        m = manifest(path, endpoint_url=url)
+        start = time.perf_counter()
+        listed = sum(1 for _ in make_source(m.sources[0], m.settings).list())
+        listing_alone = time.perf_counter() - start
+        assert listed == count, listed
+        lister = Waited(make_source(m.sources[0], m.settings))
+        cpu = cpu_seconds()
+        start = time.perf_counter()
+        actions: dict[str, int] = {}
+        with Ledger(path) as ledger:
+            for item in plan_source(m.sources[0], lister, m, ledger, now=time.time(), warn=print):
+                actions[item.action] = actions.get(item.action, 0) + 1
+        seconds = time.perf_counter() - start
+        cpu = cpu_seconds() - cpu
+    assert actions == {Action.SKIP: count}, actions
+    return {"objects": count, "seconds": round(seconds, 2), "objects_per_s": round(count / seconds),
+            "list_concurrency": m.settings.list_concurrency, "listing_alone_s": round(listing_alone, 2),
+            "in_listing_s": round(lister.seconds, 2),
+            "listing_share": round(lister.seconds / seconds, 2), "cpu_s": round(cpu, 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
 def scenario(name: str, count: int) -> dict[str, float]:
@@ -67,9 +143,10 @@ def scenario(name: str, count: int) -> dict[str, float]:
                 "rss_before_mb": round(base_rss / 1024, 1)}
 
 
-def main() -> dict[str, dict[str, float]]:
+def main() -> dict[str, dict[str, Any]]:
     results = {}
-    for name, count in (("empty", 1_000_000), ("noop", 1_000_000), ("noop-100k", 100_000)):
+    for name, count in (("empty", 1_000_000), ("noop", 1_000_000), ("noop-100k", 100_000),
+                        ("noop-listed", 1_000_000)):
         done = subprocess.run([sys.executable, "-m", "bench.plan_scale", name, str(count)],
                               capture_output=True, text=True, check=True)
         results[name] = json.loads(done.stdout)
@@ -77,7 +154,9 @@ def main() -> dict[str, dict[str, float]]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3:
+    if len(sys.argv) == 3 and sys.argv[1] == "noop-listed":
+        print(json.dumps(listed_rerun(int(sys.argv[2]))))
+    elif len(sys.argv) == 3:
         print(json.dumps(scenario(sys.argv[1], int(sys.argv[2]))))
     else:
         print(json.dumps(main(), indent=2))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from orchestrator.errors import SourceError
@@ -76,3 +80,32 @@ def test_a_key_file_that_cannot_be_read(env: dict[str, str], tmp_path: Path) -> 
     (tmp_path / "bad.json").write_text('{"type": "service_account"}')
     with pytest.raises(SourceError, match="cannot use service_account_file"):
         make_source(config("lake", service_account_file=tmp_path / "bad.json"), Settings())
+
+
+def test_a_key_range_is_walked(gcs: storage.Client, nested: str) -> None:
+    source = GcsSource(gcs, label="g", bucket=nested, prefix="emb/")
+    keys = [o.key for page in source._walk("emb/", "emb/a/", "emb/b/") for o in page]
+    assert keys == ["emb/a/1.parquet", "emb/a/b/2.parquet"]
+
+
+@pytest.fixture(scope="module")
+def paged() -> Iterator[str]:
+    """The benchmark's listing server (it pages as GCS does, unlike the emulator): 2,500 objects under
+    ``data/p0/`` to ``data/p2/``, answered at once."""
+    server = subprocess.Popen([sys.executable, "-m", "bench.list_fanout", "serve", "2500", "3", "0"],
+                              stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    yield server.stdout.readline().strip()
+    server.terminate()
+    server.wait()
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_pages_and_ranges_against_a_server_that_pages(paged: str, concurrency: int,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", paged)
+    client = storage.Client(project="p", credentials=AnonymousCredentials())
+    source = GcsSource(client, label="g", bucket="bench", prefix="data/", concurrency=concurrency)
+    listed = list(source.list())
+    assert [o.key for o in listed] == sorted(f"data/p{i % 3:02}/part-{i:07}.parquet" for i in range(2500))
+    assert len({o.version for o in listed}) == 2500 and all(o.checksum and o.size == 1 << 20 for o in listed)

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 
 from orchestrator.errors import SourceError
 from orchestrator.manifest import Settings, SourceConfig
 from orchestrator.sources.registry import make_source
 from orchestrator.sources.s3 import S3Source
+from tests.fakes.canned import Canned, CannedServer
 
 NESTED = [
     "emb/top.parquet", "emb/a.parquet", "emb/a/1.parquet", "emb/a/b/2.parquet", "emb/a/b/c/3.parquet",
@@ -96,3 +99,85 @@ def test_registry_builds_from_options(env: dict[str, str], nested: str, tmp_path
     assert len(list(source.list())) == len(NESTED)
     with pytest.raises(SourceError, match=r"^sources\[3\] s3://.*/emb/: AWS profile 'nope' not found"):
         make_source(config(nested, profile="nope"), Settings())
+
+
+# -- what the fast reading of replies must keep: odd keys, page boundaries, errors ---------------------
+
+ODD = ["odd/sp ace.parquet", "odd/plus+plus.parquet", "odd/pct%41%2F%.parquet", "odd/amp&lt<gt>.parquet",
+       "odd/quote\"'.parquet", "odd/ctl\x01\x07\x1f.parquet", "odd/tab\t.parquet",
+       "odd/ünï/cödé/日本.parquet", "odd/emoji🙂.parquet", "odd/semi;colon=eq?q#h.parquet",
+       "odd/&amp;literal&#13;.parquet", "odd/ends with space .parquet", "odd/~tilde,comma.parquet"]
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_odd_keys_come_back_exactly(s3: Any, bucket: str, concurrency: int) -> None:
+    for key in ODD:
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    source = S3Source(s3, label="s", bucket=bucket, prefix="odd/", concurrency=concurrency, page_size=3)
+    listed = list(source.list())
+    assert [o.key for o in listed] == sorted(ODD)  # code point order is UTF-8 byte order, as S3 sorts
+    assert all(o.size == len(o.key.encode()) and o.url == f"s3://{bucket}/{o.key}" for o in listed)
+    heads = {k: s3.head_object(Bucket=bucket, Key=k)["ETag"].strip('"') for k in ODD}
+    assert {o.key: o.version for o in listed} == heads
+
+
+@pytest.fixture(scope="module")
+def thousand(s3_endpoint: str) -> str:
+    """1,000 keys under ``k/`` and one more under ``l/``: a listing of exactly one page and one of a
+    page and a key."""
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
+                          aws_access_key_id="k", aws_secret_access_key="s")
+    client.create_bucket(Bucket="thousand")
+    for i in range(1000):
+        client.put_object(Bucket="thousand", Key=f"k/{i:04}.parquet", Body=b"")
+    client.put_object(Bucket="thousand", Key="l/1000.parquet", Body=b"")
+    return "thousand"
+
+
+@pytest.mark.parametrize(("prefix", "count"), [("k/", 1000), ("", 1001), ("k/09", 100), ("none/", 0)])
+def test_page_boundaries(s3: Any, thousand: str, prefix: str, count: int) -> None:
+    seen: list[str] = []
+    s3.meta.events.register("before-send.s3.ListObjectsV2", lambda request, **_: seen.append(request.url))
+    one = S3Source(s3, label="s", bucket=thousand, prefix=prefix)
+    keys = [o.key for o in one.list()]
+    assert len(keys) == count and keys == sorted(keys) and len(set(keys)) == count
+    assert len(seen) == max(1, -(-count // 1000))  # no empty page asked for after a full last one
+    assert list(S3Source(s3, label="s", bucket=thousand, prefix=prefix, concurrency=4).list()) == \
+        list(one.list())
+
+
+def test_a_listing_error_in_a_200_is_retried_then_named(canned: CannedServer) -> None:
+    client = boto3.client("s3", endpoint_url=canned.url, region_name="us-east-1", aws_access_key_id="k",
+                          aws_secret_access_key="s", config=Config(retries={"mode": "standard",
+                                                                            "total_max_attempts": 2}))
+    canned.reply = Canned(200, '<?xml version="1.0"?><Error><Code>InternalError</Code>'
+                               "<Message>try again</Message></Error>", "application/xml")
+    source = S3Source(client, label="s3 src", bucket="lake", prefix="emb/")
+    with pytest.raises(SourceError, match=r"^s3 src: InternalError: try again$"):
+        list(source.list())
+    assert len(canned.paths) == 2  # botocore's check of 200 replies still runs, and retries
+
+
+def test_a_reply_cut_short_is_not_read_as_a_listing(canned: CannedServer) -> None:
+    client = boto3.client("s3", endpoint_url=canned.url, region_name="us-east-1", aws_access_key_id="k",
+                          aws_secret_access_key="s", config=Config(retries={"total_max_attempts": 1}))
+    canned.reply = Canned(200, '<?xml version="1.0"?><ListBucketResult><Contents><Key>emb/a</Key>',
+                          "application/xml")
+    with pytest.raises(SourceError, match=r"^s3 src: "):
+        list(S3Source(client, label="s3 src", bucket="lake", prefix="emb/").list())
+
+
+def test_no_such_bucket_is_one_line(s3: Any) -> None:
+    source = S3Source(s3, label="sources[3] s3://gone/emb/", bucket="gone-bucket", prefix="emb/",
+                      concurrency=4)
+    with pytest.raises(SourceError, match=r"^sources\[3\] s3://gone/emb/: bucket not found$"):
+        list(source.list())
+
+
+def test_a_key_range_is_walked_without_asking_past_its_end(s3: Any, thousand: str) -> None:
+    seen: list[str] = []
+    s3.meta.events.register("before-send.s3.ListObjectsV2", lambda request, **_: seen.append(request.url))
+    source = S3Source(s3, label="s", bucket=thousand, prefix="", page_size=100)
+    keys = [o.key for page in source._walk("k/", "k/0500.parquet", "k/0700.parquet") for o in page]
+    assert keys == [f"k/{i:04}.parquet" for i in range(500, 700)]
+    assert len(seen) == 3 and "start-after=k%2F0500.parques" in seen[0]

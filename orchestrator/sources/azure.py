@@ -41,7 +41,7 @@ from azure.storage.blob import (
 
 from ..errors import SourceError
 from ..models import StoredObject
-from .fanout import Entry, FanOutLister, merge_pages
+from .fanout import Entry, FanOutLister, Lazy, Pages, merge_pages
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -163,9 +163,19 @@ class AzureSource(FanOutLister):
             raise SourceError(f"{self.label}: cannot read {obj.key}: "
                               f"{describe_azure_error(exc, self.client.url, missing='object')}") from exc
 
-    def _walk(self, prefix: str) -> Iterator[StoredObject]:
-        for blobs, _prefixes in self._pages(prefix):
-            yield from (o for o in map(self._object, blobs) if o is not None)
+    def _walk(self, prefix: str, start: str = "", end: str | None = None) -> Pages:
+        """Pages of the objects from ``start`` up to ``end``. Azure's listing cannot start at a key:
+        it starts at the longest prefix ``start`` and ``end`` share, and stops past ``end``."""
+        shared = ""
+        if start and end is not None:  # the characters they share (name_starts_with is not by folder)
+            same = next((i for i, (a, b) in enumerate(zip(start, end, strict=False)) if a != b),
+                        min(len(start), len(end)))
+            shared = start[:same]
+        for blobs, _prefixes in self._pages(shared if shared.startswith(prefix) else prefix):
+            objects = [o for o in map(self._object, blobs) if o is not None]
+            yield Lazy(lambda objects=objects: objects, start, end)  # type: ignore[misc]
+            if end is not None and objects and objects[-1].key >= end:
+                return
 
     def _level(self, prefix: str) -> Iterator[Entry]:
         return merge_pages(((o for o in map(self._object, blobs) if o is not None), prefixes)

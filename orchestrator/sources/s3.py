@@ -1,15 +1,19 @@
-"""S3 and S3-compatible stores (MinIO, Ceph, R2), listed with ListObjectsV2 through a boto3 client."""
+"""S3 and S3-compatible stores (MinIO, Ceph, R2), listed with ListObjectsV2 through a boto3 client.
+
+botocore does what it is good at: the AWS credential chain and profiles, endpoints and path style,
+signing, retries, redirects and errors. A successful listing reply is not handed to its generic parser
+but read by :mod:`orchestrator.sources.s3_listing` (several times faster), and the next page is asked for
+while this one is read.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import boto3
-import botocore.session
-import botocore.utils
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -20,10 +24,13 @@ from botocore.exceptions import (
     ProfileNotFound,
     ReadTimeoutError,
 )
+from botocore.handlers import _handle_200_error  # type: ignore[attr-defined]  # re-ordered, see read_listings_raw
+from botocore.model import OperationModel
 
 from ..errors import SourceError
 from ..models import StoredObject
-from .fanout import Entry, FanOutLister, merge_pages
+from .fanout import Entry, FanOutLister, Lazy, Pages, merge_pages, read_ahead
+from .s3_listing import Page, last_key, next_token, parse_page
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -48,8 +55,7 @@ _CODES = {
 def build(config: SourceConfig, settings: Settings) -> S3Source:
     """An S3 lister for a manifest source, with a client made from its options."""
     try:
-        session = boto3.session.Session(botocore_session=_fast_timestamps(botocore.session.get_session()),
-                                        profile_name=config.profile)
+        session = boto3.session.Session(profile_name=config.profile)
     except BotoCoreError as exc:
         raise SourceError(f"{config.label}: {describe_boto_error(exc)}") from exc
     client = session.client(
@@ -83,6 +89,7 @@ class S3Source(FanOutLister):
         self.concurrency = concurrency
         self.page_size = page_size
         self._payer: dict[str, Any] = {"RequestPayer": request_payer} if request_payer else {}
+        read_listings_raw(client)
 
     def read(self, obj: StoredObject, start: int = 0, end: int | None = None) -> bytes:
         """A ranged GET of the listed version: only the bytes asked for cross the network."""
@@ -96,61 +103,82 @@ class S3Source(FanOutLister):
         except (ClientError, BotoCoreError) as exc:
             raise SourceError(f"{self.label}: cannot read {obj.key}: {describe_boto_error(exc)}") from exc
 
-    def _walk(self, prefix: str) -> Iterator[StoredObject]:
-        for page in self._pages(prefix):
-            for entry in page.get("Contents", []):
-                obj = self._object(entry)
-                if obj is not None:
-                    yield obj
+    def _walk(self, prefix: str, start: str = "", end: str | None = None) -> Pages:
+        for body in self._replies(prefix, None, key_before(start), end):
+            yield Lazy(partial(self._objects, body), start, end)
 
     def _level(self, prefix: str) -> Iterator[Entry]:
-        return merge_pages(
-            ((o for o in map(self._object, page.get("Contents", [])) if o is not None),
-             (str(p["Prefix"]) for p in page.get("CommonPrefixes", [])))
-            for page in self._pages(prefix, delimiter="/"))
+        pages = map(self._parse, read_ahead(self._replies(prefix, "/", None, None)))
+        return merge_pages((page.objects, page.prefixes) for page in pages)
 
-    def _pages(self, prefix: str, delimiter: str | None = None) -> Iterator[Any]:
-        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, **self._payer,
-                                "PaginationConfig": {"PageSize": self.page_size}}
+    def _objects(self, body: bytes) -> list[StoredObject]:
+        return self._parse(body).objects
+
+    def _parse(self, body: bytes) -> Page:
+        try:
+            return parse_page(body, bucket=self.bucket, prefix=self.prefix)
+        except SourceError as exc:
+            raise SourceError(f"{self.label}: {exc}") from exc
+
+    def _replies(self, prefix: str, delimiter: str | None, start_after: str | None, end: str | None,
+                 ) -> Iterator[bytes]:
+        """The raw body of each ListObjectsV2 reply, page after page, up to the one that reaches key
+        ``end``. Keys are asked URL-encoded, as botocore does, so that control characters survive."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": self.page_size,
+                                "EncodingType": "url", **self._payer}
         if delimiter is not None:
             args["Delimiter"] = delimiter
-        try:
-            yield from self.client.get_paginator("list_objects_v2").paginate(**args)
-        except (ClientError, BotoCoreError) as exc:
-            raise SourceError(f"{self.label}: {describe_boto_error(exc)}") from exc
-
-    def _object(self, entry: Any) -> StoredObject | None:
-        key: str = entry["Key"]
-        if key.endswith("/") or not key.startswith(self.prefix):
-            return None  # a "folder" marker, or (defensively) outside the prefix
-        etag = str(entry.get("ETag", "")).strip('"')
-        return StoredObject(
-            url=f"s3://{self.bucket}/{key}",
-            bucket=self.bucket,
-            key=key,
-            relative_key=key[len(self.prefix):],
-            size=int(entry.get("Size", 0)),
-            version=etag,
-            modified=entry["LastModified"].timestamp(),
-            checksum=etag,
-        )
+        if start_after is not None:
+            args["StartAfter"] = start_after
+        while True:
+            try:
+                body: bytes = self.client.list_objects_v2(**args)[RAW]  # type: ignore[literal-required]
+            except (ClientError, BotoCoreError) as exc:
+                raise SourceError(f"{self.label}: {describe_boto_error(exc)}") from exc
+            yield body
+            token = next_token(body)
+            if token is None or (end is not None and (last_key(body) or "") >= end):
+                return
+            args["ContinuationToken"] = token
 
 
-def _fast_timestamps(session: botocore.session.Session) -> botocore.session.Session:
-    """Parse response timestamps with ``datetime.fromisoformat``: botocore's default (dateutil) costs
-    about 0.2 ms per listed key, three quarters of a listing's CPU time, which no fan-out can hide."""
-    session.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=parse_timestamp)
-    return session
+def key_before(key: str) -> str | None:
+    """A key that sorts just before ``key`` (StartAfter is exclusive): the listing then starts at
+    ``key``, give or take a few keys before it that :class:`Lazy` drops. None for the empty key."""
+    if not key:
+        return None
+    last = ord(key[-1]) - 1
+    if last < 0:
+        return key[:-1] or None
+    return key[:-1] + chr(0xD7FF if 0xD800 <= last <= 0xDFFF else last)
 
 
-def parse_timestamp(value: str) -> datetime:
-    """``2024-01-01T00:00:00.000Z`` (listings) at C speed; anything else (RFC 1123 headers, epochs)
-    the way botocore does it."""
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return botocore.utils.parse_timestamp(value)
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+RAW = "RawListing"
+_RAW_ID, _CHECK_ID = "orchestrator-raw-listing", "orchestrator-200-error"
+
+
+def read_listings_raw(client: S3Client) -> None:
+    """Have ``client`` hand complete ListObjectsV2 replies over raw (see :func:`keep_raw_listing`).
+    botocore's own ``before-parse`` check of S3 replies (it parses every 200 reply whole, looking for
+    an error) is put back after ours, so that it sees an empty body instead of a listing: parsed
+    twice, a page would cost twice. Calling this again on the same client changes nothing."""
+    events = client.meta.events
+    events.unregister("before-parse.s3.*", unique_id=_CHECK_ID)
+    events.unregister("before-parse.s3.*", _handle_200_error)
+    events.register_first("before-parse.s3.*", keep_raw_listing, unique_id=_RAW_ID)
+    events.register_first("before-parse.s3.*", _handle_200_error, unique_id=_CHECK_ID)
+
+
+def keep_raw_listing(operation_model: OperationModel, response_dict: dict[str, Any],
+                     customized_response_dict: dict[str, Any], **_: Any) -> None:
+    """The body of a complete ListObjectsV2 reply is kept raw under ``RAW`` for :func:`parse_page`;
+    botocore then parses only the headers. Anything else (an error, a reply cut short, another
+    operation) is left to botocore, which retries or raises as usual."""
+    body = response_dict["body"]
+    if operation_model.name == "ListObjectsV2" and response_dict["status_code"] == 200 \
+            and body.rstrip().endswith(b"</ListBucketResult>"):
+        customized_response_dict[RAW] = body
+        response_dict["body"] = b""
 
 
 def describe_boto_error(exc: Exception) -> str:
