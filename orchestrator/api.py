@@ -137,6 +137,7 @@ TARGETS: dict[str, Callable[[TargetConfig, httpx.Client, ObjectReader], Target]]
     "milvus": lambda t, client, _read: MilvusTarget(
         client, base_url=t.base_url, token=t.api_key, db_name=t.db_name),
     "milvus-lite": lambda t, _client, read: _milvus_lite(t, read),
+    "milvus-grpc": lambda t, client, _read: _milvus_grpc(t, client),
 }
 
 
@@ -177,6 +178,16 @@ def _milvus_lite(t: TargetConfig, read: ObjectReader) -> Target:
     if t.uri is None:
         raise ManifestError("", "target.uri", "the milvus-lite target needs a database path")
     return MilvusLiteTarget(t.uri, read=read, create_collection=t.create_collection, metric=t.metric)
+
+
+def _milvus_grpc(t: TargetConfig, client: httpx.Client) -> Target:
+    try:
+        from .targets.milvus_grpc import MilvusGrpcTarget
+    except ImportError as exc:
+        raise FatalTargetError(f"the milvus-grpc target needs pymilvus ({exc}): install it with pip "
+                               "install 'orchestrator[local]'") from exc
+    return MilvusGrpcTarget(t.base_url, token=t.api_key, db_name=t.db_name,
+                            timeout_s=client.timeout.read or 30.0)  # settings.timeout_s, as for HTTP
 
 
 @contextlib.contextmanager

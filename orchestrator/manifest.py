@@ -11,7 +11,7 @@ import re
 import string
 import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ TARGET_RULES = {
     "zilliz-v2": TargetRules(credentials=True, sts_token=True, partitions=True, local_sources=True),
     "milvus": TargetRules(credentials=False, sts_token=False, partitions=True, local_sources=False),
     "milvus-lite": TargetRules(credentials=False, sts_token=False, partitions=True, local_sources=True),
+    "milvus-grpc": TargetRules(credentials=False, sts_token=False, partitions=True, local_sources=True),
 }
 TARGET_TYPES = tuple(TARGET_RULES)
 ZILLIZ_V2_URL = "https://api.cloud.zilliz.com"
@@ -114,6 +115,7 @@ class Settings:
     stall_after_s: float = 3600.0  # a running job whose progress stands still this long is "stalled"
     job_list_lag_s: float = 30.0  # how long a new job may take to appear in the server's job list
     max_jobs_in_flight: int | None = None  # unfinished jobs kept on the server (None: the target's default)
+    milvus_version: str | None = None  # the server's version, for pre-flight rules that differ by version
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -361,6 +363,7 @@ _TARGETS: dict[str, Callable[[_Reader, Any, Path], TargetConfig]] = {
     "zilliz-v2": _zilliz_v2,
     "milvus": _milvus,
     "milvus-lite": _milvus_lite,
+    "milvus-grpc": lambda r, node, base_dir: replace(_milvus(r, node, base_dir), type="milvus-grpc"),
 }
 
 
@@ -500,7 +503,7 @@ def _settings(r: _Reader, node: Any) -> Settings:
     s = r.mapping(node, "settings", optional=(
         "concurrency", "max_attempts", "requests_per_second", "timeout_s", "max_job_failures",
         "on_change", "list_concurrency", "min_age_s", "preflight", "fixed_size_list", "max_file_gb",
-        "stall_after_s", "job_list_lag_s", "max_jobs_in_flight"))
+        "stall_after_s", "job_list_lag_s", "max_jobs_in_flight", "milvus_version"))
     d = Settings()
     return Settings(
         concurrency=r.integer(s.get("concurrency", d.concurrency), "settings.concurrency", low=1, high=256),
@@ -526,7 +529,18 @@ def _settings(r: _Reader, node: Any) -> Settings:
                                  high=3600),
         max_jobs_in_flight=None if s.get("max_jobs_in_flight") is None else r.integer(
             s.get("max_jobs_in_flight"), "settings.max_jobs_in_flight", low=1, high=100_000),
+        milvus_version=_version(r, s.get("milvus_version")),
     )
+
+
+def _version(r: _Reader, node: Any) -> str | None:
+    """``settings.milvus_version``: ``"2.3"``, ``"2.4.5"`` (quoted: YAML reads 2.10 as the number 2.1)."""
+    if node is None:
+        return None
+    text = node if isinstance(node, str) else str(node) if isinstance(node, float) else ""
+    if not re.fullmatch(r"v?\d+\.\d+(\.\d+)?", text):
+        raise r.fail("settings.milvus_version", f"expected a version such as '2.3' or '2.4.5', got {node!r}")
+    return text
 
 
 def _join(path: str, key: str) -> str:
