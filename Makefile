@@ -2,8 +2,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# A real Milvus 2.3.5 server for the tests (PyPI's `milvus`), in its own virtualenv: it needs an old
+# pymilvus and setuptools that the project's own environment must not have.
+SERVER_VENV := .milvus-venv
+SERVER_STAMP := $(SERVER_VENV)/.installed
 
-.PHONY: install test lint unit demo bench clean
+.PHONY: install install-server test lint unit demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,11 +17,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(SERVER_STAMP):
+	$(PYTHON) -m venv $(SERVER_VENV)
+	$(SERVER_VENV)/bin/pip install --quiet 'milvus==2.3.5' 'pymilvus==2.3.8' 'setuptools<70' 'marshmallow<4'
+	touch $(SERVER_STAMP)
+
+install-server: $(SERVER_STAMP)
+
 lint: $(STAMP)
 	$(BIN)/ruff check orchestrator tests scripts bench
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) $(SERVER_STAMP)
 	$(BIN)/pytest -q -n 2
 
 test: lint unit
@@ -32,5 +43,5 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info demo-data
+	rm -rf $(VENV) $(SERVER_VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info demo-data
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

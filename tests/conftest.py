@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import itertools
+import json
 import logging
+import os
+import signal
 import socket
+import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +46,8 @@ FAKES: dict[str, Callable[[], FakeImportAPI]] = {
 }
 HTTP_TARGETS = tuple(FAKES)
 _buckets = itertools.count(1)
+ROOT = Path(__file__).resolve().parent.parent
+MILVUS_PYTHON = ROOT / ".milvus-venv" / "bin" / "python"  # made by `make install-server`
 
 
 def free_port() -> int:
@@ -105,6 +113,40 @@ def gcs_bucket(gcs: storage.Client) -> str:
     name = f"gcs-lake-{next(_buckets)}"
     gcs.create_bucket(name)
     return name
+
+
+@pytest.fixture(scope="session")
+def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Milvus 2.3.5 server (``tests/milvus_server.py``), one per test session: under
+    pytest-xdist the first worker to ask starts it, under a file lock in the session's shared temp
+    root, and the others find its port there. It stops when the session's main process ends."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if worker else root
+    owner = os.getppid() if worker else os.getpid()  # xdist's controller, or this process
+    state = root / "milvus-server.json"
+    started: subprocess.Popen[bytes] | None = None
+    with open(root / "milvus-server.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not state.exists():
+            if not MILVUS_PYTHON.exists():
+                pytest.fail(f"{MILVUS_PYTHON} is missing: run `make install-server` (part of `make test`)")
+            with open(root / "milvus-server.log", "wb") as log:
+                started = subprocess.Popen(
+                    [str(MILVUS_PYTHON), str(ROOT / "tests" / "milvus_server.py"), str(root / "milvus"),
+                     str(state), str(owner)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            deadline = time.monotonic() + 120
+            while not state.exists():
+                if started.poll() is not None or time.monotonic() > deadline:
+                    started.kill()
+                    pytest.fail(f"the Milvus server did not start: see {root / 'milvus-server.log'}")
+                time.sleep(0.2)
+        port = json.loads(state.read_text())["port"]
+    yield f"http://127.0.0.1:{port}"
+    if started is not None and not worker:  # alone: stop it now (under xdist it outlives this worker)
+        started.send_signal(signal.SIGTERM)
+        started.wait(30)
+        state.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
