@@ -21,6 +21,7 @@ TARGETS: dict[str, dict[str, Any]] = {
     "zilliz-v2": {"type": "zilliz-v2", "cluster_id": "inxx-1", "api_key": "${ZILLIZ_API_KEY}"},
     "milvus": {"type": "milvus", "endpoint": "http://localhost:19530"},
     "milvus-lite": {"type": "milvus-lite", "uri": "./demo.db"},
+    "milvus-grpc": {"type": "milvus-grpc", "endpoint": "http://localhost:19530"},
 }
 
 
