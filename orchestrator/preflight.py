@@ -235,7 +235,7 @@ def _list_problems(judge: _Judge, intro: str, t: pa.DataType, wanted: Field, fix
                                  "settings.fixed_size_list: allow for a 2.6+ server)")
         if length is not None and t.list_size != length:
             judge.problem(f"{intro}: it holds {t.list_size} values, the field needs {length}")
-    elif not pa.types.is_list(t):
+    elif not (pa.types.is_list(t) or pa.types.is_large_list(t)):  # large_list: read as a list
         judge.problem(f"{intro}: write {shape}")
         return
     element = t.value_type
@@ -303,7 +303,8 @@ def _deep_problems(judge: _Judge, rows: pa.Table, schema: CollectionSchema) -> N
                 judge.refused_since(STRICT_VALUES, f"column '{name}' holds a text of {longest} characters "
                                     f"{where}; field '{name}' takes at most {wanted.max_length}",
                                     older="import it")
-        if not (pa.types.is_list(column.type) or pa.types.is_fixed_size_list(column.type)):
+        if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
+                or pa.types.is_fixed_size_list(column.type)):
             continue
         _list_values(judge, name, column, wanted, where)
 
@@ -355,7 +356,7 @@ def _clip(text: str, limit: int = 40) -> str:
 
 
 def _is_string(t: pa.DataType) -> bool:
-    return bool(pa.types.is_string(t))
+    return bool(pa.types.is_string(t))  # not large_string: the server refuses it (2.3.5, tested)
 
 
 def _show(t: pa.DataType) -> str:

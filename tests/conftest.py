@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -116,18 +117,21 @@ def gcs_bucket(gcs: storage.Client) -> str:
 
 
 @pytest.fixture(scope="session")
-def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def milvus_uri() -> Iterator[str]:
     """A real Milvus 2.3.5 server (``tests/milvus_server.py``), one per test session: under
-    pytest-xdist the first worker to ask starts it, under a file lock in the session's shared temp
-    root, and the others find its port there. It stops when the session's main process ends."""
+    pytest-xdist the first worker to ask starts it, under a file lock in a folder named after the
+    session's main process, and the others find its port there. It stops (and removes the folder's
+    server data) when that process ends. Not under pytest's temp root: other sessions prune that."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
-    root = tmp_path_factory.getbasetemp()
-    root = root.parent if worker else root
     owner = os.getppid() if worker else os.getpid()  # xdist's controller, or this process
+    root = Path(tempfile.gettempdir()) / f"orchestrator-milvus-{owner}"
+    root.mkdir(exist_ok=True)
     state = root / "milvus-server.json"
     started: subprocess.Popen[bytes] | None = None
     with open(root / "milvus-server.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        if state.exists() and not Path(f"/proc/{json.loads(state.read_text())['pid']}").exists():
+            state.unlink()  # a server that died: start another
         if not state.exists():
             if not MILVUS_PYTHON.exists():
                 pytest.fail(f"{MILVUS_PYTHON} is missing: run `make install-server` (part of `make test`)")
@@ -135,7 +139,7 @@ def milvus_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 started = subprocess.Popen(
                     [str(MILVUS_PYTHON), str(ROOT / "tests" / "milvus_server.py"), str(root / "milvus"),
                      str(state), str(owner)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + 90
             while not state.exists():
                 if started.poll() is not None or time.monotonic() > deadline:
                     started.kill()

@@ -3,7 +3,8 @@
 Run with the Python of ``.milvus-venv`` (made by ``make install-server``), not the project's:
 ``python tests/milvus_server.py BASE_DIR STATE_FILE OWNER_PID``. It starts the server with its data
 under BASE_DIR, writes ``{"port": ..., "pid": ...}`` to STATE_FILE once the server is healthy, and
-stops the server (and removes BASE_DIR) when OWNER_PID (the pytest process, or xdist's controller) is gone, or on SIGTERM.
+stops the server (and removes BASE_DIR) when OWNER_PID (the pytest process, or xdist's controller) is
+gone, or on SIGTERM.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -27,6 +29,12 @@ def alive(pid: int) -> bool:
     return True
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def main(base: str, state_file: str, owner: int) -> None:
     from milvus import default_server  # only in .milvus-venv
 
@@ -34,6 +42,18 @@ def main(base: str, state_file: str, owner: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     default_server.set_base_dir(base)
+    # The embedded etcd listens on 2379 and 2380 unless told otherwise, which a second server on the
+    # machine (another session, a developer's own) would already hold: give it free ports.
+    peer, client = free_port(), free_port()
+    etcd = Path(base) / "embedEtcd.yaml"
+    etcd.write_text(f"listen-peer-urls: http://127.0.0.1:{peer}\n"
+                    f"initial-advertise-peer-urls: http://127.0.0.1:{peer}\n"
+                    f"initial-cluster: default=http://127.0.0.1:{peer}\n"
+                    f"listen-client-urls: http://127.0.0.1:{client}\n"
+                    f"advertise-client-urls: http://127.0.0.1:{client}\n")
+    config = default_server.config
+    config.template_text = config.template_text.replace(
+        "  use:\n    embed: true", f"  config:\n    path: {etcd}\n  use:\n    embed: true", 1)
     default_server.start()  # returns once /healthz answers OK
     try:
         state = Path(state_file)
@@ -46,6 +66,7 @@ def main(base: str, state_file: str, owner: int) -> None:
     finally:
         default_server.stop()
         shutil.rmtree(base, ignore_errors=True)  # about 450 MB: the server's binaries and data
+        Path(state_file).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -197,8 +197,9 @@ def test_check_judges_for_the_servers_version_and_run_holds_what_it_would_refuse
     tmp_path: Path, milvus_uri: str, server: MilvusClient, collection: str,
 ) -> None:
     folder = lake(tmp_path, 1)
-    pq.write_table(pa.table({"id": pa.array([900], pa.int64()),
-                             "vector": pa.array([[1, 2, 3, 4]], pa.list_(pa.int64()))}), folder / "ints.parquet")
+    ints = pa.table({"id": pa.array([900], pa.int64()),
+                     "vector": pa.array([[1, 2, 3, 4]], pa.list_(pa.int64()))})
+    pq.write_table(ints, folder / "ints.parquet")
     manifest = grpc_manifest(tmp_path, milvus_uri, folder, collection)
     checked = invoke("check", str(manifest), "--json")
     assert checked.exit_code == 1
