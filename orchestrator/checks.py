@@ -47,24 +47,26 @@ class Preflight:
         self._lock = threading.Lock()
 
     def versions(self) -> Versions:
-        """The server versions the rules judge for: ``settings.milvus_version``, else what the server
-        says (targets that can ask), else what the target type implies; asked once."""
+        """The server versions the rules judge for: what the server says (targets that can ask), else
+        ``settings.milvus_version``, else what the target type implies; asked once."""
         with self._lock:
             if self._versions is None:
                 self._versions = self._find_versions()
             return self._versions
 
     def _find_versions(self) -> Versions:
-        setting = self.manifest.settings.milvus_version
-        version = parse_version(setting) if setting is not None else None
-        if version is None and isinstance(self.target, KnowsVersion):
+        version = None
+        if isinstance(self.target, KnowsVersion):
             try:
                 version = self.target.server_version()
             except FatalTargetError:
                 raise
             except TargetError as exc:
-                log.warning("cannot read the server's version (%s): version-dependent rules only warn",
-                            exc, extra={"event": "no-version"})
+                log.warning("cannot read the server's version (%s): settings.milvus_version, if set, "
+                            "decides", exc, extra={"event": "no-version"})
+        setting = self.manifest.settings.milvus_version
+        if version is None and setting is not None:
+            version = parse_version(setting)
         if version is not None:
             return Versions.exactly(version)
         return _IMPLIED.get(self.manifest.target.type, Versions())

@@ -245,3 +245,58 @@ def test_not_parquet() -> None:
     junk = b"PAR1" + b"x" * 5000
     with pytest.raises(FooterError, match="not a readable parquet file"):
         read_footer(lambda s, e: junk[s:e], len(junk))
+
+
+def test_struct_fields_and_pymilvus_type_members_from_describe() -> None:
+    from pymilvus import DataType
+
+    described = {"collection_name": "c", "fields": [
+        {"name": "id", "type": DataType.INT64, "is_primary": True, "params": {}},
+        {"name": "tags", "type": DataType.ARRAY, "element_type": DataType.VARCHAR,
+         "params": {"max_capacity": 3, "max_length": 8}}],
+        "struct_array_fields": [{"name": "chunks", "fields": []}]}
+    schema = from_describe(described, where="x")
+    tags = schema.field("tags")
+    assert tags is not None and (tags.element_type, tags.max_capacity, tags.max_length) == ("VarChar", 3, 8)
+    chunks = schema.field("chunks")
+    assert chunks is not None and (chunks.type, chunks.known) == ("ArrayOfStruct", False)
+
+
+class _Target:
+    max_file_bytes = None
+
+    def __init__(self, version: tuple[int, int] | None) -> None:
+        self.version = version
+
+    def server_version(self) -> tuple[int, int] | None:
+        return self.version
+
+
+class _Silent:
+    max_file_bytes = None
+
+
+@pytest.mark.parametrize(("target_type", "reported", "setting", "expected"), [
+    ("milvus-grpc", (2, 3), "2.5", Versions.exactly((2, 3))),  # the server's word first
+    ("milvus-grpc", None, "2.5", Versions.exactly((2, 5))),  # then the manifest's
+    ("milvus", None, None, Versions(low=(2, 4))),  # then what the REST import API implies
+    ("zilliz-v1", None, None, Versions()),
+])
+def test_the_versions_judged_for(target_type: str, reported: tuple[int, int] | None, setting: str | None,
+                                 expected: Versions, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from orchestrator.checks import Preflight
+    from orchestrator.manifest import Settings, parse
+
+    target = {"milvus-grpc": {"type": "milvus-grpc", "endpoint": "http://x:19530"},
+              "milvus": {"type": "milvus", "endpoint": "http://x:19530"},
+              "zilliz-v1": {"type": "zilliz-v1", "region": "r", "cluster_id": "c", "api_key": "${K}"}}
+    keys = {"access_key": "${K}", "secret_key": "${K}"}
+    creds = {"credentials": keys} if target_type == "zilliz-v1" else {}
+    sources = [{"url": "s3://lake/x/", "collection": "c"}]
+    doc = {"version": 1, "target": target[target_type], "sources": sources, **creds}
+    manifest = parse(doc, file="m.yaml", base_dir=tmp_path, stem="m", environ={"K": "secret"})
+    manifest = replace(manifest, settings=Settings(milvus_version=setting))
+    fake = _Target(reported) if target_type == "milvus-grpc" else _Silent()
+    assert Preflight(fake, manifest, lambda *a: b"").versions() == expected  # type: ignore[arg-type]
