@@ -116,7 +116,7 @@ class _Judge:
         if verdict is True:
             self.problem(text)
         elif verdict is False:
-            self.warn(f"{text}: {self.versions} {older}")
+            self.warn(f"{text}: servers before {v} {older} (judging for {self.versions})")
         else:
             self.warn(f"{text}: Milvus {v} and later refuse it, older servers {older} (judging for "
                       f"{self.versions}: set settings.milvus_version to decide)")

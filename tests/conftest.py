@@ -142,7 +142,8 @@ def milvus_uri() -> Iterator[str]:
             deadline = time.monotonic() + 90
             while not state.exists():
                 if started.poll() is not None or time.monotonic() > deadline:
-                    started.kill()
+                    started.terminate()
+                    started.wait(30)
                     pytest.fail(f"the Milvus server did not start: see {root / 'milvus-server.log'}")
                 time.sleep(0.2)
         port = json.loads(state.read_text())["port"]
@@ -150,7 +151,6 @@ def milvus_uri() -> Iterator[str]:
     if started is not None and not worker:  # alone: stop it now (under xdist it outlives this worker)
         started.send_signal(signal.SIGTERM)
         started.wait(30)
-        state.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

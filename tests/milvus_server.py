@@ -3,8 +3,8 @@
 Run with the Python of ``.milvus-venv`` (made by ``make install-server``), not the project's:
 ``python tests/milvus_server.py BASE_DIR STATE_FILE OWNER_PID``. It starts the server with its data
 under BASE_DIR, writes ``{"port": ..., "pid": ...}`` to STATE_FILE once the server is healthy, and
-stops the server (and removes BASE_DIR) when OWNER_PID (the pytest process, or xdist's controller) is
-gone, or on SIGTERM.
+stops the server when OWNER_PID (the pytest process, or xdist's controller) is gone, or on SIGTERM,
+removing the folder of STATE_FILE (which holds BASE_DIR).
 """
 
 from __future__ import annotations
@@ -54,7 +54,12 @@ def main(base: str, state_file: str, owner: int) -> None:
     config = default_server.config
     config.template_text = config.template_text.replace(
         "  use:\n    embed: true", f"  config:\n    path: {etcd}\n  use:\n    embed: true", 1)
-    default_server.start()  # returns once /healthz answers OK
+    try:
+        default_server.start()  # returns once /healthz answers OK
+    except BaseException:
+        default_server.stop()
+        shutil.rmtree(base, ignore_errors=True)  # keep the log beside it
+        raise
     try:
         state = Path(state_file)
         state.with_suffix(".tmp").write_text(json.dumps({"port": default_server.listen_port,
@@ -65,8 +70,7 @@ def main(base: str, state_file: str, owner: int) -> None:
                 break
     finally:
         default_server.stop()
-        shutil.rmtree(base, ignore_errors=True)  # about 450 MB: the server's binaries and data
-        Path(state_file).unlink(missing_ok=True)
+        shutil.rmtree(Path(state_file).parent, ignore_errors=True)  # the data (about 450 MB), state, log
 
 
 if __name__ == "__main__":

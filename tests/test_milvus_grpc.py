@@ -200,7 +200,14 @@ def test_check_judges_for_the_servers_version_and_run_holds_what_it_would_refuse
     ints = pa.table({"id": pa.array([900], pa.int64()),
                      "vector": pa.array([[1, 2, 3, 4]], pa.list_(pa.int64()))})
     pq.write_table(ints, folder / "ints.parquet")
+    holes = pa.table({"id": pa.array([901], pa.int64()),
+                      "vector": pa.array([[0.5, None, 0.5, 0.5]], pa.list_(pa.float32()))})
+    pq.write_table(holes, folder / "holes.parquet")  # 2.3 imports the null as 0: a warning, not a problem
     manifest = grpc_manifest(tmp_path, milvus_uri, folder, collection)
+    text = invoke("check", str(manifest), "--deep")
+    assert "ok        " + (folder / "holes.parquet").as_uri() + " (1 rows)" in text.stdout
+    assert "  warning column 'vector' has null elements inside its lists (first row group): servers " \
+           "before 2.4 import them as zeros (judging for Milvus 2.3)" in text.stdout
     checked = invoke("check", str(manifest), "--json")
     assert checked.exit_code == 1
     problems = {Path(r["url"]).name: r["problems"] for r in map(json.loads, checked.stdout.splitlines())}
@@ -209,5 +216,5 @@ def test_check_judges_for_the_servers_version_and_run_holds_what_it_would_refuse
         "column 'vector' is list<int64> of unknown length; collection field 'vector' is FloatVector(dim=4): "
         "integer vectors: Milvus before 2.4 refuses it (Milvus 2.3)"]
     result = run_waiting(manifest)
-    assert result.exit_code == 1 and "invalid=1" in result.stdout and "submitted=1 " in result.stdout
-    assert imported(server, collection) == ROWS
+    assert result.exit_code == 1 and "invalid=1" in result.stdout and "submitted=2 " in result.stdout
+    assert imported(server, collection) == ROWS + 1
