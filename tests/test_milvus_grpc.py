@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -176,6 +177,17 @@ def test_an_interrupted_call_the_server_cannot_account_for_becomes_uncertain(
     assert report.reconciled["uncertain"] == 1 and "unsure=1" in report.summary()
     assert status_json(manifest)["counts"] == {"uncertain": 1}
     assert sum(tasks_per_file(milvus_uri, collection).values()) == 1  # nothing sent twice
+    settle(milvus_uri, collection)
+
+
+def settle(milvus_uri: str, collection: str) -> None:
+    """Wait (bounded) for the collection's tasks to end: dropping a collection under a running import
+    keeps the server's import worker busy for about 20 s, delaying the next test's tasks."""
+    target = MilvusGrpcTarget(milvus_uri)
+    deadline = time.monotonic() + 60
+    while any(j.collection == collection and j.state.value == "running" for j in target.list_jobs()):
+        assert time.monotonic() < deadline, "the server's tasks did not end"
+        time.sleep(0.2)
 
 
 def test_a_task_the_server_fails_is_recorded_with_its_reason(
