@@ -1,6 +1,7 @@
-"""Run a manifest against a real Milvus over gRPC and die hard (``os._exit``, no cleanup) just after
-the server made the N-th import task, before its id reaches the ledger, as a run killed in that window
-would: ``python -m tests.crash_grpc MANIFEST N``."""
+"""Run a manifest against a real Milvus over gRPC and die hard (``os._exit``, no cleanup) at the N-th
+import call, as a run killed there would: ``python -m tests.crash_grpc MANIFEST N [before]``. By
+default it dies just after the server made the task, before its id reaches the ledger; with
+``before``, just before the call is sent (the ledger row is ``submitting``, the server has no task)."""
 
 from __future__ import annotations
 
@@ -19,31 +20,35 @@ from orchestrator.targets.milvus_grpc import MilvusGrpcTarget
 CRASH = 9
 
 
-class DiesAfterCreate(MilvusGrpcTarget):
-    def __init__(self, uri: str, after: int) -> None:
+class DiesAtCreate(MilvusGrpcTarget):
+    def __init__(self, uri: str, at: int, *, before: bool) -> None:
         super().__init__(uri)
-        self.after = after
+        self.at = at
+        self.before = before
         self.calls = 0
         self.count_lock = threading.Lock()
 
     def create(self, request: ImportRequest) -> str:
-        job_id = super().create(request)
         with self.count_lock:
             self.calls += 1
-            if self.calls >= self.after:
-                os._exit(CRASH)
+            last = self.calls >= self.at
+        if last and self.before:
+            os._exit(CRASH)
+        job_id = super().create(request)
+        if last:
+            os._exit(CRASH)
         return job_id
 
 
-def main(path: str, after: int) -> None:
+def main(path: str, at: int, before: bool) -> None:
     manifest = api.validate(path)
 
     def target(m: Manifest, _client: httpx.Client, _read: ObjectReader) -> Target:
-        return DiesAfterCreate(m.target.base_url, after)
+        return DiesAtCreate(m.target.base_url, at, before=before)
 
     api.run(manifest, target_factory=target)
     sys.exit("the run ended without reaching the crash point")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3:] == ["before"])

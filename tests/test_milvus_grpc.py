@@ -88,6 +88,12 @@ def tasks_per_file(milvus_uri: str, collection: str) -> Counter[str]:
                    if j.collection == collection and j.state.value != "failed")
 
 
+def crash(manifest: Path, *args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "tests.crash_grpc", str(manifest), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == CRASH, done.stdout + done.stderr
+
+
 def run_waiting(manifest: Path) -> Any:
     return invoke("run", str(manifest), "--wait", "--poll-interval", "0.2")
 
@@ -113,9 +119,7 @@ def test_a_run_killed_after_the_server_made_a_task_adopts_it_on_rerun(
 ) -> None:
     folder = lake(tmp_path, 3)
     manifest = grpc_manifest(tmp_path, milvus_uri, folder, collection)
-    done = subprocess.run([sys.executable, "-m", "tests.crash_grpc", str(manifest), "2"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == CRASH, done.stdout + done.stderr
+    crash(manifest, "2")
     assert status_json(manifest)["counts"] == {"submitted": 1, "submitting": 1}
 
     result = run_waiting(manifest)
@@ -126,6 +130,28 @@ def test_a_run_killed_after_the_server_made_a_task_adopts_it_on_rerun(
     assert status_json(manifest)["counts"] == {"completed": 3}
     files = tasks_per_file(milvus_uri, collection)
     assert len(files) == 3 and set(files.values()) == {1}, files
+
+
+def test_a_run_killed_before_the_call_is_held_uncertain_then_retried_once(
+    tmp_path: Path, milvus_uri: str, server: MilvusClient, collection: str,
+) -> None:
+    """gRPC replies carry no server time, so the absence of a task proves nothing (the server may have
+    forgotten it): the object is held `uncertain` until a person re-arms it, never resubmitted blindly."""
+    folder = lake(tmp_path, 2)
+    manifest = grpc_manifest(tmp_path, milvus_uri, folder, collection)
+    crash(manifest, "2", "before")
+    assert status_json(manifest)["counts"] == {"submitted": 1, "submitting": 1}
+    held = run_waiting(manifest)
+    assert held.exit_code == 1 and "submitted=0 " in held.stdout
+    settle(milvus_uri, collection)
+    invoke("status", str(manifest), "--refresh")
+    assert status_json(manifest)["counts"] == {"completed": 1, "uncertain": 1}
+    assert sum(tasks_per_file(milvus_uri, collection).values()) == 1
+    assert invoke("retry", str(manifest), "--uncertain").exit_code == 0
+    result = run_waiting(manifest)
+    assert result.exit_code == 0 and "submitted=1 " in result.stdout, result.output
+    assert imported(server, collection) == 2 * ROWS
+    assert set(tasks_per_file(milvus_uri, collection).values()) == {1}
 
 
 class LosesFirstReply(MilvusGrpcTarget):
@@ -166,15 +192,13 @@ def test_an_interrupted_call_the_server_cannot_account_for_becomes_uncertain(
 ) -> None:
     folder = lake(tmp_path, 1)
     manifest = grpc_manifest(tmp_path, milvus_uri, folder, collection)
-    done = subprocess.run([sys.executable, "-m", "tests.crash_grpc", str(manifest), "1"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == CRASH, done.stdout + done.stderr
+    crash(manifest, "1")
 
     def target(m: Manifest, _client: httpx.Client, _read: ObjectReader) -> Target:
         return CannotList(m.target.base_url)
 
     report = api.run(api.validate(manifest), target_factory=target)
-    assert report.reconciled["uncertain"] == 1 and "unsure=1" in report.summary()
+    assert report.reconciled["uncertain"] == 1 and report.exit_code() == 1
     assert status_json(manifest)["counts"] == {"uncertain": 1}
     assert sum(tasks_per_file(milvus_uri, collection).values()) == 1  # nothing sent twice
     settle(milvus_uri, collection)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -147,17 +146,11 @@ def _job_info(state: Any) -> JobInfo:
         job_id=str(state.task_id),
         state=STATES.get(state.state, JobState.RUNNING),
         collection=infos.get("collection") or None,
-        file_name=_file_name(files) if files else None,
+        file_name=files or None,  # as the create call named it: a key, or an absolute path
         reason=state.failed_reason or None,
         progress=float(progress) if progress not in (None, "") else None,
         imported_rows=int(state.row_count) if state.state == BulkInsertState.ImportCompleted else None,
     )
-
-
-def _file_name(files: str) -> str:
-    """A local path as the source's ``file://`` URL (percent-encoded, as the ledger records it); a
-    bucket key as it is."""
-    return Path(files).as_uri() if files.startswith("/") else files
 
 
 def _rpc_error(exc: grpc.RpcError, *, creates: bool) -> TargetError:
