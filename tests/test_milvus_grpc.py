@@ -28,6 +28,7 @@ from orchestrator.manifest import Manifest
 from orchestrator.models import ImportRequest, JobInfo
 from orchestrator.targets.base import ObjectReader, Target
 from orchestrator.targets.milvus_grpc import MilvusGrpcTarget
+from tests.conftest import free_port
 from tests.crash_grpc import CRASH
 from tests.test_cli_run import invoke, status_json
 
@@ -254,3 +255,15 @@ def test_check_judges_for_the_servers_version_and_run_holds_what_it_would_refuse
     result = run_waiting(manifest)
     assert result.exit_code == 1 and "invalid=1" in result.stdout and "submitted=2 " in result.stdout
     assert imported(server, collection) == ROWS + 1
+
+
+def test_a_server_that_does_not_answer_stops_the_run_with_one_line(tmp_path: Path) -> None:
+    folder = lake(tmp_path, 1)
+    port = free_port()
+    manifest = grpc_manifest(tmp_path, f"http://127.0.0.1:{port}", folder, "articles", timeout_s=1)
+    for command in ("run", "check"):
+        result = invoke(command, str(manifest))
+        assert result.exit_code == 1
+        assert f"error: cannot connect to Milvus at http://127.0.0.1:{port}" in result.stderr
+        assert "Traceback" not in result.output
+    assert status_json(manifest)["counts"] == {}
