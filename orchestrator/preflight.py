@@ -281,6 +281,9 @@ def _deep_problems(judge: _Judge, rows: pa.Table, schema: CollectionSchema) -> N
         column = rows.column(name)
         wanted = schema.field(name)
         if name == "$meta" and schema.dynamic and _is_string(column.type):
+            if column.null_count:
+                judge.problem(f"column '$meta' has {column.null_count} null value(s) {where}: write a JSON "
+                              "object (such as {}) in each row")
             _json_problems(judge, name, column, where, meta=True)
             continue
         if wanted is None or not wanted.known or (wanted.primary and wanted.auto_id) or pa.types.is_null(
@@ -291,6 +294,9 @@ def _deep_problems(judge: _Judge, rows: pa.Table, schema: CollectionSchema) -> N
             if vector:
                 judge.problem(f"column '{name}' has {column.null_count} null vector(s) {where}: every row "
                               "needs a vector")
+            elif wanted.type == "JSON" and not wanted.nullable:  # 2.3 reads a null as "", not JSON
+                judge.problem(f"column '{name}' has {column.null_count} null value(s) {where} and field "
+                              f"'{name}' is not nullable: write a JSON text (such as {{}}) in each row")
             elif not (wanted.nullable or wanted.has_default):
                 judge.refused_since(STRICT_VALUES, f"column '{name}' has {column.null_count} null value(s) "
                                     f"{where} and field '{name}' is not nullable",
@@ -321,6 +327,13 @@ def _list_values(judge: _Judge, name: str, column: pa.ChunkedArray, wanted: Fiel
         if wanted.max_capacity is not None and high > wanted.max_capacity:
             judge.refused_since(STRICT_VALUES, f"column '{name}' holds a list of {high} elements {where}; "
                                 f"field '{name}' takes at most {wanted.max_capacity}", older="import it")
+        values = pc.list_flatten(column)
+        if wanted.element_type == "VarChar" and wanted.max_length is not None and _is_string(values.type):
+            longest = pc.max(pc.utf8_length(values)).as_py()
+            if longest is not None and longest > wanted.max_length:
+                judge.refused_since(STRICT_VALUES, f"column '{name}' holds a text of {longest} characters "
+                                    f"{where}; the elements of field '{name}' take at most "
+                                    f"{wanted.max_length}", older="import it")
         return
     length = _vector_length(wanted)
     if length is not None and (low != length or high != length):

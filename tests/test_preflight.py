@@ -300,3 +300,26 @@ def test_the_versions_judged_for(target_type: str, reported: tuple[int, int] | N
     manifest = replace(manifest, settings=Settings(milvus_version=setting))
     fake = _Target(reported) if target_type == "milvus-grpc" else _Silent()
     assert Preflight(fake, manifest, lambda *a: b"").versions() == expected  # type: ignore[arg-type]
+
+
+def test_values_2_4_refuses_and_2_3_imports() -> None:
+    described = {**DESCRIBE, "fields": [
+        *DESCRIBE["fields"][:1], {"name": "title", "type": "VarChar", "params": {"max_length": 3}},
+        {"name": "meta", "type": "JSON"},
+        {"name": "tags", "type": "Array", "elementType": "VarChar",
+         "params": [{"key": "max_capacity", "value": "2"}, {"key": "max_length", "value": "2"}]},
+        DESCRIBE["fields"][-1]]}
+    columns = good(title=pa.array(["long", "ok", None]), tags=pa.array([["abc"], ["a", "b", "c"], []]))
+    expected = ["column 'title' has 1 null value(s) (first row group) and field 'title' is not nullable",
+                "column 'title' holds a text of 4 characters (first row group); field 'title' takes at "
+                "most 3",
+                "column 'tags' holds a list of 3 elements (first row group); field 'tags' takes at most 2",
+                "column 'tags' holds a text of 3 characters (first row group); the elements of field 'tags' "
+                "take at most 2"]
+    assert problems(columns, described, deep=True, versions=V24) == expected
+    on_23 = findings(columns, described, deep=True, versions=V23)
+    assert on_23.problems == [] and [w.split(": servers before 2.4")[0] for w in on_23.warnings] == expected
+    nulls = good(meta=pa.array(['{"a": 1}', None, "{}"]))
+    assert problems(nulls, deep=True, versions=V23) == [
+        "column 'meta' has 1 null value(s) (first row group) and field 'meta' is not nullable: write a JSON "
+        "text (such as {}) in each row"]
