@@ -2,9 +2,11 @@
 
 The rules follow the Milvus parquet readers: ``internal/util/importutil/parquet_*.go`` (Milvus 2.2
 and 2.3) and ``internal/util/importutilv2/parquet/`` (2.4 and later), held against a real Milvus
-2.3.5 server by ``tests/test_server_differential.py``. Where the readers differ, the check judges
-for the server versions it is given (:class:`Versions`): a case that depends on a version the check
-cannot pin down is a *warning*, never a problem, so a file the server would import is never held back.
+2.3.5 server by ``tests/test_server_differential.py``; the rules for later versions come from their
+source. Where the readers differ, the check judges for the server versions it is given
+(:class:`Versions`): a case that depends on a version the check cannot pin down is a *warning*, never a
+problem, so a file the server would import is never held back. Where the first version with a
+behaviour is not certain, the later candidate is taken, so the doubtful versions only get warnings.
 
 Every problem is reported, not just the first, in words that say what to write instead.
 """
@@ -31,10 +33,12 @@ GB = 1000**3
 FLOAT64_INTO_FLOAT: Version = (2, 4)  # a float64 column into a Float field (and Array(Float) elements)
 INT_LIST_INTO_FLOAT_VECTOR: Version = (2, 4)  # list<int*> into a FloatVector field
 HALF_AND_SPARSE_VECTORS: Version = (2, 4)  # Float16/BFloat16/SparseFloatVector fields import at all
-STRICT_VALUES: Version = (2, 4)  # nulls in non-nullable columns and in lists, over-long VarChar and Array
-# values, and a '$meta' that is not a JSON object are refused (2.3 imports zeros and empty strings)
+STRICT_VALUES: Version = (2, 5)  # nulls in non-nullable columns, over-long VarChar and Array values,
+# and a '$meta' that is not a JSON object are refused (2.3 imports zeros and empty strings; some 2.4
+# releases check some of them: 2.4 gets a warning)
 OMITTED_NULLABLE: Version = (2, 5)  # a nullable field, or one with a default, may have no column
 FIXED_SIZE_LIST: Version = (2, 6)  # fixed_size_list vectors
+NULL_LIST_ELEMENTS: Version = (2, 6)  # nulls inside lists are refused (list_like.go); before, read as zeros
 
 
 def parse_version(text: str) -> Version | None:
@@ -317,7 +321,7 @@ def _deep_problems(judge: _Judge, rows: pa.Table, schema: CollectionSchema) -> N
 
 def _list_values(judge: _Judge, name: str, column: pa.ChunkedArray, wanted: Field, where: str) -> None:
     if pc.list_flatten(column).null_count:
-        judge.refused_since(STRICT_VALUES, f"column '{name}' has null elements inside its lists {where}",
+        judge.refused_since(NULL_LIST_ELEMENTS, f"column '{name}' has null elements inside its lists {where}",
                             older="import them as zeros")
     lengths = pc.list_value_length(column)
     low, high = pc.min(lengths).as_py(), pc.max(lengths).as_py()

@@ -47,7 +47,8 @@ def good(rows: int = 3, **override: Any) -> dict[str, Any]:
     return {k: v for k, v in columns.items() if v is not None}
 
 
-V23, V24, UNKNOWN = Versions.exactly((2, 3)), Versions.exactly((2, 4)), Versions()
+V23, V24, V25 = (Versions.exactly((2, minor)) for minor in (3, 4, 5))
+UNKNOWN = Versions()
 
 
 def findings(columns: dict[str, Any], describe: dict[str, Any] = DESCRIBE, *, deep: bool = False,
@@ -138,9 +139,9 @@ def test_deep_null_vectors_and_invalid_json() -> None:
                   "column 'embedding' has 1 null vector(s) (first row group): every row needs a vector",
                   "column '$meta' has 1 text(s) that are not valid JSON (first row group), e.g. '{'"],
         warnings=["column '$meta' has 1 JSON value(s) that are not objects (first row group): servers "
-                  "before 2.4 import them (judging for Milvus 2.3)"])
+                  "before 2.5 import them (judging for Milvus 2.3)"])
     assert "column '$meta' has 1 JSON value(s) that are not objects (first row group)" in problems(
-        bad, dynamic, deep=True, versions=V24)
+        bad, dynamic, deep=True, versions=V25)
 
 
 def test_unknown_field_types_are_checked_for_presence_only() -> None:
@@ -197,9 +198,11 @@ def test_dynamic_meta_column() -> None:
 
 def test_nulls_inside_lists_are_found_with_deep() -> None:
     holes = good(embedding=pa.array([[0.5, None, 0.5, 0.5]] * 3, pa.list_(pa.float32())))
-    assert any("null elements inside its lists" in p for p in problems(holes, deep=True))
-    assert problems(holes, deep=True, versions=V23) == []  # 2.3 imports them as zeros: a warning
-    assert any("null elements inside its lists" in w for w in warnings(holes, deep=True, versions=V23))
+    v26 = Versions.exactly((2, 6))
+    assert any("null elements inside its lists" in p for p in problems(holes, deep=True, versions=v26))
+    for older in (V23, V24):  # read as zeros before 2.6: a warning
+        assert problems(holes, deep=True, versions=older) == []
+        assert any("null elements inside its lists" in w for w in warnings(holes, deep=True, versions=older))
 
 
 def test_size_limit_from_the_listing() -> None:
@@ -302,7 +305,7 @@ def test_the_versions_judged_for(target_type: str, reported: tuple[int, int] | N
     assert Preflight(fake, manifest, lambda *a: b"").versions() == expected  # type: ignore[arg-type]
 
 
-def test_values_2_4_refuses_and_2_3_imports() -> None:
+def test_values_2_5_refuses_and_older_servers_import() -> None:
     described = {**DESCRIBE, "fields": [
         *DESCRIBE["fields"][:1], {"name": "title", "type": "VarChar", "params": {"max_length": 3}},
         {"name": "meta", "type": "JSON"},
@@ -316,9 +319,11 @@ def test_values_2_4_refuses_and_2_3_imports() -> None:
                 "column 'tags' holds a list of 3 elements (first row group); field 'tags' takes at most 2",
                 "column 'tags' holds a text of 3 characters (first row group); the elements of field 'tags' "
                 "take at most 2"]
-    assert problems(columns, described, deep=True, versions=V24) == expected
-    on_23 = findings(columns, described, deep=True, versions=V23)
-    assert on_23.problems == [] and [w.split(": servers before 2.4")[0] for w in on_23.warnings] == expected
+    assert problems(columns, described, deep=True, versions=V25) == expected
+    for older in (V23, V24):
+        found = findings(columns, described, deep=True, versions=older)
+        assert found.problems == []
+        assert [w.split(": servers before 2.5")[0] for w in found.warnings] == expected
     nulls = good(meta=pa.array(['{"a": 1}', None, "{}"]))
     assert problems(nulls, deep=True, versions=V23) == [
         "column 'meta' has 1 null value(s) (first row group) and field 'meta' is not nullable: write a JSON "
