@@ -5,7 +5,9 @@ The server reads the files itself, from its own storage: a create call names eac
 in the server's bucket (MinIO/S3 storage) or by its absolute path (a server with local storage, such as
 the embedded server, and a local-folder source). One object per task. The task list
 (``ListImportTasks``) names each task's files, so a task made by a call whose reply was lost is found
-by its file, which is unique per object; the ledger's reconciliation works as with the REST targets.
+by its file, which is unique per object, and adopted as with the REST targets. gRPC replies carry no
+server time, though, so no task naming an object proves nothing (the server may have forgotten it):
+such an interrupted call is held ``uncertain`` for a person instead of being sent again.
 
 The import call is made exactly once per attempt: pymilvus' own retry loop (which would send the call
 again after a dropped connection, and could make a second task) is bypassed for it; every other call
