@@ -39,6 +39,7 @@ from ..errors import (
 from ..models import ImportRequest, JobInfo, JobState, Secret, StoredObject
 from ..preflight import Version, parse_version
 from ..schema import CollectionSchema, from_describe
+from .base import OnePhase
 from .http import classify
 
 T = TypeVar("T")
@@ -53,7 +54,7 @@ _FATAL = {grpc.StatusCode.UNAUTHENTICATED: "the credentials were refused: check 
           "privileges", grpc.StatusCode.UNIMPLEMENTED: "this server has no bulk insert"}
 
 
-class MilvusGrpcTarget:
+class MilvusGrpcTarget(OnePhase):
     def __init__(self, uri: str, *, token: Secret | None = None, db_name: str | None = None,
                  timeout_s: float = 30.0, client: Any = None) -> None:
         self.uri = uri
