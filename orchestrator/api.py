@@ -60,7 +60,7 @@ JOB_MEMORY_S = 3 * 3600  # how long servers remember finished jobs (Milvus: abou
 IN_PROCESS = frozenset({"milvus-lite"})
 # How many unfinished jobs a manifest keeps on a server unless settings.max_jobs_in_flight says:
 # Zilliz Cloud holds fewer than 10,000 per collection; Milvus 1,024 in all, shared with everyone.
-WINDOW = {"zilliz-v1": 1000, "zilliz-v2": 1000, "milvus": 256, "milvus-lite": 1_000_000}
+WINDOW = {"zilliz-v1": 1000, "zilliz-v2": 1000, "milvus": 256, "milvus-lite": 1_000_000, "milvus-grpc": 256}
 
 
 def validate(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest:
