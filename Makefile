@@ -6,7 +6,12 @@ STAMP := $(VENV)/.installed
 AZURITE_VERSION := 3.37.0
 AZURITE_STAMP := .azurite/.installed-$(AZURITE_VERSION)
 
-.PHONY: install test lint unit fuzz demo bench clean
+# A real Milvus 2.3.5 server for the tests (PyPI's `milvus`), in its own virtualenv: it needs an old
+# pymilvus and setuptools that the project's own environment must not have.
+SERVER_VENV := .milvus-venv
+SERVER_STAMP := $(SERVER_VENV)/.installed
+
+.PHONY: install install-server test lint unit fuzz demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +26,18 @@ $(AZURITE_STAMP):
 
 install: $(STAMP) $(AZURITE_STAMP)
 
+$(SERVER_STAMP):
+	$(PYTHON) -m venv $(SERVER_VENV)
+	$(SERVER_VENV)/bin/pip install --quiet 'milvus==2.3.5' 'pymilvus==2.3.8' 'setuptools<70' 'marshmallow<4'
+	touch $(SERVER_STAMP)
+
+install-server: $(SERVER_STAMP)
+
 lint: $(STAMP)
 	$(BIN)/ruff check orchestrator tests scripts bench
 	$(BIN)/mypy
 
-unit: $(STAMP) $(AZURITE_STAMP)
+unit: $(STAMP) $(AZURITE_STAMP) $(SERVER_STAMP)
 	$(BIN)/pytest -q -n 2
 
 test: lint unit
@@ -44,5 +56,5 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .azurite .mypy_cache .ruff_cache .pytest_cache build *.egg-info demo-data
+	rm -rf $(VENV) $(SERVER_VENV) .azurite .mypy_cache .ruff_cache .pytest_cache build *.egg-info demo-data
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

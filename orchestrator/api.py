@@ -60,7 +60,7 @@ JOB_MEMORY_S = 3 * 3600  # how long servers remember finished jobs (Milvus: abou
 IN_PROCESS = frozenset({"milvus-lite"})
 # How many unfinished jobs a manifest keeps on a server unless settings.max_jobs_in_flight says:
 # Zilliz Cloud holds fewer than 10,000 per collection; Milvus 1,024 in all, shared with everyone.
-WINDOW = {"zilliz-v1": 1000, "zilliz-v2": 1000, "milvus": 256, "milvus-lite": 1_000_000}
+WINDOW = {"zilliz-v1": 1000, "zilliz-v2": 1000, "milvus": 256, "milvus-lite": 1_000_000, "milvus-grpc": 256}
 
 
 def validate(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest:
@@ -139,6 +139,7 @@ TARGETS: dict[str, Callable[[TargetConfig, httpx.Client, ObjectReader], Target]]
     "milvus": lambda t, client, _read: MilvusTarget(
         client, base_url=t.base_url, token=t.api_key, db_name=t.db_name, two_phase=t.two_phase),
     "milvus-lite": lambda t, _client, read: _milvus_lite(t, read),
+    "milvus-grpc": lambda t, client, _read: _milvus_grpc(t, client),
 }
 
 
@@ -179,6 +180,16 @@ def _milvus_lite(t: TargetConfig, read: ObjectReader) -> Target:
     if t.uri is None:
         raise ManifestError("", "target.uri", "the milvus-lite target needs a database path")
     return MilvusLiteTarget(t.uri, read=read, create_collection=t.create_collection, metric=t.metric)
+
+
+def _milvus_grpc(t: TargetConfig, client: httpx.Client) -> Target:
+    try:
+        from .targets.milvus_grpc import MilvusGrpcTarget
+    except ImportError as exc:
+        raise FatalTargetError(f"the milvus-grpc target needs pymilvus ({exc}): install it with pip "
+                               "install 'orchestrator[local]'") from exc
+    return MilvusGrpcTarget(t.base_url, token=t.api_key, db_name=t.db_name,
+                            timeout_s=client.timeout.read or 30.0)  # settings.timeout_s, as for HTTP
 
 
 @contextlib.contextmanager

@@ -12,9 +12,9 @@ from .errors import FatalTargetError, FooterError, SchemaError, TargetError
 from .footer import read_footer
 from .manifest import FixedSizeList, Manifest
 from .models import PlanItem
-from .preflight import GB, check, size_problems
+from .preflight import GB, Versions, check, parse_version, size_problems
 from .schema import CollectionSchema, load_file
-from .targets.base import ObjectReader, Target
+from .targets.base import KnowsVersion, ObjectReader, Target
 
 log = logging.getLogger("orchestrator")
 
@@ -24,6 +24,12 @@ class Inspection:
     rows: int | None  # from the footer; None when the file could not be read as parquet
     problems: list[str] = field(default_factory=list)
     bytes_read: int = 0
+    warnings: list[str] = field(default_factory=list)  # undecided (server version) or unchecked
+
+
+# The versions a target type's import API implies when neither the server nor the manifest says:
+# the REST import API exists from Milvus 2.4 on.
+_IMPLIED = {"milvus": Versions(low=(2, 4)), "zilliz-v2": Versions(low=(2, 4))}
 
 
 class Preflight:
@@ -37,7 +43,33 @@ class Preflight:
         settings = manifest.settings
         self.size_limit = int(settings.max_file_gb * GB) if settings.max_file_gb else target.max_file_bytes
         self._schemas: dict[str, CollectionSchema | None] = {}
+        self._versions: Versions | None = None
         self._lock = threading.Lock()
+
+    def versions(self) -> Versions:
+        """The server versions the rules judge for: what the server says (targets that can ask), else
+        ``settings.milvus_version``, else what the target type implies; asked once."""
+        with self._lock:
+            if self._versions is None:
+                self._versions = self._find_versions()
+            return self._versions
+
+    def _find_versions(self) -> Versions:
+        version = None
+        if isinstance(self.target, KnowsVersion):
+            try:
+                version = self.target.server_version()
+            except FatalTargetError:
+                raise
+            except TargetError as exc:
+                log.warning("cannot read the server's version (%s): settings.milvus_version, if set, "
+                            "decides", exc, extra={"event": "no-version"})
+        setting = self.manifest.settings.milvus_version
+        if version is None and setting is not None:
+            version = parse_version(setting)
+        if version is not None:
+            return Versions.exactly(version)
+        return _IMPLIED.get(self.manifest.target.type, Versions())
 
     def schema(self, collection: str) -> CollectionSchema | None:
         """The collection's schema, or None (with one warning) when it cannot be had."""
@@ -81,8 +113,12 @@ class Preflight:
             return Inspection(rows=None, problems=[str(exc)])
         schema = self.schema(item.route.collection)
         if schema is None:
-            problems = size_problems(obj.size, self.size_limit)
-        else:
-            problems = check(footer, schema, size=obj.size, size_limit=self.size_limit,
-                             fixed_size_list_ok=self.manifest.settings.fixed_size_list is FixedSizeList.ALLOW)
-        return Inspection(rows=footer.num_rows, problems=problems, bytes_read=footer.bytes_fetched)
+            return Inspection(rows=footer.num_rows, problems=size_problems(obj.size, self.size_limit),
+                              bytes_read=footer.bytes_fetched)
+        found = check(footer, schema, size=obj.size, size_limit=self.size_limit, versions=self.versions(),
+                      fixed_size_list_ok=self.manifest.settings.fixed_size_list is FixedSizeList.ALLOW)
+        for warning in found.warnings:
+            log.warning("%s: pre-flight: %s", obj.url, warning,
+                        extra={"event": "preflight-doubt", "url": obj.url, "error": warning})
+        return Inspection(rows=footer.num_rows, problems=found.problems, bytes_read=footer.bytes_fetched,
+                          warnings=found.warnings)

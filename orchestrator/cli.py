@@ -216,13 +216,17 @@ def check(manifest: str, deep: bool, as_json: bool) -> None:
     def show(item: PlanItem, found: api.Inspection | None, error: str | None) -> None:
         problems = [error] if error is not None else found.problems if found is not None else []
         rows = found.rows if found is not None else None
+        warnings = found.warnings if found is not None else []
         if as_json:
             click.echo(json.dumps({"url": item.obj.url, "collection": item.route.collection if item.route
-                                   else None, "rows": rows, "problems": problems}))
-        elif problems:
+                                   else None, "rows": rows, "problems": problems, "warnings": warnings}))
+            return
+        if problems:
             _say(f"invalid   {item.obj.url}: " + "; ".join(problems))
         else:
             _say(f"ok        {item.obj.url} ({rows} rows)")
+        for warning in warnings:
+            _say(f"  warning {warning}")
 
     with _errors():
         report = api.check(_load(manifest), deep=deep, on_result=show)

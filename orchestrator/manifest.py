@@ -17,7 +17,7 @@ import string
 import typing
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -109,6 +109,7 @@ TARGET_RULES = {
     "zilliz-v2": TargetRules(credentials=True, sts_token=True, partitions=True, local_sources=True),
     "milvus": TargetRules(credentials=False, sts_token=False, partitions=True, local_sources=False),
     "milvus-lite": TargetRules(credentials=False, sts_token=False, partitions=True, local_sources=True),
+    "milvus-grpc": TargetRules(credentials=False, sts_token=False, partitions=True, local_sources=True),
 }
 TARGET_TYPES = tuple(TARGET_RULES)
 ZILLIZ_V2_URL = "https://api.cloud.zilliz.com"
@@ -149,11 +150,11 @@ class SourceConfig:
 
 
 def _meta(doc: str, *, low: float | None = None, high: float | None = None,
-          above: float | None = None) -> dict[str, Any]:
-    """What a setting means and its bounds: ``low``/``high`` inclusive, ``above`` exclusive from below.
-    With the field's name, type and default, this declares the setting once: the reader and the list of
-    allowed keys are derived from the fields of :class:`Settings`."""
-    return {"doc": doc, "low": low, "high": high, "above": above}
+          above: float | None = None, pattern: str | None = None) -> dict[str, Any]:
+    """What a setting means and its bounds: ``low``/``high`` inclusive, ``above`` exclusive from below;
+    ``pattern`` for a text setting. With the field's name, type and default, this declares the setting
+    once: the reader and the list of allowed keys are derived from the fields of :class:`Settings`."""
+    return {"doc": doc, "low": low, "high": high, "above": above, "pattern": pattern}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -185,6 +186,9 @@ class Settings:
         "how long a new job may take to appear in the server's job list", low=0, high=3600))
     max_jobs_in_flight: int | None = field(default=None, metadata=_meta(
         "unfinished jobs this manifest keeps on the server (default: the target's)", low=1, high=100_000))
+    milvus_version: str | None = field(default=None, metadata=_meta(
+        "the Milvus version the pre-flight rules judge for, when the server does not say ('2.3', '2.4.5')",
+        pattern=r"v?\d+\.\d+(\.\d+)?"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -369,6 +373,11 @@ class _Reader:
             return self.integer(node, path, low=meta["low"], high=meta["high"])
         if node is None and spec.default is None:
             return None
+        if meta["pattern"] is not None:  # text (YAML reads 2.10 as the number 2.1: quote versions)
+            text = node if isinstance(node, str) else str(node) if isinstance(node, float) else ""
+            if not re.fullmatch(meta["pattern"], text):
+                raise self.fail(path, f"expected a version such as '2.3' or '2.4.5', got {_excerpt(node)}")
+            return text
         return self.number(node, path, low=meta["low"], above=meta["above"], high=meta["high"])
 
 
@@ -604,6 +613,7 @@ _TARGETS: dict[str, Callable[[_Reader, Any, Path], TargetConfig]] = {
     "zilliz-v2": _zilliz_v2,
     "milvus": _milvus,
     "milvus-lite": _milvus_lite,
+    "milvus-grpc": lambda r, node, base_dir: replace(_milvus(r, node, base_dir), type="milvus-grpc"),
 }
 
 

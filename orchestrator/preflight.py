@@ -1,13 +1,21 @@
 """Pure checks of a parquet file's schema (from its footer) against a collection's schema.
 
-Rules from ``reference/import-api.md`` section 6. Every problem is reported, not just the first, in
-words that say what to write instead. Choices where the reference is silent: a nullable field or one
-with a default value may have no column; ``float32`` columns are not widened to ``Double``.
+The rules follow the Milvus parquet readers: ``internal/util/importutil/parquet_*.go`` (Milvus 2.2
+and 2.3) and ``internal/util/importutilv2/parquet/`` (2.4 and later), held against a real Milvus
+2.3.5 server by ``tests/test_server_differential.py``; the rules for later versions come from their
+source. Where the readers differ, the check judges for the server versions it is given
+(:class:`Versions`): a case that depends on a version the check cannot pin down is a *warning*, never a
+problem, so a file the server would import is never held back. Where the first version with a
+behaviour is not certain, the later candidate is taken, so the doubtful versions only get warnings.
+
+Every problem is reported, not just the first, in words that say what to write instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import json
+import re
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -15,45 +23,150 @@ import pyarrow.compute as pc
 from .footer import Footer
 from .schema import CollectionSchema, Field
 
+Version = tuple[int, int]  # (major, minor)
 _INT_BITS = {"Int8": 8, "Int16": 16, "Int32": 32, "Int64": 64}
-_SCALARS = {"Bool": "bool", "Float": "float32", "Double": "float64", "VarChar": "string",
-            "JSON": "string (a JSON text)", "SparseFloatVector": "string (a JSON text)"}
+_BYTE_VECTORS = ("BinaryVector", "Float16Vector", "BFloat16Vector")
+_LIST_VECTORS = ("FloatVector", *_BYTE_VECTORS, "Int8Vector")
 GB = 1000**3
+
+# Where the readers of different versions part ways (README, "Pre-flight checks", lists them).
+FLOAT64_INTO_FLOAT: Version = (2, 4)  # a float64 column into a Float field (and Array(Float) elements)
+INT_LIST_INTO_FLOAT_VECTOR: Version = (2, 4)  # list<int*> into a FloatVector field
+HALF_AND_SPARSE_VECTORS: Version = (2, 4)  # Float16/BFloat16/SparseFloatVector fields import at all
+STRICT_VALUES: Version = (2, 5)  # nulls in non-nullable columns, over-long VarChar and Array values,
+# and a '$meta' that is not a JSON object are refused (2.3 imports zeros and empty strings; some 2.4
+# releases check some of them: 2.4 gets a warning)
+OMITTED_NULLABLE: Version = (2, 5)  # a nullable field, or one with a default, may have no column
+FIXED_SIZE_LIST: Version = (2, 6)  # fixed_size_list vectors
+NULL_LIST_ELEMENTS: Version = (2, 6)  # nulls inside lists are refused (list_like.go); before, read as zeros
+
+
+def parse_version(text: str) -> Version | None:
+    """``v2.3.5-lite``, ``2.4``, ``2.6.0-rc1`` -> (major, minor); None when it is not a version."""
+    match = re.match(r"^\s*v?(\d+)\.(\d+)", text)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+@dataclass(frozen=True, slots=True)
+class Versions:
+    """The server versions the check judges for: ``low`` to ``high`` inclusive (None: unbounded)."""
+
+    low: Version | None = None
+    high: Version | None = None
+
+    @classmethod
+    def exactly(cls, version: Version) -> Versions:
+        return cls(version, version)
+
+    def since(self, version: Version) -> bool | None:
+        """True when every server judged for is ``version`` or later, False when none is, None when
+        it depends on which one it is."""
+        if self.low is not None and self.low >= version:
+            return True
+        if self.high is not None and self.high < version:
+            return False
+        return None
+
+    def __str__(self) -> str:
+        def show(v: Version) -> str:
+            return f"{v[0]}.{v[1]}"
+        if self.low is not None and self.low == self.high:
+            return f"Milvus {show(self.low)}"
+        if self.low is not None and self.high is None:
+            return f"Milvus {show(self.low)} or later"
+        if self.low is None and self.high is not None:
+            return f"Milvus {show(self.high)} or earlier"
+        if self.low is not None and self.high is not None:
+            return f"Milvus {show(self.low)} to {show(self.high)}"
+        return "an unknown Milvus version"
+
+
+@dataclass(frozen=True, slots=True)
+class Findings:
+    """``problems``: the server would refuse the file. ``warnings``: what the check could not decide
+    (it depends on the server's version) or could not check (a field type it does not know)."""
+
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+class _Judge:
+    """Collects findings, deciding version-dependent ones for the versions judged for."""
+
+    def __init__(self, versions: Versions) -> None:
+        self.versions = versions
+        self.found = Findings()
+
+    def problem(self, text: str) -> None:
+        self.found.problems.append(text)
+
+    def warn(self, text: str) -> None:
+        self.found.warnings.append(text)
+
+    def accepted_since(self, version: Version, text: str) -> None:
+        """``text`` describes something servers from ``version`` on import and older ones refuse."""
+        verdict = self.versions.since(version)
+        v = f"{version[0]}.{version[1]}"
+        if verdict is False:
+            self.problem(f"{text}: Milvus before {v} refuses it ({self.versions})")
+        elif verdict is None:
+            self.warn(f"{text}: Milvus {v} and later import it, older servers refuse it (judging for "
+                      f"{self.versions}: set settings.milvus_version to decide)")
+
+    def refused_since(self, version: Version, text: str, *, older: str) -> None:
+        """``text`` describes something servers from ``version`` on refuse; older ones do ``older``."""
+        verdict = self.versions.since(version)
+        v = f"{version[0]}.{version[1]}"
+        if verdict is True:
+            self.problem(text)
+        elif verdict is False:
+            self.warn(f"{text}: servers before {v} {older} (judging for {self.versions})")
+        else:
+            self.warn(f"{text}: Milvus {v} and later refuse it, older servers {older} (judging for "
+                      f"{self.versions}: set settings.milvus_version to decide)")
 
 
 def check(footer: Footer, schema: CollectionSchema, *, size: int, size_limit: int | None,
-          fixed_size_list_ok: bool = False) -> list[str]:
-    """Every problem that would make the server reject this file; an empty list when it looks fine."""
-    problems = size_problems(size, size_limit)
+          fixed_size_list_ok: bool = False, versions: Versions = Versions()) -> Findings:
+    """Every problem that would make the server reject this file, and what could not be decided."""
+    judge = _Judge(versions)
+    for text in size_problems(size, size_limit):
+        judge.problem(text)
     columns = {f.name: f.type for f in footer.schema}
     for name, arrow_type in columns.items():
-        field = schema.field(name)
+        found = schema.field(name)
         if name == "$meta":
             if not schema.dynamic:
-                problems.append("column '$meta' needs a collection with the dynamic field enabled: drop it")
+                judge.problem("column '$meta' needs a collection with the dynamic field enabled: drop it")
             elif not _is_string(arrow_type):
-                problems.append(f"column '$meta' is {arrow_type}; write a string holding a JSON object")
-        elif field is None:
+                judge.problem(f"column '$meta' is {_show(arrow_type)}; write a string holding a JSON object")
+        elif found is None:
             hint = " (or move it into a '$meta' JSON column)" if schema.dynamic else ""
-            problems.append(f"column '{name}' is not a field of collection '{schema.name}': drop it{hint}")
-        elif field.primary and field.auto_id:
-            problems.append(f"column '{name}' is the auto-ID primary key, which the server generates: "
-                            "drop the column")
-        elif field.function_output:
-            problems.append(f"column '{name}' is the output of a function, which the server computes: "
-                            "drop the column")
+            judge.problem(f"column '{name}' is not a field of collection '{schema.name}': drop it{hint}")
+        elif found.primary and found.auto_id:
+            judge.problem(f"column '{name}' is the auto-ID primary key, which the server generates: "
+                          "drop the column")
+        elif found.function_output:
+            judge.problem(f"column '{name}' is the output of a function, which the server computes: "
+                          "drop the column")
+        elif not found.known:
+            judge.warn(f"column '{name}': collection field '{name}' is of type {found.describe()}, which "
+                       "this orchestrator does not know: its values are not checked")
         else:
-            problems.extend(_type_problems(name, arrow_type, field, fixed_size_list_ok))
-    for field in schema.fields:
-        if field.name in columns or field.name == "$meta":
+            _type_problems(judge, name, arrow_type, found, fixed_size_list_ok)
+    for wanted in schema.fields:
+        if wanted.name in columns or wanted.name == "$meta":
             continue
-        if (field.primary and field.auto_id) or field.function_output or field.nullable or field.has_default:
+        if (wanted.primary and wanted.auto_id) or wanted.function_output:
             continue
-        problems.append(f"collection field '{field.name}' ({field.describe()}) has no column: "
-                        f"add a column '{field.name}'")
+        text = f"collection field '{wanted.name}' ({wanted.describe()}) has no column"
+        if wanted.nullable or wanted.has_default:
+            judge.accepted_since(OMITTED_NULLABLE, f"{text} (it is nullable or has a default)")
+        else:
+            judge.problem(f"{text}: add a column '{wanted.name}'")
     if footer.first_rows is not None:
-        problems.extend(_deep_problems(footer.first_rows, schema))
-    return problems
+        _deep_problems(judge, footer.first_rows, schema)
+    return judge.found
 
 
 def size_problems(size: int, limit: int | None) -> list[str]:
@@ -63,105 +176,204 @@ def size_problems(size: int, limit: int | None) -> list[str]:
     return [f"the file is {size / GB:.1f} GB; this target takes at most {limit / GB:g} GB per file: split it"]
 
 
-def _type_problems(name: str, t: pa.DataType, field: Field, fixed_ok: bool) -> Iterator[str]:
-    want = field.describe()
-    intro = f"column '{name}' is {_show(t)}; collection field '{name}' is {want}"
-    kind = field.type
+def _type_problems(judge: _Judge, name: str, t: pa.DataType, wanted: Field, fixed_ok: bool) -> None:
+    intro = f"column '{name}' is {_show(t)}; collection field '{name}' is {wanted.describe()}"
+    kind = wanted.type
+    if pa.types.is_null(t):  # every value null: pyarrow writes such a column with no type
+        if wanted.nullable:
+            judge.accepted_since(OMITTED_NULLABLE, f"column '{name}' holds only nulls")
+        else:
+            judge.problem(f"{intro}: every value is null, and the field is not nullable")
+        return
+    if kind in ("Float16Vector", "BFloat16Vector", "SparseFloatVector"):
+        judge.accepted_since(HALF_AND_SPARSE_VECTORS, f"collection field '{name}' is {kind}")
+    if kind in _LIST_VECTORS or kind == "Array":
+        _list_problems(judge, intro, t, wanted, fixed_ok)
+        return
+    verdict = _scalar(t, kind)
+    if verdict == "later":
+        judge.accepted_since(FLOAT64_INTO_FLOAT, f"column '{name}' is float64 and collection field "
+                             f"'{name}' is Float")
+    elif verdict == "no":
+        judge.problem(f"{intro}: write {_wanted_scalar(kind)}")
+
+
+def _scalar(t: pa.DataType, kind: str) -> str:
+    """Whether a value of arrow type ``t`` goes into a scalar field (or Array element) of ``kind``:
+    ``yes``, ``no``, or ``later`` (from :data:`FLOAT64_INTO_FLOAT` on)."""
+    signed = pa.types.is_signed_integer(t)
     if kind in _INT_BITS:
-        bits = _INT_BITS[kind]
-        if not (pa.types.is_signed_integer(t) and t.bit_width <= bits):
-            yield f"{intro}: write int{bits} (or a narrower signed integer)"
-    elif kind in _SCALARS and not _SCALAR_OK[kind](t):
-        yield f"{intro}: write {_SCALARS[kind]}"
-    elif kind == "Array":
-        yield from _list_problems(intro, t, field, fixed_ok, vector=False)
-    elif kind in ("FloatVector", "BinaryVector", "Float16Vector", "BFloat16Vector", "Int8Vector"):
-        yield from _list_problems(intro, t, field, fixed_ok, vector=True)
+        ok = signed and t.bit_width <= _INT_BITS[kind]
+    elif kind == "Float":
+        if pa.types.is_float64(t):
+            return "later"
+        ok = signed or pa.types.is_float32(t)
+    elif kind == "Double":
+        ok = signed or pa.types.is_float32(t) or pa.types.is_float64(t)
+    elif kind == "Bool":
+        ok = pa.types.is_boolean(t)
+    elif kind in ("VarChar", "JSON", "SparseFloatVector"):
+        ok = _is_string(t)
+    else:
+        ok = True
+    return "yes" if ok else "no"
 
 
-def _list_problems(intro: str, t: pa.DataType, field: Field, fixed_ok: bool, *,
-                   vector: bool) -> Iterator[str]:
-    expected = _vector_element(field) if vector else field.element_type or "elements"
-    length = _vector_length(field) if vector else None
-    wanted = f"list<{expected}>" + (f" of {length} values" if length is not None else "")
+def _wanted_scalar(kind: str) -> str:
+    if kind in _INT_BITS:
+        return f"int{_INT_BITS[kind]} (or a narrower signed integer)"
+    return {"Bool": "bool", "Float": "float32", "Double": "float64", "VarChar": "string",
+            "JSON": "string (a JSON text)", "SparseFloatVector": "string (a JSON text)"}.get(kind, kind)
+
+
+def _list_problems(judge: _Judge, intro: str, t: pa.DataType, wanted: Field, fixed_ok: bool) -> None:
+    vector = wanted.type != "Array"
+    expected = _vector_element(wanted) if vector else wanted.element_type or "elements"
+    length = _vector_length(wanted) if vector else None
+    shape = f"list<{expected}>" + (f" of {length} values" if length is not None else "")
+    if wanted.type in _BYTE_VECTORS and pa.types.is_binary(t):
+        return  # the raw bytes of each vector: read as they are
     if pa.types.is_fixed_size_list(t):
         if not fixed_ok:
-            yield f"{intro}: fixed_size_list is rejected by Milvus before 2.6; write {wanted} (or set " \
-                  "settings.fixed_size_list: allow for a 2.6+ server)"
+            judge.accepted_since(FIXED_SIZE_LIST, f"{intro}: fixed_size_list (write {shape}, or set "
+                                 "settings.fixed_size_list: allow for a 2.6+ server)")
         if length is not None and t.list_size != length:
-            yield f"{intro}: it holds {t.list_size} values, the field needs {length}"
-    elif not (pa.types.is_list(t) or pa.types.is_large_list(t)):
-        yield f"{intro}: write {wanted}"
+            judge.problem(f"{intro}: it holds {t.list_size} values, the field needs {length}")
+    elif not (pa.types.is_list(t) or pa.types.is_large_list(t)):  # large_list: read as a list
+        judge.problem(f"{intro}: write {shape}")
         return
     element = t.value_type
-    if vector:
-        ok = {"FloatVector": pa.types.is_float32(element) or pa.types.is_float64(element),
-              "BinaryVector": pa.types.is_uint8(element),
-              "Float16Vector": pa.types.is_uint8(element),
-              "BFloat16Vector": pa.types.is_uint8(element),
-              "Int8Vector": pa.types.is_int8(element)}[field.type]
+    if not vector:
+        verdict = _scalar(element, wanted.element_type) if wanted.element_type else "yes"
+        if verdict == "later":
+            judge.accepted_since(FLOAT64_INTO_FLOAT, f"{intro}: float64 elements into Float")
+        elif verdict == "no":
+            judge.problem(f"{intro}: write {shape}")
+        return
+    if wanted.type == "FloatVector":
+        if pa.types.is_signed_integer(element):
+            judge.accepted_since(INT_LIST_INTO_FLOAT_VECTOR, f"{intro}: integer vectors")
+            return
+        ok = pa.types.is_float32(element) or pa.types.is_float64(element)
+    elif wanted.type == "Int8Vector":
+        ok = pa.types.is_int8(element)
     else:
-        ok = _element_ok(element, field.element_type)
+        ok = pa.types.is_uint8(element)
     if not ok:
-        yield f"{intro}: write {wanted}"
+        judge.problem(f"{intro}: write {shape}")
 
 
-def _element_ok(element: pa.DataType, kind: str | None) -> bool:
-    if kind is None:
-        return True
-    if kind in _INT_BITS:
-        return bool(pa.types.is_signed_integer(element) and element.bit_width <= _INT_BITS[kind])
-    test = _SCALAR_OK.get(kind)
-    return test is None or test(element)
+def _vector_element(wanted: Field) -> str:
+    return {"FloatVector": "float32", "Int8Vector": "int8"}.get(wanted.type, "uint8")
 
 
-def _vector_element(field: Field) -> str:
-    return {"FloatVector": "float32", "BinaryVector": "uint8", "Float16Vector": "uint8",
-            "BFloat16Vector": "uint8", "Int8Vector": "int8"}[field.type]
-
-
-def _vector_length(field: Field) -> int | None:
-    if field.dim is None:
+def _vector_length(wanted: Field) -> int | None:
+    if wanted.dim is None:
         return None
-    if field.type == "BinaryVector":
-        return field.dim // 8
-    if field.type in ("Float16Vector", "BFloat16Vector"):
-        return field.dim * 2
-    return field.dim
+    if wanted.type == "BinaryVector":
+        return wanted.dim // 8
+    if wanted.type in ("Float16Vector", "BFloat16Vector"):
+        return wanted.dim * 2
+    return wanted.dim
 
 
-def _deep_problems(rows: pa.Table, schema: CollectionSchema) -> Iterator[str]:
-    """Checks that need values: vector lengths against dim, nulls inside lists (first row group)."""
+def _deep_problems(judge: _Judge, rows: pa.Table, schema: CollectionSchema) -> None:
+    """Checks that need values, on the first row group: null vectors, vector lengths against dim,
+    nulls, JSON texts, VarChar lengths and Array capacities."""
+    where = "(first row group)"
     for name in rows.column_names:
-        field = schema.field(name)
         column = rows.column(name)
-        if field is None or not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+        wanted = schema.field(name)
+        if name == "$meta" and schema.dynamic and _is_string(column.type):
+            if column.null_count:
+                judge.problem(f"column '$meta' has {column.null_count} null value(s) {where}: write a JSON "
+                              "object (such as {}) in each row")
+            _json_problems(judge, name, column, where, meta=True)
             continue
-        flat = pc.list_flatten(column)
-        if flat.null_count:
-            yield f"column '{name}' has null elements inside its lists (first row group): Milvus rejects them"
-        length = _vector_length(field) if field.type in ("FloatVector", "BinaryVector", "Float16Vector",
-                                                         "BFloat16Vector", "Int8Vector") else None
-        if length is None:
+        if wanted is None or not wanted.known or (wanted.primary and wanted.auto_id) or pa.types.is_null(
+                column.type):
             continue
-        lengths = pc.list_value_length(column)
-        low, high = pc.min(lengths).as_py(), pc.max(lengths).as_py()
-        if low is None:
+        vector = wanted.type in (*_LIST_VECTORS, "SparseFloatVector")
+        if column.null_count:
+            if vector:
+                judge.problem(f"column '{name}' has {column.null_count} null vector(s) {where}: every row "
+                              "needs a vector")
+            elif wanted.type == "JSON" and not wanted.nullable:  # 2.3 reads a null as "", not JSON
+                judge.problem(f"column '{name}' has {column.null_count} null value(s) {where} and field "
+                              f"'{name}' is not nullable: write a JSON text (such as {{}}) in each row")
+            elif not (wanted.nullable or wanted.has_default):
+                judge.refused_since(STRICT_VALUES, f"column '{name}' has {column.null_count} null value(s) "
+                                    f"{where} and field '{name}' is not nullable",
+                                    older="imports them as zeros or empty values")
+        if wanted.type in ("JSON", "SparseFloatVector") and _is_string(column.type):
+            _json_problems(judge, name, column, where, meta=False)
+        elif wanted.type == "VarChar" and wanted.max_length is not None and _is_string(column.type):
+            longest = pc.max(pc.utf8_length(column)).as_py()
+            if longest is not None and longest > wanted.max_length:
+                judge.refused_since(STRICT_VALUES, f"column '{name}' holds a text of {longest} characters "
+                                    f"{where}; field '{name}' takes at most {wanted.max_length}",
+                                    older="import it")
+        if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
+                or pa.types.is_fixed_size_list(column.type)):
             continue
-        if low != length or high != length:
-            found = str(low) if low == high else f"{low} to {high}"
-            yield (f"column '{name}' holds vectors of {found} values (first row group); collection field "
-                   f"'{name}' is {field.describe()}: write {length} values per row")
+        _list_values(judge, name, column, wanted, where)
+
+
+def _list_values(judge: _Judge, name: str, column: pa.ChunkedArray, wanted: Field, where: str) -> None:
+    if pc.list_flatten(column).null_count:
+        judge.refused_since(NULL_LIST_ELEMENTS, f"column '{name}' has null elements inside its lists {where}",
+                            older="import them as zeros")
+    lengths = pc.list_value_length(column)
+    low, high = pc.min(lengths).as_py(), pc.max(lengths).as_py()
+    if low is None:
+        return
+    if wanted.type == "Array":
+        if wanted.max_capacity is not None and high > wanted.max_capacity:
+            judge.refused_since(STRICT_VALUES, f"column '{name}' holds a list of {high} elements {where}; "
+                                f"field '{name}' takes at most {wanted.max_capacity}", older="import it")
+        values = pc.list_flatten(column)
+        if wanted.element_type == "VarChar" and wanted.max_length is not None and _is_string(values.type):
+            longest = pc.max(pc.utf8_length(values)).as_py()
+            if longest is not None and longest > wanted.max_length:
+                judge.refused_since(STRICT_VALUES, f"column '{name}' holds a text of {longest} characters "
+                                    f"{where}; the elements of field '{name}' take at most "
+                                    f"{wanted.max_length}", older="import it")
+        return
+    length = _vector_length(wanted)
+    if length is not None and (low != length or high != length):
+        found = str(low) if low == high else f"{low} to {high}"
+        judge.problem(f"column '{name}' holds vectors of {found} values {where}; collection field "
+                      f"'{name}' is {wanted.describe()}: write {length} values per row")
+
+
+def _json_problems(judge: _Judge, name: str, column: pa.ChunkedArray, where: str, *, meta: bool) -> None:
+    bad = not_object = 0
+    example = ""
+    for text in column.to_pylist():
+        if text is None:
+            continue
+        try:
+            value = json.loads(text)
+        except ValueError:
+            bad += 1
+            example = example or text
+            continue
+        if meta and not isinstance(value, dict):
+            not_object += 1
+    if bad:
+        judge.problem(f"column '{name}' has {bad} text(s) that are not valid JSON {where}, e.g. "
+                      f"{_clip(example)!r}")
+    if not_object:
+        judge.refused_since(STRICT_VALUES, f"column '{name}' has {not_object} JSON value(s) that are not "
+                            f"objects {where}", older="import them")
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _is_string(t: pa.DataType) -> bool:
-    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
-
-
-_SCALAR_OK: dict[str, Callable[[pa.DataType], bool]] = {
-    "Bool": pa.types.is_boolean, "Float": pa.types.is_float32, "Double": pa.types.is_float64,
-    "VarChar": _is_string, "JSON": _is_string, "SparseFloatVector": _is_string,
-}
+    return bool(pa.types.is_string(t))  # not large_string: the server refuses it (2.3.5, tested)
 
 
 def _show(t: pa.DataType) -> str:
@@ -170,3 +382,4 @@ def _show(t: pa.DataType) -> str:
     if pa.types.is_fixed_size_list(t):
         return f"fixed_size_list<{_show(t.value_type)}, {t.list_size}>"
     return {"float": "float32", "double": "float64"}.get(str(t), str(t))
+

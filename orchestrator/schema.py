@@ -4,6 +4,10 @@ Read from a describe call (Zilliz/Milvus REST v2 ``collections/describe``: ``typ
 ``FloatVector``, ``params`` as ``[{key, value}]``) or from pymilvus' ``describe_collection`` (``type``
 as a ``DataType`` number, ``params`` as a dict); both shapes, and a JSON file holding either, are
 accepted so that a manifest can name a saved describe output.
+
+Field types this module does not know (newer servers add them: ``Geometry`` 24, ``Timestamptz`` 26,
+struct fields) are kept under their own name with ``known=False``: the check still sees that the
+field exists and whether it needs a column, and reports its values as unchecked.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ _TYPE_NUMBERS = {
     102: "Float16Vector", 103: "BFloat16Vector", 104: "SparseFloatVector", 105: "Int8Vector",
 }
 TYPES = frozenset(_TYPE_NUMBERS.values())
+# Types newer servers describe, which the rules do not cover (checked for presence only).
+_UNKNOWN_NUMBERS = {24: "Geometry", 25: "Text", 26: "Timestamptz", 106: "ArrayOfVector", 200: "ArrayOfStruct",
+                    201: "Struct"}
 VECTOR_TYPES = frozenset({"BinaryVector", "FloatVector", "Float16Vector", "BFloat16Vector", "Int8Vector",
                           "SparseFloatVector"})
 
@@ -37,6 +44,9 @@ class Field:
     has_default: bool = False
     dim: int | None = None
     element_type: str | None = None  # for Array
+    max_length: int | None = None  # VarChar, and the elements of Array(VarChar)
+    max_capacity: int | None = None  # Array
+    known: bool = True  # False: a type this orchestrator does not know (see the module docstring)
 
     def describe(self) -> str:
         if self.dim is not None:
@@ -67,9 +77,12 @@ def from_describe(data: Any, *, where: str) -> CollectionSchema:
     outputs = {out for fn in data.get("functions") or [] if isinstance(fn, dict)
                for out in fn.get("outputFieldNames", fn.get("output_field_names", [])) or []}
     fields = []
-    for i, raw in enumerate(data["fields"]):
+    structs = data.get("structArrayFields", data.get("struct_array_fields")) or []
+    for i, raw in enumerate([*data["fields"], *(structs if isinstance(structs, list) else [])]):
         if not isinstance(raw, dict) or not raw.get("name"):
             raise SchemaError(f"{where}: fields[{i}] has no name")
+        if i >= len(data["fields"]):  # a struct array field: its columns are not checked here
+            raw = {**raw, "type": raw.get("type") or "ArrayOfStruct"}
         fields.append(_field(raw, where=f"{where}: fields[{i}]", collection_auto_id=collection_auto_id,
                              outputs=outputs))
     dynamic = bool(data.get("enableDynamicField", data.get("enable_dynamic_field", False)))
@@ -91,7 +104,8 @@ def _field(raw: dict[str, Any], *, where: str, collection_auto_id: bool, outputs
     params = raw.get("params") or raw.get("elementTypeParams") or {}
     if isinstance(params, list):
         params = {p.get("key"): p.get("value") for p in params if isinstance(p, dict)}
-    dim = params.get("dim") if isinstance(params, dict) else None
+    params = params if isinstance(params, dict) else {}
+    dim = params.get("dim")
     element = raw.get("elementType", raw.get("element_type"))
     primary = bool(raw.get("primaryKey", raw.get("is_primary", False)))
     return Field(
@@ -105,14 +119,33 @@ def _field(raw: dict[str, Any], *, where: str, collection_auto_id: bool, outputs
         has_default=raw.get("defaultValue", raw.get("default_value")) is not None,
         dim=int(dim) if dim not in (None, "") and type_name != "SparseFloatVector" else None,
         element_type=_type(element, where) if type_name == "Array" and element not in (None, 0, "") else None,
+        max_length=_number(params.get("max_length", params.get("maxLength"))),
+        max_capacity=_number(params.get("max_capacity", params.get("maxCapacity"))),
+        known=type_name in TYPES and (type_name != "Array" or element in (None, 0, "")
+                                      or _type(element, where) in TYPES),
     )
 
 
+def _number(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
 def _type(value: Any, where: str) -> str:
+    """The REST name of a type given by name or number; a type not in :data:`TYPES` keeps its own
+    name (``DataType.GEOMETRY`` -> ``Geometry``, 26 -> ``type 26``)."""
+    name = getattr(value, "name", None)  # a pymilvus DataType member
     if isinstance(value, int) and value in _TYPE_NUMBERS:
         return _TYPE_NUMBERS[value]
-    if isinstance(value, str):
-        for name in TYPES:
-            if name.lower() == value.lower():
-                return name
-    raise SchemaError(f"{where}: unknown field type {value!r}")
+    if isinstance(name, str):
+        value = name.replace("_", "")
+    if isinstance(value, str) and value:
+        for known in TYPES:
+            if known.lower() == value.lower().replace("_", ""):
+                return known
+        return value if not value.isupper() else value.capitalize()
+    if isinstance(value, int):
+        return _UNKNOWN_NUMBERS.get(value, f"type {value}")
+    raise SchemaError(f"{where}: no field type (got {value!r})")

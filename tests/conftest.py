@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import itertools
+import json
 import logging
+import os
 import re
+import signal
 import socket
 import subprocess
+import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,6 +52,8 @@ _buckets = itertools.count(1)
 AZURITE = Path(__file__).parent.parent / ".azurite" / "node_modules" / ".bin" / "azurite-blob"
 AZURE_ACCOUNT = "devstoreaccount1"  # Azurite's well-known development account and its published key
 AZURE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+ROOT = Path(__file__).resolve().parent.parent
+MILVUS_PYTHON = ROOT / ".milvus-venv" / "bin" / "python"  # made by `make install-server`
 
 
 def free_port() -> int:
@@ -157,6 +165,43 @@ def azure_container(azure: BlobServiceClient) -> str:
     name = f"lake-{next(_buckets)}"
     azure.create_container(name)
     return name
+
+
+@pytest.fixture(scope="session")
+def milvus_uri() -> Iterator[str]:
+    """A real Milvus 2.3.5 server (``tests/milvus_server.py``), one per test session: under
+    pytest-xdist the first worker to ask starts it, under a file lock in a folder named after the
+    session's main process, and the others find its port there. It stops (and removes the folder's
+    server data) when that process ends. Not under pytest's temp root: other sessions prune that."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    owner = os.getppid() if worker else os.getpid()  # xdist's controller, or this process
+    root = Path(tempfile.gettempdir()) / f"orchestrator-milvus-{owner}"
+    root.mkdir(exist_ok=True)
+    state = root / "milvus-server.json"
+    started: subprocess.Popen[bytes] | None = None
+    with open(root / "milvus-server.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if state.exists() and not Path(f"/proc/{json.loads(state.read_text())['pid']}").exists():
+            state.unlink()  # a server that died: start another
+        if not state.exists():
+            if not MILVUS_PYTHON.exists():
+                pytest.fail(f"{MILVUS_PYTHON} is missing: run `make install-server` (part of `make test`)")
+            with open(root / "milvus-server.log", "wb") as log:
+                started = subprocess.Popen(
+                    [str(MILVUS_PYTHON), str(ROOT / "tests" / "milvus_server.py"), str(root / "milvus"),
+                     str(state), str(owner)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            deadline = time.monotonic() + 90
+            while not state.exists():
+                if started.poll() is not None or time.monotonic() > deadline:
+                    started.terminate()
+                    started.wait(30)
+                    pytest.fail(f"the Milvus server did not start: see {root / 'milvus-server.log'}")
+                time.sleep(0.2)
+        port = json.loads(state.read_text())["port"]
+    yield f"http://127.0.0.1:{port}"
+    if started is not None and not worker:  # alone: stop it now (under xdist it outlives this worker)
+        started.send_signal(signal.SIGTERM)
+        started.wait(30)
 
 
 @pytest.fixture(scope="session")

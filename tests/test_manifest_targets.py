@@ -21,6 +21,7 @@ TARGETS: dict[str, dict[str, Any]] = {
     "zilliz-v2": {"type": "zilliz-v2", "cluster_id": "inxx-1", "api_key": "${ZILLIZ_API_KEY}"},
     "milvus": {"type": "milvus", "endpoint": "http://localhost:19530"},
     "milvus-lite": {"type": "milvus-lite", "uri": "./demo.db"},
+    "milvus-grpc": {"type": "milvus-grpc", "endpoint": "http://localhost:19530"},
 }
 
 
@@ -129,3 +130,14 @@ def test_milvus_lite_keys() -> None:
     fails(r"target\.create_collection: expected true or false, got str 'yes'",
           {**TARGETS["milvus-lite"], "create_collection": "yes"})
     fails(r"target\.metric: expected one of COSINE, L2, IP", {**TARGETS["milvus-lite"], "metric": "HAMMING"})
+
+
+@pytest.mark.parametrize(("given", "kept"), [("2.3", "2.3"), ("v2.4.5", "v2.4.5"), (2.3, "2.3")])
+def test_milvus_version_setting(given: Any, kept: str) -> None:
+    doc: dict[str, Any] = {"version": 1, "target": TARGETS["milvus-grpc"], "sources": S3,
+                           "settings": {"milvus_version": given}}
+    loaded = parse(doc, file="m.yaml", base_dir=Path("/w"), stem="m", environ=ENV)
+    assert loaded.settings.milvus_version == kept
+    doc["settings"] = {"milvus_version": "latest"}
+    with pytest.raises(ManifestError, match=r"settings.milvus_version: expected a version such as '2.3'"):
+        parse(doc, file="m.yaml", base_dir=Path("/w"), stem="m", environ=ENV)

@@ -20,10 +20,11 @@ calls them).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..errors import PermanentError
 from ..models import ImportRequest, JobInfo, StoredObject
+from ..preflight import Version
 from ..schema import CollectionSchema
 
 # Bytes ``start`` up to (not including) ``end`` of an object of source number ``source``: how a target
@@ -83,3 +84,12 @@ class OnePhase:
 
     def abort(self, job_id: str) -> None:
         raise PermanentError(f"cannot abort job {job_id}: this target has no two-phase import")
+
+
+@runtime_checkable
+class KnowsVersion(Protocol):
+    """A target whose API tells the server's version (the pre-flight rules differ by version)."""
+
+    def server_version(self) -> Version | None:
+        """(major, minor), or None when the server does not say."""
+        ...
