@@ -408,7 +408,7 @@ def run(
             report.reconciled.update(reconcile(reconciler, ledger, redact, adopted=adopted))
             report.reconciled["aborted"] += abort_orphans(reconciler, ledger, redact)
             window = Window(settings.max_jobs_in_flight or WINDOW[manifest.target.type], stop=stop,
-                            in_use=ledger.count(ObjectState.SUBMITTED, own=True)
+                            running=ledger.count(ObjectState.SUBMITTED, own=True)
                             + ledger.count(ObjectState.SUBMITTING, own=True))
             if options.wait:
                 drain = Drain(lambda finished: _waited(poll(finished), on_jobs, drain), window,

@@ -165,7 +165,9 @@ class Submitter:
             outcome = self._named(item)
             return outcome
         finally:
-            if outcome not in (Outcome.SUBMITTED, Outcome.ADOPTED, Outcome.UNSURE):
+            if outcome in (Outcome.SUBMITTED, Outcome.ADOPTED, Outcome.UNSURE):
+                self.window.started()
+            else:
                 self.window.release(finished=False)
 
     def _named(self, item: PlanItem) -> Outcome:
@@ -334,9 +336,9 @@ class Submitter:
             return False
         log.info("%s: the server is full (%s): waiting for room", url, self.redact(str(exc)),
                  extra={"event": "server-full", "url": url})
-        if self.window.in_use <= 1:  # others' jobs fill it: look again after a pause
+        if self.window.running == 0:  # others' jobs fill it: look again after a pause
             self.sleep(self.full_pause_s)
-        return self.window.wait_room()
+        return self.window.requeue()
 
     def _uncertain(self) -> Outcome:
         self.state.uncertain()

@@ -107,6 +107,7 @@ class FakeImportAPI:
     poll_fault_rate: float = 0.0  # probability of a 500 on progress/list calls
     honour_idempotency: bool = False
     max_jobs: int | None = None  # unfinished jobs the server holds; a create past it is refused as full
+    before_list: Callable[[], None] | None = None  # called before each list call answers
     list_enabled: bool = True
     slow_s: float = 0.3
     latency_s: float = 0.0
@@ -240,7 +241,10 @@ class FakeImportAPI:
         return finished is None or self.clock() - finished < (self.job_memory_s or 0.0)
 
     def listed_jobs(self) -> list[Job]:
-        """The jobs a list call shows: remembered ones, at least ``list_lag_s`` old."""
+        """The jobs a list call shows: remembered ones, at least ``list_lag_s`` old (``before_list`` runs
+        first: a test can change the jobs between two pages)."""
+        if self.before_list is not None:
+            self.before_list()
         now = self.clock()
         return [j for j in self.all_jobs() if now - j.created >= self.list_lag_s and self.remembered(j)]
 
