@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import list_fanout, plan_scale, submit_throughput
+from bench import backlog, list_fanout, plan_scale, submit_throughput
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 Row = tuple[str, str, float | str, str, bool | None]  # benchmark, measure, value, target, met
@@ -47,7 +47,22 @@ def rows(results: dict[str, Any]) -> list[Row]:
              None),
             ("plan", "  CPU seconds (all threads)", listed["cpu_s"], "reported", None),
             ("plan", "  peak RSS MB", listed["peak_rss_mb"], "<= 300", listed["peak_rss_mb"] <= 300)]
-    return out + listing_rows(listing)
+    return out + listing_rows(listing) + backlog_rows(results["backlog"])
+
+
+def backlog_rows(results: dict[str, Any]) -> list[Row]:
+    b, p = results["backlog"], results["polling"]
+    return [
+        ("backlog", f"{b['objects']:,} objects, {b['slots']} slots, {b['job_s']:g} s jobs: seconds",
+         b["seconds"], f"bound {b['bound_s']:g}", None),
+        ("backlog", "fraction of the job-slot bound", b["fraction_of_bound"], ">= 0.9",
+         b["fraction_of_bound"] >= 0.9),
+        ("backlog", "refused creates per object", b["refused_per_object"], "<= 0.1",
+         b["refused_per_object"] <= 0.1),
+        ("backlog", "API calls per object", b["calls_per_object"], "reported", None),
+        ("backlog", f"refresh of {p['running_jobs']} running jobs: calls per job", p["calls_per_running_job"],
+         "<= 0.05", p["calls_per_running_job"] <= 0.05),
+    ]
 
 
 def listing_rows(listing: dict[str, Any]) -> list[Row]:
@@ -121,7 +136,7 @@ def machine() -> dict[str, Any]:
 def main() -> None:
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("plan_scale", plan_scale.main), ("submit_throughput", submit_throughput.main),
-        ("list_fanout", list_fanout.main)]
+        ("list_fanout", list_fanout.main), ("backlog", backlog.main)]
     results: dict[str, Any] = {"machine": machine(),
                                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for name, step in steps:

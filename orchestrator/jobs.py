@@ -31,6 +31,7 @@ from .targets.base import Target
 
 log = logging.getLogger("orchestrator")
 LIST_FROM = 4  # from this many jobs to learn about, one list walk beats one progress call each
+LIST_PAGE = 100  # jobs per page of the paged job lists (Zilliz)
 OnFinished = Callable[[LedgerRecord, JobState], None]
 MIN_POLL_S = 0.05  # between two polls of the same jobs, whatever --poll-interval says
 
@@ -261,12 +262,14 @@ def _listed(target: Target, wanted: set[str], *, max_attempts: int, stop: thread
     cannot be read leaves them all to one-by-one calls; a fatal error stops at once."""
     def walk() -> dict[str, JobInfo]:
         found: dict[str, JobInfo] = {}
-        for job in target.list_jobs():
+        for seen, job in enumerate(target.list_jobs(), start=1):
             if job.job_id in wanted:
                 found[job.job_id] = job
                 if len(found) == len(wanted):
                     break
-            if stop.is_set():
+            # a long history of other jobs: once the pages walked outnumber the jobs still missing,
+            # one progress call each is cheaper than walking on
+            if stop.is_set() or seen // LIST_PAGE >= len(wanted) - len(found):
                 break
         return found
 

@@ -108,6 +108,7 @@ class FakeImportAPI:
     honour_idempotency: bool = False
     max_jobs: int | None = None  # unfinished jobs the server holds; a create past it is refused as full
     before_list: Callable[[], None] | None = None  # called before each list call answers
+    newest_first: bool = False  # the order of the job list
     list_enabled: bool = True
     slow_s: float = 0.3
     latency_s: float = 0.0
@@ -246,7 +247,8 @@ class FakeImportAPI:
         if self.before_list is not None:
             self.before_list()
         now = self.clock()
-        return [j for j in self.all_jobs() if now - j.created >= self.list_lag_s and self.remembered(j)]
+        jobs = [j for j in self.all_jobs() if now - j.created >= self.list_lag_s and self.remembered(j)]
+        return jobs[::-1] if self.newest_first else jobs
 
     def reported_name(self, object_url: str) -> str:
         """How progress replies name the object: its URL after the host, as given (still
@@ -401,6 +403,11 @@ class FakeImportAPI:
             with self._lock:
                 stamps = [r.at for r in self.received]
             return self.reply(h, {"code": 0, "data": stamps})
+        if parsed.path == "/_fake/calls":  # the same: calls by path, and the jobs made
+            with self._lock:
+                paths = [r.path for r in self.received]
+                made = len(self.jobs)
+            return self.reply(h, {"code": 0, "data": {"paths": paths, "jobs": made}})
         with self._lock:
             self.received.append(Received(method, parsed.path, dict(h.headers.items()), body,
                                           time.monotonic()))
