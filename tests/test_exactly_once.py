@@ -156,7 +156,9 @@ def test_bad_api_key_stops_the_run_after_a_handful_of_calls(
 def test_faulty_api_converges_to_all_completed(
     put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
 ) -> None:
-    urls = put_objects([f"embeddings/{i:02}.parquet" for i in range(30)])
+    urls = put_objects([f"embeddings/{i:02}.parquet" for i in range(26)]
+                       + ["embeddings/a b.parquet", "embeddings/a%20b.parquet", "embeddings/\u00e9.parquet",
+                          "embeddings/%C3%A9.parquet"])
     fake_api.fault_rate = {"500": 0.05, "429": 0.03, "busy": 0.03, "drop": 0.04, "garbage": 0.03}
     fake_api.poll_fault_rate = 0.15
     fake_api.slow_s = 0.05
@@ -212,7 +214,10 @@ def test_wait_lock_waits_for_the_other_run(
 def test_kill_9_at_many_moments_never_duplicates_nor_forgets(
     put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
 ) -> None:
-    urls = put_objects([f"embeddings/p{i:02}.parquet" for i in range(50)])
+    # among them, names a server could report alike once decoded: never two in flight at once
+    look_alike = ["a b.parquet", "a%20b.parquet", "x+y.parquet", "x y.parquet"]
+    urls = put_objects([f"embeddings/p{i:02}.parquet" for i in range(46)]
+                       + [f"embeddings/{k}" for k in look_alike])
     manifest = write_manifest(settings={"concurrency": 2})
     fake_api.latency_s = 0.06  # a run takes about 2 s: long enough to be killed in every phase
     rng = random.Random(2026)

@@ -522,3 +522,35 @@ def test_azure_names_are_the_key_below_the_container() -> None:
     verdict = judge([a], [], [job("j1", "emb/a%20b.parquet")], server_now=1010.0, lag_s=0, memory_s=3600)
     assert verdict[0].verdict is Verdict.ADOPT
     assert name_key("c", "az://one/box/a b.parquet") == name_key("c", "s3://box/a%20b.parquet")
+
+
+@every_api
+def test_a_listed_job_the_server_no_longer_describes_does_not_hold_up_the_others(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeImportAPI,
+) -> None:
+    from orchestrator.errors import JobNotFoundError
+
+    urls = put_objects(["embeddings/a.parquet", "embeddings/b.parquet"])
+    manifest = write_manifest()
+    crash_state(manifest)
+    gone = fake_api.add_job("s3://elsewhere/old.parquet", "articles")  # listed, but describe forgot it
+    ours = fake_api.add_job(urls[0], "articles")
+
+    def target_factory(m: Any, client: httpx.Client, read: Any) -> Any:
+        target = api.make_target(m, client, read)
+        real = target.progress
+
+        def progress(job_id: str) -> JobInfo:
+            if job_id == gone.job_id:
+                raise JobNotFoundError(f"job {job_id}: not found")
+            return real(job_id)
+
+        target.progress = progress
+        return target
+
+    report = api.run(api.validate(manifest), target_factory=target_factory)
+    assert report.exit_code() == 0, report.summary()
+    rows = {r.url: r for r in ledger_rows(manifest)}
+    assert rows[urls[0]].job_id == ours.job_id  # adopted
+    assert rows[urls[1]].state is ObjectState.SUBMITTED  # proven to have none: submitted once
+    assert len(fake_api.jobs_for(urls[1])) == 1
