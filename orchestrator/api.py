@@ -37,7 +37,7 @@ from .errors import (
 from .evidence import LocalClock, ServerClock, name_key
 from .jobs import Drain, OnFinished, Reconciler, Window, abort_orphans, look_again, reconcile, refresh
 from .ledger import Ledger
-from .manifest import Manifest, PreflightMode, Settings, SourceConfig, TargetConfig, load
+from .manifest import TARGET_RULES, Manifest, PreflightMode, Settings, SourceConfig, TargetConfig, load
 from .models import Action, JobProgress, JobState, LedgerRecord, ObjectState, PlanItem, Secret, StoredObject
 from .models import Outcome as Outcome
 from .pacing import RateLimiter
@@ -56,11 +56,6 @@ from .targets.zilliz_v2 import ZillizV2Target
 log = logging.getLogger("orchestrator")
 BATCH = 500
 JOB_MEMORY_S = 3 * 3600  # how long servers remember finished jobs (Milvus: about 3 hours)
-# The targets that run in this process: their job list never lags and never forgets.
-IN_PROCESS = frozenset({"milvus-lite"})
-# How many unfinished jobs a manifest keeps on a server unless settings.max_jobs_in_flight says:
-# Zilliz Cloud holds fewer than 10,000 per collection; Milvus 1,024 in all, shared with everyone.
-WINDOW = {"zilliz-v1": 1000, "zilliz-v2": 1000, "milvus": 256, "milvus-lite": 1_000_000, "milvus-grpc": 256}
 
 
 def validate(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest:
@@ -352,7 +347,7 @@ def make_reconciler(manifest: Manifest, target: Target, ledger: Ledger, server_c
     """The reconciler with the evidence rules of this target: an in-process target's list neither lags
     nor forgets; a server's is judged on the server's clock."""
     settings = manifest.settings
-    if manifest.target.type in IN_PROCESS:
+    if TARGET_RULES[manifest.target.type].in_process:
         return Reconciler(target, ledger, max_attempts=settings.max_attempts, stop=stop,
                           server_clock=LocalClock().now, lag_s=0.0, memory_s=float("inf"), sleep=sleep)
     return Reconciler(target, ledger, max_attempts=settings.max_attempts, stop=stop,
@@ -407,8 +402,8 @@ def run(
             adopted: list[str] = []
             report.reconciled.update(reconcile(reconciler, ledger, redact, adopted=adopted))
             report.reconciled["aborted"] += abort_orphans(reconciler, ledger, redact)
-            window = Window(settings.max_jobs_in_flight or WINDOW[manifest.target.type], stop=stop,
-                            running=ledger.count(ObjectState.SUBMITTED, own=True)
+            most = settings.max_jobs_in_flight or TARGET_RULES[manifest.target.type].window
+            window = Window(most, stop=stop, running=ledger.count(ObjectState.SUBMITTED, own=True)
                             + ledger.count(ObjectState.SUBMITTING, own=True))
             if options.wait:
                 drain = Drain(lambda finished: _waited(poll(finished), on_jobs, drain), window,

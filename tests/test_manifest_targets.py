@@ -141,3 +141,12 @@ def test_milvus_version_setting(given: Any, kept: str) -> None:
     doc["settings"] = {"milvus_version": "latest"}
     with pytest.raises(ManifestError, match=r"settings.milvus_version: expected a version such as '2.3'"):
         parse(doc, file="m.yaml", base_dir=Path("/w"), stem="m", environ=ENV)
+
+
+def test_every_target_type_is_declared_once_and_built() -> None:
+    from orchestrator import api
+    from orchestrator.manifest import TARGET_RULES
+
+    assert set(api.TARGETS) == set(TARGET_RULES) == set(TARGETS)
+    assert all(rules.window >= 1 for rules in TARGET_RULES.values())
+    assert [t for t, rules in TARGET_RULES.items() if rules.in_process] == ["milvus-lite"]
