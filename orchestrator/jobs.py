@@ -269,7 +269,7 @@ def _listed(target: Target, wanted: set[str], *, max_attempts: int, stop: thread
                     break
             # a long history of other jobs: once the pages walked outnumber the jobs still missing,
             # one progress call each is cheaper than walking on
-            if stop.is_set() or seen // LIST_PAGE >= len(wanted) - len(found):
+            if stop.is_set() or (seen % LIST_PAGE == 0 and seen // LIST_PAGE > len(wanted) - len(found)):
                 break
         return found
 
