@@ -147,6 +147,8 @@ def hold(where: PostgresLedger, *, wait_s: float = 0.0, clock: Callable[[], floa
     conn = connect(where, purpose="run")
     key = _key(where, "run")
     try:
+        with contextlib.suppress(psycopg.errors.UndefinedObject):  # PostgreSQL 14+: an idle session is
+            conn.execute("SET idle_session_timeout = 0")  # ended by the server where so configured
         deadline = clock() + wait_s
         while True:
             try:
