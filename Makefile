@@ -14,6 +14,9 @@ SERVER_STAMP := $(SERVER_VENV)/.installed
 .PHONY: install install-server test lint unit fuzz demo bench clean
 
 $(STAMP): pyproject.toml
+	@# the tests' PostgreSQL server (tests/pgserver.py): Debian's server binaries, when missing
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,local]'

@@ -27,6 +27,8 @@ def rows(results: dict[str, Any]) -> list[Row]:
                 ("plan", f"{what}: peak RSS MB", p["peak_rss_mb"], "<= 300", p["peak_rss_mb"] <= 300)]
     out.append(("plan", "no-op rerun of 100k: seconds", plan["noop-100k"]["seconds"], "< 5",
                 plan["noop-100k"]["seconds"] < 5))
+    out.append(("plan", "no-op rerun of 100k, PostgreSQL ledger: seconds", plan["noop-100k-pg"]["seconds"],
+                "< 5", plan["noop-100k-pg"]["seconds"] < 5))
     run = submit["orchestrator"]
     out += [
         ("submit", "sequential loop: objects/s", submit["sequential_objects_per_s"], "", None),
@@ -39,7 +41,15 @@ def rows(results: dict[str, Any]) -> list[Row]:
          submit["rate_cap_respected"]),
         ("submit", "zero latency: objects/s (ledger writes)", submit["ceiling_zero_latency"]["objects_per_s"],
          "", None),
+        ("submit", f"PostgreSQL ledger, concurrency {submit['concurrency']}: objects/s",
+         submit["postgresql"]["objects_per_s"], "", None),
+        ("submit", "PostgreSQL ledger, zero latency: objects/s",
+         submit["ceiling_zero_latency_postgresql"]["objects_per_s"], "", None),
     ]
+    for key, value in submit["transitions_per_s"].items():
+        ledger, threads = key.split("_", 1)
+        out.append(("ledger", f"{ledger}, {threads.replace('_', ' ')}: durable transitions/s", value, "",
+                    None))
     listed = plan["noop-listed"]
     out += [("plan", "no-op rerun of 1M, listing included: seconds", listed["seconds"], "< 15",
              listed["seconds"] < 15),

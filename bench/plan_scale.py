@@ -8,6 +8,7 @@ Each scenario runs in a fresh process so that its peak RSS is its own.
           S3Source (list_concurrency as in a manifest) against the listing server of
           bench/list_fanout.py (64 sub-prefixes, 50 ms pages); the share of the time the planner's
           thread spent in the listing (waiting for pages, reading them) and the CPU time are reported
+  noop-100k-pg: noop-100k with the ledger in PostgreSQL (a local server, fsync on)
 """
 
 from __future__ import annotations
@@ -25,12 +26,17 @@ from typing import Any
 
 from bench import list_fanout
 from bench.synthetic import SyntheticSource
-from orchestrator.api import plan_source
+from orchestrator.api import ledger_location, plan_source, target_identity
 from orchestrator.ledger import Ledger
 from orchestrator.manifest import Manifest, Settings, SourceConfig, TargetConfig
 from orchestrator.models import Action, Secret, StoredObject
+from orchestrator.pgurl import PostgresLedger
 from orchestrator.sources.base import Source
 from orchestrator.sources.registry import make_source
+from tests.pgserver import PgServer
+
+_ROW = ("url, version, target, source, collection, partition, size, state, job_id, attempts, failures, "
+        "created_at, updated_at")
 
 
 def manifest(ledger: Path, endpoint_url: str | None = None) -> Manifest:
@@ -43,22 +49,32 @@ def manifest(ledger: Path, endpoint_url: str | None = None) -> Manifest:
         credentials=None, sources=(source,), settings=Settings(min_age_s=0), ledger_path=ledger)
 
 
-def fill_completed(ledger_path: Path, count: int) -> None:
+OWNER = target_identity(manifest(Path("bench.ledger.sqlite")).target)
+
+
+def fill_completed(where: Path | PostgresLedger, count: int) -> None:
     """Set-up, not measured: a ledger in which every synthetic object is completed."""
-    fill(ledger_path, ((o.url, o.version) for o in SyntheticSource(count).list()))
+    fill(where, ((o.url, o.version) for o in SyntheticSource(count).list()))
 
 
-def fill(ledger_path: Path, versions: Iterable[tuple[str, str]]) -> None:
-    """Set-up, not measured: a ledger in which each (url, version) is completed."""
-    Ledger(ledger_path).close()  # creates the schema
-    db = sqlite3.connect(ledger_path)
+def fill(where: Path | PostgresLedger, versions: Iterable[tuple[str, str]]) -> None:
+    """Set-up, not measured: a ledger in which each (url, version) is completed (in the bench target)."""
+    Ledger(where).close()  # creates the schema
     now = time.time()
-    db.executemany(
-        "INSERT INTO objects (url, version, source, collection, partition, size, state, job_id, attempts, "
-        "failures, created_at, updated_at) VALUES (?,?,0,'bench',NULL,1048576,'completed',?,1,0,?,?)",
-        ((url, version, f"job-{i}", now, now) for i, (url, version) in enumerate(versions)))
-    db.commit()
-    db.close()
+    rows = ((url, version, OWNER, "s3://bench/data/", "bench", None, 1048576, "completed", f"job-{i}", 1, 0,
+             now, now) for i, (url, version) in enumerate(versions))
+    if isinstance(where, Path):
+        db = sqlite3.connect(where)
+        db.executemany(f"INSERT INTO objects ({_ROW}) VALUES ({','.join('?' * 13)})", rows)
+        db.commit()
+        db.close()
+        return
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+    with psycopg.connect(make_conninfo("", **where.connect_kwargs())) as conn, conn.cursor() as cur, \
+            cur.copy(f"COPY {where.schema}.objects ({_ROW}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 class Waited:
@@ -109,7 +125,7 @@ def listed_rerun(count: int) -> dict[str, Any]:
         cpu = cpu_seconds()
         start = time.perf_counter()
         actions: dict[str, int] = {}
-        with Ledger(path) as ledger:
+        with Ledger(path, owner=OWNER) as ledger:
             for item in plan_source(m.sources[0], lister, m, ledger, now=time.time(), warn=print):
                 actions[item.action] = actions.get(item.action, 0) + 1
         seconds = time.perf_counter() - start
@@ -122,16 +138,17 @@ def listed_rerun(count: int) -> dict[str, Any]:
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-def scenario(name: str, count: int) -> dict[str, float]:
+def scenario(name: str, count: int, url: str | None = None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.ledger.sqlite"
+        where = ledger_location(f"{url}?schema=plan") if url else path
         if name.startswith("noop"):
-            fill_completed(path, count)
+            fill_completed(where, count)
         m = manifest(path)
         base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start = time.perf_counter()
         actions: dict[str, int] = {}
-        with Ledger(path) as ledger:
+        with Ledger(where, owner=OWNER) as ledger:
             for item in plan_source(m.sources[0], SyntheticSource(count), m, ledger, now=time.time(),
                                     warn=print):
                 actions[item.action] = actions.get(item.action, 0) + 1
@@ -145,18 +162,23 @@ def scenario(name: str, count: int) -> dict[str, float]:
 
 def main() -> dict[str, dict[str, Any]]:
     results = {}
-    for name, count in (("empty", 1_000_000), ("noop", 1_000_000), ("noop-100k", 100_000),
-                        ("noop-listed", 1_000_000)):
-        done = subprocess.run([sys.executable, "-m", "bench.plan_scale", name, str(count)],
-                              capture_output=True, text=True, check=True)
-        results[name] = json.loads(done.stdout)
+    server = PgServer(durable=True).start()
+    try:
+        for name, count, url in (("empty", 1_000_000, None), ("noop", 1_000_000, None),
+                                 ("noop-100k", 100_000, None), ("noop-100k-pg", 100_000, server.url()),
+                                 ("noop-listed", 1_000_000, None)):
+            done = subprocess.run([sys.executable, "-m", "bench.plan_scale", name, str(count),
+                                   *([url] if url else [])], capture_output=True, text=True, check=True)
+            results[name] = json.loads(done.stdout)
+    finally:
+        server.stop()
     return results
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "noop-listed":
         print(json.dumps(listed_rerun(int(sys.argv[2]))))
-    elif len(sys.argv) == 3:
-        print(json.dumps(scenario(sys.argv[1], int(sys.argv[2]))))
+    elif len(sys.argv) in (3, 4):
+        print(json.dumps(scenario(sys.argv[1], int(sys.argv[2]), *sys.argv[3:])))
     else:
         print(json.dumps(main(), indent=2))

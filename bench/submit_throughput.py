@@ -3,6 +3,9 @@
   baseline:  a sequential loop, one create call per object (what people script with the SDK today)
   orchestrator: `run` at concurrency 16 through planner, ledger (durable commits) and pacing
   ceiling:   the same with zero server latency: submissions per second including the ledger writes
+  each of these on both ledgers: SQLite, and PostgreSQL (a local server, fsync on)
+  transitions: durable ledger transitions per second from 1 and from 16 threads, on each ledger: what
+             the group commit (one commit for the transitions that queued behind it) buys
 The fake API answers after ``latency`` seconds; the latency bound is concurrency / latency.
 """
 
@@ -12,6 +15,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -19,14 +23,18 @@ import httpx
 
 from bench.synthetic import SyntheticSource
 from orchestrator import api
+from orchestrator.ledger import Ledger
 from orchestrator.manifest import Manifest, PreflightMode, Settings, SourceConfig, TargetConfig
-from orchestrator.models import Credentials, Secret
+from orchestrator.models import Action, Credentials, PlanItem, Route, Secret
+from orchestrator.pgurl import PostgresLedger
 from tests.fakes.zilliz import FakeZilliz
+from tests.pgserver import PgServer
 
 KEY = "bench-api-key-0000"
 
 
-def manifest(fake: RemoteFake, ledger: Path, *, concurrency: int, rps: float) -> Manifest:
+def manifest(fake: RemoteFake, ledger: Path, *, concurrency: int, rps: float,
+             ledger_url: PostgresLedger | None = None) -> Manifest:
     source = SourceConfig(index=0, url="s3://bench/data/", scheme="s3", bucket="bench", prefix="data/",
                           collection="bench", partition=None, pattern=None, include=("**/*.parquet",),
                           exclude=(), endpoint_url=None, region=None, credentials=None)
@@ -37,8 +45,8 @@ def manifest(fake: RemoteFake, ledger: Path, *, concurrency: int, rps: float) ->
         credentials=Credentials(access_key=Secret("bench-ak"), secret_key=Secret("bench-sk")),
         sources=(source,),
         settings=Settings(concurrency=concurrency, requests_per_second=rps, max_attempts=3, min_age_s=0,
-                          preflight=PreflightMode.OFF),
-        ledger_path=ledger)
+                          preflight=PreflightMode.OFF, max_jobs_in_flight=100_000),  # not the job window
+        ledger_path=ledger, ledger_url=ledger_url)
 
 
 class RemoteFake:
@@ -73,9 +81,10 @@ def sequential(fake: RemoteFake, count: int) -> float:
         return count / (time.perf_counter() - start)
 
 
-def orchestrated(fake: RemoteFake, count: int, *, concurrency: int, rps: float) -> dict[str, float]:
+def orchestrated(fake: RemoteFake, count: int, *, concurrency: int, rps: float,
+                 pg: PostgresLedger | None = None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        m = manifest(fake, Path(tmp) / "bench.ledger.sqlite", concurrency=concurrency, rps=rps)
+        m = manifest(fake, Path(tmp) / "bench.ledger.sqlite", concurrency=concurrency, rps=rps, ledger_url=pg)
         first = len(fake.arrivals())
         start = time.perf_counter()
         report = api.run(m, source_factory=lambda _s, _settings: SyntheticSource(count))
@@ -92,19 +101,55 @@ def orchestrated(fake: RemoteFake, count: int, *, concurrency: int, rps: float) 
             "max_calls_in_1s": window}
 
 
+def transitions(where: Path | PostgresLedger, *, threads: int, count: int) -> float:
+    """Durable transitions per second: each thread claims objects and records their jobs."""
+    objects = list(SyntheticSource(count).list())
+    with Ledger(where, owner="bench") as ledger:
+        def work(part: int) -> None:
+            for obj in objects[part::threads]:
+                claim = ledger.begin_submission(PlanItem(obj, 0, Action.SUBMIT, "new", Route("bench", None)))
+                assert claim is not None
+                ledger.record_job(claim.row, f"job-{obj.key}")
+
+        workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+        start = time.perf_counter()
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        return round(2 * count / (time.perf_counter() - start), 1)
+
+
 def main(count: int = 2000) -> dict[str, object]:
     latency, concurrency, rps = 0.05, 16, 400.0
-    fake = RemoteFake(latency)
+    server = PgServer(durable=True).start()
+    schemas = iter(range(1, 100))
+
+    def pg() -> PostgresLedger:
+        where = api.ledger_location(f"{server.url()}?schema=bench{next(schemas)}")
+        assert isinstance(where, PostgresLedger)
+        return where
+
     try:
-        base = sequential(fake, 200)
-        run = orchestrated(fake, count, concurrency=concurrency, rps=rps)
+        fake = RemoteFake(latency)
+        try:
+            base = sequential(fake, 200)
+            run = orchestrated(fake, count, concurrency=concurrency, rps=rps)
+            run_pg = orchestrated(fake, count, concurrency=concurrency, rps=rps, pg=pg())
+        finally:
+            fake.stop()
+        fake = RemoteFake(0.0)
+        try:
+            ceiling = orchestrated(fake, count, concurrency=concurrency, rps=100_000)
+            ceiling_pg = orchestrated(fake, count, concurrency=concurrency, rps=100_000, pg=pg())
+        finally:
+            fake.stop()
+        with tempfile.TemporaryDirectory() as tmp:
+            commits = {f"{name}_{threads}_threads": transitions(
+                Path(tmp) / f"t{threads}.sqlite" if name == "sqlite" else pg(), threads=threads, count=1000)
+                for name in ("sqlite", "postgresql") for threads in (1, 16)}
     finally:
-        fake.stop()
-    fake = RemoteFake(0.0)
-    try:
-        ceiling = orchestrated(fake, count, concurrency=concurrency, rps=100_000)
-    finally:
-        fake.stop()
+        server.stop()
     bound = concurrency / latency
     return {
         "latency_s": latency, "concurrency": concurrency, "requests_per_second": rps,
@@ -114,6 +159,9 @@ def main(count: int = 2000) -> dict[str, object]:
         "fraction_of_latency_bound": round(run["objects_per_s"] / bound, 2),
         "rate_cap_respected": run["max_calls_in_1s"] <= rps,
         "ceiling_zero_latency": ceiling,
+        "postgresql": run_pg,
+        "ceiling_zero_latency_postgresql": ceiling_pg,
+        "transitions_per_s": commits,
     }
 
 

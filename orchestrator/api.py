@@ -1,5 +1,5 @@
 """The library surface: ``validate``, ``ls``, ``plan``, ``run``, ``status``, ``retry``, ``show``,
-``export``, ``write_metrics``. Wires the parts together.
+``export``, ``write_metrics`` (a file, a Pushgateway), ``copy_ledger``. Wires the parts together.
 
 Everything a command does happens here, so that it can be called from Python as well as from the CLI;
 the CLI only parses, calls one of these, prints and maps errors to exit codes.
@@ -11,6 +11,8 @@ import contextlib
 import csv
 import json
 import logging
+import os
+import re
 import threading
 import time
 from collections import Counter
@@ -23,11 +25,12 @@ from typing import TextIO
 
 import httpx
 
-from . import lock, metrics, planner, urls
+from . import lock, metrics, pgurl, planner, urls
 from .checks import Inspection as Inspection
 from .checks import Preflight
 from .errors import (
     FatalTargetError,
+    LedgerError,
     ManifestError,
     OrchestratorError,
     OutputError,
@@ -36,11 +39,12 @@ from .errors import (
 )
 from .evidence import LocalClock, ServerClock, name_key
 from .jobs import Drain, OnFinished, Reconciler, Window, abort_orphans, look_again, reconcile, refresh
-from .ledger import Ledger
+from .ledger import TABLES, Ledger
 from .manifest import TARGET_RULES, Manifest, PreflightMode, Settings, SourceConfig, TargetConfig, load
 from .models import Action, JobProgress, JobState, LedgerRecord, ObjectState, PlanItem, Secret, StoredObject
 from .models import Outcome as Outcome
 from .pacing import RateLimiter
+from .pgurl import PostgresLedger
 from .redact import Redactor
 from .run import RunOptions as RunOptions
 from .run import RunReport as RunReport
@@ -103,19 +107,44 @@ def source_key(source: SourceConfig) -> str:
 def open_ledger(manifest: Manifest, *, clock: Callable[[], float] = time.time,
                 read_only: bool = False) -> Ledger:
     """The manifest's ledger; ``read_only`` for commands that only read it (nothing written)."""
-    return Ledger(manifest.ledger_path, clock=clock, owner=target_identity(manifest.target),
-                  sources=[source_key(s) for s in manifest.sources], read_only=read_only)
+    return Ledger(manifest.ledger_url or manifest.ledger_path, clock=clock,
+                  owner=target_identity(manifest.target), sources=[source_key(s) for s in manifest.sources],
+                  read_only=read_only)
+
+
+def ledger_name(manifest: Manifest) -> str:
+    """How messages name the manifest's ledger: its path, or its URL without the password."""
+    return manifest.ledger_url.display if manifest.ledger_url else str(manifest.ledger_path)
+
+
+def ledger_exists(manifest: Manifest) -> bool:
+    """Whether reading the ledger can find anything (a PostgreSQL schema is asked when opened)."""
+    return manifest.ledger_url is not None or manifest.ledger_path.exists()
+
+
+@contextlib.contextmanager
+def hold_ledger(where: Path | PostgresLedger, *,
+                wait_s: float = 0.0) -> Iterator[tuple[str, Callable[[str], bool]]]:
+    """The one-run lock of a ledger: ``<ledger>.lock`` beside a SQLite file's real path (symlinks
+    resolved), or PostgreSQL's advisory lock. Yields the lock's name and how to tell whether the run
+    a run record names still holds its lock (under an advisory lock, no other run can)."""
+    if isinstance(where, Path):
+        with lock.hold(where.resolve(), wait_s=wait_s) as lock_path:
+            yield str(lock_path), lock.is_held
+    else:
+        from . import ledger_pg  # psycopg is loaded only for a PostgreSQL ledger
+        with ledger_pg.hold(where, wait_s=wait_s) as name:
+            yield name, lambda _other: False
 
 
 @contextlib.contextmanager
 def one_run(manifest: Manifest, *, wait_lock_s: float = 0.0,
             clock: Callable[[], float] = time.time) -> Iterator[Ledger]:
-    """The ledger, held by this process alone: the lock file beside the ledger's real path (symlinks
-    resolved), and a run record inside the database, so two runs never both write to one ledger,
-    whatever paths reached it."""
-    path = manifest.ledger_path.resolve()
-    with lock.hold(path, wait_s=wait_lock_s) as lock_path, open_ledger(manifest, clock=clock) as ledger:
-        ledger.claim_run(lock_path, holder_alive=lock.is_held)
+    """The ledger, held by this process alone: the run lock (:func:`hold_ledger`), and a run record
+    inside the database, so two runs never both write to one ledger, whatever paths reached it."""
+    with hold_ledger(manifest.ledger_url or manifest.ledger_path, wait_s=wait_lock_s) as (name, alive), \
+            open_ledger(manifest, clock=clock) as ledger:
+        ledger.claim_run(name, holder_alive=alive)
         try:
             yield ledger
         finally:
@@ -206,6 +235,8 @@ def secrets_of(manifest: Manifest) -> list[Secret]:
     for creds in [manifest.credentials, *(s.credentials for s in manifest.sources)]:
         if creds is not None:
             found += [creds.access_key, creds.secret_key, *([creds.token] if creds.token else [])]
+    if manifest.ledger_url is not None:
+        found += [Secret(s) for s in manifest.ledger_url.secrets()]
     return found
 
 
@@ -283,7 +314,7 @@ def plan(manifest: Manifest, *, source_factory: SourceFactory = make_source,
          clock: Callable[[], float] = time.time) -> PlanReport:
     """List every source and decide, without submitting or writing anything."""
     report = PlanReport()
-    ledger = open_ledger(manifest, read_only=True) if manifest.ledger_path.exists() else None
+    ledger = open_ledger(manifest, read_only=True) if ledger_exists(manifest) else None
     now = clock()
     try:
         for source in manifest.sources:
@@ -574,7 +605,7 @@ def status(manifest: Manifest, *, refresh_jobs: bool = False,
             target = target_factory(manifest, client, make_reader(manifest, make_source))
             _refresh(target, ledger, manifest, stop, redact, stop.wait)
     after = manifest.settings.stall_after_s
-    if not manifest.ledger_path.exists():
+    if not ledger_exists(manifest):
         return StatusReport({}, [], Overview(clock(), after, [], [], 0, [], None))
     with open_ledger(manifest, read_only=True) as ledger:
         stalled = ledger.stalled(after)
@@ -612,8 +643,8 @@ class ObjectHistory:
 
 def show(manifest: Manifest, url: str) -> ObjectHistory:
     """One object's whole history; raises :class:`UnknownObjectError` when the ledger has no row."""
-    path = manifest.ledger_path
-    if not path.exists():
+    path = ledger_name(manifest)
+    if not ledger_exists(manifest):
         raise UnknownObjectError(f"{path}: no ledger yet (a run creates it when it first submits)")
     with open_ledger(manifest, read_only=True) as ledger:
         versions = ledger.history([url]).get(url, [])
@@ -639,7 +670,7 @@ def export(manifest: Manifest, out: TextIO, *, fmt: str) -> int:
     try:
         if writer is not None:
             writer.writeheader()
-        if not manifest.ledger_path.exists():
+        if not ledger_exists(manifest):
             return 0
         with open_ledger(manifest, read_only=True) as ledger:
             for record in ledger.records():
@@ -707,16 +738,79 @@ def run_metrics(manifest: Manifest, report: RunReport, *, objects: Mapping[str, 
     ]
 
 
-def write_metrics(manifest: Manifest, report: RunReport, path: Path, *, seconds: float,
-                  clock: Callable[[], float] = time.time) -> None:
-    """Write the run's metrics for node_exporter's textfile collector (atomically: temp + rename)."""
+def final_metrics(manifest: Manifest, report: RunReport, *, seconds: float,
+                  clock: Callable[[], float] = time.time) -> list[metrics.Metric]:
+    """The run's metrics with the ledger's counts as the run left them."""
     objects: dict[str, int] = {}
     last_success = None
-    if manifest.ledger_path.exists():
+    if ledger_exists(manifest):
         with open_ledger(manifest) as ledger:
             objects, last_success = ledger.counts(), ledger.last_success()
-    metrics.write_atomic(path, metrics.render(run_metrics(
-        manifest, report, objects=objects, seconds=seconds, now=clock(), last_success_at=last_success)))
+    return run_metrics(manifest, report, objects=objects, seconds=seconds, now=clock(),
+                       last_success_at=last_success)
+
+
+def write_metrics(manifest: Manifest, report: RunReport, *, seconds: float, file: Path | None = None,
+                  push_url: str | None = None, clock: Callable[[], float] = time.time) -> list[OutputError]:
+    """The run's metrics, computed once: written for node_exporter's textfile collector to ``file``
+    (atomically: temp + rename) and pushed to the Pushgateway at ``push_url`` (grouped by job and
+    manifest file name). Each is tried; returns what failed."""
+    if file is None and push_url is None:
+        return []
+    found = final_metrics(manifest, report, seconds=seconds, clock=clock)
+    errors: list[OutputError] = []
+    if file is not None:
+        try:
+            metrics.write_atomic(file, metrics.render(found))
+        except OutputError as exc:
+            errors.append(exc)
+    if push_url is not None:
+        try:
+            metrics.push(push_url, found, grouping={"manifest": manifest.path.name})
+        except OutputError as exc:
+            errors.append(exc)
+    return errors
+
+
+# -- moving a ledger between SQLite and PostgreSQL ---------------------------------------------------
+
+def ledger_location(text: str, environ: Mapping[str, str] | None = None) -> Path | PostgresLedger:
+    """A SQLite path or a ``postgresql://`` URL (``schema=`` required; a password only as ``${VAR}``),
+    as ``ledger copy`` takes them. Raises :class:`ManifestError` naming the argument."""
+    env = os.environ if environ is None else environ
+    if not pgurl.is_postgres(text):
+        return Path(text)
+
+    def substitute(part: str) -> str:
+        def one(match: re.Match[str]) -> str:
+            if match.group(1) not in env:
+                raise ManifestError("", "ledger URL", f"environment variable {match.group(1)} is not set")
+            return env[match.group(1)]
+        return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", one, part)
+
+    try:
+        return pgurl.parse(text, substitute=substitute, default_schema=None)
+    except ValueError as exc:
+        raise ManifestError("", "ledger URL", str(exc)) from None
+
+
+def copy_ledger(source: Path | PostgresLedger, destination: Path | PostgresLedger, *,
+                wait_lock_s: float = 0.0) -> dict[str, int]:
+    """Copy a whole ledger (objects, events, job progress, run bookkeeping) into an empty one of either
+    kind, in one transaction, holding both ledgers' run locks; returns the rows copied per table."""
+    if isinstance(source, Path) and not source.exists():
+        raise LedgerError(f"{source}: no such ledger")
+    same = source.resolve() == destination.resolve() if isinstance(source, Path) and \
+        isinstance(destination, Path) else source == destination
+    if same:
+        name = str(destination) if isinstance(destination, Path) else destination.display
+        raise LedgerError(f"{name}: the source and the destination are the same ledger")
+    with hold_ledger(source, wait_s=wait_lock_s), hold_ledger(destination, wait_s=wait_lock_s), \
+            Ledger(source, upgrade=False) as src, Ledger(destination) as dst:
+        if not dst.is_empty():
+            raise LedgerError(f"{dst.name}: the destination ledger is not empty; copy into a new file or "
+                              "schema (nothing was written)")
+        return dst.load({table: src.dump(table) for table in TABLES})
 
 
 def retry(manifest: Manifest, *, url_glob: str | None = None, uncertain: bool = False) -> int:

@@ -139,7 +139,7 @@ def validate(manifest: str) -> None:
     with _errors():
         m = _load(manifest)
     click.echo(f"{manifest}: valid ({len(m.sources)} source(s), target {m.target.type}, "
-               f"ledger {m.ledger_path})")
+               f"ledger {api.ledger_name(m)})")
 
 
 def _report_sources(errors: list[str], warnings: list[str]) -> None:
@@ -251,9 +251,12 @@ def check(manifest: str, deep: bool, as_json: bool) -> None:
 @click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="PATH", help="At the end, write Prometheus metrics to PATH (node_exporter's "
               "textfile collector), atomically.")
+@click.option("--metrics-push", default=None, metavar="URL",
+              help="At the end, push the same metrics to the Prometheus Pushgateway at URL "
+              "(job=orchestrator, grouped by manifest).")
 @click.pass_context
 def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | None, wait_lock: float,
-        poll_interval: float, deep: bool, metrics_file: Path | None) -> None:
+        poll_interval: float, deep: bool, metrics_file: Path | None, metrics_push: str | None) -> None:
     """List, plan, submit and record; end with one summary line on stdout. Progress bars on stderr
     when it is a terminal."""
     stop = threading.Event()
@@ -284,12 +287,14 @@ def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | No
     logging.getLogger("orchestrator").info(summary, extra={"event": "summary"})
     click.echo(summary)
     code = report.exit_code()
-    if metrics_file is not None:
-        try:
-            api.write_metrics(m, report, metrics_file, seconds=seconds)
-        except OrchestratorError as exc:
-            _say(f"error: {exc}", err=True)
-            code = code or EXIT_FAILED
+    try:
+        failed: list[OrchestratorError] = [*api.write_metrics(m, report, seconds=seconds, file=metrics_file,
+                                                              push_url=metrics_push)]
+    except OrchestratorError as exc:  # the ledger could not be read for the counts
+        failed = [exc]
+    for error in failed:
+        _say(f"error: {error}", err=True)
+        code = code or EXIT_FAILED
     sys.exit(code)
 
 
@@ -334,7 +339,7 @@ def status(manifest: str, as_json: bool, refresh: bool) -> None:
                 overview.last_success_at),
         }, indent=2))
         return
-    for line in views.status_lines(overview, report.counts, m.sources, m.ledger_path):
+    for line in views.status_lines(overview, report.counts, m.sources, api.ledger_name(m)):
         _say(line)
 
 
@@ -391,6 +396,26 @@ def retry(manifest: str, url_glob: str | None, uncertain: bool) -> None:
     with _errors():
         n = api.retry(_load(manifest), url_glob=url_glob, uncertain=uncertain)
     click.echo(f"re-armed {n} object(s); the next `run` submits them")
+
+
+@cli.group()
+def ledger() -> None:
+    """Move a ledger between SQLite and PostgreSQL."""
+
+
+@ledger.command("copy")
+@click.argument("source")
+@click.argument("destination")
+@click.option("--wait-lock", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
+              help="Wait up to SECONDS for runs on either ledger to end (default: exit 75).")
+def ledger_copy(source: str, destination: str, wait_lock: float) -> None:
+    """Copy the ledger SOURCE, history included, into the empty ledger DESTINATION. Each is a SQLite
+    file or postgresql://user@host:5432/db?schema=NAME (a password only as ${ENV_VAR}, quoted for the
+    shell, or from PGPASSWORD). A destination that holds anything is refused."""
+    with _errors():
+        counts = api.copy_ledger(api.ledger_location(source), api.ledger_location(destination),
+                                 wait_lock_s=wait_lock)
+    _say("copied " + ", ".join(f"{n} {table}" for table, n in counts.items()))
 
 
 def main() -> None:

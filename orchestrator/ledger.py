@@ -5,8 +5,9 @@ An import is identified by the object (its native URL and version) and where it 
 the collection and the partition. A ledger opened for one target claims, polls and judges only that
 target's rows: another cluster's jobs are never touched.
 
-State changes only through the named transitions below, each one SQLite transaction committed with
-``synchronous=FULL``: a crash leaves either the old state or the new one, never half of each.
+State changes only through the named transitions below, each one transaction committed durably
+(SQLite: ``synchronous=FULL``; PostgreSQL: ``synchronous_commit=on``) before the call it protects: a
+crash leaves either the old state or the new one, never half of each.
 
     (new), pending, failed --begin_submission--> submitting --record_job--> submitted --complete--> completed
                                       |   \\--refuse(permanent)--> failed <--job_failed--/
@@ -16,6 +17,11 @@ State changes only through the named transitions below, each one SQLite transact
 
 A row is first written when its object is first submitted: objects the ledger has never seen are
 simply new, so planning a million of them writes nothing.
+
+The transitions are written once, in SQL that SQLite and PostgreSQL both speak (``?`` and ``:name``
+placeholders, ``RETURNING``, ``ON CONFLICT``); a :class:`Backend` holds what differs: the
+connection, how a transaction begins, the column types, the catalog, and whether the file can be
+replaced under the run (``ledger_pg.py`` is the PostgreSQL one).
 """
 
 from __future__ import annotations
@@ -26,16 +32,18 @@ import functools
 import inspect
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Generic, NamedTuple, ParamSpec, TypeVar
+from typing import Any, Generic, NamedTuple, ParamSpec, Protocol, TypeVar
 
 from .errors import LedgerError, LockHeldError
 from .models import JobProgress, LedgerRecord, ObjectState, PlanItem
+from .pgurl import PostgresLedger
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -91,6 +99,43 @@ CREATE TABLE IF NOT EXISTS job_progress (
     seen_at REAL NOT NULL
 );
 """
+# Every table and its columns, in the order ``ledger copy`` moves them (parents first).
+TABLES = {
+    "meta": ("key", "value"),
+    "objects": ("id", "url", "version", "target", "source", "collection", "partition", "size", "state",
+                "job_id", "attempts", "failures", "error", "rows", "imported_rows", "sent_as", "server_at",
+                "key_gen", "created_at", "updated_at"),
+    "events": ("id", "object_id", "at", "state", "job_id", "detail"),
+    "job_progress": ("job_id", "progress", "changed_at", "seen_at"),
+}
+_KEYS = {"meta": "key", "objects": "id", "events": "id", "job_progress": "job_id"}
+
+
+class Rows(Protocol):
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Backend(Protocol):
+    """What differs between databases. SQL reaches :meth:`execute` with ``?`` and ``:name``
+    placeholders and SQLite's column types; a backend translates what it must."""
+
+    name: str  # how messages name the ledger (a path, or a URL without its password)
+    kind: str  # "SQLite file", "PostgreSQL schema"
+    for_update: str  # appended to a SELECT whose rows the transaction then writes
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Rows: ...
+    def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]: ...
+    def executemany(self, sql: str, rows: Iterator[Sequence[Any]]) -> None: ...
+    def begin(self, *, durable: bool, exclusive: bool = False) -> None: ...
+    def in_transaction(self) -> bool: ...
+    def tables(self) -> set[str]: ...
+    def columns(self, table: str) -> set[str]: ...
+    def ddl(self, statement: str) -> str: ...
+    def after_copy(self) -> None: ...
+    def check_same(self) -> None: ...
+    def close(self) -> None: ...
 
 
 _STATES = {s.value: s for s in ObjectState}
@@ -133,7 +178,7 @@ _SQLITE_PROBLEMS = {
 }
 
 
-def ledger_error(path: Path, exc: sqlite3.Error) -> LedgerError:
+def ledger_error(path: Path | str, exc: sqlite3.Error) -> LedgerError:
     """One message for a SQLite failure: the ledger, what happened and what to do."""
     code = getattr(exc, "sqlite_errorcode", None)
     problem = _SQLITE_PROBLEMS.get(code & 0xFF if isinstance(code, int) else -1,
@@ -142,7 +187,7 @@ def ledger_error(path: Path, exc: sqlite3.Error) -> LedgerError:
 
 
 @contextlib.contextmanager
-def _translated(path: Path) -> Iterator[None]:
+def _translated(path: Path | str) -> Iterator[None]:
     try:
         yield
     except sqlite3.Error as exc:
@@ -154,13 +199,13 @@ def _translating(method: Callable[P, T]) -> Callable[P, T]:
     if inspect.isgeneratorfunction(method):
         @functools.wraps(method)
         def generator(*args: P.args, **kwargs: P.kwargs) -> Any:
-            with _translated(args[0].path):  # type: ignore[attr-defined]
+            with _translated(args[0].name):  # type: ignore[attr-defined]
                 yield from method(*args, **kwargs)
         return generator
 
     @functools.wraps(method)
     def call(*args: P.args, **kwargs: P.kwargs) -> T:
-        with _translated(args[0].path):  # type: ignore[attr-defined]
+        with _translated(args[0].name):  # type: ignore[attr-defined]
             return method(*args, **kwargs)
     return call
 
@@ -168,72 +213,70 @@ def _translating(method: Callable[P, T]) -> Callable[P, T]:
 class Ledger:
     """Thread-safe: every method takes the connection lock for one short transaction.
 
-    ``owner`` is the identity of the target this process imports into: new rows are recorded under
-    it, and rows written before destinations were recorded (schema 1) are taken to be its own when
-    the ledger is migrated. ``sources`` names each source number of the manifest by its stable URL.
+    ``where`` is a SQLite file or a PostgreSQL schema. ``owner`` is the identity of the target this
+    process imports into: new rows are recorded under it, and rows written before destinations were
+    recorded (schema 1) are taken to be its own when the ledger is migrated (``upgrade=False``
+    refuses an old ledger instead). ``sources`` names each source number of the manifest by its
+    stable URL.
 
-    ``read_only`` opens the file for reading alone (``status``, ``plan``, ``show``, ``export``): nothing
-    is written, not even a WAL checkpoint or a migration, so a ledger in a read-only folder can still be
-    read. Every SQLite failure surfaces as a :class:`LedgerError` naming the file (see
-    :func:`ledger_error`).
+    ``read_only`` opens a SQLite file for reading alone (``status``, ``plan``, ``show``, ``export``):
+    nothing is written, not even a WAL checkpoint or a migration, so a ledger in a read-only folder can
+    still be read (a PostgreSQL ledger is opened as usual). Every SQLite failure surfaces as a
+    :class:`LedgerError` naming the file (see :func:`ledger_error`).
     """
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time, owner: str = "",
-                 sources: Sequence[str] = (), read_only: bool = False, busy_timeout_s: float = 30.0) -> None:
-        self.path = path
+    def __init__(self, where: Path | PostgresLedger, *, clock: Callable[[], float] = time.time,
+                 owner: str = "", sources: Sequence[str] = (), read_only: bool = False,
+                 busy_timeout_s: float = 30.0, upgrade: bool = True) -> None:
         self.owner = owner
         self.sources = tuple(sources)
         self._clock = clock
         self._lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Op[Any]] = []
+        if isinstance(where, Path):
+            self._db: Backend = _Sqlite(where, read_only=read_only, busy_timeout_s=busy_timeout_s)
+        else:
+            from .ledger_pg import Postgres  # psycopg is loaded only for a PostgreSQL ledger
+            self._db = Postgres(where)
+        self.name = self._db.name
         try:
-            if read_only:
-                self._db = _open_read_only(path, busy_timeout_s)
-                self._identity = _file_identity(path)
-                if self._needs_migration():  # an older ledger: migrated by a normal open, if it can be
-                    self._db.close()
-                    read_only = False
+            if isinstance(where, Path) and read_only and self._needs_migration(where):
+                self._db.close()  # an older ledger: migrated by a normal open, if it can be
+                self._db = _Sqlite(where, read_only=False, busy_timeout_s=busy_timeout_s)
+                read_only = False
             if not read_only:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                if path.exists() and (links := os.stat(path).st_nlink) > 1:
-                    raise LedgerError(f"{path}: the ledger file has {links} hard links; SQLite keeps one "
-                                      "file consistent only under one name (its -wal and -shm files go by "
-                                      "the name): remove the extra links (a symlink is fine)")
-                self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
-                                           timeout=busy_timeout_s)
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=FULL")
-                self._identity = _file_identity(path)
-                self._init_schema()
-        except (sqlite3.DatabaseError, OSError, LedgerError) as exc:
-            if hasattr(self, "_db"):
-                self._db.close()  # a half-opened ledger leaves no file open
-            if isinstance(exc, sqlite3.DatabaseError):
-                raise ledger_error(path, exc) from exc
-            if isinstance(exc, OSError):
-                raise LedgerError(f"{path}: cannot open the ledger ({exc.strerror or exc})") from exc
+                self._init_schema(upgrade=upgrade)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()  # a half-opened ledger leaves no file open
+            raise ledger_error(self.name, exc) from exc
+        except BaseException:
+            self._db.close()
             raise
 
-    def _init_schema(self) -> None:
+    def _init_schema(self, *, upgrade: bool) -> None:
         with self._lock:
-            existing = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            if existing and "meta" not in existing:
-                raise LedgerError(f"{self.path}: this SQLite file is not an orchestrator ledger")
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.begin(durable=True, exclusive=True)
             try:
+                existing = self._db.tables()
+                if existing and "meta" not in existing:
+                    raise LedgerError(f"{self.name}: this {self._db.kind} is not an orchestrator ledger")
                 version = self._stored_version(existing)
                 if version > _SCHEMA:
                     raise LedgerError(
-                        f"{self.path}: written by a newer orchestrator (ledger schema {version}; this one "
+                        f"{self.name}: written by a newer orchestrator (ledger schema {version}; this one "
                         f"reads up to {_SCHEMA}): upgrade orchestrator, or point `ledger:` elsewhere")
                 if 0 < version < _SCHEMA:
+                    if not upgrade:
+                        raise LedgerError(f"{self.name}: ledger schema {version}: run orchestrator on it "
+                                          "once (it migrates the ledger), then try again")
                     self._migrate_v1()
                 for statement in _DDL.split(";"):
                     if statement.strip():
-                        self._db.execute(statement)
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('app', ?)", (_APP,))
-                self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(_SCHEMA),))
+                        self._db.execute(self._db.ddl(statement))
+                self._db.execute("INSERT INTO meta VALUES ('app', ?) ON CONFLICT (key) DO NOTHING", (_APP,))
+                self._db.execute("INSERT INTO meta VALUES ('schema', ?) ON CONFLICT (key) DO UPDATE "
+                                 "SET value = excluded.value", (str(_SCHEMA),))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._rollback()
@@ -242,31 +285,30 @@ class Ledger:
 
     def _check_app(self) -> None:
         with self._lock:
-            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             app = self._db.execute("SELECT value FROM meta WHERE key='app'").fetchone() \
-                if "meta" in tables else None
+                if "meta" in self._db.tables() else None
         if app is None or app[0] != _APP:
-            raise LedgerError(f"{self.path}: this SQLite file is not an orchestrator ledger")
+            raise LedgerError(f"{self.name}: this {self._db.kind} is not an orchestrator ledger")
 
-    def _needs_migration(self) -> bool:
+    def _needs_migration(self, path: Path) -> bool:
         """For a read-only open: is the ledger ours, and of an older schema (which only a writing open can
         migrate)? A newer one is refused; an older one in a folder that cannot be written too."""
         self._check_app()
         with self._lock:
             version = self._stored_version({"meta"})
         if version > _SCHEMA:
-            raise LedgerError(f"{self.path}: written by a newer orchestrator (ledger schema {version}; this "
+            raise LedgerError(f"{self.name}: written by a newer orchestrator (ledger schema {version}; this "
                               f"one reads up to {_SCHEMA}): upgrade orchestrator")
-        if version < _SCHEMA and not os.access(self.path.parent, os.W_OK):
-            raise LedgerError(f"{self.path}: written by an older orchestrator (ledger schema {version}), "
+        if version < _SCHEMA and not os.access(path.parent, os.W_OK):
+            raise LedgerError(f"{self.name}: written by an older orchestrator (ledger schema {version}), "
                               "and its folder cannot be written to migrate it: run orchestrator once where "
                               "it can")
         return version < _SCHEMA
 
     def _rollback(self) -> None:
-        """Undo the open transaction, if SQLite has not already (it does on a full disk or an I/O
-        error): the error that caused it is the one to report."""
-        if self._db.in_transaction:
+        """Undo the open transaction, if the database has not already (SQLite does on a full disk or an
+        I/O error): the error that caused it is the one to report."""
+        if self._db.in_transaction():
             self._db.execute("ROLLBACK")
 
     def _stored_version(self, tables: set[str]) -> int:
@@ -276,14 +318,14 @@ class Ledger:
         try:
             return int(row[0]) if row is not None else 0
         except ValueError:
-            raise LedgerError(f"{self.path}: the ledger's schema version {row[0]!r} is not a number"
+            raise LedgerError(f"{self.name}: the ledger's schema version {row[0]!r} is not a number"
                               ) from None
 
     def _migrate_v1(self) -> None:
         """Schema 1 -> 2, in the caller's transaction: rows gain their destination (the owner: the only
         target they can have been written for, as far as this ledger can tell), their source by URL
         instead of position, and the columns added since (rows, imported rows) where they are missing."""
-        columns = {r[1] for r in self._db.execute("PRAGMA table_info(objects)")}
+        columns = self._db.columns("objects")
         rows = "rows" if "rows" in columns else "NULL"
         imported = "imported_rows" if "imported_rows" in columns else "NULL"
         cases = " ".join(f"WHEN {i} THEN ?" for i in range(len(self.sources)))
@@ -303,18 +345,19 @@ class Ledger:
 
     # -- one run per ledger, whatever path reached it ----------------------------------------
 
-    def claim_run(self, lock_path: Path, *, holder_alive: Callable[[str], bool]) -> None:
+    def claim_run(self, lock_path: Path | str, *, holder_alive: Callable[[str], bool]) -> None:
         """Record this process as the ledger's one run, in a transaction. Another run's record stands
         while ``holder_alive(its lock file)`` says its holder still holds it (a hard link or a second
         path to the same file, each with its own lock file, still meets here)."""
-        me = json.dumps({"pid": os.getpid(), "lock": str(lock_path)})
+        me = json.dumps({"pid": os.getpid(), "lock": str(lock_path), "host": socket.gethostname()})
         with self._tx(durable=False):
             row = self._db.execute("SELECT value FROM meta WHERE key='run'").fetchone()
             if row is not None and row[0] != me:
                 other = json.loads(row[0])
                 if other.get("lock") != str(lock_path) and holder_alive(str(other.get("lock"))):
                     raise LockHeldError(str(other.get("lock")), f"pid {other.get('pid')}")
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('run', ?)", (me,))
+            self._db.execute("INSERT INTO meta VALUES ('run', ?) ON CONFLICT (key) DO UPDATE "
+                             "SET value = excluded.value", (me,))
 
     def end_run(self) -> None:
         with self._tx(durable=False):
@@ -322,14 +365,9 @@ class Ledger:
                              (f'{{"pid": {os.getpid()},%',))
 
     def check_same_file(self) -> None:
-        """Raise :class:`LedgerError` when the ledger file was deleted or replaced since it was opened."""
-        try:
-            now = _file_identity(self.path)
-        except OSError:
-            now = None
-        if now != self._identity:
-            raise LedgerError(f"{self.path}: the ledger file was deleted or replaced while this run used it; "
-                              "stopped submitting (restore it, then run again)")
+        """Raise :class:`LedgerError` when the ledger file was deleted or replaced since it was opened
+        (SQLite; a PostgreSQL ledger has no file to replace: nothing to check)."""
+        self._db.check_same()
 
     def close(self) -> None:
         with self._lock:
@@ -349,10 +387,9 @@ class Ledger:
         out: dict[str, list[LedgerRecord]] = {}
         with self._lock:
             for start in range(0, len(urls), _CHUNK):
-                chunk = urls[start:start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                for row in self._db.execute(
-                        f"SELECT {_COLUMNS} FROM objects WHERE url IN ({marks}) ORDER BY id", chunk):
+                where, params = self._db.any_of("url", urls[start:start + _CHUNK])
+                for row in self._db.execute(f"SELECT {_COLUMNS} FROM objects WHERE {where} ORDER BY id",
+                                            params):
                     rec = _record(row)
                     out.setdefault(rec.url, []).append(rec)
         return out
@@ -384,11 +421,10 @@ class Ledger:
         found: set[str] = set()
         with self._lock:
             for start in range(0, len(job_ids), _CHUNK):
-                chunk = job_ids[start:start + _CHUNK]
+                where, params = self._db.any_of("e.job_id", job_ids[start:start + _CHUNK])
                 found.update(str(r[0]) for r in self._db.execute(
                     "SELECT DISTINCT e.job_id FROM events e JOIN objects o ON o.id = e.object_id "
-                    f"WHERE e.job_id IN ({','.join('?' * len(chunk))}) AND o.target = ?",
-                    (*chunk, self.owner)))
+                    f"WHERE {where} AND o.target = ?", (*params, self.owner)))
         return found
 
     def get(self, url: str, version: str) -> LedgerRecord | None:
@@ -445,10 +481,11 @@ class Ledger:
     def oldest_submitted(self) -> dict[tuple[str, str], LedgerRecord]:
         """Per (source, collection), the ``submitted`` row that has been running longest."""
         with self._lock:
-            rows = self._db.execute(  # SQLite takes the bare columns from the row holding the MIN
-                f"SELECT {_COLUMNS}, MIN(updated_at) FROM objects WHERE state='submitted' "
-                "GROUP BY source, collection").fetchall()
-        return {(rec.source, rec.collection): rec for rec in (_record(row[:-1]) for row in rows)}
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY source, collection "
+                "ORDER BY updated_at, id) AS n FROM objects WHERE state='submitted') AS o WHERE n = 1"
+            ).fetchall()
+        return {(rec.source, rec.collection): rec for rec in map(_record, rows)}
 
     def failing(self, limit: int) -> tuple[int, list[LedgerRecord]]:
         """How many rows are failed, uncertain, or pending after an error, and the ``limit`` most
@@ -476,7 +513,7 @@ class Ledger:
             rows = self._db.execute(
                 f"SELECT {_COLUMNS}, p_job, p_progress, p_changed, p_seen FROM objects JOIN ("
                 "SELECT job_id AS p_job, progress AS p_progress, changed_at AS p_changed, "
-                "seen_at AS p_seen FROM job_progress) ON p_job = job_id "
+                "seen_at AS p_seen FROM job_progress) AS p ON p_job = job_id "
                 "WHERE state='submitted' AND p_seen - p_changed >= ? ORDER BY p_changed, id",
                 (after_s,)).fetchall()
         return [(_record(row[:-4]), JobProgress(str(row[-4]), row[-3], float(row[-2]), float(row[-1])))
@@ -484,12 +521,12 @@ class Ledger:
 
     def job_progress(self, job_ids: Sequence[str]) -> dict[str, JobProgress]:
         """The last progress polled for each of ``job_ids`` that was ever seen running."""
-        marks = ",".join("?" * len(job_ids))
+        where, params = self._db.any_of("job_id", job_ids)
         with self._lock:
             return {str(job): JobProgress(str(job), value, float(changed), float(seen))
                     for job, value, changed, seen in self._db.execute(
-                        f"SELECT job_id, progress, changed_at, seen_at FROM job_progress "
-                        f"WHERE job_id IN ({marks})", list(job_ids))}
+                        f"SELECT job_id, progress, changed_at, seen_at FROM job_progress WHERE {where}",
+                        params)}
 
     def last_success(self) -> float | None:
         """When a run last ended with nothing failed (see :meth:`note_success`), if ever."""
@@ -507,15 +544,16 @@ class Ledger:
             self._db.execute(
                 "INSERT INTO job_progress (job_id, progress, changed_at, seen_at) VALUES (?,?,?,?) "
                 "ON CONFLICT (job_id) DO UPDATE SET seen_at=excluded.seen_at, progress=excluded.progress, "
-                "changed_at=CASE WHEN progress IS excluded.progress THEN changed_at "
+                "changed_at=CASE WHEN job_progress.progress = excluded.progress OR (job_progress.progress "
+                "IS NULL AND excluded.progress IS NULL) THEN job_progress.changed_at "
                 "ELSE excluded.changed_at END",
                 (job_id, progress, now, now))
 
     def note_success(self) -> None:
         """Record that a run ended now with nothing failed."""
         with self._tx(durable=False):
-            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('last_success_at', ?)",
-                             (repr(self._clock()),))
+            self._db.execute("INSERT INTO meta VALUES ('last_success_at', ?) ON CONFLICT (key) DO UPDATE "
+                             "SET value = excluded.value", (repr(self._clock()),))
 
     # -- transitions -------------------------------------------------------------------------
 
@@ -552,7 +590,7 @@ class Ledger:
         def body() -> Claim | None:
             row = self._db.execute(
                 "SELECT id, state, failures, key_gen FROM objects WHERE url=? AND version=? AND target=? "
-                "AND collection=? AND COALESCE(partition, '')=?",
+                f"AND collection=? AND COALESCE(partition, '')=?{self._db.for_update}",
                 (obj.url, obj.version, self.owner, route.collection, route.partition or "")).fetchone()
             if row is None:
                 object_id = self._db.execute(
@@ -707,8 +745,7 @@ class Ledger:
 
     def _commit(self, batch: list[_Op[Any]]) -> None:
         try:
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.begin(durable=True)
             try:
                 for op in batch:
                     self._db.execute("SAVEPOINT op")
@@ -737,6 +774,127 @@ class Ledger:
     def _tx(self, *, durable: bool = True) -> _Transaction:
         return _Transaction(self._db, self._lock, durable=durable)
 
+    # -- moving a whole ledger (``ledger copy``) ----------------------------------------------
+
+    def is_empty(self) -> bool:
+        """No rows, no history, no bookkeeping beyond the schema's own marks."""
+        with self._lock:
+            meta = {str(r[0]) for r in self._db.execute("SELECT key FROM meta")}
+            return meta <= {"app", "schema", "run"} and all(
+                self._db.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone() is None
+                for t in ("objects", "events", "job_progress"))
+
+    def dump(self, table: str) -> Iterator[tuple[Any, ...]]:
+        """Every row of ``table`` (one of :data:`TABLES`), in key order, fetched in pages; the run's
+        own record stays behind."""
+        columns, key = ", ".join(TABLES[table]), _KEYS[table]
+        last: Any = None
+        while True:
+            after = "" if last is None else f"WHERE {key} > ?"
+            with self._lock:
+                rows = self._db.execute(f"SELECT {columns} FROM {table} {after} ORDER BY {key} LIMIT ?",
+                                        (*([] if last is None else [last]), _CHUNK * 10)).fetchall()
+            if not rows:
+                return
+            yield from (tuple(r) for r in rows if table != "meta" or r[0] not in ("app", "schema", "run"))
+            last = rows[-1][TABLES[table].index(key)]
+
+    def load(self, tables: dict[str, Iterator[tuple[Any, ...]]]) -> dict[str, int]:
+        """Insert every table's rows in one durable transaction (all or nothing); counts per table."""
+        counts: dict[str, int] = {}
+        with self._tx():
+            for table, rows in tables.items():
+                columns = TABLES[table]
+                counted = _Counted(rows)
+                self._db.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                                     f"({','.join('?' * len(columns))})", iter(counted))
+                counts[table] = counted.n
+            self._db.after_copy()
+        return counts
+
+
+class _Counted:
+    def __init__(self, rows: Iterator[tuple[Any, ...]]) -> None:
+        self.rows = rows
+        self.n = 0
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        for row in self.rows:
+            self.n += 1
+            yield row
+
+
+class _Sqlite:
+    """A SQLite file in WAL mode; transactions ``BEGIN IMMEDIATE``; durable ones ``synchronous=FULL``."""
+
+    kind = "SQLite file"
+    for_update = ""
+
+    def __init__(self, path: Path, *, read_only: bool = False, busy_timeout_s: float = 30.0) -> None:
+        self.path = path
+        self.name = str(path)
+        try:
+            if read_only:
+                self._db = _open_read_only(path, busy_timeout_s)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if path.exists() and (links := os.stat(path).st_nlink) > 1:
+                    raise LedgerError(f"{path}: the ledger file has {links} hard links; SQLite keeps one "
+                                      "file consistent only under one name (its -wal and -shm files go by "
+                                      "the name): remove the extra links (a symlink is fine)")
+                self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                           timeout=busy_timeout_s)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=FULL")
+            self._identity = _file_identity(path)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            if hasattr(self, "_db"):
+                self._db.close()  # a half-opened ledger leaves no file open
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise ledger_error(path, exc) from exc
+            raise LedgerError(f"{path}: cannot open the ledger ({exc.strerror or exc})") from exc
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Rows:
+        return self._db.execute(sql, params)
+
+    def any_of(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        """``column IN (?, ?, ...)`` and its parameters."""
+        return f"{column} IN ({','.join('?' * len(values))})", list(values)
+
+    def executemany(self, sql: str, rows: Iterator[Sequence[Any]]) -> None:
+        self._db.executemany(sql, rows)
+
+    def begin(self, *, durable: bool, exclusive: bool = False) -> None:
+        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        self._db.execute("BEGIN IMMEDIATE")  # one writer at a time: exclusive already
+
+    def in_transaction(self) -> bool:
+        return self._db.in_transaction
+
+    def tables(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+    def columns(self, table: str) -> set[str]:
+        return {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+
+    def ddl(self, statement: str) -> str:
+        return statement
+
+    def after_copy(self) -> None:
+        """Nothing: an INTEGER PRIMARY KEY goes on from the largest id."""
+
+    def check_same(self) -> None:
+        try:
+            now = _file_identity(self.path)
+        except OSError:
+            now = None
+        if now != self._identity:
+            raise LedgerError(f"{self.path}: the ledger file was deleted or replaced while this run used it; "
+                              "stopped submitting (restore it, then run again)")
+
+    def close(self) -> None:
+        self._db.close()
+
 
 def _file_identity(path: Path) -> tuple[int, int]:
     st = os.stat(path)
@@ -756,13 +914,14 @@ class _Op(Generic[T]):
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` under the connection lock; rolls back on any exception.
+    """A transaction under the connection lock; rolls back on any exception.
 
-    ``durable`` commits with ``synchronous=FULL`` (fsync: survives a power cut); otherwise ``NORMAL``
-    (survives a crash of the process, which is all a re-derivable row needs).
+    ``durable`` commits so as to survive a power cut (SQLite ``synchronous=FULL``, PostgreSQL
+    ``synchronous_commit=on``); otherwise so as to survive a crash of the process (``NORMAL``; ``off``:
+    the server keeps the commit, a crash of the server may lose it), all a re-derivable row needs.
     """
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.Lock, *, durable: bool) -> None:
+    def __init__(self, db: Backend, lock: threading.Lock, *, durable: bool) -> None:
         self._db = db
         self._lock = lock
         self._durable = durable
@@ -770,8 +929,7 @@ class _Transaction:
     def __enter__(self) -> None:
         self._lock.acquire()
         try:
-            self._db.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.begin(durable=self._durable)
         except BaseException:
             self._lock.release()
             raise
@@ -781,11 +939,11 @@ class _Transaction:
             if exc_type is None:
                 try:
                     self._db.execute("COMMIT")
-                except sqlite3.Error:  # a full disk, say: leave no transaction open for the next one
-                    if self._db.in_transaction:
+                except (sqlite3.Error, LedgerError):  # a full disk, say: leave no transaction open
+                    if self._db.in_transaction():
                         self._db.execute("ROLLBACK")
                     raise
-            elif self._db.in_transaction:  # SQLite rolls back by itself on a full disk or an I/O error
+            elif self._db.in_transaction():  # SQLite rolls back by itself on a full disk or an I/O error
                 self._db.execute("ROLLBACK")
         finally:
             self._lock.release()

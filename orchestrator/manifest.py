@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from . import urls
+from . import pgurl, urls
 from .errors import ManifestError
 from .models import Credentials, Secret
 
@@ -194,6 +194,7 @@ class Manifest:
     settings: Settings
     ledger_path: Path
     schema_files: Mapping[str, Path] = field(default_factory=dict)  # collection -> saved describe output
+    ledger_url: pgurl.PostgresLedger | None = None  # `ledger: postgresql://...` (then ledger_path is unused)
 
     def credentials_for(self, source: SourceConfig) -> Credentials | None:
         return source.credentials or self.credentials
@@ -486,9 +487,11 @@ def parse(
     schema_files: dict[str, Path] = {}
     with r.collect():
         schema_files = _schema_files(r, top.get("schema_files"), base_dir)
-    ledger = Path(f"{stem}.ledger.sqlite")
+    ledger, ledger_url = Path(f"{stem}.ledger.sqlite"), None
     with r.collect():
-        if top.get("ledger") is not None:
+        if isinstance(top.get("ledger"), str) and pgurl.is_postgres(top["ledger"]):
+            ledger_url = _postgres_ledger(r, top["ledger"], stem)
+        elif top.get("ledger") is not None:
             ledger = Path(r.string(top["ledger"], "ledger"))
     r.done()
     assert target is not None
@@ -500,7 +503,17 @@ def parse(
         settings=settings,
         ledger_path=ledger if ledger.is_absolute() else base_dir / ledger,
         schema_files=schema_files,
+        ledger_url=ledger_url,
     )
+
+
+def _postgres_ledger(r: _Reader, node: str, stem: str) -> pgurl.PostgresLedger:
+    """``ledger: postgresql://...``: each part substituted on its own; a password only as ${VAR}."""
+    try:
+        return pgurl.parse(node, substitute=lambda part: r.string(part, "ledger") if part else part,
+                           default_schema=pgurl.default_schema(stem))
+    except ValueError as exc:
+        raise r.fail("ledger", str(exc)) from None
 
 
 def _schema_files(r: _Reader, node: Any, base_dir: Path) -> dict[str, Path]:

@@ -1,15 +1,24 @@
-"""Prometheus text exposition for node_exporter's textfile collector: rendering (pure) and an atomic
-write (temp file in the same folder, fsync, rename), so the collector never reads half a file."""
+"""Prometheus metrics through ``prometheus_client``: the exposition for node_exporter's textfile
+collector, written atomically (temp file in the same folder, fsync, rename, so the collector never
+reads half a file), and the same metrics pushed to a Pushgateway, the convention for batch jobs
+(a PUT that replaces the group ``job="orchestrator", manifest=<file name>``)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Mapping
+import urllib.error
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, Gauge, generate_latest, push_to_gateway
+from prometheus_client.exposition import basic_auth_handler, default_handler
+
 from .errors import OutputError
+
+JOB = "orchestrator"
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,14 +30,19 @@ class Metric:
     samples: list[tuple[Mapping[str, str], float]]
 
 
-def render(metrics: Iterable[Metric]) -> str:
-    lines: list[str] = []
+def registry(metrics: Iterable[Metric]) -> CollectorRegistry:
+    """A registry of its own (never the process-wide one) holding these gauges."""
+    reg = CollectorRegistry(auto_describe=True)
     for m in metrics:
-        lines += [f"# HELP {m.name} {_escape_help(m.help)}", f"# TYPE {m.name} gauge"]
+        names = list(dict.fromkeys(k for labels, _ in m.samples for k in labels))
+        gauge = Gauge(m.name, m.help, names, registry=reg)
         for labels, value in m.samples:
-            inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items())
-            lines.append(f"{m.name}{{{inner}}} {_number(value)}" if inner else f"{m.name} {_number(value)}")
-    return "\n".join(lines) + "\n"
+            (gauge.labels(**labels) if names else gauge).set(value)
+    return reg
+
+
+def render(metrics: Iterable[Metric]) -> str:
+    return generate_latest(registry(metrics)).decode("utf-8")
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -46,13 +60,28 @@ def write_atomic(path: Path, text: str) -> None:
         raise OutputError(f"{path}: cannot write the metrics file ({exc.strerror or exc})") from exc
 
 
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+def push(url: str, metrics: Iterable[Metric], *, grouping: Mapping[str, str],
+         timeout_s: float = 10.0) -> None:
+    """PUT the metrics to the Pushgateway at ``url`` (``user:password@`` in it: HTTP basic auth);
+    raises :class:`OutputError`, the URL shown without the user and password."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    shown = parts._replace(netloc=netloc).geturl()
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OutputError(f"{shown}: expected the Pushgateway as http(s)://host:port")
+    user, password = urllib.parse.unquote(parts.username or ""), urllib.parse.unquote(parts.password or "")
 
+    def handler(url: str, method: str, timeout: float | None, headers: list[tuple[str, str]],
+                data: bytes) -> Callable[[], None]:
+        if parts.username is None:
+            return default_handler(url, method, timeout, headers, data)
+        return basic_auth_handler(url, method, timeout, headers, data, user, password)
 
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _escape_label(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    try:
+        push_to_gateway(shown, job=JOB, registry=registry(metrics), grouping_key=dict(grouping),
+                        timeout=timeout_s, handler=handler)
+    except urllib.error.HTTPError as exc:
+        raise OutputError(f"{shown}: the Pushgateway refused the metrics (HTTP {exc.code})") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise OutputError(f"{shown}: cannot push the metrics ({reason})") from None

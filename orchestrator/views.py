@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
 from .api import ObjectHistory, Overview
 from .manifest import SourceConfig
@@ -18,12 +17,12 @@ STATES = [s.value for s in ObjectState]
 
 
 def status_lines(overview: Overview, counts: dict[str, int], sources: Sequence[SourceConfig],
-                 ledger_path: Path) -> list[str]:
+                 ledger: str) -> list[str]:
     """The ledger per source and collection, then the oldest running jobs, stalled jobs and failing
     objects, ending with the one-line ``status:`` total."""
     now = overview.now
     last = overview.last_success_at
-    lines = [f"ledger: {ledger_path}" + ("" if not overview.groups else "   last successful run: " + (
+    lines = [f"ledger: {ledger}" + ("" if not overview.groups else "   last successful run: " + (
         f"{when(last)} ({age(now - last)} ago)" if last is not None else "never"))]
     if overview.groups:
         lines += ["", *_group_table(overview, sources)]

@@ -34,6 +34,7 @@ from tests.fakes.canned import Canned, CannedServer
 from tests.fakes.milvus import FakeMilvus
 from tests.fakes.zilliz import FakeZilliz
 from tests.fakes.zilliz_v2 import FakeZillizV2
+from tests.pgserver import PgServer
 
 API_KEY = "zk-test-API-KEY-do-not-leak-4f2a9c"
 ACCESS_KEY = "AKTESTIMPORTACCESS77"
@@ -48,12 +49,15 @@ FAKES: dict[str, Callable[[], FakeImportAPI]] = {
     "milvus": lambda: FakeMilvus(api_key=MILVUS_TOKEN),
 }
 HTTP_TARGETS = tuple(FAKES)
+# The ledgers a suite runs over: ``@pytest.mark.parametrize("ledger_url", LEDGERS, indirect=True)``.
+LEDGERS = ("sqlite", "postgresql")
 _buckets = itertools.count(1)
 AZURITE = Path(__file__).parent.parent / ".azurite" / "node_modules" / ".bin" / "azurite-blob"
 AZURE_ACCOUNT = "devstoreaccount1"  # Azurite's well-known development account and its published key
 AZURE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 ROOT = Path(__file__).resolve().parent.parent
 MILVUS_PYTHON = ROOT / ".milvus-venv" / "bin" / "python"  # made by `make install-server`
+_schemas = itertools.count(1)
 
 
 def free_port() -> int:
@@ -220,6 +224,28 @@ def canned(canned_server: CannedServer) -> CannedServer:
     return canned_server
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One real PostgreSQL server per test process, on a free loopback port in a temp dir."""
+    server = PgServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ledger_url(request: pytest.FixtureRequest) -> str | None:
+    """None (the manifest's default SQLite ledger) or, parametrized with "postgresql", a URL to a
+    schema of its own on the session's server."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return None
+    return fresh_schema(request.getfixturevalue("pg_server"))
+
+
+def fresh_schema(server: PgServer) -> str:
+    """A ledger URL on ``server`` whose schema no other test uses."""
+    return f"{server.url()}?schema=t{next(_schemas)}"
+
+
 @pytest.fixture
 def s3(env: dict[str, str]) -> Any:
     return boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1")
@@ -268,7 +294,8 @@ def write_manifest(tmp_path: Path, bucket: str, fake_api: FakeImportAPI) -> Call
         fake_api.bucket = bucket  # Milvus reads the bucket it is configured with: this one
 
     def write(*, sources: list[dict[str, Any]] | None = None, settings: dict[str, Any] | None = None,
-              target: dict[str, Any] | None = None, name: str = "nightly.yaml") -> Path:
+              target: dict[str, Any] | None = None, name: str = "nightly.yaml",
+              ledger: str | None = None) -> Path:
         doc: dict[str, Any] = {
             "version": 1,
             "target": {**fake_api.manifest_target(), **(target or {})},
@@ -278,6 +305,8 @@ def write_manifest(tmp_path: Path, bucket: str, fake_api: FakeImportAPI) -> Call
         }
         if fake_api.NEEDS_CREDENTIALS:
             doc["credentials"] = {"access_key": "${IMPORT_ACCESS_KEY}", "secret_key": "${IMPORT_SECRET_KEY}"}
+        if ledger is not None:
+            doc["ledger"] = ledger
         path = tmp_path / name
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         return path

@@ -162,9 +162,22 @@ def test_export_of_an_empty_ledger(write_manifest: Callable[..., Path]) -> None:
     assert result.stdout == ",".join(LedgerRecord._fields) + "\n"
 
 
-def parse_metrics(text: str) -> dict[str, float]:
+class Samples(dict[str, float]):
+    """Samples keyed ``name{label="v",...}``, found whatever the order of the labels."""
+
+    def __getitem__(self, key: str) -> float:
+        return super().__getitem__(_canonical(key))
+
+
+def _canonical(key: str) -> str:
+    name, _, labels = key.partition("{")
+    pairs = sorted(re.findall(r'\w+="(?:[^"\\]|\\.)*"', labels))
+    return name + ("{" + ",".join(pairs) + "}" if labels else "")
+
+
+def parse_metrics(text: str) -> Samples:
     """Prometheus text exposition -> {'name{label="v",...}': value}; checks HELP/TYPE precede samples."""
-    samples: dict[str, float] = {}
+    samples = Samples()
     typed: set[str] = set()
     for line in text.splitlines():
         if line.startswith("# TYPE "):
@@ -174,7 +187,7 @@ def parse_metrics(text: str) -> dict[str, float]:
         elif not line.startswith("#"):
             key, value = line.rsplit(" ", 1)
             assert key.split("{")[0] in typed, line
-            samples[key] = float(value)
+            samples[_canonical(key)] = float(value)
     return samples
 
 

@@ -13,15 +13,29 @@ from click.testing import CliRunner
 
 from orchestrator.cli import cli
 
-COMMANDS = sorted(cli.commands)  # type: ignore[attr-defined]
+
+def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command's path, those of groups (``ledger copy``) included."""
+    found: list[tuple[str, ...]] = []
+    for name, command in sorted(group.commands.items()):
+        path = (*prefix, name)
+        found += _commands(command, path) if isinstance(command, click.Group) else [path]
+    return found
 
 
-@pytest.mark.parametrize("name", COMMANDS)
-def test_every_command_has_help(name: str) -> None:
-    command = cli.commands[name]  # type: ignore[attr-defined]
+COMMANDS = _commands(cli)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=" ".join)
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group) and command.help and len(command.help) > 20
+        command = command.commands[name]
     assert isinstance(command, click.Command) and command.help and len(command.help) > 20
-    result = CliRunner().invoke(cli, [name, "--help"])
-    assert result.exit_code == 0 and "MANIFEST" in result.stdout
+    result = CliRunner().invoke(cli, [*path, "--help"])
+    arguments = [p.human_readable_name for p in command.params if isinstance(p, click.Argument)]
+    assert result.exit_code == 0 and arguments and all(a in result.stdout for a in arguments)
 
 
 def test_validate_exit_codes(write_manifest: Callable[..., Path], tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Exactly once under faults: lost replies, 5xx, 429, busy clusters, failed jobs, kill -9, two runs."""
+"""Exactly once under faults: lost replies, 5xx, 429, busy clusters, failed jobs, kill -9, two runs.
+The crash and lock tests run over both ledgers (SQLite, PostgreSQL: the ``ledger_url`` fixture)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from orchestrator import api
 from orchestrator.cli import cli
-from orchestrator.ledger import Ledger
-from orchestrator.lock import hold
 from orchestrator.models import LedgerRecord
-from tests.conftest import HTTP_TARGETS, SECRETS, parquet_bytes
+from tests.conftest import HTTP_TARGETS, LEDGERS, SECRETS, parquet_bytes
 from tests.fakes.base import FakeImportAPI as FakeZilliz
 from tests.fakes.base import Job
 
@@ -39,8 +38,17 @@ def spawn(*args: str) -> subprocess.Popen[str]:
 
 
 def rows(manifest: Path) -> list[LedgerRecord]:
-    with Ledger(manifest.with_name(manifest.stem + ".ledger.sqlite")) as ledger:
+    with api.open_ledger(api.validate(manifest)) as ledger:
         return list(ledger.records())
+
+
+def hold(manifest: Path) -> Any:
+    """The manifest's run lock, held by this process (a SQLite lock file, or PostgreSQL's advisory lock)."""
+    m = api.validate(manifest)
+    return api.hold_ledger(m.ledger_url or m.ledger_path)
+
+
+over_both_ledgers = pytest.mark.parametrize("ledger_url", LEDGERS, indirect=True)
 
 
 def assert_exactly_once(fake: FakeZilliz, manifest: Path, urls: list[str]) -> None:
@@ -175,13 +183,14 @@ def test_faulty_api_converges_to_all_completed(
     no_secrets(*outputs)
 
 
+@over_both_ledgers
 def test_two_runs_at_once_one_exits_75(
     put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+    ledger_url: str | None,
 ) -> None:
     urls = put_objects([f"embeddings/{i}.parquet" for i in range(8)])
-    manifest = write_manifest(settings={"concurrency": 1})
-    ledger = manifest.with_name("nightly.ledger.sqlite")
-    with hold(ledger):
+    manifest = write_manifest(settings={"concurrency": 1}, ledger=ledger_url)
+    with hold(manifest):
         held = invoke("run", str(manifest))
     assert held.exit_code == 75 and f"pid {os.getpid()}" in held.stderr and "--wait-lock" in held.stderr
     fake_api.latency_s = 0.05
@@ -191,34 +200,38 @@ def test_two_runs_at_once_one_exits_75(
     assert_exactly_once(fake_api, manifest, urls)
 
 
+@over_both_ledgers
 def test_wait_lock_waits_for_the_other_run(
     put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+    ledger_url: str | None,
 ) -> None:
     put_objects(["embeddings/a.parquet"])
-    manifest = write_manifest()
-    ledger = manifest.with_name("nightly.ledger.sqlite")
-    released = threading.Event()
+    manifest = write_manifest(ledger=ledger_url)
+    released, taken = threading.Event(), threading.Event()
 
     def holder() -> None:
-        with hold(ledger):
+        with hold(manifest):
+            taken.set()
             released.wait(0.5)
 
     t = threading.Thread(target=holder)
     t.start()
-    time.sleep(0.05)
+    assert taken.wait(30)  # the run below starts while the lock is held
     result = invoke("run", str(manifest), "--wait-lock", "30")
     t.join()
     assert result.exit_code == 0 and "submitted=1" in result.stdout
 
 
+@over_both_ledgers
 def test_kill_9_at_many_moments_never_duplicates_nor_forgets(
     put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+    ledger_url: str | None,
 ) -> None:
     # among them, names a server could report alike once decoded: never two in flight at once
     look_alike = ["a b.parquet", "a%20b.parquet", "x+y.parquet", "x y.parquet"]
     urls = put_objects([f"embeddings/p{i:02}.parquet" for i in range(46)]
                        + [f"embeddings/{k}" for k in look_alike])
-    manifest = write_manifest(settings={"concurrency": 2})
+    manifest = write_manifest(settings={"concurrency": 2}, ledger=ledger_url)
     fake_api.latency_s = 0.06  # a run takes about 2 s: long enough to be killed in every phase
     rng = random.Random(2026)
     modes = ["in-window", "after-reply", "timer"] * 3
@@ -257,7 +270,9 @@ def test_kill_9_at_many_moments_never_duplicates_nor_forgets(
     counts = json.loads(status.stdout)["counts"]
     assert counts == {"completed": 50}, counts
     assert_exactly_once(fake_api, manifest, urls)
-    no_secrets(out, err, manifest.with_name("nightly.ledger.sqlite").read_bytes().decode("latin-1"))
+    sqlite = manifest.with_name("nightly.ledger.sqlite")
+    no_secrets(out, err, invoke("export", str(manifest)).stdout,
+               sqlite.read_bytes().decode("latin-1") if ledger_url is None else "")
 
 
 def test_sigterm_finishes_calls_in_flight_and_exits_143(

@@ -88,10 +88,10 @@ def test_metrics_render_and_escape() -> None:
         metrics.Metric("m_by", 'By "label"\\n', [({"manifest": 'a"b\\c', "state": "x"}, 1.5),
                                                  ({"manifest": "m", "state": "y"}, 1732924021.25)]),
     ])
-    assert text == (
-        "# HELP m_one One thing.\n# TYPE m_one gauge\nm_one 3\n"
+    assert text == (  # prometheus_client's exposition: floats as Go prints them, labels escaped
+        "# HELP m_one One thing.\n# TYPE m_one gauge\nm_one 3.0\n"
         '# HELP m_by By "label"\\\\n\n# TYPE m_by gauge\n'
-        'm_by{manifest="a\\"b\\\\c",state="x"} 1.5\nm_by{manifest="m",state="y"} 1732924021.25\n')
+        'm_by{manifest="a\\"b\\\\c",state="x"} 1.5\nm_by{manifest="m",state="y"} 1.73292402125e+09\n')
 
 
 def test_metrics_write_is_atomic(tmp_path: Path) -> None:

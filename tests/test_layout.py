@@ -28,9 +28,15 @@ def test_click_only_in_cli_and_yaml_only_in_manifest() -> None:
     assert modules_importing("yaml") == {"manifest.py"}
 
 
+def test_one_module_per_driver() -> None:
+    assert modules_importing("psycopg") == {"ledger_pg.py"}
+    assert modules_importing("prometheus_client") == {"metrics.py"}
+    assert modules_importing("sqlite3") == {"ledger.py"}
+
+
 def test_pure_planning_knows_no_io() -> None:
-    for name in ("planner.py", "preflight.py", "globs.py", "urls.py"):
-        banned = {"httpx", "boto3", "botocore", "google", "sqlite3", "click", "yaml"}
+    for name in ("planner.py", "preflight.py", "globs.py", "urls.py", "pgurl.py"):
+        banned = {"httpx", "boto3", "botocore", "google", "sqlite3", "psycopg", "click", "yaml"}
         assert not {i.split(".")[0] for i in imports(PACKAGE / name)} & banned, name
 
 

@@ -1,4 +1,4 @@
-"""Ledger transitions: named, transactional, and refusing impossible moves."""
+"""Ledger transitions: named, transactional, and refusing impossible moves; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,9 +6,22 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.api import ledger_location
 from orchestrator.errors import LedgerError
 from orchestrator.ledger import Ledger
 from orchestrator.models import Action, ObjectState, PlanItem, Route, StoredObject
+from orchestrator.pgurl import PostgresLedger
+from tests.conftest import LEDGERS, fresh_schema
+
+Where = Path | PostgresLedger
+
+
+@pytest.fixture(params=LEDGERS)
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> Where:
+    """A new ledger: a SQLite file, or a schema of its own on the tests' PostgreSQL server."""
+    if request.param == "sqlite":
+        return tmp_path / "l.sqlite"
+    return ledger_location(fresh_schema(request.getfixturevalue("pg_server")))
 
 
 def item(n: int = 1, version: str = "e1") -> PlanItem:
@@ -17,8 +30,8 @@ def item(n: int = 1, version: str = "e1") -> PlanItem:
     return PlanItem(o, 0, Action.SUBMIT, "new object", Route("c", None))
 
 
-def test_happy_path_and_history(tmp_path: Path) -> None:
-    with Ledger(tmp_path / "l.sqlite", clock=lambda: 100.0) as ledger:
+def test_happy_path_and_history(where: Where) -> None:
+    with Ledger(where, clock=lambda: 100.0) as ledger:
         claim = ledger.begin_submission(item())
         assert claim is not None and claim.failures == 0
         ledger.record_job(claim.row, "job-1")
@@ -32,8 +45,8 @@ def test_happy_path_and_history(tmp_path: Path) -> None:
         assert ledger.known_job_ids(["job-1", "job-2"]) == {"job-1"}
 
 
-def test_impossible_moves_are_refused(tmp_path: Path) -> None:
-    with Ledger(tmp_path / "l.sqlite") as ledger:
+def test_impossible_moves_are_refused(where: Where) -> None:
+    with Ledger(where) as ledger:
         with pytest.raises(LedgerError, match="cannot move to submitted from no row"):
             ledger.record_job(1, "job-1")
         claim = ledger.begin_submission(item())
@@ -46,8 +59,8 @@ def test_impossible_moves_are_refused(tmp_path: Path) -> None:
         assert ledger.begin_submission(item()) is None
 
 
-def test_failures_count_and_rearm(tmp_path: Path) -> None:
-    with Ledger(tmp_path / "l.sqlite") as ledger:
+def test_failures_count_and_rearm(where: Where) -> None:
+    with Ledger(where) as ledger:
         for n in (1, 2):
             claim = ledger.begin_submission(item(n))
             assert claim is not None
@@ -58,8 +71,8 @@ def test_failures_count_and_rearm(tmp_path: Path) -> None:
         assert ledger.get("s3://b/k1", "e1").state is ObjectState.FAILED  # type: ignore[union-attr]
 
 
-def test_history_is_batched_and_keeps_every_version(tmp_path: Path) -> None:
-    with Ledger(tmp_path / "l.sqlite") as ledger:
+def test_history_is_batched_and_keeps_every_version(where: Where) -> None:
+    with Ledger(where) as ledger:
         for i in [item(n) for n in range(1200)] + [item(1, version="e2")]:
             ledger.begin_submission(i)
         history = ledger.history([f"s3://b/k{n}" for n in range(1200)])
@@ -81,8 +94,8 @@ def test_a_foreign_sqlite_file_is_refused(tmp_path: Path) -> None:
         Ledger(tmp_path / "junk.sqlite")
 
 
-def test_failed_objects_can_be_taken_again_and_keep_their_failures(tmp_path: Path) -> None:
-    with Ledger(tmp_path / "l.sqlite") as ledger:
+def test_failed_objects_can_be_taken_again_and_keep_their_failures(where: Where) -> None:
+    with Ledger(where) as ledger:
         claim = ledger.begin_submission(item())
         assert claim is not None
         ledger.refuse(claim.row, "code 90001", permanent=True)
@@ -92,11 +105,11 @@ def test_failed_objects_can_be_taken_again_and_keep_their_failures(tmp_path: Pat
         assert rec is not None and (rec.state, rec.attempts) == (ObjectState.SUBMITTING, 2)
 
 
-def test_concurrent_transitions_all_commit_and_an_impossible_one_fails_alone(tmp_path: Path) -> None:
+def test_concurrent_transitions_all_commit_and_an_impossible_one_fails_alone(where: Where) -> None:
     import threading
 
     errors: list[str] = []
-    with Ledger(tmp_path / "l.sqlite") as ledger:
+    with Ledger(where) as ledger:
         def work(worker: int) -> None:
             for n in range(worker * 40, worker * 40 + 40):
                 claim = ledger.begin_submission(item(n))
@@ -116,5 +129,5 @@ def test_concurrent_transitions_all_commit_and_an_impossible_one_fails_alone(tmp
         assert len(records) == 320 and len(errors) == 320
         assert all(r.state is ObjectState.SUBMITTED and r.job_id == "job-" + r.url[8:] for r in records)
         assert all("cannot move to completed from no row" in e for e in errors)
-    with Ledger(tmp_path / "l.sqlite") as reopened:  # everything reported done is on disk
+    with Ledger(where) as reopened:  # everything reported done is on disk
         assert reopened.counts() == {"submitted": 320}
