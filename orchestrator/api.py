@@ -7,7 +7,6 @@ the CLI only parses, calls one of these, prints and maps errors to exit codes.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 import logging
@@ -16,50 +15,53 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
 from typing import TextIO
 
-import httpx
-
-from . import lock, metrics, pgurl, planner, urls
+from . import metrics, pgurl, planner
 from .checks import Inspection as Inspection
 from .checks import Preflight
 from .errors import (
-    FatalTargetError,
     LedgerError,
     ManifestError,
-    OrchestratorError,
     OutputError,
     SourceError,
     UnknownObjectError,
 )
-from .evidence import LocalClock, ServerClock, name_key
-from .jobs import Drain, OnFinished, Reconciler, Window, abort_orphans, look_again, reconcile, refresh
 from .ledger import TABLES, Ledger
-from .manifest import TARGET_RULES, Manifest, PreflightMode, Settings, SourceConfig, TargetConfig, load
-from .models import Action, JobProgress, JobState, LedgerRecord, ObjectState, PlanItem, Secret, StoredObject
+from .manifest import Manifest, load
+from .models import Action, JobProgress, JobState, LedgerRecord, ObjectState, PlanItem
 from .models import Outcome as Outcome
 from .pacing import RateLimiter
 from .pgurl import PostgresLedger
-from .redact import Redactor
+from .pipeline import plan_source, refresh_all
+from .pipeline import run as run
 from .run import RunOptions as RunOptions
 from .run import RunReport as RunReport
-from .run import RunState
-from .sources.base import Listed, Source, judged
+from .sources.base import Listed, judged
 from .sources.registry import make_source
-from .submit import NameGuard, Submitter
-from .targets.base import ObjectReader, Target
-from .targets.milvus import MilvusTarget
-from .targets.zilliz_v1 import ZillizV1Target
-from .targets.zilliz_v2 import ZillizV2Target
+from .wiring import TARGETS as TARGETS
+from .wiring import JobsHook as JobsHook
+from .wiring import SourceFactory as SourceFactory
+from .wiring import TargetFactory as TargetFactory
+from .wiring import hold_ledger as hold_ledger
+from .wiring import ledger_exists as ledger_exists
+from .wiring import ledger_name as ledger_name
+from .wiring import make_http_client as make_http_client
+from .wiring import make_reader as make_reader
+from .wiring import make_target as make_target
+from .wiring import object_url as object_url
+from .wiring import one_run as one_run
+from .wiring import open_ledger as open_ledger
+from .wiring import redacting as redacting
+from .wiring import secrets_of as secrets_of
+from .wiring import source_key as source_key
+from .wiring import target_identity as target_identity
 
 log = logging.getLogger("orchestrator")
-BATCH = 500
-JOB_MEMORY_S = 3 * 3600  # how long servers remember finished jobs (Milvus: about 3 hours)
 
 
 def validate(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest:
@@ -68,186 +70,6 @@ def validate(path: str | Path, environ: Mapping[str, str] | None = None) -> Mani
 
 
 # -- wiring: real clients by default, replaceable by callers ------------------------------------
-
-SourceFactory = Callable[[SourceConfig, Settings], Source]
-JobsHook = Callable[[str, int, int], None]  # (phase, jobs polled or finished, jobs in all)
-TargetFactory = Callable[[Manifest, httpx.Client, ObjectReader], Target]
-
-
-def make_http_client(manifest: Manifest, limiter: RateLimiter | None = None,
-                     server_clock: ServerClock | None = None) -> httpx.Client:
-    hooks: dict[str, list[Callable[..., object]]] = {}
-    if limiter is not None:
-        hooks["request"] = [lambda _request: limiter.acquire()]
-    if server_clock is not None:
-        hooks["response"] = [lambda response: server_clock.observe(response.headers.get("Date"))]
-    return httpx.Client(timeout=manifest.settings.timeout_s, event_hooks=hooks,
-                        headers={"User-Agent": "orchestrator/0.1"})
-
-
-def target_identity(t: TargetConfig) -> str:
-    """Where imports land, as the ledger records it: the API, the cluster or endpoint, the database.
-    Jobs are only ever polled or judged by the target that owns them."""
-    db = t.db_name or "default"
-    if t.type in ("zilliz-v1", "zilliz-v2"):
-        return f"{t.type} cluster={t.cluster_id} db={db}"
-    if t.uri is not None:
-        return f"{t.type} {t.uri.resolve()}"
-    url = httpx.URL(t.base_url)
-    return f"{t.type} {url.scheme}://{url.netloc.decode().lower()} db={db}"
-
-
-def source_key(source: SourceConfig) -> str:
-    """A source as the ledger names it: its URL, which stays when sources are reordered."""
-    if source.root is not None:
-        return source.root.as_uri() + "/"
-    return f"{source.scheme}://{source.bucket}/{source.prefix}"
-
-
-def open_ledger(manifest: Manifest, *, clock: Callable[[], float] = time.time,
-                read_only: bool = False) -> Ledger:
-    """The manifest's ledger; ``read_only`` for commands that only read it (nothing written)."""
-    return Ledger(manifest.ledger_url or manifest.ledger_path, clock=clock,
-                  owner=target_identity(manifest.target), sources=[source_key(s) for s in manifest.sources],
-                  read_only=read_only)
-
-
-def ledger_name(manifest: Manifest) -> str:
-    """How messages name the manifest's ledger: its path, or its URL without the password."""
-    return manifest.ledger_url.display if manifest.ledger_url else str(manifest.ledger_path)
-
-
-def ledger_exists(manifest: Manifest) -> bool:
-    """Whether reading the ledger can find anything (a PostgreSQL schema is asked when opened)."""
-    return manifest.ledger_url is not None or manifest.ledger_path.exists()
-
-
-@contextlib.contextmanager
-def hold_ledger(where: Path | PostgresLedger, *,
-                wait_s: float = 0.0) -> Iterator[tuple[str, Callable[[str], bool]]]:
-    """The one-run lock of a ledger: ``<ledger>.lock`` beside a SQLite file's real path (symlinks
-    resolved), or PostgreSQL's advisory lock. Yields the lock's name and how to tell whether the run
-    a run record names still holds its lock (under an advisory lock, no other run can)."""
-    if isinstance(where, Path):
-        with lock.hold(where.resolve(), wait_s=wait_s) as lock_path:
-            yield str(lock_path), lock.is_held
-    else:
-        from . import ledger_pg  # psycopg is loaded only for a PostgreSQL ledger
-        with ledger_pg.hold(where, wait_s=wait_s) as name:
-            yield name, lambda _other: False
-
-
-@contextlib.contextmanager
-def one_run(manifest: Manifest, *, wait_lock_s: float = 0.0,
-            clock: Callable[[], float] = time.time) -> Iterator[Ledger]:
-    """The ledger, held by this process alone: the run lock (:func:`hold_ledger`), and a run record
-    inside the database, so two runs never both write to one ledger, whatever paths reached it."""
-    with hold_ledger(manifest.ledger_url or manifest.ledger_path, wait_s=wait_lock_s) as (name, alive), \
-            open_ledger(manifest, clock=clock) as ledger:
-        ledger.claim_run(name, holder_alive=alive)
-        try:
-            yield ledger
-        finally:
-            ledger.end_run()
-
-
-# One line per import API: how its manifest section becomes a target. Milvus Lite is imported on use,
-# since it needs the optional ``local`` extra.
-TARGETS: dict[str, Callable[[TargetConfig, httpx.Client, ObjectReader], Target]] = {
-    "zilliz-v1": lambda t, client, _read: ZillizV1Target(
-        client, base_url=t.base_url, cluster_id=t.cluster_id, api_key=_key(t),
-        cluster_endpoint=t.cluster_endpoint),
-    "zilliz-v2": lambda t, client, _read: ZillizV2Target(
-        client, base_url=t.base_url, cluster_id=t.cluster_id, api_key=_key(t), db_name=t.db_name,
-        cluster_endpoint=t.cluster_endpoint),
-    "milvus": lambda t, client, _read: MilvusTarget(
-        client, base_url=t.base_url, token=t.api_key, db_name=t.db_name, two_phase=t.two_phase),
-    "milvus-lite": lambda t, _client, read: _milvus_lite(t, read),
-    "milvus-grpc": lambda t, client, _read: _milvus_grpc(t, client),
-}
-
-
-def make_target(manifest: Manifest, client: httpx.Client, read: ObjectReader | None = None) -> Target:
-    """The target ``target.type`` names; ``read`` reads objects for targets that import them themselves
-    (by default, through sources made by :func:`make_source`)."""
-    t = manifest.target
-    return TARGETS[t.type](t, client, read if read is not None else make_reader(manifest, make_source))
-
-
-def make_reader(manifest: Manifest, source_factory: SourceFactory) -> ObjectReader:
-    """Reads objects through the manifest's sources, each made once, on first use."""
-    made: dict[int, Source] = {}
-    lock = threading.Lock()
-
-    def read(index: int, obj: StoredObject, start: int, end: int | None) -> bytes:
-        with lock:
-            if index not in made:
-                made[index] = source_factory(manifest.sources[index], manifest.settings)
-            source = made[index]
-        return source.read(obj, start, end)
-
-    return read
-
-
-def _key(t: TargetConfig) -> Secret:
-    if t.api_key is None:
-        raise ManifestError("", "target.api_key", f"the {t.type} target needs an API key")
-    return t.api_key
-
-
-def _milvus_lite(t: TargetConfig, read: ObjectReader) -> Target:
-    try:
-        from .targets.milvus_lite import MilvusLiteTarget
-    except ImportError as exc:
-        raise FatalTargetError(f"the milvus-lite target needs pymilvus and milvus-lite ({exc}): install "
-                               "them with pip install 'orchestrator[local]'") from exc
-    if t.uri is None:
-        raise ManifestError("", "target.uri", "the milvus-lite target needs a database path")
-    return MilvusLiteTarget(t.uri, read=read, create_collection=t.create_collection, metric=t.metric)
-
-
-def _milvus_grpc(t: TargetConfig, client: httpx.Client) -> Target:
-    try:
-        from .targets.milvus_grpc import MilvusGrpcTarget
-    except ImportError as exc:
-        raise FatalTargetError(f"the milvus-grpc target needs pymilvus ({exc}): install it with pip "
-                               "install 'orchestrator[local]'") from exc
-    return MilvusGrpcTarget(t.base_url, token=t.api_key, db_name=t.db_name,
-                            timeout_s=client.timeout.read or 30.0)  # settings.timeout_s, as for HTTP
-
-
-@contextlib.contextmanager
-def redacting(manifest: Manifest) -> Iterator[Redactor]:
-    """While it lasts, every record of the ``orchestrator`` logger is cleaned of the manifest's
-    secrets, whichever code logged it; the redactor is also for texts bound for the ledger."""
-    redact = Redactor(secrets_of(manifest))
-    log.addFilter(redact)
-    try:
-        yield redact
-    finally:
-        log.removeFilter(redact)
-
-
-def secrets_of(manifest: Manifest) -> list[Secret]:
-    found = [manifest.target.api_key] if manifest.target.api_key is not None else []
-    for source in manifest.sources:
-        found += [s for s in (source.connection_string, source.sas_token) if s is not None]
-    for creds in [manifest.credentials, *(s.credentials for s in manifest.sources)]:
-        if creds is not None:
-            found += [creds.access_key, creds.secret_key, *([creds.token] if creds.token else [])]
-    if manifest.ledger_url is not None:
-        found += [Secret(s) for s in manifest.ledger_url.secrets()]
-    return found
-
-
-def object_url(item: PlanItem, manifest: Manifest) -> str:
-    """The URL the import call names for ``item``, in its source's ``object_url_style``."""
-    s = manifest.sources[item.source]
-    return urls.object_url(item.obj, scheme=s.scheme, style=s.object_url_style, region=s.region,
-                           endpoint_url=s.endpoint_url)
-
-
-# -- ls -------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class LsEntry:
@@ -286,19 +108,6 @@ def ls(manifest: Manifest, *, source: int | None = None, on_entry: Callable[[LsE
 
 
 # -- plan -----------------------------------------------------------------------------------------
-
-def plan_source(source: SourceConfig, lister: Source, manifest: Manifest, ledger: Ledger | None, *,
-                now: float, warn: Callable[[str], None]) -> Iterator[PlanItem]:
-    """Stream the plan for one source: list, keep what include/exclude keep, look the history up in
-    batches, decide."""
-    objects = (e.obj for e in judged(lister, source.include, source.exclude, warn=warn) if e.verdict.kept)
-    owner = target_identity(manifest.target)
-    while batch := list(islice(objects, BATCH)):
-        history = ledger.history([o.url for o in batch]) if ledger is not None else {}
-        for obj in batch:
-            yield planner.decide(obj, source, history.get(obj.url, ()), manifest.settings, now=now,
-                                 owner=owner)
-
 
 @dataclass
 class PlanReport:
@@ -373,191 +182,6 @@ def check(manifest: Manifest, *, deep: bool = False,
 
 # -- run ------------------------------------------------------------------------------------------
 
-def make_reconciler(manifest: Manifest, target: Target, ledger: Ledger, server_clock: ServerClock, *,
-                    stop: threading.Event, sleep: Callable[[float], object]) -> Reconciler:
-    """The reconciler with the evidence rules of this target: an in-process target's list neither lags
-    nor forgets; a server's is judged on the server's clock."""
-    settings = manifest.settings
-    if TARGET_RULES[manifest.target.type].in_process:
-        return Reconciler(target, ledger, max_attempts=settings.max_attempts, stop=stop,
-                          server_clock=LocalClock().now, lag_s=0.0, memory_s=float("inf"), sleep=sleep)
-    return Reconciler(target, ledger, max_attempts=settings.max_attempts, stop=stop,
-                      server_clock=server_clock.now, lag_s=settings.job_list_lag_s, memory_s=JOB_MEMORY_S,
-                      sleep=sleep)
-
-
-def run(
-    manifest: Manifest,
-    options: RunOptions | None = None,
-    *,
-    stop: threading.Event | None = None,
-    source_factory: SourceFactory = make_source,
-    target_factory: TargetFactory = make_target,
-    sleep: Callable[[float], object] | None = None,
-    on_outcome: Callable[[PlanItem, Outcome], None] | None = None,
-    on_item: Callable[[PlanItem], None] | None = None,
-    on_jobs: JobsHook | None = None,
-    clock: Callable[[], float] = time.time,
-) -> RunReport:
-    """Refresh known jobs, reconcile interrupted calls, then list, plan, submit and record; with
-    ``options.wait``, keep submitting as jobs end until every planned object's job has ended.
-
-    Hooks for progress displays: ``on_item`` sees every planned object, ``on_outcome`` every
-    submission, ``on_jobs(phase, done, total)`` the job polls (phase ``refreshing`` or ``waiting``).
-    """
-    options = options if options is not None else RunOptions()
-    state = RunState(stop)
-    stop = state.stop
-    report = state.report
-    pause: Callable[[float], object] = sleep if sleep is not None else stop.wait
-    settings = manifest.settings
-    server_clock = ServerClock()
-
-    def backoff(seconds: float) -> object:  # every pause before a retried call goes through here
-        state.retried()
-        return pause(seconds)
-
-    with redacting(manifest) as redact, \
-            one_run(manifest, wait_lock_s=options.wait_lock_s, clock=clock) as ledger, \
-            make_http_client(manifest, RateLimiter(settings.requests_per_second), server_clock) as client:
-        reader = make_reader(manifest, source_factory)
-        target = target_factory(manifest, client, reader)
-        reconciler = make_reconciler(manifest, target, ledger, server_clock, stop=stop, sleep=backoff)
-
-        def poll(on_finished: OnFinished | None = None, hook: JobsHook | None = None) -> Counter[str]:
-            return _refresh(target, ledger, manifest, stop, redact, backoff, hook, on_finished)
-
-        drain: Drain | None = None
-        try:
-            report.refreshed.update(poll(hook=on_jobs))
-            adopted: list[str] = []
-            report.reconciled.update(reconcile(reconciler, ledger, redact, adopted=adopted))
-            report.reconciled["aborted"] += abort_orphans(reconciler, ledger, redact)
-            most = settings.max_jobs_in_flight or TARGET_RULES[manifest.target.type].window
-            window = Window(most, stop=stop, running=ledger.count(ObjectState.SUBMITTED, own=True)
-                            + ledger.count(ObjectState.SUBMITTING, own=True))
-            if options.wait:
-                drain = Drain(lambda finished: _waited(poll(finished), on_jobs, drain), window,
-                              interval=options.poll_interval_s, stop=stop, pause=pause)
-                for job_id in adopted:
-                    drain.add(job_id)
-                drain.start()
-            submitter = Submitter(
-                target, ledger, concurrency=settings.concurrency, max_attempts=settings.max_attempts,
-                credentials_for=lambda i: manifest.credentials_for(manifest.sources[i]),
-                object_url=lambda item: target.object_ref(item.obj, object_url(item, manifest)),
-                reconciler=reconciler, names=NameGuard(_unresolved_names(ledger)), window=window,
-                state=state, redact=redact, drain=options.wait, full_pause_s=options.poll_interval_s,
-                sleep=backoff, on_created=drain.add if drain is not None else None,
-                preflight=None if settings.preflight is PreflightMode.OFF else Preflight(
-                    target, manifest, reader, deep=options.deep),
-                enforce=settings.preflight is PreflightMode.ENFORCE,
-            )
-            budget = [options.max_submissions]
-
-            def record(item: PlanItem, outcome: Outcome) -> None:
-                state.outcome(outcome)
-                if on_outcome is not None:
-                    on_outcome(item, outcome)
-
-            for source in manifest.sources:
-                if stop.is_set():
-                    break
-                try:
-                    lister = source_factory(source, manifest.settings)
-                    submitter.submit_all(
-                        _to_submit(plan_source(source, lister, manifest, ledger, now=clock(),
-                                               warn=report.source_warnings.append),
-                                   report, budget, stop, on_item),
-                        record)
-                except SourceError as exc:
-                    report.source_errors.append(str(exc))
-                    log.error("%s", exc, extra={"event": "source-error"})
-            if state.fatal is not None:
-                raise state.fatal
-            if submitter.unresolved and not stop.is_set():  # this run's lost replies: a second look
-                looked = look_again(reconciler, ledger, redact, submitter.unresolved, pause=pause,
-                                    adopted=adopted)
-                report.reconciled.update(looked)
-                report.outcomes[Outcome.DEFERRED] += looked["released"]  # no job: the next run submits
-                if drain is not None:
-                    for job_id in adopted:
-                        drain.add(job_id)
-            if drain is not None:
-                drain.finish()
-                report.waited.update(drain.ended)
-        except FatalTargetError as exc:
-            if drain is not None:
-                stop.set()
-                with contextlib.suppress(OrchestratorError):
-                    drain.finish()
-            report.fatal = redact(str(exc))
-            log.error("stopping: %s", report.fatal, extra={"event": "fatal"})
-        report.stalled = _report_stalled(ledger, settings.stall_after_s)
-        report.unresolved = ledger.count(ObjectState.SUBMITTING, own=True)
-        report.made_uncertain += report.reconciled["uncertain"] + report.refreshed["uncertain"]
-        if report.exit_code() == 0 and not stop.is_set():
-            ledger.note_success()
-    return report
-
-
-def _waited(counts: Counter[str], on_jobs: JobsHook | None, drain: Drain | None) -> None:
-    if on_jobs is not None and drain is not None:
-        ended = sum(drain.ended.values())
-        on_jobs("waiting", ended, ended + len(drain.ours))
-
-
-def _unresolved_names(ledger: Ledger) -> list[tuple[str, str]]:
-    """The names of imports whose job is in doubt: no object with one of them is submitted this run."""
-    return [name_key(r.collection, r.url)
-            for r in ledger.records([ObjectState.SUBMITTING, ObjectState.UNCERTAIN], own=True)]
-
-
-def _report_stalled(ledger: Ledger, after_s: float) -> int:
-    """Log every stalled job (left running: it is the server's to finish) and count them."""
-    stalled = ledger.stalled(after_s)
-    for record, seen in stalled:
-        log.warning("%s: job %s stalled: progress %s unchanged for %.0f s", record.url, record.job_id,
-                    "unknown" if seen.progress is None else f"{seen.progress:g}",
-                    seen.seen_at - seen.changed_at,
-                    extra={"event": "stalled", "url": record.url, "job_id": record.job_id})
-    return len(stalled)
-
-
-def _to_submit(items: Iterator[PlanItem], report: RunReport, budget: list[int | None],
-               stop: threading.Event, on_item: Callable[[PlanItem], None] | None) -> Iterator[PlanItem]:
-    """Count every decision; yield the ones to submit, within the run's budget."""
-    for item in items:
-        report.planned[item.action] += 1
-        if on_item is not None:
-            on_item(item)
-        if item.action in (Action.SUBMIT, Action.RETRY):
-            if budget[0] is not None:
-                if budget[0] <= 0:
-                    continue
-                budget[0] -= 1
-            yield item
-        if stop.is_set():
-            return
-
-
-def _refresh(target: Target, ledger: Ledger, manifest: Manifest, stop: threading.Event,
-             redact: Redactor, pause: Callable[[float], object], on_jobs: JobsHook | None = None,
-             on_finished: OnFinished | None = None) -> Counter[str]:
-    polled_one: Callable[[], None] | None = None
-    if on_jobs is not None:
-        total, polled = ledger.counts().get(ObjectState.SUBMITTED.value, 0), 0
-
-        def polled_one() -> None:
-            nonlocal polled
-            polled += 1
-            on_jobs("refreshing", polled, total)
-
-    return refresh(target, ledger, ledger.records([ObjectState.SUBMITTED], own=True),
-                   max_attempts=manifest.settings.max_attempts, stop=stop, redact=redact, sleep=pause,
-                   concurrency=manifest.settings.concurrency, on_polled=polled_one, on_finished=on_finished)
-
-
 # -- status and retry -----------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -603,7 +227,7 @@ def status(manifest: Manifest, *, refresh_jobs: bool = False,
         with redacting(manifest) as redact, one_run(manifest, clock=clock) as ledger, \
                 make_http_client(manifest, RateLimiter(manifest.settings.requests_per_second)) as client:
             target = target_factory(manifest, client, make_reader(manifest, make_source))
-            _refresh(target, ledger, manifest, stop, redact, stop.wait)
+            refresh_all(target, ledger, manifest, stop, redact, stop.wait)
     after = manifest.settings.stall_after_s
     if not ledger_exists(manifest):
         return StatusReport({}, [], Overview(clock(), after, [], [], 0, [], None))

@@ -160,8 +160,12 @@ def hold(where: PostgresLedger, *, wait_s: float = 0.0, clock: Callable[[], floa
                 raise _error(where, exc, "cannot take the ledger's lock") from None
             sleep(min(0.2, max(0.0, deadline - clock())))
         yield where.display
+        # released now, before the session goes: a session's end frees it only once the server has
+        # noticed, and a run started right after this one must find the lock free
+        with contextlib.suppress(psycopg.Error):
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
     finally:
-        conn.close()  # ending the session releases the lock
+        conn.close()  # however this process ends, ending the session releases the lock
 
 
 def _holder(conn: psycopg.Connection[Any], key: str) -> str:

@@ -15,6 +15,8 @@ def imports(path: Path) -> set[str]:
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             found.add(("." * node.level) + (node.module or ""))
+            if node.module is None:  # from . import api
+                found.update(("." * node.level) + alias.name for alias in node.names)
     return found
 
 
@@ -45,3 +47,11 @@ def test_nothing_imports_upward() -> None:
         for i in imports(path):
             assert not i.startswith(("..api", "..cli", "..submit", "..ledger")), (path.name, i)
             assert ".targets" not in i or path.parent.name == "targets", (path.name, i)
+
+
+def test_the_library_surface_is_the_top() -> None:
+    """``api`` is what the CLI calls; the run, its wiring and the job lifecycle never call back up."""
+    assert modules_importing(".api") == {"cli.py", "views.py"}
+    for name in ("pipeline.py", "wiring.py", "jobs.py", "submit.py", "run.py"):
+        assert not {i for i in imports(PACKAGE / name) if i in (".api", ".cli", ".pipeline")}, name
+    assert ".submit" not in imports(PACKAGE / "jobs.py")
