@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fnmatch
 import json
 import logging
 import threading
@@ -71,14 +72,31 @@ TargetFactory = Callable[[Manifest, httpx.Client, ObjectReader], Target]
 
 
 def make_http_client(manifest: Manifest, limiter: RateLimiter | None = None,
-                     server_clock: ServerClock | None = None) -> httpx.Client:
-    hooks: dict[str, list[Callable[..., object]]] = {}
+                     server_clock: ServerClock | None = None,
+                     clock: Callable[[], float] = time.monotonic) -> httpx.Client:
+    hooks: dict[str, list[Callable[..., object]]] = {"request": [], "response": []}
     if limiter is not None:
-        hooks["request"] = [lambda _request: limiter.acquire()]
+        hooks["request"].append(lambda _request: limiter.acquire())
+    hooks["request"].append(lambda request: request.extensions.update(orchestrator_sent=clock()))
+    hooks["response"].append(lambda response: log_http(response, clock()))
     if server_clock is not None:
-        hooks["response"] = [lambda response: server_clock.observe(response.headers.get("Date"))]
+        hooks["response"].append(lambda response: server_clock.observe(response.headers.get("Date")))
     return httpx.Client(timeout=manifest.settings.timeout_s, event_hooks=hooks,
                         headers={"User-Agent": "orchestrator/0.1"})
+
+
+def log_http(response: httpx.Response, now: float) -> None:
+    """One DEBUG line (``-v``) per HTTP call: method, path, status, time to the headers, and the
+    server's Retry-After when it gives one. Never the query, the headers or the body (secrets)."""
+    request = response.request
+    sent = request.extensions.get("orchestrator_sent")
+    elapsed_ms = round((now - sent) * 1000) if isinstance(sent, float) else None
+    retry_after = response.headers.get("Retry-After")
+    log.debug("HTTP %s %s -> %d in %s ms%s", request.method, request.url.path, response.status_code,
+              elapsed_ms, f" (Retry-After: {retry_after})" if retry_after else "",
+              extra={"event": "http", "method": request.method, "path": request.url.path,
+                     "status": response.status_code, "elapsed_ms": elapsed_ms,
+                     "retry_after": retry_after})
 
 
 def target_identity(t: TargetConfig) -> str:
@@ -96,7 +114,7 @@ def target_identity(t: TargetConfig) -> str:
 def source_key(source: SourceConfig) -> str:
     """A source as the ledger names it: its URL, which stays when sources are reordered."""
     if source.root is not None:
-        return source.root.as_uri() + "/"
+        return urls.file_url(source.root) + "/"
     return f"{source.scheme}://{source.bucket}/{source.prefix}"
 
 
@@ -503,6 +521,7 @@ def _to_submit(items: Iterator[PlanItem], report: RunReport, budget: list[int | 
         if item.action in (Action.SUBMIT, Action.RETRY):
             if budget[0] is not None:
                 if budget[0] <= 0:
+                    report.left += 1
                     continue
                 budget[0] -= 1
             yield item
@@ -564,12 +583,14 @@ class StatusReport:
 
 def status(manifest: Manifest, *, refresh_jobs: bool = False,
            target_factory: TargetFactory = make_target, objects: bool = True, failing_limit: int = 20,
-           clock: Callable[[], float] = time.time) -> StatusReport:
-    """What the ledger holds; with ``refresh_jobs``, poll submitted jobs first (under the run lock).
-    ``objects=False`` leaves ``records`` empty (the overview alone stays small at any ledger size)."""
+           wait_lock_s: float = 0.0, clock: Callable[[], float] = time.time) -> StatusReport:
+    """What the ledger holds; with ``refresh_jobs``, poll submitted jobs first (under the run lock,
+    waiting up to ``wait_lock_s`` for another run to end). ``objects=False`` leaves ``records`` empty
+    (the overview alone stays small at any ledger size)."""
     if refresh_jobs:
         stop = threading.Event()
-        with redacting(manifest) as redact, one_run(manifest, clock=clock) as ledger, \
+        with redacting(manifest) as redact, \
+                one_run(manifest, wait_lock_s=wait_lock_s, clock=clock) as ledger, \
                 make_http_client(manifest, RateLimiter(manifest.settings.requests_per_second)) as client:
             target = target_factory(manifest, client, make_reader(manifest, make_source))
             _refresh(target, ledger, manifest, stop, redact, stop.wait)
@@ -610,18 +631,36 @@ class ObjectHistory:
     progress: dict[str, JobProgress]
 
 
+def url_forms(manifest: Manifest, text: str, *, glob: bool = False) -> list[str]:
+    """The ledger URLs (or URL globs) ``text`` may name, as people type them: a URL (a ``file://`` one
+    in any encoding), an absolute local path, or a path relative to a source (one form per source).
+    A glob is also matched as written, so ``*/bad.parquet`` finds that name under any source."""
+    if "://" in text:
+        return [urls.canonical_file_url(text, glob=glob) if text.startswith("file://") else text]
+    if text.startswith("/"):
+        return [urls.file_url(text, glob=glob)]
+    relative = text.removeprefix("./")
+    forms = [urls.file_url(s.root / relative, glob=glob) if s.root is not None
+             else f"{s.scheme}://{s.bucket}/{s.prefix}{relative}" for s in manifest.sources]
+    return list(dict.fromkeys([*forms, *([text] if glob else [])]))
+
+
 def show(manifest: Manifest, url: str) -> ObjectHistory:
-    """One object's whole history; raises :class:`UnknownObjectError` when the ledger has no row."""
+    """One object's whole history; ``url`` as :func:`url_forms` reads it. Raises
+    :class:`UnknownObjectError` when the ledger has no row."""
     path = manifest.ledger_path
     if not path.exists():
         raise UnknownObjectError(f"{path}: no ledger yet (a run creates it when it first submits)")
+    forms = url_forms(manifest, url)
     with open_ledger(manifest, read_only=True) as ledger:
-        versions = ledger.history([url]).get(url, [])
+        found = ledger.history(forms)
+        url, versions = next(((f, found[f]) for f in forms if found.get(f)), (url, []))
         if not versions:
+            looked = "" if forms == [url] else " (looked for " + ", ".join(forms) + ")"
             raise UnknownObjectError(
-                f"{url}: not in the ledger {path} (an object gets a row when first submitted: "
-                "`plan` shows what the next run would do with it; URLs are s3://bucket/key, gs://..., "
-                "file://...)")
+                f"{url}: not in the ledger {path}{looked}; an object gets a row when first submitted: "
+                "`plan` shows what the next run would do with it. Give the URL (s3://bucket/key, "
+                "gs://..., file://...), an absolute path, or a path relative to a source")
         events = ledger.events(url)
         return ObjectHistory(url, versions, events,
                              ledger.job_progress(sorted({e[3] for e in events if e[3] is not None})))
@@ -719,9 +758,31 @@ def write_metrics(manifest: Manifest, report: RunReport, path: Path, *, seconds:
         manifest, report, objects=objects, seconds=seconds, now=clock(), last_success_at=last_success)))
 
 
-def retry(manifest: Manifest, *, url_glob: str | None = None, uncertain: bool = False) -> int:
-    """Re-arm failed (or uncertain) objects so that the next run submits them; returns how many."""
-    with one_run(manifest) as ledger:
-        return ledger.rearm(url_glob=url_glob, uncertain=uncertain)
+@dataclass(frozen=True, slots=True)
+class RetryReport:
+    """The URLs re-armed, and the URLs or globs looked for (empty: every failed object)."""
+
+    rearmed: list[str]
+    looked_for: list[str]
+
+
+def retry(manifest: Manifest, *, url_glob: str | None = None, exact: str | None = None,
+          uncertain: bool = False, wait_lock_s: float = 0.0) -> RetryReport:
+    """Re-arm failed and invalid (or uncertain) objects so that the next run submits them: all of them,
+    those whose URL matches ``url_glob`` (``*``, ``?``, ``[...]``), or the one ``exact`` names (its URL
+    as is, glob characters included). Both may be paths, as :func:`url_forms` reads them."""
+    if url_glob is not None and exact is not None:
+        raise ManifestError("", "--url, --exact", "give one or the other")
+    match: Callable[[str], bool] | None = None
+    looked: list[str] = []
+    if exact is not None:
+        looked = url_forms(manifest, exact)
+        wanted = set(looked)
+        match = wanted.__contains__
+    elif url_glob is not None:
+        looked = url_forms(manifest, url_glob, glob=True)
+        match = lambda url: any(fnmatch.fnmatchcase(url, g) for g in looked)  # noqa: E731
+    with one_run(manifest, wait_lock_s=wait_lock_s) as ledger:
+        return RetryReport(ledger.rearm(match=match, uncertain=uncertain), looked)
 
 
