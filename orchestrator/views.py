@@ -32,7 +32,7 @@ def status_lines(overview: Overview, counts: dict[str, int], sources: Sequence[S
     if running:
         lines += ["", "oldest running job per collection:"]
         lines += [f"  {r.collection}: {r.job_id} since {when(r.updated_at)} "
-                  f"({ago(now - r.updated_at)})  {r.url}" for r in running]
+                  f"({ago(now - r.updated_at, suffix='')})  {r.url}" for r in running]
     if overview.stalled:
         lines += ["", f"stalled: {_n(len(overview.stalled), 'job')} whose progress stood still for "
                       f"{age(overview.stall_after_s)} or more (settings.stall_after_s); left running:"]

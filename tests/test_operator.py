@@ -4,6 +4,7 @@ failing objects with their problems, and filters for long outputs (issue 18)."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from orchestrator import api, views
 from orchestrator.lock import hold
 from orchestrator.models import Action, PlanItem, Route
 from orchestrator.sources.local import LocalSource
+from tests.conftest import SECRETS
 from tests.fakes.zilliz import FakeZilliz
 
 
@@ -176,7 +178,7 @@ def test_problems_only_shows_what_needs_a_person(
     plan = invoke("plan", str(manifest), "--problems-only")
     lines = plan.stdout.splitlines()
     assert len(lines) == 1 and "Bad-Name/1.parquet" in lines[0] and "not a valid Milvus name" in lines[0]
-    assert "plan: 2 submit, 1 skip" in plan.stderr
+    assert "plan: 1 skip, 2 submit" in plan.stderr
     ls = invoke("ls", str(manifest), "--problems-only")
     assert [line.split()[0] for line in ls.stdout.splitlines()] == ["dropped"]
     assert "notes.txt" in ls.stdout and "ls: " in ls.stderr
@@ -291,3 +293,24 @@ def test_json_events_carry_the_run_and_manifest_and_flags_go_after_the_command(
     assert done["collection"] == "articles"
     verbose = invoke("status", str(manifest), "-v")
     assert verbose.exit_code == 0
+
+
+def test_verbose_logs_what_an_operator_needs_when_a_run_is_slow(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+) -> None:
+    put_objects(["embeddings/a.parquet"])
+    fake_api.faults = ["429"]
+    result = invoke("run", str(write_manifest()), "--wait", "--poll-interval", "0", "-v")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    assert any(re.fullmatch(r"sources\[0\] s3://.*/embeddings/: listed page 1 under 'embeddings/': 1 entries "
+                            r"in \d+\.\d\d s", line) for line in lines), lines
+    assert any(re.fullmatch(r"HTTP POST /v1/vector/collections/import -> 429 in \d+ ms "
+                            r"\(Retry-After: 0\)", line) for line in lines), lines
+    assert any(re.fullmatch(r"HTTP POST /v1/vector/collections/import -> 200 in \d+ ms", line)
+               for line in lines), lines
+    assert any(re.fullmatch(r"s3://.*/a\.parquet: rate limited \(HTTP 429\); attempt 1 of 4 failed, "
+                            r"next in \d+\.\d s, Retry-After 0 s", line) for line in lines), lines
+    assert any(re.fullmatch(r"s3://.*/a\.parquet: job \S+ completed( \(\d+ rows\))?", line) for line in lines)
+    for secret in SECRETS:
+        assert secret not in result.output
