@@ -341,7 +341,8 @@ def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | No
         bars = _bars(bool(ctx.meta.get(_JSON_LOG)), max_submissions)
         with bars or nullcontext():
             report = api.run(m, options, stop=stop, on_item=bars.planned if bars else None,
-                             on_outcome=bars.submitted if bars else None, on_jobs=bars.jobs if bars else None)
+                             on_outcome=bars.submitted if bars else None, on_jobs=bars.jobs if bars else None,
+                             on_listed=bars.listed if bars else None)
         if received:
             report.interrupted = received[0]
     # source errors and a fatal error were logged as they happened (api.run): not printed again
