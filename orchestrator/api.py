@@ -88,6 +88,8 @@ def make_http_client(manifest: Manifest, limiter: RateLimiter | None = None,
 def log_http(response: httpx.Response, now: float) -> None:
     """One DEBUG line (``-v``) per HTTP call: method, path, status, time to the headers, and the
     server's Retry-After when it gives one. Never the query, the headers or the body (secrets)."""
+    if not log.isEnabledFor(logging.DEBUG):
+        return
     request = response.request
     sent = request.extensions.get("orchestrator_sent")
     elapsed_ms = round((now - sent) * 1000) if isinstance(sent, float) else None
