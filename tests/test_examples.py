@@ -7,6 +7,7 @@ from __future__ import annotations
 import configparser
 import importlib.util
 import shlex
+import subprocess
 import sys
 import types
 from collections.abc import Callable
@@ -157,3 +158,12 @@ def test_the_readme_python_api_example_runs(
     assert out[0].startswith("submit s3://") and out[1] == "{'submit': 1}"
     assert out[2].startswith("summary: submitted=1 ") and "jobs_failed=1" in out[2]
     assert out[3].startswith("failed s3://") and "type mis-match" in out[3]
+
+
+def test_the_installed_command_prints_its_completion_script() -> None:
+    """As the README says to run it: the installed ``orchestrator`` script, not a test runner."""
+    command = Path(sys.executable).parent / "orchestrator"
+    done = subprocess.run([str(command)], capture_output=True, text=True, timeout=60, check=False,
+                          env={"_ORCHESTRATOR_COMPLETE": "bash_source", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert "complete -o nosort -F _orchestrator_completion orchestrator" in done.stdout
