@@ -37,7 +37,7 @@ $(SERVER_STAMP):
 install-server: $(SERVER_STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check orchestrator tests scripts bench
+	$(BIN)/ruff check orchestrator tests scripts bench examples
 	$(BIN)/mypy
 
 unit: $(STAMP) $(AZURITE_STAMP) $(SERVER_STAMP)

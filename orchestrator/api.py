@@ -8,6 +8,7 @@ the CLI only parses, calls one of these, prints and maps errors to exit codes.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from . import metrics, pgurl, planner
+from . import metrics, pgurl, planner, urls
 from .checks import Inspection as Inspection
 from .checks import Preflight
 from .errors import (
@@ -219,12 +220,14 @@ class StatusReport:
 
 def status(manifest: Manifest, *, refresh_jobs: bool = False,
            target_factory: TargetFactory = make_target, objects: bool = True, failing_limit: int = 20,
-           clock: Callable[[], float] = time.time) -> StatusReport:
-    """What the ledger holds; with ``refresh_jobs``, poll submitted jobs first (under the run lock).
-    ``objects=False`` leaves ``records`` empty (the overview alone stays small at any ledger size)."""
+           wait_lock_s: float = 0.0, clock: Callable[[], float] = time.time) -> StatusReport:
+    """What the ledger holds; with ``refresh_jobs``, poll submitted jobs first (under the run lock,
+    waiting up to ``wait_lock_s`` for another run to end). ``objects=False`` leaves ``records`` empty
+    (the overview alone stays small at any ledger size)."""
     if refresh_jobs:
         stop = threading.Event()
-        with redacting(manifest) as redact, one_run(manifest, clock=clock) as ledger, \
+        with redacting(manifest) as redact, \
+                one_run(manifest, wait_lock_s=wait_lock_s, clock=clock) as ledger, \
                 make_http_client(manifest, RateLimiter(manifest.settings.requests_per_second)) as client:
             target = target_factory(manifest, client, make_reader(manifest, make_source))
             refresh_all(target, ledger, manifest, stop, redact, stop.wait)
@@ -265,18 +268,36 @@ class ObjectHistory:
     progress: dict[str, JobProgress]
 
 
+def url_forms(manifest: Manifest, text: str, *, glob: bool = False) -> list[str]:
+    """The ledger URLs (or URL globs) ``text`` may name, as people type them: a URL (a ``file://`` one
+    in any encoding), an absolute local path, or a path relative to a source (one form per source).
+    A glob is also matched as written, so ``*/bad.parquet`` finds that name under any source."""
+    if "://" in text:
+        return [urls.canonical_file_url(text, glob=glob) if text.startswith("file://") else text]
+    if text.startswith("/"):
+        return [urls.file_url(text, glob=glob)]
+    relative = text.removeprefix("./")
+    forms = [urls.file_url(s.root / relative, glob=glob) if s.root is not None
+             else f"{s.scheme}://{s.bucket}/{s.prefix}{relative}" for s in manifest.sources]
+    return list(dict.fromkeys([*forms, *([text] if glob else [])]))
+
+
 def show(manifest: Manifest, url: str) -> ObjectHistory:
-    """One object's whole history; raises :class:`UnknownObjectError` when the ledger has no row."""
+    """One object's whole history; ``url`` as :func:`url_forms` reads it. Raises
+    :class:`UnknownObjectError` when the ledger has no row."""
     path = ledger_name(manifest)
     if not ledger_exists(manifest):
         raise UnknownObjectError(f"{path}: no ledger yet (a run creates it when it first submits)")
+    forms = url_forms(manifest, url)
     with open_ledger(manifest, read_only=True) as ledger:
-        versions = ledger.history([url]).get(url, [])
+        found = ledger.history(forms)
+        url, versions = next(((f, found[f]) for f in forms if found.get(f)), (url, []))
         if not versions:
+            looked = "" if forms == [url] else " (looked for " + ", ".join(forms) + ")"
             raise UnknownObjectError(
-                f"{url}: not in the ledger {path} (an object gets a row when first submitted: "
-                "`plan` shows what the next run would do with it; URLs are s3://bucket/key, gs://..., "
-                "file://...)")
+                f"{url}: not in the ledger {path}{looked}; an object gets a row when first submitted: "
+                "`plan` shows what the next run would do with it. Give the URL (s3://bucket/key, "
+                "gs://..., file://...), an absolute path, or a path relative to a source")
         events = ledger.events(url)
         return ObjectHistory(url, versions, events,
                              ledger.job_progress(sorted({e[3] for e in events if e[3] is not None})))
@@ -437,9 +458,29 @@ def copy_ledger(source: Path | PostgresLedger, destination: Path | PostgresLedge
         return dst.load({table: src.dump(table) for table in TABLES})
 
 
-def retry(manifest: Manifest, *, url_glob: str | None = None, uncertain: bool = False) -> int:
-    """Re-arm failed (or uncertain) objects so that the next run submits them; returns how many."""
-    with one_run(manifest) as ledger:
-        return ledger.rearm(url_glob=url_glob, uncertain=uncertain)
+@dataclass(frozen=True, slots=True)
+class RetryReport:
+    """The URLs re-armed, and the URLs or globs looked for (empty: every failed object)."""
+
+    rearmed: list[str]
+    looked_for: list[str]
 
 
+def retry(manifest: Manifest, *, url_glob: str | None = None, exact: str | None = None,
+          uncertain: bool = False, wait_lock_s: float = 0.0) -> RetryReport:
+    """Re-arm failed and invalid (or uncertain) objects so that the next run submits them: all of them,
+    those whose URL matches ``url_glob`` (``*``, ``?``, ``[...]``), or the one ``exact`` names (its URL
+    as is, glob characters included). Both may be paths, as :func:`url_forms` reads them."""
+    if url_glob is not None and exact is not None:
+        raise ManifestError("", "--url, --exact", "give one or the other")
+    match: Callable[[str], bool] | None = None
+    looked: list[str] = []
+    if exact is not None:
+        looked = url_forms(manifest, exact)
+        wanted = set(looked)
+        match = wanted.__contains__
+    elif url_glob is not None:
+        looked = url_forms(manifest, url_glob, glob=True)
+        match = lambda url: any(fnmatch.fnmatchcase(url, g) for g in looked)  # noqa: E731
+    with one_run(manifest, wait_lock_s=wait_lock_s) as ledger:
+        return RetryReport(ledger.rearm(match=match, uncertain=uncertain), looked)

@@ -11,7 +11,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -21,7 +22,7 @@ import click
 from . import api, views
 from .errors import LockHeldError, ManifestError, OrchestratorError
 from .manifest import Manifest
-from .models import PlanItem
+from .models import Action, PlanItem
 from .terminal import printable
 
 if TYPE_CHECKING:
@@ -33,9 +34,12 @@ EXIT_LOCKED = 75
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per event, for log shippers."""
+    """One JSON object per event, for log shippers; ``run_id`` and ``manifest`` come from
+    :class:`RunContext`, the other fields from the ``extra`` of the call that logged."""
 
-    _FIELDS = ("event", "url", "job_id", "error", "jobs")
+    _FIELDS = ("event", "run_id", "manifest", "url", "job_id", "collection", "rows", "error", "jobs",
+               "source", "page", "objects", "status", "retry_after", "attempt", "method", "path",
+               "elapsed_ms")
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {"ts": round(record.created, 3), "level": record.levelname.lower(),
@@ -47,25 +51,72 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """Log lines for a terminal: control characters escaped (object keys may hold them)."""
+    """Log lines for a terminal: the message, after ``error:`` or ``warning:`` when it is one (the same
+    prefix as the lines the commands print themselves, so that each fact is printed once, in one
+    form), control characters escaped (object keys may hold them)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return printable(super().format(record))
+        text = printable(record.getMessage())
+        if record.levelno >= logging.ERROR:
+            return f"error: {text}"
+        return f"warning: {text}" if record.levelno >= logging.WARNING else text
+
+
+class RunContext(logging.Filter):
+    """Stamps every record of one command with a run id and the manifest's path (for ``--json-log``
+    events); set up once per command."""
+
+    def __init__(self, manifest: str) -> None:
+        super().__init__()
+        self.run_id = uuid.uuid4().hex[:12]
+        self.manifest = manifest
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.run_id = self.run_id
+        record.manifest = self.manifest
+        return True
+
+
+_VERBOSE, _JSON_LOG = "orchestrator.verbose", "orchestrator.json_log"
 
 
 def _setup_logging(verbose: bool, json_log: bool) -> None:
     logger = logging.getLogger("orchestrator")
     logger.handlers.clear()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if json_log else TextFormatter("%(message)s"))
+    handler.setFormatter(JsonFormatter() if json_log else TextFormatter())
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO if verbose or json_log else logging.WARNING)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO if json_log else logging.WARNING)
     logger.propagate = False
 
 
 def _say(text: str, *, err: bool = False) -> None:
     """Print a line that may carry text from outside (object keys, server messages), escaped."""
     click.echo(printable(text), err=err)
+
+
+def _log_flag(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """``-v`` and ``--json-log`` are accepted before the command and after it: either turns it on."""
+    if value:
+        ctx.meta[_VERBOSE if param.name == "verbose" else _JSON_LOG] = True
+    _setup_logging(bool(ctx.meta.get(_VERBOSE)), bool(ctx.meta.get(_JSON_LOG)))
+    return value
+
+
+def _log_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_log_flag,
+                     help="Log every step to stderr (listing pages, HTTP calls, retries, jobs).")(f)
+    return click.option("--json-log", is_flag=True, expose_value=False, callback=_log_flag,
+                        help="Log one JSON object per event to stderr.")(f)
+
+
+def _stamp(ctx: click.Context, _param: click.Parameter, manifest: str) -> str:
+    """Every log record of this command carries its run id and manifest (until the command ends)."""
+    logger = logging.getLogger("orchestrator")
+    stamp = RunContext(manifest)
+    logger.addFilter(stamp)
+    ctx.call_on_close(lambda: logger.removeFilter(stamp))
+    return manifest
 
 
 def _fail(message: str, code: int) -> None:
@@ -118,18 +169,25 @@ def _load(path: str) -> Manifest:
     return api.validate(path)
 
 
-manifest_arg = click.argument("manifest", type=click.Path(dir_okay=False))
+wait_lock_option = click.option(
+    "--wait-lock", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
+    help="Wait up to SECONDS for another run on the same ledger to end (default: exit 75 at once).")
+manifest_arg = click.argument("manifest", type=click.Path(dir_okay=False), callback=_stamp)
 
 
-@click.group()
+class _Group(click.Group):
+    """Gives every command the logging options, so that they also work after the command's name."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        _log_options(cmd)
+        super().add_command(cmd, name)
+
+
+@click.group(cls=_Group)
 @click.version_option(package_name="orchestrator")
-@click.option("-v", "--verbose", is_flag=True, help="Log every step to stderr.")
-@click.option("--json-log", is_flag=True, help="Log one JSON object per event to stderr.")
-@click.pass_context
-def cli(ctx: click.Context, verbose: bool, json_log: bool) -> None:
+@_log_options
+def cli() -> None:
     """Bulk-load parquet files from object storage into Zilliz Cloud and Milvus, exactly once."""
-    _setup_logging(verbose, json_log)
-    ctx.obj = {"json_log": json_log}
 
 
 @cli.command()
@@ -154,11 +212,16 @@ def _report_sources(errors: list[str], warnings: list[str]) -> None:
 @click.option("--source", "source", type=click.IntRange(min=0), default=None, metavar="N",
               help="Only sources[N] (counting from 0).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
-def ls_command(manifest: str, source: int | None, as_json: bool) -> None:
+@click.option("--problems-only", is_flag=True,
+              help="Only the objects that will not be imported (dropped or held back); the counts still "
+              "end the output.")
+def ls_command(manifest: str, source: int | None, as_json: bool, problems_only: bool) -> None:
     """Show every object the lister sees under each source's prefix, and the rule that kept or
     dropped it (or that settings.min_age_s holds it back)."""
     def show(entry: api.LsEntry) -> None:
         obj, verdict = entry.listed.obj, entry.listed.verdict
+        if problems_only and verdict.kept and not entry.held_back:
+            return
         if as_json:
             click.echo(json.dumps({
                 "source": entry.source, "url": obj.url, "size": obj.size, "version": obj.version,
@@ -181,10 +244,15 @@ def ls_command(manifest: str, source: int | None, as_json: bool) -> None:
 @cli.command()
 @manifest_arg
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
-def plan(manifest: str, as_json: bool) -> None:
+@click.option("--problems-only", is_flag=True,
+              help="Only the objects that need a person: held, changed, or with no collection (the "
+              "pattern did not match); the counts still end the output.")
+def plan(manifest: str, as_json: bool, problems_only: bool) -> None:
     """List the sources and show what `run` would do with each object, without submitting."""
     def show(item: PlanItem) -> None:
         route = item.route
+        if problems_only and not _plan_problem(item):
+            return
         if as_json:
             click.echo(json.dumps({
                 "url": item.obj.url, "version": item.obj.version, "size": item.obj.size,
@@ -206,17 +274,26 @@ def plan(manifest: str, as_json: bool) -> None:
         sys.exit(EXIT_FAILED)
 
 
+def _plan_problem(item: PlanItem) -> bool:
+    """Whether a planned object needs a person: held, changed under on_change: skip, or unroutable."""
+    return item.action in (Action.HOLD, Action.CHANGED) or item.route is None
+
+
 @cli.command()
 @manifest_arg
 @click.option("--deep", is_flag=True, help="Also read each file's first row group (vector lengths, nulls).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
-def check(manifest: str, deep: bool, as_json: bool) -> None:
+@click.option("--problems-only", is_flag=True,
+              help="Only the files with a problem; the counts still end the output.")
+def check(manifest: str, deep: bool, as_json: bool, problems_only: bool) -> None:
     """Only the pre-flight check: each file's parquet footer against its collection's schema, without
     submitting or recording anything. Exit 1 when any file has a problem."""
     def show(item: PlanItem, found: api.Inspection | None, error: str | None) -> None:
         problems = [error] if error is not None else found.problems if found is not None else []
         rows = found.rows if found is not None else None
         warnings = found.warnings if found is not None else []
+        if problems_only and not problems:
+            return
         if as_json:
             click.echo(json.dumps({"url": item.obj.url, "collection": item.route.collection if item.route
                                    else None, "rows": rows, "problems": problems, "warnings": warnings}))
@@ -243,8 +320,7 @@ def check(manifest: str, deep: bool, as_json: bool) -> None:
 @click.option("--wait", is_flag=True, help="Poll until every job of this run has finished.")
 @click.option("--max-submissions", type=click.IntRange(min=0), default=None,
               help="Submit at most N objects in this run.")
-@click.option("--wait-lock", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
-              help="Wait up to SECONDS for another run on the same ledger to end (default: exit 75).")
+@wait_lock_option
 @click.option("--poll-interval", type=click.FloatRange(min=0), default=5.0, metavar="SECONDS",
               help="Seconds between progress polls with --wait.")
 @click.option("--deep", is_flag=True, help="The pre-flight check also reads each file's first row group.")
@@ -265,27 +341,26 @@ def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | No
     with _errors(), _signals(stop) as received:
         m = _load(manifest)
         started = time.monotonic()
-        bars = _bars(ctx.obj["json_log"], max_submissions)
+        bars = _bars(bool(ctx.meta.get(_JSON_LOG)), max_submissions)
         with bars or nullcontext():
             report = api.run(m, options, stop=stop, on_item=bars.planned if bars else None,
-                             on_outcome=bars.submitted if bars else None, on_jobs=bars.jobs if bars else None)
+                             on_outcome=bars.submitted if bars else None, on_jobs=bars.jobs if bars else None,
+                             on_listed=bars.listed if bars else None)
         if received:
             report.interrupted = received[0]
-    _report_sources(report.source_errors, report.source_warnings)
-    if report.fatal:
-        _say(f"error: {report.fatal}", err=True)
+    # source errors and a fatal error were logged as they happened (api.run): not printed again
+    _report_sources([], report.source_warnings)
     if report.interrupted is not None:
         click.echo("stopped by a signal: the ledger is saved; the next run resumes", err=True)
     if report.nothing_new and report.exit_code() == 0:
-        click.echo("nothing new to import: every object listed was imported before (or is importing)",
+        click.echo("nothing new to import: every object listed was imported before (or is importing)"
+                   if sum(report.planned.values()) else "nothing to import: the sources listed no object; "
+                   "check each source's url and prefix (`orchestrator ls MANIFEST` shows what is listed)",
                    err=True)
     if report.stalled:
         click.echo(f"{report.stalled} job(s) stalled: no progress for settings.stall_after_s; left "
                    "running (`orchestrator status` lists them)", err=True)
     seconds = time.monotonic() - started
-    summary = f"{report.summary()} seconds={seconds:.1f}"
-    logging.getLogger("orchestrator").info(summary, extra={"event": "summary"})
-    click.echo(summary)
     code = report.exit_code()
     try:
         failed: list[OrchestratorError] = [*api.write_metrics(m, report, seconds=seconds, file=metrics_file,
@@ -295,6 +370,9 @@ def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | No
     for error in failed:
         _say(f"error: {error}", err=True)
         code = code or EXIT_FAILED
+    summary = f"{report.summary(exit_code=code)} seconds={seconds:.1f}"
+    logging.getLogger("orchestrator").info(summary, extra={"event": "summary"})
+    click.echo(summary)
     sys.exit(code)
 
 
@@ -311,12 +389,13 @@ def _bars(json_log: bool, max_submissions: int | None) -> RunBars | None:
 @manifest_arg
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--refresh", is_flag=True, help="Poll the import API for every submitted job first.")
-def status(manifest: str, as_json: bool, refresh: bool) -> None:
+@wait_lock_option
+def status(manifest: str, as_json: bool, refresh: bool, wait_lock: float) -> None:
     """Show what the ledger holds, per source and collection: counts by state, rows, the oldest
     running job, stalled jobs (settings.stall_after_s) and the last error of each failing object."""
     with _errors():
         m = _load(manifest)
-        report = api.status(m, refresh_jobs=refresh, objects=as_json)
+        report = api.status(m, refresh_jobs=refresh, objects=as_json, wait_lock_s=wait_lock)
     overview = report.overview
     if as_json:
         click.echo(json.dumps({
@@ -349,7 +428,8 @@ def status(manifest: str, as_json: bool, refresh: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def show(manifest: str, url: str, as_json: bool) -> None:
     """Show one object's whole history from the ledger: every version, attempt, job id, server
-    message and timestamp. URL is as the ledger records it (s3://bucket/key, gs://..., file://...)."""
+    message and timestamp. URL is the object's URL (s3://bucket/key, gs://..., file://...), an absolute
+    path, or a path relative to a source (day=01/part-0.parquet)."""
     with _errors():
         m = _load(manifest)
         history = api.show(m, url)
@@ -388,14 +468,30 @@ def export(manifest: str, fmt: str, output: TextIO) -> None:
 @cli.command()
 @manifest_arg
 @click.option("--url", "url_glob", default=None, metavar="GLOB",
-              help="Only objects whose URL matches GLOB (e.g. 's3://lake/2024/*').")
+              help="Only objects whose URL matches GLOB: * ? [...] match, so 's3://lake/2024/*'; a path "
+              "relative to a source or an absolute path works too.")
+@click.option("--exact", default=None, metavar="URL",
+              help="Only the object at URL (or path), taken as written: for keys with * ? [ ] in them.")
 @click.option("--uncertain", is_flag=True,
               help="Re-arm `uncertain` objects instead of failed ones (check the cluster first).")
-def retry(manifest: str, url_glob: str | None, uncertain: bool) -> None:
-    """Re-arm failed objects (with a fresh failure budget) so that the next run submits them."""
+@wait_lock_option
+def retry(manifest: str, url_glob: str | None, exact: str | None, uncertain: bool, wait_lock: float) -> None:
+    """Re-arm failed and invalid objects (with a fresh failure budget) so that the next run submits
+    them; prints each URL re-armed. Exit 1 when --url or --exact matches no such object."""
+    if url_glob is not None and exact is not None:
+        raise click.UsageError("--url and --exact: give one or the other")
     with _errors():
-        n = api.retry(_load(manifest), url_glob=url_glob, uncertain=uncertain)
-    click.echo(f"re-armed {n} object(s); the next `run` submits them")
+        report = api.retry(_load(manifest), url_glob=url_glob, exact=exact, uncertain=uncertain,
+                           wait_lock_s=wait_lock)
+    for url in report.rearmed:
+        _say(f"re-armed {url}")
+    kind = "uncertain" if uncertain else "failed or invalid"
+    if not report.rearmed and report.looked_for:
+        _fail(f"no {kind} object matches {', '.join(report.looked_for)} (`orchestrator status` lists "
+              "the failing ones)", EXIT_FAILED)
+    n = len(report.rearmed)
+    click.echo(f"re-armed {n} object{'' if n == 1 else 's'}; the next `run` submits them" if n
+               else f"nothing to re-arm: no {kind} objects", err=not n)
 
 
 @cli.group()

@@ -80,13 +80,16 @@ class FooterError(OrchestratorError):
 class LockHeldError(OrchestratorError):
     """Another run holds the ledger lock."""
 
-    def __init__(self, lock_path: str, holder: str) -> None:
+    def __init__(self, lock_path: str, holder: str, *, waited_s: float = 0.0) -> None:
         self.lock_path = lock_path
         self.holder = holder
-        super().__init__(
-            f"{lock_path}: another run ({holder}) is using this ledger; "
-            "wait for it, or pass --wait-lock SECONDS"
-        )
+        self.waited_s = waited_s
+        if waited_s > 0:
+            advice = (f"it still held the ledger after {waited_s:g} s of waiting; try again when it ends, "
+                      "or wait longer (--wait-lock SECONDS)")
+        else:
+            advice = "wait for it, or pass --wait-lock SECONDS"
+        super().__init__(f"{lock_path}: another run ({holder}) is using this ledger; {advice}")
 
 
 class TargetError(OrchestratorError):

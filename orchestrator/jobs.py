@@ -66,7 +66,8 @@ class Reconciler:
         """Every job into ``collections`` (None: any) that the ledger has never recorded, with its file
         name; ``only`` keeps the jobs the list shows in that state."""
         return with_retries(lambda: self._unknown_jobs(collections, only), max_attempts=self.max_attempts,
-                            sleep=self.sleep, rng=self.rng, stop=self.stop)
+                            sleep=self.sleep, rng=self.rng, stop=self.stop,
+                            what="listing the import jobs")
 
     def _unknown_jobs(self, collections: set[str] | None, only: JobState | None) -> list[JobInfo]:
         found: list[JobInfo] = []
@@ -144,7 +145,7 @@ def refresh(
 
     def described(job_id: str) -> JobInfo:
         return with_retries(lambda: target.progress(job_id), max_attempts=max_attempts, sleep=pause, rng=rng,
-                            stop=stop)
+                            stop=stop, what=f"progress of job {job_id}")
 
     def poll(record: LedgerRecord) -> None:
         if stop.is_set() or record.job_id is None:
@@ -176,7 +177,7 @@ def refresh(
             log.info("%s: job %s completed%s", record.url, job_id,
                      "" if info.imported_rows is None else f" ({info.imported_rows} rows)",
                      extra={"event": "completed", "url": record.url, "job_id": job_id,
-                            "rows": info.imported_rows})
+                            "collection": record.collection, "rows": info.imported_rows})
             if None not in (record.rows, info.imported_rows) and record.rows != info.imported_rows:
                 log.warning("%s: job %s imported %s rows; the file holds %s", record.url, job_id,
                             info.imported_rows, record.rows,
@@ -274,7 +275,8 @@ def _listed(target: Target, wanted: set[str], *, max_attempts: int, stop: thread
         return found
 
     try:
-        return with_retries(walk, max_attempts=max_attempts, sleep=pause, rng=rng, stop=stop)
+        return with_retries(walk, max_attempts=max_attempts, sleep=pause, rng=rng, stop=stop,
+                            what="listing the import jobs")
     except FatalTargetError:
         stop.set()
         raise

@@ -27,7 +27,6 @@ replaced under the run (``ledger_pg.py`` is the PostgreSQL one).
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import functools
 import inspect
 import json
@@ -44,11 +43,12 @@ from typing import Any, Generic, NamedTuple, ParamSpec, Protocol, TypeVar
 from .errors import LedgerError, LockHeldError
 from .models import JobProgress, LedgerRecord, ObjectState, PlanItem
 from .pgurl import PostgresLedger
+from .urls import canonical_file_url
 
 T = TypeVar("T")
 P = ParamSpec("P")
 _APP = "orchestrator-ledger"
-_SCHEMA = 2
+_SCHEMA = 3
 _CHUNK = 500
 _COLUMNS = ("url, version, source, collection, partition, state, job_id, attempts, failures, error, size, "
             "updated_at, rows, imported_rows, target, sent_as, server_at, key_gen, id")
@@ -266,11 +266,13 @@ class Ledger:
                     raise LedgerError(
                         f"{self.name}: written by a newer orchestrator (ledger schema {version}; this one "
                         f"reads up to {_SCHEMA}): upgrade orchestrator, or point `ledger:` elsewhere")
-                if 0 < version < _SCHEMA:
-                    if not upgrade:
-                        raise LedgerError(f"{self.name}: ledger schema {version}: run orchestrator on it "
-                                          "once (it migrates the ledger), then try again")
+                if 0 < version < _SCHEMA and not upgrade:
+                    raise LedgerError(f"{self.name}: ledger schema {version}: run orchestrator on it "
+                                      "once (it migrates the ledger), then try again")
+                if 0 < version < 2:
                     self._migrate_v1()
+                if 0 < version < 3:
+                    self._migrate_v2()
                 for statement in _DDL.split(";"):
                     if statement.strip():
                         self._db.execute(self._db.ddl(statement))
@@ -478,6 +480,17 @@ class Ledger:
                 "SELECT source, collection, state, COUNT(*) FROM objects "
                 "GROUP BY source, collection, state ORDER BY source, collection, state")]
 
+    def _migrate_v2(self) -> None:
+        """Schema 2 -> 3, in the caller's transaction: local files' URLs (and local sources') encode only
+        what a URI must, so ``day=01`` is stored as typed instead of ``day%3D01``. ``sent_as`` keeps
+        what was sent, which is what a job list reports."""
+        for column in ("url", "source"):
+            rows = self._db.execute(
+                f"SELECT id, {column} FROM objects WHERE {column} LIKE 'file://%'").fetchall()
+            self._db.executemany(f"UPDATE objects SET {column}=? WHERE id=?",
+                                 iter([(canonical_file_url(value), row_id) for row_id, value in rows
+                                       if canonical_file_url(value) != value]))
+
     def oldest_submitted(self) -> dict[tuple[str, str], LedgerRecord]:
         """Per (source, collection), the ``submitted`` row that has been running longest."""
         with self._lock:
@@ -488,9 +501,9 @@ class Ledger:
         return {(rec.source, rec.collection): rec for rec in map(_record, rows)}
 
     def failing(self, limit: int) -> tuple[int, list[LedgerRecord]]:
-        """How many rows are failed, uncertain, or pending after an error, and the ``limit`` most
-        recent of them (each with its last error)."""
-        where = "state IN ('failed', 'uncertain') OR (state='pending' AND error IS NOT NULL)"
+        """How many rows are failed, invalid, uncertain, or pending after an error, and the ``limit``
+        most recent of them (each with its last error, an invalid one's with its problems)."""
+        where = "state IN ('failed', 'invalid', 'uncertain') OR (state='pending' AND error IS NOT NULL)"
         with self._lock:
             total = int(self._db.execute(f"SELECT COUNT(*) FROM objects WHERE {where}").fetchone()[0])
             rows = self._db.execute(f"SELECT {_COLUMNS} FROM objects WHERE {where} "
@@ -669,25 +682,26 @@ class Ledger:
                          "failures = failures + 1, key_gen = key_gen + 1, error = :error", error=reason,
                          job_id=job_id, detail=reason)
 
-    def rearm(self, *, url_glob: str | None = None, uncertain: bool = False) -> int:
-        """Failed and invalid (or, with ``uncertain``, uncertain) rows -> pending with a fresh failure
-        budget and a fresh idempotency key (a server that honours keys must not hand back the old
-        job); an invalid object is checked again before it is submitted."""
+    def rearm(self, *, match: Callable[[str], bool] | None = None, uncertain: bool = False) -> list[str]:
+        """Failed and invalid (or, with ``uncertain``, uncertain) rows whose URL ``match`` accepts (all by
+        default) -> pending with a fresh failure budget and a fresh idempotency key (a server that
+        honours keys must not hand back the old job); an invalid object is checked again before it is
+        submitted. Returns the URLs re-armed."""
         states = ("uncertain",) if uncertain else ("failed", "invalid")
         now = self._clock()
-        count = 0
+        rearmed: list[str] = []
         with self._tx():
             rows = self._db.execute(
                 f"SELECT id, url, state FROM objects WHERE state IN ({','.join('?' * len(states))})",
                 states).fetchall()
             for object_id, url, state in rows:
-                if url_glob is not None and not fnmatch.fnmatchcase(url, url_glob):
+                if match is not None and not match(url):
                     continue
                 self._db.execute("UPDATE objects SET state='pending', failures=0, key_gen=key_gen+1, "
                                  "updated_at=? WHERE id=?", (now, object_id))
                 self._event(object_id, now, ObjectState.PENDING, None, f"re-armed from {state}")
-                count += 1
-        return count
+                rearmed.append(url)
+        return rearmed
 
     # -- internals ---------------------------------------------------------------------------
 

@@ -48,7 +48,7 @@ def hold(ledger_path: Path, *, wait_s: float = 0.0, clock: Callable[[], float] =
             except BlockingIOError:
                 if clock() >= deadline:
                     holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-                    raise LockHeldError(str(path), f"pid {holder}") from None
+                    raise LockHeldError(str(path), f"pid {holder}", waited_s=wait_s) from None
                 sleep(min(0.2, max(0.0, deadline - clock())))
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)

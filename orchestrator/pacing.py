@@ -3,6 +3,7 @@ retries by error type (never by message text)."""
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -12,6 +13,7 @@ from typing import TypeVar
 from .errors import MAX_RETRY_AFTER_S, TransientError
 
 T = TypeVar("T")
+log = logging.getLogger("orchestrator")
 
 
 class RateLimiter:
@@ -44,9 +46,22 @@ def backoff(attempt: int, *, retry_after: float | None, rng: Callable[[], float]
     return max(delay, min(retry_after, MAX_RETRY_AFTER_S))
 
 
+def retrying(what: str, exc: TransientError, attempt: int, max_attempts: int, delay: float) -> float:
+    """Log one retry (``-v``, ``--json-log``): what, the error and its HTTP status, the attempt, the
+    pause and the server's Retry-After; returns ``delay``."""
+    hint = f", Retry-After {exc.retry_after:g} s" if exc.retry_after is not None else ""
+    status = f"HTTP {exc.http_status}: " if exc.http_status is not None and \
+        f"HTTP {exc.http_status}" not in str(exc) else ""
+    log.info("%s: %s%s; attempt %d of %d failed, next in %.1f s%s", what, status, exc, attempt, max_attempts,
+             delay, hint, extra={"event": "retry", "status": exc.http_status, "retry_after": exc.retry_after,
+                                 "attempt": attempt})
+    return delay
+
+
 def with_retries(fn: Callable[[], T], *, max_attempts: int, sleep: Callable[[float], object],
-                 rng: Callable[[], float], stop: threading.Event) -> T:
-    """Call ``fn`` until it succeeds, retrying :class:`TransientError` with backoff."""
+                 rng: Callable[[], float], stop: threading.Event, what: str = "call") -> T:
+    """Call ``fn`` until it succeeds, retrying :class:`TransientError` with backoff (each retry
+    logged with ``what``)."""
     attempt = 1
     while True:
         try:
@@ -54,5 +69,6 @@ def with_retries(fn: Callable[[], T], *, max_attempts: int, sleep: Callable[[flo
         except TransientError as exc:
             if attempt >= max_attempts or stop.is_set():
                 raise
-            sleep(backoff(attempt, retry_after=exc.retry_after, rng=rng))
+            sleep(retrying(what, exc, attempt, max_attempts,
+                           backoff(attempt, retry_after=exc.retry_after, rng=rng)))
             attempt += 1

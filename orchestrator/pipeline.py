@@ -86,13 +86,15 @@ def run(
     on_outcome: Callable[[PlanItem, Outcome], None] | None = None,
     on_item: Callable[[PlanItem], None] | None = None,
     on_jobs: JobsHook | None = None,
+    on_listed: Callable[[], None] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> RunReport:
     """Refresh known jobs, reconcile interrupted calls, then list, plan, submit and record; with
     ``options.wait``, keep submitting as jobs end until every planned object's job has ended.
 
     Hooks for progress displays: ``on_item`` sees every planned object, ``on_outcome`` every
-    submission, ``on_jobs(phase, done, total)`` the job polls (phase ``refreshing`` or ``waiting``).
+    submission, ``on_jobs(phase, done, total)`` the job polls (phase ``refreshing`` or ``waiting``),
+    ``on_listed()`` the end of the listing (totals are known from then on).
     """
     options = options if options is not None else RunOptions()
     state = RunState(stop)
@@ -162,6 +164,8 @@ def run(
                 except SourceError as exc:
                     report.source_errors.append(str(exc))
                     log.error("%s", exc, extra={"event": "source-error"})
+            if on_listed is not None:
+                on_listed()
             if state.fatal is not None:
                 raise state.fatal
             if submitter.unresolved and not stop.is_set():  # this run's lost replies: a second look
@@ -223,6 +227,7 @@ def _to_submit(items: Iterator[PlanItem], report: RunReport, budget: list[int | 
         if item.action in (Action.SUBMIT, Action.RETRY):
             if budget[0] is not None:
                 if budget[0] <= 0:
+                    report.left += 1
                     continue
                 budget[0] -= 1
             yield item

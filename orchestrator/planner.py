@@ -40,12 +40,14 @@ def route(obj: StoredObject, source: SourceConfig) -> Route | str:
 
 
 def too_new(obj: StoredObject, settings: Settings, now: float) -> str | None:
-    """Why ``obj`` is left for a later run (it may still be being written), or None."""
+    """Why ``obj`` is left for a later run (it may still be being written), or None. ``min_age_s: 0``
+    holds nothing back, even when the store's clock is ahead of this machine's."""
     age = now - obj.modified
-    if age >= settings.min_age_s:
+    if age >= settings.min_age_s or settings.min_age_s <= 0:
         return None
-    return (f"modified {max(age, 0):.0f}s ago, under settings.min_age_s ({settings.min_age_s:g}s): "
-            "a later run takes it")
+    when = f"{age:.0f}s ago" if age >= 0 else \
+        f"{-age:.0f}s in the future (clock skew: this machine's clock is behind the store's)"
+    return f"modified {when}, under settings.min_age_s ({settings.min_age_s:g}s): a later run takes it"
 
 
 def decide(

@@ -30,6 +30,7 @@ class RunReport:
     interrupted: int | None = None
     unresolved: int = 0  # imports left `submitting` at the end: their job is looked for next run
     made_uncertain: int = 0  # imports this run turned `uncertain`: held for a person
+    left: int = 0  # objects to submit that --max-submissions left for the next run
 
     @property
     def failed(self) -> int:
@@ -54,7 +55,9 @@ class RunReport:
             return 1
         return 0
 
-    def summary(self) -> str:
+    def summary(self, *, exit_code: int | None = None) -> str:
+        """One ``key=value`` line; ``exit_code`` when the process ends with another code than the
+        run's own (say, the metrics file could not be written)."""
         o, p = self.outcomes, self.planned
         fields = {
             "submitted": o[Outcome.SUBMITTED],
@@ -71,8 +74,10 @@ class RunReport:
             "jobs_failed": self.refreshed[JobState.FAILED] + self.waited[JobState.FAILED],
             "jobs_stalled": self.stalled,
             "source_errors": len(self.source_errors),
+            **({"left": self.left} if self.left else {}),
         }
-        return "summary: " + " ".join(f"{k}={v}" for k, v in fields.items()) + f" exit={self.exit_code()}"
+        code = self.exit_code() if exit_code is None else exit_code
+        return "summary: " + " ".join(f"{k}={v}" for k, v in fields.items()) + f" exit={code}"
 
 
 @dataclass(frozen=True, kw_only=True)

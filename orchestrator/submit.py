@@ -34,7 +34,7 @@ from .models import (
     Outcome,
     PlanItem,
 )
-from .pacing import backoff
+from .pacing import backoff, retrying
 from .redact import Redactor
 from .run import RunState
 from .targets.base import Target
@@ -237,23 +237,28 @@ class Submitter:
                     return found  # adopted, or unsure: the row stays `submitting` for a later look
                 if attempt >= self.max_attempts or self.stop.is_set():
                     return self._defer(claim.row, obj.url, attempt, exc)  # proven: no job for it
-                self.sleep(backoff(attempt, retry_after=exc.retry_after, rng=self.rng))
+                self.sleep(retrying(obj.url, exc, attempt, self.max_attempts,
+                                    backoff(attempt, retry_after=exc.retry_after, rng=self.rng)))
             except TransientError as exc:
                 if attempt >= self.max_attempts or self.stop.is_set():
                     return self._defer(claim.row, obj.url, attempt, exc)
-                self.sleep(backoff(attempt, retry_after=exc.retry_after, rng=self.rng))
+                self.sleep(retrying(obj.url, exc, attempt, self.max_attempts,
+                                    backoff(attempt, retry_after=exc.retry_after, rng=self.rng)))
             else:
-                return self._record(claim.row, obj.url, job_id, "job created", Outcome.SUBMITTED)
+                return self._record(claim.row, obj.url, job_id, "job created", Outcome.SUBMITTED,
+                                    collection=item.route.collection, rows=rows)
             attempt += 1
 
-    def _record(self, row: int, url: str, job_id: str, detail: str, outcome: Outcome) -> Outcome:
+    def _record(self, row: int, url: str, job_id: str, detail: str, outcome: Outcome, *,
+                collection: str, rows: int | None) -> Outcome:
         if not self.ledger.record_job(row, job_id, detail):
             log.warning("%s: the server answered job id %s, which belongs to another object: not recorded, "
                         "marked uncertain", url, job_id, extra={"event": "uncertain", "url": url})
             return self._uncertain()
         self._created(job_id)
         log.info("%s: %s %s", url, "job" if outcome is Outcome.SUBMITTED else "adopted job", job_id,
-                 extra={"event": outcome.value, "url": url, "job_id": job_id})
+                 extra={"event": outcome.value, "url": url, "job_id": job_id, "collection": collection,
+                        "rows": rows})
         return outcome
 
     def _check(self, item: PlanItem) -> tuple[Outcome | None, int | None]:
@@ -311,7 +316,7 @@ class Submitter:
             case Verdict.ADOPT:
                 assert verdict.job is not None
                 return self._record(row, url, verdict.job.job_id, "adopted after a lost reply",
-                                    Outcome.ADOPTED)
+                                    Outcome.ADOPTED, collection=record.collection, rows=record.rows)
             case Verdict.RELEASE:
                 return None
             case Verdict.UNCERTAIN:

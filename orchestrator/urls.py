@@ -7,7 +7,8 @@
 
 With ``endpoint_url`` (an S3-compatible store), https-path is ``<endpoint_url>/bucket/key``. In the https
 forms the key is percent-encoded as AWS signs it (UTF-8; everything but letters, digits, ``-._~`` and
-``/``); native URLs carry the key unchanged. Local files keep their ``file://`` URL.
+``/``); native URLs carry the key unchanged. Local files keep their ``file://`` URL, which encodes only
+what a URI must (spaces, ``%``, ``#``, ``?``, brackets, non-ASCII): Hive-style ``day=01`` stays as typed.
 
 Azure has one form, its own: ``https://<account>.blob.core.windows.net/<container>/<key>`` (or
 ``<endpoint_url>/<container>/<key>``), key percent-encoded the same way, whatever the style (only
@@ -18,11 +19,15 @@ Azure has one form, its own: ``https://<account>.blob.core.windows.net/<containe
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
+from pathlib import PurePath
+from urllib.parse import quote, unquote
 
 from .models import StoredObject
 
 STYLES = ("native", "https-virtual", "https-path")
+# What a URI path may carry unencoded (RFC 3986 pchar and "/"), beyond letters, digits and "_.-~"
+_PATH_SAFE = "/!$&'()*+,;=:@~"
+_GLOB = "*?[]"
 _REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d+$")
 
 
@@ -46,6 +51,18 @@ def problem(*, scheme: str, style: str, bucket: str, region: str | None,
     if style == "https-virtual" and "." in bucket:
         return "bucket names with dots break https-virtual (TLS): use https-path"
     return None
+
+
+def file_url(path: PurePath | str, *, glob: bool = False) -> str:
+    """``file://`` and the absolute ``path``, percent-encoding only what a URI must; with ``glob``, the
+    glob characters ``*?[]`` of a pattern are left for matching."""
+    return "file://" + quote(str(path), safe=_PATH_SAFE + (_GLOB if glob else ""))
+
+
+def canonical_file_url(url: str, *, glob: bool = False) -> str:
+    """A ``file://`` URL (or glob) in the form :func:`file_url` makes, whichever encoding it came in (the
+    ledger before schema 3 stored ``day%3D01``; people type ``day=01``)."""
+    return file_url(unquote(url.removeprefix("file://")), glob=glob)
 
 
 def object_url(obj: StoredObject, *, scheme: str, style: str, region: str | None = None,

@@ -23,7 +23,7 @@ def status_lines(overview: Overview, counts: dict[str, int], sources: Sequence[S
     now = overview.now
     last = overview.last_success_at
     lines = [f"ledger: {ledger}" + ("" if not overview.groups else "   last successful run: " + (
-        f"{when(last)} ({age(now - last)} ago)" if last is not None else "never"))]
+        f"{when(last)} ({ago(now - last)})" if last is not None else "never"))]
     if overview.groups:
         lines += ["", *_group_table(overview, sources)]
     running = sorted((g.oldest_running for g in overview.groups if g.oldest_running is not None),
@@ -31,7 +31,7 @@ def status_lines(overview: Overview, counts: dict[str, int], sources: Sequence[S
     if running:
         lines += ["", "oldest running job per collection:"]
         lines += [f"  {r.collection}: {r.job_id} since {when(r.updated_at)} "
-                  f"({age(now - r.updated_at)})  {r.url}" for r in running]
+                  f"({ago(now - r.updated_at, suffix='')})  {r.url}" for r in running]
     if overview.stalled:
         lines += ["", f"stalled: {_n(len(overview.stalled), 'job')} whose progress stood still for "
                       f"{age(overview.stall_after_s)} or more (settings.stall_after_s); left running:"]
@@ -64,7 +64,7 @@ def _group_table(overview: Overview, sources: Sequence[SourceConfig]) -> list[st
             expected, imported = g.rows if g.rows is not None else (None, None)
             row += [_int(expected), _int(imported)]
         running = g.oldest_running
-        row.append(age(overview.now - running.updated_at) if running is not None else "-")
+        row.append(ago(overview.now - running.updated_at, suffix="") if running is not None else "-")
         body.append(row)
     if len(groups) > 1:
         total = ["total", "", *(_int(sum(g.counts.get(s, 0) for g in groups)) for s in states),
@@ -118,8 +118,16 @@ def when(at: float, *, millis: bool = False) -> str:
     return f"{stamp:%Y-%m-%d %H:%M:%S}{fraction} UTC"
 
 
+def ago(seconds: float, *, suffix: str = " ago") -> str:
+    """How long ago something happened, ``seconds`` before now: ``12m ago``; a time recorded by a
+    machine whose clock was ahead (negative ``seconds``) is said to be in the future, with the skew."""
+    if seconds <= -1:
+        return f"in the future: clock skew of {age(-seconds)}"
+    return age(seconds) + suffix
+
+
 def age(seconds: float) -> str:
-    """``45s``, ``12m``, ``2h13m``, ``3d4h``."""
+    """``45s``, ``12m``, ``2h13m``, ``3d4h`` (a duration: negative ones are 0s; see :func:`ago`)."""
     s = max(0, int(seconds))
     if s < 60:
         return f"{s}s"

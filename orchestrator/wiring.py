@@ -40,14 +40,33 @@ TargetFactory = Callable[[Manifest, httpx.Client, ObjectReader], Target]
 
 
 def make_http_client(manifest: Manifest, limiter: RateLimiter | None = None,
-                     server_clock: ServerClock | None = None) -> httpx.Client:
-    hooks: dict[str, list[Callable[..., object]]] = {}
+                     server_clock: ServerClock | None = None,
+                     clock: Callable[[], float] = time.monotonic) -> httpx.Client:
+    hooks: dict[str, list[Callable[..., object]]] = {"request": [], "response": []}
     if limiter is not None:
-        hooks["request"] = [lambda _request: limiter.acquire()]
+        hooks["request"].append(lambda _request: limiter.acquire())
+    hooks["request"].append(lambda request: request.extensions.update(orchestrator_sent=clock()))
+    hooks["response"].append(lambda response: log_http(response, clock()))
     if server_clock is not None:
-        hooks["response"] = [lambda response: server_clock.observe(response.headers.get("Date"))]
+        hooks["response"].append(lambda response: server_clock.observe(response.headers.get("Date")))
     return httpx.Client(timeout=manifest.settings.timeout_s, event_hooks=hooks,
                         headers={"User-Agent": "orchestrator/0.1"})
+
+
+def log_http(response: httpx.Response, now: float) -> None:
+    """One DEBUG line (``-v``) per HTTP call: method, path, status, time to the headers, and the
+    server's Retry-After when it gives one. Never the query, the headers or the body (secrets)."""
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    request = response.request
+    sent = request.extensions.get("orchestrator_sent")
+    elapsed_ms = round((now - sent) * 1000) if isinstance(sent, float) else None
+    retry_after = response.headers.get("Retry-After")
+    log.debug("HTTP %s %s -> %d in %s ms%s", request.method, request.url.path, response.status_code,
+              elapsed_ms, f" (Retry-After: {retry_after})" if retry_after else "",
+              extra={"event": "http", "method": request.method, "path": request.url.path,
+                     "status": response.status_code, "elapsed_ms": elapsed_ms,
+                     "retry_after": retry_after})
 
 
 def target_identity(t: TargetConfig) -> str:
@@ -65,7 +84,7 @@ def target_identity(t: TargetConfig) -> str:
 def source_key(source: SourceConfig) -> str:
     """A source as the ledger names it: its URL, which stays when sources are reordered."""
     if source.root is not None:
-        return source.root.as_uri() + "/"
+        return urls.file_url(source.root) + "/"
     return f"{source.scheme}://{source.bucket}/{source.prefix}"
 
 

@@ -232,7 +232,7 @@ def test_metrics_file(put_objects: Callable[..., list[str]], write_manifest: Cal
     # a run that went well but cannot write its metrics exits 1, so that cron notices
     result = invoke("run", str(manifest), "--metrics-file", str(tmp_path / "missing" / "x.prom"))
     assert result.exit_code == 1
-    assert "summary: submitted=0 " in result.stdout and "exit=0" in result.stdout
+    assert "summary: submitted=0 " in result.stdout and " exit=1 " in result.stdout  # the process's code
     assert "x.prom: cannot write the metrics file (No such file or directory)" in result.stderr
 
 

@@ -66,7 +66,7 @@ def test_failures_count_and_rearm(where: Where) -> None:
             assert claim is not None
             ledger.refuse(claim.row, "code 90001: no collection", permanent=True)
         assert ledger.get("s3://b/k1", "e1").failures == 1  # type: ignore[union-attr]
-        assert ledger.rearm(url_glob="s3://b/k2") == 1
+        assert ledger.rearm(match=lambda url: url == "s3://b/k2") == ["s3://b/k2"]
         assert ledger.get("s3://b/k2", "e1").state is ObjectState.PENDING  # type: ignore[union-attr]
         assert ledger.get("s3://b/k1", "e1").state is ObjectState.FAILED  # type: ignore[union-attr]
 

@@ -35,7 +35,10 @@ def test_age_only_holds_back_what_would_be_sent() -> None:
     assert rewritten.action is Action.SKIP and rewritten.reason.startswith("modified 1s ago")
 
 
-def test_clock_skew_never_shows_a_negative_age() -> None:
-    assert too_new(obj(age=-5), SETTINGS, NOW) == \
-        "modified 0s ago, under settings.min_age_s (60s): a later run takes it"
+def test_clock_skew_is_named_not_shown_as_a_negative_age() -> None:
+    assert too_new(obj(age=-5), SETTINGS, NOW) == (
+        "modified 5s in the future (clock skew: this machine's clock is behind the store's), "
+        "under settings.min_age_s (60s): a later run takes it")
     assert too_new(obj(age=61), SETTINGS, NOW) is None
+    # min_age_s: 0 holds nothing back, whatever the clocks say (it said "modified 0s ago, under 0s")
+    assert too_new(obj(age=-5), Settings(min_age_s=0), NOW) is None

@@ -109,3 +109,20 @@ def test_pages_and_ranges_against_a_server_that_pages(paged: str, concurrency: i
     listed = list(source.list())
     assert [o.key for o in listed] == sorted(f"data/p{i % 3:02}/part-{i:07}.parquet" for i in range(2500))
     assert len({o.version for o in listed}) == 2500 and all(o.checksum and o.size == 1 << 20 for o in listed)
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("not json at all", "not a JSON key file"),
+    ("[1, 2]", "expected a JSON object (a service account key), found a JSON list"),
+    ('{"type": "authorized_user", "client_id": "a", "client_secret": "b", "refresh_token": "c"}',
+     "a key of type 'authorized_user', not 'service_account'"),
+])
+def test_a_key_file_of_the_wrong_kind_is_named(env: dict[str, str], tmp_path: Path, text: str,
+                                               problem: str) -> None:
+    key = tmp_path / "key.json"
+    key.write_text(text)
+    with pytest.raises(SourceError) as raised:
+        make_source(config("lake", service_account_file=key), Settings())
+    assert str(raised.value).startswith(f"sources[1] gs://lake/emb/: cannot use service_account_file {key}: ")
+    assert problem in str(raised.value)
+    assert "client_secret" not in str(raised.value) and "\n" not in str(raised.value)

@@ -181,3 +181,12 @@ def test_a_key_range_is_walked_without_asking_past_its_end(s3: Any, thousand: st
     keys = [o.key for page in source._walk("k/", "k/0500.parquet", "k/0700.parquet") for o in page]
     assert keys == [f"k/{i:04}.parquet" for i in range(500, 700)]
     assert len(seen) == 3 and "start-after=k%2F0500.parques" in seen[0]
+
+
+def test_half_set_credentials_are_one_line(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(SourceError) as raised:
+        make_source(config("lake"), Settings())
+    assert str(raised.value) == (
+        "sources[3] s3://lake/emb/: incomplete AWS credentials in the environment: AWS_SECRET_ACCESS_KEY is "
+        "missing (set the access key and the secret key together, or neither)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -9,6 +10,8 @@ from typing import Protocol
 from ..errors import SourceError
 from ..globs import Verdict, judge
 from ..models import StoredObject
+
+log = logging.getLogger("orchestrator")
 
 
 class Source(Protocol):
@@ -24,6 +27,13 @@ class Source(Protocol):
     def read(self, obj: StoredObject, start: int = 0, end: int | None = None) -> bytes:
         """Bytes ``start`` up to (not including) ``end`` of ``obj`` (ranged, never more than asked)."""
         ...
+
+
+def log_page(label: str, prefix: str, number: int, entries: int, seconds: float) -> None:
+    """One listing page at DEBUG (``-v``): its number, entries and the time the store took to send
+    it, what an operator looks at when a listing is slow."""
+    log.debug("%s: listed page %d under %r: %d entries in %.2f s", label, number, prefix, entries, seconds,
+              extra={"event": "list-page", "source": label, "page": number, "objects": entries})
 
 
 @dataclass(frozen=True, slots=True)

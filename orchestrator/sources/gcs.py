@@ -12,8 +12,10 @@ google-auth error is turned into one :class:`SourceError` line here.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from functools import partial
@@ -33,6 +35,7 @@ from urllib3.exceptions import NewConnectionError
 
 from ..errors import SourceError
 from ..models import StoredObject
+from .base import log_page
 from .fanout import Entry, FanOutLister, Lazy, Pages, merge_pages, read_ahead
 
 if TYPE_CHECKING:
@@ -65,8 +68,8 @@ RETRY = Retry(predicate=retryable, initial=0.5, maximum=8.0, multiplier=2.0, tim
 
 def make_client(service_account_file: Path | None, environ: Mapping[str, str]) -> storage.Client:
     if service_account_file is not None:
-        credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
-            str(service_account_file), scopes=[READ_ONLY])
+        credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
+            service_account_info(service_account_file), scopes=[READ_ONLY])
         project = credentials.project_id
     elif environ.get("STORAGE_EMULATOR_HOST"):
         credentials = AnonymousCredentials()  # type: ignore[no-untyped-call]
@@ -74,6 +77,24 @@ def make_client(service_account_file: Path | None, environ: Mapping[str, str]) -
     else:
         credentials, project = google.auth.default(scopes=[READ_ONLY])
     return storage.Client(project=project, credentials=credentials)
+
+
+def service_account_info(path: Path) -> dict[str, Any]:
+    """The key file's JSON object; raises ValueError naming what it is instead (not JSON, another
+    kind of credentials), OSError when it cannot be read."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        info = json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError("not a JSON key file (download one from IAM > Service accounts > Keys)") from None
+    if not isinstance(info, dict):
+        raise ValueError("expected a JSON object (a service account key), found a JSON "
+                         f"{type(info).__name__}")
+    kind = info.get("type")
+    if kind != "service_account":
+        raise ValueError(f"a key of type {kind!r}, not 'service_account' (a service account's JSON key is "
+                         "needed here; for your own login use Application Default Credentials instead)")
+    return info
 
 
 def build(config: SourceConfig, settings: Settings) -> GcsSource:
@@ -157,7 +178,8 @@ class GcsSource(FanOutLister):
         if end is not None:
             params["endOffset"] = end
         fetch = self.retry(self._fetch)
-        while True:
+        for number in itertools.count(1):
+            started = time.monotonic()
             try:
                 page = fetch(url, params)
             except Exception as exc:
@@ -165,6 +187,8 @@ class GcsSource(FanOutLister):
                     raise
                 raise SourceError(f"{self.label}: {describe_google_error(exc)}") from exc
             items: list[Any] = page.get("items", [])
+            log_page(self.label, prefix, number, len(items) + len(page.get("prefixes", [])),
+                     time.monotonic() - started)
             yield items, page.get("prefixes", [])
             if not page.get("nextPageToken") or (end is not None and items and items[-1]["name"] >= end):
                 return

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import SourceError
 from ..models import StoredObject
+from ..urls import file_url
 
 if TYPE_CHECKING:
     from ..manifest import Settings, SourceConfig
@@ -58,7 +59,7 @@ class LocalSource:
         with open(path, "rb") as f:
             f.seek(max(0, stat.st_size - _TAIL))
             tail = hashlib.sha256(f.read()).hexdigest()[:16]
-        return StoredObject(url=path.as_uri(), bucket="", key=str(path), relative_key=relative,
+        return StoredObject(url=file_url(path), bucket="", key=str(path), relative_key=relative,
                             size=stat.st_size, version=f"{stat.st_size}-{stat.st_mtime_ns}-{tail}",
                             modified=stat.st_mtime, checksum=tail)
 

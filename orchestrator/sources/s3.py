@@ -8,6 +8,8 @@ while this one is read.
 
 from __future__ import annotations
 
+import itertools
+import time
 from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -21,6 +23,7 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
+    PartialCredentialsError,
     ProfileNotFound,
     ReadTimeoutError,
 )
@@ -29,6 +32,7 @@ from botocore.model import OperationModel
 
 from ..errors import SourceError
 from ..models import StoredObject
+from .base import log_page
 from .fanout import Entry, FanOutLister, Lazy, Pages, merge_pages, read_ahead
 from .s3_listing import Page, last_key, next_token, parse_page
 
@@ -54,18 +58,18 @@ _CODES = {
 
 def build(config: SourceConfig, settings: Settings) -> S3Source:
     """An S3 lister for a manifest source, with a client made from its options."""
-    try:
+    try:  # credentials are resolved here: half-set ones (a key without its secret) fail now
         session = boto3.session.Session(profile_name=config.profile)
+        client = session.client(
+            "s3",
+            endpoint_url=config.endpoint_url,
+            region_name=config.region,
+            # retries: AWS_MAX_ATTEMPTS or the profile's max_attempts, else 3; fail fast when nobody answers
+            config=Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=20,
+                          s3={"addressing_style": "path" if config.path_style else "auto"}),
+        )
     except BotoCoreError as exc:
         raise SourceError(f"{config.label}: {describe_boto_error(exc)}") from exc
-    client = session.client(
-        "s3",
-        endpoint_url=config.endpoint_url,
-        region_name=config.region,
-        # retries: AWS_MAX_ATTEMPTS or the profile's max_attempts, else 3; fail fast when nobody answers
-        config=Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=20,
-                      s3={"addressing_style": "path" if config.path_style else "auto"}),
-    )
     return S3Source(client, label=config.label, bucket=config.bucket, prefix=config.prefix,
                     request_payer=config.request_payer, concurrency=settings.list_concurrency)
 
@@ -130,11 +134,14 @@ class S3Source(FanOutLister):
             args["Delimiter"] = delimiter
         if start_after is not None:
             args["StartAfter"] = start_after
-        while True:
+        for number in itertools.count(1):
+            started = time.monotonic()
             try:
                 body: bytes = self.client.list_objects_v2(**args)[RAW]  # type: ignore[literal-required]
             except (ClientError, BotoCoreError) as exc:
                 raise SourceError(f"{self.label}: {describe_boto_error(exc)}") from exc
+            log_page(self.label, prefix, number, body.count(b"<Contents>") + body.count(b"<CommonPrefixes>"),
+                     time.monotonic() - started)
             yield body
             token = next_token(body)
             if token is None or (end is not None and (last_key(body) or "") >= end):
@@ -188,6 +195,12 @@ def describe_boto_error(exc: Exception) -> str:
         return _CODES.get(code, f"{code or 'error'}: {exc.response.get('Error', {}).get('Message', '')}")
     if isinstance(exc, NoCredentialsError):
         return "no credentials to list with (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)"
+    if isinstance(exc, PartialCredentialsError):
+        where = {"env": "the environment", "shared-credentials-file": "~/.aws/credentials",
+                 "config-file": "~/.aws/config"}.get(str(exc.kwargs.get("provider")),
+                                                     str(exc.kwargs.get("provider", "")))
+        return (f"incomplete AWS credentials in {where}: {exc.kwargs.get('cred_var', 'a value')} is missing "
+                "(set the access key and the secret key together, or neither)")
     if isinstance(exc, ProfileNotFound):
         return f"AWS profile {exc.kwargs.get('profile', '')!r} not found (see ~/.aws/config)"
     if isinstance(exc, ConnectTimeoutError | ReadTimeoutError):
