@@ -485,8 +485,8 @@ class Ledger:
         what a URI must, so ``day=01`` is stored as typed instead of ``day%3D01``. ``sent_as`` keeps
         what was sent, which is what a job list reports."""
         for column in ("url", "source"):
-            rows = self._db.execute(
-                f"SELECT id, {column} FROM objects WHERE {column} LIKE 'file://%'").fetchall()
+            rows = self._db.execute(  # the pattern as a parameter: psycopg reads % in the text itself
+                f"SELECT id, {column} FROM objects WHERE {column} LIKE ?", ("file://%",)).fetchall()
             self._db.executemany(f"UPDATE objects SET {column}=? WHERE id=?",
                                  iter([(canonical_file_url(value), row_id) for row_id, value in rows
                                        if canonical_file_url(value) != value]))
