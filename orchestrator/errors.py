@@ -12,6 +12,7 @@
     └── TargetError                   the import API said no, or could not be reached
         ├── TransientError            worth retrying after a pause (429, 5xx, busy cluster)
         │   ├── AmbiguousError        the call may have created a job: look before retrying
+        │   ├── UnreachableError      the server could not be reached: nothing was sent
         │   └── ServerFullError       the server holds all the jobs it takes: wait for one to end
         ├── PermanentError            this object will not import as it stands
         │   ├── JobNotFoundError      the server does not know the job (forgotten, or never made)
@@ -123,6 +124,10 @@ class TransientError(TargetError):
 
 class AmbiguousError(TransientError):
     """The request may have reached the server and created a job (lost reply, 5xx, timeout)."""
+
+
+class UnreachableError(TransientError):
+    """The connection could not be made (no such host, refused, timed out connecting): nothing was sent."""
 
 
 class ServerFullError(TransientError):

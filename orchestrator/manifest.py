@@ -75,6 +75,7 @@ _URL = re.compile(r"^(?P<scheme>s3|gs|az)://(?P<bucket>[a-z0-9][a-z0-9._-]{1,221
 _AZURE_URL = re.compile(r"^https://(?P<account>[^./]+)\.blob\.core\.windows\.net/(?P<bucket>[^/]+)(?:/(?P<prefix>.*))?$")
 _AZURE_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 _AZURE_CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_ZILLIZ_REGION = re.compile(r"(gcp|aws|az|ali|tc)-[a-z]+(-[a-z0-9]+)*[0-9]?")
 MILVUS_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
 
@@ -550,8 +551,10 @@ def _zilliz_v1(r: _Reader, node: Any, _base_dir: Path) -> TargetConfig:
     if endpoint is not None:
         base_url = endpoint
     elif region is not None:
-        if not re.fullmatch(r"[a-z0-9-]+", region):
-            raise r.fail("target.region", f"expected a region such as gcp-us-west1, got {_excerpt(region)}")
+        if not _ZILLIZ_REGION.fullmatch(region):
+            raise r.fail("target.region", "expected a Zilliz Cloud region: its cloud, then the cloud's "
+                                          "region (gcp-us-west1, aws-us-east-2, az-eastus, "
+                                          f"ali-cn-hangzhou), got {_excerpt(region)}")
         base_url = f"https://controller.api.{region}.zillizcloud.com"
     else:
         raise r.fail("target", "set region (e.g. gcp-us-west1) or endpoint")

@@ -24,6 +24,7 @@ from .errors import (
     SourceError,
     TargetError,
     TransientError,
+    UnreachableError,
 )
 from .evidence import Verdict, name_key
 from .jobs import Reconciler, Window
@@ -40,6 +41,8 @@ from .run import RunState
 from .targets.base import Target
 
 log = logging.getLogger("orchestrator")
+CANNOT_READ = frozenset({83001})  # the import service cannot read the object (access denied)
+SAME_REFUSALS = 3  # such refusals, before any job was made, that stop the run
 T = TypeVar("T")
 
 
@@ -125,6 +128,7 @@ class Submitter:
         self.on_created = on_created
         self.job_ids: list[str] = []  # jobs created or adopted by this run
         self.unresolved: list[int] = []  # rows left `submitting` after a lost reply: looked at again
+        self._cannot_read = 0  # refusals "cannot read the object" before any job was made
         self._lock = threading.Lock()
 
     def submit_all(self, items: Iterable[PlanItem], on_outcome: Callable[[PlanItem, Outcome], None]) -> None:
@@ -220,6 +224,9 @@ class Submitter:
                 return Outcome.DEFERRED
             except PermanentError as exc:
                 message = self.redact(str(exc))
+                if exc.code in CANNOT_READ and self._refused_for_everyone(exc):
+                    self.ledger.refuse(claim.row, message, permanent=False)  # no failure counted
+                    return Outcome.DEFERRED
                 self.ledger.refuse(claim.row, message, permanent=True)
                 log.warning("%s: refused: %s", obj.url, message,
                             extra={"event": "refused", "url": obj.url, "error": message})
@@ -288,8 +295,30 @@ class Submitter:
         log.warning("%s: not submitted: %s", url, text, extra={"event": "invalid", "url": url, "error": text})
         return Outcome.INVALID, None
 
+    def _refused_for_everyone(self, exc: PermanentError) -> bool:
+        """The import service cannot read the objects with the manifest's credentials (code 83001)
+        and no create of this run has worked yet: the first :data:`SAME_REFUSALS` such refusals are
+        not counted against their objects, and after them the run stops, naming the keys to fix."""
+        with self._lock:
+            if self.job_ids:
+                return False
+            self._cannot_read += 1
+            count = self._cannot_read
+        if count >= SAME_REFUSALS:
+            self.state.fail(FatalTargetError(
+                f"{self.redact(str(exc))}: the first {count} objects were all refused so, and none was "
+                "imported: the import service cannot read the bucket with the manifest's keys; check "
+                "credentials.access_key and credentials.secret_key (and that they may read the bucket)",
+                code=exc.code))
+        return True
+
     def _defer(self, row: int, url: str, attempt: int, exc: TransientError) -> Outcome:
-        """No job was created and retries ran out: back to pending for the next run."""
+        """No job was created and retries ran out: back to pending for the next run. A server never
+        reached in this run is the run's problem, not the object's: stop, naming the key to fix."""
+        if isinstance(exc, UnreachableError) and self.reconciler.server_clock() is None:
+            self.state.fail(FatalTargetError(
+                f"{exc}: no call to the import API has worked in this run; check target.region or "
+                "target.endpoint (and the network)"))
         message = self.redact(f"gave up after {attempt} attempts: {exc}")
         self.ledger.refuse(row, message, permanent=False)
         log.warning("%s: %s", url, message, extra={"event": "deferred", "url": url, "error": message})

@@ -14,6 +14,7 @@ from orchestrator.errors import (
     PermanentError,
     ServerFullError,
     TransientError,
+    UnreachableError,
 )
 from orchestrator.models import Secret
 from orchestrator.pacing import RateLimiter, backoff, with_retries
@@ -88,7 +89,7 @@ def test_lost_connection_is_ambiguous_but_refused_connection_is_not() -> None:
         call(client, "POST", "http://api.test/x", headers={}, success_codes=OK, creates=True)
     with httpx.Client() as client, pytest.raises(TransientError) as info:
         call(client, "POST", "http://127.0.0.1:9/x", headers={}, success_codes=OK, creates=True)
-    assert type(info.value) is TransientError and "cannot reach" in str(info.value)
+    assert type(info.value) is UnreachableError and "cannot reach" in str(info.value)  # nothing was sent
 
 
 def test_retry_after_parses_seconds_and_dates() -> None:

@@ -294,7 +294,8 @@ def test_the_versions_judged_for(target_type: str, reported: tuple[int, int] | N
 
     target = {"milvus-grpc": {"type": "milvus-grpc", "endpoint": "http://x:19530"},
               "milvus": {"type": "milvus", "endpoint": "http://x:19530"},
-              "zilliz-v1": {"type": "zilliz-v1", "region": "r", "cluster_id": "c", "api_key": "${K}"}}
+              "zilliz-v1": {"type": "zilliz-v1", "region": "gcp-us-west1", "cluster_id": "c",
+                            "api_key": "${K}"}}
     keys = {"access_key": "${K}", "secret_key": "${K}"}
     creds = {"credentials": keys} if target_type == "zilliz-v1" else {}
     sources = [{"url": "s3://lake/x/", "collection": "c"}]

@@ -31,6 +31,7 @@ from ..errors import (
     ServerFullError,
     TargetError,
     TransientError,
+    UnreachableError,
 )
 
 # Body codes worth retrying after a pause: the server refused the call, no job was created.
@@ -82,7 +83,7 @@ def call(
         with client.stream(method, url, headers=headers, json=json, params=params) as response:
             raw, complete = _read_bounded(response)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-        raise TransientError(f"cannot reach {_origin(url)}: {type(exc).__name__}") from exc
+        raise UnreachableError(f"cannot reach {_origin(url)}: {type(exc).__name__}") from exc
     except httpx.TransportError as exc:
         raise unsure(f"no reply from {_origin(url)}: {type(exc).__name__}") from exc
     text = raw[:4096].decode(response.encoding or "utf-8", errors="replace")  # for messages only
