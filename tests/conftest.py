@@ -60,6 +60,21 @@ MILVUS_PYTHON = ROOT / ".milvus-venv" / "bin" / "python"  # made by `make instal
 _schemas = itertools.count(1)
 
 
+class Clock:
+    """A clock the test moves: ``clock.now += 3``."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

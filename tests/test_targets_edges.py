@@ -17,6 +17,7 @@ from orchestrator.targets.http import MAX_JOB_ID, created_job_id, job_id_problem
 from orchestrator.targets.milvus import MilvusTarget
 from orchestrator.targets.zilliz_v1 import ZillizV1Target
 from orchestrator.targets.zilliz_v2 import ZillizV2Target
+from tests.conftest import Clock
 from tests.fakes.base import FakeImportAPI
 from tests.fakes.milvus import FakeMilvus
 from tests.fakes.zilliz import FakeZilliz
@@ -24,19 +25,6 @@ from tests.fakes.zilliz_v2 import FakeZillizV2
 
 APIS = ("zilliz-v1", "zilliz-v2", "milvus")
 CREDS = Credentials(access_key=Secret("ak"), secret_key=Secret("sk"))
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture(params=APIS)

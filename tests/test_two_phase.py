@@ -24,22 +24,10 @@ from orchestrator.models import ImportRequest, JobState, Secret
 from orchestrator.targets.milvus import MilvusTarget
 from orchestrator.targets.zilliz_v1 import ZillizV1Target
 from orchestrator.targets.zilliz_v2 import ZillizV2Target
+from tests.conftest import Clock
 from tests.fakes.milvus import FakeMilvus
 
 KEY = "emb/a.parquet"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
