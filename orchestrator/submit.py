@@ -7,6 +7,7 @@ the moment it arrives, so a crash at any instant leaves at worst a ``submitting`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
@@ -129,6 +130,7 @@ class Submitter:
         self.job_ids: list[str] = []  # jobs created or adopted by this run
         self.unresolved: list[int] = []  # rows left `submitting` after a lost reply: looked at again
         self._cannot_read = 0  # refusals "cannot read the object" before any job was made
+        self._probed = False  # whether the server's clock was asked for (see _server_time)
         self._lock = threading.Lock()
 
     def submit_all(self, items: Iterable[PlanItem], on_outcome: Callable[[PlanItem, Outcome], None]) -> None:
@@ -197,8 +199,7 @@ class Submitter:
         assert item.route is not None
         obj = item.obj
         url = self.object_url(item)
-        claim = self.ledger.begin_submission(item, rows=rows, sent_as=url,
-                                             server_at=self.reconciler.server_clock())
+        claim = self.ledger.begin_submission(item, rows=rows, sent_as=url, server_at=self._server_time())
         if claim is None:
             return Outcome.NOT_STARTED  # listed twice: another submission owns it
         destination = f"{self.ledger.owner}\0{item.route.collection}\0{item.route.partition or ''}"
@@ -373,6 +374,20 @@ class Submitter:
         if self.window.running == 0:  # others' jobs fill it: look again after a pause
             self.sleep(self.full_pause_s)
         return self.window.requeue()
+
+    def _server_time(self) -> float | None:
+        """The server's clock, for the claim: what a later reconciliation weighs absence by. Before the
+        run's first reply from the server it is unknown, and a crash then would leave an object no run
+        can release: one cheap call (a page of the job list) learns it, once per run."""
+        now = self.reconciler.server_clock()
+        if now is not None:
+            return now
+        with self._lock:
+            probe, self._probed = not self._probed, True
+        if probe:
+            with contextlib.suppress(TargetError):
+                next(iter(self.target.list_jobs()), None)
+        return self.reconciler.server_clock()
 
     def _uncertain(self) -> Outcome:
         self.state.uncertain()

@@ -554,3 +554,16 @@ def test_a_listed_job_the_server_no_longer_describes_does_not_hold_up_the_others
     assert rows[urls[0]].job_id == ours.job_id  # adopted
     assert rows[urls[1]].state is ObjectState.SUBMITTED  # proven to have none: submitted once
     assert len(fake_api.jobs_for(urls[1])) == 1
+
+
+@zilliz_apis
+def test_the_first_claim_of_a_run_knows_the_servers_time(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeImportAPI,
+) -> None:
+    """Without a server time, a crash in the first create call would leave an object that no later
+    run can release (only `uncertain`): the run asks the server's clock before its first claim."""
+    put_objects(["embeddings/a.parquet"])
+    manifest = write_manifest(target={"cluster_endpoint": None})  # no describe call before the create
+    assert invoke("run", str(manifest)).exit_code == 0
+    (row,) = ledger_rows(manifest)
+    assert row.server_at is not None and abs(row.server_at - time.time()) < 5
