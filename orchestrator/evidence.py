@@ -76,37 +76,80 @@ def _names(record: LedgerRecord) -> frozenset[str]:
     return reported_names(record.sent_as or record.url, bucket_and_key(record.url)[0])
 
 
+def unit_of(record: LedgerRecord) -> tuple[str, int]:
+    """The create call a row took part in: its claim of several (``batch``), or the row alone."""
+    return ("batch", record.batch) if record.batch is not None else ("row", record.id)
+
+
 def judge(rows: Sequence[LedgerRecord], others: Sequence[LedgerRecord], jobs: Sequence[JobInfo], *,
           server_now: float | None, lag_s: float, memory_s: float) -> list[Judgement]:
     """A verdict for each of ``rows`` (imports whose create call's outcome is unknown), given the jobs
     the server lists that no ledger row owns. ``others`` are the other unresolved imports that could
-    have made one of those jobs."""
-    everyone = [*rows, *others]
-    names = {r.id: _names(r) for r in everyone}
-    claimants: dict[str, list[LedgerRecord]] = {}
+    have made one of those jobs.
+
+    A create call may have named several objects (rows of one ``batch``): it is judged as a whole, by
+    its whole file set. A job is its call's only when the job names exactly the call's files, each
+    once, and no other unresolved call could have made it; a job naming some of the files but not
+    all (or others besides) proves nothing but doubt. Every row of a call gets the call's verdict."""
+    units: dict[tuple[str, int], list[LedgerRecord]] = {}
+    for record in {r.id: r for r in [*others, *rows]}.values():
+        units.setdefault(unit_of(record), []).append(record)
+    names = {key: [_names(r) for r in members] for key, members in units.items()}
+    overlaps: dict[str, list[tuple[str, int]]] = {}  # job id -> the calls it names a file of
+    exact: dict[str, set[tuple[str, int]]] = {}  # job id -> the calls whose file set it is
     for job in jobs:
-        if job.file_name is None:
+        files = job.names
+        if not files:
             continue
-        claimants[job.job_id] = [r for r in everyone if job.file_name in names[r.id]
-                                 and job.collection in (None, r.collection)]
-    out = []
+        for key, members in units.items():
+            if job.collection not in (None, members[0].collection):
+                continue
+            hits = [[f in n for f in files] for n in names[key]]
+            if not any(any(h) for h in hits):
+                continue
+            overlaps.setdefault(job.job_id, []).append(key)
+            one_to_one = all(sum(h) == 1 for h in hits) and \
+                all(sum(h[i] for h in hits) == 1 for i in range(len(files)))
+            if len(files) == len(members) and one_to_one:
+                exact.setdefault(job.job_id, set()).add(key)
+    verdicts: dict[tuple[str, int], tuple[Verdict, JobInfo | None, str]] = {}
     for row in rows:
-        matches = [j for j in jobs if any(c.id == row.id for c in claimants.get(j.job_id, ()))]
-        if len(matches) == 1 and len(claimants[matches[0].job_id]) == 1:
-            out.append(Judgement(row, Verdict.ADOPT, matches[0], f"job {matches[0].job_id} names it"))
+        key = unit_of(row)
+        if key in verdicts:
+            continue
+        members = units[key]
+        matches = [j for j in jobs if key in overlaps.get(j.job_id, ())]
+        what = "this object" if len(members) == 1 else f"this job's {len(members)} objects"
+        if len(matches) == 1 and exact.get(matches[0].job_id) == {key} and \
+                len(overlaps[matches[0].job_id]) == 1:
+            verdicts[key] = (Verdict.ADOPT, matches[0], f"job {matches[0].job_id} names {what}")
         elif len(matches) > 1:
             ids = ", ".join(j.job_id for j in matches[:5])
-            out.append(Judgement(row, Verdict.UNCERTAIN, None,
-                                 f"several jobs the ledger does not know name this object ({ids}): "
-                                 "which one it made cannot be proven; check the collection"))
+            verdicts[key] = (Verdict.UNCERTAIN, None,
+                             f"several jobs the ledger does not know name {what} ({ids}): which one it "
+                             "made cannot be proven; check the collection")
+        elif matches and key not in exact.get(matches[0].job_id, set()):
+            verdicts[key] = (Verdict.UNCERTAIN, None,
+                             f"job {matches[0].job_id} names some of {what} but not exactly them: whose it "
+                             "is cannot be proven; check the collection")
         elif matches:
-            rivals = ", ".join(c.url for c in claimants[matches[0].job_id] if c.id != row.id)
-            out.append(Judgement(row, Verdict.UNCERTAIN, None,
-                                 f"job {matches[0].job_id} may be this object's or {rivals}'s (the server "
-                                 "reports the same name): cannot be proven; check the collection"))
+            rivals = ", ".join(units[k][0].url for k in overlaps[matches[0].job_id] if k != key)
+            verdicts[key] = (Verdict.UNCERTAIN, None,
+                             f"job {matches[0].job_id} may be {what}'s or {rivals}'s (the server reports the "
+                             "same name): cannot be proven; check the collection")
         else:
-            out.append(_absent(row, server_now, lag_s, memory_s))
-    return out
+            absent = _absent(row, server_now, lag_s, memory_s)
+            verdicts[key] = (absent.verdict, None, absent.why)
+    return [Judgement(row, *verdicts[unit_of(row)]) for row in rows]
+
+
+def culprit(reason: str, rows: Sequence[LedgerRecord]) -> LedgerRecord | None:
+    """The one row of a failed job of several whose object the server's ``reason`` names, or None
+    when it names none of them, or several (then nobody is blamed)."""
+    if len(rows) < 2:
+        return None
+    named = [r for r in rows if any(n and n in reason for n in _names(r))]
+    return named[0] if len(named) == 1 else None
 
 
 def _absent(row: LedgerRecord, server_now: float | None, lag_s: float, memory_s: float) -> Judgement:

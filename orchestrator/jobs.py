@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from .errors import FatalTargetError, JobNotFoundError, JobTerminalError, TargetError, TransientError
-from .evidence import Judgement, Verdict, judge
+from .evidence import Judgement, Verdict, bucket_and_key, culprit, judge, reported_names, unit_of
 from .ledger import Ledger
 from .models import JobInfo, JobState, LedgerRecord, ObjectState
 from .pacing import with_retries
@@ -32,7 +32,7 @@ from .targets.base import Target
 log = logging.getLogger("orchestrator")
 LIST_FROM = 4  # from this many jobs to learn about, one list walk beats one progress call each
 LIST_PAGE = 100  # jobs per page of the paged job lists (Zilliz)
-OnFinished = Callable[[LedgerRecord, JobState], None]
+OnFinished = Callable[[str, JobState, int], None]  # a job id, the state it ended in, its objects
 MIN_POLL_S = 0.05  # between two polls of the same jobs, whatever --poll-interval says
 
 
@@ -131,26 +131,31 @@ def refresh(
 ) -> Counter[str]:
     """Learn the state of each submitted job once; move finished ones to completed or failed and
     remember the progress of running ones (for stall detection). A job the server no longer knows
-    makes its row ``uncertain``. From :data:`LIST_FROM` jobs on, the job list is walked first (until
+    makes its rows ``uncertain``. From :data:`LIST_FROM` jobs on, the job list is walked first (until
     every job asked about was seen); a progress call is made only for a job the list did not show,
-    a completed job (for the rows it imported) and a failed one without a reason. Returns counts by
-    job state, plus ``uncertain``. ``on_polled`` is called once per job, ``on_finished`` per job
-    seen finishing."""
-    records = [r for r in records if r.job_id is not None]
+    a completed job (for the rows it imported) and a failed one without a reason. A job of several
+    objects is asked about once and settles all of them: a completed one completes each, a failed one
+    fails each (the one its reason names, if exactly one, is sent alone from then on). Returns counts
+    of objects by job state, plus ``uncertain``. ``on_polled`` is called once per object,
+    ``on_finished`` once per job seen finishing."""
+    jobs: dict[str, list[LedgerRecord]] = {}
+    for record in records:
+        if record.job_id is not None:
+            jobs.setdefault(record.job_id, []).append(record)
     counts: Counter[str] = Counter()
     pause: Callable[[float], object] = sleep if sleep is not None else stop.wait
     lock = threading.Lock()
-    listed = _listed(target, {r.job_id for r in records if r.job_id}, max_attempts=max_attempts, stop=stop,
-                     pause=pause, rng=rng, redact=redact) if len(records) >= LIST_FROM else {}
+    listed = _listed(target, set(jobs), max_attempts=max_attempts, stop=stop, pause=pause, rng=rng,
+                     redact=redact) if len(jobs) >= LIST_FROM else {}
 
     def described(job_id: str) -> JobInfo:
         return with_retries(lambda: target.progress(job_id), max_attempts=max_attempts, sleep=pause, rng=rng,
                             stop=stop, what=f"progress of job {job_id}")
 
-    def poll(record: LedgerRecord) -> None:
-        if stop.is_set() or record.job_id is None:
+    def poll(job_id: str, members: list[LedgerRecord]) -> None:
+        if stop.is_set():
             return
-        job_id = record.job_id
+        first = members[0]
         info = listed.get(job_id)
         try:
             if info is None or info.state is JobState.COMPLETED or (
@@ -161,48 +166,74 @@ def refresh(
             raise
         except TargetError as exc:
             if isinstance(exc, JobNotFoundError):
-                ledger.mark_uncertain(record.id, f"the server no longer knows job {job_id}: check the "
-                                                 "collection")
+                ledger.mark_uncertain([r.id for r in members], f"the server no longer knows job {job_id}: "
+                                                               "check the collection")
                 with lock:
-                    counts["uncertain"] += 1
-            log.warning("%s: progress of job %s: %s", record.url, job_id, redact(str(exc)),
-                        extra={"event": "poll-error", "url": record.url, "job_id": job_id})
+                    counts["uncertain"] += len(members)
+            log.warning("%s: progress of job %s: %s", _named(members), job_id, redact(str(exc)),
+                        extra={"event": "poll-error", "url": first.url, "job_id": job_id})
             return
         if info.state is JobState.UNCOMMITTED:  # imported, invisible: the ledger holds its id, commit it
-            info = _commit(target, record, info, described, redact)
+            info = _commit(target, first, info, described, redact)
         if info.state is JobState.RUNNING:
             ledger.note_progress(job_id, info.progress)
         elif info.state is JobState.COMPLETED:
-            ledger.complete(record.id, job_id, imported_rows=info.imported_rows)
-            log.info("%s: job %s completed%s", record.url, job_id,
-                     "" if info.imported_rows is None else f" ({info.imported_rows} rows)",
-                     extra={"event": "completed", "url": record.url, "job_id": job_id,
-                            "collection": record.collection, "rows": info.imported_rows})
-            if None not in (record.rows, info.imported_rows) and record.rows != info.imported_rows:
-                log.warning("%s: job %s imported %s rows; the file holds %s", record.url, job_id,
-                            info.imported_rows, record.rows,
-                            extra={"event": "row-mismatch", "url": record.url, "job_id": job_id})
+            _completed(ledger, job_id, members, info)
         elif info.state is JobState.FAILED:
             reason = redact(f"job {job_id} failed: {info.reason or 'no reason given'}")
-            ledger.job_failed(record.id, job_id, reason)
-            log.warning("%s: %s", record.url, reason,
-                        extra={"event": "job-failed", "url": record.url, "job_id": job_id})
+            blamed = culprit(reason, members) if len(members) > 1 else None
+            ledger.job_failed([r.id for r in members], job_id, reason,
+                              culprit=blamed.id if blamed is not None else None)
+            for record in members:
+                log.warning("%s: %s", record.url, reason,
+                            extra={"event": "job-failed", "url": record.url, "job_id": job_id})
+            if blamed is not None:
+                log.info("%s: named as the cause of job %s's failure: it goes in a job of its own from now "
+                         "on", blamed.url, job_id, extra={"event": "culprit", "url": blamed.url,
+                                                          "job_id": job_id})
         with lock:
-            counts[info.state.value] += 1
+            counts[info.state.value] += len(members)
         if on_finished is not None and info.state is not JobState.RUNNING:
-            on_finished(record, info.state)
+            on_finished(job_id, info.state, len(members))
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="poll") as pool:
-        futures = [pool.submit(poll, r) for r in records]
+        futures = [(pool.submit(poll, job_id, members), len(members)) for job_id, members in jobs.items()]
         try:
-            for future in futures:
+            for future, size in futures:
                 future.result()
                 if on_polled is not None:
-                    on_polled()
+                    for _ in range(size):
+                        on_polled()
         finally:
-            for future in futures:
+            for future, _ in futures:
                 future.cancel()
     return counts
+
+
+def _named(members: Sequence[LedgerRecord]) -> str:
+    """How a message names a job's objects: the first, and how many more."""
+    more = f" (and {len(members) - 1} more)" if len(members) > 1 else ""
+    return f"{members[0].url}{more}"
+
+
+def _completed(ledger: Ledger, job_id: str, members: list[LedgerRecord], info: JobInfo) -> None:
+    """Complete every object of a finished job, each with the rows the server says it imported from
+    it: the job's total for a job of one object, the per-file count for a job of several."""
+    if len(members) == 1:
+        imported = {members[0].id: info.imported_rows}
+    else:
+        per_file = dict(zip(info.file_names, info.file_rows, strict=False))
+        imported = {r.id: next((per_file[n] for n in reported_names(r.sent_as or r.url, bucket_and_key(
+            r.url)[0]) if n in per_file), None) for r in members}
+    ledger.complete_job(job_id, imported)
+    for record in members:
+        rows = imported[record.id]
+        log.info("%s: job %s completed%s", record.url, job_id, "" if rows is None else f" ({rows} rows)",
+                 extra={"event": "completed", "url": record.url, "job_id": job_id,
+                        "collection": record.collection, "rows": rows})
+        if None not in (record.rows, rows) and record.rows != rows:
+            log.warning("%s: job %s imported %s rows; the file holds %s", record.url, job_id, rows,
+                        record.rows, extra={"event": "row-mismatch", "url": record.url, "job_id": job_id})
 
 
 def _commit(target: Target, record: LedgerRecord, info: JobInfo, described: Callable[[str], JobInfo],
@@ -240,9 +271,10 @@ def abort_orphans(reconciler: Reconciler, ledger: Ledger, redact: Redactor) -> i
         return 0
     aborted = 0
     for job in jobs:
-        owners = ledger.by_reported_name(job.file_name or "", job.collection)
-        if len(owners) != 1 or owners[0].state is ObjectState.SUBMITTING:
+        found = [ledger.by_reported_name(name, job.collection) for name in job.names]
+        if not found or any(len(o) != 1 or o[0].state is ObjectState.SUBMITTING for o in found):
             continue
+        owners = [o[0] for o in found]
         try:
             target.abort(job.job_id)
         except TargetError as exc:
@@ -378,9 +410,9 @@ class Drain:
         self._stop = stop
         self._pause = pause
         self._done = threading.Event()
-        self.ours: set[str] = set()
-        self.ended: Counter[str] = Counter()
-        self._seen_end: dict[str, str] = {}  # every job seen ending, in case it ends before add()
+        self.ours: set[str] = set()  # job ids
+        self.ended: Counter[str] = Counter()  # objects, by the state their job ended in
+        self._seen_end: dict[str, tuple[str, int]] = {}  # every job seen ending, in case it ends before add()
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="drain", daemon=True)
@@ -393,7 +425,8 @@ class Drain:
         """A job of this run's: the run waits for it (a poll may have seen it end already)."""
         with self._lock:
             if job_id in self._seen_end:
-                self.ended[self._seen_end[job_id]] += 1
+                state, objects = self._seen_end[job_id]
+                self.ended[state] += objects
             else:
                 self.ours.add(job_id)
 
@@ -404,14 +437,14 @@ class Drain:
         if self.error is not None:
             raise self.error
 
-    def _finished(self, record: LedgerRecord, state: JobState) -> None:
+    def _finished(self, job_id: str, state: JobState, objects: int) -> None:
         self._window.release(finished=True)
         with self._lock:
-            if record.job_id in self.ours:
-                self.ours.discard(record.job_id)
-                self.ended[state.value] += 1
-            elif record.job_id is not None:
-                self._seen_end[record.job_id] = state.value
+            if job_id in self.ours:
+                self.ours.discard(job_id)
+                self.ended[state.value] += objects
+            else:
+                self._seen_end[job_id] = (state.value, objects)
 
     def _loop(self) -> None:
         try:
@@ -470,23 +503,31 @@ def _settle(reconciler: Reconciler, ledger: Ledger, redact: Redactor, rows: list
             ledger.mark_uncertain(row.id, redact(f"cannot read the job list: {exc}"))
             counts["uncertain"] += 1
         return counts
-    for row, verdict, job, why in verdicts:
+    calls: dict[tuple[str, int], list[Judgement]] = {}
+    for judgement in verdicts:
+        calls.setdefault(unit_of(judgement.record), []).append(judgement)
+    for judged in calls.values():
+        verdict, job, why = judged[0].verdict, judged[0].job, judged[0].why
+        ids = [j.record.id for j in judged]
+        named = _named([j.record for j in judged])
         if verdict is Verdict.ADOPT:
             assert job is not None
-            if ledger.record_job(row.id, job.job_id, detail=detail):
+            if ledger.record_job(ids, job.job_id, detail=detail):
                 adopted.append(job.job_id)
-                counts["adopted"] += 1
-                log.info("%s: adopted job %s", row.url, job.job_id,
-                         extra={"event": "adopted", "url": row.url, "job_id": job.job_id})
+                counts["adopted"] += len(ids)
+                log.info("%s: adopted job %s", named, job.job_id,
+                         extra={"event": "adopted", "url": judged[0].record.url, "job_id": job.job_id})
             else:
-                counts["uncertain"] += 1
+                counts["uncertain"] += len(ids)
         elif verdict is Verdict.UNCERTAIN:
-            ledger.mark_uncertain(row.id, why)
-            log.warning("%s: uncertain: %s", row.url, why, extra={"event": "uncertain", "url": row.url})
-            counts["uncertain"] += 1
+            ledger.mark_uncertain(ids, why)
+            for j in judged:
+                log.warning("%s: uncertain: %s", j.record.url, why,
+                            extra={"event": "uncertain", "url": j.record.url})
+            counts["uncertain"] += len(ids)
         elif verdict is Verdict.RELEASE:
-            ledger.release(row.id, f"interrupted: {why}")
-            counts["released"] += 1
+            ledger.release(ids, f"interrupted: {why}")
+            counts["released"] += len(ids)
         else:
-            counts["unsure"] += 1
+            counts["unsure"] += len(ids)
     return counts

@@ -48,10 +48,10 @@ from .urls import canonical_file_url
 T = TypeVar("T")
 P = ParamSpec("P")
 _APP = "orchestrator-ledger"
-_SCHEMA = 3
+_SCHEMA = 4
 _CHUNK = 500
 _COLUMNS = ("url, version, source, collection, partition, state, job_id, attempts, failures, error, size, "
-            "updated_at, rows, imported_rows, target, sent_as, server_at, key_gen, id")
+            "updated_at, rows, imported_rows, target, sent_as, server_at, key_gen, id, batch, alone")
 
 _OBJECTS = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -73,6 +73,8 @@ CREATE TABLE IF NOT EXISTS objects (
     sent_as TEXT,
     server_at REAL,
     key_gen INTEGER NOT NULL DEFAULT 0,
+    batch INTEGER,
+    alone INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 )"""
@@ -81,6 +83,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS objects_import
     ON objects (url, version, target, collection, COALESCE(partition, ''));
 CREATE INDEX IF NOT EXISTS objects_state ON objects (state);
 CREATE INDEX IF NOT EXISTS objects_job ON objects (job_id);
+CREATE INDEX IF NOT EXISTS objects_batch ON objects (batch);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -104,7 +107,7 @@ TABLES = {
     "meta": ("key", "value"),
     "objects": ("id", "url", "version", "target", "source", "collection", "partition", "size", "state",
                 "job_id", "attempts", "failures", "error", "rows", "imported_rows", "sent_as", "server_at",
-                "key_gen", "created_at", "updated_at"),
+                "key_gen", "batch", "alone", "created_at", "updated_at"),
     "events": ("id", "object_id", "at", "state", "job_id", "detail"),
     "job_progress": ("job_id", "progress", "changed_at", "seen_at"),
 }
@@ -143,10 +146,10 @@ _STATES = {s.value: s for s in ObjectState}
 
 def _record(row: tuple[Any, ...]) -> LedgerRecord:
     (url, version, source, collection, partition, state, job_id, attempts, failures, error, size, at, rows,
-     imported, target, sent_as, server_at, key_gen, row_id) = row
+     imported, target, sent_as, server_at, key_gen, row_id, batch, alone) = row
     return LedgerRecord(url, version, source, collection, partition, _STATES[state], job_id, attempts,
                         failures, error, size, at, rows, imported, target, sent_as, server_at, key_gen,
-                        row_id)
+                        row_id, batch, bool(alone))
 
 
 class Claim(NamedTuple):
@@ -273,6 +276,8 @@ class Ledger:
                     self._migrate_v1()
                 if 0 < version < 3:
                     self._migrate_v2()
+                if 0 < version < 4:
+                    self._migrate_v3()
                 for statement in _DDL.split(";"):
                     if statement.strip():
                         self._db.execute(self._db.ddl(statement))
@@ -491,6 +496,15 @@ class Ledger:
                                  iter([(canonical_file_url(value), row_id) for row_id, value in rows
                                        if canonical_file_url(value) != value]))
 
+    def _migrate_v3(self) -> None:
+        """Schema 3 -> 4, in the caller's transaction: rows gain ``batch`` (the claim that sent several
+        objects in one job) and ``alone`` (an object to send in a job of its own)."""
+        columns = self._db.columns("objects")
+        if "batch" not in columns:
+            self._db.execute("ALTER TABLE objects ADD COLUMN batch INTEGER")
+        if "alone" not in columns:
+            self._db.execute("ALTER TABLE objects ADD COLUMN alone INTEGER NOT NULL DEFAULT 0")
+
     def oldest_submitted(self) -> dict[tuple[str, str], LedgerRecord]:
         """Per (source, collection), the ``submitted`` row that has been running longest."""
         with self._lock:
@@ -579,108 +593,172 @@ class Ledger:
         reconciliation weighs. Returns the claim, or None when the import is already taken (it has,
         or may have, a job): the caller must then not call the API.
         """
-        return self._claim(item, ObjectState.SUBMITTING, rows=rows, error=None, detail=item.reason,
-                           attempt=True, sent_as=sent_as, server_at=server_at)
+        return self.begin_group([(item, rows, sent_as)], server_at=server_at)[0]
+
+    def begin_group(self, members: Sequence[tuple[PlanItem, int | None, str | None]], *,
+                    server_at: float | None = None) -> list[Claim | None]:
+        """:meth:`begin_submission` for every object of one create call, ``(item, rows, sent_as)``
+        each, in one transaction: all are ``submitting`` before the call, or none. When several are
+        claimed, each records the call as its ``batch`` (the first claimed row's id), which is how a
+        later reconciliation knows they were sent together. A member already taken gets None."""
+        self.check_same_file()
+        now = self._clock()
+
+        def body() -> list[Claim | None]:
+            claims = [self._take(item, ObjectState.SUBMITTING, rows=rows, error=None, detail=item.reason,
+                                 attempt=True, sent_as=sent_as, server_at=server_at, now=now)
+                      for item, rows, sent_as in members]
+            taken = [c.row for c in claims if c is not None]
+            if len(taken) > 1:
+                where, params = self._db.any_of("id", taken)
+                self._db.execute(f"UPDATE objects SET batch=? WHERE {where}", (taken[0], *params))
+            return claims
+
+        return self._durably(body)
 
     def mark_invalid(self, item: PlanItem, problems: list[str], *, rows: int | None) -> bool:
         """(new) / pending / failed -> invalid: the pre-flight check found ``problems``; every one is
         kept. False when the object is already taken."""
         text = "; ".join(problems)
-        return self._claim(item, ObjectState.INVALID, rows=rows, error=text, detail=text,
-                           attempt=False, sent_as=None, server_at=None) is not None
+        self.check_same_file()
+        now = self._clock()
+        return self._durably(lambda: self._take(
+            item, ObjectState.INVALID, rows=rows, error=text, detail=text, attempt=False, sent_as=None,
+            server_at=None, now=now)) is not None
 
     def source_url(self, index: int) -> str:
         return self.sources[index] if 0 <= index < len(self.sources) else f"sources[{index}]"
 
-    def _claim(self, item: PlanItem, state: ObjectState, *, rows: int | None, error: str | None,
-               detail: str, attempt: bool, sent_as: str | None, server_at: float | None) -> Claim | None:
+    def _take(self, item: PlanItem, state: ObjectState, *, rows: int | None, error: str | None,
+              detail: str, attempt: bool, sent_as: str | None, server_at: float | None,
+              now: float) -> Claim | None:
+        """The body of a claim, inside the caller's transaction: the row moves to ``state`` (and out of
+        any earlier batch), or None when it is taken."""
         obj, route = item.obj, item.route
         assert route is not None
-        self.check_same_file()
-        now = self._clock()
         source = self.source_url(item.source)
+        row = self._db.execute(
+            "SELECT id, state, failures, key_gen FROM objects WHERE url=? AND version=? AND target=? "
+            f"AND collection=? AND COALESCE(partition, '')=?{self._db.for_update}",
+            (obj.url, obj.version, self.owner, route.collection, route.partition or "")).fetchone()
+        if row is None:
+            object_id = self._db.execute(
+                "INSERT INTO objects (url, version, target, source, collection, partition, size, state, "
+                "attempts, rows, error, sent_as, server_at, created_at, updated_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
+                (obj.url, obj.version, self.owner, source, route.collection, route.partition, obj.size,
+                 state.value, int(attempt), rows, error, sent_as, server_at, now, now)).fetchone()[0]
+            failures, key_gen = 0, 0
+        elif row[1] in (ObjectState.PENDING.value, ObjectState.FAILED.value):
+            object_id, failures, key_gen = row[0], row[2], row[3]
+            self._db.execute(
+                "UPDATE objects SET state=?, attempts=attempts+?, source=?, rows=COALESCE(?, rows), "
+                "error=COALESCE(?, error), sent_as=COALESCE(?, sent_as), server_at=?, batch=NULL, "
+                "updated_at=? WHERE id=?",
+                (state.value, int(attempt), source, rows, error, sent_as, server_at, now, object_id))
+        else:
+            return None
+        self._event(object_id, now, state, None, detail)
+        return Claim(int(object_id), int(failures), int(key_gen))
 
-        def body() -> Claim | None:
-            row = self._db.execute(
-                "SELECT id, state, failures, key_gen FROM objects WHERE url=? AND version=? AND target=? "
-                f"AND collection=? AND COALESCE(partition, '')=?{self._db.for_update}",
-                (obj.url, obj.version, self.owner, route.collection, route.partition or "")).fetchone()
-            if row is None:
-                object_id = self._db.execute(
-                    "INSERT INTO objects (url, version, target, source, collection, partition, size, state, "
-                    "attempts, rows, error, sent_as, server_at, created_at, updated_at) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
-                    (obj.url, obj.version, self.owner, source, route.collection, route.partition, obj.size,
-                     state.value, int(attempt), rows, error, sent_as, server_at, now, now)).fetchone()[0]
-                failures, key_gen = 0, 0
-            elif row[1] in (ObjectState.PENDING.value, ObjectState.FAILED.value):
-                object_id, failures, key_gen = row[0], row[2], row[3]
-                self._db.execute(
-                    "UPDATE objects SET state=?, attempts=attempts+?, source=?, rows=COALESCE(?, rows), "
-                    "error=COALESCE(?, error), sent_as=COALESCE(?, sent_as), server_at=?, updated_at=? "
-                    "WHERE id=?",
-                    (state.value, int(attempt), source, rows, error, sent_as, server_at, now, object_id))
-            else:
-                return None
-            self._event(object_id, now, state, None, detail)
-            return Claim(int(object_id), int(failures), int(key_gen))
+    def record_job(self, rows: int | Sequence[int], job_id: str, detail: str = "job created") -> bool:
+        """submitting (or uncertain) -> submitted, the moment the job id is known: every row of the
+        create call (``rows``) records it, in one transaction.
 
-        return self._durably(body)
+        A job belongs to one create call: when a row outside ``rows`` of the same target already
+        recorded ``job_id`` (a server that answers one id for two calls breaks the protocol), nothing
+        is recorded, the rows become ``uncertain`` and False is returned."""
+        ids = _ids(rows)
 
-    def record_job(self, row: int, job_id: str, detail: str = "job created") -> bool:
-        """submitting (or uncertain) -> submitted, the moment the job id is known.
-
-        A job belongs to one import: when another row of the same target already recorded ``job_id``
-        (a server that answers one id for two objects breaks the protocol), nothing is recorded, the
-        row becomes ``uncertain`` and False is returned."""
         def body() -> bool:
+            where, params = self._db.any_of("e.object_id", ids)
             other = self._db.execute(
                 "SELECT e.object_id FROM events e JOIN objects o ON o.id = e.object_id WHERE e.job_id=? "
-                "AND e.object_id<>? AND o.target=(SELECT target FROM objects WHERE id=?) LIMIT 1",
-                (job_id, row, row)).fetchone()
+                f"AND NOT ({where}) AND o.target=(SELECT target FROM objects WHERE id=?) LIMIT 1",
+                (job_id, *params, ids[0])).fetchone()
             if other is not None:
                 why = (f"the server answered job id {job_id}, which already belongs to another object: "
                        "not recorded; check the cluster")
-                self._move(row, (ObjectState.SUBMITTING, ObjectState.SUBMITTED), ObjectState.UNCERTAIN,
-                           "error = :error", error=why, detail=why)
+                for row in ids:
+                    self._move(row, (ObjectState.SUBMITTING, ObjectState.SUBMITTED), ObjectState.UNCERTAIN,
+                               "error = :error", error=why, detail=why)
                 return False
-            self._move(row, (ObjectState.SUBMITTING, ObjectState.UNCERTAIN), ObjectState.SUBMITTED,
-                       "job_id = :job, error = NULL", job_id=job_id, detail=detail)
+            for row in ids:
+                self._move(row, (ObjectState.SUBMITTING, ObjectState.UNCERTAIN), ObjectState.SUBMITTED,
+                           "job_id = :job, error = NULL", job_id=job_id, detail=detail)
             return True
 
         return self._durably(body)
 
-    def refuse(self, row: int, error: str, *, permanent: bool) -> None:
-        """submitting -> failed (the server refused the object) or -> pending (retries ran out)."""
+    def refuse(self, rows: int | Sequence[int], error: str, *, permanent: bool,
+               culprit: int | None = None) -> None:
+        """submitting -> failed (the server refused the call) or -> pending (retries ran out), for
+        every row of the call. ``culprit``, a row the refusal names, is sent alone from then on."""
         if permanent:
-            self._transition(row, (ObjectState.SUBMITTING,), ObjectState.FAILED,
-                             "failures = failures + 1, key_gen = key_gen + 1, error = :error",
-                             error=error, detail=error)
+            self._transitions(rows, (ObjectState.SUBMITTING,), ObjectState.FAILED,
+                              "failures = failures + 1, key_gen = key_gen + 1, error = :error",
+                              culprit=culprit, error=error, detail=error)
         else:
-            self._transition(row, (ObjectState.SUBMITTING,), ObjectState.PENDING,
-                             "error = :error", error=error, detail=error)
+            self._transitions(rows, (ObjectState.SUBMITTING,), ObjectState.PENDING,
+                              "error = :error", error=error, detail=error)
 
-    def mark_uncertain(self, row: int, why: str) -> None:
+    def mark_uncertain(self, rows: int | Sequence[int], why: str) -> None:
         """submitting -> uncertain (the job list cannot prove either way), or submitted -> uncertain
         (the server no longer knows the job)."""
-        self._transition(row, (ObjectState.SUBMITTING, ObjectState.SUBMITTED), ObjectState.UNCERTAIN,
-                         "error = :error", error=why, detail=why)
+        self._transitions(rows, (ObjectState.SUBMITTING, ObjectState.SUBMITTED), ObjectState.UNCERTAIN,
+                          "error = :error", error=why, detail=why)
 
-    def release(self, row: int, why: str) -> None:
-        """submitting -> pending: proven that no job exists for the object."""
-        self._transition(row, (ObjectState.SUBMITTING,), ObjectState.PENDING,
-                         "error = :error", error=why, detail=why)
+    def release(self, rows: int | Sequence[int], why: str) -> None:
+        """submitting -> pending: proven that no job exists for the create call."""
+        self._transitions(rows, (ObjectState.SUBMITTING,), ObjectState.PENDING,
+                          "error = :error", error=why, detail=why)
 
     def complete(self, row: int, job_id: str, *, imported_rows: int | None = None) -> None:
-        detail = "job completed" + (f" ({imported_rows} rows)" if imported_rows is not None else "")
-        self._transition(row, (ObjectState.SUBMITTED,), ObjectState.COMPLETED,
-                         "error = NULL, imported_rows = :imported", job_id=job_id, detail=detail,
-                         imported=imported_rows)
+        self.complete_job(job_id, {row: imported_rows})
 
-    def job_failed(self, row: int, job_id: str, reason: str) -> None:
-        self._transition(row, (ObjectState.SUBMITTED,), ObjectState.FAILED,
-                         "failures = failures + 1, key_gen = key_gen + 1, error = :error", error=reason,
-                         job_id=job_id, detail=reason)
+    def complete_job(self, job_id: str, imported: dict[int, int | None]) -> None:
+        """submitted -> completed for every row of one job, with the rows the server imported of each
+        (None: not said), in one transaction."""
+        def body() -> None:
+            for row, count in imported.items():
+                detail = "job completed" + (f" ({count} rows)" if count is not None else "")
+                self._move(row, (ObjectState.SUBMITTED,), ObjectState.COMPLETED,
+                           "error = NULL, imported_rows = :imported", job_id=job_id, detail=detail,
+                           imported=count)
+
+        self._durably(body)
+
+    def job_failed(self, rows: int | Sequence[int], job_id: str, reason: str, *,
+                   culprit: int | None = None) -> None:
+        """submitted -> failed for every row of the job, each counting one failure; ``culprit`` (the
+        row the reason names) is sent alone from then on."""
+        self._transitions(rows, (ObjectState.SUBMITTED,), ObjectState.FAILED,
+                          "failures = failures + 1, key_gen = key_gen + 1, error = :error",
+                          culprit=culprit, error=reason, job_id=job_id, detail=reason)
+
+    def companions(self, row: LedgerRecord) -> list[LedgerRecord]:
+        """The other rows of ``row``'s job (the same job id on the same target), or of its create call
+        while the job id is unknown (the same batch)."""
+        params: tuple[Any, ...]
+        if row.job_id is not None:
+            where, params = "job_id = ? AND target = ?", (row.job_id, row.target)
+        elif row.batch is not None:
+            where, params = "batch = ?", (row.batch,)
+        else:
+            return []
+        with self._lock:
+            found = self._db.execute(f"SELECT {_COLUMNS} FROM objects WHERE {where} AND id <> ? ORDER BY id",
+                                     (*params, row.id)).fetchall()
+        return [_record(r) for r in found]
+
+    def jobs_held(self) -> int:
+        """How many jobs the owner's target holds for this ledger, or may hold: distinct job ids of
+        ``submitted`` rows, and create calls (batches) of ``submitting`` ones."""
+        with self._lock:
+            return int(self._db.execute(
+                "SELECT (SELECT COUNT(DISTINCT job_id) FROM objects WHERE state='submitted' AND target=?) + "
+                "(SELECT COUNT(DISTINCT COALESCE(batch, -id)) FROM objects WHERE state='submitting' "
+                "AND target=?)", (self.owner, self.owner)).fetchone()[0])
 
     def rearm(self, *, match: Callable[[str], bool] | None = None, uncertain: bool = False) -> list[str]:
         """Failed and invalid (or, with ``uncertain``, uncertain) rows whose URL ``match`` accepts (all by
@@ -705,10 +783,15 @@ class Ledger:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _transition(self, row: int, sources: tuple[ObjectState, ...], target: ObjectState, sets: str,
-                    **values: Any) -> int:
-        """Move one row from one of ``sources`` to ``target`` durably; return its failure count."""
-        return self._durably(lambda: self._move(row, sources, target, sets, **values))
+    def _transitions(self, rows: int | Sequence[int], sources: tuple[ObjectState, ...], target: ObjectState,
+                     sets: str, *, culprit: int | None = None, **values: Any) -> None:
+        """Move every row of ``rows`` from one of ``sources`` to ``target`` in one durable transaction;
+        ``culprit`` (one of them) is marked to be sent alone."""
+        def body() -> None:
+            for row in _ids(rows):
+                self._move(row, sources, target, sets + (", alone = 1" if row == culprit else ""), **values)
+
+        self._durably(body)
 
     def _move(
         self,
@@ -908,6 +991,10 @@ class _Sqlite:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _ids(rows: int | Sequence[int]) -> list[int]:
+    return [rows] if isinstance(rows, int) else list(rows)
 
 
 def _file_identity(path: Path) -> tuple[int, int]:

@@ -107,6 +107,8 @@ class TargetRules:
     local_sources: bool  # sources may be local folders
     window: int  # unfinished jobs a manifest keeps on the server unless settings.max_jobs_in_flight says
     in_process: bool = False  # the import runs here: its job list neither lags nor forgets
+    files_per_job: int = 1  # the most files one create call may name (settings.objects_per_job)
+    job_gb: float | None = None  # the most bytes one job may import, in GB (settings.max_job_gb)
 ZILLIZ_V2_URL = "https://api.cloud.zilliz.com"
 
 
@@ -181,6 +183,12 @@ class Settings:
         "how long a new job may take to appear in the server's job list", low=0, high=3600))
     max_jobs_in_flight: int | None = field(default=None, metadata=_meta(
         "unfinished jobs this manifest keeps on the server (default: the target's)", low=1, high=100_000))
+    objects_per_job: int = field(default=1, metadata=_meta(
+        "objects one import job takes, where the target allows several (zilliz-v2: 1000, milvus: 1024)",
+        low=1, high=1024))
+    max_job_gb: float | None = field(default=None, metadata=_meta(
+        "the most one job of several objects imports, in GB (default: the target's limit)", above=0,
+        high=16 * 1024))
     milvus_version: str | None = field(default=None, metadata=_meta(
         "the Milvus version the pre-flight rules judge for, when the server does not say ('2.3', '2.4.5')",
         pattern=r"v?\d+\.\d+(\.\d+)?"))
@@ -485,6 +493,9 @@ def parse(
             r.note(f"sources[{source.index}].credentials",
                    "no credentials for the import service: set top-level credentials or this one")
     settings = _settings(r, top.get("settings"))
+    if rules is not None and target is not None and settings.objects_per_job > rules.files_per_job:
+        r.note("settings.objects_per_job", f"{settings.objects_per_job}: a {target.type} import job takes "
+                                           f"at most {rules.files_per_job} file(s)")
     schema_files: dict[str, Path] = {}
     with r.collect():
         schema_files = _schema_files(r, top.get("schema_files"), base_dir)
@@ -619,14 +630,16 @@ def _milvus_lite(r: _Reader, node: Any, base_dir: Path) -> TargetConfig:
 
 
 # Zilliz Cloud holds fewer than 10,000 unfinished jobs per collection; Milvus 1,024 in all, shared with
-# everyone (reference/import-api.md).
+# everyone (reference/import-api.md). A job may name up to 1,000 files, 1 TB in all, on Zilliz Cloud v2,
+# and up to 1,024 files of up to 16 GB each on Milvus (REST v2); v1, Milvus Lite and the 2.3 gRPC
+# bulk insert take one file a call.
 TARGET_RULES = {
     "zilliz-v1": TargetRules(parse=_zilliz_v1, credentials=True, sts_token=False, partitions=False,
                              local_sources=True, window=1000),
     "zilliz-v2": TargetRules(parse=_zilliz_v2, credentials=True, sts_token=True, partitions=True,
-                             local_sources=True, window=1000),
+                             local_sources=True, window=1000, files_per_job=1000, job_gb=1024),
     "milvus": TargetRules(parse=_milvus, credentials=False, sts_token=False, partitions=True,
-                          local_sources=False, window=256),
+                          local_sources=False, window=256, files_per_job=1024, job_gb=1024 * 16),
     "milvus-lite": TargetRules(parse=_milvus_lite, credentials=False, sts_token=False, partitions=True,
                                local_sources=True, window=1_000_000, in_process=True),
     "milvus-grpc": TargetRules(

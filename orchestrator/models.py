@@ -145,6 +145,8 @@ class LedgerRecord(NamedTuple):
     server_at: float | None = None
     key_gen: int = 0
     id: int = 0
+    batch: int | None = None  # the claim that sent it with others in one job (None: a job of its own)
+    alone: bool = False  # named as the culprit of a failed job of several: sent alone from then on
 
 
 class JobProgress(NamedTuple):
@@ -165,6 +167,7 @@ class PlanItem(NamedTuple):
     action: Action
     reason: str
     route: Route | None
+    alone: bool = False  # a job of its own, never grouped with others (a culprit of a failed group)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +176,8 @@ class ImportRequest:
 
     ``object_url`` is the object as the API names it (a URL, or a key in the server's own bucket:
     see ``Target.object_ref``); ``obj`` and ``source`` let a target that reads the object itself
-    (Milvus Lite) ask the source for its bytes.
+    (Milvus Lite) ask the source for its bytes. A job of several objects (``settings.objects_per_job``,
+    only on targets that take it) names the others in ``companions``.
     """
 
     object_url: str
@@ -183,6 +187,12 @@ class ImportRequest:
     idempotency_key: str
     obj: StoredObject | None = None
     source: int = 0
+    companions: tuple[str, ...] = ()  # the other objects of a job of several, named like object_url
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every object of the job, in the order sent: ``object_url`` first."""
+        return (self.object_url, *self.companions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,3 +206,12 @@ class JobInfo:
     reason: str | None = None
     progress: float | None = None
     imported_rows: int | None = None
+    file_names: tuple[str, ...] = ()  # every file of the job, where the API lists them (``details``)
+    file_rows: tuple[int | None, ...] = ()  # the rows imported from each of ``file_names``
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The job's files as the server reports them; empty when it does not say."""
+        if self.file_names:
+            return self.file_names
+        return (self.file_name,) if self.file_name else ()

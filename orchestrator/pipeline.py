@@ -125,8 +125,7 @@ def run(
             report.reconciled.update(reconcile(reconciler, ledger, redact, adopted=adopted))
             report.reconciled["aborted"] += abort_orphans(reconciler, ledger, redact)
             most = settings.max_jobs_in_flight or TARGET_RULES[manifest.target.type].window
-            window = Window(most, stop=stop, running=ledger.count(ObjectState.SUBMITTED, own=True)
-                            + ledger.count(ObjectState.SUBMITTING, own=True))
+            window = Window(most, stop=stop, running=ledger.jobs_held())
             if options.wait:
                 drain = Drain(lambda finished: _waited(poll(finished), on_jobs, drain), window,
                               interval=options.poll_interval_s, stop=stop, pause=pause)
@@ -143,6 +142,7 @@ def run(
                 preflight=None if settings.preflight is PreflightMode.OFF else Preflight(
                     target, manifest, reader, deep=options.deep),
                 enforce=settings.preflight is PreflightMode.ENFORCE,
+                objects_per_job=settings.objects_per_job, max_job_bytes=max_job_bytes(manifest),
             )
             budget = [options.max_submissions]
 
@@ -192,6 +192,12 @@ def run(
         if report.exit_code() == 0 and not stop.is_set():
             ledger.note_success()
     return report
+
+
+def max_job_bytes(manifest: Manifest) -> int | None:
+    """The most bytes one job of several objects takes: ``settings.max_job_gb``, else the target's."""
+    gb = manifest.settings.max_job_gb or TARGET_RULES[manifest.target.type].job_gb
+    return None if gb is None else int(gb * 1024**3)
 
 
 def _waited(counts: Counter[str], on_jobs: JobsHook | None, drain: Drain | None) -> None:

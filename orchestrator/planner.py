@@ -70,7 +70,7 @@ def decide(
     if now is not None and item.action in (Action.SUBMIT, Action.RETRY, Action.CHANGED):
         reason = too_new(obj, settings, now)
         if reason is not None:
-            return PlanItem(obj, source.index, Action.SKIP, reason, item.route)
+            return item._replace(action=Action.SKIP, reason=reason)
     return item
 
 
@@ -80,8 +80,8 @@ def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRec
     if isinstance(target, str):
         return PlanItem(obj, source.index, Action.SKIP, target, None)
 
-    def item(action: Action, reason: str) -> PlanItem:
-        return PlanItem(obj, source.index, action, reason, target)
+    def item(action: Action, reason: str, *, alone: bool = False) -> PlanItem:
+        return PlanItem(obj, source.index, action, reason, target, alone)
 
     here = [r for r in history if r.target == owner and r.collection == target.collection
             and r.partition == target.partition]
@@ -123,11 +123,12 @@ def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRec
                                      "again) or re-arm it with `orchestrator retry`")
         case ObjectState.PENDING:
             last = f" (last try: {current.error})" if current.error else ""
-            return item(Action.SUBMIT, f"not submitted yet{last}")
+            return item(Action.SUBMIT, f"not submitted yet{last}", alone=current.alone)
         case ObjectState.FAILED:
             if current.failures < settings.max_job_failures:
+                alone = "; named as the cause, it goes in a job of its own" if current.alone else ""
                 return item(Action.RETRY, f"failed {current.failures} of {settings.max_job_failures} "
-                                          f"allowed times: {current.error}")
+                                          f"allowed times: {current.error}{alone}", alone=current.alone)
             return item(Action.HOLD, f"failed {current.failures} times, the limit: {current.error}; "
                                      "re-arm with `orchestrator retry`")
     raise AssertionError(current.state)  # pragma: no cover - the match is exhaustive

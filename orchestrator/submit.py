@@ -12,9 +12,9 @@ import hashlib
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from .checks import Preflight
 from .errors import (
@@ -27,7 +27,8 @@ from .errors import (
     TransientError,
     UnreachableError,
 )
-from .evidence import Verdict, name_key
+from .evidence import Verdict, culprit, name_key
+from .grouping import batches
 from .jobs import Reconciler, Window
 from .ledger import Ledger
 from .models import (
@@ -47,12 +48,13 @@ SAME_REFUSALS = 3  # such refusals, before any job was made, that stop the run
 T = TypeVar("T")
 
 
-def idempotency_key(url: str, version: str, destination: str, key_gen: int) -> str:
-    """The same for every call about one import (object version into a destination); new after a
-    server-side failure or a re-arm (``key_gen``), so a server that honours keys never hands back a
-    failed job, and never the job of another destination."""
-    digest = hashlib.sha256(f"{url}\0{version}\0{destination}\0{key_gen}".encode()).hexdigest()
-    return f"orch-{digest[:40]}"
+def idempotency_key(parts: Sequence[tuple[str, str, int]], destination: str) -> str:
+    """The same for every call about one import (the object versions of one job, ``(url, version,
+    key_gen)`` each, into a destination); new after a server-side failure or a re-arm of any of them
+    (``key_gen``), so a server that honours keys never hands back a failed job, and never the job of
+    another destination or of another group of objects."""
+    text = "\n".join(f"{url}\0{version}\0{destination}\0{key_gen}" for url, version, key_gen in sorted(parts))
+    return f"orch-{hashlib.sha256(text.encode()).hexdigest()[:40]}"
 
 
 class NameGuard:
@@ -66,21 +68,43 @@ class NameGuard:
         self._busy: set[tuple[str, str]] = set()
         self._cond = threading.Condition()
 
-    def acquire(self, key: tuple[str, str], stop: threading.Event) -> bool:
+    def acquire(self, keys: Sequence[tuple[str, str]], stop: threading.Event) -> list[tuple[str, str]]:
+        """Take every one of ``keys`` (the names of one create call) at once, once none is in flight;
+        returns the ones taken: all but those held back for this run (none when stopping)."""
         with self._cond:
-            while key in self._busy and not stop.is_set():
+            while any(k in self._busy for k in keys) and not stop.is_set():
                 self._cond.wait(0.5)
-            if key in self._stuck or stop.is_set():
-                return False
-            self._busy.add(key)
-            return True
+            if stop.is_set():
+                return []
+            taken = [k for k in keys if k not in self._stuck]
+            self._busy.update(taken)
+            return taken
 
-    def release(self, key: tuple[str, str], *, resolved: bool) -> None:
+    def release(self, keys: Iterable[tuple[str, str]], *, resolved: bool) -> None:
         with self._cond:
-            self._busy.discard(key)
-            if not resolved:
-                self._stuck.add(key)
+            for key in keys:
+                self._busy.discard(key)
+                if not resolved:
+                    self._stuck.add(key)
             self._cond.notify_all()
+
+
+Member = tuple[PlanItem, int | None]  # an object of a create call, and the rows its footer holds
+
+
+class _Call(NamedTuple):
+    """One create call: its ledger rows, their objects' URLs and expected row counts, in the order
+    sent, and the collection."""
+
+    rows: list[int]
+    urls: list[str]
+    collection: str
+    counts: list[int | None]
+
+    @property
+    def label(self) -> str:
+        """How a message names the call's objects: the first, and how many more."""
+        return self.urls[0] + (f" (and {len(self.urls) - 1} more)" if len(self.urls) > 1 else "")
 
 
 class Submitter:
@@ -107,6 +131,8 @@ class Submitter:
         sleep: Callable[[float], object] | None = None,
         rng: Callable[[], float] = random.random,
         on_created: Callable[[str], None] | None = None,
+        objects_per_job: int = 1,
+        max_job_bytes: int | None = None,
     ) -> None:
         self.target = target
         self.preflight = preflight
@@ -127,6 +153,8 @@ class Submitter:
         self.sleep: Callable[[float], object] = sleep if sleep is not None else state.stop.wait
         self.rng = rng
         self.on_created = on_created
+        self.objects_per_job = objects_per_job
+        self.max_job_bytes = max_job_bytes
         self.job_ids: list[str] = []  # jobs created or adopted by this run
         self.unresolved: list[int] = []  # rows left `submitting` after a lost reply: looked at again
         self._cannot_read = 0  # refusals "cannot read the object" before any job was made
@@ -134,139 +162,180 @@ class Submitter:
         self._lock = threading.Lock()
 
     def submit_all(self, items: Iterable[PlanItem], on_outcome: Callable[[PlanItem, Outcome], None]) -> None:
-        """Submit every item, at most ``concurrency`` calls in flight; stop early when asked."""
+        """Submit every item, in jobs of up to ``objects_per_job`` objects (see
+        :mod:`orchestrator.grouping`), at most ``concurrency`` calls in flight; stop early when asked."""
         slots = threading.BoundedSemaphore(self.concurrency * 2)
         crashed: list[BaseException] = []
 
-        def done(item: PlanItem, future: Future[Outcome]) -> None:
+        def done(future: Future[list[tuple[PlanItem, Outcome]]]) -> None:
             slots.release()
             error = future.exception()
             if error is not None:  # a bug or a broken ledger: stop cleanly, then let it surface
                 crashed.append(error)
                 self.stop.set()
                 return
-            on_outcome(item, future.result())
+            for item, outcome in future.result():
+                on_outcome(item, outcome)
 
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="submit") as pool:
-            for item in items:
+            for group in batches(items, most=self.objects_per_job, max_bytes=self.max_job_bytes):
                 slots.acquire()
                 if self.stop.is_set():
                     slots.release()
-                    on_outcome(item, Outcome.NOT_STARTED)
+                    for item in group:
+                        on_outcome(item, Outcome.NOT_STARTED)
                     continue
-                future = pool.submit(self.submit_one, item)
-                future.add_done_callback(lambda f, item=item: done(item, f))  # type: ignore[misc]
+                pool.submit(self.submit_group, group).add_done_callback(done)
         if crashed:
             raise crashed[0]
 
-    def submit_one(self, item: PlanItem) -> Outcome:
-        """One object: room in the job window, the pre-flight check, its name, then the create call.
-        The window's slot is kept while the object's job may run; the job's end frees it."""
+    def submit_group(self, items: Sequence[PlanItem]) -> list[tuple[PlanItem, Outcome]]:
+        """One create call for ``items`` (one object, or several of one destination): room in the job
+        window, the pre-flight check of each (a file that fails it is left out, never sinks the rest),
+        their names, then the call. The window's slot is kept while the job may run; its end frees it."""
         if self.stop.is_set():
-            return Outcome.NOT_STARTED
+            return [(item, Outcome.NOT_STARTED) for item in items]
         if not self.window.acquire(wait=self.drain):
-            return Outcome.NOT_STARTED if self.stop.is_set() else Outcome.QUEUED
-        outcome = Outcome.NOT_STARTED
+            outcome = Outcome.NOT_STARTED if self.stop.is_set() else Outcome.QUEUED
+            return [(item, outcome) for item in items]
+        holds_job = False
         try:
-            outcome = self._named(item)
-            return outcome
+            results, holds_job = self._named(items)
+            return results
         finally:
-            if outcome in (Outcome.SUBMITTED, Outcome.ADOPTED, Outcome.UNSURE):
+            if holds_job:
                 self.window.started()
             else:
                 self.window.release(finished=False)
 
-    def _named(self, item: PlanItem) -> Outcome:
-        assert item.route is not None
-        stopped, rows = self._check(item)
-        if stopped is not None:
-            return stopped
-        key = name_key(item.route.collection, item.obj.url)
-        if not self.names.acquire(key, self.stop):
+    def _named(self, items: Sequence[PlanItem]) -> tuple[list[tuple[PlanItem, Outcome]], bool]:
+        """The outcome of each item, and whether a job was (or may have been) made."""
+        results: list[tuple[PlanItem, Outcome]] = []
+        checked: list[Member] = []
+        for item in items:
+            stopped, rows = self._check(item)
+            if stopped is not None:
+                results.append((item, stopped))
+            else:
+                checked.append((item, rows))
+        if not checked:
+            return results, False
+        keys = []
+        for item, _ in checked:
+            assert item.route is not None
+            keys.append(name_key(item.route.collection, item.obj.url))
+        taken = self.names.acquire(keys, self.stop)
+        ready = [member for member, key in zip(checked, keys, strict=True) if key in taken]
+        for (item, _), key in zip(checked, keys, strict=True):
+            if key in taken:
+                continue
             if self.stop.is_set():
-                return Outcome.NOT_STARTED
+                results.append((item, Outcome.NOT_STARTED))
+                continue
             log.info("%s: waits its turn: another object the server would report under the same name is "
                      "unresolved", item.obj.url, extra={"event": "queued", "url": item.obj.url})
-            return Outcome.QUEUED
+            results.append((item, Outcome.QUEUED))
+        if not ready:
+            return results, False
         outcome: Outcome | None = None
         try:
-            outcome = self._submit(item, rows)
-            return outcome
+            outcome, sent = self._submit(ready)
+            return results + sent, outcome in (Outcome.SUBMITTED, Outcome.ADOPTED, Outcome.UNSURE)
         finally:
-            self.names.release(key, resolved=outcome not in (None, Outcome.UNSURE))
+            self.names.release(taken, resolved=outcome not in (None, Outcome.UNSURE))
 
-    def _submit(self, item: PlanItem, rows: int | None) -> Outcome:
-        assert item.route is not None
-        obj = item.obj
-        url = self.object_url(item)
-        claim = self.ledger.begin_submission(item, rows=rows, sent_as=url, server_at=self._server_time())
-        if claim is None:
-            return Outcome.NOT_STARTED  # listed twice: another submission owns it
-        destination = f"{self.ledger.owner}\0{item.route.collection}\0{item.route.partition or ''}"
+    def _submit(self, ready: list[Member]) -> tuple[Outcome, list[tuple[PlanItem, Outcome]]]:
+        """Claim the objects together, then make the create call: the call's outcome, and each
+        object's (one listed twice, already claimed elsewhere, is not sent)."""
+        urls = [self.object_url(item) for item, _ in ready]
+        claims = self.ledger.begin_group(
+            [(item, rows, url) for (item, rows), url in zip(ready, urls, strict=True)],
+            server_at=self._server_time())
+        skipped = [(item, Outcome.NOT_STARTED) for (item, _), claim in zip(ready, claims, strict=True)
+                   if claim is None]
+        sent = [(item, rows, url, claim) for (item, rows), url, claim in zip(ready, urls, claims, strict=True)
+                if claim is not None]
+        if not sent:
+            return Outcome.NOT_STARTED, skipped
+        first = sent[0][0]
+        assert first.route is not None
+        destination = f"{self.ledger.owner}\0{first.route.collection}\0{first.route.partition or ''}"
         request = ImportRequest(
-            object_url=url, collection=item.route.collection, partition=item.route.partition,
-            credentials=self.credentials_for(item.source),
-            idempotency_key=idempotency_key(obj.url, obj.version, destination, claim.key_gen), obj=obj,
-            source=item.source,
+            object_url=sent[0][2], collection=first.route.collection, partition=first.route.partition,
+            credentials=self.credentials_for(first.source),
+            idempotency_key=idempotency_key([(i.obj.url, i.obj.version, c.key_gen) for i, _, _, c in sent],
+                                            destination),
+            obj=first.obj, source=first.source, companions=tuple(url for _, _, url, _ in sent[1:]),
         )
+        call = _Call([c.row for *_, c in sent], [i.obj.url for i, *_ in sent], first.route.collection,
+                     [rows for _, rows, _, _ in sent])
+        outcome = self._create(request, call)
+        return outcome, skipped + [(item, outcome) for item, *_ in sent]
+
+    def _create(self, request: ImportRequest, call: _Call) -> Outcome:
+        """The create call, retried by error type, and the ledger after it."""
         attempt = 1
         while True:
             try:
                 job_id = self.target.create(request)
             except ServerFullError as exc:
-                if not self._room_after_full(obj.url, exc):
+                if not self._room_after_full(call.label, exc):
                     message = f"the server holds all the jobs it takes ({exc}): queued for a later run"
-                    self.ledger.refuse(claim.row, self.redact(message), permanent=False)
+                    self.ledger.refuse(call.rows, self.redact(message), permanent=False)
                     return Outcome.QUEUED
                 continue
             except FatalTargetError as exc:
                 self.state.fail(exc)
-                self.ledger.refuse(claim.row, self.redact(str(exc)), permanent=False)
+                self.ledger.refuse(call.rows, self.redact(str(exc)), permanent=False)
                 return Outcome.DEFERRED
             except PermanentError as exc:
                 message = self.redact(str(exc))
                 if exc.code in CANNOT_READ and self._refused_for_everyone(exc):
-                    self.ledger.refuse(claim.row, message, permanent=False)  # no failure counted
+                    self.ledger.refuse(call.rows, message, permanent=False)  # no failure counted
                     return Outcome.DEFERRED
-                self.ledger.refuse(claim.row, message, permanent=True)
-                log.warning("%s: refused: %s", obj.url, message,
-                            extra={"event": "refused", "url": obj.url, "error": message})
+                blamed = self._culprit(message, call)
+                self.ledger.refuse(call.rows, message, permanent=True, culprit=blamed)
+                for url in call.urls:
+                    log.warning("%s: refused: %s", url, message,
+                                extra={"event": "refused", "url": url, "error": message})
                 return Outcome.FAILED
             except AmbiguousError as exc:
                 if self.target.two_phase and self.target.two_phase_proven:
                     # the lost call's job, if any, waits uncommitted: no row will own it, so it is never
                     # committed, and a later run aborts it; sending again is safe
                     log.info("%s: %s; sending again (two-phase: a job of the lost call stays uncommitted)",
-                             obj.url, self.redact(str(exc)), extra={"event": "ambiguous", "url": obj.url})
+                             call.label, self.redact(str(exc)),
+                             extra={"event": "ambiguous", "url": call.urls[0]})
                     found = None
                 else:
-                    found = self._look_for_job(claim.row, exc)
+                    found = self._look_for_job(call, exc)
                 if found is not None:
-                    return found  # adopted, or unsure: the row stays `submitting` for a later look
+                    return found  # adopted, or unsure: the rows stay `submitting` for a later look
                 if attempt >= self.max_attempts or self.stop.is_set():
-                    return self._defer(claim.row, obj.url, attempt, exc)  # proven: no job for it
-                self.sleep(retrying(obj.url, exc, attempt, self.max_attempts,
+                    return self._defer(call, attempt, exc)  # proven: no job for it
+                self.sleep(retrying(call.label, exc, attempt, self.max_attempts,
                                     backoff(attempt, retry_after=exc.retry_after, rng=self.rng)))
             except TransientError as exc:
                 if attempt >= self.max_attempts or self.stop.is_set():
-                    return self._defer(claim.row, obj.url, attempt, exc)
-                self.sleep(retrying(obj.url, exc, attempt, self.max_attempts,
+                    return self._defer(call, attempt, exc)
+                self.sleep(retrying(call.label, exc, attempt, self.max_attempts,
                                     backoff(attempt, retry_after=exc.retry_after, rng=self.rng)))
             else:
-                return self._record(claim.row, obj.url, job_id, "job created", Outcome.SUBMITTED,
-                                    collection=item.route.collection, rows=rows)
+                return self._record(call, job_id, "job created", Outcome.SUBMITTED)
             attempt += 1
 
-    def _record(self, row: int, url: str, job_id: str, detail: str, outcome: Outcome, *,
-                collection: str, rows: int | None) -> Outcome:
-        if not self.ledger.record_job(row, job_id, detail):
+    def _record(self, call: _Call, job_id: str, detail: str, outcome: Outcome) -> Outcome:
+        if not self.ledger.record_job(call.rows, job_id, detail):
             log.warning("%s: the server answered job id %s, which belongs to another object: not recorded, "
-                        "marked uncertain", url, job_id, extra={"event": "uncertain", "url": url})
-            return self._uncertain()
+                        "marked uncertain", call.label, job_id,
+                        extra={"event": "uncertain", "url": call.urls[0]})
+            return self._uncertain(call)
         self._created(job_id)
-        log.info("%s: %s %s", url, "job" if outcome is Outcome.SUBMITTED else "adopted job", job_id,
-                 extra={"event": outcome.value, "url": url, "job_id": job_id, "collection": collection,
-                        "rows": rows})
+        companions = f" with {len(call.urls) - 1} other object(s)" if len(call.urls) > 1 else ""
+        for url, rows in zip(call.urls, call.counts, strict=True):
+            log.info("%s: %s %s%s", url, "job" if outcome is Outcome.SUBMITTED else "adopted job", job_id,
+                     companions, extra={"event": outcome.value, "url": url, "job_id": job_id,
+                                        "collection": call.collection, "rows": rows})
         return outcome
 
     def _check(self, item: PlanItem) -> tuple[Outcome | None, int | None]:
@@ -313,51 +382,58 @@ class Submitter:
                 code=exc.code))
         return True
 
-    def _defer(self, row: int, url: str, attempt: int, exc: TransientError) -> Outcome:
+    def _defer(self, call: _Call, attempt: int, exc: TransientError) -> Outcome:
         """No job was created and retries ran out: back to pending for the next run. A server never
-        reached in this run is the run's problem, not the object's: stop, naming the key to fix."""
+        reached in this run is the run's problem, not the objects': stop, naming the key to fix."""
         if isinstance(exc, UnreachableError) and self.reconciler.server_clock() is None:
             self.state.fail(FatalTargetError(
                 f"{exc}: no call to the import API has worked in this run; check target.region or "
                 "target.endpoint (and the network)"))
         message = self.redact(f"gave up after {attempt} attempts: {exc}")
-        self.ledger.refuse(row, message, permanent=False)
-        log.warning("%s: %s", url, message, extra={"event": "deferred", "url": url, "error": message})
+        self.ledger.refuse(call.rows, message, permanent=False)
+        for url in call.urls:
+            log.warning("%s: %s", url, message, extra={"event": "deferred", "url": url, "error": message})
         return Outcome.DEFERRED
 
-    def _look_for_job(self, row: int, exc: AmbiguousError) -> Outcome | None:
-        """After a lost reply: adopt the job if the server proves it; None means proven absent (retry);
-        otherwise the row stays ``submitting`` (unsure) for a later look, or becomes ``uncertain``."""
-        record = self.ledger.row(row)
-        assert record is not None
-        url = record.url
-        log.info("%s: %s; looking for its job before retrying", url, self.redact(str(exc)),
-                 extra={"event": "ambiguous", "url": url, "error": str(exc)})
+    def _look_for_job(self, call: _Call, exc: AmbiguousError) -> Outcome | None:
+        """After a lost reply: adopt the job if the server proves it (by the call's whole file set);
+        None means proven absent (retry); otherwise the rows stay ``submitting`` (unsure) for a later
+        look, or become ``uncertain``."""
+        records = [r for r in map(self.ledger.row, call.rows) if r is not None]
+        log.info("%s: %s; looking for its job before retrying", call.label, self.redact(str(exc)),
+                 extra={"event": "ambiguous", "url": call.urls[0], "error": str(exc)})
         try:
-            verdict = self.reconciler.judge([record])[0]
+            verdict = self.reconciler.judge(records)[0]
         except FatalTargetError as fatal:
             self.state.fail(fatal)
-            return self._unsure(row)
+            return self._unsure(call)
         except TargetError as list_error:
-            log.warning("%s: cannot read the job list (%s); looked at again later", url,
-                        self.redact(str(list_error)), extra={"event": "unsure", "url": url})
-            return self._unsure(row)
+            log.warning("%s: cannot read the job list (%s); looked at again later", call.label,
+                        self.redact(str(list_error)), extra={"event": "unsure", "url": call.urls[0]})
+            return self._unsure(call)
         match verdict.verdict:
             case Verdict.ADOPT:
                 assert verdict.job is not None
-                return self._record(row, url, verdict.job.job_id, "adopted after a lost reply",
-                                    Outcome.ADOPTED, collection=record.collection, rows=record.rows)
+                return self._record(call, verdict.job.job_id, "adopted after a lost reply", Outcome.ADOPTED)
             case Verdict.RELEASE:
                 return None
             case Verdict.UNCERTAIN:
-                self.ledger.mark_uncertain(row, verdict.why)
-                log.warning("%s: uncertain: %s", url, verdict.why,
-                            extra={"event": "uncertain", "url": url})
-                return self._uncertain()
+                self.ledger.mark_uncertain(call.rows, verdict.why)
+                for url in call.urls:
+                    log.warning("%s: uncertain: %s", url, verdict.why,
+                                extra={"event": "uncertain", "url": url})
+                return self._uncertain(call)
             case Verdict.WAIT:
-                log.info("%s: %s", url, verdict.why, extra={"event": "unsure", "url": url})
-                return self._unsure(row)
+                log.info("%s: %s", call.label, verdict.why, extra={"event": "unsure", "url": call.urls[0]})
+                return self._unsure(call)
         raise AssertionError(verdict)  # pragma: no cover - the match is exhaustive
+
+    def _culprit(self, message: str, call: _Call) -> int | None:
+        """The row of a call of several that a refusal names, if exactly one."""
+        if len(call.rows) < 2:
+            return None
+        blamed = culprit(message, [r for r in map(self.ledger.row, call.rows) if r is not None])
+        return blamed.id if blamed is not None else None
 
     def _room_after_full(self, url: str, exc: ServerFullError) -> bool:
         """The server refused a job as full: narrow the window to the jobs already running. Without
@@ -389,13 +465,14 @@ class Submitter:
                 next(iter(self.target.list_jobs()), None)
         return self.reconciler.server_clock()
 
-    def _uncertain(self) -> Outcome:
-        self.state.uncertain()
+    def _uncertain(self, call: _Call) -> Outcome:
+        for _ in call.rows:
+            self.state.uncertain()
         return Outcome.UNSURE
 
-    def _unsure(self, row: int) -> Outcome:
+    def _unsure(self, call: _Call) -> Outcome:
         with self._lock:
-            self.unresolved.append(row)
+            self.unresolved.extend(call.rows)
         return Outcome.UNSURE
 
     def _created(self, job_id: str) -> None:

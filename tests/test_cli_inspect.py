@@ -139,6 +139,8 @@ def test_export_round_trips_in_both_formats(two_collections: Path, tmp_path: Pat
                     for r in csv.DictReader(io.StringIO(result.stdout))]
         back = [LedgerRecord(**{**r, "attempts": int(r["attempts"]), "key_gen": int(r["key_gen"]),
                                 "id": int(r["id"]),
+                                "batch": None if r["batch"] is None else int(r["batch"]),
+                                "alone": r["alone"] in (True, "True"),
                                 "server_at": None if r["server_at"] is None else float(r["server_at"]),
                                 "rows": None if r["rows"] is None else int(r["rows"]),
                                 "imported_rows": None if r["imported_rows"] is None

@@ -139,11 +139,17 @@ def test_with_retries_stops_at_max_attempts() -> None:
 def test_redactor_and_idempotency_key() -> None:
     redact = Redactor([Secret("supersecretvalue"), Secret("x")])
     assert redact("got supersecretvalue back") == "got *** back"
-    a = idempotency_key("s3://b/k", "e1", "t\0c\0", 0)
-    assert a == idempotency_key("s3://b/k", "e1", "t\0c\0", 0)
-    assert a != idempotency_key("s3://b/k", "e1", "t\0c\0", 1)  # after a failure or a re-arm
-    assert a != idempotency_key("s3://b/k", "e1", "t\0other\0", 0)  # another destination
+    a = idempotency_key([("s3://b/k", "e1", 0)], "t\0c\0")
+    assert a == idempotency_key([("s3://b/k", "e1", 0)], "t\0c\0")
+    assert a != idempotency_key([("s3://b/k", "e1", 1)], "t\0c\0")  # after a failure or a re-arm
+    assert a != idempotency_key([("s3://b/k", "e1", 0)], "t\0other\0")  # another destination
     assert len(a) <= 256 and a.isascii()
+    # a job of several objects: one key for the group, whatever the order; another group, another key
+    group = [("s3://b/k", "e1", 0), ("s3://b/l", "e7", 2)]
+    assert idempotency_key(group, "t\0c\0") == idempotency_key(group[::-1], "t\0c\0")
+    assert idempotency_key(group, "t\0c\0") not in (a, idempotency_key(group[:1] + [("s3://b/m", "e7", 2)],
+                                                                          "t\0c\0"))
+    assert idempotency_key(group, "t\0c\0") != idempotency_key([group[0], (*group[1][:2], 3)], "t\0c\0")
 
 
 def test_every_log_line_is_redacted_while_a_manifest_is_in_use(tmp_path: Any) -> None:

@@ -48,8 +48,9 @@ def job_info(job_id: str, data: Any, states: Mapping[str, JobState]) -> JobInfo:
     if not isinstance(data, dict):
         raise TransientError(f"progress of job {job_id}: the reply has no data")
     details = data.get("details")
-    first = details[0] if isinstance(details, list) and details and isinstance(details[0], dict) else {}
-    file_name = data.get("fileName") or first.get("fileName")
+    files = [d for d in details if isinstance(d, dict) and d.get("fileName")] \
+        if isinstance(details, list) else []
+    file_name = data.get("fileName") or (files[0]["fileName"] if files else None)
     progress = data.get("progress")
     rows = data.get("importedRows", data.get("totalRows"))
     return JobInfo(
@@ -60,7 +61,13 @@ def job_info(job_id: str, data: Any, states: Mapping[str, JobState]) -> JobInfo:
         reason=str(data.get("reason") or "") or None,
         progress=float(progress) if isinstance(progress, int | float) else None,
         imported_rows=int(rows) if isinstance(rows, int) else None,
+        file_names=tuple(str(d["fileName"]) for d in files),
+        file_rows=tuple(_count(d.get("importedRows")) for d in files),
     )
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def list_records(data: Any, states: Mapping[str, JobState]) -> list[JobInfo]:

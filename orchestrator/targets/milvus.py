@@ -1,7 +1,8 @@
 """Self-hosted Milvus 2.4+, REST v2 on the cluster endpoint (reference section 3).
 
 Milvus reads the files from the object store it is configured with, so a create call names each
-object by its key in that bucket (``files: [["path/1.parquet"]]``), not by URL. Every error arrives
+object by its key in that bucket (``files: [["path/1.parquet"], ["path/2.parquet"]]``: one inner list
+per file, several files in one job), not by URL. Every error arrives
 as HTTP 200 with a body code; success is code 0 only (code 200 means "partition not found").
 Finished jobs are forgotten after about 3 hours: a progress call for one is an error (code 2100, "import
 job does not exist"), which becomes :class:`JobNotFoundError`; the ledger stays the long-term record.
@@ -75,7 +76,7 @@ class MilvusTarget:
         return obj.key
 
     def create(self, request: ImportRequest) -> str:
-        body = self._body(collectionName=request.collection, files=[[request.object_url]])
+        body = self._body(collectionName=request.collection, files=[[key] for key in request.files])
         if request.partition is not None:
             body["partitionName"] = request.partition
         headers = {"Idempotency-Key": request.idempotency_key}

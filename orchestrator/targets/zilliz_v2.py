@@ -56,7 +56,7 @@ class ZillizV2Target(OnePhase):
 
     def create(self, request: ImportRequest) -> str:
         body: dict[str, Any] = {"clusterId": self.cluster_id, "collectionName": request.collection,
-                                "objectUrls": [[request.object_url]]}
+                                "objectUrls": [[url] for url in request.files]}
         if request.partition is not None:
             body["partitionName"] = request.partition
         if self.db_name is not None:

@@ -67,6 +67,11 @@ class Job:
     auto_commit: bool = True  # False: a two-phase job (Milvus), invisible until committed
     committed_at: float | None = None  # when a two-phase job was committed
     failed_at: float | None = None  # when it was aborted (a job refused at creation fails at once)
+    more: tuple[str, ...] = ()  # the other objects of a job of several (``object_url`` is the first)
+
+    @property
+    def object_urls(self) -> tuple[str, ...]:
+        return (self.object_url, *self.more)
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,7 @@ class FakeImportAPI:
 
     api_key: str = "test-api-key-0123456789"
     complete_after: float = 0.0
+    per_file_s: float = 0.0  # a job of n files runs complete_after + n * per_file_s
     fail_objects: dict[str, str] = field(default_factory=dict)  # url substring -> job failure reason
     refuse_objects: dict[str, tuple[int, str]] = field(default_factory=dict)  # url substring -> code, msg
     faults: list[str] = field(default_factory=list)  # consumed in order, for create calls
@@ -137,8 +143,8 @@ class FakeImportAPI:
         """The manifest's ``target`` section for this fake (secrets as ``${ENV}`` references)."""
         raise NotImplementedError
 
-    def url_of(self, body: Any) -> str:
-        """The object URL a create body names."""
+    def urls_of(self, body: Any) -> list[str]:
+        """The object URLs one create call named, in order."""
         raise NotImplementedError
 
     def new_job_id(self, n: int) -> str:
@@ -197,16 +203,17 @@ class FakeImportAPI:
     # -- what tests look at -------------------------------------------------------------------
 
     def jobs_for(self, object_url: str) -> list[Job]:
+        """Every job that names ``object_url`` (alone, or among others)."""
         with self._lock:
-            return [j for j in self.jobs.values() if j.object_url == object_url]
+            return [j for j in self.jobs.values() if object_url in j.object_urls]
 
     def creates(self) -> list[Received]:
         with self._lock:
             return [r for r in self.received if r.path == self.CREATE_PATH]
 
     def created_urls(self) -> list[str]:
-        """The object URL of every create call received, in order (whatever the API's spelling)."""
-        return [self.url_of(r.body) for r in self.creates()]
+        """The object URLs of every create call received, in order (whatever the API's spelling)."""
+        return [url for r in self.creates() for url in self.urls_of(r.body)]
 
     def unfinished(self) -> int:
         """Jobs still pending or running, by the fake's clock."""
@@ -225,7 +232,10 @@ class FakeImportAPI:
         """``running``, ``completed`` or ``failed``, by the fake's clock."""
         if job.fail_reason is not None:
             return "failed"
-        return "completed" if self.clock() - job.created >= self.complete_after else "running"
+        return "completed" if self.clock() - job.created >= self.duration(job) else "running"
+
+    def duration(self, job: Job) -> float:
+        return self.complete_after + self.per_file_s * len(job.object_urls)
 
     def finished_at(self, job: Job) -> float | None:
         """When the job ended (completed or failed), by the fake's clock; None while it runs."""
@@ -233,7 +243,7 @@ class FakeImportAPI:
         if phase == "failed":
             return job.failed_at if job.failed_at is not None else job.created
         if phase == "completed":
-            return job.created + self.complete_after
+            return job.created + self.duration(job)
         return None
 
     def remembered(self, job: Job) -> bool:
@@ -304,11 +314,17 @@ class FakeImportAPI:
             pass
 
     def new_job(self, h: BaseHTTPRequestHandler, *, object_url: str, collection: str, access_key: str = "",
-                partition: str | None = None, db_name: str | None = None, auto_commit: bool = True) -> None:
-        """Refuse, fail, fault or create the job for one create call, and answer it."""
-        refusal = next((r for s, r in self.refuse_objects.items() if s in object_url), None)
+                partition: str | None = None, db_name: str | None = None, auto_commit: bool = True,
+                more: tuple[str, ...] = ()) -> None:
+        """Refuse, fail, fault or create the job for one create call (of ``object_url`` and ``more``),
+        and answer it. A refusal or a failure of a job of several names the file at fault, as Milvus
+        does."""
+        urls = (object_url, *more)
+        refusal = next(((u, r) for u in urls for s, r in self.refuse_objects.items() if s in u), None)
         if refusal is not None:
-            return self.reply(h, {"code": refusal[0], "message": refusal[1]})
+            code, message = refusal[1]
+            named = f"{message} (file {self.reported_name(refusal[0])})" if more else message
+            return self.reply(h, {"code": code, "message": named})
         with self._lock:
             odd = self.odd_replies.pop(0) if self.odd_replies else None
         if odd is not None and not odd.makes_job:
@@ -325,7 +341,7 @@ class FakeImportAPI:
         if fault == "garbage":
             return self.reply(h, None, raw=b"<html>502 Bad Gateway</html>")
         if fault == "dup-id":
-            other = next((j for j in self.all_jobs() if j.object_url != object_url), None)
+            other = next((j for j in self.all_jobs() if j.object_urls != urls), None)
             if other is None:
                 return self.reply(h, {"message": "dup-id needs a job of another object"}, status=500)
             return self.reply(h, self.created_reply(other.job_id))
@@ -338,9 +354,11 @@ class FakeImportAPI:
                     if job.idempotency_key == key:
                         return self.reply(h, self.created_reply(job.job_id))
             job_id = self.new_job_id(next(self._ids))
-            reason = next((r for s, r in self.fail_objects.items() if s in object_url), None)
+            failing = next(((u, r) for u in urls for s, r in self.fail_objects.items() if s in u), None)
+            reason = None if failing is None else \
+                f"{failing[1]} (file {self.reported_name(failing[0])})" if more else failing[1]
             self.jobs[job_id] = Job(job_id, collection, object_url, self.clock(), reason, access_key, key,
-                                    partition, db_name, auto_commit)
+                                    partition, db_name, auto_commit, more=more)
         if self.before_reply is not None:
             self.before_reply(self.jobs[job_id])
         if fault == "drop":

@@ -27,6 +27,7 @@ from typing import Any
 from tests.fakes.base import ROWS, FakeImportAPI, Handler, Job, check_keys
 
 PREFIX = "/v2/vectordb/jobs/import"
+MAX_FILES = 1024  # files one import job may name (Milvus REST v2)
 
 
 @dataclass
@@ -76,8 +77,8 @@ class FakeMilvus(FakeImportAPI):
         return {"type": self.TYPE, "endpoint": self.url, "token": "${MILVUS_TOKEN}",
                 "two_phase": self.two_phase_manifest}
 
-    def url_of(self, body: Any) -> str:
-        return f"s3://{self.bucket}/{body['files'][0][0]}"
+    def urls_of(self, body: Any) -> list[str]:
+        return [f"s3://{self.bucket}/{inner[0]}" for inner in body["files"]]
 
     def new_job_id(self, n: int) -> str:
         return f"{448707763884413000 + n}"
@@ -99,11 +100,14 @@ class FakeMilvus(FakeImportAPI):
         problem = check_keys(body, required=("collectionName", "files"),
                              optional=("partitionName", "dbName", "options"))
         files = body.get("files") if isinstance(body, dict) else None
-        if not problem and not (isinstance(files, list) and len(files) == 1 and isinstance(files[0], list)
-                                and len(files[0]) == 1 and isinstance(files[0][0], str)):
-            problem = "invalid parameter: files must be a list of lists of paths"
-        if not problem and "://" in files[0][0]:
-            problem = f"invalid parameter: {files[0][0]} is a URL; files are paths in the Milvus bucket"
+        if not problem and not (isinstance(files, list) and 1 <= len(files) <= MAX_FILES and all(
+                isinstance(inner, list) and len(inner) == 1 and isinstance(inner[0], str)
+                for inner in files)):
+            problem = (f"invalid parameter: files must be a list of 1 to {MAX_FILES} lists of one path each "
+                       "(one parquet file per inner list)")
+        url = next((inner[0] for inner in files if "://" in inner[0]), None) if not problem else None
+        if url is not None:
+            problem = f"invalid parameter: {url} is a URL; files are paths in the Milvus bucket"
         problem = problem or self._db_problem(h, body)
         options = body.get("options", {}) if isinstance(body, dict) else {}
         if not problem and not (isinstance(options, dict)
@@ -116,7 +120,8 @@ class FakeMilvus(FakeImportAPI):
                 problem = "invalid parameter: auto_commit=false is not allowed on this cluster"
         if problem:
             return self.reply(h, {"code": 1100, "message": problem})
-        return self.new_job(h, object_url=f"s3://{self.bucket}/{files[0][0]}",
+        urls = [f"s3://{self.bucket}/{inner[0]}" for inner in files]
+        return self.new_job(h, object_url=urls[0], more=tuple(urls[1:]),
                             collection=body["collectionName"], partition=body.get("partitionName"),
                             db_name=body.get("dbName", h.headers.get("DB-Name")), auto_commit=auto_commit)
 
@@ -131,15 +136,15 @@ class FakeMilvus(FakeImportAPI):
             return self.reply(h, {"code": 2100, "message": f"import failed: import job does not exist, "
                                                            f"jobID={body['jobId']}"})
         phase = self.phase(job)
-        key = self.reported_name(job.object_url)
         rows = 0 if phase in ("running", "failed") else ROWS
         return self.reply(h, {"code": 0, "data": {
             "jobId": job.job_id, "collectionName": job.collection, "state": self.state(job),
             "progress": 100 if phase != "running" else 40, "reason": job.fail_reason or "",
-            "importedRows": rows, "totalRows": ROWS, "fileSize": 1000,
-            "details": [{"fileName": key, "fileSize": 1000, "state": self.state(job),
+            "importedRows": rows * len(job.object_urls), "totalRows": ROWS * len(job.object_urls),
+            "fileSize": 1000 * len(job.object_urls),
+            "details": [{"fileName": self.reported_name(url), "fileSize": 1000, "state": self.state(job),
                          "progress": 100 if phase != "running" else 40, "importedRows": rows,
-                         "totalRows": ROWS}]}})
+                         "totalRows": ROWS} for url in job.object_urls]}})
 
     def _two_phase_job(self, h: BaseHTTPRequestHandler, body: Any, action: str) -> Job | None:
         """The job a commit or abort names, or None once the refusal is answered."""

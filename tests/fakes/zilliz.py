@@ -40,8 +40,8 @@ class FakeZilliz(FakeImportAPI):
                 "cluster_id": self.cluster_id,
                 "api_key": "${ZILLIZ_API_KEY}"}
 
-    def url_of(self, body: Any) -> str:
-        return str(body["objectUrl"])
+    def urls_of(self, body: Any) -> list[str]:
+        return [str(body["objectUrl"])]
 
     def created_reply(self, job_id: str) -> dict[str, Any]:
         return {"code": self.success_code, "data": {"jobId": job_id}}

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.fakes.base import NO_CLUSTER, FakeImportAPI, Handler, Job, check_keys
+from tests.fakes.base import NO_CLUSTER, ROWS, FakeImportAPI, Handler, Job, check_keys
 
 PREFIX = "/v2/vectordb/jobs/import"
+MAX_FILES = 1000  # files one import job may name (Zilliz Cloud v2)
 
 
 @dataclass
@@ -41,8 +42,8 @@ class FakeZillizV2(FakeImportAPI):
                 "cluster_id": self.cluster_id,
                 "api_key": "${ZILLIZ_API_KEY}"}
 
-    def url_of(self, body: Any) -> str:
-        return str(body["objectUrls"][0][0])
+    def urls_of(self, body: Any) -> list[str]:
+        return [str(inner[0]) for inner in body["objectUrls"]]
 
     def new_job_id(self, n: int) -> str:
         return f"{448761313698322000 + n}"
@@ -59,16 +60,17 @@ class FakeZillizV2(FakeImportAPI):
                                              "secretKey"),
                              optional=("partitionName", "dbName", "token", "options"))
         urls = body.get("objectUrls") if isinstance(body, dict) else None
-        if not problem and not (isinstance(urls, list) and len(urls) == 1 and isinstance(urls[0], list)
-                                and len(urls[0]) == 1 and isinstance(urls[0][0], str)):
-            problem = "invalid parameter: objectUrls must be a list of lists of URLs"
+        if not problem and not (isinstance(urls, list) and 1 <= len(urls) <= MAX_FILES and all(
+                isinstance(inner, list) and len(inner) == 1 and isinstance(inner[0], str) for inner in urls)):
+            problem = (f"invalid parameter: objectUrls must be a list of 1 to {MAX_FILES} lists of one URL "
+                       "each (one parquet file per inner list)")
         if problem:
             return self.reply(h, {"code": 1100, "message": problem})
         if body["clusterId"] != self.cluster_id:
             return self.reply(h, {"code": 80020, "message": NO_CLUSTER})
         return self.new_job(h, object_url=urls[0][0], collection=body["collectionName"],
                             access_key=body["accessKey"], partition=body.get("partitionName"),
-                            db_name=body.get("dbName"))
+                            db_name=body.get("dbName"), more=tuple(inner[0] for inner in urls[1:]))
 
     def _progress(self, h: BaseHTTPRequestHandler, body: Any, _query: dict[str, str]) -> None:
         if self.poll_fault(h):
@@ -81,13 +83,17 @@ class FakeZillizV2(FakeImportAPI):
             return self.reply(h, {"code": 96026, "message": "job not found"})
         phase = self.phase(job)
         done = phase != "running"
-        detail = {"fileName": self.reported_name(job.object_url), "fileSize": 1000,
-                  "state": self.state(job), "progress": 100 if done else 50,
-                  "completeTime": "2026-11-29T00:00:00Z" if done else None,
-                  "reason": job.fail_reason or "", "importedRows": 3 if phase == "completed" else 0}
+        details = [{"fileName": self.reported_name(url), "fileSize": 1000,
+                    "state": self.state(job), "progress": 100 if done else 50,
+                    "completeTime": "2026-11-29T00:00:00Z" if done else None,
+                    "reason": job.fail_reason or "", "importedRows": ROWS if phase == "completed" else 0}
+                   for url in job.object_urls]
+        top = {**details[0], "importedRows": sum(d["importedRows"] for d in details),
+               "totalRows": ROWS * len(details)}
+        if len(details) > 1:
+            del top["fileName"]  # a job of several files names them in ``details`` only
         return self.reply(h, {"code": 0, "data": {
-            "jobId": job.job_id, "collectionName": job.collection, **detail, "totalRows": 3,
-            "details": [detail]}})
+            "jobId": job.job_id, "collectionName": job.collection, **top, "details": details}})
 
     def _list(self, h: BaseHTTPRequestHandler, body: Any, _query: dict[str, str]) -> None:
         if not self.list_enabled:
