@@ -32,13 +32,14 @@ from .errors import (
     SourceError,
     UnknownObjectError,
 )
+from .grouping import batches
 from .ledger import TABLES, Ledger
 from .manifest import Manifest, load
 from .models import Action, JobProgress, JobState, LedgerRecord, ObjectState, PlanItem
 from .models import Outcome as Outcome
 from .pacing import RateLimiter
 from .pgurl import PostgresLedger
-from .pipeline import plan_source, refresh_all
+from .pipeline import max_job_bytes, plan_source, refresh_all
 from .pipeline import run as run
 from .run import RunOptions as RunOptions
 from .run import RunReport as RunReport
@@ -117,24 +118,43 @@ class PlanReport:
     totals: Counter[str] = field(default_factory=Counter)
     source_errors: list[str] = field(default_factory=list)
     source_warnings: list[str] = field(default_factory=list)
+    jobs: int = 0  # the import jobs the objects to submit make (settings.objects_per_job)
 
 
 def plan(manifest: Manifest, *, source_factory: SourceFactory = make_source,
          on_item: Callable[[PlanItem], None] | None = None,
+         on_job: Callable[[int, list[PlanItem]], None] | None = None,
          clock: Callable[[], float] = time.time) -> PlanReport:
-    """List every source and decide, without submitting or writing anything."""
+    """List every source and decide, without submitting or writing anything. ``on_item`` sees every
+    object not to submit as it is decided; the objects to submit go to ``on_job`` by import job (its
+    number, its objects; grouped as ``run`` would group them, before the pre-flight check), or to
+    ``on_item`` one by one when ``on_job`` is None."""
     report = PlanReport()
     ledger = open_ledger(manifest, read_only=True) if ledger_exists(manifest) else None
     now = clock()
+
+    def counted(items: Iterable[PlanItem]) -> Iterable[PlanItem]:
+        for item in items:
+            report.totals[item.action.value] += 1
+            if item.action in (Action.SUBMIT, Action.RETRY):
+                yield item
+            elif on_item is not None:
+                on_item(item)
+
     try:
         for source in manifest.sources:
             try:
                 lister = source_factory(source, manifest.settings)
-                for item in plan_source(source, lister, manifest, ledger, now=now,
-                                        warn=report.source_warnings.append):
-                    report.totals[item.action.value] += 1
-                    if on_item is not None:
-                        on_item(item)
+                for group in batches(counted(plan_source(source, lister, manifest, ledger, now=now,
+                                                         warn=report.source_warnings.append)),
+                                     most=manifest.settings.objects_per_job,
+                                     max_bytes=max_job_bytes(manifest)):
+                    report.jobs += 1
+                    if on_job is not None:
+                        on_job(report.jobs, group)
+                    elif on_item is not None:
+                        for item in group:
+                            on_item(item)
             except SourceError as exc:
                 report.source_errors.append(str(exc))
     finally:
@@ -209,6 +229,7 @@ class Overview:
     failing_total: int
     failing: list[LedgerRecord]  # the most recent ones, each with its last error
     last_success_at: float | None
+    job_sizes: dict[str, int] = field(default_factory=dict)  # objects per job shown, where more than one
 
 
 @dataclass
@@ -237,8 +258,11 @@ def status(manifest: Manifest, *, refresh_jobs: bool = False,
     with open_ledger(manifest, read_only=True) as ledger:
         stalled = ledger.stalled(after)
         total, failing = ledger.failing(failing_limit)
-        overview = Overview(clock(), after, _groups(ledger, stalled), stalled, total, failing,
-                            ledger.last_success())
+        groups = _groups(ledger, stalled)
+        shown = {r.job_id for r in [*(r for r, _ in stalled), *failing,
+                                    *(g.oldest_running for g in groups if g.oldest_running)] if r.job_id}
+        overview = Overview(clock(), after, groups, stalled, total, failing, ledger.last_success(),
+                            {job: n for job, n in ledger.job_sizes(sorted(shown)).items() if n > 1})
         return StatusReport(ledger.counts(), list(ledger.records()) if objects else [], overview)
 
 
@@ -266,6 +290,7 @@ class ObjectHistory:
     versions: list[LedgerRecord]
     events: list[Event]
     progress: dict[str, JobProgress]
+    companions: dict[int, list[LedgerRecord]] = field(default_factory=dict)  # by row id: its job's others
 
 
 def url_forms(manifest: Manifest, text: str, *, glob: bool = False) -> list[str]:
@@ -300,7 +325,8 @@ def show(manifest: Manifest, url: str) -> ObjectHistory:
                 "gs://..., file://...), an absolute path, or a path relative to a source")
         events = ledger.events(url)
         return ObjectHistory(url, versions, events,
-                             ledger.job_progress(sorted({e[3] for e in events if e[3] is not None})))
+                             ledger.job_progress(sorted({e[3] for e in events if e[3] is not None})),
+                             {v.id: ledger.companions(v) for v in versions})
 
 
 EXPORT_FORMATS = ("jsonl", "csv")

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -249,7 +250,7 @@ def ls_command(manifest: str, source: int | None, as_json: bool, problems_only: 
               "pattern did not match); the counts still end the output.")
 def plan(manifest: str, as_json: bool, problems_only: bool) -> None:
     """List the sources and show what `run` would do with each object, without submitting."""
-    def show(item: PlanItem) -> None:
+    def show(item: PlanItem, job: int | None = None) -> None:
         route = item.route
         if problems_only and not _plan_problem(item):
             return
@@ -258,18 +259,37 @@ def plan(manifest: str, as_json: bool, problems_only: bool) -> None:
                 "url": item.obj.url, "version": item.obj.version, "size": item.obj.size,
                 "action": item.action.value, "reason": item.reason,
                 "collection": route.collection if route else None,
-                "partition": route.partition if route else None}))
+                "partition": route.partition if route else None,
+                **({"job": job} if job is not None else {})}))
         else:
             where = f" -> {route.collection}" + (f"/{route.partition}" if route and route.partition else "") \
                 if route else ""
             _say(f"{item.action.value:9} {item.obj.url}{where}  ({item.reason})")
 
+    def show_job(number: int, items: list[PlanItem]) -> None:
+        if as_json:
+            for item in items:
+                show(item, job=number)
+            return
+        if not problems_only:
+            route = items[0].route
+            assert route is not None
+            where = route.collection + (f"/{route.partition}" if route.partition else "")
+            alone = " (alone: named as the cause of a failed job)" if items[0].alone else ""
+            _say(f"job {number}: {len(items)} object(s), {views.size(sum(i.obj.size for i in items))} "
+                 f"-> {where}{alone}")
+        for item in items:
+            show(item)
+
     with _errors():
-        report = api.plan(_load(manifest), on_item=show)
+        m = _load(manifest)
+        report = api.plan(m, on_item=show, on_job=show_job if m.settings.objects_per_job > 1 else None)
     _report_sources(report.source_errors, report.source_warnings)
     totals = report.totals
     line = ", ".join(f"{n} {action}" for action, n in sorted(totals.items())) or "no objects"
-    click.echo(f"plan: {line}", err=True)
+    jobs = f"; {report.jobs} import job(s) of up to {m.settings.objects_per_job} objects" \
+        if m.settings.objects_per_job > 1 else ""
+    click.echo(f"plan: {line}{jobs}", err=True)
     if report.source_errors:
         sys.exit(EXIT_FAILED)
 
@@ -398,10 +418,12 @@ def status(manifest: str, as_json: bool, refresh: bool, wait_lock: float) -> Non
         report = api.status(m, refresh_jobs=refresh, objects=as_json, wait_lock_s=wait_lock)
     overview = report.overview
     if as_json:
+        jobs = Counter(r.job_id for r in report.records if r.job_id)
         click.echo(json.dumps({
             "counts": report.counts,
             "objects": [{"url": r.url, "etag": r.version, "collection": r.collection,
                          "partition": r.partition, "state": r.state.value, "job_id": r.job_id,
+                         "job_objects": jobs[r.job_id] if r.job_id else None,
                          "attempts": r.attempts, "error": r.error, "rows": r.rows,
                          "imported_rows": r.imported_rows} for r in report.records],
             "groups": [{"source": g.source, "collection": g.collection, "counts": g.counts,
@@ -436,7 +458,9 @@ def show(manifest: str, url: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({
             "url": history.url,
-            "versions": [{**api.record_row(v), "events": [
+            "versions": [{**api.record_row(v), "companions": [
+                {"url": c.url, "version": c.version, "state": c.state.value}
+                for c in history.companions.get(v.id, [])], "events": [
                 {"at": api.iso_time(at), "state": state, "job_id": job, "detail": detail}
                 for at, version, state, job, detail in history.events if version == v.version]}
                 for v in history.versions],

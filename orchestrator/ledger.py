@@ -738,11 +738,11 @@ class Ledger:
 
     def companions(self, row: LedgerRecord) -> list[LedgerRecord]:
         """The other rows of ``row``'s job (the same job id on the same target), or of its create call
-        while the job id is unknown (the same batch)."""
+        while its outcome is unknown (``submitting``: the same batch)."""
         params: tuple[Any, ...]
-        if row.job_id is not None:
+        if row.job_id is not None and row.state is not ObjectState.SUBMITTING:
             where, params = "job_id = ? AND target = ?", (row.job_id, row.target)
-        elif row.batch is not None:
+        elif row.state is ObjectState.SUBMITTING and row.batch is not None:
             where, params = "batch = ?", (row.batch,)
         else:
             return []
@@ -750,6 +750,16 @@ class Ledger:
             found = self._db.execute(f"SELECT {_COLUMNS} FROM objects WHERE {where} AND id <> ? ORDER BY id",
                                      (*params, row.id)).fetchall()
         return [_record(r) for r in found]
+
+    def job_sizes(self, job_ids: Sequence[str]) -> dict[str, int]:
+        """How many of the owner's objects each of ``job_ids`` imports."""
+        if not job_ids:
+            return {}
+        where, params = self._db.any_of("job_id", job_ids)
+        with self._lock:
+            return {str(job): int(n) for job, n in self._db.execute(
+                f"SELECT job_id, COUNT(*) FROM objects WHERE {where} AND target = ? GROUP BY job_id",
+                (*params, self.owner))}
 
     def jobs_held(self) -> int:
         """How many jobs the owner's target holds for this ledger, or may hold: distinct job ids of

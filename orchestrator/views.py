@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 from .api import ObjectHistory, Overview
 from .manifest import SourceConfig
-from .models import JobProgress, ObjectState
+from .models import JobProgress, LedgerRecord, ObjectState
 
 STATES = [s.value for s in ObjectState]
 
@@ -30,12 +30,13 @@ def status_lines(overview: Overview, counts: dict[str, int], sources: Sequence[S
                      key=lambda r: r.updated_at)
     if running:
         lines += ["", "oldest running job per collection:"]
-        lines += [f"  {r.collection}: {r.job_id} since {when(r.updated_at)} "
+        lines += [f"  {r.collection}: {r.job_id}{_of(overview, r.job_id)} since {when(r.updated_at)} "
                   f"({ago(now - r.updated_at, suffix='')})  {r.url}" for r in running]
     if overview.stalled:
         lines += ["", f"stalled: {_n(len(overview.stalled), 'job')} whose progress stood still for "
                       f"{age(overview.stall_after_s)} or more (settings.stall_after_s); left running:"]
-        lines += [f"  {r.job_id}  progress {_progress(p)}  {r.url}" for r, p in overview.stalled[:20]]
+        lines += [f"  {r.job_id}{_of(overview, r.job_id)}  progress {_progress(p)}  {r.url}"
+                  for r, p in overview.stalled[:20]]
         if len(overview.stalled) > 20:
             lines.append(f"  ... and {len(overview.stalled) - 20} more (status --json lists them all)")
     if overview.failing_total:
@@ -44,9 +45,17 @@ def status_lines(overview: Overview, counts: dict[str, int], sources: Sequence[S
         lines += ["", f"failing: {_n(overview.failing_total, 'object')}{more} "
                       "(`orchestrator show MANIFEST URL` for one's history):"]
         for r in overview.failing:
-            lines += [f"  {r.state.value:9}  {when(r.updated_at)}  {r.url}", f"             {r.error}"]
+            failed = r.job_id and r.state is ObjectState.FAILED
+            job = f"  (job {r.job_id}{_of(overview, r.job_id)})" if failed else ""
+            lines += [f"  {r.state.value:9}  {when(r.updated_at)}  {r.url}{job}", f"             {r.error}"]
     total = ", ".join(f"{counts[s]} {s}" for s in STATES if counts.get(s)) or "empty ledger"
     return [*lines, "", f"status: {total}"]
+
+
+def _of(overview: Overview, job_id: str | None) -> str:
+    """`` of 10 objects`` for a job of several, else nothing."""
+    n = overview.job_sizes.get(job_id or "", 1)
+    return f" of {n} objects" if n > 1 else ""
 
 
 def _group_table(overview: Overview, sources: Sequence[SourceConfig]) -> list[str]:
@@ -93,11 +102,24 @@ def history_lines(history: ObjectHistory, stall_after_s: float) -> list[str]:
         if rows:
             history_table = table(["time", "state", "job", "detail"], rows, right=set())
             lines += ["  history:", *("    " + line for line in history_table)]
+        lines += _companion_lines(history.companions.get(v.id, []), v.job_id)
         seen = history.progress.get(v.job_id or "")
         if seen is not None and v.state is ObjectState.SUBMITTED:
             stalled = seen.seen_at - seen.changed_at >= stall_after_s
             lines.append(f"  {'progress':11} {_progress(seen)}, last polled {when(seen.seen_at)}"
                          + ("  STALLED (settings.stall_after_s)" if stalled else ""))
+    return lines
+
+
+def _companion_lines(others: list[LedgerRecord], job_id: str | None) -> list[str]:
+    """The other objects of the version's job (or of its create call, before a job id is known)."""
+    if not others:
+        return []
+    what = f"job {job_id}" if job_id else "its create call"
+    lines = [f"  {'companions':11} {_n(len(others), 'other object')} in {what} (all or nothing):"]
+    lines += [f"    {r.state.value:10} {r.url}" for r in others[:10]]
+    if len(others) > 10:
+        lines.append(f"    ... and {len(others) - 10} more (show --json lists them all)")
     return lines
 
 

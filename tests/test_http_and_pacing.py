@@ -147,7 +147,7 @@ def test_redactor_and_idempotency_key() -> None:
     # a job of several objects: one key for the group, whatever the order; another group, another key
     group = [("s3://b/k", "e1", 0), ("s3://b/l", "e7", 2)]
     assert idempotency_key(group, "t\0c\0") == idempotency_key(group[::-1], "t\0c\0")
-    assert idempotency_key(group, "t\0c\0") not in (a, idempotency_key(group[:1] + [("s3://b/m", "e7", 2)],
+    assert idempotency_key(group, "t\0c\0") not in (a, idempotency_key([*group[:1], ("s3://b/m", "e7", 2)],
                                                                           "t\0c\0"))
     assert idempotency_key(group, "t\0c\0") != idempotency_key([group[0], (*group[1][:2], 3)], "t\0c\0")
 
