@@ -243,15 +243,47 @@ def test_once_two_phase_is_proven_a_lost_reply_is_resent_and_its_orphan_aborted(
     assert [fake_api.visible_rows(u) for u in urls] == [3, 3]
 
 
+@pytest.mark.parametrize("fake_api", ["milvus"], indirect=True)
+def test_the_orphan_of_a_lost_job_of_several_is_aborted_whole(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+) -> None:
+    from orchestrator import api
+
+    urls = put_objects([f"embeddings/p{i}.parquet" for i in range(5)])
+    fake_api.two_phase_manifest = True
+    fake_api.faults = ["drop"]  # the first job's reply is lost, the job of three made
+    fake_api.list_enabled = False
+    manifest = write_manifest(settings={"concurrency": 1, "objects_per_job": 3})
+
+    def proven(manifest: Any, client: httpx.Client, read: Any) -> Any:
+        target = api.make_target(manifest, client, read)
+        target.two_phase_proven = True
+        return target
+
+    report = api.run(api.validate(manifest), target_factory=proven)
+    assert report.exit_code() == 0 and report.outcomes["submitted"] == 5
+    assert len(fake_api.creates()) == 3 and len(fake_api.jobs_for(urls[0])) == 2
+    fake_api.list_enabled = True
+    for _ in range(3):
+        assert _run(manifest).exit_code == 0  # type: ignore[attr-defined]
+    orphan, owned = fake_api.jobs_for(urls[0])
+    assert orphan.object_urls == owned.object_urls and len(orphan.object_urls) == 3
+    assert orphan.failed_at is not None and orphan.committed_at is None
+    assert owned.committed_at is not None
+    assert [fake_api.visible_rows(u) for u in urls] == [3] * 5
+
+
 def _rows(manifest: Path) -> list[Any]:
     from orchestrator import api
     with api.open_ledger(api.validate(manifest)) as ledger:
         return list(ledger.records())
 
 
+@pytest.mark.parametrize("per_job", [1, 4])
 @pytest.mark.parametrize("fake_api", ["milvus"], indirect=True)
 def test_kill_9_with_two_phase_makes_each_objects_rows_visible_once(
     put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+    per_job: int,
 ) -> None:
     import json
     import signal
@@ -262,7 +294,7 @@ def test_kill_9_with_two_phase_makes_each_objects_rows_visible_once(
     urls = put_objects([f"embeddings/p{i:02}.parquet" for i in range(20)])
     fake_api.two_phase_manifest = True
     fake_api.fault_rate = {"drop": 0.15}  # lost replies too: adopted, or resent once two-phase is proven
-    manifest = write_manifest(settings={"concurrency": 2})
+    manifest = write_manifest(settings={"concurrency": 2, "objects_per_job": per_job})
     fake_api.latency_s = 0.05
     for n, mode in enumerate(["in-window", "after-reply", "in-window"]):
         proc = spawn("run", str(manifest))
