@@ -72,7 +72,25 @@ def backlog_rows(results: dict[str, Any]) -> list[Row]:
         ("backlog", "API calls per object", b["calls_per_object"], "reported", None),
         ("backlog", f"refresh of {p['running_jobs']} running jobs: calls per job", p["calls_per_running_job"],
          "<= 0.05", p["calls_per_running_job"] <= 0.05),
+        *group_rows(results.get("groups", [])),
     ]
+
+
+def group_rows(groups: list[dict[str, Any]]) -> list[Row]:
+    """The same backlog in jobs of 1, 10 and 100 objects: wall time and calls per object, and the
+    speed-up over one object per job."""
+    if not groups:
+        return []
+    one = groups[0]
+    out: list[Row] = []
+    for g in groups:
+        what = f"groups  {g['objects']:,} objects, {g['objects_per_job']} per job"
+        out += [("backlog", f"{what}: seconds", g["seconds"], "reported", None),
+                ("backlog", f"{what}: calls per object", g["calls_per_object"], "reported", None)]
+        if g is not one:
+            speedup = round(one["seconds"] / g["seconds"], 1)
+            out.append(("backlog", f"{what}: speed-up over 1 per job", speedup, "reported", None))
+    return out
 
 
 def listing_rows(listing: dict[str, Any]) -> list[Row]:

@@ -6,6 +6,10 @@
             the create calls the server refused as full, per object (target <= 0.1).
   polling:  200 running jobs, one refresh: API calls per running job (target <= 0.05; one progress
             call each would be 1.0).
+  groups:   500 objects, ``run --wait``, in jobs of 1, 10 and 100 objects (``objects_per_job``)
+            against a server whose jobs cost a fixed overhead (0.5 s: scheduling, segment sealing) plus
+            time per file (0.005 s), 20 slots, with the client held to Zilliz's 20 calls/s: wall time
+            and API calls per object, side by side.
 The run polls every 0.05 s: 5% of the job time, as the default 5 s is for jobs of minutes. The fake
 lists jobs newest first, in pages of 100. ``requests_per_second`` is 200 here: at Zilliz's
 documented 20 calls/s per endpoint, one object per job is bound by the create endpoint alone (20
@@ -36,9 +40,9 @@ CLUSTER = "inxx-bench000000002"
 class Server:
     """The fake in a process of its own, so that it does not share our GIL."""
 
-    def __init__(self, *, max_jobs: int, job_s: float) -> None:
+    def __init__(self, *, max_jobs: int, job_s: float, per_file_s: float = 0.0) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.backlog", "serve", str(max_jobs), str(job_s)],
+            [sys.executable, "-m", "bench.backlog", "serve", str(max_jobs), str(job_s), str(per_file_s)],
             stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.url = self.proc.stdout.readline().strip()
@@ -51,7 +55,8 @@ class Server:
         self.proc.wait()
 
 
-def manifest(server: Server, ledger: Path, *, concurrency: int = 8) -> Manifest:
+def manifest(server: Server, ledger: Path, *, concurrency: int = 8, rps: float = 200,
+             per_job: int = 1) -> Manifest:
     source = SourceConfig(index=0, url="s3://bench/data/", scheme="s3", bucket="bench", prefix="data/",
                           collection="bench", partition=None, pattern=None, include=("**/*.parquet",),
                           exclude=(), endpoint_url=None, region=None, credentials=None)
@@ -60,8 +65,8 @@ def manifest(server: Server, ledger: Path, *, concurrency: int = 8) -> Manifest:
         target=TargetConfig(type="zilliz-v2", base_url=server.url, cluster_id=CLUSTER, api_key=Secret(KEY)),
         credentials=Credentials(access_key=Secret("bench-ak"), secret_key=Secret("bench-sk")),
         sources=(source,),
-        settings=Settings(concurrency=concurrency, requests_per_second=200, max_attempts=3, min_age_s=0,
-                          preflight=PreflightMode.OFF, job_list_lag_s=0),
+        settings=Settings(concurrency=concurrency, requests_per_second=rps, max_attempts=3, min_age_s=0,
+                          preflight=PreflightMode.OFF, job_list_lag_s=0, objects_per_job=per_job),
         ledger_path=ledger)
 
 
@@ -104,23 +109,44 @@ def polling(running: int = 200) -> dict[str, Any]:
     return {"running_jobs": running, "calls": spent, "calls_per_running_job": round(spent / running, 3)}
 
 
+def groups(count: int = 500, slots: int = 20, overhead_s: float = 0.5, per_file_s: float = 0.005,
+           sizes: tuple[int, ...] = (1, 10, 100)) -> list[dict[str, Any]]:
+    out = []
+    for size in sizes:
+        server = Server(max_jobs=slots, job_s=overhead_s, per_file_s=per_file_s)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                m = manifest(server, Path(tmp) / "bench.ledger.sqlite", rps=20, per_job=size)
+                start = time.perf_counter()
+                report = api.run(m, api.RunOptions(wait=True, poll_interval_s=0.1),
+                                 source_factory=lambda _s, _settings: SyntheticSource(count))
+                seconds = time.perf_counter() - start
+            calls = server.calls()
+        finally:
+            server.stop()
+        assert report.waited["completed"] == count, report.summary()
+        out.append({"objects": count, "objects_per_job": size, "jobs": calls["jobs"],
+                    "seconds": round(seconds, 1), "calls_per_object": round(len(calls["paths"]) / count, 3)})
+    return out
+
+
 def main() -> dict[str, Any]:
-    return {"backlog": backlog(), "polling": polling()}
+    return {"backlog": backlog(), "polling": polling(), "groups": groups()}
 
 
-def serve(max_jobs: int, job_s: float) -> None:
+def serve(max_jobs: int, job_s: float, per_file_s: float) -> None:
     import threading
 
     from tests.fakes.zilliz_v2 import FakeZillizV2
 
     fake = FakeZillizV2(api_key=KEY, cluster_id=CLUSTER, max_jobs=max_jobs, complete_after=job_s,
-                        newest_first=True).start()
+                        per_file_s=per_file_s, newest_first=True).start()
     print(fake.url, flush=True)
     threading.Event().wait()
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
-        serve(int(sys.argv[2]), float(sys.argv[3]))
+        serve(int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
     else:
         print(json.dumps(main(), indent=2))
