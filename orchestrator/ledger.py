@@ -599,7 +599,7 @@ class Ledger:
                     server_at: float | None = None) -> list[Claim | None]:
         """:meth:`begin_submission` for every object of one create call, ``(item, rows, sent_as)``
         each, in one transaction: all are ``submitting`` before the call, or none. When several are
-        claimed, each records the call as its ``batch`` (the first claimed row's id), which is how a
+        claimed, each records the call as its ``batch`` (a number new to the ledger), which is how a
         later reconciliation knows they were sent together. A member already taken gets None."""
         self.check_same_file()
         now = self._clock()
@@ -609,9 +609,10 @@ class Ledger:
                                  attempt=True, sent_as=sent_as, server_at=server_at, now=now)
                       for item, rows, sent_as in members]
             taken = [c.row for c in claims if c is not None]
-            if len(taken) > 1:
+            if len(taken) > 1:  # a number no row ever had: stale batches never mix with this one
+                batch = self._db.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM objects").fetchone()[0]
                 where, params = self._db.any_of("id", taken)
-                self._db.execute(f"UPDATE objects SET batch=? WHERE {where}", (taken[0], *params))
+                self._db.execute(f"UPDATE objects SET batch=? WHERE {where}", (batch, *params))
             return claims
 
         return self._durably(body)

@@ -128,7 +128,7 @@ def test_a_group_is_claimed_recorded_and_settled_together(where: Where) -> None:
         assert claims[1] is None and claims[0] is not None and claims[2] is not None
         first, third = ledger.row(claims[0].row), ledger.row(claims[2].row)
         assert first is not None and third is not None
-        assert first.batch == third.batch == first.id and first.state is ObjectState.SUBMITTING
+        assert first.batch == third.batch == 1 and first.state is ObjectState.SUBMITTING
         assert [r.url for r in ledger.companions(first)] == ["s3://b/k3"]
         assert ledger.jobs_held() == 2  # the lone claim and the call of two
         assert ledger.record_job([first.id, third.id], "job-7")
@@ -144,6 +144,10 @@ def test_a_group_is_claimed_recorded_and_settled_together(where: Where) -> None:
         assert [r.url for r in ledger.companions(after[0])] == ["s3://b/k3"]  # by job id, once failed
         again = ledger.begin_group([(item("k1"), None, "k1")])
         assert again[0] is not None and ledger.row(again[0].row).batch is None  # type: ignore[union-attr]
+        ledger.refuse(again[0].row, "busy", permanent=False)
+        regrouped = ledger.begin_group([(item(k), None, k) for k in ("k1", "k9")])
+        assert {ledger.row(c.row).batch for c in regrouped if c} == {2}  # type: ignore[union-attr]
+        assert ledger.row(third.id).batch == 1  # type: ignore[union-attr]  # the old call's, never reused
 
 
 def test_a_ledger_of_schema_3_gains_the_group_columns(tmp_path: Path) -> None:

@@ -80,6 +80,8 @@ def test_a_failed_job_fails_each_object_and_the_one_it_names_goes_alone(
     assert [first[f"p{i}.parquet"].failures for i in range(3)] == [1, 1, 1]  # one failure each
     assert "the vector column holds nulls (file " in (first["p0.parquet"].error or "")
     assert [first[f"p{i}.parquet"].alone for i in range(3)] == [False, True, False]
+    status = invoke("status", str(manifest)).stdout
+    assert f"(job {first['p0.parquet'].job_id} of 3 objects)" in status
 
     plan = invoke("plan", str(manifest))
     assert "(alone: named as the cause of a failed job)" in plan.stdout
