@@ -108,6 +108,37 @@ def test_the_same_key_in_two_buckets_is_never_adopted_on_a_guess(
     assert len(fake_api.jobs) == 1 and not fake_api.creates()  # nothing resubmitted on a guess
 
 
+@pytest.mark.parametrize("fake_api", ["zilliz-v2"], indirect=True)
+def test_jobs_of_several_with_the_same_keys_in_two_buckets_are_told_apart_or_left_alone(
+    s3: Any, write_manifest: Callable[..., Path], fake_api: FakeImportAPI,
+) -> None:
+    buckets = ["lake-eu-2", "lake-us-2"]
+    urls = []
+    for b in buckets:
+        s3.create_bucket(Bucket=b)
+        for k in ("emb/p0.parquet", "emb/p1.parquet"):
+            s3.put_object(Bucket=b, Key=k, Body=parquet_bytes())
+            urls.append(f"s3://{b}/{k}")
+    sources = [{"url": f"s3://{b}/emb/", "collection": "articles"} for b in buckets]
+    # both calls' replies lost: the server names each job {emb/p0, emb/p1}, bucket unsaid; the second
+    # call waits until the first is resolved, so each job is proven its call's
+    fake_api.faults = ["drop", "drop"]
+    manifest = write_manifest(sources=sources, settings={"objects_per_job": 2, "concurrency": 2})
+    result = invoke("run", str(manifest))
+    assert result.exit_code == 0 and "adopted=4" in result.stdout, result.output
+    assert_each_once(fake_api, manifest, urls)
+    # a crash with both calls in doubt: the one job could be either's, so neither adopts it
+    s3.put_object(Bucket=buckets[0], Key="emb/p2.parquet", Body=parquet_bytes())
+    s3.put_object(Bucket=buckets[1], Key="emb/p2.parquet", Body=parquet_bytes())
+    fresh = write_manifest(sources=sources, settings={"objects_per_job": 2}, name="again.yaml")
+    items = crash_state(fresh, only=lambda i: i.obj.key == "emb/p2.parquet")
+    assert len(items) == 2
+    fake_api.add_job(f"s3://{buckets[0]}/emb/p2.parquet", "articles")
+    again = invoke("run", str(fresh))
+    assert again.exit_code == 1 and "unsure=2" in again.stdout, again.output
+    assert {r.state for r in ledger_rows(fresh) if r.url.endswith("p2.parquet")} == {ObjectState.UNCERTAIN}
+
+
 @zilliz_apis
 def test_two_objects_the_server_would_name_alike_are_never_in_flight_together(
     s3: Any, write_manifest: Callable[..., Path], fake_api: FakeImportAPI,
