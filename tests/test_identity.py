@@ -112,7 +112,7 @@ def test_the_same_key_in_two_buckets_is_never_adopted_on_a_guess(
 def test_jobs_of_several_with_the_same_keys_in_two_buckets_are_told_apart_or_left_alone(
     s3: Any, write_manifest: Callable[..., Path], fake_api: FakeImportAPI,
 ) -> None:
-    buckets = ["lake-eu-2", "lake-us-2"]
+    buckets = ["lake-eu-3", "lake-us-3"]
     urls = []
     for b in buckets:
         s3.create_bucket(Bucket=b)
