@@ -1,8 +1,9 @@
 """Submitting: bounded concurrency, retries by error type, pacing, and the ledger around every call.
 
-The ledger row is committed as ``submitting`` before each create call and the job id is committed
-the moment it arrives, so a crash at any instant leaves at worst a ``submitting`` row, which the
-:class:`Reconciler` resolves before anything is sent again.
+The ledger rows of a create call (one object, or several: ``settings.objects_per_job``) are committed
+as ``submitting`` together before the call and the job id is committed for all of them the moment it
+arrives, so a crash at any instant leaves at worst ``submitting`` rows, which the :class:`Reconciler`
+resolves by the call's whole file set before anything is sent again.
 """
 
 from __future__ import annotations
@@ -213,7 +214,7 @@ class Submitter:
         results: list[tuple[PlanItem, Outcome]] = []
         checked: list[Member] = []
         for item in items:
-            stopped, rows = self._check(item)
+            stopped, rows = (Outcome.NOT_STARTED, None) if self.stop.is_set() else self._check(item)
             if stopped is not None:
                 results.append((item, stopped))
             else:

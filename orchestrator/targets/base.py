@@ -48,7 +48,8 @@ class Target(Protocol):
         ...
 
     def create(self, request: ImportRequest) -> str:
-        """Start one import job for one object; return the job id."""
+        """Start one import job for the request's objects (``request.files``: one, or several where
+        ``settings.objects_per_job`` allows); return the job id."""
         ...
 
     def progress(self, job_id: str) -> JobInfo:
