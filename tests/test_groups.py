@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from tests.conftest import parquet_bytes
 from tests.fakes.base import FakeImportAPI, Job, OddReply
 from tests.test_exactly_once import assert_exactly_once, invoke, no_secrets, rows, spawn
 from tests.test_preflight_e2e import ARTICLES, parquet
@@ -239,3 +240,15 @@ def test_a_faulty_api_converges_with_groups(
             break
     assert {r.state.value for r in rows(manifest)} == {"completed"}
     assert_exactly_once(fake_api, manifest, urls)
+
+
+def test_max_job_gb_bounds_the_bytes_of_a_job(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeImportAPI,
+) -> None:
+    urls = put_objects([f"embeddings/p{i}.parquet" for i in range(5)])
+    size = len(parquet_bytes())  # every object's
+    manifest = write_manifest(settings={"objects_per_job": 10, "max_job_gb": 2.5 * size / 1024**3})
+    planned = [json.loads(line) for line in invoke("plan", str(manifest), "--json").stdout.splitlines()]
+    assert [p["job"] for p in planned] == [1, 1, 2, 2, 3]  # two objects fit under 2.5 objects' bytes
+    assert invoke("run", str(manifest)).exit_code == 0
+    assert sorted(map(len, created(fake_api))) == [1, 2, 2] and len(urls) == 5
