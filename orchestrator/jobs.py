@@ -410,7 +410,7 @@ class Drain:
         self._stop = stop
         self._pause = pause
         self._done = threading.Event()
-        self.ours: set[str] = set()  # job ids
+        self.ours: dict[str, int] = {}  # this run's unfinished jobs, and their objects
         self.ended: Counter[str] = Counter()  # objects, by the state their job ended in
         self._seen_end: dict[str, tuple[str, int]] = {}  # every job seen ending, in case it ends before add()
         self.error: BaseException | None = None
@@ -421,14 +421,14 @@ class Drain:
         self._thread.start()
         return self
 
-    def add(self, job_id: str) -> None:
+    def add(self, job_id: str, objects: int = 1) -> None:
         """A job of this run's: the run waits for it (a poll may have seen it end already)."""
         with self._lock:
             if job_id in self._seen_end:
-                state, objects = self._seen_end[job_id]
-                self.ended[state] += objects
+                state, ended = self._seen_end[job_id]
+                self.ended[state] += ended
             else:
-                self.ours.add(job_id)
+                self.ours[job_id] = objects
 
     def finish(self) -> None:
         """Submitting is over: poll on until this run's jobs have ended, then return."""
@@ -440,8 +440,7 @@ class Drain:
     def _finished(self, job_id: str, state: JobState, objects: int) -> None:
         self._window.release(finished=True)
         with self._lock:
-            if job_id in self.ours:
-                self.ours.discard(job_id)
+            if self.ours.pop(job_id, None) is not None:
                 self.ended[state.value] += objects
             else:
                 self._seen_end[job_id] = (state.value, objects)
@@ -461,7 +460,7 @@ class Drain:
 
 
 def reconcile(reconciler: Reconciler, ledger: Ledger, redact: Redactor, *,
-              adopted: list[str]) -> Counter[str]:
+              adopted: list[tuple[str, int]]) -> Counter[str]:
     """Resolve every ``submitting`` row of this target left by a run that died mid-call: adopt its job
     when the server proves it, prove there is none (back to pending), leave it for the next run while
     the job list may still lag, or mark it ``uncertain`` when the server cannot tell."""
@@ -471,7 +470,7 @@ def reconcile(reconciler: Reconciler, ledger: Ledger, redact: Redactor, *,
 
 
 def look_again(reconciler: Reconciler, ledger: Ledger, redact: Redactor, row_ids: list[int], *,
-               pause: Callable[[float], object], adopted: list[str]) -> Counter[str]:
+               pause: Callable[[float], object], adopted: list[tuple[str, int]]) -> Counter[str]:
     """A second look, at the end of the run, at the imports left unsure: once the job list has had
     ``settings.job_list_lag_s`` to show their jobs (waiting that long if needed)."""
     rows = [r for r in map(ledger.row, row_ids) if r is not None and r.state is ObjectState.SUBMITTING]
@@ -485,7 +484,7 @@ def look_again(reconciler: Reconciler, ledger: Ledger, redact: Redactor, row_ids
 
 
 def _settle(reconciler: Reconciler, ledger: Ledger, redact: Redactor, rows: list[LedgerRecord], *,
-            adopted: list[str], detail: str) -> Counter[str]:
+            adopted: list[tuple[str, int]], detail: str) -> Counter[str]:
     counts: Counter[str] = Counter()
     if not rows:
         return counts
@@ -513,7 +512,7 @@ def _settle(reconciler: Reconciler, ledger: Ledger, redact: Redactor, rows: list
         if verdict is Verdict.ADOPT:
             assert job is not None
             if ledger.record_job(ids, job.job_id, detail=detail):
-                adopted.append(job.job_id)
+                adopted.append((job.job_id, len(ids)))
                 counts["adopted"] += len(ids)
                 log.info("%s: adopted job %s", named, job.job_id,
                          extra={"event": "adopted", "url": judged[0].record.url, "job_id": job.job_id})

@@ -121,7 +121,7 @@ def run(
         drain: Drain | None = None
         try:
             report.refreshed.update(poll(hook=on_jobs))
-            adopted: list[str] = []
+            adopted: list[tuple[str, int]] = []  # jobs found for interrupted calls, and their objects
             report.reconciled.update(reconcile(reconciler, ledger, redact, adopted=adopted))
             report.reconciled["aborted"] += abort_orphans(reconciler, ledger, redact)
             most = settings.max_jobs_in_flight or TARGET_RULES[manifest.target.type].window
@@ -129,8 +129,8 @@ def run(
             if options.wait:
                 drain = Drain(lambda finished: _waited(poll(finished), on_jobs, drain), window,
                               interval=options.poll_interval_s, stop=stop, pause=pause)
-                for job_id in adopted:
-                    drain.add(job_id)
+                for job_id, objects in adopted:
+                    drain.add(job_id, objects)
                 drain.start()
             submitter = Submitter(
                 target, ledger, concurrency=settings.concurrency, max_attempts=settings.max_attempts,
@@ -174,8 +174,8 @@ def run(
                 report.reconciled.update(looked)
                 report.outcomes[Outcome.DEFERRED] += looked["released"]  # no job: the next run submits
                 if drain is not None:
-                    for job_id in adopted:
-                        drain.add(job_id)
+                    for job_id, objects in adopted:
+                        drain.add(job_id, objects)
             if drain is not None:
                 drain.finish()
                 report.waited.update(drain.ended)
@@ -203,7 +203,7 @@ def max_job_bytes(manifest: Manifest) -> int | None:
 def _waited(counts: Counter[str], on_jobs: JobsHook | None, drain: Drain | None) -> None:
     if on_jobs is not None and drain is not None:
         ended = sum(drain.ended.values())
-        on_jobs("waiting", ended, ended + len(drain.ours))
+        on_jobs("waiting", ended, ended + sum(drain.ours.values()))
 
 
 def _unresolved_names(ledger: Ledger) -> list[tuple[str, str]]:

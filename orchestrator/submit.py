@@ -131,7 +131,7 @@ class Submitter:
         enforce: bool = True,
         sleep: Callable[[float], object] | None = None,
         rng: Callable[[], float] = random.random,
-        on_created: Callable[[str], None] | None = None,
+        on_created: Callable[[str, int], None] | None = None,
         objects_per_job: int = 1,
         max_job_bytes: int | None = None,
     ) -> None:
@@ -331,7 +331,7 @@ class Submitter:
                         "marked uncertain", call.label, job_id,
                         extra={"event": "uncertain", "url": call.urls[0]})
             return self._uncertain(call)
-        self._created(job_id)
+        self._created(job_id, len(call.rows))
         companions = f" with {len(call.urls) - 1} other object(s)" if len(call.urls) > 1 else ""
         for url, rows in zip(call.urls, call.counts, strict=True):
             log.info("%s: %s %s%s", url, "job" if outcome is Outcome.SUBMITTED else "adopted job", job_id,
@@ -476,8 +476,8 @@ class Submitter:
             self.unresolved.extend(call.rows)
         return Outcome.UNSURE
 
-    def _created(self, job_id: str) -> None:
+    def _created(self, job_id: str, objects: int) -> None:
         with self._lock:
             self.job_ids.append(job_id)
         if self.on_created is not None:
-            self.on_created(job_id)
+            self.on_created(job_id, objects)

@@ -252,3 +252,16 @@ def test_max_job_gb_bounds_the_bytes_of_a_job(
     assert [p["job"] for p in planned] == [1, 1, 2, 2, 3]  # two objects fit under 2.5 objects' bytes
     assert invoke("run", str(manifest)).exit_code == 0
     assert sorted(map(len, created(fake_api))) == [1, 2, 2] and len(urls) == 5
+
+
+def test_run_wait_drains_a_backlog_of_groups_and_counts_objects(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeImportAPI,
+) -> None:
+    urls = put_objects([f"embeddings/p{i}.parquet" for i in range(7)])
+    fake_api.complete_after, fake_api.max_jobs = 0.2, 1  # one job at a time on the server
+    manifest = write_manifest(settings={"objects_per_job": 3, "max_jobs_in_flight": 1})
+    result = invoke("run", str(manifest), "--wait", "--poll-interval", "0.05")
+    assert result.exit_code == 0, result.output
+    assert "submitted=7 " in result.stdout and "jobs_completed=7 " in result.stdout
+    assert len(fake_api.all_jobs()) == 3 and {r.state.value for r in rows(manifest)} == {"completed"}
+    assert_exactly_once(fake_api, manifest, urls)
