@@ -40,9 +40,8 @@ class Credentials:
     token: Secret | None = None  # an STS session token, for APIs that take one (Zilliz v2)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredObject:
-    """One object as a lister saw it.
+class StoredObject(NamedTuple):
+    """One object as a lister saw it (a tuple: made once per listed key, a million times per rerun).
 
     ``url`` is the native URL (``s3://bucket/key``); ``relative_key`` is the key below the source's
     prefix, which include/exclude globs and ``pattern`` are matched against; ``version`` identifies
