@@ -158,8 +158,21 @@ class GcsSource(FanOutLister):
         return merge_pages((self._objects(items), prefixes)
                            for items, prefixes in read_ahead(self._replies(prefix, "/", "", None)))
 
-    def _objects(self, items: list[Any]) -> list[StoredObject]:
-        return [o for o in map(self._object, items) if o is not None]
+    def _objects(self, items: list[dict[str, Any]]) -> list[StoredObject]:
+        """The objects of one page's items, folder placeholders (and, defensively, names outside the
+        prefix) left out. The version is the generation; the checksum the MD5 (CRC32C without one)."""
+        objects: list[StoredObject] = []
+        append, iso, make = objects.append, datetime.fromisoformat, StoredObject
+        url, bucket, prefix, cut = f"gs://{self.bucket}/", self.bucket, self.prefix, len(self.prefix)
+        for item in items:
+            name: str = item["name"]
+            if name.endswith("/") or not name.startswith(prefix):
+                continue
+            updated = item.get("updated")
+            append(make(url + name, bucket, name, name[cut:], int(item.get("size") or 0),
+                        str(item["generation"]), iso(updated).timestamp() if updated else 0.0,
+                        item.get("md5Hash") or item.get("crc32c") or ""))
+        return objects
 
     def _replies(self, prefix: str, delimiter: str | None, start: str, end: str | None,
                  ) -> Iterator[tuple[list[Any], list[str]]]:
@@ -200,22 +213,6 @@ class GcsSource(FanOutLister):
             raise api.from_http_response(response)  # type: ignore[no-untyped-call]
         page: dict[str, Any] = json.loads(response.content)
         return page
-
-    def _object(self, item: dict[str, Any]) -> StoredObject | None:
-        name: str = item["name"]
-        if name.endswith("/") or not name.startswith(self.prefix):
-            return None  # a "folder" placeholder, or (defensively) outside the prefix
-        updated = item.get("updated")
-        return StoredObject(
-            url=f"gs://{self.bucket}/{name}",
-            bucket=self.bucket,
-            key=name,
-            relative_key=name[len(self.prefix):],
-            size=int(item.get("size") or 0),
-            version=str(item["generation"]),
-            modified=datetime.fromisoformat(updated).timestamp() if updated else 0.0,
-            checksum=item.get("md5Hash") or item.get("crc32c") or "",
-        )
 
 
 def _ours(exc: BaseException) -> bool:
