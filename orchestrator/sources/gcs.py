@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import google.auth
+import orjson
 import requests
 from google.api_core import exceptions as api
 from google.api_core.retry import Retry
@@ -211,7 +212,7 @@ class GcsSource(FanOutLister):
         response = self.client._http.get(url, params=params, timeout=self.timeout)
         if response.status_code != 200:
             raise api.from_http_response(response)  # type: ignore[no-untyped-call]
-        page: dict[str, Any] = json.loads(response.content)
+        page: dict[str, Any] = orjson.loads(response.content)  # twice as fast as json; a page is 1,000 items
         return page
 
 
