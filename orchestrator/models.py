@@ -146,6 +146,20 @@ class LedgerRecord(NamedTuple):
     id: int = 0
 
 
+class PastImport(NamedTuple):
+    """What the planner reads of one ledger row: the fields of a :class:`LedgerRecord` that decide an
+    object's action. A rerun looks one up for every listed object, so only these are read."""
+
+    version: str
+    target: str
+    collection: str
+    partition: str | None
+    state: ObjectState
+    job_id: str | None
+    failures: int
+    error: str | None
+
+
 class JobProgress(NamedTuple):
     """A running job's progress as the polls saw it: ``changed_at`` is when the value last changed (or
     was first seen), ``seen_at`` the latest poll; ``seen_at - changed_at`` is how long it stood still."""
