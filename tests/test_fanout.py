@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.errors import SourceError
 from orchestrator.models import StoredObject
-from orchestrator.sources.fanout import Entry, _Sizes, fan_out, merge_pages
+from orchestrator.sources.fanout import Entry, _Run, _Sizes, fan_out, merge_pages
 
 
 class Store:
@@ -144,27 +144,34 @@ def test_runs_of_sub_prefixes_grow_to_what_fits_in_the_pages_ahead() -> None:
     assert runs[-1][1] == "p/top"
 
 
+def run_of(sizes: _Sizes, prefixes: int, made: int = 0) -> _Run:
+    """A run as the fan-out starts it, its walk not run: the pages it made are set by hand."""
+    run = _Run(lambda: iter(()), prefixes, 8, threading.Event(), sizes)
+    run.feed.made = made
+    return run
+
+
 def test_run_sizes_learn_from_ended_walks_and_share_the_end_among_the_threads() -> None:
     sizes = _Sizes(ahead=8, concurrency=2)
     assert sizes.run() == sizes.run(unwalked=30) == 1  # nothing learnt yet: one sub-prefix per walk
-    sizes.started()
-    sizes.ended(pages=2, prefixes=1)
+    sizes.ended(run_of(sizes, 1, made=2))
     assert sizes.run() == 3  # 6 pages (3/4 of 8), 2 pages a sub-prefix
-    assert sizes.run(unwalked=30) == sizes.run(unwalked=5) == 3
+    assert sizes.run(unwalked=30) == sizes.run(unwalked=6) == 3
     assert [sizes.run(unwalked=n) for n in (4, 3, 2, 1)] == [2, 2, 1, 1]  # an equal share per thread
+    run_of(sizes, 3, made=1)  # being walked: 5 of its 6 pages still to come, and they count
+    assert sizes.run(unwalked=2) == 2
 
 
 def test_a_new_walk_starts_when_a_thread_is_free_or_too_many_runs_are_held() -> None:
     sizes = _Sizes(ahead=8, concurrency=2)
-    sizes.started()
+    first = run_of(sizes, 1)
     assert not sizes.busy()
-    sizes.started()
+    run_of(sizes, 1)
     assert sizes.busy()  # both threads walk
-    sizes.ended(pages=1, prefixes=1)
+    sizes.ended(first)
     assert not sizes.busy()  # a walk ended, though nothing of it was consumed
     for _ in range(2):
-        sizes.started()
-        sizes.ended(pages=1, prefixes=1)
+        sizes.ended(run_of(sizes, 1))
     assert sizes.busy()  # four runs held (twice the threads): memory
     sizes.done()
     assert not sizes.busy()

@@ -241,21 +241,18 @@ class _Run:
     def __init__(self, walk: Callable[[], Pages], prefixes: int, ahead: int, cancel: threading.Event,
                  sizes: _Sizes) -> None:
         self.prefixes = prefixes
-        self.feed = _Feed(walk, ahead, cancel, self._ended)
-        self._sizes = sizes
-        sizes.started()
-
-    def _ended(self) -> None:
-        self._sizes.ended(self.feed.made, self.prefixes)
+        self.feed = _Feed(walk, ahead, cancel, partial(sizes.ended, self))
+        sizes.started(self)
 
 
 class _Sizes:
     """The runs' bookkeeping. How many sub-prefixes the next run takes: one until a walk has
     finished, then as many as fit in about three quarters of ``ahead`` pages, at the pages per
-    sub-prefix seen so far; near the level's end, no more than an equal share per thread of what is
-    left, so that the last runs end together rather than one long run after the others. When a new
-    run may start: a thread is free (a run behind the one being consumed may end first), and fewer
-    than twice ``concurrency`` runs are held (memory: at most ``ahead`` pages each)."""
+    sub-prefix seen so far; near the level's end, about an equal share per thread of the pages left
+    (the sub-prefixes not walked and what the runs being walked still have to fetch), so that the
+    last runs end together rather than one long run after the others. When a new run may start: a
+    thread is free (a run behind the one being consumed may end first), and fewer than twice
+    ``concurrency`` runs are held (memory: at most ``ahead`` pages each)."""
 
     def __init__(self, ahead: int, concurrency: int) -> None:
         self.target = max(1, ahead * 3 // 4)
@@ -263,20 +260,24 @@ class _Sizes:
         self._lock = threading.Lock()
         self.pages = 0  # pages of the walks ended
         self.prefixes = 0  # sub-prefixes of the walks ended
-        self.walking = 0  # runs started whose walk has not ended
+        self._walking: set[_Run] = set()  # runs started whose walk has not ended
         self.held = 0  # runs started and not yet consumed
 
-    def started(self) -> None:
+    @property
+    def walking(self) -> int:
+        return len(self._walking)
+
+    def started(self, run: _Run) -> None:
         with self._lock:
-            self.walking += 1
+            self._walking.add(run)
             self.held += 1
 
-    def ended(self, pages: int, prefixes: int) -> None:
-        """A run's walk has made its last page (called on the walk's thread)."""
+    def ended(self, run: _Run) -> None:
+        """``run``'s walk has made its last page (called on the walk's thread)."""
         with self._lock:
-            self.pages += pages
-            self.prefixes += prefixes
-            self.walking -= 1
+            self.pages += run.feed.made
+            self.prefixes += run.prefixes
+            self._walking.discard(run)
 
     def done(self) -> None:
         """A run was consumed."""
@@ -293,7 +294,11 @@ class _Sizes:
         fits = max(1, self.target * self.prefixes // self.pages)
         if unwalked is None:
             return fits
-        return min(fits, -(-unwalked // self.concurrency))
+        per = self.pages / self.prefixes  # pages a sub-prefix
+        with self._lock:
+            fetching = sum(max(0.0, run.prefixes * per - run.feed.made) for run in self._walking)
+        share = (unwalked * per + fetching) / self.concurrency / per  # in sub-prefixes
+        return max(1, min(fits, int(share + 0.5)))
 
 
 def merge_pages(pages: Iterable[tuple[Iterable[StoredObject], Iterable[str]]]) -> Iterator[Entry]:
