@@ -406,9 +406,11 @@ class Ledger:
         with self._lock:
             for start in range(0, len(urls), _CHUNK):
                 where, params = self._db.any_of("url", urls[start:start + _CHUNK])
-                for url, *head, state, job_id, failures, error in self._db.execute(
-                        f"SELECT {_PAST_COLUMNS} FROM objects WHERE {where} ORDER BY id", params):
-                    past = make(PastImport, (*head, states[state], job_id, failures, error))
+                found = self._db.execute(f"SELECT {_PAST_COLUMNS} FROM objects WHERE {where} ORDER BY id",
+                                         params)
+                for url, version, target, collection, partition, state, job_id, failures, error in found:
+                    past = make(PastImport, (version, target, collection, partition, states[state], job_id,
+                                             failures, error))
                     if (rows := out.get(url)) is None:
                         out[url] = [past]
                     else:
