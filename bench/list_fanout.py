@@ -62,6 +62,11 @@ def make_keys(count: int, prefixes: int) -> list[str]:
     return sorted(keys(count, prefixes))
 
 
+def keys_in_order(count: int, prefixes: int) -> Iterator[str]:
+    """The keys served, in key order (as ``make_keys``), made one at a time."""
+    return (f"data/p{p:02}/part-{i:07}.parquet" for p in range(prefixes) for i in range(p, count, prefixes))
+
+
 def etag(key: str) -> str:
     return f"{zlib.crc32(key.encode()):08x}" * 4
 

@@ -40,9 +40,8 @@ class Credentials:
     token: Secret | None = None  # an STS session token, for APIs that take one (Zilliz v2)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredObject:
-    """One object as a lister saw it.
+class StoredObject(NamedTuple):
+    """One object as a lister saw it (a tuple: made once per listed key, a million times per rerun).
 
     ``url`` is the native URL (``s3://bucket/key``); ``relative_key`` is the key below the source's
     prefix, which include/exclude globs and ``pattern`` are matched against; ``version`` identifies
@@ -147,6 +146,21 @@ class LedgerRecord(NamedTuple):
     id: int = 0
     batch: int | None = None  # the claim that sent it with others in one job (None: a job of its own)
     alone: bool = False  # named as the culprit of a failed job of several: sent alone from then on
+
+
+class PastImport(NamedTuple):
+    """What the planner reads of one ledger row: the fields of a :class:`LedgerRecord` that decide an
+    object's action. A rerun looks one up for every listed object, so only these are read."""
+
+    version: str
+    target: str
+    collection: str
+    partition: str | None
+    state: ObjectState
+    job_id: str | None
+    failures: int
+    error: str | None
+    alone: bool = False  # sent alone from now on (named as the cause of a failed job of several)
 
 
 class JobProgress(NamedTuple):

@@ -56,7 +56,7 @@ def plan_source(source: SourceConfig, lister: Source, manifest: Manifest, ledger
     objects = (e.obj for e in judged(lister, source.include, source.exclude, warn=warn) if e.verdict.kept)
     owner = target_identity(manifest.target)
     while batch := list(islice(objects, BATCH)):
-        history = ledger.history([o.url for o in batch]) if ledger is not None else {}
+        history = ledger.past_imports([o.url for o in batch]) if ledger is not None else {}
         for obj in batch:
             yield planner.decide(obj, source, history.get(obj.url, ()), manifest.settings, now=now,
                                  owner=owner)

@@ -9,7 +9,7 @@ import functools
 from collections.abc import Sequence
 
 from .manifest import MILVUS_NAME, OnChange, Settings, SourceConfig
-from .models import Action, LedgerRecord, ObjectState, PlanItem, Route, StoredObject
+from .models import Action, LedgerRecord, ObjectState, PastImport, PlanItem, Route, StoredObject
 
 
 @functools.lru_cache(maxsize=64)
@@ -53,7 +53,7 @@ def too_new(obj: StoredObject, settings: Settings, now: float) -> str | None:
 def decide(
     obj: StoredObject,
     source: SourceConfig,
-    history: Sequence[LedgerRecord],
+    history: Sequence[LedgerRecord | PastImport],
     settings: Settings,
     *,
     now: float | None = None,
@@ -74,7 +74,7 @@ def decide(
     return item
 
 
-def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRecord],
+def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRecord | PastImport],
             settings: Settings, owner: str) -> PlanItem:
     target = route(obj, source)
     if isinstance(target, str):

@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.errors import SourceError
 from orchestrator.models import StoredObject
-from orchestrator.sources.fanout import Entry, fan_out, merge_pages
+from orchestrator.sources.fanout import Entry, _Run, _Sizes, fan_out, merge_pages
 
 
 class Store:
@@ -104,12 +104,20 @@ def test_nothing_and_flat() -> None:
 
 
 def test_a_failing_walk_raises_in_the_consumer_after_what_came_before() -> None:
-    store = Store([f"p/{d}/{i}" for d in "abcdef" for i in range(5)], fail_under="p/d/")
+    keys = [f"p/{d}/{i}" for d in "abcdef" for i in range(5)]
+    store = Store(keys, fail_under="p/d/")
     seen: list[str] = []
     with pytest.raises(SourceError, match="cannot list p/d/0"):
         for obj in fan_out("p/", level=store.level, walk=store.walk, concurrency=3, buffer=2):
             seen.append(obj.key)
-    assert seen == [f"p/{d}/{i}" for d in "abc" for i in range(5)]
+    # what the pages before the failing one held, in order (a run may hold p/c/ and p/d/)
+    assert seen == keys[:len(seen)] and len(seen) >= 5 and "p/d/0" not in seen
+    one_at_a_time = Store(keys, fail_under="p/d/")  # the runs do not depend on the threads' timing
+    seen = []
+    with pytest.raises(SourceError, match="cannot list p/d/0"):
+        for obj in fan_out("p/", level=one_at_a_time.level, walk=one_at_a_time.walk, concurrency=1, buffer=2):
+            seen.append(obj.key)
+    assert seen == keys[:14]  # p/a/ alone, then p/b/ to p/f/ as one run: its fifth page fails
 
 
 def test_stopping_early_ends_the_walkers() -> None:
@@ -122,17 +130,69 @@ def test_stopping_early_ends_the_walkers() -> None:
 
 def test_runs_of_sub_prefixes_grow_to_what_fits_in_the_pages_ahead() -> None:
     """Sub-prefixes of 4 keys (2 pages of 3): one per walk until a walk has finished, then runs of as
-    many as fit in 3/4 of 8 pages ahead (3 sub-prefixes), cut short by an object between them."""
+    many as fit in 3/4 of 8 pages ahead (3 sub-prefixes), cut short by an object between them. One
+    thread, so that each run is sized once the walk before it has ended."""
     keys = [f"p/{d:02}/{i}" for d in range(30) for i in range(4)] + ["p/07.parquet", "p/top"]
     store = Store(keys)
-    listed = keys_of(fan_out("p/", level=store.level, walk=store.walk, concurrency=2, ahead=8))
+    listed = keys_of(fan_out("p/", level=store.level, walk=store.walk, concurrency=1, ahead=8))
     assert listed == sorted(keys)
-    assert store.walks[:2] == [("p/", "p/00/", "p/01/"), ("p/", "p/01/", "p/02/")]
     runs = [(start, end) for _, start, end in store.walks]
-    assert runs[2:5] == [("p/02/", "p/05/"),  # 2 pages a sub-prefix: 3 of them in 6 pages
-                         ("p/05/", "p/07.parquet"),  # a run ends where an object of the level sits
-                         ("p/07/", "p/10/")]
-    assert runs[-1][1] == "p/top" and len(runs) == 11
+    assert runs[:4] == [("p/00/", "p/01/"),
+                        ("p/01/", "p/04/"),  # 2 pages a sub-prefix: 3 of them in 6 pages
+                        ("p/04/", "p/07.parquet"),  # a run ends where an object of the level sits
+                        ("p/07/", "p/11/")]  # 4 sub-prefixes in 6 pages so far: 4 of them
+    assert runs[-1][1] == "p/top"
+
+
+def run_of(sizes: _Sizes, prefixes: int, made: int = 0) -> _Run:
+    """A run as the fan-out starts it, its walk not run: the pages it made are set by hand."""
+    run = _Run(lambda: iter(()), prefixes, 8, threading.Event(), sizes)
+    run.feed.made = made
+    return run
+
+
+def test_run_sizes_learn_from_ended_walks_and_share_the_end_among_the_threads() -> None:
+    sizes = _Sizes(ahead=8, concurrency=2)
+    assert sizes.run() == sizes.run(unwalked=30) == 1  # nothing learnt yet: one sub-prefix per walk
+    sizes.ended(run_of(sizes, 1, made=2))
+    assert sizes.run() == 3  # 6 pages (3/4 of 8), 2 pages a sub-prefix
+    assert sizes.run(unwalked=30) == sizes.run(unwalked=6) == 3
+    assert [sizes.run(unwalked=n) for n in (4, 3, 2, 1)] == [2, 2, 1, 1]  # an equal share per thread
+    run_of(sizes, 3, made=1)  # being walked: 5 of its 6 pages still to come, and they count
+    assert sizes.run(unwalked=2) == 2
+
+
+def test_a_new_walk_starts_when_a_thread_is_free_or_too_many_runs_are_held() -> None:
+    sizes = _Sizes(ahead=8, concurrency=2)
+    first = run_of(sizes, 1)
+    assert not sizes.busy()
+    run_of(sizes, 1)
+    assert sizes.busy()  # both threads walk
+    sizes.ended(first)
+    assert not sizes.busy()  # a walk ended, though nothing of it was consumed
+    for _ in range(2):
+        sizes.ended(run_of(sizes, 1))
+    assert sizes.busy()  # four runs held (twice the threads): memory
+    sizes.done()
+    assert not sizes.busy()
+
+
+def test_a_thread_freed_behind_the_run_being_consumed_walks_the_next_run() -> None:
+    """The first run's walk waits until the third has started: with walks started only as runs are
+    consumed, the third would wait for the first (which never ends) and the wait would time out."""
+    store = Store([f"p/{d}/{i}" for d in "abc" for i in range(2)])
+    third_started = threading.Event()
+    walk = store.walk
+
+    def held(prefix: str, start: str = "", end: str | None = None) -> Iterator[list[StoredObject]]:
+        if start == "p/c/":
+            third_started.set()
+        if start == "p/a/":
+            assert third_started.wait(timeout=10), "the third walk did not start while the first was held"
+        return walk(prefix, start, end)
+
+    listed = keys_of(fan_out("p/", level=store.level, walk=held, concurrency=2, ahead=8))
+    assert listed == store.keys and third_started.is_set()
 
 
 def test_a_flat_prefix_is_listed_once() -> None:

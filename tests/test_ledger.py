@@ -81,6 +81,29 @@ def test_history_is_batched_and_keeps_every_version(where: Where) -> None:
         assert sum(1 for _ in ledger.records([ObjectState.SUBMITTING])) == 1201
 
 
+def test_past_imports_are_the_history_the_planner_reads(where: Where) -> None:
+    """Every row for each URL, oldest first, across chunks of 500, with the fields that decide."""
+    with Ledger(where) as ledger:
+        for i in [item(n) for n in range(1200)] + [item(1, version="e2"), item(7, version="e0")]:
+            ledger.begin_submission(i)
+        done = ledger.begin_submission(item(2, version="e2"))
+        refused = ledger.begin_submission(item(3, version="e2"))
+        assert done is not None and refused is not None
+        ledger.record_job(done.row, "job-2")
+        ledger.complete(done.row, "job-2")
+        ledger.refuse(refused.row, "code 90001: no collection", permanent=True)
+        urls = [f"s3://b/k{n}" for n in range(1201)]  # k1200 was never submitted
+        past = ledger.past_imports(urls)
+        history = ledger.history(urls)
+        assert set(past) == set(history) and len(past) == 1200 and "s3://b/k1200" not in past
+        fields = ("version", "target", "collection", "partition", "state", "job_id", "failures", "error")
+        for url, records in history.items():
+            assert [tuple(getattr(r, f) for f in fields) for r in records] == [tuple(p) for p in past[url]]
+        assert [p.version for p in past["s3://b/k7"]] == ["e1", "e0"]  # oldest first, not by version
+        assert past["s3://b/k2"][1][4:7] == (ObjectState.COMPLETED, "job-2", 0)
+        assert (past["s3://b/k3"][1].error, past["s3://b/k3"][1].failures) == ("code 90001: no collection", 1)
+
+
 def test_a_foreign_sqlite_file_is_refused(tmp_path: Path) -> None:
     import sqlite3
 

@@ -35,6 +35,17 @@ def test_fields_in_any_order_with_or_without_namespace_and_pretty_printed() -> N
         assert page.next_token is None and page.prefixes == []
 
 
+@pytest.mark.parametrize("etag", ["&quot;abc&quot;", "&quot;0a1b-12&quot;", '"abc"', "&#34;abc&#34;",
+                                  '&quot;"x"&quot;', "&quot;a&amp;b&quot;", "abc", "", "&quot;&quot;"])
+def test_etags_read_by_the_expression_as_an_xml_parser_reads_them(etag: str) -> None:
+    body = reply(f"<Contents><Key>p/k</Key><LastModified>2024-01-01T00:00:00.000Z</LastModified>"
+                 f"<ETag>{etag}</ETag><Size>1</Size></Contents>")
+    assert len(_ROW.findall(body.decode())) == 1  # the fast way reads it
+    [fast] = parse_page(body, bucket="b", prefix="p/").objects
+    [tree] = _parse_tree(body, bucket="b", prefix="p/").objects
+    assert fast == tree and fast.version == fast.checksum
+
+
 def test_url_encoded_keys_are_decoded_like_botocore_only_when_the_store_encoded_them() -> None:
     row = ("<Contents><Key>{}</Key><LastModified>2024-01-01T00:00:00Z</LastModified><ETag>e</ETag>"
            "<Size>1</Size></Contents>")

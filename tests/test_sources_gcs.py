@@ -14,7 +14,7 @@ from google.cloud import storage
 
 from orchestrator.errors import SourceError
 from orchestrator.manifest import Settings, SourceConfig
-from orchestrator.sources.gcs import GcsSource
+from orchestrator.sources.gcs import GcsSource, Reply
 from orchestrator.sources.registry import make_source
 
 NESTED = [
@@ -126,3 +126,15 @@ def test_a_key_file_of_the_wrong_kind_is_named(env: dict[str, str], tmp_path: Pa
     assert str(raised.value).startswith(f"sources[1] gs://lake/emb/: cannot use service_account_file {key}: ")
     assert problem in str(raised.value)
     assert "client_secret" not in str(raised.value) and "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize(("body", "token"), [
+    (b'{"nextPageToken": "Q2FiYw==", "items": [{"name": "a"}]}', "Q2FiYw=="),
+    (b'{"items":[{"name":"a"}],"nextPageToken":"xyz"}', "xyz"),
+    (b'{"items": [{"name": "a"}]}', None),
+    (b'{"nextPageToken": "", "items": []}', None),
+    (b'{"nextPageToken": "a\\"b\\u00e9", "items": []}', 'a"b\u00e9'),  # escapes: read as JSON
+    (b'{"items": [{"name": "x\\"nextPageToken\\":\\"no"}]}', None),  # in a name: escaped quotes
+])
+def test_the_next_page_token_is_found_without_reading_the_reply(body: bytes, token: str | None) -> None:
+    assert Reply(body).next_token() == token

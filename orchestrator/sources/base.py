@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from ..errors import SourceError
 from ..globs import Verdict, judge
@@ -36,9 +35,8 @@ def log_page(label: str, prefix: str, number: int, entries: int, seconds: float)
               extra={"event": "list-page", "source": label, "page": number, "objects": entries})
 
 
-@dataclass(frozen=True, slots=True)
-class Listed:
-    """One listed object and the rule that kept or dropped it."""
+class Listed(NamedTuple):
+    """One listed object and the rule that kept or dropped it (a tuple: one per listed object)."""
 
     obj: StoredObject
     verdict: Verdict

@@ -11,13 +11,17 @@ network (with the GIL, threads that parse slow the planner down more than they h
 into a bounded buffer of pages, and yields in key order: the same objects, in the same order, as
 ``walk(prefix, "", None)`` alone. Runs grow from one sub-prefix to as many as fit in about ``ahead``
 pages (learnt from the walks done): a range's last page is seldom full, and a page saved is a round
-trip saved. Memory stays bounded by ``concurrency * ahead`` pages however large the listing.
+trip saved. Near the level's end they shrink to an equal share per thread, so that the threads end
+together. A thread whose walk has ended takes the next run at once, even while the consumer still
+reads an earlier one (runs of unequal length no longer leave threads idle). Memory stays bounded by
+``2 * concurrency * ahead`` pages however large the listing.
 :func:`read_ahead` lets one stream fetch its next page while the consumer reads this one.
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
 import queue
 import threading
 from collections import deque
@@ -31,6 +35,8 @@ from ..models import StoredObject
 Entry = StoredObject | str  # an object, or a sub-prefix (ending in "/") still to be walked
 T = TypeVar("T")
 _DONE = object()
+_WAIT = object()
+POLL_S = 0.01  # how often a consumer waiting for a page looks for a thread that has become free
 AHEAD = 16  # pages a run's walk may hold before the consumer reaches it
 
 
@@ -66,22 +72,30 @@ class _Failed:
 
 
 class _Feed(Generic[T]):
-    """Items made on another thread (``run``) into a bounded queue, read in order by ``drain``."""
+    """Items made on another thread (``run``) into a bounded queue, read in order by ``drain`` (or
+    ``take``). ``ended`` is called on that thread when it is done making them."""
 
-    def __init__(self, make: Callable[[], Iterator[T]], depth: int, cancel: threading.Event) -> None:
+    def __init__(self, make: Callable[[], Iterator[T]], depth: int, cancel: threading.Event,
+                 ended: Callable[[], object] | None = None) -> None:
         self._make = make
         self._cancel = cancel
+        self._ended = ended
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self.count = 0  # items drained
+        self.made = 0  # items made
 
     def run(self) -> None:
         try:
             for item in self._make():
                 if not self._put(item):
                     return
-            self._put(_DONE)
+                self.made += 1
+            last: object = _DONE
         except Exception as exc:  # handed to the consumer, which raises it in its own thread
-            self._put(_Failed(exc))
+            last = _Failed(exc)
+        if self._ended is not None:  # before the consumer can see the end
+            self._ended()
+        self._put(last)
 
     def _put(self, item: object) -> bool:
         while not self._cancel.is_set():
@@ -94,13 +108,22 @@ class _Feed(Generic[T]):
 
     def drain(self) -> Iterator[T]:
         while True:
-            item = self._queue.get()
+            item = self.take(None)
             if item is _DONE:
                 return
-            if isinstance(item, _Failed):
-                raise item.exc
-            self.count += 1
             yield item  # type: ignore[misc]  # what run() put: a T
+
+    def take(self, timeout: float | None) -> T | object:
+        """The next item, ``_DONE`` at the end, or ``_WAIT`` when none came within ``timeout``."""
+        try:
+            item = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return _WAIT
+        if isinstance(item, _Failed):
+            raise item.exc
+        if item is not _DONE:
+            self.count += 1
+        return item
 
 
 def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
@@ -118,12 +141,22 @@ def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
 def fan_out(prefix: str, *, level: Callable[[str], Iterator[Entry]], walk: Walk, concurrency: int,
             buffer: int = 1000, ahead: int = AHEAD) -> Iterator[StoredObject]:
     """Every object under ``prefix`` in key order, runs of sub-prefixes walked ``concurrency`` at a
-    time, each at most ``ahead`` pages ahead of the consumer (and at most ``buffer`` objects of the
+    time, each at most ``ahead`` pages ahead of the consumer (and at most ``buffer`` entries of the
     level held).
 
     A level holding a single sub-prefix and nothing else is descended into, so that
     ``data/year=2024/month=*/`` fans out over the months.
     """
+    pages = _fan_out(prefix, level=level, walk=walk, concurrency=concurrency, buffer=buffer, ahead=ahead)
+    try:  # the pages flattened in C: no generator frame per object
+        yield from itertools.chain.from_iterable(pages)
+    finally:
+        pages.close()
+
+
+def _fan_out(prefix: str, *, level: Callable[[str], Iterator[Entry]], walk: Walk, concurrency: int,
+             buffer: int, ahead: int) -> Generator[Iterable[StoredObject], None, None]:
+    """:func:`fan_out` as pages (and single objects of the level, as one-object pages)."""
     entries = level(prefix)
     first = next(entries, None)
     while isinstance(first, str):
@@ -142,27 +175,26 @@ def fan_out(prefix: str, *, level: Callable[[str], Iterator[Entry]], walk: Walk,
     cancel = threading.Event()
     window: deque[StoredObject | _Run] = deque()
     run: list[str] = []  # consecutive sub-prefixes not yet walked
-    sizes = _Sizes(ahead)
-    walks = 0
+    sizes = _Sizes(ahead, concurrency)
+    level_ahead = _Ahead(entries, buffer)
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="list") as pool:
 
         def start(end: str | None) -> None:
-            task = _Run(_Feed(partial(walk, prefix, run[0], end), ahead, cancel), len(run))
+            task = _Run(partial(walk, prefix, run[0], end), len(run), ahead, cancel, sizes)
             pool.submit(task.feed.run)
             window.append(task)
             run.clear()
 
         try:
-            for entry in entries:
-                if run and (not isinstance(entry, str) or len(run) >= sizes.run()):
+            for entry in level_ahead:
+                if run and (not isinstance(entry, str) or len(run) >= sizes.run(level_ahead.unwalked(run))):
                     start(_key(entry))
-                    walks += 1
                 if isinstance(entry, str):
                     run.append(entry)
                 else:
                     window.append(entry)
-                while walks >= concurrency or len(window) > buffer:
-                    walks -= yield from _emit(window.popleft(), sizes)
+                while sizes.busy() or len(window) > buffer:
+                    yield from _step(window, sizes)
             if run:
                 start(None)
             while window:
@@ -171,31 +203,102 @@ def fan_out(prefix: str, *, level: Callable[[str], Iterator[Entry]], walk: Walk,
             cancel.set()
 
 
-class _Run:
-    """A run of consecutive sub-prefixes, walked as one key range."""
+class _Ahead:
+    """The level's entries, read up to ``depth`` ahead: once its end is within reach, how many
+    sub-prefixes are left is known (None until then)."""
 
-    def __init__(self, feed: _Feed[Lazy], prefixes: int) -> None:
-        self.feed = feed
+    def __init__(self, entries: Iterator[Entry], depth: int) -> None:
+        self._entries = entries
+        self._depth = max(1, depth)
+        self._held: deque[Entry] = deque()
+        self._prefixes = 0  # sub-prefixes held
+        self._ended = False
+
+    def __iter__(self) -> Iterator[Entry]:
+        while True:
+            while not self._ended and len(self._held) < self._depth:
+                entry = next(self._entries, None)
+                if entry is None:
+                    self._ended = True
+                else:
+                    self._held.append(entry)
+                    self._prefixes += isinstance(entry, str)
+            if not self._held:
+                return
+            entry = self._held.popleft()
+            self._prefixes -= isinstance(entry, str)
+            yield entry
+
+    def unwalked(self, run: list[str]) -> int | None:
+        """Sub-prefixes not walked yet once the level's end is known (None until then): those of
+        ``run``, the entry last yielded, and those still to come."""
+        return len(run) + 1 + self._prefixes if self._ended else None
+
+
+class _Run:
+    """A run of consecutive sub-prefixes, walked as one key range on a thread of the pool."""
+
+    def __init__(self, walk: Callable[[], Pages], prefixes: int, ahead: int, cancel: threading.Event,
+                 sizes: _Sizes) -> None:
         self.prefixes = prefixes
+        self.feed = _Feed(walk, ahead, cancel, partial(sizes.ended, self))
+        sizes.started(self)
 
 
 class _Sizes:
-    """How many sub-prefixes the next run takes: one until a walk has finished, then as many as fit
-    in about three quarters of ``ahead`` pages, at the pages per sub-prefix seen so far."""
+    """The runs' bookkeeping. How many sub-prefixes the next run takes: one until a walk has
+    finished, then as many as fit in about three quarters of ``ahead`` pages, at the pages per
+    sub-prefix seen so far; near the level's end, about an equal share per thread of the pages left
+    (the sub-prefixes not walked and what the runs being walked still have to fetch), so that the
+    last runs end together rather than one long run after the others. When a new run may start: a
+    thread is free (a run behind the one being consumed may end first), and fewer than twice
+    ``concurrency`` runs are held (memory: at most ``ahead`` pages each)."""
 
-    def __init__(self, ahead: int) -> None:
+    def __init__(self, ahead: int, concurrency: int) -> None:
         self.target = max(1, ahead * 3 // 4)
-        self.pages = 0
-        self.prefixes = 0
+        self.concurrency = max(1, concurrency)
+        self._lock = threading.Lock()
+        self.pages = 0  # pages of the walks ended
+        self.prefixes = 0  # sub-prefixes of the walks ended
+        self._walking: set[_Run] = set()  # runs started whose walk has not ended
+        self.held = 0  # runs started and not yet consumed
 
-    def done(self, run: _Run) -> None:
-        self.pages += run.feed.count
-        self.prefixes += run.prefixes
+    @property
+    def walking(self) -> int:
+        return len(self._walking)
 
-    def run(self) -> int:
+    def started(self, run: _Run) -> None:
+        with self._lock:
+            self._walking.add(run)
+            self.held += 1
+
+    def ended(self, run: _Run) -> None:
+        """``run``'s walk has made its last page (called on the walk's thread)."""
+        with self._lock:
+            self.pages += run.feed.made
+            self.prefixes += run.prefixes
+            self._walking.discard(run)
+
+    def done(self) -> None:
+        """A run was consumed."""
+        with self._lock:
+            self.held -= 1
+
+    def busy(self) -> bool:
+        return self.walking >= self.concurrency or self.held >= 2 * self.concurrency
+
+    def run(self, unwalked: int | None = None) -> int:
+        """``unwalked``: the sub-prefixes not walked yet, this run's included, when known."""
         if self.pages == 0:
             return 1
-        return max(1, self.target * self.prefixes // self.pages)
+        fits = max(1, self.target * self.prefixes // self.pages)
+        if unwalked is None:
+            return fits
+        per = self.pages / self.prefixes  # pages a sub-prefix
+        with self._lock:
+            fetching = sum(max(0.0, run.prefixes * per - run.feed.made) for run in self._walking)
+        share = (unwalked * per + fetching) / self.concurrency / per  # in sub-prefixes
+        return max(1, min(fits, int(share + 0.5)))
 
 
 def merge_pages(pages: Iterable[tuple[Iterable[StoredObject], Iterable[str]]]) -> Iterator[Entry]:
@@ -214,15 +317,30 @@ def _key(entry: Entry) -> str:
     return entry if isinstance(entry, str) else entry.key
 
 
-def _emit(head: StoredObject | _Run, sizes: _Sizes) -> Generator[StoredObject, None, int]:
-    """Yield ``head`` (an object, or every object of a run); return how many walks it finished."""
+def _emit(head: StoredObject | _Run, sizes: _Sizes) -> Iterator[Iterable[StoredObject]]:
+    """Yield ``head``: an object as a page of one, or every page of a run."""
     if isinstance(head, _Run):
-        for page in head.feed.drain():
-            yield from page
-        sizes.done(head)
-        return 1
-    yield head
-    return 0
+        yield from head.feed.drain()
+        sizes.done()
+    else:
+        yield (head,)
+
+
+def _step(window: deque[StoredObject | _Run], sizes: _Sizes) -> Iterator[Iterable[StoredObject]]:
+    """Yield what the head of ``window`` has ready, taking it off once consumed; waiting for a page
+    of a run at most ``POLL_S``, so that the caller can start a walk on a thread that became free
+    meanwhile (a run behind the head may end first)."""
+    head = window[0]
+    if not isinstance(head, _Run):
+        window.popleft()
+        yield (head,)
+        return
+    while (page := head.feed.take(POLL_S)) is not _WAIT:
+        if page is _DONE:
+            window.popleft()
+            sizes.done()
+            return
+        yield page  # type: ignore[misc]  # a page of the run
 
 
 def _chain(first: Entry, second: Entry | None, rest: Iterator[Entry]) -> Iterator[Entry]:
@@ -248,6 +366,6 @@ class FanOutLister:
 
     def list(self) -> Iterator[StoredObject]:
         if self.concurrency <= 1:  # the next page is fetched while this one is read
-            return (obj for page in read_ahead(self._walk(self.prefix, "", None)) for obj in page)
+            return itertools.chain.from_iterable(read_ahead(self._walk(self.prefix, "", None)))
         return fan_out(self.prefix, level=self._level, walk=self._walk, concurrency=self.concurrency,
                        buffer=self.page_size)

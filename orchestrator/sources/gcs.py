@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import google.auth
+import orjson
 import requests
 from google.api_core import exceptions as api
 from google.api_core.retry import Retry
@@ -151,21 +153,37 @@ class GcsSource(FanOutLister):
         return data
 
     def _walk(self, prefix: str, start: str = "", end: str | None = None) -> Pages:
-        for items, _prefixes in self._replies(prefix, None, start, end):
-            yield Lazy(partial(self._objects, items), start, end)
+        for reply in self._replies(prefix, None, start, end):
+            yield Lazy(partial(self._read, reply), start, end)
 
     def _level(self, prefix: str) -> Iterator[Entry]:
-        return merge_pages((self._objects(items), prefixes)
-                           for items, prefixes in read_ahead(self._replies(prefix, "/", "", None)))
+        return merge_pages((self._objects(reply.items()), reply.prefixes())
+                           for reply in read_ahead(self._replies(prefix, "/", "", None)))
 
-    def _objects(self, items: list[Any]) -> list[StoredObject]:
-        return [o for o in map(self._object, items) if o is not None]
+    def _read(self, reply: Reply) -> list[StoredObject]:
+        return self._objects(reply.items())
 
-    def _replies(self, prefix: str, delimiter: str | None, start: str, end: str | None,
-                 ) -> Iterator[tuple[list[Any], list[str]]]:
-        """Every page of one ``objects.list`` as (items, sub-prefixes), up to the one that reaches
-        name ``end``; each call retried like the client's. ``startOffset`` and ``endOffset`` bound the
-        names (an emulator may ignore them: :class:`Lazy` keeps to the range too)."""
+    def _objects(self, items: list[dict[str, Any]]) -> list[StoredObject]:
+        """The objects of one page's items, folder placeholders (and, defensively, names outside the
+        prefix) left out. The version is the generation; the checksum the MD5 (CRC32C without one)."""
+        objects: list[StoredObject] = []
+        append, iso, make = objects.append, datetime.fromisoformat, StoredObject
+        url, bucket, prefix, cut = f"gs://{self.bucket}/", self.bucket, self.prefix, len(self.prefix)
+        for item in items:
+            name: str = item["name"]
+            if name.endswith("/") or not name.startswith(prefix):
+                continue
+            updated = item.get("updated")
+            append(make(url + name, bucket, name, name[cut:], int(item.get("size") or 0),
+                        str(item["generation"]), iso(updated).timestamp() if updated else 0.0,
+                        item.get("md5Hash") or item.get("crc32c") or ""))
+        return objects
+
+    def _replies(self, prefix: str, delimiter: str | None, start: str, end: str | None) -> Iterator[Reply]:
+        """Every page of one ``objects.list``, up to the one that reaches name ``end``; each call
+        retried like the client's. ``startOffset`` and ``endOffset`` bound the names (an emulator may
+        ignore them: :class:`Lazy` keeps to the range too). The next page is asked for as soon as its
+        token is found in this one, which is read later (by the consumer, for a walk to the end)."""
         url = f"{self.client.api_endpoint}/storage/v1/b/{quote(self.bucket, safe='')}/o"
         params: dict[str, str | int] = {"maxResults": self.page_size, "fields": FIELDS,
                                         "prettyPrint": "false"}
@@ -181,41 +199,69 @@ class GcsSource(FanOutLister):
         for number in itertools.count(1):
             started = time.monotonic()
             try:
-                page = fetch(url, params)
+                reply = Reply(fetch(url, params))
             except Exception as exc:
                 if not _ours(exc):
                     raise
                 raise SourceError(f"{self.label}: {describe_google_error(exc)}") from exc
-            items: list[Any] = page.get("items", [])
-            log_page(self.label, prefix, number, len(items) + len(page.get("prefixes", [])),
-                     time.monotonic() - started)
-            yield items, page.get("prefixes", [])
-            if not page.get("nextPageToken") or (end is not None and items and items[-1]["name"] >= end):
+            if delimiter is not None or end is not None:  # read here: sub-prefixes, or the last name
+                entries = len(reply.items()) + len(reply.prefixes())
+            else:
+                entries = reply.body.count(b'"name"')  # one per item
+            log_page(self.label, prefix, number, entries, time.monotonic() - started)
+            token = reply.next_token()
+            past_end = end is not None and bool(items := reply.items()) and items[-1]["name"] >= end
+            yield reply
+            if not token or past_end:
                 return
-            params["pageToken"] = page["nextPageToken"]
+            params["pageToken"] = token
 
-    def _fetch(self, url: str, params: dict[str, str | int]) -> dict[str, Any]:
+    def _fetch(self, url: str, params: dict[str, str | int]) -> bytes:
         response = self.client._http.get(url, params=params, timeout=self.timeout)
         if response.status_code != 200:
             raise api.from_http_response(response)  # type: ignore[no-untyped-call]
-        page: dict[str, Any] = json.loads(response.content)
-        return page
+        body: bytes = response.content
+        return body
 
-    def _object(self, item: dict[str, Any]) -> StoredObject | None:
-        name: str = item["name"]
-        if name.endswith("/") or not name.startswith(self.prefix):
-            return None  # a "folder" placeholder, or (defensively) outside the prefix
-        updated = item.get("updated")
-        return StoredObject(
-            url=f"gs://{self.bucket}/{name}",
-            bucket=self.bucket,
-            key=name,
-            relative_key=name[len(self.prefix):],
-            size=int(item.get("size") or 0),
-            version=str(item["generation"]),
-            modified=datetime.fromisoformat(updated).timestamp() if updated else 0.0,
-            checksum=item.get("md5Hash") or item.get("crc32c") or "",
-        )
+
+_TOKEN = re.compile(rb'"nextPageToken"\s*:\s*"([^"\\]*)"')
+
+
+class Reply:
+    """One ``objects.list`` reply: its body, read (with orjson: twice as fast as json) once, when
+    first asked for. Its next page token is found without reading it."""
+
+    __slots__ = ("_page", "body")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self._page: dict[str, Any] | None = None
+
+    def page(self) -> dict[str, Any]:
+        if self._page is None:
+            page: dict[str, Any] = orjson.loads(self.body)
+            self._page = page
+        return self._page
+
+    def items(self) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.page().get("items", [])
+        return items
+
+    def prefixes(self) -> list[str]:
+        prefixes: list[str] = self.page().get("prefixes", [])
+        return prefixes
+
+    def next_token(self) -> str | None:
+        """The token of the next page, None on the last. A key ``"nextPageToken"`` can only stand
+        unescaped at the top of the reply (inside a name its quotes are escaped); a token with
+        escapes in it is left to the JSON reader."""
+        found = _TOKEN.search(self.body)
+        if found is not None:
+            return found.group(1).decode() or None
+        if b'"nextPageToken"' not in self.body:
+            return None
+        token = self.page().get("nextPageToken")
+        return str(token) if token else None
 
 
 def _ours(exc: BaseException) -> bool:

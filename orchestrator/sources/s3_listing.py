@@ -30,7 +30,8 @@ from ..models import StoredObject
 
 _TOKEN_OPEN, _TOKEN_CLOSE = b"<NextContinuationToken>", b"</NextContinuationToken>"
 _ROW = re.compile(r"<Contents>\s*<Key>([^<]*)</Key>\s*<LastModified>([^<]*)</LastModified>\s*"
-                  r"<ETag>([^<]*)</ETag>(?:[^<]|<(?!Size>|/Contents>))*<Size>(\d+)</Size>")
+                  r'<ETag>(?:&quot;([^<&"]+)&quot;|([^<]*))</ETag>'  # a plain quoted ETag, or any
+                  r"(?:[^<]|<(?!Size>|/Contents>))*<Size>(\d+)</Size>")
 _PREFIX = re.compile(r"<CommonPrefixes>\s*<Prefix>([^<]*)</Prefix>\s*</CommonPrefixes>")
 _ENTITY = re.compile(r"&(#x[0-9a-fA-F]+|#[0-9]+|lt|gt|amp|quot|apos);")
 _NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
@@ -64,18 +65,16 @@ def _parse(body: bytes, *, bucket: str, prefix: str) -> Page:
     decode, encoded = _url_decoder(encoding), encoding == "url"
     url, cut = f"s3://{bucket}/", len(prefix)
     objects: list[StoredObject] = []
-    iso = datetime.fromisoformat
-    for raw_key, modified, raw_etag, size in rows:  # the checks of _unescape and decode, inlined
+    append, iso, make = objects.append, datetime.fromisoformat, StoredObject
+    for raw_key, modified, quoted, raw_etag, size in rows:  # the checks of _unescape and decode, inlined
         key = _unescape(raw_key) if "&" in raw_key else raw_key
         if encoded and ("%" in key or "+" in key):
             key = unquote_plus(key)
         if key.endswith("/") or not key.startswith(prefix):
             continue  # a "folder" marker, or (defensively) outside the prefix
-        etag = raw_etag.replace("&quot;", "")
-        etag = (_unescape(etag) if "&" in etag else etag).strip('"')
-        stamp = iso(modified).timestamp() if modified.endswith("Z") else timestamp(modified)
-        objects.append(StoredObject(url=url + key, bucket=bucket, key=key, relative_key=key[cut:],
-                                    size=int(size), version=etag, modified=stamp, checksum=etag))
+        etag = quoted or _etag(raw_etag)
+        append(make(url + key, bucket, key, key[cut:], int(size), etag,
+                    iso(modified).timestamp() if modified.endswith("Z") else timestamp(modified), etag))
     token = _between(text, "<NextContinuationToken>", "</NextContinuationToken>")
     truncated = _between(text, "<IsTruncated>", "</IsTruncated>") == "true"
     return _page(objects, [decode(_unescape(p)) for p in prefixes], token and _unescape(token), truncated)
@@ -106,6 +105,12 @@ def _parse_tree(body: bytes, *, bucket: str, prefix: str) -> Page:
             prefixes.append(decode(child.findtext(ns + "Prefix") or ""))
     return _page(objects, prefixes, root.findtext(ns + "NextContinuationToken"),
                  root.findtext(ns + "IsTruncated") == "true")
+
+
+def _etag(raw: str) -> str:
+    """An ETag as the XML holds it, unescaped, without its quotes."""
+    etag = raw.replace("&quot;", "")
+    return (_unescape(etag) if "&" in etag else etag).strip('"')
 
 
 def _page(objects: list[StoredObject], prefixes: list[str], token: str | None, truncated: bool) -> Page:
