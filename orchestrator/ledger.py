@@ -414,9 +414,10 @@ class Ledger:
                 where, params = self._db.any_of("url", urls[start:start + _CHUNK])
                 found = self._db.execute(f"SELECT {_PAST_COLUMNS} FROM objects WHERE {where} ORDER BY id",
                                          params)
-                for url, version, target, collection, partition, state, job_id, failures, error in found:
+                for url, version, target, collection, partition, state, job_id, failures, error, alone \
+                        in found:
                     past = make(PastImport, (version, target, collection, partition, states[state], job_id,
-                                             failures, error))
+                                             failures, error, alone == 1))
                     if (rows := out.get(url)) is None:
                         out[url] = [past]
                     else:
