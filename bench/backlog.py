@@ -74,19 +74,26 @@ def creates(calls: dict[str, Any]) -> int:
     return sum(1 for p in calls["paths"] if p.endswith("/create"))
 
 
-def backlog(count: int = 2000, slots: int = 50, job_s: float = 1.0) -> dict[str, Any]:
-    server = Server(max_jobs=slots, job_s=job_s)
+def drained(server: Server, count: int, *, poll_s: float, rps: float = 200,
+            per_job: int = 1) -> tuple[float, dict[str, Any]]:
+    """``run --wait`` over ``count`` synthetic objects against ``server`` (stopped after): the
+    seconds it took, and the calls the server received."""
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            m = manifest(server, Path(tmp) / "bench.ledger.sqlite")
+            m = manifest(server, Path(tmp) / "bench.ledger.sqlite", rps=rps, per_job=per_job)
             start = time.perf_counter()
-            report = api.run(m, api.RunOptions(wait=True, poll_interval_s=0.05),
+            report = api.run(m, api.RunOptions(wait=True, poll_interval_s=poll_s),
                              source_factory=lambda _s, _settings: SyntheticSource(count))
             seconds = time.perf_counter() - start
         calls = server.calls()
     finally:
         server.stop()
     assert report.waited["completed"] == count, report.summary()
+    return seconds, calls
+
+
+def backlog(count: int = 2000, slots: int = 50, job_s: float = 1.0) -> dict[str, Any]:
+    seconds, calls = drained(Server(max_jobs=slots, job_s=job_s), count, poll_s=0.05)
     bound = count * job_s / slots
     refused = creates(calls) - calls["jobs"]
     return {"objects": count, "slots": slots, "job_s": job_s, "seconds": round(seconds, 1),
@@ -113,18 +120,8 @@ def groups(count: int = 500, slots: int = 20, overhead_s: float = 0.5, per_file_
            sizes: tuple[int, ...] = (1, 10, 100)) -> list[dict[str, Any]]:
     out = []
     for size in sizes:
-        server = Server(max_jobs=slots, job_s=overhead_s, per_file_s=per_file_s)
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                m = manifest(server, Path(tmp) / "bench.ledger.sqlite", rps=20, per_job=size)
-                start = time.perf_counter()
-                report = api.run(m, api.RunOptions(wait=True, poll_interval_s=0.1),
-                                 source_factory=lambda _s, _settings: SyntheticSource(count))
-                seconds = time.perf_counter() - start
-            calls = server.calls()
-        finally:
-            server.stop()
-        assert report.waited["completed"] == count, report.summary()
+        seconds, calls = drained(Server(max_jobs=slots, job_s=overhead_s, per_file_s=per_file_s), count,
+                                 poll_s=0.1, rps=20, per_job=size)
         out.append({"objects": count, "objects_per_job": size, "jobs": calls["jobs"],
                     "seconds": round(seconds, 1), "calls_per_object": round(len(calls["paths"]) / count, 3)})
     return out

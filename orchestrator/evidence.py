@@ -22,6 +22,7 @@ import enum
 import threading
 import time
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 from urllib.parse import unquote_plus
@@ -76,7 +77,10 @@ def _names(record: LedgerRecord) -> frozenset[str]:
     return reported_names(record.sent_as or record.url, bucket_and_key(record.url)[0])
 
 
-def unit_of(record: LedgerRecord) -> tuple[str, int]:
+Unit = tuple[str, int]  # one create call: ("batch", n) for a call of several, ("row", id) for one
+
+
+def unit_of(record: LedgerRecord) -> Unit:
     """The create call a row took part in: its claim of several (``batch``), or the row alone."""
     return ("batch", record.batch) if record.batch is not None else ("row", record.id)
 
@@ -91,34 +95,37 @@ def judge(rows: Sequence[LedgerRecord], others: Sequence[LedgerRecord], jobs: Se
     its whole file set. A job is its call's only when the job names exactly the call's files, each
     once, and no other unresolved call could have made it; a job naming some of the files but not
     all (or others besides) proves nothing but doubt. Every row of a call gets the call's verdict."""
-    units: dict[tuple[str, int], list[LedgerRecord]] = {}
+    units: dict[Unit, list[LedgerRecord]] = {}
     for record in {r.id: r for r in [*others, *rows]}.values():
         units.setdefault(unit_of(record), []).append(record)
-    names = {key: [_names(r) for r in members] for key, members in units.items()}
-    overlaps: dict[str, list[tuple[str, int]]] = {}  # job id -> the calls it names a file of
-    exact: dict[str, set[tuple[str, int]]] = {}  # job id -> the calls whose file set it is
+    owners: dict[str, list[tuple[Unit, int]]] = {}  # a reported name -> the (call, row) it may be
+    for key, members in units.items():
+        for member in members:
+            for name in _names(member):
+                owners.setdefault(name, []).append((key, member.id))
+    overlaps: dict[str, list[Unit]] = {}  # job id -> the calls it names a file of
+    exact: dict[str, set[Unit]] = {}  # job id -> the calls whose file set it is
+    named_by: dict[Unit, list[JobInfo]] = {}  # a call -> the jobs that name one of its files
     for job in jobs:
-        files = job.names
-        if not files:
-            continue
-        for key, members in units.items():
-            if job.collection not in (None, members[0].collection):
-                continue
-            hits = [[f in n for f in files] for n in names[key]]
-            if not any(any(h) for h in hits):
-                continue
+        hits: dict[Unit, list[tuple[int, int]]] = {}  # a call -> (file index, row id) pairs that match
+        for index, name in enumerate(job.names):
+            for key, row_id in owners.get(name, ()):
+                if job.collection in (None, units[key][0].collection):
+                    hits.setdefault(key, []).append((index, row_id))
+        for key, pairs in hits.items():
             overlaps.setdefault(job.job_id, []).append(key)
-            one_to_one = all(sum(h) == 1 for h in hits) and \
-                all(sum(h[i] for h in hits) == 1 for i in range(len(files)))
-            if len(files) == len(members) and one_to_one:
+            named_by.setdefault(key, []).append(job)
+            per_row, per_file = Counter(r for _, r in pairs), Counter(i for i, _ in pairs)
+            if len(job.names) == len(units[key]) == len(per_row) == len(per_file) and \
+                    set(per_row.values()) == set(per_file.values()) == {1}:
                 exact.setdefault(job.job_id, set()).add(key)
-    verdicts: dict[tuple[str, int], tuple[Verdict, JobInfo | None, str]] = {}
+    verdicts: dict[Unit, tuple[Verdict, JobInfo | None, str]] = {}
     for row in rows:
         key = unit_of(row)
         if key in verdicts:
             continue
         members = units[key]
-        matches = [j for j in jobs if key in overlaps.get(j.job_id, ())]
+        matches = named_by.get(key, [])
         what = "this object" if len(members) == 1 else f"this job's {len(members)} objects"
         if len(matches) == 1 and exact.get(matches[0].job_id) == {key} and \
                 len(overlaps[matches[0].job_id]) == 1:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from .errors import FatalTargetError, JobNotFoundError, JobTerminalError, TargetError, TransientError
-from .evidence import Judgement, Verdict, bucket_and_key, culprit, judge, reported_names, unit_of
+from .evidence import Judgement, Unit, Verdict, bucket_and_key, culprit, judge, reported_names, unit_of
 from .ledger import Ledger
 from .models import JobInfo, JobState, LedgerRecord, ObjectState
 from .pacing import with_retries
@@ -170,7 +170,8 @@ def refresh(
                                                                "check the collection")
                 with lock:
                     counts["uncertain"] += len(members)
-            log.warning("%s: progress of job %s: %s", _named(members), job_id, redact(str(exc)),
+            log.warning("%s: progress of job %s: %s", label([r.url for r in members]), job_id,
+                        redact(str(exc)),
                         extra={"event": "poll-error", "url": first.url, "job_id": job_id})
             return
         if info.state is JobState.UNCOMMITTED:  # imported, invisible: the ledger holds its id, commit it
@@ -181,7 +182,7 @@ def refresh(
             _completed(ledger, job_id, members, info)
         elif info.state is JobState.FAILED:
             reason = redact(f"job {job_id} failed: {info.reason or 'no reason given'}")
-            blamed = culprit(reason, members) if len(members) > 1 else None
+            blamed = culprit(reason, members)
             ledger.job_failed([r.id for r in members], job_id, reason,
                               culprit=blamed.id if blamed is not None else None)
             for record in members:
@@ -210,10 +211,9 @@ def refresh(
     return counts
 
 
-def _named(members: Sequence[LedgerRecord]) -> str:
-    """How a message names a job's objects: the first, and how many more."""
-    more = f" (and {len(members) - 1} more)" if len(members) > 1 else ""
-    return f"{members[0].url}{more}"
+def label(urls: Sequence[str]) -> str:
+    """How a message names the objects of one job or create call: the first, and how many more."""
+    return urls[0] + (f" (and {len(urls) - 1} more)" if len(urls) > 1 else "")
 
 
 def _completed(ledger: Ledger, job_id: str, members: list[LedgerRecord], info: JobInfo) -> None:
@@ -502,13 +502,13 @@ def _settle(reconciler: Reconciler, ledger: Ledger, redact: Redactor, rows: list
             ledger.mark_uncertain(row.id, redact(f"cannot read the job list: {exc}"))
             counts["uncertain"] += 1
         return counts
-    calls: dict[tuple[str, int], list[Judgement]] = {}
+    calls: dict[Unit, list[Judgement]] = {}
     for judgement in verdicts:
         calls.setdefault(unit_of(judgement.record), []).append(judgement)
     for judged in calls.values():
         verdict, job, why = judged[0].verdict, judged[0].job, judged[0].why
         ids = [j.record.id for j in judged]
-        named = _named([j.record for j in judged])
+        named = label([j.record.url for j in judged])
         if verdict is Verdict.ADOPT:
             assert job is not None
             if ledger.record_job(ids, job.job_id, detail=detail):

@@ -30,7 +30,7 @@ from .errors import (
 )
 from .evidence import Verdict, culprit, name_key
 from .grouping import batches
-from .jobs import Reconciler, Window
+from .jobs import Reconciler, Window, label
 from .ledger import Ledger
 from .models import (
     Credentials,
@@ -104,8 +104,7 @@ class _Call(NamedTuple):
 
     @property
     def label(self) -> str:
-        """How a message names the call's objects: the first, and how many more."""
-        return self.urls[0] + (f" (and {len(self.urls) - 1} more)" if len(self.urls) > 1 else "")
+        return label(self.urls)
 
 
 class Submitter:
