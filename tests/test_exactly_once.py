@@ -70,6 +70,47 @@ def die_between_job_and_reply(fake: FakeZilliz, manifest: Path) -> None:
     fake.before_reply = None
 
 
+def kill_runs(fake: FakeZilliz, manifest: Path, modes: list[str], rng: random.Random, *, most: int) -> int:
+    """One run per mode, killed with SIGKILL: ``in-window`` once the server made its job (the
+    1st to ``most``th create of the run) and before the reply, ``after-reply`` just after that reply,
+    ``timer`` at a random moment. Returns how many runs died of it."""
+    kills = 0
+    for mode in modes:
+        proc = spawn("run", str(manifest))
+        creates_before = len(fake.creates())
+        target = rng.randint(1, most)
+        fired = threading.Event()
+
+        def hook(job: Job, proc: subprocess.Popen[str] = proc, mode: str = mode, target: int = target,
+                 start: int = creates_before, fired: threading.Event = fired) -> None:
+            if fired.is_set() or len(fake.creates()) - start < target:
+                return
+            fired.set()
+            if mode == "in-window":
+                proc.send_signal(signal.SIGKILL)  # the job exists; its id never reaches the ledger
+            elif mode == "after-reply":
+                threading.Timer(rng.uniform(0.0, 0.03), proc.send_signal, (signal.SIGKILL,)).start()
+
+        fake.before_reply = hook if mode != "timer" else None
+        if mode == "timer":
+            threading.Timer(rng.uniform(0.2, 1.5), lambda p=proc: p.poll() is None and p.send_signal(
+                signal.SIGKILL)).start()
+        kills += proc.wait(60) == -signal.SIGKILL
+    fake.before_reply = None
+    return kills
+
+
+def run_until_clean(manifest: Path, tries: int = 3) -> tuple[str, str]:
+    """Run until one run exits 0 (at most ``tries``); its stdout and stderr."""
+    for _ in range(tries):
+        final = spawn("run", str(manifest))
+        out, err = final.communicate(timeout=60)
+        if final.returncode == 0:
+            break
+    assert final.returncode == 0, err
+    return out, err
+
+
 def no_secrets(*texts: str) -> None:
     for text in texts:
         for secret in SECRETS:
@@ -233,39 +274,10 @@ def test_kill_9_at_many_moments_never_duplicates_nor_forgets(
                        + [f"embeddings/{k}" for k in look_alike])
     manifest = write_manifest(settings={"concurrency": 2}, ledger=ledger_url)
     fake_api.latency_s = 0.06  # a run takes about 2 s: long enough to be killed in every phase
-    rng = random.Random(2026)
-    modes = ["in-window", "after-reply", "timer"] * 3
-    kills = 0
-    for mode in modes:
-        proc = spawn("run", str(manifest))
-        creates_before = len(fake_api.creates())
-        target = rng.randint(1, 4)
-        fired = threading.Event()
-
-        def hook(job: Job, proc: subprocess.Popen[str] = proc, mode: str = mode, target: int = target,
-                 start: int = creates_before, fired: threading.Event = fired) -> None:
-            if fired.is_set() or len(fake_api.creates()) - start < target:
-                return
-            fired.set()
-            if mode == "in-window":
-                proc.send_signal(signal.SIGKILL)  # the job exists; its id never reaches the ledger
-            elif mode == "after-reply":
-                threading.Timer(rng.uniform(0.0, 0.03), proc.send_signal, (signal.SIGKILL,)).start()
-
-        fake_api.before_reply = hook if mode != "timer" else None
-        if mode == "timer":
-            threading.Timer(rng.uniform(0.2, 1.5), lambda p=proc: p.poll() is None and p.send_signal(
-                signal.SIGKILL)).start()
-        code = proc.wait(60)
-        kills += code == -signal.SIGKILL
-    fake_api.before_reply = None
+    kills = kill_runs(fake_api, manifest, ["in-window", "after-reply", "timer"] * 3, random.Random(2026),
+                      most=4)
     assert kills >= 5, f"only {kills} runs were killed"
-    for _ in range(3):
-        final = spawn("run", str(manifest))
-        out, err = final.communicate(timeout=60)
-        if final.returncode == 0:
-            break
-    assert final.returncode == 0, err
+    out, err = run_until_clean(manifest)
     status = invoke("status", str(manifest), "--refresh", "--json")
     counts = json.loads(status.stdout)["counts"]
     assert counts == {"completed": 50}, counts

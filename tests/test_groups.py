@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import signal
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,8 +14,8 @@ import pyarrow as pa
 import pytest
 
 from tests.conftest import parquet_bytes
-from tests.fakes.base import FakeImportAPI, Job, OddReply
-from tests.test_exactly_once import assert_exactly_once, invoke, no_secrets, rows, spawn
+from tests.fakes.base import FakeImportAPI, OddReply
+from tests.test_exactly_once import assert_exactly_once, invoke, kill_runs, no_secrets, rows, run_until_clean
 from tests.test_preflight_e2e import ARTICLES, parquet
 
 GROUP_TARGETS = ("zilliz-v2", "milvus")
@@ -191,34 +189,9 @@ def test_kill_9_with_groups_never_duplicates_nor_forgets(
                        + [f"embeddings/{k}" for k in look_alike])
     manifest = write_manifest(settings={"concurrency": 2, "objects_per_job": 4})
     fake_api.latency_s = 0.1
-    rng = random.Random(2027)
-    kills = 0
-    for mode in ["in-window", "after-reply", "in-window", "after-reply", "in-window", "after-reply"]:
-        proc = spawn("run", str(manifest))
-        start = len(fake_api.creates())
-        target = rng.randint(1, 3)
-        fired = threading.Event()
-
-        def hook(job: Job, proc: Any = proc, mode: str = mode, target: int = target, start: int = start,
-                 fired: threading.Event = fired) -> None:
-            if fired.is_set() or len(fake_api.creates()) - start < target:
-                return
-            fired.set()
-            if mode == "in-window":
-                proc.send_signal(signal.SIGKILL)  # the job of several exists; its id never reaches the ledger
-            else:
-                threading.Timer(rng.uniform(0.0, 0.03), proc.send_signal, (signal.SIGKILL,)).start()
-
-        fake_api.before_reply = hook
-        kills += proc.wait(60) == -signal.SIGKILL
-    fake_api.before_reply = None
+    kills = kill_runs(fake_api, manifest, ["in-window", "after-reply"] * 3, random.Random(2027), most=3)
     assert kills >= 4, f"only {kills} runs were killed"
-    for _ in range(3):
-        final = spawn("run", str(manifest))
-        out, err = final.communicate(timeout=60)
-        if final.returncode == 0:
-            break
-    assert final.returncode == 0, err
+    out, err = run_until_clean(manifest)
     invoke("status", str(manifest), "--refresh")
     assert {r.state.value for r in rows(manifest)} == {"completed"}
     assert_exactly_once(fake_api, manifest, urls)

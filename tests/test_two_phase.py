@@ -225,13 +225,7 @@ def test_once_two_phase_is_proven_a_lost_reply_is_resent_and_its_orphan_aborted(
     fake_api.faults = ["drop"]  # a's reply is lost, its job made
     fake_api.list_enabled = False  # and no list could tell: only two-phase makes sending again safe
     manifest = write_manifest(settings={"concurrency": 1})
-
-    def proven(manifest: Any, client: httpx.Client, read: Any) -> Any:
-        target = api.make_target(manifest, client, read)
-        target.two_phase_proven = True  # as after a commit earlier in this process
-        return target
-
-    report = api.run(api.validate(manifest), target_factory=proven)
+    report = api.run(api.validate(manifest), target_factory=_proven)
     assert report.exit_code() == 0 and report.outcomes["submitted"] == 2
     assert len(fake_api.jobs_for(urls[0])) == 2  # the orphan waits uncommitted, never committed
     fake_api.list_enabled = True
@@ -254,13 +248,7 @@ def test_the_orphan_of_a_lost_job_of_several_is_aborted_whole(
     fake_api.faults = ["drop"]  # the first job's reply is lost, the job of three made
     fake_api.list_enabled = False
     manifest = write_manifest(settings={"concurrency": 1, "objects_per_job": 3})
-
-    def proven(manifest: Any, client: httpx.Client, read: Any) -> Any:
-        target = api.make_target(manifest, client, read)
-        target.two_phase_proven = True
-        return target
-
-    report = api.run(api.validate(manifest), target_factory=proven)
+    report = api.run(api.validate(manifest), target_factory=_proven)
     assert report.exit_code() == 0 and report.outcomes["submitted"] == 5
     assert len(fake_api.creates()) == 3 and len(fake_api.jobs_for(urls[0])) == 2
     fake_api.list_enabled = True
@@ -271,6 +259,14 @@ def test_the_orphan_of_a_lost_job_of_several_is_aborted_whole(
     assert orphan.failed_at is not None and orphan.committed_at is None
     assert owned.committed_at is not None
     assert [fake_api.visible_rows(u) for u in urls] == [3] * 5
+
+
+def _proven(manifest: Any, client: httpx.Client, read: Any) -> Any:
+    """The target, as after a commit earlier in this process: two-phase import is proven."""
+    from orchestrator import api
+    target = api.make_target(manifest, client, read)
+    target.two_phase_proven = True
+    return target
 
 
 def _rows(manifest: Path) -> list[Any]:
