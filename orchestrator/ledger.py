@@ -469,6 +469,14 @@ class Ledger:
             row = self._db.execute(f"SELECT {_COLUMNS} FROM objects WHERE id=?", (row_id,)).fetchone()
         return None if row is None else _record(row)
 
+    def rows(self, row_ids: Sequence[int]) -> list[LedgerRecord]:
+        """The rows of ``row_ids`` (those that exist), in id order: one query for a create call's rows."""
+        where, params = self._db.any_of("id", row_ids)
+        with self._lock:
+            found = self._db.execute(f"SELECT {_COLUMNS} FROM objects WHERE {where} ORDER BY id",
+                                     params).fetchall()
+        return [_record(r) for r in found]
+
     def by_reported_name(self, name: str, collection: str | None) -> list[LedgerRecord]:
         """The owner's rows whose object was sent exactly as ``name`` (how a server that takes keys,
         like Milvus, reports it), in ``collection`` when given."""

@@ -399,7 +399,7 @@ class Submitter:
         """After a lost reply: adopt the job if the server proves it (by the call's whole file set);
         None means proven absent (retry); otherwise the rows stay ``submitting`` (unsure) for a later
         look, or become ``uncertain``."""
-        records = [r for r in map(self.ledger.row, call.rows) if r is not None]
+        records = self.ledger.rows(call.rows)
         log.info("%s: %s; looking for its job before retrying", call.label, self.redact(str(exc)),
                  extra={"event": "ambiguous", "url": call.urls[0], "error": str(exc)})
         try:
@@ -432,7 +432,7 @@ class Submitter:
         """The row of a call of several that a refusal names, if exactly one."""
         if len(call.rows) < 2:
             return None
-        blamed = culprit(message, [r for r in map(self.ledger.row, call.rows) if r is not None])
+        blamed = culprit(message, self.ledger.rows(call.rows))
         return blamed.id if blamed is not None else None
 
     def _room_after_full(self, url: str, exc: ServerFullError) -> bool:
