@@ -101,6 +101,18 @@ def test_registry_builds_from_options(env: dict[str, str], nested: str, tmp_path
         make_source(config(nested, profile="nope"), Settings())
 
 
+@pytest.mark.parametrize(("settings", "pool"), [(Settings(), 10), (Settings(list_concurrency=16), 17),
+                                                (Settings(concurrency=32), 32)])
+def test_the_client_keeps_a_connection_for_each_thread_that_may_use_it(
+        env: dict[str, str], nested: str, settings: Settings, pool: int) -> None:
+    """Fan-out streams (and the level's read-ahead), or pre-flight reads from the submitting workers:
+    botocore's 10 connections made urllib3 drop one after each call beyond them (a new handshake for
+    the next) and warn "Connection pool is full" each time."""
+    source = make_source(config(nested, path_style=True), settings)
+    assert isinstance(source, S3Source)
+    assert source.client.meta.config.max_pool_connections == pool
+
+
 # -- what the fast reading of replies must keep: odd keys, page boundaries, errors ---------------------
 
 ODD = ["odd/sp ace.parquet", "odd/plus+plus.parquet", "odd/pct%41%2F%.parquet", "odd/amp&lt<gt>.parquet",

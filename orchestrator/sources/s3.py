@@ -66,12 +66,21 @@ def build(config: SourceConfig, settings: Settings) -> S3Source:
             region_name=config.region,
             # retries: AWS_MAX_ATTEMPTS or the profile's max_attempts, else 3; fail fast when nobody answers
             config=Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=20,
-                          s3={"addressing_style": "path" if config.path_style else "auto"}),
+                          s3={"addressing_style": "path" if config.path_style else "auto"},
+                          max_pool_connections=connections(settings)),
         )
     except BotoCoreError as exc:
         raise SourceError(f"{config.label}: {describe_boto_error(exc)}") from exc
     return S3Source(client, label=config.label, bucket=config.bucket, prefix=config.prefix,
                     request_payer=config.request_payer, concurrency=settings.list_concurrency)
+
+
+def connections(settings: Settings) -> int:
+    """Connections the client keeps open: one per thread that may use it at once (the listing's
+    streams and the thread reading its level ahead; the pre-flight reads of the submitting workers),
+    and botocore's 10 at least. With fewer, urllib3 closes a connection after each call beyond them
+    (a new TCP and TLS handshake for the next) and warns "Connection pool is full" each time."""
+    return max(10, settings.list_concurrency + 1, settings.concurrency)
 
 
 class S3Source(FanOutLister):
