@@ -3,9 +3,12 @@
 A store lister provides two calls: ``level(prefix)``, one delimited listing (the objects directly under
 ``prefix`` and its sub-prefixes, merged in key order), and ``walk(prefix, start, end)``, every object
 under ``prefix`` from key ``start`` up to (not including) key ``end``, as one stream of pages. A walk
-only fetches: each page is a :class:`Lazy`, read (parsed, objects made) when the consumer iterates
-it, so that the CPU work stays on the consumer's thread and the walks' threads only wait for the
-network (with the GIL, threads that parse slow the planner down more than they help).
+only fetches: each page is a :class:`Lazy`, read (parsed, objects made) by the consumer, so that the
+CPU work stays on the consumer's thread and the walks' threads only wait for the network (with the
+GIL, threads that parse slow the planner down more than they help). While the run it consumes has
+no page ready, the consumer reads pages that came for the runs behind it (up to
+``concurrency * ahead / 2`` of them): time it would otherwise spend waiting, then reading those pages
+all at once when the walks are done.
 
 :func:`fan_out` walks runs of consecutive sub-prefixes as key ranges, ``concurrency`` at a time, each
 into a bounded buffer of pages, and yields in key order: the same objects, in the same order, as
@@ -13,16 +16,17 @@ into a bounded buffer of pages, and yields in key order: the same objects, in th
 pages (learnt from the walks done): a range's last page is seldom full, and a page saved is a round
 trip saved. Near the level's end they shrink to an equal share per thread, so that the threads end
 together. A thread whose walk has ended takes the next run at once, even while the consumer still
-reads an earlier one (runs of unequal length no longer leave threads idle). Memory stays bounded by
-``2 * concurrency * ahead`` pages however large the listing.
+reads an earlier one (runs of unequal length no longer leave threads idle): a walk's end wakes the
+consumer. Memory stays bounded by ``2 * concurrency * ahead`` pages however large the listing.
 :func:`read_ahead` lets one stream fetch its next page while the consumer reads this one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import heapq
 import itertools
-import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -36,30 +40,42 @@ Entry = StoredObject | str  # an object, or a sub-prefix (ending in "/") still t
 T = TypeVar("T")
 _DONE = object()
 _WAIT = object()
-POLL_S = 0.01  # how often a consumer waiting for a page looks for a thread that has become free
+POLL_S = 0.01  # the longest a consumer waits for a page before looking around (a walk's end wakes it)
 AHEAD = 16  # pages a run's walk may hold before the consumer reaches it
 
 
 class Lazy:
-    """One page of a listing, read when iterated: ``read()`` makes its objects (in key order), of which
-    those from ``start`` up to (not including) ``end`` are kept."""
+    """One page of a listing, read when iterated (or when :meth:`read` is called first): ``read()``
+    makes its objects (in key order), of which those from ``start`` up to (not including) ``end`` are
+    kept. Once read, the raw reply is let go."""
 
-    __slots__ = ("_end", "_read", "_start")
+    __slots__ = ("_end", "_objects", "_read", "_start")
 
     def __init__(self, read: Callable[[], list[StoredObject]], start: str = "", end: str | None = None,
                  ) -> None:
-        self._read = read
+        self._read: Callable[[], list[StoredObject]] | None = read
         self._start = start
         self._end = end
+        self._objects: list[StoredObject] = []
 
-    def __iter__(self) -> Iterator[StoredObject]:
+    @property
+    def unread(self) -> bool:
+        return self._read is not None
+
+    def read(self) -> list[StoredObject]:
+        if self._read is None:
+            return self._objects
         objects = self._read()
         if objects and objects[0].key < self._start:
             objects = [o for o in objects if o.key >= self._start]
         end = self._end
         if end is not None and objects and objects[-1].key >= end:
             objects = [o for o in objects if o.key < end]
-        return iter(objects)
+        self._objects, self._read = objects, None
+        return objects
+
+    def __iter__(self) -> Iterator[StoredObject]:
+        return iter(self.read())
 
 
 Pages = Iterator[Lazy]
@@ -71,16 +87,36 @@ class _Failed:
         self.exc = exc
 
 
+class _News:
+    """What the feeds of one fan-out share: one condition, and a count of what happened (a page
+    came, a walk ended), so that the consumer waiting for one thing wakes for the others."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.count = 0
+
+    def tell(self) -> None:
+        """Called with ``changed`` held."""
+        self.count += 1
+        self.changed.notify_all()
+
+    def since(self, count: int) -> bool:
+        return self.count != count
+
+
 class _Feed(Generic[T]):
-    """Items made on another thread (``run``) into a bounded queue, read in order by ``drain`` (or
+    """Items made on another thread (``run``) into a bounded buffer, read in order by ``drain`` (or
     ``take``). ``ended`` is called on that thread when it is done making them."""
 
     def __init__(self, make: Callable[[], Iterator[T]], depth: int, cancel: threading.Event,
-                 ended: Callable[[], object] | None = None) -> None:
+                 ended: Callable[[], object] | None = None, news: _News | None = None) -> None:
         self._make = make
         self._cancel = cancel
         self._ended = ended
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._depth = max(1, depth)
+        self._items: deque[object] = deque()
+        self._news = news or _News()
+        self._changed = self._news.changed
         self.count = 0  # items drained
         self.made = 0  # items made
 
@@ -98,13 +134,14 @@ class _Feed(Generic[T]):
         self._put(last)
 
     def _put(self, item: object) -> bool:
-        while not self._cancel.is_set():
-            try:
-                self._queue.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
+        with self._changed:
+            while len(self._items) >= self._depth and not self._cancel.is_set():
+                self._changed.wait(0.05)
+            if self._cancel.is_set():
+                return False
+            self._items.append(item)
+            self._news.tell()
+        return True
 
     def drain(self) -> Iterator[T]:
         while True:
@@ -113,17 +150,59 @@ class _Feed(Generic[T]):
                 return
             yield item  # type: ignore[misc]  # what run() put: a T
 
-    def take(self, timeout: float | None) -> T | object:
-        """The next item, ``_DONE`` at the end, or ``_WAIT`` when none came within ``timeout``."""
-        try:
-            item = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            return _WAIT
+    def take(self, timeout: float | None, until: Callable[[], bool] = lambda: False) -> T | object:
+        """The next item, ``_DONE`` at the end, or ``_WAIT`` when none came within ``timeout`` or
+        ``until()`` became true first (checked whenever there is news)."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._items or until(), timeout) or not self._items:
+                return _WAIT
+            item = self._items.popleft()
+            self._changed.notify_all()
         if isinstance(item, _Failed):
             raise item.exc
         if item is not _DONE:
             self.count += 1
         return item
+
+    def unread(self) -> Lazy | None:
+        """The first page held that has not been read yet."""
+        with self._changed:
+            return next((item for item in self._items if isinstance(item, Lazy) and item.unread), None)
+
+
+_listings = 0  # listings running in this process
+_froze = False  # whether they froze the heap (not when something else had)
+_listings_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """While a listing runs, what was in memory when it began (modules, clients: botocore's service
+    models alone are some 70,000 objects) is kept out of the cyclic garbage collector's sight
+    (:func:`gc.freeze`). A listing makes objects fast enough to set off full collections, and each one
+    rescanned all of it while every thread of the listing waited: 50-100 ms a pass, three passes in
+    200,000 objects. The last listing to end gives it back (:func:`gc.unfreeze`), so that a process
+    that lives on (a service calling ``api.run``) collects it as before. A heap frozen by someone else
+    is left as it is."""
+    global _listings, _froze
+    with _listings_lock:
+        if _listings == 0 and gc.get_freeze_count() == 0:
+            gc.freeze()
+            _froze = True
+        _listings += 1
+    try:
+        yield
+    finally:
+        with _listings_lock:
+            _listings -= 1
+            if _listings == 0 and _froze:
+                gc.unfreeze()
+                _froze = False
+
+
+def _frozen(pages: Iterator[T]) -> Generator[T, None, None]:
+    with frozen_heap():
+        yield from pages
 
 
 def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
@@ -147,7 +226,8 @@ def fan_out(prefix: str, *, level: Callable[[str], Iterator[Entry]], walk: Walk,
     A level holding a single sub-prefix and nothing else is descended into, so that
     ``data/year=2024/month=*/`` fans out over the months.
     """
-    pages = _fan_out(prefix, level=level, walk=walk, concurrency=concurrency, buffer=buffer, ahead=ahead)
+    pages = _frozen(_fan_out(prefix, level=level, walk=walk, concurrency=concurrency, buffer=buffer,
+                             ahead=ahead))
     try:  # the pages flattened in C: no generator frame per object
         yield from itertools.chain.from_iterable(pages)
     finally:
@@ -198,7 +278,7 @@ def _fan_out(prefix: str, *, level: Callable[[str], Iterator[Entry]], walk: Walk
             if run:
                 start(None)
             while window:
-                yield from _emit(window.popleft(), sizes)
+                yield from _step(window, sizes)
         finally:
             cancel.set()
 
@@ -241,7 +321,7 @@ class _Run:
     def __init__(self, walk: Callable[[], Pages], prefixes: int, ahead: int, cancel: threading.Event,
                  sizes: _Sizes) -> None:
         self.prefixes = prefixes
-        self.feed = _Feed(walk, ahead, cancel, partial(sizes.ended, self))
+        self.feed = _Feed(walk, ahead, cancel, partial(sizes.ended, self), sizes.news)
         sizes.started(self)
 
 
@@ -252,16 +332,21 @@ class _Sizes:
     (the sub-prefixes not walked and what the runs being walked still have to fetch), so that the
     last runs end together rather than one long run after the others. When a new run may start: a
     thread is free (a run behind the one being consumed may end first), and fewer than twice
-    ``concurrency`` runs are held (memory: at most ``ahead`` pages each)."""
+    ``concurrency`` runs are held (memory: at most ``ahead`` pages each). How many pages the
+    consumer may have read ahead of the run it consumes: ``concurrency * ahead / 2``. All of it
+    shares one :class:`_News` with the runs' feeds."""
 
     def __init__(self, ahead: int, concurrency: int) -> None:
         self.target = max(1, ahead * 3 // 4)
         self.concurrency = max(1, concurrency)
-        self._lock = threading.Lock()
+        self.news = _News()  # shared with the runs' feeds
+        self._lock = self.news.changed
         self.pages = 0  # pages of the walks ended
         self.prefixes = 0  # sub-prefixes of the walks ended
         self._walking: set[_Run] = set()  # runs started whose walk has not ended
         self.held = 0  # runs started and not yet consumed
+        self.read_ahead = 0  # pages read by the consumer ahead of the run it consumes
+        self.most_read_ahead = self.concurrency * ahead // 2
 
     @property
     def walking(self) -> int:
@@ -278,11 +363,17 @@ class _Sizes:
             self.pages += run.feed.made
             self.prefixes += run.prefixes
             self._walking.discard(run)
+            self.news.tell()
 
     def done(self) -> None:
         """A run was consumed."""
         with self._lock:
             self.held -= 1
+
+    def taken(self, page: object) -> None:
+        """The consumer took ``page`` (from the run it consumes)."""
+        if isinstance(page, Lazy) and not page.unread:
+            self.read_ahead -= 1
 
     def busy(self) -> bool:
         return self.walking >= self.concurrency or self.held >= 2 * self.concurrency
@@ -317,30 +408,47 @@ def _key(entry: Entry) -> str:
     return entry if isinstance(entry, str) else entry.key
 
 
-def _emit(head: StoredObject | _Run, sizes: _Sizes) -> Iterator[Iterable[StoredObject]]:
-    """Yield ``head``: an object as a page of one, or every page of a run."""
-    if isinstance(head, _Run):
-        yield from head.feed.drain()
-        sizes.done()
-    else:
-        yield (head,)
-
-
 def _step(window: deque[StoredObject | _Run], sizes: _Sizes) -> Iterator[Iterable[StoredObject]]:
-    """Yield what the head of ``window`` has ready, taking it off once consumed; waiting for a page
-    of a run at most ``POLL_S``, so that the caller can start a walk on a thread that became free
-    meanwhile (a run behind the head may end first)."""
+    """Yield what the head of ``window`` has ready, taking it off once consumed. While the head's
+    next page is on its way, read a page that has come for a run behind it (the consumer would
+    otherwise wait, then read those pages all at once at the end). Return after reading one such
+    page, on news (a page came for another run; a walk ended, and the caller can start one on the
+    thread now free: a run behind the head may end first), or after waiting ``POLL_S``."""
     head = window[0]
     if not isinstance(head, _Run):
         window.popleft()
         yield (head,)
         return
-    while (page := head.feed.take(POLL_S)) is not _WAIT:
+    news = sizes.news
+    while True:
+        page = head.feed.take(0)
+        if page is _WAIT:
+            seen = news.count
+            if _read_one_ahead(window, sizes):
+                return
+            page = head.feed.take(POLL_S, until=partial(news.since, seen))
+            if page is _WAIT:
+                return
         if page is _DONE:
             window.popleft()
             sizes.done()
             return
+        sizes.taken(page)
         yield page  # type: ignore[misc]  # a page of the run
+
+
+def _read_one_ahead(window: deque[StoredObject | _Run], sizes: _Sizes) -> bool:
+    """Read the first page not read yet of the runs behind the head; False when there is none, or
+    when as many pages as ``sizes`` allows have been read ahead (a page read holds its objects,
+    about 2.5 times the reply's bytes)."""
+    if sizes.read_ahead >= sizes.most_read_ahead:
+        return False
+    for held in itertools.islice(window, 1, None):
+        if isinstance(held, _Run) and (page := held.feed.unread()) is not None:
+            page.read()
+            sizes.read_ahead += 1
+            return True
+    return False
 
 
 def _chain(first: Entry, second: Entry | None, rest: Iterator[Entry]) -> Iterator[Entry]:
@@ -366,6 +474,6 @@ class FanOutLister:
 
     def list(self) -> Iterator[StoredObject]:
         if self.concurrency <= 1:  # the next page is fetched while this one is read
-            return itertools.chain.from_iterable(read_ahead(self._walk(self.prefix, "", None)))
+            return itertools.chain.from_iterable(_frozen(read_ahead(self._walk(self.prefix, "", None))))
         return fan_out(self.prefix, level=self._level, walk=self._walk, concurrency=self.concurrency,
                        buffer=self.page_size)
