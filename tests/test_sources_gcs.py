@@ -138,3 +138,14 @@ def test_a_key_file_of_the_wrong_kind_is_named(env: dict[str, str], tmp_path: Pa
 ])
 def test_the_next_page_token_is_found_without_reading_the_reply(body: bytes, token: str | None) -> None:
     assert Reply(body).next_token() == token
+
+
+def test_the_session_keeps_a_connection_for_each_thread_that_may_use_it(
+        gcs: storage.Client, nested: str) -> None:
+    """requests keeps 10: with 16 streams urllib3 dropped a connection after each call beyond them and
+    warned "Connection pool is full" each time (the same as S3's client did)."""
+    source = make_source(config(nested), Settings(list_concurrency=16))
+    assert isinstance(source, GcsSource)
+    adapter = source.client._http.get_adapter("https://storage.googleapis.com/")
+    assert adapter.poolmanager.connection_pool_kw["maxsize"] == 17
+    assert [o.key for o in source.list()] == sorted(NESTED)

@@ -30,6 +30,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import DefaultAzureCredential
 from azure.storage.blob import (
     BlobPrefix,
@@ -41,6 +42,7 @@ from azure.storage.blob import (
 
 from ..errors import SourceError
 from ..models import StoredObject
+from .base import connections
 from .fanout import Entry, FanOutLister, Lazy, Pages, merge_pages
 
 if TYPE_CHECKING:
@@ -70,6 +72,26 @@ CLIENT_OPTIONS: Mapping[str, Any] = {
                            retry_connect=0),
 }
 ENV_CONNECTION_STRING = "AZURE_STORAGE_CONNECTION_STRING"
+
+
+class _PooledTransport(RequestsTransport):  # type: ignore[misc]  # exported lazily: Any to mypy
+    """azure-core's transport, its session keeping ``pool`` connections open per host (requests keeps
+    10: see :func:`~orchestrator.sources.base.connections`)."""
+
+    def __init__(self, pool: int) -> None:
+        super().__init__(connection_timeout=CLIENT_OPTIONS["connection_timeout"],
+                         read_timeout=CLIENT_OPTIONS["read_timeout"])
+        self._pool = pool
+
+    def _init_session(self, session: requests.Session) -> None:
+        super()._init_session(session)
+        for adapter in set(session.adapters.values()):
+            if isinstance(adapter, requests.adapters.HTTPAdapter):
+                adapter.init_poolmanager(self._pool, self._pool)
+
+
+def _options(pool: int) -> dict[str, Any]:
+    return {**CLIENT_OPTIONS, "transport": _PooledTransport(pool)}
 _Page = tuple[Sequence[BlobProperties], Sequence[str]]  # one listing page: blobs, sub-prefixes
 NO_CREDENTIALS = ("no Azure credentials found: set connection_string or sas_token on this source, or "
                   f"{ENV_CONNECTION_STRING}, or sign in for DefaultAzureCredential (az login, managed "
@@ -83,26 +105,27 @@ def build(config: SourceConfig, settings: Settings) -> AzureSource:
         account=config.account, container=config.bucket, endpoint_url=config.endpoint_url,
         connection_string=None if config.connection_string is None else config.connection_string.reveal(),
         sas_token=None if config.sas_token is None else config.sas_token.reveal(),
-        environ=os.environ, label=config.label)
+        environ=os.environ, label=config.label, pool=connections(settings))
     return AzureSource(client, label=config.label, account=config.account, prefix=config.prefix,
                        concurrency=settings.list_concurrency)
 
 
 def make_client(*, account: str, container: str, endpoint_url: str | None, connection_string: str | None,
                 sas_token: str | None, environ: Mapping[str, str], label: str,
-                credential: Callable[[], TokenCredential] = DefaultAzureCredential) -> ContainerClient:
-    """The container's client, with the first credentials that apply (see the module docstring);
-    ``credential`` stands in for ``DefaultAzureCredential``."""
+                credential: Callable[[], TokenCredential] = DefaultAzureCredential, pool: int = 10,
+                ) -> ContainerClient:
+    """The container's client, with the first credentials that apply (see the module docstring),
+    keeping ``pool`` connections open; ``credential`` stands in for ``DefaultAzureCredential``."""
     account_url = endpoint_url or f"https://{account}.blob.core.windows.net"
     if connection_string is not None:
-        service = _from_connection_string(connection_string, "connection_string", label)
+        service = _from_connection_string(connection_string, "connection_string", label, pool)
     elif sas_token is not None:
-        service = BlobServiceClient(account_url, credential=sas_token.lstrip("?"), **CLIENT_OPTIONS)
+        service = BlobServiceClient(account_url, credential=sas_token.lstrip("?"), **_options(pool))
     elif _names(environ.get(ENV_CONNECTION_STRING), account, endpoint_url):
-        service = _from_connection_string(environ[ENV_CONNECTION_STRING], ENV_CONNECTION_STRING, label)
+        service = _from_connection_string(environ[ENV_CONNECTION_STRING], ENV_CONNECTION_STRING, label, pool)
     else:
         try:
-            service = BlobServiceClient(account_url, credential=credential(), **CLIENT_OPTIONS)
+            service = BlobServiceClient(account_url, credential=credential(), **_options(pool))
         except ValueError as exc:  # "Token credential is only supported with HTTPS."
             raise SourceError(f"{label}: DefaultAzureCredential needs an https endpoint, and endpoint_url "
                               f"is {_origin(account_url)}: set connection_string or sas_token") from exc
@@ -112,9 +135,9 @@ def make_client(*, account: str, container: str, endpoint_url: str | None, conne
     return service.get_container_client(container)
 
 
-def _from_connection_string(value: str, where: str, label: str) -> BlobServiceClient:
+def _from_connection_string(value: str, where: str, label: str, pool: int) -> BlobServiceClient:
     try:
-        return BlobServiceClient.from_connection_string(value, **CLIENT_OPTIONS)
+        return BlobServiceClient.from_connection_string(value, **_options(pool))
     except ValueError as exc:  # never echo it: it holds the account key
         raise SourceError(f"{label}: {where} is not a valid Azure Storage connection string") from exc
 

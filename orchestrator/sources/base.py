@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from ..errors import SourceError
 from ..globs import Verdict, judge
 from ..models import StoredObject
+
+if TYPE_CHECKING:
+    from ..manifest import Settings
 
 log = logging.getLogger("orchestrator")
 
@@ -26,6 +29,15 @@ class Source(Protocol):
     def read(self, obj: StoredObject, start: int = 0, end: int | None = None) -> bytes:
         """Bytes ``start`` up to (not including) ``end`` of ``obj`` (ranged, never more than asked)."""
         ...
+
+
+def connections(settings: Settings) -> int:
+    """Connections a store's client keeps open: one per thread that may use it at once (the
+    listing's streams and the thread reading its level ahead; the pre-flight reads of the submitting
+    workers), and 10 at least (what botocore and requests keep). With fewer, urllib3 closes a
+    connection after each call beyond them (a new TCP and TLS handshake for the next) and warns
+    "Connection pool is full" each time."""
+    return max(10, settings.list_concurrency + 1, settings.concurrency)
 
 
 def log_page(label: str, prefix: str, number: int, entries: int, seconds: float) -> None:

@@ -37,7 +37,7 @@ from urllib3.exceptions import NewConnectionError
 
 from ..errors import SourceError
 from ..models import StoredObject
-from .base import log_page
+from .base import connections, log_page
 from .fanout import Entry, FanOutLister, Lazy, Pages, merge_pages, read_ahead
 
 if TYPE_CHECKING:
@@ -68,7 +68,9 @@ def retryable(exc: BaseException) -> bool:
 RETRY = Retry(predicate=retryable, initial=0.5, maximum=8.0, multiplier=2.0, timeout=30.0)
 
 
-def make_client(service_account_file: Path | None, environ: Mapping[str, str]) -> storage.Client:
+def make_client(service_account_file: Path | None, environ: Mapping[str, str], pool: int = 10,
+                ) -> storage.Client:
+    """The client, its session keeping ``pool`` connections open per host."""
     if service_account_file is not None:
         credentials = service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call]
             service_account_info(service_account_file), scopes=[READ_ONLY])
@@ -78,7 +80,11 @@ def make_client(service_account_file: Path | None, environ: Mapping[str, str]) -
         project = environ.get("GOOGLE_CLOUD_PROJECT", "emulator")
     else:
         credentials, project = google.auth.default(scopes=[READ_ONLY])
-    return storage.Client(project=project, credentials=credentials)
+    client = storage.Client(project=project, credentials=credentials)
+    adapter = requests.adapters.HTTPAdapter(pool_maxsize=pool)
+    for scheme in ("https://", "http://"):
+        client._http.mount(scheme, adapter)
+    return client
 
 
 def service_account_info(path: Path) -> dict[str, Any]:
@@ -102,7 +108,7 @@ def service_account_info(path: Path) -> dict[str, Any]:
 def build(config: SourceConfig, settings: Settings) -> GcsSource:
     """A GCS lister for a manifest source, with a client made from its credentials."""
     try:
-        client = make_client(config.service_account_file, os.environ)
+        client = make_client(config.service_account_file, os.environ, connections(settings))
     except (auth.GoogleAuthError, ValueError, OSError) as exc:
         if config.service_account_file is None:
             raise SourceError(f"{config.label}: {describe_google_error(exc)}") from exc

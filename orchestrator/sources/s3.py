@@ -32,7 +32,7 @@ from botocore.model import OperationModel
 
 from ..errors import SourceError
 from ..models import StoredObject
-from .base import log_page
+from .base import connections, log_page
 from .fanout import Entry, FanOutLister, Lazy, Pages, merge_pages, read_ahead
 from .s3_listing import Page, last_key, next_token, parse_page
 
@@ -73,14 +73,6 @@ def build(config: SourceConfig, settings: Settings) -> S3Source:
         raise SourceError(f"{config.label}: {describe_boto_error(exc)}") from exc
     return S3Source(client, label=config.label, bucket=config.bucket, prefix=config.prefix,
                     request_payer=config.request_payer, concurrency=settings.list_concurrency)
-
-
-def connections(settings: Settings) -> int:
-    """Connections the client keeps open: one per thread that may use it at once (the listing's
-    streams and the thread reading its level ahead; the pre-flight reads of the submitting workers),
-    and botocore's 10 at least. With fewer, urllib3 closes a connection after each call beyond them
-    (a new TCP and TLS handshake for the next) and warns "Connection pool is full" each time."""
-    return max(10, settings.list_concurrency + 1, settings.concurrency)
 
 
 class S3Source(FanOutLister):
