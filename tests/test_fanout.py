@@ -279,6 +279,10 @@ def test_the_heap_is_frozen_while_a_listing_runs_and_given_back_after() -> None:
     assert gc.get_freeze_count() > 1000  # the second listing still runs
     second.close()  # type: ignore[attr-defined]
     assert gc.get_freeze_count() == 0
+    failing = Store(store.keys, fail_under="p/b/")
+    with pytest.raises(SourceError, match="cannot list p/b/0"):
+        keys_of(fan_out("p/", level=failing.level, walk=failing.walk, concurrency=2))
+    assert gc.get_freeze_count() == 0
     gc.freeze()
     try:
         frozen = gc.get_freeze_count()

@@ -88,15 +88,18 @@ class _Failed:
 
 
 class _News:
-    """What the feeds of one fan-out share: one condition, and a count of what happened (a page
-    came, a walk ended), so that the consumer waiting for one thing wakes for the others."""
+    """What the feeds of one fan-out share: one lock, the condition the consumer waits on, and a
+    count of what happened (a page came, a walk ended), so that the consumer waiting for one thing
+    wakes for the others. Each feed's producer waits on a condition of its own (on the same lock):
+    a page taken wakes only the walk that can now go on."""
 
     def __init__(self) -> None:
-        self.changed = threading.Condition()
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
         self.count = 0
 
     def tell(self) -> None:
-        """Called with ``changed`` held."""
+        """Called with ``lock`` held."""
         self.count += 1
         self.changed.notify_all()
 
@@ -116,7 +119,7 @@ class _Feed(Generic[T]):
         self._depth = max(1, depth)
         self._items: deque[object] = deque()
         self._news = news or _News()
-        self._changed = self._news.changed
+        self._room = threading.Condition(self._news.lock)  # the producer waits on it
         self.count = 0  # items drained
         self.made = 0  # items made
 
@@ -134,9 +137,9 @@ class _Feed(Generic[T]):
         self._put(last)
 
     def _put(self, item: object) -> bool:
-        with self._changed:
+        with self._news.lock:
             while len(self._items) >= self._depth and not self._cancel.is_set():
-                self._changed.wait(0.05)
+                self._room.wait(0.05)
             if self._cancel.is_set():
                 return False
             self._items.append(item)
@@ -153,11 +156,11 @@ class _Feed(Generic[T]):
     def take(self, timeout: float | None, until: Callable[[], bool] = lambda: False) -> T | object:
         """The next item, ``_DONE`` at the end, or ``_WAIT`` when none came within ``timeout`` or
         ``until()`` became true first (checked whenever there is news)."""
-        with self._changed:
-            if not self._changed.wait_for(lambda: self._items or until(), timeout) or not self._items:
+        with self._news.lock:
+            if not self._news.changed.wait_for(lambda: self._items or until(), timeout) or not self._items:
                 return _WAIT
             item = self._items.popleft()
-            self._changed.notify_all()
+            self._room.notify()
         if isinstance(item, _Failed):
             raise item.exc
         if item is not _DONE:
@@ -166,7 +169,7 @@ class _Feed(Generic[T]):
 
     def unread(self) -> Lazy | None:
         """The first page held that has not been read yet."""
-        with self._changed:
+        with self._news.lock:
             return next((item for item in self._items if isinstance(item, Lazy) and item.unread), None)
 
 
@@ -340,7 +343,7 @@ class _Sizes:
         self.target = max(1, ahead * 3 // 4)
         self.concurrency = max(1, concurrency)
         self.news = _News()  # shared with the runs' feeds
-        self._lock = self.news.changed
+        self._lock = self.news.lock
         self.pages = 0  # pages of the walks ended
         self.prefixes = 0  # sub-prefixes of the walks ended
         self._walking: set[_Run] = set()  # runs started whose walk has not ended
