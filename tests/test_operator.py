@@ -4,6 +4,7 @@ failing objects with their problems, and filters for long outputs (issue 18)."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 from orchestrator import api, views
 from orchestrator.lock import hold
 from orchestrator.models import Action, PlanItem, Route
+from orchestrator.sources.base import log_page
 from orchestrator.sources.local import LocalSource
 from tests.conftest import SECRETS
 from tests.fakes.zilliz import FakeZilliz
@@ -314,3 +316,20 @@ def test_verbose_logs_what_an_operator_needs_when_a_run_is_slow(
     assert any(re.fullmatch(r"s3://.*/a\.parquet: job \S+ completed( \(\d+ rows\))?", line) for line in lines)
     for secret in SECRETS:
         assert secret not in result.output
+
+
+def test_a_listing_page_is_counted_only_when_its_line_is_printed(caplog: pytest.LogCaptureFixture) -> None:
+    """Counting a page's entries scans the reply on the walk's thread: done for ``-v`` only."""
+    counted: list[int] = []
+
+    def entries() -> int:
+        counted.append(1)
+        return 7
+
+    with caplog.at_level(logging.INFO, logger="orchestrator"):
+        log_page("sources[0] s3://b/p/", "p/", 1, entries, 0.05)
+    assert counted == [] and not caplog.records
+    with caplog.at_level(logging.DEBUG, logger="orchestrator"):
+        log_page("sources[0] s3://b/p/", "p/", 2, entries, 0.05)
+    assert counted == [1]
+    assert caplog.records[-1].getMessage().endswith("listed page 2 under 'p/': 7 entries in 0.05 s")

@@ -40,11 +40,15 @@ def connections(settings: Settings) -> int:
     return max(10, settings.list_concurrency + 1, settings.concurrency)
 
 
-def log_page(label: str, prefix: str, number: int, entries: int, seconds: float) -> None:
+def log_page(label: str, prefix: str, number: int, entries: Callable[[], int], seconds: float) -> None:
     """One listing page at DEBUG (``-v``): its number, entries and the time the store took to send
-    it, what an operator looks at when a listing is slow."""
-    log.debug("%s: listed page %d under %r: %d entries in %.2f s", label, number, prefix, entries, seconds,
-              extra={"event": "list-page", "source": label, "page": number, "objects": entries})
+    it, what an operator looks at when a listing is slow. The entries are counted only then (a scan
+    of the reply on the walk's thread, every page, for a line most runs do not print)."""
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    count = entries()
+    log.debug("%s: listed page %d under %r: %d entries in %.2f s", label, number, prefix, count, seconds,
+              extra={"event": "list-page", "source": label, "page": number, "objects": count})
 
 
 class Listed(NamedTuple):

@@ -202,6 +202,7 @@ class GcsSource(FanOutLister):
         if end is not None:
             params["endOffset"] = end
         fetch = self.retry(self._fetch)
+        read = delimiter is not None or end is not None  # read here: sub-prefixes, or the last name
         for number in itertools.count(1):
             started = time.monotonic()
             try:
@@ -210,11 +211,8 @@ class GcsSource(FanOutLister):
                 if not _ours(exc):
                     raise
                 raise SourceError(f"{self.label}: {describe_google_error(exc)}") from exc
-            if delimiter is not None or end is not None:  # read here: sub-prefixes, or the last name
-                entries = len(reply.items()) + len(reply.prefixes())
-            else:
-                entries = reply.body.count(b'"name"')  # one per item
-            log_page(self.label, prefix, number, entries, time.monotonic() - started)
+            log_page(self.label, prefix, number, partial(_entries, reply, read=read),
+                     time.monotonic() - started)
             token = reply.next_token()
             past_end = end is not None and bool(items := reply.items()) and items[-1]["name"] >= end
             yield reply
@@ -268,6 +266,14 @@ class Reply:
             return None
         token = self.page().get("nextPageToken")
         return str(token) if token else None
+
+
+def _entries(reply: Reply, *, read: bool) -> int:
+    """The entries of a reply: counted from the JSON when it is read here anyway (sub-prefixes, or
+    the last name of a range), found in its bytes otherwise (one ``"name"`` per item)."""
+    if read:
+        return len(reply.items()) + len(reply.prefixes())
+    return reply.body.count(b'"name"')
 
 
 def _ours(exc: BaseException) -> bool:

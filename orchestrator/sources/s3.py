@@ -141,13 +141,16 @@ class S3Source(FanOutLister):
                 body: bytes = self.client.list_objects_v2(**args)[RAW]  # type: ignore[literal-required]
             except (ClientError, BotoCoreError) as exc:
                 raise SourceError(f"{self.label}: {describe_boto_error(exc)}") from exc
-            log_page(self.label, prefix, number, body.count(b"<Contents>") + body.count(b"<CommonPrefixes>"),
-                     time.monotonic() - started)
+            log_page(self.label, prefix, number, partial(_entries, body), time.monotonic() - started)
             yield body
             token = next_token(body)
             if token is None or (end is not None and (last_key(body) or "") >= end):
                 return
             args["ContinuationToken"] = token
+
+
+def _entries(body: bytes) -> int:
+    return body.count(b"<Contents>") + body.count(b"<CommonPrefixes>")
 
 
 def key_before(key: str) -> str | None:
