@@ -284,9 +284,8 @@ def test_the_heap_is_frozen_while_a_listing_runs_and_given_back_after() -> None:
         keys_of(fan_out("p/", level=failing.level, walk=failing.walk, concurrency=2))
     assert gc.get_freeze_count() == 0
     gc.freeze()
-    try:
-        frozen = gc.get_freeze_count()
+    try:  # a frozen object freed meanwhile (its count at zero) leaves the frozen set: no exact count
         assert keys_of(fan_out("p/", level=store.level, walk=watched, concurrency=2)) == store.keys
-        assert gc.get_freeze_count() >= frozen
+        assert gc.get_freeze_count() > 1000  # not given back by the listing
     finally:
         gc.unfreeze()
