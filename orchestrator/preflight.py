@@ -164,6 +164,9 @@ def check(footer: Footer, schema: CollectionSchema, *, size: int, size_limit: in
             judge.accepted_since(OMITTED_NULLABLE, f"{text} (it is nullable or has a default)")
         else:
             judge.problem(f"{text}: add a column '{wanted.name}'")
+    for name in footer.unsampled:
+        judge.warn(f"column '{name}': its first rows are in pages too large for a sample (a page of the "
+                   "whole column?): its values are not checked (check --deep reads them)")
     if footer.first_rows is not None:
         read = footer.first_rows.num_rows
         scope = "the first row group" if footer.sampled is None else f"the first {read:,} rows read"

@@ -21,6 +21,8 @@ from orchestrator import api
 from orchestrator.footer import read_footer
 from orchestrator.manifest import Settings, SourceConfig, load
 from orchestrator.models import StoredObject
+from orchestrator.preflight import check
+from orchestrator.schema import from_describe
 from orchestrator.sources.base import Source
 from orchestrator.sources.registry import make_source
 from tests.conftest import AZURE_ACCOUNT
@@ -189,6 +191,26 @@ def test_a_sample_reads_part_of_a_large_row_group_in_one_more_round_trip() -> No
     assert footer.first_rows.column("vector").to_pylist() == table.column("vector").to_pylist()[:100]
     # the dictionary page (1 MB), 100 rows, and a page of slack: not the whole column chunk
     assert footer.bytes_fetched == sum(e - s for s, e in asked) < len(data) / 2.5
+
+
+def test_a_column_written_as_one_huge_page_is_left_out_of_the_sample_not_read_whole() -> None:
+    n, dim = 40_000, 64  # pages of 5 MB (20,000 rows each): no sample of them reads less than 5 MB
+    values = pa.array(np.random.default_rng(8).random(n * dim, dtype=np.float32))
+    vectors = pa.ListArray.from_arrays(pa.array(range(0, n * dim + 1, dim), pa.int32()), values)
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"id": pa.array(range(n), pa.int64()), "vector": vectors}), buf,
+                   use_dictionary=False, data_page_size=1 << 30)
+    data = buf.getvalue()
+    footer = read_footer(lambda s, e: data[s:e], len(data), rows=100, columns=lambda schema: ["vector"])
+    assert footer.unsampled == ("vector",) and footer.first_rows is None
+    assert footer.bytes_fetched < len(data) / 2  # the tail, and at most four reads of its guess
+    schema = from_describe({"fields": [{"name": "id", "type": "Int64", "primaryKey": True},
+                                       {"name": "vector", "type": "FloatVector", "params": {"dim": dim}}]},
+                           where="test")
+    found = check(footer, schema, size=len(data), size_limit=None)
+    assert found.problems == [] and found.warnings == [
+        "column 'vector': its first rows are in pages too large for a sample (a page of the whole column?): "
+        "its values are not checked (check --deep reads them)"]
 
 
 # -- a group's files are read at once -----------------------------------------------------------------
