@@ -245,6 +245,14 @@ class _HeldReads:
                 self.in_flight -= 1
 
 
+def _holding(held: list[_HeldReads], *, together: int) -> Callable[[SourceConfig, Settings], Source]:
+    """A source factory whose sources hold first reads (see :class:`_HeldReads`), kept in ``held``."""
+    def sources(config: SourceConfig, settings: Settings) -> Source:
+        held.append(_HeldReads(make_source(config, settings), together=together))
+        return held[-1]
+    return sources
+
+
 @pytest.mark.parametrize("fake_api", ["zilliz-v2"], indirect=True)
 def test_the_files_of_one_job_are_checked_at_once_within_concurrency(
     s3: Any, bucket: str, write_manifest: Callable[..., Path], fake_api: FakeImportAPI,
@@ -254,11 +262,28 @@ def test_the_files_of_one_job_are_checked_at_once_within_concurrency(
         s3.put_object(Bucket=bucket, Key=f"embeddings/{i}.parquet", Body=rows())
     manifest = load(write_manifest(settings={"objects_per_job": 6, "concurrency": 3}), None)
     held: list[_HeldReads] = []
-
-    def sources(config: SourceConfig, settings: Settings) -> Source:
-        held.append(_HeldReads(make_source(config, settings), together=3))
-        return held[-1]
+    sources = _holding(held, together=3)
 
     report = api.run(manifest, source_factory=sources)
     assert report.outcomes["submitted"] == 6, report.summary()  # one read at a time: the barrier breaks
     assert max(h.most for h in held) == 3  # never more than settings.concurrency
+
+
+@pytest.mark.parametrize("fake_api", ["zilliz-v2"], indirect=True)
+def test_check_reads_files_at_once_and_reports_them_in_listing_order(
+    s3: Any, bucket: str, write_manifest: Callable[..., Path], fake_api: FakeImportAPI,
+) -> None:
+    fake_api.collections["articles"] = SCHEMA
+    for i in range(6):
+        s3.put_object(Bucket=bucket, Key=f"embeddings/{i}.parquet", Body=rows(BAD["bad-json.parquet"][0]
+                                                                            if i == 3 else None))
+    manifest = load(write_manifest(settings={"concurrency": 3, "preflight_sample_rows": SAMPLE}), None)
+    held: list[_HeldReads] = []
+    sources = _holding(held, together=3)
+
+    seen: list[tuple[str, bool]] = []
+    report = api.check(manifest, source_factory=sources,
+                       on_result=lambda item, found, error: seen.append(
+                           (item.obj.relative_key, bool(found and found.problems))))
+    assert seen == [(f"{i}.parquet", i == 3) for i in range(6)]  # one read at a time: the barrier breaks
+    assert report.counts == {"ok": 5, "invalid": 1} and max(h.most for h in held) <= 3
