@@ -1,4 +1,4 @@
-"""``python -m bench`` (``make bench``): run the three benchmarks, print one table, and write every
+"""``python -m bench`` (``make bench``): run the benchmarks, print one table, and write every
 figure with the machine it ran on to ``bench/results/latest.json``."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import backlog, list_fanout, plan_scale, submit_throughput
+from bench import backlog, list_fanout, plan_scale, preflight_sample, submit_throughput
+from orchestrator.manifest import Settings
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 Row = tuple[str, str, float | str, str, bool | None]  # benchmark, measure, value, target, met
@@ -61,7 +62,29 @@ def rows(results: dict[str, Any]) -> list[Row]:
             ("plan", "  the listing alone (fan-out 8, 1,000 pages): seconds", listed["listing_alone_s"],
              "reported", None),
             ("plan", "  peak RSS MB", listed["peak_rss_mb"], "<= 300", listed["peak_rss_mb"] <= 300)]
-    return out + listing_rows(listing) + backlog_rows(results["backlog"])
+    return out + listing_rows(listing) + backlog_rows(results["backlog"]) + preflight_rows(
+        results["preflight_sample"])
+
+
+def preflight_rows(results: dict[str, Any]) -> list[Row]:
+    """What the pre-flight check reads of one 1 GB file: the footer alone, then with samples of rows;
+    the default sample against its targets (1% of the bytes, the footer's round trips plus one)."""
+    runs = results["runs"]
+    footer = runs[0]["round_trips"]
+    out: list[Row] = []
+    for r in runs:
+        what = f"1 GB, {results['dim']}-dim, " + (f"sample {r['sample_rows']:,} rows" if r["sample_rows"]
+                                                   else "footer only")
+        default = r["sample_rows"] == Settings().preflight_sample_rows
+        share = round(r["fraction_read"] * 100, 3)
+        out += [("preflight", f"{what}: MB read", round(r["bytes_read"] / 1e6, 2), "reported", None),
+                ("preflight", f"{what}: % of the file read", share, "<= 1" if default else "reported",
+                 share <= 1 if default else None),
+                ("preflight", f"{what}: round trips", r["round_trips"],
+                 f"<= {footer + 1}" if default else "reported",
+                 r["round_trips"] <= footer + 1 if default else None),
+                ("preflight", f"{what}: ms per file (CPU, warm cache)", r["ms"], "reported", None)]
+    return out
 
 
 def backlog_rows(results: dict[str, Any]) -> list[Row]:
@@ -168,7 +191,8 @@ def machine() -> dict[str, Any]:
 def main() -> None:
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("plan_scale", plan_scale.main), ("submit_throughput", submit_throughput.main),
-        ("list_fanout", list_fanout.main), ("backlog", backlog.main)]
+        ("list_fanout", list_fanout.main), ("backlog", backlog.main),
+        ("preflight_sample", preflight_sample.main)]
     results: dict[str, Any] = {"machine": machine(),
                                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for name, step in steps:

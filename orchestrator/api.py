@@ -15,8 +15,9 @@ import os
 import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,28 +176,40 @@ def check(manifest: Manifest, *, deep: bool = False,
           on_result: Callable[[PlanItem, Inspection | None, str | None], None],
           source_factory: SourceFactory = make_source, target_factory: TargetFactory = make_target,
           clock: Callable[[], float] = time.time) -> CheckReport:
-    """Only the pre-flight check, on every listed object that has a collection: its footer against
-    the collection's schema. Writes nothing; ``on_result`` gets the inspection, or the reason the
-    object could not be read."""
+    """Only the pre-flight check, on every listed object that has a collection: its footer (and a
+    sample of its data) against the collection's schema, ``settings.concurrency`` objects at once.
+    Writes nothing; ``on_result`` gets the inspection, or the reason the object could not be read, in
+    listing order."""
     report = CheckReport()
     reader = make_reader(manifest, source_factory)
-    with redacting(manifest), \
-            make_http_client(manifest, RateLimiter(manifest.settings.requests_per_second)) as client:
-        preflight = Preflight(target_factory(manifest, client, reader), manifest, reader, deep=deep)
+    most = manifest.settings.concurrency
+    pending: deque[tuple[PlanItem, Future[Inspection]]] = deque()
 
-        def inspect(item: PlanItem) -> None:
-            if item.route is None:
-                return
+    def hand_on(ahead: int) -> None:
+        """Results in listing order: each one ready, and the oldest while more than ``ahead`` wait."""
+        while pending and (pending[0][1].done() or len(pending) > ahead):
+            item, future = pending.popleft()
             try:
-                found = preflight.inspect(item)
+                found = future.result()
             except SourceError as exc:
                 report.counts["unreadable"] += 1
                 on_result(item, None, str(exc))
-                return
+                continue
             report.counts["invalid" if found.problems else "ok"] += 1
             on_result(item, found, None)
 
+    with redacting(manifest), \
+            make_http_client(manifest, RateLimiter(manifest.settings.requests_per_second)) as client, \
+            ThreadPoolExecutor(max_workers=most, thread_name_prefix="preflight") as pool:
+        preflight = Preflight(target_factory(manifest, client, reader), manifest, reader, deep=deep)
+
+        def inspect(item: PlanItem) -> None:
+            if item.route is not None:
+                pending.append((item, pool.submit(preflight.inspect, item)))
+                hand_on(2 * most)
+
         planned = plan(manifest, source_factory=source_factory, on_item=inspect, clock=clock)
+        hand_on(0)
     report.source_errors = planned.source_errors
     return report
 

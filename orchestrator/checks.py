@@ -1,6 +1,6 @@
-"""The pre-flight check's I/O: a file's footer through ranged reads, its collection's schema (a saved
-describe output, or the target's describe call, once per collection per run), then the pure rules of
-:mod:`orchestrator.preflight`."""
+"""The pre-flight check's I/O: a file's footer and a sample of its data through ranged reads, its
+collection's schema (a saved describe output, or the target's describe call, once per collection per
+run), then the pure rules of :mod:`orchestrator.preflight`."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+
 from .errors import FatalTargetError, FooterError, SchemaError, TargetError
 from .footer import read_footer
 from .manifest import FixedSizeList, Manifest
 from .models import PlanItem
-from .preflight import GB, Versions, check, parse_version, size_problems
+from .preflight import GB, Versions, check, parse_version, sample_columns, size_problems
 from .schema import CollectionSchema, load_file
 from .targets.base import KnowsVersion, ObjectReader, Target
 
@@ -25,6 +27,7 @@ class Inspection:
     problems: list[str] = field(default_factory=list)
     bytes_read: int = 0
     warnings: list[str] = field(default_factory=list)  # undecided (server version) or unchecked
+    round_trips: int = 0  # ranged reads of the object
 
 
 # The versions a target type's import API implies when neither the server nor the manifest says:
@@ -39,8 +42,9 @@ class Preflight:
         self.target = target
         self.manifest = manifest
         self.read = read
-        self.deep = deep
         settings = manifest.settings
+        # the rows of each file's data read (None: the whole first row group, with ``deep``; 0: none)
+        self.rows: int | None = None if deep else settings.preflight_sample_rows
         self.size_limit = int(settings.max_file_gb * GB) if settings.max_file_gb else target.max_file_bytes
         self._schemas: dict[str, CollectionSchema | None] = {}
         self._versions: Versions | None = None
@@ -107,18 +111,26 @@ class Preflight:
         def read(start: int, end: int) -> bytes:
             return self.read(item.source, obj, start, end)
 
+        collection = item.route.collection
+
+        def columns(found: pa.Schema) -> list[str]:
+            schema = self.schema(collection)
+            if schema is None:
+                return []
+            return list(found.names) if self.rows is None else sample_columns(found, schema)
+
         try:
-            footer = read_footer(read, obj.size, deep=self.deep)
+            footer = read_footer(read, obj.size, rows=self.rows, columns=columns)
         except FooterError as exc:
             return Inspection(rows=None, problems=[str(exc)])
-        schema = self.schema(item.route.collection)
+        schema = self.schema(collection)
         if schema is None:
             return Inspection(rows=footer.num_rows, problems=size_problems(obj.size, self.size_limit),
-                              bytes_read=footer.bytes_fetched)
+                              bytes_read=footer.bytes_fetched, round_trips=footer.round_trips)
         found = check(footer, schema, size=obj.size, size_limit=self.size_limit, versions=self.versions(),
                       fixed_size_list_ok=self.manifest.settings.fixed_size_list is FixedSizeList.ALLOW)
         for warning in found.warnings:
             log.warning("%s: pre-flight: %s", obj.url, warning,
                         extra={"event": "preflight-doubt", "url": obj.url, "error": warning})
         return Inspection(rows=footer.num_rows, problems=found.problems, bytes_read=footer.bytes_fetched,
-                          warnings=found.warnings)
+                          warnings=found.warnings, round_trips=footer.round_trips)

@@ -301,13 +301,14 @@ def _plan_problem(item: PlanItem) -> bool:
 
 @cli.command()
 @manifest_arg
-@click.option("--deep", is_flag=True, help="Also read each file's first row group (vector lengths, nulls).")
+@click.option("--deep", is_flag=True, help="Read each file's whole first row group, every column, not a "
+              "sample of settings.preflight_sample_rows rows.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
 @click.option("--problems-only", is_flag=True,
               help="Only the files with a problem; the counts still end the output.")
 def check(manifest: str, deep: bool, as_json: bool, problems_only: bool) -> None:
-    """Only the pre-flight check: each file's parquet footer against its collection's schema, without
-    submitting or recording anything. Exit 1 when any file has a problem."""
+    """Only the pre-flight check: each file's parquet footer and a sample of its rows against its
+    collection's schema, without submitting or recording anything. Exit 1 when any file has a problem."""
     def show(item: PlanItem, found: api.Inspection | None, error: str | None) -> None:
         problems = [error] if error is not None else found.problems if found is not None else []
         rows = found.rows if found is not None else None
@@ -343,7 +344,8 @@ def check(manifest: str, deep: bool, as_json: bool, problems_only: bool) -> None
 @wait_lock_option
 @click.option("--poll-interval", type=click.FloatRange(min=0), default=5.0, metavar="SECONDS",
               help="Seconds between progress polls with --wait.")
-@click.option("--deep", is_flag=True, help="The pre-flight check also reads each file's first row group.")
+@click.option("--deep", is_flag=True, help="The pre-flight check reads each file's whole first row group, "
+              "not a sample of settings.preflight_sample_rows rows.")
 @click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="PATH", help="At the end, write Prometheus metrics to PATH (node_exporter's "
               "textfile collector), atomically.")

@@ -173,6 +173,9 @@ class Settings:
         "objects modified more recently are left for a later run", low=0, high=30 * 86400))
     preflight: PreflightMode = field(default=PreflightMode.ENFORCE, metadata=_meta(
         "check each file against its collection first"))
+    preflight_sample_rows: int = field(default=1000, metadata=_meta(
+        "rows of each file's first row group the pre-flight check reads (vector lengths, nulls, JSON); "
+        "0: the footer only", low=0, high=1_000_000))
     fixed_size_list: FixedSizeList = field(default=FixedSizeList.REJECT, metadata=_meta(
         "Milvus 2.6+ reads fixed_size_list vectors: allow them"))
     max_file_gb: float | None = field(default=None, metadata=_meta(

@@ -164,8 +164,13 @@ def check(footer: Footer, schema: CollectionSchema, *, size: int, size_limit: in
             judge.accepted_since(OMITTED_NULLABLE, f"{text} (it is nullable or has a default)")
         else:
             judge.problem(f"{text}: add a column '{wanted.name}'")
+    for name in footer.unsampled:
+        judge.warn(f"column '{name}': its first rows are in pages too large for a sample (a page of the "
+                   "whole column?): its values are not checked (check --deep reads them)")
     if footer.first_rows is not None:
-        _deep_problems(judge, footer.first_rows, schema)
+        read = footer.first_rows.num_rows
+        scope = "the first row group" if footer.sampled is None else f"the first {read:,} rows read"
+        _deep_problems(judge, footer.first_rows, schema, scope)
     return judge.found
 
 
@@ -277,18 +282,37 @@ def _vector_length(wanted: Field) -> int | None:
     return wanted.dim
 
 
-def _deep_problems(judge: _Judge, rows: pa.Table, schema: CollectionSchema) -> None:
-    """Checks that need values, on the first row group: null vectors, vector lengths against dim,
-    nulls, JSON texts, VarChar lengths and Array capacities."""
-    where = "(first row group)"
+def sample_columns(columns: pa.Schema, schema: CollectionSchema) -> list[str]:
+    """The columns whose values :func:`check` looks at (vectors first): what a sample of the data must
+    read. Scalar columns other than ``VarChar`` (only nulls to find there) are left out."""
+    vectors, others = [], []
+    for f in columns:
+        wanted = schema.field(f.name)
+        if f.name == "$meta":
+            if schema.dynamic and _is_string(f.type):
+                others.append(f.name)
+        elif wanted is None or not wanted.known or (wanted.primary and wanted.auto_id) or pa.types.is_null(
+                f.type):
+            continue
+        elif wanted.type in (*_LIST_VECTORS, "SparseFloatVector"):
+            vectors.append(f.name)
+        elif wanted.type in ("JSON", "Array") or (wanted.type == "VarChar" and wanted.max_length is not None):
+            others.append(f.name)
+    return vectors + others
+
+
+def _deep_problems(judge: _Judge, rows: pa.Table, schema: CollectionSchema, scope: str) -> None:
+    """Checks that need values, on the rows read (``scope`` names them): null vectors, vector lengths
+    against dim, nulls, JSON texts, VarChar lengths and Array capacities. Each names its first bad row."""
     for name in rows.column_names:
         column = rows.column(name)
         wanted = schema.field(name)
+        nulls = _at(_first(pc.is_null(column)), scope)
         if name == "$meta" and schema.dynamic and _is_string(column.type):
             if column.null_count:
-                judge.problem(f"column '$meta' has {column.null_count} null value(s) {where}: write a JSON "
+                judge.problem(f"column '$meta' has {column.null_count} null value(s) {nulls}: write a JSON "
                               "object (such as {}) in each row")
-            _json_problems(judge, name, column, where, meta=True)
+            _json_problems(judge, name, column, scope, meta=True)
             continue
         if wanted is None or not wanted.known or (wanted.primary and wanted.auto_id) or pa.types.is_null(
                 column.type):
@@ -296,76 +320,107 @@ def _deep_problems(judge: _Judge, rows: pa.Table, schema: CollectionSchema) -> N
         vector = wanted.type in (*_LIST_VECTORS, "SparseFloatVector")
         if column.null_count:
             if vector:
-                judge.problem(f"column '{name}' has {column.null_count} null vector(s) {where}: every row "
+                judge.problem(f"column '{name}' has {column.null_count} null vector(s) {nulls}: every row "
                               "needs a vector")
             elif wanted.type == "JSON" and not wanted.nullable:  # 2.3 reads a null as "", not JSON
-                judge.problem(f"column '{name}' has {column.null_count} null value(s) {where} and field "
+                judge.problem(f"column '{name}' has {column.null_count} null value(s) {nulls} and field "
                               f"'{name}' is not nullable: write a JSON text (such as {{}}) in each row")
             elif not (wanted.nullable or wanted.has_default):
                 judge.refused_since(STRICT_VALUES, f"column '{name}' has {column.null_count} null value(s) "
-                                    f"{where} and field '{name}' is not nullable",
+                                    f"{nulls} and field '{name}' is not nullable",
                                     older="imports them as zeros or empty values")
         if wanted.type in ("JSON", "SparseFloatVector") and _is_string(column.type):
-            _json_problems(judge, name, column, where, meta=False)
+            _json_problems(judge, name, column, scope, meta=False)
         elif wanted.type == "VarChar" and wanted.max_length is not None and _is_string(column.type):
-            longest = pc.max(pc.utf8_length(column)).as_py()
-            if longest is not None and longest > wanted.max_length:
-                judge.refused_since(STRICT_VALUES, f"column '{name}' holds a text of {longest} characters "
-                                    f"{where}; field '{name}' takes at most {wanted.max_length}",
-                                    older="import it")
-        if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
+            _too_long(judge, name, column, None, wanted.max_length, scope, f"field '{name}' takes")
+        if wanted.type in _BYTE_VECTORS and pa.types.is_binary(column.type):
+            _vector_lengths(judge, name, pc.binary_length(column), wanted, scope, unit="bytes")
+        elif (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)
                 or pa.types.is_fixed_size_list(column.type)):
-            continue
-        _list_values(judge, name, column, wanted, where)
+            _list_values(judge, name, column, wanted, scope)
 
 
-def _list_values(judge: _Judge, name: str, column: pa.ChunkedArray, wanted: Field, where: str) -> None:
-    if pc.list_flatten(column).null_count:
-        judge.refused_since(NULL_LIST_ELEMENTS, f"column '{name}' has null elements inside its lists {where}",
-                            older="import them as zeros")
+def _first(mask: pa.ChunkedArray) -> int | None:
+    """The index of the first true value of ``mask`` (nulls count as false), or None."""
+    index: int = pc.index(pc.fill_null(mask, False), True).as_py()
+    return None if index < 0 else index
+
+
+def _at(row: int | None, scope: str) -> str:
+    return f"(first bad row {row}, in {scope})" if row is not None else f"(in {scope})"
+
+
+def _list_values(judge: _Judge, name: str, column: pa.ChunkedArray, wanted: Field, scope: str) -> None:
+    values = pc.list_flatten(column)
+    parents = pc.list_parent_indices(column)
+    if values.null_count:
+        row = parents[_first(pc.is_null(values)) or 0].as_py()
+        judge.refused_since(NULL_LIST_ELEMENTS, f"column '{name}' has null elements inside its lists "
+                            f"{_at(row, scope)}", older="import them as zeros")
     lengths = pc.list_value_length(column)
-    low, high = pc.min(lengths).as_py(), pc.max(lengths).as_py()
-    if low is None:
+    if wanted.type != "Array":
+        _vector_lengths(judge, name, lengths, wanted, scope, unit="values")
         return
-    if wanted.type == "Array":
-        if wanted.max_capacity is not None and high > wanted.max_capacity:
-            judge.refused_since(STRICT_VALUES, f"column '{name}' holds a list of {high} elements {where}; "
-                                f"field '{name}' takes at most {wanted.max_capacity}", older="import it")
-        values = pc.list_flatten(column)
-        if wanted.element_type == "VarChar" and wanted.max_length is not None and _is_string(values.type):
-            longest = pc.max(pc.utf8_length(values)).as_py()
-            if longest is not None and longest > wanted.max_length:
-                judge.refused_since(STRICT_VALUES, f"column '{name}' holds a text of {longest} characters "
-                                    f"{where}; the elements of field '{name}' take at most "
-                                    f"{wanted.max_length}", older="import it")
+    high = pc.max(lengths).as_py()
+    if wanted.max_capacity is not None and high is not None and high > wanted.max_capacity:
+        row = _first(pc.greater(lengths, wanted.max_capacity))
+        judge.refused_since(STRICT_VALUES, f"column '{name}' holds a list of {high} elements "
+                            f"{_at(row, scope)}; field '{name}' takes at most {wanted.max_capacity}",
+                            older="import it")
+    if wanted.element_type == "VarChar" and wanted.max_length is not None and _is_string(values.type):
+        _too_long(judge, name, values, parents, wanted.max_length, scope,
+                  f"the elements of field '{name}' take")
+
+
+def _too_long(judge: _Judge, name: str, texts: pa.ChunkedArray, parents: pa.ChunkedArray | None, most: int,
+              scope: str, takes: str) -> None:
+    """Texts over ``most`` characters; ``parents`` maps list elements to their rows."""
+    lengths = pc.utf8_length(texts)
+    longest = pc.max(lengths).as_py()
+    if longest is None or longest <= most:
         return
+    row = _first(pc.greater(lengths, most))
+    if parents is not None and row is not None:
+        row = parents[row].as_py()
+    judge.refused_since(STRICT_VALUES, f"column '{name}' holds a text of {longest} characters "
+                        f"{_at(row, scope)}; {takes} at most {most}", older="import it")
+
+
+def _vector_lengths(judge: _Judge, name: str, lengths: pa.ChunkedArray, wanted: Field, scope: str, *,
+                    unit: str) -> None:
     length = _vector_length(wanted)
-    if length is not None and (low != length or high != length):
-        found = str(low) if low == high else f"{low} to {high}"
-        judge.problem(f"column '{name}' holds vectors of {found} values {where}; collection field "
-                      f"'{name}' is {wanted.describe()}: write {length} values per row")
+    low, high = pc.min(lengths).as_py(), pc.max(lengths).as_py()
+    if length is None or low is None or low == high == length:
+        return
+    found = str(low) if low == high else f"{low} to {high}"
+    row = _first(pc.not_equal(lengths, length))
+    judge.problem(f"column '{name}' holds vectors of {found} {unit} {_at(row, scope)}; collection field "
+                  f"'{name}' is {wanted.describe()}: write {length} {unit} per row")
 
 
-def _json_problems(judge: _Judge, name: str, column: pa.ChunkedArray, where: str, *, meta: bool) -> None:
+def _json_problems(judge: _Judge, name: str, column: pa.ChunkedArray, scope: str, *, meta: bool) -> None:
     bad = not_object = 0
     example = ""
-    for text in column.to_pylist():
+    first_bad = first_other = None
+    for row, text in enumerate(column.to_pylist()):
         if text is None:
             continue
         try:
             value = json.loads(text)
         except ValueError:
             bad += 1
-            example = example or text
+            if first_bad is None:
+                first_bad, example = row, text
             continue
         if meta and not isinstance(value, dict):
             not_object += 1
+            first_other = row if first_other is None else first_other
     if bad:
-        judge.problem(f"column '{name}' has {bad} text(s) that are not valid JSON {where}, e.g. "
-                      f"{_clip(example)!r}")
+        judge.problem(f"column '{name}' has {bad} text(s) that are not valid JSON {_at(first_bad, scope)}, "
+                      f"e.g. {_clip(example)!r}")
     if not_object:
         judge.refused_since(STRICT_VALUES, f"column '{name}' has {not_object} JSON value(s) that are not "
-                            f"objects {where}", older="import them")
+                            f"objects {_at(first_other, scope)}", older="import them")
 
 
 def _clip(text: str, limit: int = 40) -> str:

@@ -14,7 +14,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import NamedTuple, TypeVar
 
 from .checks import Preflight
@@ -177,7 +177,10 @@ class Submitter:
             for item, outcome in future.result():
                 on_outcome(item, outcome)
 
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="submit") as pool:
+        # the pre-flight reads of all groups share one pool: a group's files are read at once, and no
+        # more than `concurrency` reads are in flight in all
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="preflight") as checks, \
+                ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="submit") as pool:
             for group in batches(items, most=self.objects_per_job, max_bytes=self.max_job_bytes):
                 slots.acquire()
                 if self.stop.is_set():
@@ -185,14 +188,15 @@ class Submitter:
                     for item in group:
                         on_outcome(item, Outcome.NOT_STARTED)
                     continue
-                pool.submit(self.submit_group, group).add_done_callback(done)
+                pool.submit(self.submit_group, group, checks).add_done_callback(done)
         if crashed:
             raise crashed[0]
 
-    def submit_group(self, items: Sequence[PlanItem]) -> list[tuple[PlanItem, Outcome]]:
+    def submit_group(self, items: Sequence[PlanItem], checks: Executor) -> list[tuple[PlanItem, Outcome]]:
         """One create call for ``items`` (one object, or several of one destination): room in the job
-        window, the pre-flight check of each (a file that fails it is left out, never sinks the rest),
-        their names, then the call. The window's slot is kept while the job may run; its end frees it."""
+        window, the pre-flight check of each, all at once on ``checks`` (a file that fails it is left
+        out, never sinks the rest), their names, then the call. The window's slot is kept while the job
+        may run; its end frees it."""
         if self.stop.is_set():
             return [(item, Outcome.NOT_STARTED) for item in items]
         if not self.window.acquire(wait=self.drain):
@@ -200,7 +204,7 @@ class Submitter:
             return [(item, outcome) for item in items]
         holds_job = False
         try:
-            results, holds_job = self._named(items)
+            results, holds_job = self._named(items, checks)
             return results
         finally:
             if holds_job:
@@ -208,12 +212,14 @@ class Submitter:
             else:
                 self.window.release(finished=False)
 
-    def _named(self, items: Sequence[PlanItem]) -> tuple[list[tuple[PlanItem, Outcome]], bool]:
+    def _named(self, items: Sequence[PlanItem], checks: Executor,
+               ) -> tuple[list[tuple[PlanItem, Outcome]], bool]:
         """The outcome of each item, and whether a job was (or may have been) made."""
         results: list[tuple[PlanItem, Outcome]] = []
         checked: list[Member] = []
-        for item in items:
-            stopped, rows = (Outcome.NOT_STARTED, None) if self.stop.is_set() else self._check(item)
+        verdicts = [checks.submit(self._check, item) for item in items]
+        for item, verdict in zip(items, verdicts, strict=True):
+            stopped, rows = verdict.result()
             if stopped is not None:
                 results.append((item, stopped))
             else:
@@ -341,6 +347,8 @@ class Submitter:
     def _check(self, item: PlanItem) -> tuple[Outcome | None, int | None]:
         """The pre-flight check, if on: an outcome when the object must not be submitted, and the
         row count the footer gave."""
+        if self.stop.is_set():
+            return Outcome.NOT_STARTED, None
         if self.preflight is None:
             return None, None
         url = item.obj.url

@@ -243,8 +243,8 @@ def test_check_judges_for_the_servers_version_and_run_holds_what_it_would_refuse
     manifest = grpc_manifest(tmp_path, milvus_uri, folder, collection)
     text = invoke("check", str(manifest), "--deep")
     assert "ok        " + (folder / "holes.parquet").as_uri() + " (1 rows)" in text.stdout
-    assert "  warning column 'vector' has null elements inside its lists (first row group): servers " \
-           "before 2.6 import them as zeros (judging for Milvus 2.3)" in text.stdout
+    assert "  warning column 'vector' has null elements inside its lists (first bad row 0, in the first " \
+           "row group): servers before 2.6 import them as zeros (judging for Milvus 2.3)" in text.stdout
     checked = invoke("check", str(manifest), "--json")
     assert checked.exit_code == 1
     problems = {Path(r["url"]).name: r["problems"] for r in map(json.loads, checked.stdout.splitlines())}

@@ -54,7 +54,7 @@ UNKNOWN = Versions()
 def findings(columns: dict[str, Any], describe: dict[str, Any] = DESCRIBE, *, deep: bool = False,
              size_limit: int | None = None, fixed_ok: bool = False, versions: Versions = V24) -> Findings:
     data = parquet(columns)
-    footer = read_footer(lambda s, e: data[s:e], len(data), deep=deep)
+    footer = read_footer(lambda s, e: data[s:e], len(data), rows=None if deep else 0)
     return check(footer, from_describe(describe, where="test"), size=len(data), size_limit=size_limit,
                  fixed_size_list_ok=fixed_ok, versions=versions)
 
@@ -135,12 +135,16 @@ def test_deep_null_vectors_and_invalid_json() -> None:
                meta=pa.array(['{"a": 1}', "{nope", "[1]"]), **{"$meta": pa.array(['{"x": 1}', "3", "{"])})
     assert problems(bad, dynamic) == []
     assert findings(bad, dynamic, deep=True, versions=V23) == Findings(
-        problems=["column 'meta' has 1 text(s) that are not valid JSON (first row group), e.g. '{nope'",
-                  "column 'embedding' has 1 null vector(s) (first row group): every row needs a vector",
-                  "column '$meta' has 1 text(s) that are not valid JSON (first row group), e.g. '{'"],
-        warnings=["column '$meta' has 1 JSON value(s) that are not objects (first row group): servers "
-                  "before 2.5 import them (judging for Milvus 2.3)"])
-    assert "column '$meta' has 1 JSON value(s) that are not objects (first row group)" in problems(
+        problems=["column 'meta' has 1 text(s) that are not valid JSON (first bad row 1, in the first row "
+                  "group), e.g. '{nope'",
+                  "column 'embedding' has 1 null vector(s) (first bad row 1, in the first row group): every "
+                  "row needs a vector",
+                  "column '$meta' has 1 text(s) that are not valid JSON (first bad row 2, in the first row "
+                  "group), e.g. '{'"],
+        warnings=["column '$meta' has 1 JSON value(s) that are not objects (first bad row 1, in the first "
+                  "row group): servers before 2.5 import them (judging for Milvus 2.3)"])
+    assert "column '$meta' has 1 JSON value(s) that are not objects (first bad row 1, in the first row " \
+        "group)" in problems(
         bad, dynamic, deep=True, versions=V25)
 
 
@@ -159,8 +163,8 @@ def test_wrong_dim_needs_deep() -> None:
     short = good(embedding=pa.array([[0.5] * (DIM - 1)] * 3, pa.list_(pa.float32())))
     assert problems(short) == []
     assert problems(short, deep=True) == [
-        f"column 'embedding' holds vectors of {DIM - 1} values (first row group); collection field "
-        f"'embedding' is FloatVector(dim={DIM}): write {DIM} values per row"]
+        f"column 'embedding' holds vectors of {DIM - 1} values (first bad row 0, in the first row group); "
+        f"collection field 'embedding' is FloatVector(dim={DIM}): write {DIM} values per row"]
 
 
 def test_fixed_size_list_is_flagged_unless_allowed() -> None:
@@ -239,7 +243,7 @@ def test_footer_reads_a_small_fraction_of_a_large_file() -> None:
     footer = read_footer(read, len(data))
     assert footer.num_rows == rows and footer.num_row_groups == 3
     assert footer.bytes_fetched == sum(e - s for s, e in asked) <= 64 * 1024 < len(data) / 10
-    deep = read_footer(read, len(data), deep=True)
+    deep = read_footer(read, len(data), rows=None)
     assert deep.first_rows is not None and deep.first_rows.num_rows == 20_000
     assert deep.bytes_fetched < len(data) / 2
 
@@ -314,12 +318,14 @@ def test_values_2_5_refuses_and_older_servers_import() -> None:
          "params": [{"key": "max_capacity", "value": "2"}, {"key": "max_length", "value": "2"}]},
         DESCRIBE["fields"][-1]]}
     columns = good(title=pa.array(["long", "ok", None]), tags=pa.array([["abc"], ["a", "b", "c"], []]))
-    expected = ["column 'title' has 1 null value(s) (first row group) and field 'title' is not nullable",
-                "column 'title' holds a text of 4 characters (first row group); field 'title' takes at "
-                "most 3",
-                "column 'tags' holds a list of 3 elements (first row group); field 'tags' takes at most 2",
-                "column 'tags' holds a text of 3 characters (first row group); the elements of field 'tags' "
-                "take at most 2"]
+    expected = ["column 'title' has 1 null value(s) (first bad row 2, in the first row group) and field "
+                "'title' is not nullable",
+                "column 'title' holds a text of 4 characters (first bad row 0, in the first row group); "
+                "field 'title' takes at most 3",
+                "column 'tags' holds a list of 3 elements (first bad row 1, in the first row group); field "
+                "'tags' takes at most 2",
+                "column 'tags' holds a text of 3 characters (first bad row 0, in the first row group); the "
+                "elements of field 'tags' take at most 2"]
     assert problems(columns, described, deep=True, versions=V25) == expected
     for older in (V23, V24):
         found = findings(columns, described, deep=True, versions=older)
@@ -327,5 +333,5 @@ def test_values_2_5_refuses_and_older_servers_import() -> None:
         assert [w.split(": servers before 2.5")[0] for w in found.warnings] == expected
     nulls = good(meta=pa.array(['{"a": 1}', None, "{}"]))
     assert problems(nulls, deep=True, versions=V23) == [
-        "column 'meta' has 1 null value(s) (first row group) and field 'meta' is not nullable: write a JSON "
-        "text (such as {}) in each row"]
+        "column 'meta' has 1 null value(s) (first bad row 1, in the first row group) and field 'meta' is not "
+        "nullable: write a JSON text (such as {}) in each row"]

@@ -94,7 +94,7 @@ def test_check_reports_every_problem_and_writes_nothing(
     fake_api.collections["articles"] = ARTICLES
     s3.put_object(Bucket=bucket, Key="embeddings/good.parquet", Body=parquet())
     s3.put_object(Bucket=bucket, Key="embeddings/short.parquet", Body=parquet(dim=DIM - 1))
-    manifest = write_manifest()
+    manifest = write_manifest(settings={"preflight_sample_rows": 0})
     shallow = invoke("check", str(manifest))
     assert shallow.exit_code == 0, shallow.output  # vector lengths need the data
     assert "ok        s3://" in shallow.stdout and "check: 2 ok" in shallow.stderr
@@ -103,8 +103,12 @@ def test_check_reports_every_problem_and_writes_nothing(
     results = {r["url"].rsplit("/", 1)[1]: r for r in map(json.loads, deep.stdout.splitlines())}
     assert results["good.parquet"]["problems"] == [] and results["good.parquet"]["rows"] == 3
     assert results["short.parquet"]["problems"] == [
-        "column 'vector' holds vectors of 3 values (first row group); collection field 'vector' is "
-        "FloatVector(dim=4): write 4 values per row"]
+        "column 'vector' holds vectors of 3 values (first bad row 0, in the first row group); collection "
+        "field 'vector' is FloatVector(dim=4): write 4 values per row"]
+    sampled = invoke("check", str(write_manifest(name="sampled.yaml")))  # the default: a sample of rows
+    assert sampled.exit_code == 1 and "check: 1 invalid, 1 ok" in sampled.stderr
+    assert "short.parquet: column 'vector' holds vectors of 3 values (first bad row 0, in the first 3 rows " \
+        "read)" in sampled.stdout
     assert not manifest.with_name("nightly.ledger.sqlite").exists()
     assert fake_api.creates() == []
 
@@ -158,12 +162,14 @@ def test_row_mismatch_is_reported(
     assert (obj["rows"], obj["imported_rows"]) == (7, 3)
 
 
-def _inspect_through(source_url: str, key: str, manifest_dir: Path, options: str = "") -> tuple[int, int]:
-    """Bytes the pre-flight read of one object, and its size, through the real source."""
+def _inspect_through(source_url: str, key: str, manifest_dir: Path, options: str = "",
+                     sample_rows: int = 0) -> tuple[int, int, int]:
+    """Bytes and round trips the pre-flight read of one object, and its size, through the real source."""
     path = manifest_dir / "m.yaml"
     path.write_text(
         "version: 1\ntarget: {type: milvus, endpoint: 'http://127.0.0.1:9'}\n"
         f"sources: [{{url: '{source_url}', collection: articles{options}}}]\n"
+        f"settings: {{preflight_sample_rows: {sample_rows}}}\n"
         "schema_files: {articles: a.json}\n")
     (manifest_dir / "a.json").write_text(json.dumps(ARTICLES))
     m = load(path, {})
@@ -177,7 +183,7 @@ def _inspect_through(source_url: str, key: str, manifest_dir: Path, options: str
     preflight = Preflight(_NoTarget(), m, reader)
     found = preflight.inspect(PlanItem(obj, 0, Action.SUBMIT, "new", Route("articles", None)))
     assert found.problems == [] and found.rows == 60_000
-    return found.bytes_read, obj.size
+    return found.bytes_read, found.round_trips, obj.size
 
 
 class _NoTarget:
@@ -199,5 +205,8 @@ def test_footer_reads_are_ranged_on_s3_gcs_and_azure(
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azure_connection_string)
     for url, options in ((f"s3://{bucket}/big/", ""), (f"gs://{gcs_bucket}/big/", ""),
                          (f"az://{azure_container}/big/", f", account: {AZURE_ACCOUNT}")):
-        read, size = _inspect_through(url, "file.parquet", tmp_path, options)
-        assert size == len(big) and read <= 64 * 1024 < size / 10, (url, read, size)
+        read, trips, size = _inspect_through(url, "file.parquet", tmp_path, options)
+        assert size == len(big) and read <= 64 * 1024 < size / 10 and trips == 1, (url, read, size)
+        # a sample of 100 rows: one more ranged read, of part of the first vector column chunk
+        sampled, trips, _ = _inspect_through(url, "file.parquet", tmp_path, options, sample_rows=100)
+        assert read < sampled < read + size / 10 and trips == 2, (url, sampled, trips, size)
