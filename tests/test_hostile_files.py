@@ -468,3 +468,20 @@ def test_a_postgresql_ledger_over_a_unix_socket(
         held = invoke("run", str(manifest))
         assert held.exit_code == 75, held.output
     assert len(fake_api.creates()) == 2
+
+
+@pytest.mark.parametrize(("make", "kind"), [
+    (_dir, "a folder"), (_loop, "a symlink loop (it never reaches a file)"), (_fifo, "a FIFO (named pipe)"),
+], ids=["folder", "symlink-loop", "fifo"])
+def test_a_lock_file_that_is_not_a_file_is_refused(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+    make: Callable[[Path], Path], kind: str,
+) -> None:
+    put_objects(["embeddings/a.parquet"])
+    manifest = write_manifest()
+    lock = make(manifest.with_name("nightly.ledger.sqlite.lock"))
+    result = invoke("run", str(manifest))
+    # old code: a traceback (ftruncate of a FIFO), or "cannot create the lock file (Is a directory)"
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"error: {lock}: {kind}, not a lock file: remove it (each run makes its own)\n"
+    assert fake_api.creates() == []
