@@ -264,7 +264,7 @@ def plan(manifest: str, as_json: bool, problems_only: bool) -> None:
         else:
             where = f" -> {route.collection}" + (f"/{route.partition}" if route and route.partition else "") \
                 if route else ""
-            _say(f"{item.action.value:9} {item.obj.url}{where}  ({item.reason})")
+            _say(f"{item.action.value:9} {item.obj.url}{where}  ({clip(item.reason, views.ERROR_CHARS)})")
 
     def show_job(number: int, items: list[PlanItem]) -> None:
         if as_json:

@@ -166,6 +166,8 @@ def test_thousands_of_extra_columns_and_a_huge_name_make_bounded_lines(
     status = invoke("status", str(manifest))
     assert status.exit_code == 0 and "1 invalid" in status.stdout
     assert max(len(x) for x in status.stdout.splitlines()) < 2000  # old code: a 230 KB line
+    planned = invoke("plan", str(manifest))
+    assert "hold" in planned.stdout and max(len(x) for x in planned.stdout.splitlines()) < 2000
     shown = invoke("show", str(manifest), "wide.parquet")
     assert shown.exit_code == 0, shown.output
     assert max(len(x) for x in shown.stdout.splitlines()) < 2000
