@@ -366,7 +366,7 @@ class _Reader:
     def choice(self, node: Any, path: str, choices: Iterable[str]) -> str:
         options = tuple(choices)
         if isinstance(node, bool):  # YAML reads an unquoted off/no (on/yes) as a boolean
-            word = next((w for w in (_YAML_WORDS[node]) if w in options), None)
+            word = next((w for w in _YAML_WORDS[node] if w in options), None)
             if word is not None:
                 return word
         if not isinstance(node, str) or node not in options:
@@ -401,14 +401,13 @@ _SETTING_TYPES = typing.get_type_hints(Settings)
 
 class _Loader(yaml.SafeLoader):
     """A safe loader that refuses documents whose aliases expand past :data:`MAX_YAML_NODES` nodes (an
-    "alias bomb"), before anything is built from them."""
+    "alias bomb"), before anything is built from them, and mappings that hold a key twice."""
 
     def compose_document(self) -> Any:
         node = super().compose_document()
         if node is not None and _expanded_size(node, {}, set()) > MAX_YAML_NODES:
             raise _TooBig(f"aliases expand it past {MAX_YAML_NODES} values: refusing to expand them")
         return node
-
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         """A mapping, refusing a key written twice in it (YAML keeps the last silently: a second
