@@ -487,3 +487,24 @@ def test_a_lock_file_that_is_not_a_file_is_refused(
     assert result.exit_code == 1, result.output
     assert result.stderr == f"error: {lock}: {kind}, not a lock file: remove it (each run makes its own)\n"
     assert fake_api.creates() == []
+
+
+def test_ledger_copy_refuses_a_fifo_and_writes_through_a_symlink(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+    tmp_path: Path,
+) -> None:
+    put_objects(["embeddings/a.parquet"])
+    manifest = write_manifest()
+    assert invoke("run", str(manifest)).exit_code == 0
+    source = str(manifest.with_name("nightly.ledger.sqlite"))
+    fifo = _fifo(tmp_path / "copy.sqlite")
+    refused = invoke("ledger", "copy", source, str(fifo))
+    assert refused.exit_code == 2 and refused.stderr == f"error: ledger: {fifo}: a FIFO (named pipe), not a " \
+        "ledger file: name a file (the first run makes it)\n"
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    (tmp_path / "store").mkdir()
+    link = tmp_path / "link.sqlite"
+    link.symlink_to(tmp_path / "store" / "copy.sqlite")
+    copied = invoke("ledger", "copy", source, str(link))
+    assert copied.exit_code == 0, copied.output
+    assert link.is_symlink() and (tmp_path / "store" / "copy.sqlite").stat().st_size > 0
