@@ -346,6 +346,31 @@ def test_an_unreadable_sub_folder_is_skipped_with_a_warning(
     assert "skipped lost+found/: cannot be read (Permission denied)" in result.stderr
 
 
+def test_a_sub_folder_that_cannot_be_listed_is_skipped_even_for_root(
+    write_manifest: Callable[..., Path], fake_api: FakeZilliz, tmp_path: Path,
+) -> None:
+    """A sub-folder whose path is longer than the system takes (ENAMETOOLONG, which root meets too):
+    what cannot be listed under a source is skipped with a warning, whoever runs."""
+    folder = tmp_path / "lake"
+    folder.mkdir()
+    (folder / "a.parquet").write_bytes(b"x")
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        for _ in range(20):  # 20 levels of 250 characters: past PATH_MAX (4,096)
+            os.mkdir("d" * 250, dir_fd=fd)
+            deeper = os.open("d" * 250, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = deeper
+    finally:
+        os.close(fd)
+    result = invoke("ls", str(write_manifest(sources=[{"url": str(folder), "collection": "articles"}])))
+    # old code: exit 1, "File name too long" for the whole source, nothing listed
+    assert result.exit_code == 0, result.output
+    assert [line.split()[1].rsplit("/", 1)[1] for line in result.stdout.splitlines()] == ["a.parquet"]
+    (warning,) = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warning.endswith("/: cannot be read (File name too long)") and len(warning) < 1000
+
+
 # -- ledgers that are not plain orchestrator ledgers are refused -----------------------------------------
 
 @pytest.mark.parametrize("make", [_dir, _loop, _fifo], ids=["folder", "symlink-loop", "fifo"])

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import SourceError
 from ..models import StoredObject
+from ..terminal import clip
 from ..urls import file_url
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class LocalSource:
             why = f"a symlink to nothing (no {os.readlink(path)})"
         else:
             why = f"cannot be read ({exc.strerror or exc})"
-        log.warning("%s: skipped %s: %s", self.label, relative, why,
+        log.warning("%s: skipped %s: %s", self.label, clip(relative), why,
                     extra={"event": "skipped", "source": self.label})
 
     def read(self, obj: StoredObject, start: int = 0, end: int | None = None) -> bytes:
