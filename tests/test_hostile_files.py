@@ -524,8 +524,9 @@ def test_ledger_copy_refuses_a_fifo_and_writes_through_a_symlink(
     source = str(manifest.with_name("nightly.ledger.sqlite"))
     fifo = _fifo(tmp_path / "copy.sqlite")
     refused = invoke("ledger", "copy", source, str(fifo))
-    assert refused.exit_code == 2 and refused.stderr == f"error: ledger: {fifo}: a FIFO (named pipe), not a " \
-        "ledger file: name a file (the first run makes it)\n"
+    assert refused.exit_code == 2
+    assert refused.stderr == f"error: ledger: {fifo}: a FIFO (named pipe), not a ledger file: name a file " \
+        "(the first run makes it)\n"
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
     (tmp_path / "store").mkdir()
     link = tmp_path / "link.sqlite"
