@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import difflib
 import enum
 import os
@@ -291,7 +292,9 @@ class _Reader:
     def string(self, node: Any, path: str, *, secret: bool = False) -> str:
         if not isinstance(node, str) or not node:
             got = _type_name(node) if secret else _kind(node)  # never echo what may be a secret
-            raise self.fail(path, f"expected a non-empty string, got {got}")
+            quote = ": YAML read the unquoted text as one; quote it" if not secret and isinstance(
+                node, int | float | datetime.date) and not isinstance(node, bool) else ""
+            raise self.fail(path, f"expected a non-empty string, got {got}{quote}")
         if secret:
             return self._secret(node, path)
 

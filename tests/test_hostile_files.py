@@ -274,6 +274,9 @@ def test_yaml_booleans_are_read_as_the_word_meant_or_explained(tmp_path: Path) -
     path = _manifest(tmp_path, "sources:\n  - url: s3://lake/a/\n    collection: no\n")
     assert "sources[0].collection: expected a non-empty string, got a boolean (false; YAML reads unquoted " \
            "off/no/false as one: quote the word if you meant it, as 'off')" in _problem(path)
+    path = _manifest(tmp_path, source + "    partition: 2024-01-01\n")
+    assert "sources[0].partition: expected a non-empty string, got date datetime.date(2024, 1, 1): YAML " \
+           "read the unquoted text as one; quote it" in _problem(path)
     path = _manifest(tmp_path, source + "settings:\n  on_change: yes\n")
     assert "settings.on_change: expected one of skip, reimport, got a boolean (true; YAML reads" \
         in _problem(path)
