@@ -94,6 +94,18 @@ def _host(parts: urllib.parse.SplitResult) -> str:
     return urllib.parse.unquote(written.partition(":")[0])
 
 
+def _port(parts: urllib.parse.SplitResult) -> int | None:
+    """The port: the URL's own, or libpq's ``port`` query parameter (``?host=/run/postgresql&port=5433``,
+    naming the socket file ``.s.PGSQL.5433``); raises ValueError when it is not a port number."""
+    given = [value for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+             if key == "port"]
+    if not given:
+        return parts.port
+    if len(given) > 1 or parts.port is not None or not given[0].isdigit() or not 0 < int(given[0]) < 65536:
+        raise ValueError(given[0])
+    return int(given[0])
+
+
 def parse(raw: str, *, substitute: Callable[[str], str], default_schema: str | None) -> PostgresLedger:
     """Parse ``raw`` as written (``${VAR}`` not yet substituted); ``substitute`` resolves the
     references in one part. Raises ValueError with a message that never holds a secret."""
@@ -105,7 +117,7 @@ def parse(raw: str, *, substitute: Callable[[str], str], default_schema: str | N
                          "postgresql://user:${ENV_VAR}@host/db and set that variable (or use PGPASSWORD "
                          "or ~/.pgpass)")
     try:
-        port = parts.port or 5432
+        port = _port(parts) or 5432
     except ValueError:
         raise ValueError("the port is not a number from 1 to 65535") from None
     host = _host(parts)
@@ -119,8 +131,8 @@ def parse(raw: str, *, substitute: Callable[[str], str], default_schema: str | N
     options: list[tuple[str, Secret | str]] = []
     schema = default_schema
     for key, value in query:
-        if key == "host":
-            continue  # read by _host
+        if key in ("host", "port"):
+            continue  # read by _host and _port
         if key == "schema":
             schema = substitute(value)
             if not _SCHEMA.match(schema):

@@ -537,3 +537,19 @@ def test_ledger_copy_refuses_a_fifo_and_writes_through_a_symlink(
     copied = invoke("ledger", "copy", source, str(link))
     assert copied.exit_code == 0, copied.output
     assert link.is_symlink() and (tmp_path / "store" / "copy.sqlite").stat().st_size > 0
+
+
+def test_libpq_host_and_port_parameters_are_read_as_libpq_reads_them() -> None:
+    from orchestrator import api
+    from orchestrator.errors import ManifestError
+    where = api.ledger_location("postgresql://u@/db?host=/run/Postgres&port=5433&schema=s", {})
+    assert not isinstance(where, Path)
+    assert (where.host, where.port) == ("/run/Postgres", 5433)  # a socket's folder keeps its case
+    assert where.connect_kwargs()["host"] == "/run/Postgres"
+    assert where.display == "postgresql://u@:5433/db?host=/run/Postgres&schema=s"
+    encoded = api.ledger_location("postgresql://u@%2Frun%2FPostgres:5433/db?schema=s", {})
+    assert encoded == where
+    for bad in ("postgresql://u@/db?host=/a&host=/b&schema=s", "postgresql://u@/db?host=/a&port=x&schema=s",
+                "postgresql://u@h:5432/db?port=5433&schema=s"):
+        with pytest.raises(ManifestError):
+            api.ledger_location(bad, {})
