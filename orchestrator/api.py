@@ -35,7 +35,7 @@ from .errors import (
 )
 from .grouping import batches
 from .ledger import TABLES, Ledger
-from .manifest import Manifest, load
+from .manifest import UNSUPPORTED_REF, Manifest, ledger_file_problem, load, unsupported_reference
 from .models import Action, JobProgress, JobState, LedgerRecord, ObjectState, PlanItem
 from .models import Outcome as Outcome
 from .pacing import RateLimiter
@@ -46,6 +46,7 @@ from .run import RunOptions as RunOptions
 from .run import RunReport as RunReport
 from .sources.base import Listed, judged
 from .sources.registry import make_source
+from .terminal import printable
 from .wiring import TARGETS as TARGETS
 from .wiring import JobsHook as JobsHook
 from .wiring import SourceFactory as SourceFactory
@@ -360,7 +361,7 @@ def export(manifest: Manifest, out: TextIO, *, fmt: str) -> int:
             for record in ledger.records():
                 row = record_row(record)
                 if writer is not None:
-                    writer.writerow(row)
+                    writer.writerow({k: csv_cell(v) for k, v in row.items()})
                 else:
                     out.write(json.dumps(row) + "\n")
                 count += 1
@@ -369,6 +370,17 @@ def export(manifest: Manifest, out: TextIO, *, fmt: str) -> int:
     except OSError as exc:
         raise OutputError(f"cannot write the export: {exc.strerror or exc}") from exc
     return count
+
+
+def csv_cell(value: object) -> object:
+    r"""A CSV cell that a terminal or a spreadsheet cannot misread: control characters escaped as the text
+    commands escape them (``\x1b``, ``\r``, ``\u202e``), and text that a spreadsheet would run as a
+    formula (starting with ``=``, ``+``, ``-`` or ``@``) prefixed with ``'``, as OWASP advises. Numbers
+    stay numbers."""
+    if not isinstance(value, str):
+        return value
+    text = printable(value)
+    return f"'{text}" if text.startswith(("=", "+", "-", "@")) else text
 
 
 def record_row(record: LedgerRecord) -> dict[str, object]:
@@ -434,6 +446,15 @@ def final_metrics(manifest: Manifest, report: RunReport, *, seconds: float,
                        last_success_at=last_success)
 
 
+def check_metrics_file(path: Path) -> None:
+    """Before a run: refuse a ``--metrics-file`` that names anything but a regular file or a new name
+    (a folder, a FIFO, a device such as ``/dev/null``, a symlink loop), as a usage error."""
+    try:
+        metrics.target(path)
+    except OutputError as exc:
+        raise ManifestError("", "--metrics-file", str(exc)) from None
+
+
 def write_metrics(manifest: Manifest, report: RunReport, *, seconds: float, file: Path | None = None,
                   push_url: str | None = None, clock: Callable[[], float] = time.time) -> list[OutputError]:
     """The run's metrics, computed once: written for node_exporter's textfile collector to ``file``
@@ -462,7 +483,13 @@ def ledger_location(text: str, environ: Mapping[str, str] | None = None) -> Path
     """A SQLite path or a ``postgresql://`` URL (``schema=`` required; a password only as ``${VAR}``),
     as ``ledger copy`` takes them. Raises :class:`ManifestError` naming the argument."""
     env = os.environ if environ is None else environ
+    unsupported = UNSUPPORTED_REF.search(text)
+    if unsupported is not None:
+        raise ManifestError("", "ledger URL", unsupported_reference(unsupported.group(1)))
     if not pgurl.is_postgres(text):
+        problem = ledger_file_problem(Path(text))
+        if problem is not None:
+            raise ManifestError("", "ledger", problem)
         return Path(text)
 
     def substitute(part: str) -> str:

@@ -24,7 +24,7 @@ from . import api, views
 from .errors import LockHeldError, ManifestError, OrchestratorError
 from .manifest import Manifest
 from .models import Action, PlanItem
-from .terminal import printable
+from .terminal import LIST_ITEMS, clip, listing, printable
 
 if TYPE_CHECKING:
     from .progress import RunBars
@@ -264,7 +264,7 @@ def plan(manifest: str, as_json: bool, problems_only: bool) -> None:
         else:
             where = f" -> {route.collection}" + (f"/{route.partition}" if route and route.partition else "") \
                 if route else ""
-            _say(f"{item.action.value:9} {item.obj.url}{where}  ({item.reason})")
+            _say(f"{item.action.value:9} {item.obj.url}{where}  ({clip(item.reason, views.ERROR_CHARS)})")
 
     def show_job(number: int, items: list[PlanItem]) -> None:
         if as_json:
@@ -320,11 +320,14 @@ def check(manifest: str, deep: bool, as_json: bool, problems_only: bool) -> None
                                    else None, "rows": rows, "problems": problems, "warnings": warnings}))
             return
         if problems:
-            _say(f"invalid   {item.obj.url}: " + "; ".join(problems))
+            _say(f"invalid   {item.obj.url}: " + listing(problems) + (
+                " (check --json lists them all)" if len(problems) > LIST_ITEMS else ""))
         else:
             _say(f"ok        {item.obj.url} ({rows} rows)")
-        for warning in warnings:
-            _say(f"  warning {warning}")
+        for warning in warnings[:LIST_ITEMS]:
+            _say(f"  warning {clip(warning)}")
+        if len(warnings) > LIST_ITEMS:
+            _say(f"  ... and {len(warnings) - LIST_ITEMS:,} more warnings (check --json lists them all)")
 
     with _errors():
         report = api.check(_load(manifest), deep=deep, on_result=show)
@@ -362,6 +365,8 @@ def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | No
                              poll_interval_s=poll_interval, deep=deep)
     with _errors(), _signals(stop) as received:
         m = _load(manifest)
+        if metrics_file is not None:
+            api.check_metrics_file(metrics_file)
         started = time.monotonic()
         bars = _bars(bool(ctx.meta.get(_JSON_LOG)), max_submissions)
         with bars or nullcontext():

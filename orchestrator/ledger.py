@@ -29,8 +29,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import itertools
 import json
 import os
+import re
 import socket
 import sqlite3
 import threading
@@ -41,8 +43,10 @@ from pathlib import Path
 from typing import Any, Generic, NamedTuple, ParamSpec, Protocol, TypeVar
 
 from .errors import LedgerError, LockHeldError
+from .manifest import ledger_file_problem
 from .models import JobProgress, LedgerRecord, ObjectState, PastImport, PlanItem
 from .pgurl import PostgresLedger
+from .terminal import clip, listing, printable
 from .urls import canonical_file_url
 
 T = TypeVar("T")
@@ -114,6 +118,9 @@ TABLES = {
     "job_progress": ("job_id", "progress", "changed_at", "seen_at"),
 }
 _KEYS = {"meta": "key", "objects": "id", "events": "id", "job_progress": "job_id"}
+# What the schema holds that this orchestrator made (a backend adds its own: keys, sequences)
+OWN = {*(("table", t) for t in TABLES),
+       *(("index", name) for name in re.findall(r"CREATE (?:UNIQUE )?INDEX IF NOT EXISTS (\w+)", _DDL))}
 
 
 class Rows(Protocol):
@@ -139,6 +146,7 @@ class Backend(Protocol):
     def columns(self, table: str) -> set[str]: ...
     def ddl(self, statement: str) -> str: ...
     def after_copy(self) -> None: ...
+    def schema_objects(self) -> set[tuple[str, str]]: ...
     def check_same(self) -> None: ...
     def close(self) -> None: ...
 
@@ -252,6 +260,8 @@ class Ledger:
                 read_only = False
             if not read_only:
                 self._init_schema(upgrade=upgrade)
+            self._check_foreign()
+            self._check_states()
         except sqlite3.DatabaseError as exc:
             self._db.close()  # a half-opened ledger leaves no file open
             raise ledger_error(self.name, exc) from exc
@@ -313,6 +323,39 @@ class Ledger:
                               "and its folder cannot be written to migrate it: run orchestrator once where "
                               "it can")
         return version < _SCHEMA
+
+    def _check_foreign(self) -> None:
+        """Refuse a ledger whose schema holds what this orchestrator did not make: a trigger that deletes
+        rows, a view, a rule or a policy changes what a query sees, and exactly once rests on what the
+        ledger says."""
+        with self._lock:
+            found = sorted(self._db.schema_objects() - OWN)
+        if found:
+            shown = printable(listing([f"{kind} {name}" for kind, name in found], sep=", ", most=5))
+            raise LedgerError(f"{self.name}: this {self._db.kind} holds what orchestrator did not make "
+                              f"({shown}), which could change what the ledger says: refused; drop them "
+                              "(keep reports and their triggers elsewhere)")
+
+    def _check_states(self) -> None:
+        """Refuse a ledger holding a row whose state this orchestrator does not know: every command would
+        read it differently (one leaves it out, another stops halfway). Each gap between the known
+        states is one index range, so this costs a few index seeks at any ledger size."""
+        known = sorted(_STATES)
+        gaps = ["state < ?", *(["state > ? AND state < ?"] * (len(known) - 1)), "state > ?"]
+        params = [known[0], *(v for pair in itertools.pairwise(known) for v in pair), known[-1]]
+        with self._lock:
+            if "objects" not in self._db.tables():
+                return
+            row = self._db.execute(f"SELECT state, COUNT(*) FROM objects WHERE state IN (SELECT state FROM "
+                                   f"objects WHERE {' OR '.join(gaps)} LIMIT 1) GROUP BY state",
+                                   params).fetchone()
+        if row is not None:
+            raise LedgerError(
+                f"{self.name}: {row[1]} row(s) in state {printable(clip(str(row[0]), 64))!r}, which this "
+                f"orchestrator does not know ({', '.join(s.value for s in ObjectState)}): refused, so that "
+                "no command reads them wrongly; a newer orchestrator wrote them (upgrade), or someone edited "
+                "the ledger (set those rows' state to 'uncertain', check them on the cluster, then `retry "
+                "--uncertain`)")
 
     def _rollback(self) -> None:
         """Undo the open transaction, if the database has not already (SQLite does on a full disk or an
@@ -977,6 +1020,9 @@ class _Sqlite:
                 self._db = _open_read_only(path, busy_timeout_s)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
+                problem = ledger_file_problem(path)
+                if problem is not None:
+                    raise LedgerError(problem)
                 if path.exists() and (links := os.stat(path).st_nlink) > 1:
                     raise LedgerError(f"{path}: the ledger file has {links} hard links; SQLite keeps one "
                                       "file consistent only under one name (its -wal and -shm files go by "
@@ -1021,6 +1067,11 @@ class _Sqlite:
 
     def after_copy(self) -> None:
         """Nothing: an INTEGER PRIMARY KEY goes on from the largest id."""
+
+    def schema_objects(self) -> set[tuple[str, str]]:
+        """Every table, index, view and trigger, by kind and name (SQLite's own ``sqlite_*`` aside)."""
+        return {(str(kind), str(name)) for kind, name in self._db.execute(
+            "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")}
 
     def check_same(self) -> None:
         try:
@@ -1095,6 +1146,9 @@ class _Transaction:
 def _open_read_only(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
     """A connection that never writes. A WAL ledger needs its ``-shm`` file, which a read-only folder
     cannot hold: there, the file is opened as immutable (nobody can be writing it)."""
+    problem = ledger_file_problem(path)
+    if problem is not None:
+        raise LedgerError(problem)
     if not path.is_file():
         raise LedgerError(f"{path}: no ledger here (a run creates it when it first submits)")
     uri = f"file:{urllib.parse.quote(str(path.resolve()))}?mode=ro"

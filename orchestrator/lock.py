@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import LedgerError, LockHeldError
+from .paths import not_a_file
 
 
 def is_held(lock_path: str) -> bool:
@@ -34,6 +35,9 @@ def hold(ledger_path: Path, *, wait_s: float = 0.0, clock: Callable[[], float] =
     """Hold ``<ledger>.lock`` beside ``ledger_path`` (give the resolved path: a symlink to the ledger
     must meet the same lock); yields the lock file's path."""
     path = ledger_path.with_name(ledger_path.name + ".lock")
+    problem = not_a_file(path)
+    if problem is not None:  # a FIFO or a device would take the pid written into it, or block
+        raise LedgerError(f"{path}: {problem}, not a lock file: remove it (each run makes its own)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

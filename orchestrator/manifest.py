@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import difflib
 import enum
 import os
@@ -26,6 +27,7 @@ import yaml
 from . import pgurl, urls
 from .errors import ManifestError
 from .models import Credentials, Secret
+from .paths import not_a_file
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -62,11 +64,14 @@ class Metric(enum.StrEnum):
 
 # ``${NAME}`` is the variable's value; ``$${NAME}`` is the literal text ``${NAME}``.
 _ENV_REF = re.compile(r"\$(\$?)\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# ``${`` that starts no ``${NAME}``: a shell form (``${NAME:-default}``, ``${NAME-x}``) not substituted here
+UNSUPPORTED_REF = re.compile(r"(?<!\$)\$\{(?![A-Za-z_][A-Za-z0-9_]*\})([A-Za-z_][A-Za-z0-9_]*)?")
 _SECRET_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # a secret is one variable, nothing around it
 _HEADER_SAFE = re.compile(r"[\x20-\x7e]+")  # printable ASCII: what an HTTP header value can carry
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # no manifest value holds these (a tab may)
 MAX_YAML_NODES = 100_000  # a manifest that expands (through aliases) past this is refused unexpanded
 _EXCERPT = 40  # the most of a value an error message shows
+_YAML_WORDS = {False: ("off", "no", "false"), True: ("on", "yes", "true")}  # what YAML 1.1 reads as booleans
 # per-source keys that only some kinds of source take
 _SCHEME_KEYS = {"endpoint_url": ("s3", "az"), "region": ("s3",), "path_style": ("s3",), "profile": ("s3",),
                 "request_payer": ("s3",), "service_account_file": ("gs",), "account": ("az",),
@@ -254,6 +259,8 @@ class _Reader:
             for match in _ENV_REF.finditer(node):
                 if not match.group(1) and match.group(2) not in self.environ:
                     self.note(path, f"environment variable {match.group(2)} is not set")
+            for match in UNSUPPORTED_REF.finditer(node):
+                self.note(path, unsupported_reference(match.group(1)))
         elif isinstance(node, dict):
             for key, value in node.items():
                 self.unset_variables(value, _join(path, str(key)))
@@ -288,7 +295,9 @@ class _Reader:
     def string(self, node: Any, path: str, *, secret: bool = False) -> str:
         if not isinstance(node, str) or not node:
             got = _type_name(node) if secret else _kind(node)  # never echo what may be a secret
-            raise self.fail(path, f"expected a non-empty string, got {got}")
+            quote = ": YAML read the unquoted text as one; quote it" if not secret and isinstance(
+                node, int | float | datetime.date) and not isinstance(node, bool) else ""
+            raise self.fail(path, f"expected a non-empty string, got {got}{quote}")
         if secret:
             return self._secret(node, path)
 
@@ -362,10 +371,15 @@ class _Reader:
 
     def choice(self, node: Any, path: str, choices: Iterable[str]) -> str:
         options = tuple(choices)
+        if isinstance(node, bool):  # YAML reads an unquoted off/no (on/yes) as a boolean
+            word = next((w for w in _YAML_WORDS[node] if w in options), None)
+            if word is not None:
+                return word
         if not isinstance(node, str) or node not in options:
             close = difflib.get_close_matches(node, options, n=1) if isinstance(node, str) else []
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise self.fail(path, f"expected one of {', '.join(options)}, got {_excerpt(node)}{hint}")
+            got = _kind(node) if isinstance(node, bool) else _excerpt(node)
+            raise self.fail(path, f"expected one of {', '.join(options)}, got {got}{hint}")
         return node
 
     def enum(self, node: Any, path: str, kind: type[E]) -> E:
@@ -393,13 +407,32 @@ _SETTING_TYPES = typing.get_type_hints(Settings)
 
 class _Loader(yaml.SafeLoader):
     """A safe loader that refuses documents whose aliases expand past :data:`MAX_YAML_NODES` nodes (an
-    "alias bomb"), before anything is built from them."""
+    "alias bomb"), before anything is built from them, and mappings that hold a key twice."""
 
     def compose_document(self) -> Any:
         node = super().compose_document()
         if node is not None and _expanded_size(node, {}, set()) > MAX_YAML_NODES:
             raise _TooBig(f"aliases expand it past {MAX_YAML_NODES} values: refusing to expand them")
         return node
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """A mapping, refusing a key written twice in it (YAML keeps the last silently: a second
+        ``sources:`` list would drop the first). Keys brought in by a merge (``<<: *base``) may be
+        overridden, as YAML means them to be."""
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[tuple[str, str], int] = {}
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                    first = seen.setdefault((key.tag, key.value), key.start_mark.line + 1)
+                    if first != key.start_mark.line + 1:
+                        raise _Duplicate(key.value, first, key.start_mark.line + 1)
+        return super().construct_mapping(node, deep)
+
+
+class _Duplicate(yaml.YAMLError):
+    def __init__(self, key: str, first: int, second: int) -> None:
+        super().__init__(key)
+        self.key, self.first, self.second = key, first, second
 
 
 class _TooBig(yaml.YAMLError):
@@ -447,6 +480,10 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest
         raise ManifestError(name, f"byte {exc.start}", "not UTF-8 text: save the manifest as UTF-8") from exc
     try:
         doc = yaml.load(text, Loader=_Loader)  # a SafeLoader
+    except _Duplicate as exc:
+        raise ManifestError(name, f"line {exc.second}", f"key {_excerpt(exc.key)} is also on line "
+                            f"{exc.first} of the same mapping; YAML would keep only the last one, silently: "
+                            "keep one (merge the two, or fix the indentation)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""
@@ -508,6 +545,10 @@ def parse(
             ledger_url = _postgres_ledger(r, top["ledger"], stem)
         elif top.get("ledger") is not None:
             ledger = Path(r.string(top["ledger"], "ledger"))
+    ledger = ledger if ledger.is_absolute() else base_dir / ledger
+    problem = ledger_file_problem(ledger) if ledger_url is None else None
+    if problem is not None:
+        r.note("ledger", problem)
     r.done()
     assert target is not None
     return Manifest(
@@ -516,14 +557,23 @@ def parse(
         credentials=credentials,
         sources=tuple(sources),
         settings=settings,
-        ledger_path=ledger if ledger.is_absolute() else base_dir / ledger,
+        ledger_path=ledger,
         schema_files=schema_files,
         ledger_url=ledger_url,
     )
 
 
+def ledger_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot hold a SQLite ledger (a folder, a FIFO, a device, a symlink loop), or None."""
+    problem = not_a_file(path)
+    return None if problem is None else f"{path}: {problem}, not a ledger file: name a file (the first run " \
+        "makes it)"
+
+
 def _postgres_ledger(r: _Reader, node: str, stem: str) -> pgurl.PostgresLedger:
     """``ledger: postgresql://...``: each part substituted on its own; a password only as ${VAR}."""
+    if UNSUPPORTED_REF.search(node):
+        raise _Reported  # noted with its place by unset_variables; the URL cannot be parsed around it
     try:
         return pgurl.parse(node, substitute=lambda part: r.string(part, "ledger") if part else part,
                            default_schema=pgurl.default_schema(stem))
@@ -696,6 +746,11 @@ def _source(r: _Reader, node: Any, index: int, rules: TargetRules | None, target
     s = r.mapping(node, p, required=("url", "collection"), optional=(
         "partition", "pattern", "include", "exclude", "credentials", "object_url_style", *_SCHEME_KEYS))
     url = r.string(s["url"], f"{p}.url")
+    meant = _mistyped_url(url)
+    if meant is not None:
+        raise r.fail(f"{p}.url", f"{_excerpt(url)} is neither a store's URL nor a folder: did you mean "
+                                 f"{_excerpt(meant)}? (a folder of that name: write "
+                                 f"./{_excerpt(url, quote=False)})")
     root = _local_root(url, base_dir)
     m = _URL.match(url) or _AZURE_URL.match(url)
     if root is not None and rules is not None and target is not None and not rules.local_sources:
@@ -800,6 +855,23 @@ def _azure(r: _Reader, s: dict[str, Any], p: str, m: re.Match[str], container: s
     }
 
 
+# Each store's scheme (the registry's: s3, gs, az, file) and what people type for it
+_SCHEME_SPELLINGS = {"s3": "s3", "s3a": "s3", "s3n": "s3", "gs": "gs", "gcs": "gs", "az": "az", "azure": "az",
+                     "file": "file"}
+
+
+def _mistyped_url(url: str) -> str | None:
+    """The URL meant when ``url`` is a store's URL with its scheme mistyped (``s3:/lake/x``,
+    ``s3:lake/x``, ``S3://lake/x``, ``s3a://lake/x``, ``gs:///bucket/x``), else None. Without this such a
+    URL is a relative folder (``s3:`` and all), which fails only when a run lists it."""
+    scheme, colon, rest = url.partition(":")
+    meant = _SCHEME_SPELLINGS.get(scheme.lower()) if colon else None
+    if meant is None or url.startswith("file://"):
+        return None
+    guess = f"file:///{rest.lstrip('/')}" if meant == "file" else f"{meant}://{rest.lstrip('/')}"
+    return None if guess == url else guess
+
+
 def _local_root(url: str, base_dir: Path) -> Path | None:
     """The folder a ``file://`` URL or a plain path names (relative to the manifest), else None."""
     if url.startswith("file://"):
@@ -837,6 +909,13 @@ def _settings(r: _Reader, node: Any) -> Settings:
     return Settings(**values)
 
 
+def unsupported_reference(name: str | None) -> str:
+    """The problem with a ``${`` that is not ``${NAME}`` (what follows the name is never shown: a default
+    may be a secret)."""
+    return (f"${{{name or ''}...}}: only ${{NAME}} is substituted, with no default or other shell form "
+            "(${NAME:-default}, ${NAME-x}): set the variable and write ${NAME}")
+
+
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
@@ -845,7 +924,9 @@ def _kind(node: Any) -> str:
     if node is None:
         return "nothing"
     if isinstance(node, bool):
-        return f"a boolean ({node})"
+        words = "/".join(_YAML_WORDS[node])
+        return f"a boolean ({str(node).lower()}; YAML reads unquoted {words} as one: quote the word if you " \
+               "meant it, as 'off')"
     if isinstance(node, dict):
         return "a mapping"
     if isinstance(node, list):

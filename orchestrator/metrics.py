@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest, push_to
 from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from .errors import OutputError
+from .paths import real_file
 
 JOB = "orchestrator"
 
@@ -45,15 +46,29 @@ def render(metrics: Iterable[Metric]) -> str:
     return generate_latest(registry(metrics)).decode("utf-8")
 
 
+def target(path: Path) -> Path:
+    """The file the metrics go to: ``path`` itself, or the regular file a symlink there names (the
+    symlink stays). A folder, a FIFO, a device (``/dev/null``), a socket or a symlink loop is refused
+    with :class:`OutputError`: a rename over it would replace it with a regular file."""
+    try:
+        return real_file(path)
+    except ValueError as exc:
+        raise OutputError(f"{path}: {exc}: the metrics file is replaced whole at each run, so it must be a "
+                          "regular file or a new name in an existing folder (leave out --metrics-file for "
+                          "no metrics)") from None
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one rename; raises :class:`OutputError`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Replace ``path`` (or the file its symlink names) with ``text`` in one rename; raises
+    :class:`OutputError`."""
+    real = target(path)
+    tmp = real.with_name(f".{real.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, real)
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()

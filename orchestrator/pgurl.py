@@ -1,4 +1,5 @@
-"""Where a PostgreSQL ledger lives: ``postgresql://user@host:5432/db?sslmode=...&schema=...``, parsed
+"""Where a PostgreSQL ledger lives: ``postgresql://user@host:5432/db?sslmode=...&schema=...``, or over a
+Unix socket as libpq writes it, ``postgresql://user@/db?host=/run/postgresql`` (the socket's folder), parsed
 (pure: no I/O, no driver) into connection settings whose password never prints.
 
 A password (and ``sslpassword``) is accepted only as a ``${ENV_VAR}`` reference, or from libpq's own
@@ -44,8 +45,11 @@ class PostgresLedger:
         """How messages name the ledger: the URL without its password or secrets."""
         user = f"{urllib.parse.quote(self.user, safe='')}@" if self.user else ""
         shown = [(k, v) for k, v in self.options if k == "sslmode"]
-        query = urllib.parse.urlencode([*shown, ("schema", self.schema)])
-        return f"postgresql://{user}{self.host}:{self.port}/{urllib.parse.quote(self.dbname)}?{query}"
+        socket = self.host.startswith("/")  # a Unix socket's folder: libpq's ?host=
+        query = urllib.parse.urlencode([*([("host", self.host)] if socket else []), *shown,
+                                        ("schema", self.schema)], safe="/")
+        host = "" if socket else f"[{self.host}]" if ":" in self.host else self.host
+        return f"postgresql://{user}{host}:{self.port}/{urllib.parse.quote(self.dbname)}?{query}"
 
     def connect_kwargs(self) -> dict[str, str]:
         """Keyword arguments for libpq (psycopg's ``connect``), the secrets revealed."""
@@ -74,6 +78,34 @@ def default_schema(stem: str) -> str:
     return name if name and not name[0].isdigit() else f"_{name}"[:63]
 
 
+def _host(parts: urllib.parse.SplitResult) -> str:
+    """The host as written, before ``${VAR}`` is substituted (``hostname`` would lower-case
+    ``${PGHOST}``): the ``host`` query parameter where there is one (libpq's way to name a Unix socket's
+    folder, ``?host=/run/postgresql``), else the URL's own (``%2Frun%2Fpostgresql`` for a folder)."""
+    given = [value for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+             if key == "host"]
+    if len(given) > 1:
+        raise ValueError("the URL names its host twice (?host= once only)")
+    if given:
+        return given[0]
+    written = parts.netloc.rpartition("@")[2]
+    if written.startswith("["):  # an IPv6 address
+        return parts.hostname or ""
+    return urllib.parse.unquote(written.partition(":")[0])
+
+
+def _port(parts: urllib.parse.SplitResult) -> int | None:
+    """The port: the URL's own, or libpq's ``port`` query parameter (``?host=/run/postgresql&port=5433``,
+    naming the socket file ``.s.PGSQL.5433``); raises ValueError when it is not a port number."""
+    given = [value for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+             if key == "port"]
+    if not given:
+        return parts.port
+    if len(given) > 1 or parts.port is not None or not given[0].isdigit() or not 0 < int(given[0]) < 65536:
+        raise ValueError(given[0])
+    return int(given[0])
+
+
 def parse(raw: str, *, substitute: Callable[[str], str], default_schema: str | None) -> PostgresLedger:
     """Parse ``raw`` as written (``${VAR}`` not yet substituted); ``substitute`` resolves the
     references in one part. Raises ValueError with a message that never holds a secret."""
@@ -85,12 +117,13 @@ def parse(raw: str, *, substitute: Callable[[str], str], default_schema: str | N
                          "postgresql://user:${ENV_VAR}@host/db and set that variable (or use PGPASSWORD "
                          "or ~/.pgpass)")
     try:
-        port = parts.port or 5432
+        port = _port(parts) or 5432
     except ValueError:
         raise ValueError("the port is not a number from 1 to 65535") from None
-    host = parts.hostname
+    host = _host(parts)
     if not host:
-        raise ValueError("the URL names no host: postgresql://user@host:5432/database")
+        raise ValueError("the URL names no host: postgresql://user@host:5432/database, or a Unix socket's "
+                         "folder as libpq takes it: postgresql://user@/database?host=/run/postgresql")
     dbname = urllib.parse.unquote(parts.path.lstrip("/"))
     if not dbname or "/" in dbname:
         raise ValueError("the URL names no database: postgresql://user@host:5432/database")
@@ -98,6 +131,8 @@ def parse(raw: str, *, substitute: Callable[[str], str], default_schema: str | N
     options: list[tuple[str, Secret | str]] = []
     schema = default_schema
     for key, value in query:
+        if key in ("host", "port"):
+            continue  # read by _host and _port
         if key == "schema":
             schema = substitute(value)
             if not _SCHEMA.match(schema):
@@ -121,5 +156,7 @@ def parse(raw: str, *, substitute: Callable[[str], str], default_schema: str | N
                          "schema named after its file unless it says otherwise)")
     user = substitute(urllib.parse.unquote(parts.username)) if parts.username else None
     password = Secret(substitute(parts.password)) if parts.password is not None else None
-    return PostgresLedger(host=substitute(host), port=port, dbname=substitute(dbname), schema=schema,
+    host = substitute(host)
+    host = host if host.startswith("/") else host.lower()  # a socket's folder is a case-sensitive path
+    return PostgresLedger(host=host, port=port, dbname=substitute(dbname), schema=schema,
                           user=user, password=password, options=tuple(options))

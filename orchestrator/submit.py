@@ -42,6 +42,7 @@ from .pacing import backoff, retrying
 from .redact import Redactor
 from .run import RunState
 from .targets.base import Target
+from .terminal import listing
 
 log = logging.getLogger("orchestrator")
 CANNOT_READ = frozenset({83001})  # the import service cannot read the object (access denied)
@@ -363,7 +364,7 @@ class Submitter:
             return Outcome.DEFERRED, None
         if not found.problems:
             return None, found.rows
-        text = "; ".join(found.problems)
+        text = listing(found.problems)
         if not self.enforce:
             log.warning("%s: submitting despite: %s", url, text,
                         extra={"event": "preflight-warning", "url": url, "error": text})

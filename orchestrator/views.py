@@ -12,8 +12,10 @@ from datetime import UTC, datetime
 from .api import ObjectHistory, Overview
 from .manifest import SourceConfig
 from .models import JobProgress, LedgerRecord, ObjectState
+from .terminal import clip
 
 STATES = [s.value for s in ObjectState]
+ERROR_CHARS = 1000  # the most of one stored error a line shows (`show --json` has it whole)
 
 
 def status_lines(overview: Overview, counts: dict[str, int], sources: Sequence[SourceConfig],
@@ -47,7 +49,8 @@ def status_lines(overview: Overview, counts: dict[str, int], sources: Sequence[S
         for r in overview.failing:
             failed = r.job_id and r.state is ObjectState.FAILED
             job = f"  (job {r.job_id}{_of(overview, r.job_id)})" if failed else ""
-            lines += [f"  {r.state.value:9}  {when(r.updated_at)}  {r.url}{job}", f"             {r.error}"]
+            lines += [f"  {r.state.value:9}  {when(r.updated_at)}  {r.url}{job}",
+                      f"             {clip(r.error or '', ERROR_CHARS)}"]
     total = ", ".join(f"{counts[s]} {s}" for s in STATES if counts.get(s)) or "empty ledger"
     return [*lines, "", f"status: {total}"]
 
@@ -95,9 +98,9 @@ def history_lines(history: ObjectHistory, stall_after_s: float) -> list[str]:
             ("source", v.source), ("size", size(v.size)), ("job", v.job_id or "-"),
             ("attempts", f"{v.attempts} ({v.failures} failed on the server)"),
             ("updated", when(v.updated_at)),
-            *((("last error", v.error),) if v.error else ())))]
+            *((("last error", clip(v.error, ERROR_CHARS)),) if v.error else ())))]
         events = [e for e in history.events if e[1] == v.version]
-        rows = [[when(at, millis=True), state, job or "-", detail or ""]
+        rows = [[when(at, millis=True), clip(state), clip(job or "-"), clip(detail or "", ERROR_CHARS)]
                 for at, _, state, job, detail in events]
         if rows:
             history_table = table(["time", "state", "job", "detail"], rows, right=set())

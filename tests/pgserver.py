@@ -40,11 +40,12 @@ class PgServer:
     """``start()`` then ``url(dbname)``; ``stop()`` removes everything. ``durable`` keeps fsync on
     (the benchmarks); tests turn it off, as they never power-cut the server."""
 
-    def __init__(self, *, durable: bool = False) -> None:
+    def __init__(self, *, durable: bool = False, socket_only: bool = False) -> None:
         self.durable = durable
+        self.socket_only = socket_only  # no TCP at all: reached through the Unix socket in ``dir``
         self.dir = Path(tempfile.mkdtemp(prefix="orchestrator-pg-"))
         self.data = self.dir / "data"
-        self.port = _free_port()
+        self.port = 5432 if socket_only else _free_port()  # a socket's name holds the port: libpq's default
         self.proc: subprocess.Popen[bytes] | None = None
         self._as: list[str] = []
         if os.geteuid() == 0:
@@ -59,7 +60,8 @@ class PgServer:
         (self.data / "pg_hba.conf").write_text(
             f"host all {SECURED} 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\n"
             "local all all trust\n")
-        settings = ["-c", "listen_addresses=127.0.0.1", "-c", f"port={self.port}", "-c",
+        listen = "" if self.socket_only else "127.0.0.1"
+        settings = ["-c", f"listen_addresses={listen}", "-c", f"port={self.port}", "-c",
                     f"unix_socket_directories={self.dir}", "-c", "max_connections=200",
                     "-c", "shared_buffers=32MB"]
         if not self.durable:
@@ -67,8 +69,9 @@ class PgServer:
         self.proc = subprocess.Popen([*self._as, str(bin_dir / "postgres"), "-D", str(self.data), *settings],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(300):
-            ready = subprocess.run([str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p",
-                                    str(self.port)], check=False)
+            host = str(self.dir) if self.socket_only else "127.0.0.1"
+            ready = subprocess.run([str(bin_dir / "pg_isready"), "-q", "-h", host, "-p", str(self.port)],
+                                   check=False)
             if ready.returncode == 0:
                 self.sql(f"CREATE ROLE {SECURED} LOGIN SUPERUSER PASSWORD '{SECURED_PASSWORD}'")
                 return self
@@ -84,6 +87,9 @@ class PgServer:
             return cur.fetchall() if cur.description else []
 
     def url(self, dbname: str = "postgres") -> str:
+        """The server's URL; a socket-only one's in libpq's form, ``postgresql://user@/db?host=/folder``."""
+        if self.socket_only:
+            return f"postgresql://{USER}@/{dbname}?host={self.dir}"
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{dbname}"
 
     def stop(self) -> None:

@@ -100,7 +100,7 @@ def test_metrics_write_is_atomic(tmp_path: Path) -> None:
     metrics.write_atomic(path, "new\n")
     assert path.read_text() == "new\n" and [p.name for p in tmp_path.iterdir()] == ["x.prom"]
     (tmp_path / "dir.prom").mkdir()
-    with pytest.raises(OutputError, match=r"dir\.prom: cannot write the metrics file"):
+    with pytest.raises(OutputError, match=r"dir\.prom: a folder, not a regular file: the metrics"):
         metrics.write_atomic(tmp_path / "dir.prom", "x\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dir.prom", "x.prom"]  # temp file removed
 

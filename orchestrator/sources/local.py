@@ -6,7 +6,9 @@ footer lives there), so a rewritten file is seen as changed even when its size s
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,12 +16,14 @@ from typing import TYPE_CHECKING
 
 from ..errors import SourceError
 from ..models import StoredObject
+from ..terminal import clip
 from ..urls import file_url
 
 if TYPE_CHECKING:
     from ..manifest import Settings, SourceConfig
 
 _TAIL = 64 * 1024
+log = logging.getLogger("orchestrator")
 
 
 def build(config: SourceConfig, settings: Settings) -> LocalSource:
@@ -34,16 +38,37 @@ class LocalSource:
         self.label = label
 
     def list(self) -> Iterator[StoredObject]:
+        """Every file under the folder, in order. What cannot be listed or read under it (a symlink to
+        nothing, a symlink loop, an unreadable file or sub-folder: ``lost+found``) is skipped with one
+        warning naming it, and the rest is listed; an unreadable folder itself is a :class:`SourceError`."""
         if not self.root.is_dir():
             raise SourceError(f"{self.label}: folder not found")
-        try:
-            for folder, dirs, files in os.walk(self.root, onerror=_raise):
-                dirs.sort()
-                for name in sorted(files):
-                    path = Path(folder, name)
-                    yield self._object(path, path.relative_to(self.root).as_posix())
-        except OSError as exc:
+        for folder, dirs, files in os.walk(self.root, onerror=self._unlistable):
+            dirs.sort()
+            for name in sorted(files):
+                path = Path(folder, name)
+                relative = path.relative_to(self.root).as_posix()
+                try:
+                    obj = self._object(path, relative)
+                except OSError as exc:
+                    self._skip(relative, exc, path)
+                    continue
+                yield obj
+
+    def _unlistable(self, exc: OSError) -> None:
+        if exc.filename is None or Path(exc.filename) == self.root:
             raise SourceError(f"{self.label}: {exc.strerror or exc} ({exc.filename})") from exc
+        self._skip(Path(exc.filename).relative_to(self.root).as_posix() + "/", exc, Path(exc.filename))
+
+    def _skip(self, relative: str, exc: OSError, path: Path) -> None:
+        if exc.errno == errno.ELOOP:
+            why = "a symlink loop"
+        elif exc.errno == errno.ENOENT and path.is_symlink():
+            why = f"a symlink to nothing (no {os.readlink(path)})"
+        else:
+            why = f"cannot be read ({exc.strerror or exc})"
+        log.warning("%s: skipped %s: %s", self.label, clip(relative), why,
+                    extra={"event": "skipped", "source": self.label})
 
     def read(self, obj: StoredObject, start: int = 0, end: int | None = None) -> bytes:
         """Bytes ``start`` up to (not including) ``end`` of the object; all of it by default."""
@@ -62,7 +87,3 @@ class LocalSource:
         return StoredObject(url=file_url(path), bucket="", key=str(path), relative_key=relative,
                             size=stat.st_size, version=f"{stat.st_size}-{stat.st_mtime_ns}-{tail}",
                             modified=stat.st_mtime, checksum=tail)
-
-
-def _raise(exc: OSError) -> None:
-    raise exc
