@@ -6,6 +6,7 @@ with a deadline of its own (``tests.conftest.Child``): a hang fails the test, ne
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -132,7 +133,9 @@ def test_a_deadline_that_is_not_a_duration_is_a_usage_error(
     assert done.returncode == 2 and "--deadline" in done.stderr and done.stdout == ""
 
 
-def test_a_ctrl_c_while_the_modules_load_is_one_line_and_exit_130(write_manifest: Callable[..., Path]) -> None:
+def test_a_ctrl_c_while_the_modules_load_is_one_line_and_exit_130(
+    write_manifest: Callable[..., Path],
+) -> None:
     """tests/ctrl_c_at_import.py presses Ctrl-C while Python imports click for the command line."""
     done = run_cli("run", str(write_manifest()), module="tests.ctrl_c_at_import")
     assert done.returncode == 130, done.stderr
@@ -140,9 +143,7 @@ def test_a_ctrl_c_while_the_modules_load_is_one_line_and_exit_130(write_manifest
     assert done.stderr == "stopped by Ctrl-C while starting: nothing was done\n"
 
 
-def test_the_harness_kills_a_command_past_its_deadline_and_fails_with_its_output(tmp_path: Path) -> None:
-    import sys
-
+def test_the_harness_kills_a_command_past_its_deadline_and_fails_with_its_output() -> None:
     child = Child([sys.executable, "-c", "import time; print('started', flush=True); time.sleep(600)"],
                   deadline_s=1)
     with pytest.raises(pytest.fail.Exception, match=r"did not end within its deadline of 1 s(.|\n)*started"):
