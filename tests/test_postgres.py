@@ -146,6 +146,23 @@ def _hostname() -> str:
     return socket.gethostname()
 
 
+@pytest.mark.parametrize(("query", "connect_timeout"), [("", "30"), ("&connect_timeout=5", "5")])
+def test_every_ledger_session_bounds_its_waits_on_the_network(
+    pg_server: PgServer, query: str, connect_timeout: str,
+) -> None:
+    """A server or network gone silent mid-statement is found by TCP keepalives and tcp_user_timeout
+    (libpq waits forever without them); a connect_timeout in the URL wins over ours."""
+    from orchestrator import ledger_pg, pgurl
+
+    where = pgurl.parse(f"{fresh_schema(pg_server)}{query}", substitute=str, default_schema=None)
+    with ledger_pg.connect(where, purpose="test") as conn:
+        params = conn.info.get_parameters()
+    assert {k: params.get(k) for k in ("keepalives", "keepalives_idle", "keepalives_interval",
+                                       "keepalives_count", "tcp_user_timeout", "connect_timeout")} == {
+        "keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3",
+        "tcp_user_timeout": "60000", "connect_timeout": connect_timeout}
+
+
 def test_several_manifests_share_one_database_each_in_its_schema(
     put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeImportAPI,
     pg_server: PgServer, bucket: str,
