@@ -142,9 +142,10 @@ def _errors() -> Iterator[None]:
 
 @contextmanager
 def _signals(stop: threading.Event) -> Iterator[list[int]]:
-    """SIGINT, SIGTERM and SIGHUP (the terminal closed) set ``stop``: calls in flight finish, nothing new
-    starts, the summary is printed; the exit code is 128 + the signal (130, 143, 129). A SIGHUP that
-    was ignored when we started (``nohup``) stays ignored."""
+    """SIGINT, SIGTERM and SIGHUP (the terminal closed) set ``stop``: nothing new starts, calls in flight
+    get a short grace to answer and are then cut (:mod:`orchestrator.targets.deadline`), the summary is
+    printed; the exit code is 128 + the signal (130, 143, 129). A signal ignored when we started stays
+    ignored: SIGHUP under ``nohup``, SIGINT in a script's background job."""
     received: list[int] = []
 
     def handler(signum: int, _frame: object) -> None:
