@@ -1,12 +1,13 @@
 """The command line: the only module that imports click. Parses, calls one ``api`` function, prints,
 and maps errors to exit codes: 0 fine, 1 something failed, 2 manifest or usage error, 75 another run
-holds the ledger, 130/143/129 stopped by Ctrl-C/SIGTERM/SIGHUP."""
+holds the ledger, 124 `run --deadline` came, 130/143/129 stopped by Ctrl-C/SIGTERM/SIGHUP."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -141,9 +142,10 @@ def _errors() -> Iterator[None]:
 
 @contextmanager
 def _signals(stop: threading.Event) -> Iterator[list[int]]:
-    """SIGINT, SIGTERM and SIGHUP (the terminal closed) set ``stop``: calls in flight finish, nothing new
-    starts, the summary is printed; the exit code is 128 + the signal (130, 143, 129). A SIGHUP that
-    was ignored when we started (``nohup``) stays ignored."""
+    """SIGINT, SIGTERM and SIGHUP (the terminal closed) set ``stop``: nothing new starts, calls in flight
+    get a short grace to answer and are then cut (:mod:`orchestrator.targets.deadline`), the summary is
+    printed; the exit code is 128 + the signal (130, 143, 129). A signal ignored when we started stays
+    ignored: SIGHUP under ``nohup``, SIGINT in a script's background job."""
     received: list[int] = []
 
     def handler(signum: int, _frame: object) -> None:
@@ -168,6 +170,28 @@ def _signals(stop: threading.Event) -> Iterator[list[int]]:
 
 def _load(path: str) -> Manifest:
     return api.validate(path)
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+class Duration(click.ParamType[float]):
+    """A duration: seconds (``90``), or with units, ``90s``, ``45m``, ``2h``, ``1h30m``."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float | int):
+            return float(value)
+        found = _DURATION.fullmatch(str(value).strip().lower())
+        if not found or not any(found.groups()):
+            self.fail(f"{value!r} is not a duration: give seconds (3000) or units, as 50m, 2h or 1h30m",
+                      param, ctx)
+        hours, minutes, secs = (float(g or 0) for g in found.groups())
+        seconds = hours * 3600 + minutes * 60 + secs
+        if seconds <= 0:
+            self.fail(f"{value!r}: a deadline must be longer than 0 s", param, ctx)
+        return seconds
 
 
 wait_lock_option = click.option(
@@ -349,6 +373,9 @@ def check(manifest: str, deep: bool, as_json: bool, problems_only: bool) -> None
               help="Seconds between progress polls with --wait.")
 @click.option("--deep", is_flag=True, help="The pre-flight check reads each file's whole first row group, "
               "not a sample of settings.preflight_sample_rows rows.")
+@click.option("--deadline", type=Duration(), default=None, metavar="DURATION",
+              help="Stop after DURATION (3000, 50m, 1h30m): nothing new is submitted, the calls in flight "
+              "are recorded, the jobs left are the next run's; exit 124 with the summary.")
 @click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="PATH", help="At the end, write Prometheus metrics to PATH (node_exporter's "
               "textfile collector), atomically.")
@@ -357,12 +384,13 @@ def check(manifest: str, deep: bool, as_json: bool, problems_only: bool) -> None
               "(job=orchestrator, grouped by manifest).")
 @click.pass_context
 def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | None, wait_lock: float,
-        poll_interval: float, deep: bool, metrics_file: Path | None, metrics_push: str | None) -> None:
+        poll_interval: float, deep: bool, deadline: float | None, metrics_file: Path | None,
+        metrics_push: str | None) -> None:
     """List, plan, submit and record; end with one summary line on stdout. Progress bars on stderr
     when it is a terminal."""
     stop = threading.Event()
     options = api.RunOptions(wait=wait, max_submissions=max_submissions, wait_lock_s=wait_lock,
-                             poll_interval_s=poll_interval, deep=deep)
+                             poll_interval_s=poll_interval, deep=deep, deadline_s=deadline)
     with _errors(), _signals(stop) as received:
         m = _load(manifest)
         if metrics_file is not None:
@@ -379,6 +407,9 @@ def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | No
     _report_sources([], report.source_warnings)
     if report.interrupted is not None:
         click.echo("stopped by a signal: the ledger is saved; the next run resumes", err=True)
+    elif report.expired:
+        click.echo(f"stopped at its deadline (--deadline {deadline:g} s): the ledger is saved; the next run "
+                   "resumes", err=True)
     if report.nothing_new and report.exit_code() == 0:
         click.echo("nothing new to import: every object listed was imported before (or is importing)"
                    if sum(report.planned.values()) else "nothing to import: the sources listed no object; "

@@ -3,7 +3,8 @@
 ``*`` and ``?`` stay within one path segment, ``**`` crosses segments (``**/`` also matches no
 segment at all, so ``**/*.parquet`` keeps ``a.parquet`` and ``x/y/a.parquet``). An object is kept when
 some include matches and no exclude does: excludes beat includes; the first matching rule is the one
-reported.
+reported. Globs are matched by RE2 (:mod:`orchestrator.patterns`): ``*a*a*a*a*a*a*.parquet`` against
+a long key of a's would backtrack for hours in Python's ``re``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .patterns import KeyPattern
+
 
 @functools.lru_cache(maxsize=256)
-def compile_glob(glob: str) -> re.Pattern[str]:
+def compile_glob(glob: str) -> KeyPattern:
     out: list[str] = []
     i = 0
     while i < len(glob):
@@ -34,7 +37,7 @@ def compile_glob(glob: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(glob[i]))
             i += 1
-    return re.compile("".join(out), re.DOTALL)
+    return KeyPattern("".join(out), dot_all=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,7 @@ _NO_INCLUDE = Verdict(False, "no include matched")
 
 
 @functools.lru_cache(maxsize=64)
-def _rules(include: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[tuple[re.Pattern[str], Verdict], ...]:
+def _rules(include: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[tuple[KeyPattern, Verdict], ...]:
     """Each rule compiled once with its verdict, excludes first: judging a key makes no objects."""
     return (*((compile_glob(g), Verdict(False, f"exclude {g!r}")) for g in exclude),
             *((compile_glob(g), Verdict(True, f"include {g!r}")) for g in include))

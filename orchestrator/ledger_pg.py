@@ -60,12 +60,21 @@ def translate(statement: str) -> str:
     return _NAMED.sub(r"%(\1)s", statement.replace("%", "%%").replace("?", "%s"))
 
 
+# What bounds a session's waits on the network (libpq; the URL's connect_timeout wins): connecting, and
+# a server or network gone silent, found by TCP keepalives within about 60 s while a reply is awaited
+# and by tcp_user_timeout when what was sent stays unacknowledged for 60 s. Libpq has no bound on a
+# statement the server is still working on (none of the ledger's takes long).
+NETWORK_BOUNDS = {"connect_timeout": "30", "keepalives": "1", "keepalives_idle": "30",
+                  "keepalives_interval": "10", "keepalives_count": "3", "tcp_user_timeout": "60000"}
+
+
 def connect(where: PostgresLedger, *, purpose: str) -> psycopg.Connection[Any]:
-    """An autocommit session (transactions are begun explicitly), named after this process."""
+    """An autocommit session (transactions are begun explicitly), named after this process, its waits
+    on the network bounded (:data:`NETWORK_BOUNDS`)."""
     try:
         name = f"orchestrator {purpose} pid {os.getpid()} on {socket.gethostname()}"[:63]
-        return psycopg.connect(make_conninfo("", **{**where.connect_kwargs(), "application_name": name}),
-                               autocommit=True)
+        params = {**NETWORK_BOUNDS, **where.connect_kwargs(), "application_name": name}
+        return psycopg.connect(make_conninfo("", **params), autocommit=True)
     except psycopg.Error as exc:
         raise _error(where, exc, "cannot connect") from None
 

@@ -28,6 +28,7 @@ from . import pgurl, urls
 from .errors import ManifestError
 from .models import Credentials, Secret
 from .paths import not_a_file
+from .patterns import KeyPattern, PatternError
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -126,7 +127,7 @@ class SourceConfig:
     prefix: str  # "" or ends with "/"
     collection: str  # a name or a template over ``pattern``'s named groups
     partition: str | None
-    pattern: re.Pattern[str] | None
+    pattern: KeyPattern | None  # RE2: linear in the key, whoever named the object
     include: tuple[str, ...]
     exclude: tuple[str, ...]
     endpoint_url: str | None
@@ -770,9 +771,10 @@ def _source(r: _Reader, node: Any, index: int, rules: TargetRules | None, target
     if s.get("pattern") is not None:
         raw = r.string(s["pattern"], f"{p}.pattern")
         try:
-            pattern = re.compile(raw)
-        except re.error as exc:
-            raise r.fail(f"{p}.pattern", f"not a valid regular expression: {exc}") from exc
+            pattern = KeyPattern(raw)
+        except PatternError as exc:
+            raise r.fail(f"{p}.pattern", f"not a valid regular expression for RE2 (no lookarounds or "
+                                         f"backreferences: see the README): {exc}") from exc
     groups = set(pattern.groupindex) if pattern else set()
     collection = r.string(s["collection"], f"{p}.collection")
     _check_template(r, collection, f"{p}.collection", groups)

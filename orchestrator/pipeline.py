@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -16,6 +17,8 @@ from . import planner
 from .checks import Preflight
 from .errors import (
     FatalTargetError,
+    LockHeldError,
+    ManifestError,
     OrchestratorError,
     SourceError,
 )
@@ -41,6 +44,7 @@ from .wiring import (
     object_url,
     one_run,
     redacting,
+    secrets_of,
     target_identity,
 )
 
@@ -95,9 +99,50 @@ def run(
     Hooks for progress displays: ``on_item`` sees every planned object, ``on_outcome`` every
     submission, ``on_jobs(phase, done, total)`` the job polls (phase ``refreshing`` or ``waiting``),
     ``on_listed()`` the end of the listing (totals are known from then on).
+
+    Every run that starts ends with its report: at ``options.deadline_s`` it stops as on a signal
+    (``expired``: exit 124), and an error that ends it midway (the ledger's database lost, a disk
+    full) is its ``fatal`` (exit 1), logged once. Only a run that could not start raises: another
+    run holds the ledger (:class:`LockHeldError`), or the manifest is wrong (:class:`ManifestError`).
     """
     options = options if options is not None else RunOptions()
     state = RunState(stop)
+    timer: threading.Timer | None = None
+    if options.deadline_s is not None:
+        timer = threading.Timer(options.deadline_s, state.expire, (options.deadline_s,))
+        timer.daemon = True
+        timer.start()
+        options = dataclasses.replace(options, wait_lock_s=min(options.wait_lock_s, options.deadline_s))
+    try:
+        _run(manifest, options, state, source_factory=source_factory, target_factory=target_factory,
+             sleep=sleep, on_outcome=on_outcome, on_item=on_item, on_jobs=on_jobs, on_listed=on_listed,
+             clock=clock)
+    except (LockHeldError, ManifestError):
+        raise
+    except OrchestratorError as exc:
+        state.stop.set()
+        state.report.fatal = Redactor(secrets_of(manifest))(str(exc))
+        log.error("%s", state.report.fatal, extra={"event": "fatal"})
+    finally:
+        if timer is not None:
+            timer.cancel()
+    return state.report
+
+
+def _run(
+    manifest: Manifest,
+    options: RunOptions,
+    state: RunState,
+    *,
+    source_factory: SourceFactory,
+    target_factory: TargetFactory,
+    sleep: Callable[[float], object] | None,
+    on_outcome: Callable[[PlanItem, Outcome], None] | None,
+    on_item: Callable[[PlanItem], None] | None,
+    on_jobs: JobsHook | None,
+    on_listed: Callable[[], None] | None,
+    clock: Callable[[], float],
+) -> None:
     stop = state.stop
     report = state.report
     pause: Callable[[float], object] = sleep if sleep is not None else stop.wait
@@ -110,7 +155,8 @@ def run(
 
     with redacting(manifest) as redact, \
             one_run(manifest, wait_lock_s=options.wait_lock_s, clock=clock) as ledger, \
-            make_http_client(manifest, RateLimiter(settings.requests_per_second), server_clock) as client:
+            make_http_client(manifest, RateLimiter(settings.requests_per_second), server_clock,
+                             stop=stop) as client:
         reader = make_reader(manifest, source_factory)
         target = target_factory(manifest, client, reader)
         reconciler = make_reconciler(manifest, target, ledger, server_clock, stop=stop, sleep=backoff)
@@ -186,12 +232,17 @@ def run(
                     drain.finish()
             report.fatal = redact(str(exc))
             log.error("stopping: %s", report.fatal, extra={"event": "fatal"})
+        except OrchestratorError:  # the run cannot go on (its ledger is lost): end the drain, then say so
+            stop.set()
+            if drain is not None:
+                with contextlib.suppress(OrchestratorError):
+                    drain.finish()
+            raise
         report.stalled = _report_stalled(ledger, settings.stall_after_s)
         report.unresolved = ledger.count(ObjectState.SUBMITTING, own=True)
         report.made_uncertain += report.reconciled["uncertain"] + report.refreshed["uncertain"]
         if report.exit_code() == 0 and not stop.is_set():
             ledger.note_success()
-    return report
 
 
 def max_job_bytes(manifest: Manifest) -> int | None:

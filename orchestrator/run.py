@@ -7,12 +7,16 @@ fatal error (which stops the run: what is queued is not sent), and the counters,
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
 from .errors import FatalTargetError
 from .models import Action, JobState, Outcome
+
+EXIT_DEADLINE = 124  # the run reached its --deadline and stopped early (as GNU timeout(1) exits)
+log = logging.getLogger("orchestrator")
 
 
 @dataclass
@@ -28,6 +32,7 @@ class RunReport:
     source_warnings: list[str] = field(default_factory=list)
     fatal: str | None = None
     interrupted: int | None = None
+    expired: bool = False  # the run reached its deadline (``run --deadline``) and stopped early
     unresolved: int = 0  # imports left `submitting` at the end: their job is looked for next run
     made_uncertain: int = 0  # imports this run turned `uncertain`: held for a person
     left: int = 0  # objects to submit that --max-submissions left for the next run
@@ -50,6 +55,8 @@ class RunReport:
     def exit_code(self) -> int:
         if self.interrupted is not None:
             return 128 + self.interrupted
+        if self.expired:
+            return EXIT_DEADLINE
         if self.fatal or self.source_errors or self.failed or self.unsure or self.planned[Action.HOLD] \
                 or self.outcomes[Outcome.DEFERRED] or self.outcomes[Outcome.INVALID]:
             return 1
@@ -87,6 +94,7 @@ class RunOptions:
     wait_lock_s: float = 0.0
     poll_interval_s: float = 5.0
     deep: bool = False  # the pre-flight check also reads each file's first row group
+    deadline_s: float | None = None  # from the run's start: then it submits nothing new and ends (exit 124)
 
 
 class RunState:
@@ -105,6 +113,16 @@ class RunState:
             if self.fatal is None:
                 self.fatal = exc
         self.stop.set()
+
+    def expire(self, deadline_s: float) -> None:
+        """The run's deadline has come: stop it (nothing new is sent, what is in flight is recorded)."""
+        with self._lock:
+            if self.stop.is_set():  # already stopping (a signal, a fatal error, the end): not the deadline's
+                return
+            self.report.expired = True
+        self.stop.set()
+        log.warning("the run's deadline (%g s) has come: submitting nothing new, recording what is in "
+                    "flight", deadline_s, extra={"event": "deadline"})
 
     def outcome(self, outcome: Outcome) -> None:
         with self._lock:

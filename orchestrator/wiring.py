@@ -27,6 +27,7 @@ from .redact import Redactor
 from .sources.base import Source
 from .sources.registry import make_source
 from .targets.base import ObjectReader, Target
+from .targets.deadline import Limits, bounded_client
 from .targets.milvus import MilvusTarget
 from .targets.zilliz_v1 import ZillizV1Target
 from .targets.zilliz_v2 import ZillizV2Target
@@ -41,7 +42,10 @@ TargetFactory = Callable[[Manifest, httpx.Client, ObjectReader], Target]
 
 def make_http_client(manifest: Manifest, limiter: RateLimiter | None = None,
                      server_clock: ServerClock | None = None,
-                     clock: Callable[[], float] = time.monotonic) -> httpx.Client:
+                     clock: Callable[[], float] = time.monotonic,
+                     stop: threading.Event | None = None) -> httpx.Client:
+    """The client of the import API: each call bounded as a whole by ``settings.timeout_s``, and cut
+    soon after ``stop`` is set (:mod:`orchestrator.targets.deadline`); paced by ``limiter``."""
     hooks: dict[str, list[Callable[..., object]]] = {"request": [], "response": []}
     if limiter is not None:
         hooks["request"].append(lambda _request: limiter.acquire())
@@ -49,8 +53,8 @@ def make_http_client(manifest: Manifest, limiter: RateLimiter | None = None,
     hooks["response"].append(lambda response: log_http(response, clock()))
     if server_clock is not None:
         hooks["response"].append(lambda response: server_clock.observe(response.headers.get("Date")))
-    return httpx.Client(timeout=manifest.settings.timeout_s, event_hooks=hooks,
-                        headers={"User-Agent": "orchestrator/0.1"})
+    return bounded_client(Limits(manifest.settings.timeout_s, stop), timeout=manifest.settings.timeout_s,
+                          event_hooks=hooks, headers={"User-Agent": "orchestrator/0.1"})
 
 
 def log_http(response: httpx.Response, now: float) -> None:

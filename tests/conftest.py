@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -58,6 +59,88 @@ AZURE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZ
 ROOT = Path(__file__).resolve().parent.parent
 MILVUS_PYTHON = ROOT / ".milvus-venv" / "bin" / "python"  # made by `make install-server`
 _schemas = itertools.count(1)
+
+
+# -- command lines in subprocesses --------------------------------------------------------------
+
+CLI_DEADLINE_S = 120.0  # the most a CLI subprocess of a test may take: then it is killed, the test failed
+# The child's signal dispositions are set here, not inherited: a suite run under `nohup` (SIGHUP
+# ignored) or in a background job of a script (SIGINT ignored) must test what a terminal user gets.
+_LAUNCH = """\
+import runpy, signal, sys
+hup, root, module = sys.argv[1:4]
+del sys.argv[1:4]
+signal.signal(signal.SIGHUP, signal.SIG_IGN if hup == "ignore" else signal.SIG_DFL)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+sys.path.insert(0, root)
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+class Child:
+    """A command in a subprocess with a deadline: :meth:`finish` waits for it at most until then, and
+    on expiry kills it and fails the test with the command and its output. Every CLI subprocess of
+    the suite goes through here, so that no `run` or `run --wait` can hang the suite."""
+
+    def __init__(self, argv: list[str], *, deadline_s: float = CLI_DEADLINE_S, shown: str | None = None,
+                 **popen: Any) -> None:
+        self.shown = shown or " ".join(argv)
+        self.deadline_s = deadline_s
+        self._deadline = time.monotonic() + deadline_s
+        popen.setdefault("stdout", subprocess.PIPE)
+        popen.setdefault("stderr", subprocess.PIPE)
+        self.proc: subprocess.Popen[str] = subprocess.Popen(argv, text=True, **popen)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def send_signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit code, within the deadline (and ``timeout`` seconds from now, if given)."""
+        return self.finish(timeout).returncode
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        """stdout and stderr, within the deadline (and ``timeout`` seconds from now, if given)."""
+        done = self.finish(timeout)
+        return done.stdout, done.stderr
+
+    def finish(self, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+        """Wait for the end (its output collected); past the deadline (or ``timeout`` seconds from
+        now, whichever comes first), kill it and fail."""
+        if timeout is not None:
+            self._deadline = min(self._deadline, time.monotonic() + timeout)
+        try:
+            out, err = self.proc.communicate(timeout=max(0.0, self._deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+            pytest.fail(f"`{self.shown}` did not end within its deadline of {self.deadline_s:g} s: killed\n"
+                        f"--- stdout\n{out}\n--- stderr\n{err}", pytrace=False)
+        return subprocess.CompletedProcess(self.proc.args, self.proc.returncode, out, err)
+
+
+def cli_child(*args: str, module: str = "orchestrator", ignore_hup: bool = False, **kwargs: Any) -> Child:
+    """``python -m orchestrator ARGS`` (or ``-m MODULE``), started: SIGINT, SIGTERM and SIGHUP as a
+    terminal gives them (SIGHUP ignored with ``ignore_hup``, as under `nohup`), whatever this process
+    inherited."""
+    argv = [sys.executable, "-c", _LAUNCH, "ignore" if ignore_hup else "default", str(ROOT), module, *args]
+    return Child(argv, shown=f"python -m {module} {' '.join(args)}", **kwargs)
+
+
+def run_cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """``python -m orchestrator ARGS`` to its end, within its deadline (see :class:`Child`)."""
+    return cli_child(*args, **kwargs).finish()
 
 
 class Clock:

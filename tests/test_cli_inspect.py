@@ -9,8 +9,6 @@ import json
 import os
 import pty
 import re
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +23,7 @@ from orchestrator import api
 from orchestrator.cli import cli
 from orchestrator.ledger import Ledger
 from orchestrator.models import LedgerRecord, ObjectState
+from tests.conftest import run_cli
 from tests.fakes.zilliz import FakeZilliz
 
 
@@ -292,9 +291,8 @@ def test_progress_bars_on_a_terminal(put_objects: Callable[..., list[str]],
 
     reader = threading.Thread(target=read)
     reader.start()
-    done = subprocess.run([sys.executable, "-m", "orchestrator", "run", str(manifest), "--wait",
-                           "--poll-interval", "0"], stdout=subprocess.PIPE, stderr=terminal, text=True,
-                          env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "100"}, timeout=60)
+    done = run_cli("run", str(manifest), "--wait", "--poll-interval", "0", stderr=terminal,
+                   env={**os.environ, "TERM": "xterm-256color", "COLUMNS": "100"})
     os.close(terminal)
     reader.join(timeout=10)
     os.close(controller)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator.cli import cli
+from tests.conftest import Child
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -55,6 +55,5 @@ def test_usage_errors_exit_2() -> None:
 
 
 def test_python_dash_m(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "orchestrator", "validate", str(tmp_path / "x.yaml")],
-                          capture_output=True, text=True, timeout=60)
+    done = Child([sys.executable, "-m", "orchestrator", "validate", str(tmp_path / "x.yaml")]).finish()
     assert done.returncode == 2 and "x.yaml: cannot read" in done.stderr

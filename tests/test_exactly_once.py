@@ -7,8 +7,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +18,7 @@ from click.testing import CliRunner
 from orchestrator import api
 from orchestrator.cli import cli
 from orchestrator.models import LedgerRecord
-from tests.conftest import HTTP_TARGETS, LEDGERS, SECRETS, parquet_bytes
+from tests.conftest import HTTP_TARGETS, LEDGERS, SECRETS, Child, cli_child, parquet_bytes
 from tests.fakes.base import FakeImportAPI as FakeZilliz
 from tests.fakes.base import Job
 
@@ -32,9 +30,8 @@ def invoke(*args: str) -> Any:
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
-def spawn(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+def spawn(*args: str) -> Child:
+    return cli_child(*args)
 
 
 def rows(manifest: Path) -> list[LedgerRecord]:
@@ -81,7 +78,7 @@ def kill_runs(fake: FakeZilliz, manifest: Path, modes: list[str], rng: random.Ra
         target = rng.randint(1, most)
         fired = threading.Event()
 
-        def hook(job: Job, proc: subprocess.Popen[str] = proc, mode: str = mode, target: int = target,
+        def hook(job: Job, proc: Child = proc, mode: str = mode, target: int = target,
                  start: int = creates_before, fired: threading.Event = fired) -> None:
             if fired.is_set() or len(fake.creates()) - start < target:
                 return

@@ -7,7 +7,6 @@ from __future__ import annotations
 import configparser
 import importlib.util
 import shlex
-import subprocess
 import sys
 import types
 from collections.abc import Callable
@@ -19,6 +18,7 @@ import yaml
 from click.testing import CliRunner
 
 from orchestrator.cli import cli
+from tests.conftest import Child
 from tests.fakes.zilliz import FakeZilliz
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -163,7 +163,7 @@ def test_the_readme_python_api_example_runs(
 def test_the_installed_command_prints_its_completion_script() -> None:
     """As the README says to run it: the installed ``orchestrator`` script, not a test runner."""
     command = Path(sys.executable).parent / "orchestrator"
-    done = subprocess.run([str(command)], capture_output=True, text=True, timeout=60, check=False,
-                          env={"_ORCHESTRATOR_COMPLETE": "bash_source", "PATH": "/usr/bin:/bin"})
+    done = Child([str(command)],
+                 env={"_ORCHESTRATOR_COMPLETE": "bash_source", "PATH": "/usr/bin:/bin"}).finish()
     assert done.returncode == 0, done.stderr
     assert "complete -o nosort -F _orchestrator_completion orchestrator" in done.stdout

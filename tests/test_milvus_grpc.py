@@ -6,8 +6,6 @@ task (``tests/crash_grpc.py``), then rerun it and count tasks and rows."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -28,7 +26,7 @@ from orchestrator.manifest import Manifest
 from orchestrator.models import ImportRequest, JobInfo
 from orchestrator.targets.base import ObjectReader, Target
 from orchestrator.targets.milvus_grpc import MilvusGrpcTarget
-from tests.conftest import free_port
+from tests.conftest import free_port, run_cli
 from tests.crash_grpc import CRASH
 from tests.test_cli_run import invoke, status_json
 
@@ -90,8 +88,7 @@ def tasks_per_file(milvus_uri: str, collection: str) -> Counter[str]:
 
 
 def crash(manifest: Path, *args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "tests.crash_grpc", str(manifest), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = run_cli(str(manifest), *args, module="tests.crash_grpc")
     assert done.returncode == CRASH, done.stdout + done.stderr
 
 

@@ -7,7 +7,6 @@ object's insert (``tests/crash_lite.py``), then rerun it and count the rows.
 from __future__ import annotations
 
 import io
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ import yaml
 from milvus_lite import server_manager_instance
 from pymilvus import DataType, MilvusClient
 
+from tests.conftest import run_cli
 from tests.crash_lite import CRASH
 from tests.test_cli_run import invoke, status_json
 
@@ -169,8 +169,7 @@ def test_collections_that_cannot_take_the_file_are_refused(tmp_path: Path, lite:
 
 
 def crash(manifest: Path, mode: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "tests.crash_lite", str(manifest), mode], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    done = run_cli(str(manifest), mode, module="tests.crash_lite")
     assert done.returncode == CRASH, done.stdout + done.stderr
 
 

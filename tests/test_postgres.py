@@ -6,8 +6,6 @@ Zilliz API on real sockets."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +20,7 @@ from orchestrator.cli import cli
 from orchestrator.errors import LedgerError, ManifestError
 from orchestrator.ledger import TABLES, Ledger
 from orchestrator.models import ObjectState
-from tests.conftest import fresh_schema
+from tests.conftest import cli_child, fresh_schema
 from tests.fakes.base import FakeImportAPI, Job
 from tests.pgserver import SECURED, SECURED_PASSWORD, PgServer
 
@@ -109,8 +107,7 @@ def test_a_connection_killed_mid_run_stops_it_and_the_next_run_converges(
 ) -> None:
     urls = put_objects([f"embeddings/{i:02}.parquet" for i in range(12)])
     manifest = write_manifest(settings={"concurrency": 2}, ledger=fresh_schema(pg_server))
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(manifest)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = cli_child("run", str(manifest))
     killed: list[object] = []
     once = threading.Lock()
 
@@ -122,11 +119,13 @@ def test_a_connection_killed_mid_run_stops_it_and_the_next_run_converges(
                     (f"orchestrator ledger pid {proc.pid} on {_hostname()}"[:63],)))
 
     fake_api.before_reply = kill_the_ledger_session
-    _, err = proc.communicate(timeout=60)
+    out, err = proc.communicate()
     fake_api.before_reply = None
     assert killed == [(True,)]
     assert proc.returncode == 1, err
     assert "the database refused or lost the ledger's statement" in err and "Traceback" not in err
+    assert err.count("refused or lost the ledger's statement") == 1  # said once
+    assert out.startswith("summary: ") and "exit=1" in out  # every run that ends says how
     made = len(fake_api.creates())
     assert made < 12  # submissions stopped
 
@@ -145,6 +144,23 @@ def test_a_connection_killed_mid_run_stops_it_and_the_next_run_converges(
 def _hostname() -> str:
     import socket
     return socket.gethostname()
+
+
+@pytest.mark.parametrize(("query", "connect_timeout"), [("", "30"), ("&connect_timeout=5", "5")])
+def test_every_ledger_session_bounds_its_waits_on_the_network(
+    pg_server: PgServer, query: str, connect_timeout: str,
+) -> None:
+    """A server or network gone silent mid-statement is found by TCP keepalives and tcp_user_timeout
+    (libpq waits forever without them); a connect_timeout in the URL wins over ours."""
+    from orchestrator import ledger_pg, pgurl
+
+    where = pgurl.parse(f"{fresh_schema(pg_server)}{query}", substitute=str, default_schema=None)
+    with ledger_pg.connect(where, purpose="test") as conn:
+        params = conn.info.get_parameters()
+    assert {k: params.get(k) for k in ("keepalives", "keepalives_idle", "keepalives_interval",
+                                       "keepalives_count", "tcp_user_timeout", "connect_timeout")} == {
+        "keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10", "keepalives_count": "3",
+        "tcp_user_timeout": "60000", "connect_timeout": connect_timeout}
 
 
 def test_several_manifests_share_one_database_each_in_its_schema(

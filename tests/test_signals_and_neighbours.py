@@ -4,7 +4,6 @@ by another process, a Ctrl-C while it shuts down) never reach the terminal: our 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.targets.milvus_lite import quiet_milvus_lite
+from tests.conftest import Child, cli_child, run_cli
 from tests.fakes.base import FakeImportAPI, Job
 from tests.test_exactly_once import assert_exactly_once, invoke, rows
 from tests.test_milvus_lite import ROUTED, lite_manifest, table, write
@@ -22,16 +22,13 @@ from tests.test_milvus_lite import ROUTED, lite_manifest, table, write
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def spawn(*args: str, ignore_hup: bool = False) -> subprocess.Popen[str]:
-    def setup() -> None:
-        if ignore_hup:  # as `nohup` starts it
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-    return subprocess.Popen([sys.executable, "-m", "orchestrator", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=os.environ.copy(), preexec_fn=setup)
+def spawn(*args: str, ignore_hup: bool = False) -> Child:
+    """The CLI with SIGHUP as a terminal gives it, or ignored as `nohup` starts it (never as this
+    process inherited it: a suite run under `nohup` tests the same)."""
+    return cli_child(*args, ignore_hup=ignore_hup)
 
 
-def hang_up_after_first_job(proc: subprocess.Popen[str]) -> Callable[[Job], None]:
+def hang_up_after_first_job(proc: Child) -> Callable[[Job], None]:
     sent = threading.Event()
 
     def hook(_job: Job) -> None:
@@ -49,7 +46,7 @@ def test_sighup_stops_like_sigterm_with_a_summary_and_exit_129(
     manifest = write_manifest(settings={"concurrency": 2})
     proc = spawn("run", str(manifest))
     fake_api.before_reply = hang_up_after_first_job(proc)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate()
     assert proc.returncode == 129, err
     assert "signal 1: finishing the calls in flight" in err and "stopped by a signal" in err
     assert "summary:" in out and "exit=129" in out and "Traceback" not in err
@@ -67,7 +64,7 @@ def test_a_sighup_ignored_at_start_stays_ignored(
     manifest = write_manifest(settings={"concurrency": 1})
     proc = spawn("run", str(manifest), ignore_hup=True)
     fake_api.before_reply = hang_up_after_first_job(proc)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate()
     assert proc.returncode == 0, err
     assert "submitted=4" in out
     assert_exactly_once(fake_api, manifest, urls)
@@ -88,8 +85,7 @@ def test_a_lite_database_locked_by_another_process_is_one_line(tmp_path: Path, l
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         manifest = lite_manifest(tmp_path, lite_db, ROUTED, create_collection=True)
-        done = subprocess.run([sys.executable, "-m", "orchestrator", "run", str(manifest)],
-                              capture_output=True, text=True, timeout=120)
+        done = run_cli("run", str(manifest))
     finally:
         holder.kill()
         holder.wait()
@@ -100,8 +96,7 @@ def test_a_lite_database_locked_by_another_process_is_one_line(tmp_path: Path, l
 
 def test_a_ctrl_c_while_milvus_lite_shuts_down_prints_no_traceback(tmp_path: Path, lite_db: Path) -> None:
     manifest = lite_manifest(tmp_path, lite_db, ROUTED, create_collection=True)
-    done = subprocess.run([sys.executable, "-m", "tests.interrupt_lite", "run", str(manifest)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = run_cli("run", str(manifest), module="tests.interrupt_lite")
     assert "summary: submitted=1" in done.stdout
     assert done.returncode == -signal.SIGINT, done.stderr  # ended at once by the second Ctrl-C
     assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr

@@ -84,6 +84,9 @@ def call(
             raw, complete = _read_bounded(response)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         raise UnreachableError(f"cannot reach {_origin(url)}: {type(exc).__name__}") from exc
+    except httpx.TimeoutException as exc:  # the call's deadline (settings.timeout_s), or the run stopping
+        why = f" ({exc})" if str(exc) and str(exc) != "timed out" else ""
+        raise unsure(f"no reply from {_origin(url)}: {type(exc).__name__}{why}") from exc
     except httpx.TransportError as exc:
         raise unsure(f"no reply from {_origin(url)}: {type(exc).__name__}") from exc
     text = raw[:4096].decode(response.encoding or "utf-8", errors="replace")  # for messages only

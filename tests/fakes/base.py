@@ -13,7 +13,9 @@ calls. Refused before any job is made: ``500``, ``429`` (with Retry-After), ``bu
 made, then the reply is lost or wrong: ``drop`` (the
 connection is closed without a reply), ``502``, ``504``, ``503-after`` (an HTTP 5xx reply, as a gateway
 gives after the backend made the job), ``no-id`` (the success code without a job id), ``bad-id`` (a
-success reply whose job id is ``bad_id``, by default 10 MB long). ``dup-id`` makes nothing and answers
+success reply whose job id is ``bad_id``, by default 10 MB long), ``loris-header`` and ``loris-body`` (a
+slow-loris server: the reply's headers, or its body, one byte every ``trickle_s``, padded so long that
+it never ends while the client waits). ``dup-id`` makes nothing and answers
 with the id of an existing job of another object (a protocol violation; needs one such job). ``slow``
 answers late; ``none`` answers normally (to place a fault later in ``faults``).
 
@@ -46,7 +48,8 @@ from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlparse
 
 FAULTS = ("500", "429", "busy", "full", "slow", "drop", "garbage", "502", "504", "503-after", "no-id",
-          "bad-id", "dup-id", "none")
+          "bad-id", "dup-id", "loris-header", "loris-body", "none")
+LORIS_PADDING = 100_000  # bytes a slow-loris reply trickles before its end: hours at any trickle_s
 ROWS = 3  # the rows every fake job imports
 DESCRIBE_COLLECTION = "/v2/vectordb/collections/describe"
 NO_CLUSTER = "Cluster not exist or you don't have permission."
@@ -117,6 +120,7 @@ class FakeImportAPI:
     newest_first: bool = False  # the order of the job list
     list_enabled: bool = True
     slow_s: float = 0.3
+    trickle_s: float = 0.05  # a slow-loris reply's pause between bytes
     latency_s: float = 0.0
     seed: int = 7
     clock: Callable[[], float] = time.monotonic
@@ -133,6 +137,7 @@ class FakeImportAPI:
         self._ids = itertools.count(1)
         self._rng = random.Random(self.seed)
         self._server: ThreadingHTTPServer | None = None
+        self._stopping = threading.Event()  # ends the replies that trickle
 
     # -- what each API defines ----------------------------------------------------------------
 
@@ -190,6 +195,7 @@ class FakeImportAPI:
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -313,6 +319,26 @@ class FakeImportAPI:
         except OSError:  # the client stopped reading and closed: what it should do
             pass
 
+    def trickle(self, h: BaseHTTPRequestHandler, payload: Any, *, headers_too: bool) -> None:
+        """A slow-loris reply: its headers (padded), or only its body (after blank padding, which JSON
+        allows), one byte every ``trickle_s``, until it ends (never, in a test), the client hangs up or
+        the fake stops."""
+        body = b" " * (0 if headers_too else LORIS_PADDING) + json.dumps(payload).encode()
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                + (f"X-Padding: {'a' * LORIS_PADDING}\r\n" if headers_too else "") + "\r\n").encode()
+        slow, fast = (head + body, b"") if headers_too else (body, head)
+        h.close_connection = True
+        try:
+            h.wfile.write(fast)
+            h.wfile.flush()
+            for i in range(len(slow)):
+                if self._stopping.wait(self.trickle_s):
+                    return
+                h.wfile.write(slow[i:i + 1])
+                h.wfile.flush()
+        except OSError:  # the client gave up and closed: what it should do
+            pass
+
     def new_job(self, h: BaseHTTPRequestHandler, *, object_url: str, collection: str, access_key: str = "",
                 partition: str | None = None, db_name: str | None = None, auto_commit: bool = True,
                 more: tuple[str, ...] = ()) -> None:
@@ -372,6 +398,8 @@ class FakeImportAPI:
             return self.reply(h, self.created_reply(self.bad_id if self.bad_id is not None else "9" * 10**7))
         if fault == "endless":
             return self.endless(h)  # the job exists, the reply never ends
+        if fault in ("loris-header", "loris-body"):
+            return self.trickle(h, self.created_reply(job_id), headers_too=fault == "loris-header")
         if odd is not None:
             return self.send_raw(h, odd)  # the job exists, the reply says something else
         return self.reply(h, self.created_reply(job_id))
