@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import re
 import threading
 import time
 import unicodedata
@@ -155,8 +156,14 @@ def culprit(reason: str, rows: Sequence[LedgerRecord]) -> LedgerRecord | None:
     when it names none of them, or several (then nobody is blamed)."""
     if len(rows) < 2:
         return None
-    named = [r for r in rows if any(n and n in reason for n in _names(r))]
+    named = [r for r in rows if any(n and _names_whole(reason, n) for n in _names(r))]
     return named[0] if len(named) == 1 else None
+
+
+def _names_whole(text: str, name: str) -> bool:
+    """Whether ``text`` names the file ``name`` whole, not as a part of a longer name (``a.parquet`` in
+    ``a.parquet.bak`` or ``x/a.parquet``); a full stop that ends a sentence ends the name."""
+    return re.search(rf"(?<![\w./-]){re.escape(name)}(?![\w/-]|\.[\w-])", text) is not None
 
 
 def _absent(row: LedgerRecord, server_now: float | None, lag_s: float, memory_s: float) -> Judgement:

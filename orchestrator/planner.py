@@ -101,7 +101,7 @@ def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRec
         if not imported:
             return item(Action.SUBMIT, "new object")
         old = imported[-1]
-        change = f"changed since it was imported (version {old.version} -> {obj.version})"
+        change = f"{_since(old)} (version {old.version} -> {obj.version})"
         if settings.on_change is OnChange.REIMPORT:
             return item(Action.SUBMIT, f"{change}; settings.on_change is reimport")
         return item(Action.CHANGED, f"{change}; settings.on_change is skip")
@@ -132,3 +132,19 @@ def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRec
             return item(Action.HOLD, f"failed {current.failures} times, the limit: {current.error}; "
                                      "re-arm with `orchestrator retry`")
     raise AssertionError(current.state)  # pragma: no cover - the match is exhaustive
+
+
+def _since(old: LedgerRecord | PastImport) -> str:
+    """How a new version relates to the import of an older one, as far as the ledger knows it."""
+    job = f" (job {old.job_id})" if old.job_id else ""
+    match old.state:
+        case ObjectState.COMPLETED:
+            return "changed since it was imported"
+        case ObjectState.SUBMITTED:
+            return f"changed while the import of an earlier version runs{job}"
+        case ObjectState.SUBMITTING:
+            return "changed while the import of an earlier version is unresolved (its create call is " \
+                   "still `submitting`)"
+        case _:
+            return f"changed since an import of an earlier version that may have made a job{job} " \
+                   "(`uncertain`)"
