@@ -116,8 +116,9 @@ def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRec
             return item(Action.RECONCILE, "a previous run stopped during the create call: "
                                           "look for its job before submitting")
         case ObjectState.UNCERTAIN:
-            return item(Action.HOLD, "a job may exist but the server cannot say: check the cluster, "
-                                     "then run `orchestrator retry --uncertain`")
+            return item(Action.HOLD, f"a job may exist but the evidence cannot decide yet ({current.error}); "
+                                     "each run looks again, and `orchestrator retry --uncertain` looks at "
+                                     "the job list and re-arms only what it proves has no job")
         case ObjectState.INVALID:
             return item(Action.HOLD, f"invalid: {current.error}; fix the file (a new version is checked "
                                      "again) or re-arm it with `orchestrator retry`")
