@@ -536,30 +536,34 @@ class LostReplies:
         with self._lock:
             self._calls.append(rows)
 
+    def _rows(self) -> tuple[list[list[int]], list[LedgerRecord]]:
+        """The calls waiting, and their rows still ``submitting``."""
+        with self._lock:
+            calls = list(self._calls)
+        found = self._ledger.rows([row for call in calls for row in call]) if calls else []
+        return calls, [r for r in found if r.state is ObjectState.SUBMITTING]
+
     def settle(self, *, wait: bool, on_adopted: Callable[[str, int], None] | None = None,
                pause: Callable[[float], object] | None = None) -> None:
-        """Judge the calls once the oldest is due (``wait``: once every one is, pausing till then)."""
+        """Judge the calls once the oldest is due; with ``wait``, once every one is, pausing till then
+        (outside the lock: the drain polls on meanwhile)."""
+        waiting, rows = self._rows()
+        if wait and pause is not None and (delay := self._reconciler.due_in(rows, every=True)):
+            log.info("waiting %.0f s for the job list to show the job(s) of %d lost repl%s", delay,
+                     len(waiting), "y" if len(waiting) == 1 else "ies", extra={"event": "waiting"})
+            pause(delay)
         with self._settling:
-            with self._lock:
-                calls = list(self._calls)
-            if not calls:
+            calls, rows = self._rows()
+            if not calls or (not wait and self._reconciler.due_in(rows, every=False) > 0):
                 return
-            records = {r.id: r for r in self._ledger.rows([row for call in calls for row in call])}
-            rows = [r for r in records.values() if r.state is ObjectState.SUBMITTING]
-            delay = self._reconciler.due_in(rows, every=wait)
-            if delay > 0:
-                if not wait or pause is None:
-                    return
-                log.info("waiting %.0f s for the job list to show %d job(s) whose reply was lost", delay,
-                         len(calls), extra={"event": "waiting"})
-                pause(delay)
+            records = {r.id: r for r in rows}
             decided: dict[int, Judgement] = {}
             counts = settle(self._reconciler, self._ledger, self._redact, rows, adopted=[],
                             detail="adopted after a lost reply", decided=decided)
             with self._lock:
                 self.counts.update(counts)
                 for call in calls:
-                    judged = decided.get(call[0])
+                    judged = decided.get(call[0]) if call[0] in records else None
                     if judged is not None and judged.verdict is Verdict.WAIT:
                         continue
                     self._calls.remove(call)  # settled (or moved on by another path)

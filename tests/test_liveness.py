@@ -240,8 +240,9 @@ def test_a_wait_that_commits_earlier_two_phase_jobs_counts_them_completed(
     fake_api.commit_after = 0.3  # committing takes a while: the run sees the jobs end while it waits
     manifest = write_manifest()
     assert invoke("run", str(manifest)).exit_code == 0  # four jobs, uncommitted
+    put_objects(["embeddings/new.parquet"])  # the run waits for its own job, committed after the four
     code, out, err = cli("run", str(manifest), "--wait", "--poll-interval", "0.05")
-    assert code == 0 and "jobs_completed=4" in out, (out, err)
+    assert code == 0 and "submitted=1" in out and "jobs_completed=5" in out, (out, err)
     assert set(states(manifest).values()) == {"completed"}
 
 
