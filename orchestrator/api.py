@@ -33,14 +33,16 @@ from .errors import (
     SourceError,
     UnknownObjectError,
 )
+from .evidence import Judgement, ServerClock, Verdict
 from .grouping import batches
+from .jobs import settle
 from .ledger import TABLES, Ledger
 from .manifest import UNSUPPORTED_REF, Manifest, ledger_file_problem, load, unsupported_reference
 from .models import Action, JobProgress, JobState, LedgerRecord, ObjectState, PlanItem
 from .models import Outcome as Outcome
 from .pacing import RateLimiter
 from .pgurl import PostgresLedger
-from .pipeline import max_job_bytes, plan_source, refresh_all
+from .pipeline import make_reconciler, max_job_bytes, plan_source, refresh_all
 from .pipeline import run as run
 from .run import RunOptions as RunOptions
 from .run import RunReport as RunReport
@@ -526,17 +528,26 @@ def copy_ledger(source: Path | PostgresLedger, destination: Path | PostgresLedge
 
 @dataclass(frozen=True, slots=True)
 class RetryReport:
-    """The URLs re-armed, and the URLs or globs looked for (empty: every failed object)."""
+    """The URLs re-armed, and the URLs or globs looked for (empty: every failed object); with
+    ``uncertain``, the objects whose job the list proved (URL, job id), and those not re-armed because
+    their job may exist (URL, why)."""
 
     rearmed: list[str]
     looked_for: list[str]
+    adopted: list[tuple[str, str]] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
 
 
 def retry(manifest: Manifest, *, url_glob: str | None = None, exact: str | None = None,
-          uncertain: bool = False, wait_lock_s: float = 0.0) -> RetryReport:
+          uncertain: bool = False, force: bool = False, wait_lock_s: float = 0.0,
+          target_factory: TargetFactory = make_target) -> RetryReport:
     """Re-arm failed and invalid (or uncertain) objects so that the next run submits them: all of them,
     those whose URL matches ``url_glob`` (``*``, ``?``, ``[...]``), or the one ``exact`` names (its URL
-    as is, glob characters included). Both may be paths, as :func:`url_forms` reads them."""
+    as is, glob characters included). Both may be paths, as :func:`url_forms` reads them.
+
+    An ``uncertain`` object is re-armed only once the server's job list proves it has no job: a job
+    that proves to be its is adopted instead, and one whose job may exist is left as it is, with the
+    reason (``force`` re-arms them all the same: each may then be imported twice)."""
     if url_glob is not None and exact is not None:
         raise ManifestError("", "--url, --exact", "give one or the other")
     match: Callable[[str], bool] | None = None
@@ -549,4 +560,32 @@ def retry(manifest: Manifest, *, url_glob: str | None = None, exact: str | None 
         looked = url_forms(manifest, url_glob, glob=True)
         match = lambda url: any(fnmatch.fnmatchcase(url, g) for g in looked)  # noqa: E731
     with one_run(manifest, wait_lock_s=wait_lock_s) as ledger:
+        if uncertain and not force:
+            return _retry_uncertain(manifest, ledger, match, looked, target_factory)
         return RetryReport(ledger.rearm(match=match, uncertain=uncertain), looked)
+
+
+def _retry_uncertain(manifest: Manifest, ledger: Ledger, match: Callable[[str], bool] | None,
+                     looked: list[str], target_factory: TargetFactory) -> RetryReport:
+    """The job list decides each uncertain object first: adopt, release (re-armed), or refuse."""
+    rows = [r for r in ledger.records([ObjectState.UNCERTAIN], own=True) if match is None or match(r.url)]
+    refused = [(r.url, f"{r.error or 'uncertain'}; its job {r.job_id} may have imported it")
+               for r in rows if r.job_id is not None]  # a recorded job the server forgot: nothing can tell
+    decided: dict[int, Judgement] = {}
+    server_clock = ServerClock()
+    stop = threading.Event()
+    limiter = RateLimiter(manifest.settings.requests_per_second)
+    with redacting(manifest) as redact, make_http_client(manifest, limiter, server_clock) as client:
+        target = target_factory(manifest, client, make_reader(manifest, make_source))
+        reconciler = make_reconciler(manifest, target, ledger, server_clock, stop=stop, sleep=stop.wait)
+        settle(reconciler, ledger, redact, [r for r in rows if r.job_id is None], adopted=[],
+               detail="adopted by retry --uncertain", decided=decided)
+    adopted, rearmed = [], []
+    for verdict in decided.values():
+        if verdict.verdict is Verdict.ADOPT and verdict.job is not None:
+            adopted.append((verdict.record.url, verdict.job.job_id))
+        elif verdict.verdict is Verdict.RELEASE:
+            rearmed.append(verdict.record.url)
+        else:
+            refused.append((verdict.record.url, verdict.why))
+    return RetryReport(rearmed, looked, adopted, sorted(refused))

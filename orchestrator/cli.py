@@ -535,20 +535,37 @@ def export(manifest: str, fmt: str, output: TextIO) -> None:
 @click.option("--exact", default=None, metavar="URL",
               help="Only the object at URL (or path), taken as written: for keys with * ? [ ] in them.")
 @click.option("--uncertain", is_flag=True,
-              help="Re-arm `uncertain` objects instead of failed ones (check the cluster first).")
+              help="Re-arm `uncertain` objects instead of failed ones: only those the server's job list "
+              "proves have no job (a job proven to be one's is adopted instead).")
+@click.option("--force", is_flag=True,
+              help="With --uncertain: re-arm even objects whose job may exist (each may be imported "
+              "twice: check the collection first).")
 @wait_lock_option
-def retry(manifest: str, url_glob: str | None, exact: str | None, uncertain: bool, wait_lock: float) -> None:
+def retry(manifest: str, url_glob: str | None, exact: str | None, uncertain: bool, force: bool,
+          wait_lock: float) -> None:
     """Re-arm failed and invalid objects (with a fresh failure budget) so that the next run submits
-    them; prints each URL re-armed. Exit 1 when --url or --exact matches no such object."""
+    them; prints each URL re-armed. Exit 1 when --url or --exact matches no such object, or when an
+    uncertain object is not re-armed because its job may exist."""
     if url_glob is not None and exact is not None:
         raise click.UsageError("--url and --exact: give one or the other")
+    if force and not uncertain:
+        raise click.UsageError("--force goes with --uncertain")
     with _errors():
         report = api.retry(_load(manifest), url_glob=url_glob, exact=exact, uncertain=uncertain,
-                           wait_lock_s=wait_lock)
+                           force=force, wait_lock_s=wait_lock)
+    for url, job_id in report.adopted:
+        _say(f"adopted job {job_id} for {url}: the job list proves it is its import (not re-armed)")
     for url in report.rearmed:
         _say(f"re-armed {url}")
+    for url, why in report.refused:
+        _say(f"not re-armed {url}: {why}", err=True)
+    if report.refused:
+        n = len(report.refused)
+        _fail(f"{n} uncertain object{'' if n == 1 else 's'} not re-armed: a job may exist for "
+              f"{'it' if n == 1 else 'each'}; check the collection, then `orchestrator retry --uncertain "
+              "--force` re-arms them anyway (each may then be imported twice)", EXIT_FAILED)
     kind = "uncertain" if uncertain else "failed or invalid"
-    if not report.rearmed and report.looked_for:
+    if not report.rearmed and not report.adopted and report.looked_for:
         _fail(f"no {kind} object matches {', '.join(report.looked_for)} (`orchestrator status` lists "
               "the failing ones)", EXIT_FAILED)
     n = len(report.rearmed)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import re
 import threading
 import time
 import unicodedata
@@ -27,7 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import NamedTuple
 from urllib.parse import unquote_plus
 
-from .models import JobInfo, LedgerRecord
+from .models import JobInfo, JobState, LedgerRecord
 
 
 def bucket_and_key(url: str) -> tuple[str, str]:
@@ -63,7 +64,8 @@ class Verdict(enum.StrEnum):
     ADOPT = "adopt"  # the one job that is this import's, proven
     RELEASE = "release"  # proven: the server has no job for it
     WAIT = "wait"  # no job listed yet, but the list may lag: look again later
-    UNCERTAIN = "uncertain"  # the server's answer cannot prove either way: for a person
+    ABORT = "abort"  # two-phase: only uncommitted jobs of its own name it (``jobs``): abort them, release
+    UNCERTAIN = "uncertain"  # the server's answer cannot prove either way yet: held, looked at again
 
 
 class Judgement(NamedTuple):
@@ -71,6 +73,7 @@ class Judgement(NamedTuple):
     verdict: Verdict
     job: JobInfo | None
     why: str
+    jobs: tuple[JobInfo, ...] = ()  # the jobs to abort (``ABORT``)
 
 
 def _names(record: LedgerRecord) -> frozenset[str]:
@@ -86,7 +89,8 @@ def unit_of(record: LedgerRecord) -> Unit:
 
 
 def judge(rows: Sequence[LedgerRecord], others: Sequence[LedgerRecord], jobs: Sequence[JobInfo], *,
-          server_now: float | None, lag_s: float, memory_s: float) -> list[Judgement]:
+          server_now: float | None, lag_s: float, memory_s: float,
+          abort: bool = False) -> list[Judgement]:
     """A verdict for each of ``rows`` (imports whose create call's outcome is unknown), given the jobs
     the server lists that no ledger row owns. ``others`` are the other unresolved imports that could
     have made one of those jobs.
@@ -94,7 +98,10 @@ def judge(rows: Sequence[LedgerRecord], others: Sequence[LedgerRecord], jobs: Se
     A create call may have named several objects (rows of one ``batch``): it is judged as a whole, by
     its whole file set. A job is its call's only when the job names exactly the call's files, each
     once, and no other unresolved call could have made it; a job naming some of the files but not
-    all (or others besides) proves nothing but doubt. Every row of a call gets the call's verdict."""
+    all (or others besides) proves nothing but doubt. Every row of a call gets the call's verdict.
+    With ``abort`` (a two-phase target), a call that several jobs name, all uncommitted and none
+    naming another call's files, gets ``ABORT``: none can become visible unless committed, so
+    aborting them all proves it has no job."""
     units: dict[Unit, list[LedgerRecord]] = {}
     for record in {r.id: r for r in [*others, *rows]}.values():
         units.setdefault(unit_of(record), []).append(record)
@@ -119,7 +126,7 @@ def judge(rows: Sequence[LedgerRecord], others: Sequence[LedgerRecord], jobs: Se
             if len(job.names) == len(units[key]) == len(per_row) == len(per_file) and \
                     set(per_row.values()) == set(per_file.values()) == {1}:
                 exact.setdefault(job.job_id, set()).add(key)
-    verdicts: dict[Unit, tuple[Verdict, JobInfo | None, str]] = {}
+    verdicts: dict[Unit, tuple[Verdict, JobInfo | None, str, tuple[JobInfo, ...]]] = {}
     for row in rows:
         key = unit_of(row)
         if key in verdicts:
@@ -127,26 +134,30 @@ def judge(rows: Sequence[LedgerRecord], others: Sequence[LedgerRecord], jobs: Se
         members = units[key]
         matches = named_by.get(key, [])
         what = "this object" if len(members) == 1 else f"this job's {len(members)} objects"
+        ids = ", ".join(j.job_id for j in matches[:5])
         if len(matches) == 1 and exact.get(matches[0].job_id) == {key} and \
                 len(overlaps[matches[0].job_id]) == 1:
-            verdicts[key] = (Verdict.ADOPT, matches[0], f"job {matches[0].job_id} names {what}")
+            verdicts[key] = (Verdict.ADOPT, matches[0], f"job {matches[0].job_id} names {what}", ())
+        elif abort and len(matches) > 1 and all(
+                j.state is JobState.UNCOMMITTED and overlaps[j.job_id] == [key] for j in matches):
+            verdicts[key] = (Verdict.ABORT, None, f"only uncommitted jobs name {what} ({ids}): none can "
+                             "become visible unless committed", tuple(matches))
         elif len(matches) > 1:
-            ids = ", ".join(j.job_id for j in matches[:5])
             verdicts[key] = (Verdict.UNCERTAIN, None,
                              f"several jobs the ledger does not know name {what} ({ids}): which one it "
-                             "made cannot be proven; check the collection")
+                             "made cannot be proven; check the collection", ())
         elif matches and key not in exact.get(matches[0].job_id, set()):
             verdicts[key] = (Verdict.UNCERTAIN, None,
                              f"job {matches[0].job_id} names some of {what} but not exactly them: whose it "
-                             "is cannot be proven; check the collection")
+                             "is cannot be proven; check the collection", ())
         elif matches:
             rivals = ", ".join(units[k][0].url for k in overlaps[matches[0].job_id] if k != key)
             verdicts[key] = (Verdict.UNCERTAIN, None,
                              f"job {matches[0].job_id} may be {what}'s or {rivals}'s (the server reports the "
-                             "same name): cannot be proven; check the collection")
+                             "same name): cannot be proven; check the collection", ())
         else:
             absent = _absent(row, server_now, lag_s, memory_s)
-            verdicts[key] = (absent.verdict, None, absent.why)
+            verdicts[key] = (absent.verdict, None, absent.why, ())
     return [Judgement(row, *verdicts[unit_of(row)]) for row in rows]
 
 
@@ -155,8 +166,14 @@ def culprit(reason: str, rows: Sequence[LedgerRecord]) -> LedgerRecord | None:
     when it names none of them, or several (then nobody is blamed)."""
     if len(rows) < 2:
         return None
-    named = [r for r in rows if any(n and n in reason for n in _names(r))]
+    named = [r for r in rows if any(n and _names_whole(reason, n) for n in _names(r))]
     return named[0] if len(named) == 1 else None
+
+
+def _names_whole(text: str, name: str) -> bool:
+    """Whether ``text`` names the file ``name`` whole, not as a part of a longer name (``a.parquet`` in
+    ``a.parquet.bak`` or ``x/a.parquet``); a full stop that ends a sentence ends the name."""
+    return re.search(rf"(?<![\w./-]){re.escape(name)}(?![\w/-]|\.[\w-])", text) is not None
 
 
 def _absent(row: LedgerRecord, server_now: float | None, lag_s: float, memory_s: float) -> Judgement:

@@ -1,7 +1,7 @@
 """The job lifecycle: what becomes of a job once a create call may have made it.
 
 * :class:`Reconciler` finds the job a lost create call may have made and judges whose it is
-  (:mod:`orchestrator.evidence`); :func:`reconcile` and :func:`look_again` act on its verdicts.
+  (:mod:`orchestrator.evidence`); :func:`reconcile` and :class:`LostReplies` act on its verdicts.
 * :func:`refresh` learns the state of many jobs with few calls: the job list, a page of up to 100
   jobs a call, and a progress call only where the list cannot tell (a failure's reason, the rows
   imported, a job missing from the list).
@@ -32,7 +32,8 @@ from .targets.base import Target
 log = logging.getLogger("orchestrator")
 LIST_FROM = 4  # from this many jobs to learn about, one list walk beats one progress call each
 LIST_PAGE = 100  # jobs per page of the paged job lists (Zilliz)
-OnFinished = Callable[[str, JobState, int], None]  # a job id, the state it ended in, its objects
+# a job id, the state it ended in (None: the server no longer knows it), its objects
+OnFinished = Callable[[str, JobState | None, int], None]
 MIN_POLL_S = 0.05  # between two polls of the same jobs, whatever --poll-interval says
 
 
@@ -100,8 +101,9 @@ class Reconciler:
             self._files[job.job_id] = info
         return info
 
-    def judge(self, rows: Sequence[LedgerRecord]) -> list[Judgement]:
-        """A verdict for each interrupted import of ``rows`` (all of one target: the ledger's owner)."""
+    def judge(self, rows: Sequence[LedgerRecord], *, abort: bool = False) -> list[Judgement]:
+        """A verdict for each interrupted import of ``rows`` (all of one target: the ledger's owner);
+        ``abort``: a two-phase target's uncommitted jobs may be aborted (:data:`Verdict.ABORT`)."""
         if not rows:
             return []
         jobs = self.unknown_jobs({r.collection for r in rows})
@@ -109,8 +111,16 @@ class Reconciler:
         others = [r for r in self.ledger.records([ObjectState.SUBMITTING, ObjectState.UNCERTAIN], own=True)
                   if r.id not in mine]
         return judge(rows, others, jobs, server_now=self.server_clock(), lag_s=self.lag_s,
-                     memory_s=self.memory_s)
+                     memory_s=self.memory_s, abort=abort and self.target.two_phase)
 
+    def due_in(self, rows: Sequence[LedgerRecord], *, every: bool) -> float:
+        """Seconds until the job list has had ``lag_s`` to show the job of the oldest of ``rows`` (with
+        ``every``, of each), on the server's clock; 0 when a row's claim has no server time."""
+        now = self.server_clock()
+        if now is None or not rows or any(r.server_at is None for r in rows):
+            return 0.0
+        ages = [now - r.server_at for r in rows if r.server_at is not None]
+        return max(0.0, self.lag_s + 1 - (min(ages) if every else max(ages)))
 
 
 
@@ -170,6 +180,8 @@ def refresh(
                                                                "check the collection")
                 with lock:
                     counts["uncertain"] += len(members)
+                if on_finished is not None:  # it left this run's jobs all the same
+                    on_finished(job_id, None, len(members))
             log.warning("%s: progress of job %s: %s", label([r.url for r in members]), job_id,
                         redact(str(exc)),
                         extra={"event": "poll-error", "url": first.url, "job_id": job_id})
@@ -370,6 +382,14 @@ class Window:
                     self._turn = 0
             self._cond.notify_all()
 
+    def dropped(self) -> None:
+        """A slot kept for a lost reply's job frees: the call was proven to have made none, or its
+        job cannot be told (held ``uncertain``): no end of it will be seen."""
+        with self._cond:
+            self.in_use = max(0, self.in_use - 1)
+            self.running = max(0, self.running - 1)
+            self._cond.notify_all()
+
     def full(self) -> None:
         """The server refused a job as full: hold no more than the jobs already running (at least
         one, to probe again)."""
@@ -400,19 +420,26 @@ class Window:
 
 class Drain:
     """While a ``run --wait`` submits: poll the target's unfinished jobs every ``interval`` seconds,
-    freeing the window's room as they finish, until :meth:`finish` and every job of ``ours`` ended."""
+    freeing the window's room as they finish, and settle this run's lost replies (``lost``) as their
+    jobs become listed, until :meth:`finish` and every job of ``ours`` ended.
+
+    A job leaves ``ours`` however it ends: seen finishing, forgotten by the server, or its rows moved
+    on by another path (``held`` answers which of ``ours`` still hold ``submitted`` rows)."""
 
     def __init__(self, poll: Callable[[OnFinished], None], window: Window, *, interval: float,
-                 stop: threading.Event, pause: Callable[[float], object]) -> None:
+                 stop: threading.Event, pause: Callable[[float], object],
+                 held: Callable[[Sequence[str]], dict[str, str]], lost: LostReplies | None = None) -> None:
         self._poll = poll
         self._window = window
         self._interval = interval
         self._stop = stop
         self._pause = pause
+        self._held = held
+        self._lost = lost
         self._done = threading.Event()
         self.ours: dict[str, int] = {}  # this run's unfinished jobs, and their objects
-        self.ended: Counter[str] = Counter()  # objects, by the state their job ended in
-        self._seen_end: dict[str, tuple[str, int]] = {}  # every job seen ending, in case it ends before add()
+        self.ended: Counter[str] = Counter()  # objects, by the state their job ended in (this run saw)
+        self._seen_end: set[str] = set()  # every job seen ending, in case it ends before add()
         self.error: BaseException | None = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="drain", daemon=True)
@@ -424,10 +451,7 @@ class Drain:
     def add(self, job_id: str, objects: int = 1) -> None:
         """A job of this run's: the run waits for it (a poll may have seen it end already)."""
         with self._lock:
-            if job_id in self._seen_end:
-                state, ended = self._seen_end[job_id]
-                self.ended[state] += ended
-            else:
+            if job_id not in self._seen_end:
                 self.ours[job_id] = objects
 
     def finish(self) -> None:
@@ -437,18 +461,32 @@ class Drain:
         if self.error is not None:
             raise self.error
 
-    def _finished(self, job_id: str, state: JobState, objects: int) -> None:
+    def _finished(self, job_id: str, state: JobState | str | None, objects: int) -> None:
+        """A job ended (any job: an earlier run's too, whose end this run counts as it sees it)."""
         self._window.release(finished=True)
         with self._lock:
-            if self.ours.pop(job_id, None) is not None:
-                self.ended[state.value] += objects
-            else:
-                self._seen_end[job_id] = (state.value, objects)
+            self.ours.pop(job_id, None)
+            self._seen_end.add(job_id)
+            self.ended["uncertain" if state is None else str(state)] += objects
+
+    def _left(self) -> None:
+        """Every job of ``ours`` whose rows no longer wait on it (moved on by another path) ends."""
+        with self._lock:
+            ours = dict(self.ours)
+        if not ours:
+            return
+        held = self._held(list(ours))
+        for job_id, objects in ours.items():
+            if held.get(job_id, ObjectState.SUBMITTED.value) != ObjectState.SUBMITTED.value:
+                self._finished(job_id, held[job_id], objects)
 
     def _loop(self) -> None:
         try:
             while not self._stop.is_set():
                 self._poll(self._finished)
+                if self._lost is not None:
+                    self._lost.settle(wait=False, on_adopted=self.add)
+                self._left()
                 with self._lock:
                     waiting = bool(self.ours)
                 if self._done.is_set() and not waiting:
@@ -461,72 +499,158 @@ class Drain:
 
 def reconcile(reconciler: Reconciler, ledger: Ledger, redact: Redactor, *,
               adopted: list[tuple[str, int]]) -> Counter[str]:
-    """Resolve every ``submitting`` row of this target left by a run that died mid-call: adopt its job
-    when the server proves it, prove there is none (back to pending), leave it for the next run while
-    the job list may still lag, or mark it ``uncertain`` when the server cannot tell."""
-    rows = list(ledger.records([ObjectState.SUBMITTING], own=True))
-    return _settle(reconciler, ledger, redact, rows, adopted=adopted,
-                   detail="adopted after an interrupted run")
+    """Resolve every ``submitting`` row of this target left by a run that died mid-call, and every
+    ``uncertain`` one whose evidence may have arrived since: adopt its job when the server proves it,
+    prove there is none (back to pending; a two-phase target's uncommitted jobs of it aborted), leave
+    it while the job list may still lag, or hold it ``uncertain`` while the server cannot tell. An
+    ``uncertain`` row that recorded a job the server forgot stays so: nothing the list shows can
+    tell whether that job imported it."""
+    rows = [r for r in ledger.records([ObjectState.SUBMITTING, ObjectState.UNCERTAIN], own=True)
+            if r.state is ObjectState.SUBMITTING or r.job_id is None]
+    return settle(reconciler, ledger, redact, rows, adopted=adopted,
+                  detail="adopted after an interrupted run")
 
 
-def look_again(reconciler: Reconciler, ledger: Ledger, redact: Redactor, row_ids: list[int], *,
-               pause: Callable[[float], object], adopted: list[tuple[str, int]]) -> Counter[str]:
-    """A second look, at the end of the run, at the imports left unsure: once the job list has had
-    ``settings.job_list_lag_s`` to show their jobs (waiting that long if needed)."""
-    rows = [r for r in map(ledger.row, row_ids) if r is not None and r.state is ObjectState.SUBMITTING]
-    now = reconciler.server_clock()
-    ages = [now - r.server_at for r in rows if now is not None and r.server_at is not None]
-    if ages and (delay := reconciler.lag_s + 1 - min(ages)) > 0:
-        log.info("waiting %.0f s for the job list to show %d job(s) whose reply was lost", delay, len(rows),
-                 extra={"event": "waiting"})
-        pause(delay)
-    return _settle(reconciler, ledger, redact, rows, adopted=adopted, detail="adopted after a lost reply")
+class LostReplies:
+    """This run's create calls whose reply was lost and whose job the list did not show yet: their
+    rows stay ``submitting``, and each keeps its slot of the job window (the job may run).
+
+    :meth:`settle` looks at them again while the run goes on (from the drain's loop) once the job list
+    has had ``settings.job_list_lag_s`` to show the oldest, and at the run's end for all of them: one
+    list call serves every call waiting. A call whose job is adopted keeps its slot (its job's end
+    frees it, as any job's); one proven to have none, or held ``uncertain``, frees it."""
+
+    def __init__(self, reconciler: Reconciler, ledger: Ledger, redact: Redactor, window: Window) -> None:
+        self._reconciler = reconciler
+        self._ledger = ledger
+        self._redact = redact
+        self._window = window
+        self._calls: list[list[int]] = []
+        self.counts: Counter[str] = Counter()  # how the calls settled: adopted, released, uncertain
+        self._lock = threading.Lock()
+        self._settling = threading.Lock()
+
+    def add(self, rows: list[int]) -> None:
+        """A lost reply's call: its rows, and the window slot its caller took (now held here)."""
+        self._window.started()
+        with self._lock:
+            self._calls.append(rows)
+
+    def _rows(self) -> tuple[list[list[int]], list[LedgerRecord]]:
+        """The calls waiting, and their rows still ``submitting``."""
+        with self._lock:
+            calls = list(self._calls)
+        found = self._ledger.rows([row for call in calls for row in call]) if calls else []
+        return calls, [r for r in found if r.state is ObjectState.SUBMITTING]
+
+    def settle(self, *, wait: bool, on_adopted: Callable[[str, int], None] | None = None,
+               pause: Callable[[float], object] | None = None) -> None:
+        """Judge the calls once the oldest is due; with ``wait``, once every one is, pausing till then
+        (outside the lock: the drain polls on meanwhile)."""
+        waiting, rows = self._rows()
+        if wait and pause is not None and (delay := self._reconciler.due_in(rows, every=True)):
+            log.info("waiting %.0f s for the job list to show the job(s) of %d lost repl%s", delay,
+                     len(waiting), "y" if len(waiting) == 1 else "ies", extra={"event": "waiting"})
+            pause(delay)
+        with self._settling:
+            calls, rows = self._rows()
+            if not calls or (not wait and self._reconciler.due_in(rows, every=False) > 0):
+                return
+            records = {r.id: r for r in rows}
+            decided: dict[int, Judgement] = {}
+            counts = settle(self._reconciler, self._ledger, self._redact, rows, adopted=[],
+                            detail="adopted after a lost reply", decided=decided)
+            with self._lock:
+                self.counts.update(counts)
+                for call in calls:
+                    judged = decided.get(call[0]) if call[0] in records else None
+                    if judged is not None and judged.verdict is Verdict.WAIT:
+                        continue
+                    self._calls.remove(call)  # settled (or moved on by another path)
+                    if judged is not None and judged.verdict is Verdict.ADOPT and judged.job is not None:
+                        if on_adopted is not None:
+                            on_adopted(judged.job.job_id, len(call))
+                    else:
+                        self._window.dropped()
 
 
-def _settle(reconciler: Reconciler, ledger: Ledger, redact: Redactor, rows: list[LedgerRecord], *,
-            adopted: list[tuple[str, int]], detail: str) -> Counter[str]:
+def settle(reconciler: Reconciler, ledger: Ledger, redact: Redactor, rows: list[LedgerRecord], *,
+           adopted: list[tuple[str, int]], detail: str,
+           decided: dict[int, Judgement] | None = None) -> Counter[str]:
+    """Act on the verdict of each of ``rows`` (``submitting`` or ``uncertain``): adopt (the job and its
+    objects go in ``adopted``), release, abort a two-phase target's uncommitted jobs of it then
+    release, or hold. Counts by outcome (``uncertain``: only the rows this call made so); ``decided``
+    gets each row's verdict as acted on (``WAIT``: left as it was, to look at again)."""
     counts: Counter[str] = Counter()
+    decided = {} if decided is None else decided
     if not rows:
         return counts
     try:
-        verdicts = reconciler.judge(rows)
+        verdicts = reconciler.judge(rows, abort=True)
     except FatalTargetError:
         raise
     except TransientError as exc:  # the list may answer next time: leave the rows for the next run
         log.warning("cannot read the job list (%s): %d interrupted object(s) wait for the next run",
                     redact(str(exc)), len(rows), extra={"event": "unsure"})
-        counts["unsure"] += len(rows)
+        counts["unsure"] += sum(r.state is ObjectState.SUBMITTING for r in rows)
+        why = redact(f"cannot read the job list now ({exc})")
+        decided.update({r.id: Judgement(r, Verdict.WAIT, None, why) for r in rows})
         return counts
     except TargetError as exc:  # this server cannot tell
-        for row in rows:
-            ledger.mark_uncertain(row.id, redact(f"cannot read the job list: {exc}"))
-            counts["uncertain"] += 1
-        return counts
+        why = redact(f"cannot read the job list: {exc}")
+        verdicts = [Judgement(r, Verdict.UNCERTAIN, None, why) for r in rows]
     calls: dict[Unit, list[Judgement]] = {}
     for judgement in verdicts:
         calls.setdefault(unit_of(judgement.record), []).append(judgement)
     for judged in calls.values():
-        verdict, job, why = judged[0].verdict, judged[0].job, judged[0].why
-        ids = [j.record.id for j in judged]
-        named = label([j.record.url for j in judged])
-        if verdict is Verdict.ADOPT:
-            assert job is not None
-            if ledger.record_job(ids, job.job_id, detail=detail):
-                adopted.append((job.job_id, len(ids)))
-                counts["adopted"] += len(ids)
-                log.info("%s: adopted job %s", named, job.job_id,
-                         extra={"event": "adopted", "url": judged[0].record.url, "job_id": job.job_id})
-            else:
-                counts["uncertain"] += len(ids)
-        elif verdict is Verdict.UNCERTAIN:
-            ledger.mark_uncertain(ids, why)
-            for j in judged:
-                log.warning("%s: uncertain: %s", j.record.url, why,
-                            extra={"event": "uncertain", "url": j.record.url})
-            counts["uncertain"] += len(ids)
-        elif verdict is Verdict.RELEASE:
-            ledger.release(ids, f"interrupted: {why}")
-            counts["released"] += len(ids)
+        outcome = _act(reconciler.target, ledger, redact, judged, adopted=adopted, detail=detail)
+        fresh = [j.record.id for j in judged if j.record.state is ObjectState.SUBMITTING]
+        if outcome.verdict is Verdict.ADOPT:
+            counts["adopted"] += len(judged)
+        elif outcome.verdict is Verdict.RELEASE:
+            counts["released"] += len(judged)
+        elif outcome.verdict is Verdict.UNCERTAIN:
+            counts["uncertain"] += len(fresh)
         else:
-            counts["unsure"] += len(ids)
+            counts["unsure"] += len(fresh)
+        decided.update({j.record.id: outcome._replace(record=j.record) for j in judged})
     return counts
+
+
+def _act(target: Target, ledger: Ledger, redact: Redactor, judged: list[Judgement], *,
+         adopted: list[tuple[str, int]], detail: str) -> Judgement:
+    """Act on the verdict of one create call (its rows' judgements): what was done."""
+    first = judged[0]
+    ids = [j.record.id for j in judged]
+    fresh = [j.record.id for j in judged if j.record.state is ObjectState.SUBMITTING]
+    named = label([j.record.url for j in judged])
+    if first.verdict is Verdict.ABORT:
+        try:
+            for job in first.jobs:
+                target.abort(job.job_id)
+        except TargetError as exc:  # committed meanwhile, or no answer: the next look decides
+            why = redact(f"cannot abort its uncommitted jobs ({exc})")
+            log.warning("%s: %s; looked at again", named, why, extra={"event": "abort-failed", "url": named})
+            return first._replace(verdict=Verdict.WAIT, why=why)
+        log.info("%s: aborted job(s) %s, uncommitted orphans of lost replies", named,
+                 ", ".join(j.job_id for j in first.jobs),
+                 extra={"event": "aborted", "url": first.record.url})
+        first = first._replace(verdict=Verdict.RELEASE, why=f"aborted: {first.why}")
+    if first.verdict is Verdict.ADOPT:
+        assert first.job is not None
+        if ledger.record_job(ids, first.job.job_id, detail=detail):
+            adopted.append((first.job.job_id, len(ids)))
+            log.info("%s: adopted job %s", named, first.job.job_id,
+                     extra={"event": "adopted", "url": first.record.url, "job_id": first.job.job_id})
+            return first
+        return first._replace(verdict=Verdict.UNCERTAIN)
+    if first.verdict is Verdict.UNCERTAIN:
+        if fresh:
+            ledger.mark_uncertain(fresh, first.why)
+            for j in judged:
+                log.warning("%s: uncertain: %s", j.record.url, first.why,
+                            extra={"event": "uncertain", "url": j.record.url})
+    elif first.verdict is Verdict.RELEASE:
+        ledger.release(ids, f"interrupted: {first.why}")
+        log.info("%s: released: %s", named, first.why, extra={"event": "released", "url": first.record.url})
+    return first

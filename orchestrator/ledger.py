@@ -12,7 +12,8 @@ crash leaves either the old state or the new one, never half of each.
     (new), pending, failed --begin_submission--> submitting --record_job--> submitted --complete--> completed
                                       |   \\--refuse(permanent)--> failed <--job_failed--/
                                       |    \\--refuse(transient), release--> pending
-                                      \\--mark_uncertain--> uncertain --rearm--> pending
+                                      \\--mark_uncertain--> uncertain --rearm, release--> pending
+                                                             uncertain --record_job--> submitted
     failed --rearm--> pending (with a fresh failure budget)
 
 A row is first written when its object is first submitted: objects the ledger has never seen are
@@ -784,8 +785,8 @@ class Ledger:
                           "error = :error", error=why, detail=why)
 
     def release(self, rows: int | Sequence[int], why: str) -> None:
-        """submitting -> pending: proven that no job exists for the create call."""
-        self._transitions(rows, (ObjectState.SUBMITTING,), ObjectState.PENDING,
+        """submitting (or uncertain) -> pending: proven that no job exists for the create call."""
+        self._transitions(rows, (ObjectState.SUBMITTING, ObjectState.UNCERTAIN), ObjectState.PENDING,
                           "error = :error", error=why, detail=why)
 
     def complete(self, row: int, job_id: str, *, imported_rows: int | None = None) -> None:
@@ -835,6 +836,19 @@ class Ledger:
             return {str(job): int(n) for job, n in self._db.execute(
                 f"SELECT job_id, COUNT(*) FROM objects WHERE {where} AND target = ? GROUP BY job_id",
                 (*params, self.owner))}
+
+    def job_states(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """The state of the owner's rows of each of ``job_ids`` (``submitted`` while any waits on it)."""
+        if not job_ids:
+            return {}
+        where, params = self._db.any_of("job_id", job_ids)
+        found: dict[str, str] = {}
+        with self._lock:
+            for job, state in self._db.execute(
+                    f"SELECT job_id, state FROM objects WHERE {where} AND target = ?", (*params, self.owner)):
+                if found.get(str(job)) != ObjectState.SUBMITTED.value:
+                    found[str(job)] = str(state)
+        return found
 
     def jobs_held(self) -> int:
         """How many jobs the owner's target holds for this ledger, or may hold: distinct job ids of

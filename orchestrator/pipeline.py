@@ -23,7 +23,7 @@ from .errors import (
     SourceError,
 )
 from .evidence import LocalClock, ServerClock, name_key
-from .jobs import Drain, OnFinished, Reconciler, Window, abort_orphans, look_again, reconcile, refresh
+from .jobs import Drain, LostReplies, OnFinished, Reconciler, Window, abort_orphans, reconcile, refresh
 from .ledger import Ledger
 from .manifest import TARGET_RULES, Manifest, PreflightMode, SourceConfig
 from .models import Action, ObjectState, Outcome, PlanItem
@@ -172,9 +172,11 @@ def _run(
             report.reconciled["aborted"] += abort_orphans(reconciler, ledger, redact)
             most = settings.max_jobs_in_flight or TARGET_RULES[manifest.target.type].window
             window = Window(most, stop=stop, running=ledger.jobs_held())
+            lost = LostReplies(reconciler, ledger, redact, window)
             if options.wait:
                 drain = Drain(lambda finished: _waited(poll(finished), on_jobs, drain), window,
-                              interval=options.poll_interval_s, stop=stop, pause=pause)
+                              interval=options.poll_interval_s, stop=stop, pause=pause,
+                              held=ledger.job_states, lost=lost)
                 for job_id, objects in adopted:
                     drain.add(job_id, objects)
                 drain.start()
@@ -182,7 +184,7 @@ def _run(
                 target, ledger, concurrency=settings.concurrency, max_attempts=settings.max_attempts,
                 credentials_for=lambda i: manifest.credentials_for(manifest.sources[i]),
                 object_url=lambda item: target.object_ref(item.obj, object_url(item, manifest)),
-                reconciler=reconciler, names=NameGuard(_unresolved_names(ledger)), window=window,
+                reconciler=reconciler, names=NameGuard(_unresolved_names(ledger)), window=window, lost=lost,
                 state=state, redact=redact, drain=options.wait, full_pause_s=options.poll_interval_s,
                 sleep=backoff, on_created=drain.add if drain is not None else None,
                 preflight=None if settings.preflight is PreflightMode.OFF else Preflight(
@@ -214,17 +216,13 @@ def _run(
                 on_listed()
             if state.fatal is not None:
                 raise state.fatal
-            if submitter.unresolved and not stop.is_set():  # this run's lost replies: a second look
-                looked = look_again(reconciler, ledger, redact, submitter.unresolved, pause=pause,
-                                    adopted=adopted)
-                report.reconciled.update(looked)
-                report.outcomes[Outcome.DEFERRED] += looked["released"]  # no job: the next run submits
-                if drain is not None:
-                    for job_id, objects in adopted:
-                        drain.add(job_id, objects)
+            if not stop.is_set():  # this run's lost replies still unsettled: a last look
+                lost.settle(wait=True, pause=pause, on_adopted=drain.add if drain is not None else None)
             if drain is not None:
                 drain.finish()
                 report.waited.update(drain.ended)
+            report.reconciled.update(lost.counts)
+            report.outcomes[Outcome.DEFERRED] += lost.counts["released"]  # no job: the next run submits
         except FatalTargetError as exc:
             if drain is not None:
                 stop.set()
@@ -240,7 +238,8 @@ def _run(
             raise
         report.stalled = _report_stalled(ledger, settings.stall_after_s)
         report.unresolved = ledger.count(ObjectState.SUBMITTING, own=True)
-        report.made_uncertain += report.reconciled["uncertain"] + report.refreshed["uncertain"]
+        report.made_uncertain += report.reconciled["uncertain"] + report.refreshed["uncertain"] + \
+            report.waited["uncertain"]
         if report.exit_code() == 0 and not stop.is_set():
             ledger.note_success()
 

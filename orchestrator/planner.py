@@ -101,7 +101,7 @@ def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRec
         if not imported:
             return item(Action.SUBMIT, "new object")
         old = imported[-1]
-        change = f"changed since it was imported (version {old.version} -> {obj.version})"
+        change = f"{_since(old)} (version {old.version} -> {obj.version})"
         if settings.on_change is OnChange.REIMPORT:
             return item(Action.SUBMIT, f"{change}; settings.on_change is reimport")
         return item(Action.CHANGED, f"{change}; settings.on_change is skip")
@@ -116,8 +116,9 @@ def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRec
             return item(Action.RECONCILE, "a previous run stopped during the create call: "
                                           "look for its job before submitting")
         case ObjectState.UNCERTAIN:
-            return item(Action.HOLD, "a job may exist but the server cannot say: check the cluster, "
-                                     "then run `orchestrator retry --uncertain`")
+            return item(Action.HOLD, f"a job may exist but the evidence cannot decide yet ({current.error}); "
+                                     "each run looks again, and `orchestrator retry --uncertain` looks at "
+                                     "the job list and re-arms only what it proves has no job")
         case ObjectState.INVALID:
             return item(Action.HOLD, f"invalid: {current.error}; fix the file (a new version is checked "
                                      "again) or re-arm it with `orchestrator retry`")
@@ -132,3 +133,19 @@ def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRec
             return item(Action.HOLD, f"failed {current.failures} times, the limit: {current.error}; "
                                      "re-arm with `orchestrator retry`")
     raise AssertionError(current.state)  # pragma: no cover - the match is exhaustive
+
+
+def _since(old: LedgerRecord | PastImport) -> str:
+    """How a new version relates to the import of an older one, as far as the ledger knows it."""
+    job = f" (job {old.job_id})" if old.job_id else ""
+    match old.state:
+        case ObjectState.COMPLETED:
+            return "changed since it was imported"
+        case ObjectState.SUBMITTED:
+            return f"changed while the import of an earlier version runs{job}"
+        case ObjectState.SUBMITTING:
+            return "changed while the import of an earlier version is unresolved (its create call is " \
+                   "still `submitting`)"
+        case _:
+            return f"changed since an import of an earlier version that may have made a job{job} " \
+                   "(`uncertain`)"

@@ -30,11 +30,12 @@ from .errors import (
 )
 from .evidence import Verdict, culprit, name_key
 from .grouping import batches
-from .jobs import Reconciler, Window, label
+from .jobs import LostReplies, Reconciler, Window, label
 from .ledger import Ledger
 from .models import (
     Credentials,
     ImportRequest,
+    ObjectState,
     Outcome,
     PlanItem,
 )
@@ -123,6 +124,7 @@ class Submitter:
         reconciler: Reconciler,
         names: NameGuard,
         window: Window,
+        lost: LostReplies,
         state: RunState,
         redact: Redactor,
         drain: bool = False,
@@ -146,6 +148,7 @@ class Submitter:
         self.reconciler = reconciler
         self.names = names
         self.window = window
+        self.lost = lost
         self.state = state
         self.stop = state.stop
         self.redact = redact
@@ -157,10 +160,9 @@ class Submitter:
         self.objects_per_job = objects_per_job
         self.max_job_bytes = max_job_bytes
         self.job_ids: list[str] = []  # jobs created or adopted by this run
-        self.unresolved: list[int] = []  # rows left `submitting` after a lost reply: looked at again
         self._cannot_read = 0  # refusals "cannot read the object" before any job was made
-        self._probed = False  # whether the server's clock was asked for (see _server_time)
         self._lock = threading.Lock()
+        self._probe = threading.Lock()  # one call at a time learns the server's clock (_server_time)
 
     def submit_all(self, items: Iterable[PlanItem], on_outcome: Callable[[PlanItem, Outcome], None]) -> None:
         """Submit every item, in jobs of up to ``objects_per_job`` objects (see
@@ -203,19 +205,22 @@ class Submitter:
         if not self.window.acquire(wait=self.drain):
             outcome = Outcome.NOT_STARTED if self.stop.is_set() else Outcome.QUEUED
             return [(item, outcome) for item in items]
-        holds_job = False
+        holds_job: bool | list[int] = False
         try:
             results, holds_job = self._named(items, checks)
             return results
         finally:
-            if holds_job:
+            if isinstance(holds_job, list):
+                self.lost.add(holds_job)  # the slot is the lost reply's until a later look settles it
+            elif holds_job:
                 self.window.started()
             else:
                 self.window.release(finished=False)
 
     def _named(self, items: Sequence[PlanItem], checks: Executor,
-               ) -> tuple[list[tuple[PlanItem, Outcome]], bool]:
-        """The outcome of each item, and whether a job was (or may have been) made."""
+               ) -> tuple[list[tuple[PlanItem, Outcome]], bool | list[int]]:
+        """The outcome of each item, and whether a job was made (True), or may have been (the rows of
+        a lost reply whose job the list did not show yet: they stay ``submitting``)."""
         results: list[tuple[PlanItem, Outcome]] = []
         checked: list[Member] = []
         verdicts = [checks.submit(self._check, item) for item in items]
@@ -246,14 +251,17 @@ class Submitter:
             return results, False
         outcome: Outcome | None = None
         try:
-            outcome, sent = self._submit(ready)
-            return results + sent, outcome in (Outcome.SUBMITTED, Outcome.ADOPTED, Outcome.UNSURE)
+            outcome, sent, claimed = self._submit(ready)
+            if outcome is Outcome.UNSURE and all(
+                    r.state is ObjectState.SUBMITTING for r in self.ledger.rows(claimed)):
+                return results + sent, claimed
+            return results + sent, outcome in (Outcome.SUBMITTED, Outcome.ADOPTED)
         finally:
             self.names.release(taken, resolved=outcome not in (None, Outcome.UNSURE))
 
-    def _submit(self, ready: list[Member]) -> tuple[Outcome, list[tuple[PlanItem, Outcome]]]:
-        """Claim the objects together, then make the create call: the call's outcome, and each
-        object's (one listed twice, already claimed elsewhere, is not sent)."""
+    def _submit(self, ready: list[Member]) -> tuple[Outcome, list[tuple[PlanItem, Outcome]], list[int]]:
+        """Claim the objects together, then make the create call: the call's outcome, each object's
+        (one listed twice, already claimed elsewhere, is not sent), and the rows claimed."""
         urls = [self.object_url(item) for item, _ in ready]
         claims = self.ledger.begin_group(
             [(item, rows, url) for (item, rows), url in zip(ready, urls, strict=True)],
@@ -263,7 +271,7 @@ class Submitter:
         sent = [(item, rows, url, claim) for (item, rows), url, claim in zip(ready, urls, claims, strict=True)
                 if claim is not None]
         if not sent:
-            return Outcome.NOT_STARTED, skipped
+            return Outcome.NOT_STARTED, skipped, []
         first = sent[0][0]
         assert first.route is not None
         destination = f"{self.ledger.owner}\0{first.route.collection}\0{first.route.partition or ''}"
@@ -277,7 +285,7 @@ class Submitter:
         call = _Call([c.row for *_, c in sent], [i.obj.url for i, *_ in sent], first.route.collection,
                      [rows for _, rows, _, _ in sent])
         outcome = self._create(request, call)
-        return outcome, skipped + [(item, outcome) for item, *_ in sent]
+        return outcome, skipped + [(item, outcome) for item, *_ in sent], call.rows
 
     def _create(self, request: ImportRequest, call: _Call) -> Outcome:
         """The create call, retried by error type, and the ledger after it."""
@@ -415,11 +423,11 @@ class Submitter:
             verdict = self.reconciler.judge(records)[0]
         except FatalTargetError as fatal:
             self.state.fail(fatal)
-            return self._unsure(call)
+            return Outcome.UNSURE  # the rows stay `submitting`: looked at again
         except TargetError as list_error:
             log.warning("%s: cannot read the job list (%s); looked at again later", call.label,
                         self.redact(str(list_error)), extra={"event": "unsure", "url": call.urls[0]})
-            return self._unsure(call)
+            return Outcome.UNSURE  # the rows stay `submitting`: looked at again
         match verdict.verdict:
             case Verdict.ADOPT:
                 assert verdict.job is not None
@@ -434,7 +442,7 @@ class Submitter:
                 return self._uncertain(call)
             case Verdict.WAIT:
                 log.info("%s: %s", call.label, verdict.why, extra={"event": "unsure", "url": call.urls[0]})
-                return self._unsure(call)
+                return Outcome.UNSURE  # the rows stay `submitting`: looked at again
         raise AssertionError(verdict)  # pragma: no cover - the match is exhaustive
 
     def _culprit(self, message: str, call: _Call) -> int | None:
@@ -463,25 +471,23 @@ class Submitter:
     def _server_time(self) -> float | None:
         """The server's clock, for the claim: what a later reconciliation weighs absence by. Before the
         run's first reply from the server it is unknown, and a crash then would leave an object no run
-        can release: one cheap call (a page of the job list) learns it, once per run."""
+        can release: one cheap call (a page of the job list) learns it. Every claim waits for the call
+        in flight, so none is made without a server time while another thread asks for it; a call
+        that gets no reply (the server unreachable) is made again by the next claim."""
         now = self.reconciler.server_clock()
         if now is not None:
             return now
-        with self._lock:
-            probe, self._probed = not self._probed, True
-        if probe:
-            with contextlib.suppress(TargetError):
-                next(iter(self.target.list_jobs()), None)
-        return self.reconciler.server_clock()
+        with self._probe:
+            now = self.reconciler.server_clock()
+            if now is None and not self.stop.is_set():
+                with contextlib.suppress(TargetError):
+                    next(iter(self.target.list_jobs()), None)
+                now = self.reconciler.server_clock()
+        return now
 
     def _uncertain(self, call: _Call) -> Outcome:
         for _ in call.rows:
             self.state.uncertain()
-        return Outcome.UNSURE
-
-    def _unsure(self, call: _Call) -> Outcome:
-        with self._lock:
-            self.unresolved.extend(call.rows)
         return Outcome.UNSURE
 
     def _created(self, job_id: str, objects: int) -> None:

@@ -325,7 +325,9 @@ def test_unknowable_interrupted_call_becomes_uncertain_until_rearmed(
     assert [r.state.value for r in rows(manifest)] == ["uncertain"]
     assert len(fake_api.jobs) == 1  # not resubmitted
     assert "retry --uncertain" in invoke("plan", str(manifest)).stdout
-    assert "re-armed 1" in invoke("retry", str(manifest), "--uncertain").stdout
+    refused = invoke("retry", str(manifest), "--uncertain")  # the list cannot tell: not re-armed
+    assert refused.exit_code == 1 and "--force" in refused.output, refused.output
+    assert "re-armed 1" in invoke("retry", str(manifest), "--uncertain", "--force").stdout
     assert "submitted=1" in invoke("run", str(manifest)).stdout
     assert len(fake_api.jobs_for(urls[0])) == 2  # the user chose to resubmit
 

@@ -134,7 +134,8 @@ def test_a_run_killed_before_the_call_is_held_uncertain_then_retried_once(
     tmp_path: Path, milvus_uri: str, server: MilvusClient, collection: str,
 ) -> None:
     """gRPC replies carry no server time, so the absence of a task proves nothing (the server may have
-    forgotten it): the object is held `uncertain` until a person re-arms it, never resubmitted blindly."""
+    forgotten it): the object is held `uncertain` until a person re-arms it (`retry --uncertain
+    --force`: without it, retry refuses), never resubmitted blindly."""
     folder = lake(tmp_path, 2)
     manifest = grpc_manifest(tmp_path, milvus_uri, folder, collection)
     crash(manifest, "2", "before")
@@ -145,7 +146,8 @@ def test_a_run_killed_before_the_call_is_held_uncertain_then_retried_once(
     invoke("status", str(manifest), "--refresh")
     assert status_json(manifest)["counts"] == {"completed": 1, "uncertain": 1}
     assert sum(tasks_per_file(milvus_uri, collection).values()) == 1
-    assert invoke("retry", str(manifest), "--uncertain").exit_code == 0
+    assert invoke("retry", str(manifest), "--uncertain").exit_code == 1  # the list cannot prove it
+    assert invoke("retry", str(manifest), "--uncertain", "--force").exit_code == 0  # the person can
     result = run_waiting(manifest)
     assert result.exit_code == 0 and "submitted=1 " in result.stdout, result.output
     assert imported(server, collection) == 2 * ROWS
