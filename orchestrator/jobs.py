@@ -186,7 +186,7 @@ def refresh(
             ledger.job_failed([r.id for r in members], job_id, reason,
                               culprit=blamed.id if blamed is not None else None)
             for record in members:
-                log.warning("%s: %s", record.url, reason,
+                log.error("%s: %s", record.url, reason,
                             extra={"event": "job-failed", "url": record.url, "job_id": job_id})
             if blamed is not None:
                 log.info("%s: named as the cause of job %s's failure: it goes in a job of its own from now "
@@ -493,7 +493,7 @@ def _settle(reconciler: Reconciler, ledger: Ledger, redact: Redactor, rows: list
     except FatalTargetError:
         raise
     except TransientError as exc:  # the list may answer next time: leave the rows for the next run
-        log.warning("cannot read the job list (%s): %d interrupted object(s) wait for the next run",
+        log.error("cannot read the job list (%s): %d interrupted object(s) wait for the next run",
                     redact(str(exc)), len(rows), extra={"event": "unsure"})
         counts["unsure"] += len(rows)
         return counts
@@ -521,7 +521,7 @@ def _settle(reconciler: Reconciler, ledger: Ledger, redact: Redactor, rows: list
         elif verdict is Verdict.UNCERTAIN:
             ledger.mark_uncertain(ids, why)
             for j in judged:
-                log.warning("%s: uncertain: %s", j.record.url, why,
+                log.error("%s: uncertain: %s", j.record.url, why,
                             extra={"event": "uncertain", "url": j.record.url})
             counts["uncertain"] += len(ids)
         elif verdict is Verdict.RELEASE:
