@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	@# the tests' PostgreSQL server (tests/pgserver.py): Debian's server binaries, when missing
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
+	@# the report's browser tests (tests/test_report.py): Debian's Chromium, headless, when missing
+	command -v chromium >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test,local]'

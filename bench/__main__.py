@@ -1,4 +1,4 @@
-"""``python -m bench`` (``make bench``): run the three benchmarks, print one table, and write every
+"""``python -m bench`` (``make bench``): run the benchmarks, print one table, and write every
 figure with the machine it ran on to ``bench/results/latest.json``."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import backlog, list_fanout, plan_scale, submit_throughput
+from bench import backlog, list_fanout, plan_scale, report_scale, submit_throughput
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 Row = tuple[str, str, float | str, str, bool | None]  # benchmark, measure, value, target, met
@@ -61,7 +61,19 @@ def rows(results: dict[str, Any]) -> list[Row]:
             ("plan", "  the listing alone (fan-out 8, 1,000 pages): seconds", listed["listing_alone_s"],
              "reported", None),
             ("plan", "  peak RSS MB", listed["peak_rss_mb"], "<= 300", listed["peak_rss_mb"] <= 300)]
-    return out + listing_rows(listing) + backlog_rows(results["backlog"])
+    return (out + listing_rows(listing) + backlog_rows(results["backlog"])
+            + report_rows(results["report_scale"]))
+
+
+def report_rows(results: dict[str, Any]) -> list[Row]:
+    """``orchestrator report``: the seconds to aggregate and write the page, and the page's size."""
+    out: list[Row] = []
+    for ledger, name in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+        r = results[ledger]
+        what = f"{r['objects']:,} objects, {name} ledger"
+        out += [("report", f"{what}: seconds", r["seconds"], "reported", None),
+                ("report", f"{what}: page KB", round(r["bytes"] / 1000, 1), "reported", None)]
+    return out
 
 
 def backlog_rows(results: dict[str, Any]) -> list[Row]:
@@ -168,7 +180,7 @@ def machine() -> dict[str, Any]:
 def main() -> None:
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("plan_scale", plan_scale.main), ("submit_throughput", submit_throughput.main),
-        ("list_fanout", list_fanout.main), ("backlog", backlog.main)]
+        ("list_fanout", list_fanout.main), ("backlog", backlog.main), ("report_scale", report_scale.main)]
     results: dict[str, Any] = {"machine": machine(),
                                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for name, step in steps:

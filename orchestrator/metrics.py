@@ -45,8 +45,8 @@ def render(metrics: Iterable[Metric]) -> str:
     return generate_latest(registry(metrics)).decode("utf-8")
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one rename; raises :class:`OutputError`."""
+def write_atomic(path: Path, text: str, *, what: str = "the metrics file") -> None:
+    """Replace ``path`` with ``text`` in one rename; raises :class:`OutputError` (naming ``what``)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -57,7 +57,7 @@ def write_atomic(path: Path, text: str) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise OutputError(f"{path}: cannot write the metrics file ({exc.strerror or exc})") from exc
+        raise OutputError(f"{path}: cannot write {what} ({exc.strerror or exc})") from exc
 
 
 def push(url: str, metrics: Iterable[Metric], *, grouping: Mapping[str, str],
