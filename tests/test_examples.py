@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import configparser
 import importlib.util
+import json
+import re
 import shlex
 import subprocess
 import sys
@@ -167,3 +169,40 @@ def test_the_installed_command_prints_its_completion_script() -> None:
                           env={"_ORCHESTRATOR_COMPLETE": "bash_source", "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
     assert "complete -o nosort -F _orchestrator_completion orchestrator" in done.stdout
+
+
+def test_the_grafana_dashboard_queries_only_metrics_a_run_writes(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+    tmp_path: Path,
+) -> None:
+    """Every metric and label the dashboard's queries, legends and variable name is in the exposition
+    a real run writes, and every metric written has a panel."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    put_objects(["embeddings/a.parquet"])
+    prom = tmp_path / "orchestrator.prom"
+    result = CliRunner().invoke(cli, ["run", str(write_manifest()), "--wait", "--poll-interval", "0",
+                                      "--metrics-file", str(prom)])
+    assert result.exit_code == 0, result.output
+    labels = {family.name: {k for sample in family.samples for k in sample.labels}
+              for family in text_string_to_metric_families(prom.read_text())}
+    dashboard = json.loads((EXAMPLES / "grafana" / "orchestrator-dashboard.json").read_text())
+    variables = dashboard["templating"]["list"]
+    queries = [(t["expr"], t.get("legendFormat", "")) for p in dashboard["panels"] for t in p["targets"]]
+    queries += [(v["definition"], "") for v in variables if v["type"] == "query"]
+    used: set[str] = set()
+    for expr, legend in queries:
+        names = re.findall(r"\borchestrator_[a-z_]+", expr)
+        assert names, expr
+        for name in names:
+            assert name in labels, f"{name} is not a metric a run writes ({sorted(labels)})"
+            wanted = set(re.findall(r"(\w+)\s*=~?", expr)) | set(re.findall(r"by \(([\w, ]+)\)", expr))
+            wanted |= set(re.findall(r"\{\{(\w+)\}\}", legend))
+            wanted |= set(re.findall(r"label_values\(\w+, (\w+)\)", expr))
+            wanted = {w.strip() for group in wanted for w in group.split(",")}
+            assert wanted <= labels[name], (name, wanted - labels[name])
+        used.update(names)
+    assert used == set(labels), f"metrics without a panel: {set(labels) - used}"
+    assert {"datasource", "manifest"} == {v["name"] for v in variables}
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
