@@ -129,3 +129,26 @@ def test_help_tells_what_validate_does_and_shows_the_defaults() -> None:
     assert "[default: 0.0;" in run  # --wait-lock
     export = " ".join(invoke("export", "--help").output.split())
     assert "[default: jsonl]" in export
+
+
+def test_status_refresh_reads_the_job_list_once_and_records_zilliz_v1_rows(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+) -> None:
+    """100 completed jobs: one list call (a page of 100) settles them all; the rows imported are the
+    files' (v1 counts none: a completed job imported its whole file)."""
+    put_objects([f"embeddings/{i:03}.parquet" for i in range(100)])
+    manifest = write_manifest()
+    fake_api.complete_after = 3600
+    assert invoke("run", str(manifest)).exit_code == 0  # 100 jobs, left running
+    fake_api.complete_after = 0  # ... and now they have all completed
+    fake_api.received.clear()
+    result = invoke("status", str(manifest), "--refresh", "--json")
+    assert result.exit_code == 0, result.output
+    paths = [r.path for r in fake_api.received]
+    assert paths.count("/v1/vector/collections/import/list") == 1
+    assert paths.count("/v1/vector/collections/import/get") == 0, len(paths)
+    (group,) = json.loads(result.stdout)["groups"]
+    assert group["counts"] == {"completed": 100}
+    assert group["rows_expected"] == group["rows_imported"] == 300  # 3 rows in each file
+    table = invoke("status", str(manifest)).stdout
+    assert re.search(r"articles\s+100\s+0\s+300\s+300", table), table
