@@ -182,7 +182,7 @@ def _load(path: str) -> Manifest:
 
 wait_lock_option = click.option(
     "--wait-lock", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
-    help="Wait up to SECONDS for another run on the same ledger to end (default: exit 75 at once).")
+    help="Wait up to SECONDS for another run on the same ledger to end (0: exit 75 at once).")
 manifest_arg = click.argument("manifest", type=click.Path(dir_okay=False), callback=_stamp)
 
 
@@ -573,7 +573,7 @@ def ledger() -> None:
 @click.argument("source")
 @click.argument("destination")
 @click.option("--wait-lock", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
-              help="Wait up to SECONDS for runs on either ledger to end (default: exit 75).")
+              help="Wait up to SECONDS for runs on either ledger to end (0: exit 75 at once).")
 def ledger_copy(source: str, destination: str, wait_lock: float) -> None:
     """Copy the ledger SOURCE, history included, into the empty ledger DESTINATION. Each is a SQLite
     file or postgresql://user@host:5432/db?schema=NAME (a password only as ${ENV_VAR}, quoted for the
