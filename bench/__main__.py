@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import backlog, list_fanout, plan_scale, preflight_sample, submit_throughput
+from bench import backlog, list_fanout, plan_scale, preflight_sample, report_scale, submit_throughput
 from orchestrator.manifest import Settings
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
@@ -62,8 +62,8 @@ def rows(results: dict[str, Any]) -> list[Row]:
             ("plan", "  the listing alone (fan-out 8, 1,000 pages): seconds", listed["listing_alone_s"],
              "reported", None),
             ("plan", "  peak RSS MB", listed["peak_rss_mb"], "<= 300", listed["peak_rss_mb"] <= 300)]
-    return out + listing_rows(listing) + backlog_rows(results["backlog"]) + preflight_rows(
-        results["preflight_sample"])
+    return (out + listing_rows(listing) + backlog_rows(results["backlog"])
+            + preflight_rows(results["preflight_sample"]) + report_rows(results["report_scale"]))
 
 
 def preflight_rows(results: dict[str, Any]) -> list[Row]:
@@ -84,6 +84,17 @@ def preflight_rows(results: dict[str, Any]) -> list[Row]:
                  f"<= {footer + 1}" if default else "reported",
                  r["round_trips"] <= footer + 1 if default else None),
                 ("preflight", f"{what}: ms per file (CPU, warm cache)", r["ms"], "reported", None)]
+    return out
+
+
+def report_rows(results: dict[str, Any]) -> list[Row]:
+    """``orchestrator report``: the seconds to aggregate and write the page, and the page's size."""
+    out: list[Row] = []
+    for ledger, name in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+        r = results[ledger]
+        what = f"{r['objects']:,} objects, {name} ledger"
+        out += [("report", f"{what}: seconds", r["seconds"], "reported", None),
+                ("report", f"{what}: page KB", round(r["bytes"] / 1000, 1), "reported", None)]
     return out
 
 
@@ -192,7 +203,7 @@ def main() -> None:
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("plan_scale", plan_scale.main), ("submit_throughput", submit_throughput.main),
         ("list_fanout", list_fanout.main), ("backlog", backlog.main),
-        ("preflight_sample", preflight_sample.main)]
+        ("preflight_sample", preflight_sample.main), ("report_scale", report_scale.main)]
     results: dict[str, Any] = {"machine": machine(),
                                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for name, step in steps:

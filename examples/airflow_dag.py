@@ -1,4 +1,4 @@
-"""An Airflow DAG that loads one manifest every hour through orchestrator's Python API.
+"""An Airflow 3 DAG that loads one manifest every hour through orchestrator's Python API.
 
 Copy this file into your DAGs folder and set ``ORCHESTRATOR_MANIFEST`` (or edit ``MANIFEST``). The
 worker that runs the task needs ``pip install orchestrator`` and the manifest's environment variables
@@ -17,7 +17,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from airflow.decorators import dag, task
+from airflow.sdk import dag, task  # Airflow 3; on Airflow 2: from airflow.decorators import ...
 
 from orchestrator import api
 

@@ -171,7 +171,7 @@ def plan(manifest: Manifest, *, source_factory: SourceFactory = make_source,
 
 @dataclass
 class CheckReport:
-    counts: Counter[str] = field(default_factory=Counter)  # ok, invalid, unreadable
+    counts: Counter[str] = field(default_factory=Counter)  # ok, invalid, unreadable, not checked
     source_errors: list[str] = field(default_factory=list)
 
 
@@ -198,7 +198,7 @@ def check(manifest: Manifest, *, deep: bool = False,
                 report.counts["unreadable"] += 1
                 on_result(item, None, str(exc))
                 continue
-            report.counts["invalid" if found.problems else "ok"] += 1
+            report.counts["invalid" if found.problems else "not checked" if found.unchecked else "ok"] += 1
             on_result(item, found, None)
 
     with redacting(manifest), \
@@ -282,6 +282,28 @@ def status(manifest: Manifest, *, refresh_jobs: bool = False,
         return StatusReport(ledger.counts(), list(ledger.records()) if objects else [], overview)
 
 
+def health(manifest: Manifest, report: StatusReport, *, running_max_s: float | None = None) -> list[str]:
+    """What ``status --check`` fails on, one line each: objects held (``uncertain``), failed or invalid,
+    stalled jobs, and jobs submitted longer than ``running_max_s`` (default ``settings.stall_after_s``).
+    Empty when the ledger is healthy."""
+    counts, overview = report.counts, report.overview
+    problems = [f"{counts[state]} object(s) {state}{why}" for state, why in (
+        ("uncertain", ": held until a person decides (`orchestrator retry --uncertain`, after checking)"),
+        ("failed", " (`orchestrator status` shows why; `orchestrator retry` re-arms them)"),
+        ("invalid", " (the pre-flight check refused them; `orchestrator check` shows why)"))
+        if counts.get(state)]
+    if overview.stalled:
+        problems.append(f"{len(overview.stalled)} object(s) in jobs stalled: progress unchanged for "
+                        f"settings.stall_after_s ({overview.stall_after_s:g} s) or more")
+    limit = manifest.settings.stall_after_s if running_max_s is None else running_max_s
+    if ledger_exists(manifest):
+        with open_ledger(manifest, read_only=True) as ledger:
+            late = ledger.submitted_before(overview.now - limit)
+        if late:
+            problems.append(f"{late} object(s) submitted more than {limit:g} s ago and still running")
+    return problems
+
+
 def _groups(ledger: Ledger, stalled: list[tuple[LedgerRecord, JobProgress]]) -> list[GroupStatus]:
     counts: dict[tuple[str, str], dict[str, int]] = {}
     for source, collection, state, n in ledger.group_counts():
@@ -291,6 +313,29 @@ def _groups(ledger: Ledger, stalled: list[tuple[LedgerRecord, JobProgress]]) -> 
     rows = ledger.row_totals()
     return [GroupStatus(key[0], key[1], by_state, stuck[key], oldest.get(key),
                         rows.get(key) if rows else None) for key, by_state in counts.items()]
+
+
+# -- the HTML report ------------------------------------------------------------------------------
+
+def report(manifest: Manifest, *, clock: Callable[[], float] = time.time) -> str:
+    """The HTML report of the manifest's ledger (:mod:`orchestrator.report`): one self-contained page.
+    A ledger not made yet gives a page that says it is empty."""
+    from . import report as html_report
+    title = manifest.path.name
+    if not ledger_exists(manifest):
+        return html_report.render(html_report.ReportData(title=title, ledger=ledger_name(manifest),
+                                                         generated_at=clock()))
+    with open_ledger(manifest, read_only=True) as ledger:
+        data = html_report.gather(ledger, title=title, name=ledger_name(manifest), now=clock())
+    return html_report.render(data)
+
+
+def write_report(manifest: Manifest, path: Path, *, clock: Callable[[], float] = time.time) -> int:
+    """Write the HTML report to ``path`` (replaced in one rename); returns its size in bytes. Raises
+    :class:`OutputError` when it cannot be written."""
+    page = report(manifest, clock=clock)
+    metrics.write_atomic(path, page, what="the report", hint="")
+    return len(page.encode("utf-8"))
 
 
 # -- show and export ------------------------------------------------------------------------------

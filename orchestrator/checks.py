@@ -28,6 +28,7 @@ class Inspection:
     bytes_read: int = 0
     warnings: list[str] = field(default_factory=list)  # undecided (server version) or unchecked
     round_trips: int = 0  # ranged reads of the object
+    unchecked: str | None = None  # why the file was not checked against a schema (none known)
 
 
 # The versions a target type's import API implies when neither the server nor the manifest says:
@@ -47,6 +48,7 @@ class Preflight:
         self.rows: int | None = None if deep else settings.preflight_sample_rows
         self.size_limit = int(settings.max_file_gb * GB) if settings.max_file_gb else target.max_file_bytes
         self._schemas: dict[str, CollectionSchema | None] = {}
+        self._why: dict[str, str] = {}  # why a collection has no schema
         self._versions: Versions | None = None
         self._lock = threading.Lock()
 
@@ -84,6 +86,11 @@ class Preflight:
             self._schemas[collection] = schema
             return schema
 
+    def unchecked(self, collection: str) -> str:
+        """Why files of ``collection`` are not checked against a schema (after :meth:`schema` gave None)."""
+        with self._lock:
+            return self._why.get(collection, "no schema known")
+
     def _fetch(self, collection: str) -> CollectionSchema | None:
         path = self.manifest.schema_files.get(collection)
         try:
@@ -91,14 +98,18 @@ class Preflight:
         except FatalTargetError as exc:
             if exc.http_status != 404:
                 raise
+            self._why[collection] = "the server has no describe call: set schema_files"
             log.warning("collection %s: this server has no describe call; files are checked without "
                         "its schema", collection, extra={"event": "no-schema"})
             return None
         except (TargetError, SchemaError) as exc:
+            self._why[collection] = f"cannot read the collection's schema ({exc})"
             log.warning("collection %s: cannot read its schema (%s); files are checked without it",
                         collection, exc, extra={"event": "no-schema"})
             return None
         if schema is None:
+            self._why[collection] = ("no schema known for the collection: set schema_files, or "
+                                     "target.cluster_endpoint for Zilliz Cloud")
             log.info("collection %s: no schema to check against (set schema_files, or target."
                      "cluster_endpoint for Zilliz Cloud)", collection, extra={"event": "no-schema"})
         return schema
@@ -126,7 +137,8 @@ class Preflight:
         schema = self.schema(collection)
         if schema is None:
             return Inspection(rows=footer.num_rows, problems=size_problems(obj.size, self.size_limit),
-                              bytes_read=footer.bytes_fetched, round_trips=footer.round_trips)
+                              bytes_read=footer.bytes_fetched, round_trips=footer.round_trips,
+                              unchecked=self.unchecked(item.route.collection))
         found = check(footer, schema, size=obj.size, size_limit=self.size_limit, versions=self.versions(),
                       fixed_size_list_ok=self.manifest.settings.fixed_size_list is FixedSizeList.ALLOW)
         for warning in found.warnings:

@@ -16,6 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -49,19 +50,28 @@ class JsonFormatter(logging.Formatter):
         for key in self._FIELDS:
             if hasattr(record, key):
                 out[key] = getattr(record, key)
+        out.update(getattr(record, "fields", {}))  # the summary's counts, each a field of its own
         return json.dumps(out, sort_keys=True)
 
 
 class TextFormatter(logging.Formatter):
-    """Log lines for a terminal: the message, after ``error:`` or ``warning:`` when it is one (the same
-    prefix as the lines the commands print themselves, so that each fact is printed once, in one
-    form), control characters escaped (object keys may hold them)."""
+    """Log lines for a terminal or a ``>> run.log``: the time (ISO 8601, UTC, with its offset, to the
+    millisecond), then the message after ``error:`` or ``warning:`` when it is one (the same prefix as
+    the lines the commands print themselves, so that each fact is printed once, in one form), control
+    characters escaped (object keys may hold them)."""
 
     def format(self, record: logging.LogRecord) -> str:
         text = printable(record.getMessage())
         if record.levelno >= logging.ERROR:
-            return f"error: {text}"
-        return f"warning: {text}" if record.levelno >= logging.WARNING else text
+            text = f"error: {text}"
+        elif record.levelno >= logging.WARNING:
+            text = f"warning: {text}"
+        return f"{iso_stamp(record.created)} {text}"
+
+
+def iso_stamp(at: float) -> str:
+    """``2026-12-07T06:50:01.234+00:00``"""
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
 
 
 class RunContext(logging.Filter):
@@ -155,7 +165,7 @@ def _signals(stop: threading.Event) -> Iterator[list[int]]:
         received.append(signum)
         stop.set()
         logging.getLogger("orchestrator").warning(
-            "signal %d: finishing the calls in flight, submitting nothing new", signum,
+            "%s: finishing the calls in flight, submitting nothing new", signal.Signals(signum).name,
             extra={"event": "stopping"})
 
     caught = [s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -196,7 +206,7 @@ class Duration(click.ParamType[float]):
 
 wait_lock_option = click.option(
     "--wait-lock", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
-    help="Wait up to SECONDS for another run on the same ledger to end (default: exit 75 at once).")
+    help="Wait up to SECONDS for another run on the same ledger to end (0: exit 75 at once).")
 manifest_arg = click.argument("manifest", type=click.Path(dir_okay=False), callback=_stamp)
 
 
@@ -208,7 +218,7 @@ class _Group(click.Group):
         super().add_command(cmd, name)
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, context_settings={"show_default": True})
 @click.version_option(package_name="orchestrator")
 @_log_options
 def cli() -> None:
@@ -218,7 +228,8 @@ def cli() -> None:
 @cli.command()
 @manifest_arg
 def validate(manifest: str) -> None:
-    """Check MANIFEST: exit 0 when valid, 2 with the first problem otherwise."""
+    """Check MANIFEST: exit 0 when valid, 2 otherwise, after printing every problem found (one line
+    each)."""
     with _errors():
         m = _load(manifest)
     click.echo(f"{manifest}: valid ({len(m.sources)} source(s), target {m.target.type}, "
@@ -332,7 +343,9 @@ def _plan_problem(item: PlanItem) -> bool:
               help="Only the files with a problem; the counts still end the output.")
 def check(manifest: str, deep: bool, as_json: bool, problems_only: bool) -> None:
     """Only the pre-flight check: each file's parquet footer and a sample of its rows against its
-    collection's schema, without submitting or recording anything. Exit 1 when any file has a problem."""
+    collection's schema, without submitting or recording anything. Exit 1 when any file has a problem.
+    A file whose collection has no known schema is read as parquet but "not checked" (the line says
+    why; set schema_files)."""
     def show(item: PlanItem, found: api.Inspection | None, error: str | None) -> None:
         problems = [error] if error is not None else found.problems if found is not None else []
         rows = found.rows if found is not None else None
@@ -341,11 +354,14 @@ def check(manifest: str, deep: bool, as_json: bool, problems_only: bool) -> None
             return
         if as_json:
             click.echo(json.dumps({"url": item.obj.url, "collection": item.route.collection if item.route
-                                   else None, "rows": rows, "problems": problems, "warnings": warnings}))
+                                   else None, "rows": rows, "problems": problems, "warnings": warnings,
+                                   "not_checked": found.unchecked if found is not None else None}))
             return
         if problems:
             _say(f"invalid   {item.obj.url}: " + listing(problems) + (
                 " (check --json lists them all)" if len(problems) > LIST_ITEMS else ""))
+        elif found is not None and found.unchecked:
+            _say(f"not checked {item.obj.url} ({rows} rows; read as parquet, but {found.unchecked})")
         else:
             _say(f"ok        {item.obj.url} ({rows} rows)")
         for warning in warnings[:LIST_ITEMS]:
@@ -406,7 +422,8 @@ def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | No
     # source errors and a fatal error were logged as they happened (api.run): not printed again
     _report_sources([], report.source_warnings)
     if report.interrupted is not None:
-        click.echo("stopped by a signal: the ledger is saved; the next run resumes", err=True)
+        click.echo(f"stopped by {signal.Signals(report.interrupted).name}: the ledger is saved; the next run "
+                   "resumes", err=True)
     elif report.expired:
         click.echo(f"stopped at its deadline (--deadline {deadline:g} s): the ledger is saved; the next run "
                    "resumes", err=True)
@@ -428,8 +445,9 @@ def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | No
     for error in failed:
         _say(f"error: {error}", err=True)
         code = code or EXIT_FAILED
-    summary = f"{report.summary(exit_code=code)} seconds={seconds:.1f}"
-    logging.getLogger("orchestrator").info(summary, extra={"event": "summary"})
+    fields = {**report.fields(exit_code=code), "seconds": round(seconds, 1)}
+    summary = f"{report.summary(exit_code=code)} seconds={seconds:.1f} at={iso_stamp(time.time())}"
+    logging.getLogger("orchestrator").info(summary, extra={"event": "summary", "fields": fields})
     click.echo(summary)
     sys.exit(code)
 
@@ -447,13 +465,29 @@ def _bars(json_log: bool, max_submissions: int | None) -> RunBars | None:
 @manifest_arg
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--refresh", is_flag=True, help="Poll the import API for every submitted job first.")
+@click.option("--check", is_flag=True,
+              help="A health check: exit 1 when objects are uncertain, failed or invalid, or jobs are "
+              "stalled or submitted longer than --running-max (the reasons on stderr); 0 otherwise.")
+@click.option("--running-max", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="With --check: how long a job may stay submitted  [default: settings.stall_after_s]")
 @wait_lock_option
-def status(manifest: str, as_json: bool, refresh: bool, wait_lock: float) -> None:
+def status(manifest: str, as_json: bool, refresh: bool, check: bool, running_max: float | None,
+           wait_lock: float) -> None:
     """Show what the ledger holds, per source and collection: counts by state, rows, the oldest
-    running job, stalled jobs (settings.stall_after_s) and the last error of each failing object."""
+    running job, stalled jobs (settings.stall_after_s) and the last error of each failing object.
+    Exit 0 whatever it holds, unless --check finds a problem (exit 1)."""
     with _errors():
         m = _load(manifest)
         report = api.status(m, refresh_jobs=refresh, objects=as_json, wait_lock_s=wait_lock)
+        problems = api.health(m, report, running_max_s=running_max) if check else []
+    _show_status(m, manifest, report, as_json)
+    for problem in problems:
+        _say(f"error: {problem}", err=True)
+    if problems:
+        sys.exit(EXIT_FAILED)
+
+
+def _show_status(m: Manifest, manifest: str, report: api.StatusReport, as_json: bool) -> None:
     overview = report.overview
     if as_json:
         jobs = Counter(r.job_id for r in report.records if r.job_id)
@@ -480,6 +514,19 @@ def status(manifest: str, as_json: bool, refresh: bool, wait_lock: float) -> Non
         return
     for line in views.status_lines(overview, report.counts, m.sources, api.ledger_name(m)):
         _say(line)
+
+
+@cli.command()
+@manifest_arg
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html"),
+              metavar="FILE", help="Where to write the page (replaced atomically).")
+def report(manifest: str, output: Path) -> None:
+    """Write an HTML report of the ledger: one self-contained page (no network needed to view it) with
+    charts of objects and rows imported over time, the jobs in flight, job durations, failures by
+    reason, and each source and collection by state."""
+    with _errors():
+        size = api.write_report(_load(manifest), output)
+    click.echo(f"report: {output} ({views.size(size)})", err=True)
 
 
 @cli.command()
@@ -582,7 +629,7 @@ def ledger() -> None:
 @click.argument("source")
 @click.argument("destination")
 @click.option("--wait-lock", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
-              help="Wait up to SECONDS for runs on either ledger to end (default: exit 75).")
+              help="Wait up to SECONDS for runs on either ledger to end (0: exit 75 at once).")
 def ledger_copy(source: str, destination: str, wait_lock: float) -> None:
     """Copy the ledger SOURCE, history included, into the empty ledger DESTINATION. Each is a SQLite
     file or postgresql://user@host:5432/db?schema=NAME (a password only as ${ENV_VAR}, quoted for the

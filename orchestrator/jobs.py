@@ -4,7 +4,7 @@
   (:mod:`orchestrator.evidence`); :func:`reconcile` and :class:`LostReplies` act on its verdicts.
 * :func:`refresh` learns the state of many jobs with few calls: the job list, a page of up to 100
   jobs a call, and a progress call only where the list cannot tell (a failure's reason, the rows
-  imported, a job missing from the list).
+  imported where the list has no count but the progress call has, a job missing from the list).
 * :class:`Window` bounds how many unfinished jobs this manifest keeps on the server, and narrows
   when the server says it is full.
 * :class:`Drain` polls while a ``run --wait`` submits, so finished jobs free room for the next.
@@ -143,7 +143,8 @@ def refresh(
     remember the progress of running ones (for stall detection). A job the server no longer knows
     makes its rows ``uncertain``. From :data:`LIST_FROM` jobs on, the job list is walked first (until
     every job asked about was seen); a progress call is made only for a job the list did not show,
-    a completed job (for the rows it imported) and a failed one without a reason. A job of several
+    a completed job the list gives no row count for (where the progress call has one) and a failed
+    one without a reason. A job of several
     objects is asked about once and settles all of them: a completed one completes each, a failed one
     fails each (the one its reason names, if exactly one, is sent alone from then on). Returns counts
     of objects by job state, plus ``uncertain``. ``on_polled`` is called once per object,
@@ -168,9 +169,10 @@ def refresh(
         first = members[0]
         info = listed.get(job_id)
         try:
-            if info is None or info.state is JobState.COMPLETED or (
-                    info.state is JobState.FAILED and not info.reason):
-                info = described(job_id)
+            if info is None or (info.state is JobState.FAILED and not info.reason) or (
+                    info.state is JobState.COMPLETED and target.reports_rows
+                    and _rows_unknown(info, members)):
+                info = described(job_id)  # the list cannot tell: ask about this job alone
         except FatalTargetError:
             stop.set()  # every queued poll would fail alike
             raise
@@ -191,14 +193,14 @@ def refresh(
         if info.state is JobState.RUNNING:
             ledger.note_progress(job_id, info.progress)
         elif info.state is JobState.COMPLETED:
-            _completed(ledger, job_id, members, info)
+            _completed(ledger, job_id, members, info, from_footer=not target.reports_rows)
         elif info.state is JobState.FAILED:
             reason = redact(f"job {job_id} failed: {info.reason or 'no reason given'}")
             blamed = culprit(reason, members)
             ledger.job_failed([r.id for r in members], job_id, reason,
                               culprit=blamed.id if blamed is not None else None)
             for record in members:
-                log.warning("%s: %s", record.url, reason,
+                log.error("%s: %s", record.url, reason,
                             extra={"event": "job-failed", "url": record.url, "job_id": job_id})
             if blamed is not None:
                 log.info("%s: named as the cause of job %s's failure: it goes in a job of its own from now "
@@ -228,10 +230,19 @@ def label(urls: Sequence[str]) -> str:
     return urls[0] + (f" (and {len(urls) - 1} more)" if len(urls) > 1 else "")
 
 
-def _completed(ledger: Ledger, job_id: str, members: list[LedgerRecord], info: JobInfo) -> None:
+def _rows_unknown(info: JobInfo, members: list[LedgerRecord]) -> bool:
+    """Whether a completed job as listed lacks the rows it imported (per file, for several objects)."""
+    return info.imported_rows is None if len(members) == 1 else not any(r is not None for r in info.file_rows)
+
+
+def _completed(ledger: Ledger, job_id: str, members: list[LedgerRecord], info: JobInfo, *,
+               from_footer: bool = False) -> None:
     """Complete every object of a finished job, each with the rows the server says it imported from
-    it: the job's total for a job of one object, the per-file count for a job of several."""
-    if len(members) == 1:
+    it: the job's total for a job of one object, the per-file count for a job of several. A target
+    that does not count rows (``from_footer``) imported each whole file: the footer's count."""
+    if from_footer:
+        imported = {r.id: r.rows for r in members}
+    elif len(members) == 1:
         imported = {members[0].id: info.imported_rows}
     else:
         per_file = dict(zip(info.file_names, info.file_rows, strict=False))
@@ -590,7 +601,7 @@ def settle(reconciler: Reconciler, ledger: Ledger, redact: Redactor, rows: list[
     except FatalTargetError:
         raise
     except TransientError as exc:  # the list may answer next time: leave the rows for the next run
-        log.warning("cannot read the job list (%s): %d interrupted object(s) wait for the next run",
+        log.error("cannot read the job list (%s): %d interrupted object(s) wait for the next run",
                     redact(str(exc)), len(rows), extra={"event": "unsure"})
         counts["unsure"] += sum(r.state is ObjectState.SUBMITTING for r in rows)
         why = redact(f"cannot read the job list now ({exc})")
@@ -648,8 +659,8 @@ def _act(target: Target, ledger: Ledger, redact: Redactor, judged: list[Judgemen
         if fresh:
             ledger.mark_uncertain(fresh, first.why)
             for j in judged:
-                log.warning("%s: uncertain: %s", j.record.url, first.why,
-                            extra={"event": "uncertain", "url": j.record.url})
+                log.error("%s: uncertain: %s", j.record.url, first.why,
+                          extra={"event": "uncertain", "url": j.record.url})
     elif first.verdict is Verdict.RELEASE:
         ledger.release(ids, f"interrupted: {first.why}")
         log.info("%s: released: %s", named, first.why, extra={"event": "released", "url": first.record.url})

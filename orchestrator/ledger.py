@@ -589,6 +589,26 @@ class Ledger:
             ).fetchall()
         return {(rec.source, rec.collection): rec for rec in map(_record, rows)}
 
+    def aggregate(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one read-only aggregate query (the HTML report's: GROUP BY in the database, so
+        that the rows returned stay few at any ledger size)."""
+        with self._lock:
+            return [tuple(row) for row in self._db.execute(sql, params).fetchall()]
+
+    def floor(self, expression: str) -> str:
+        """SQL for ``expression`` (never negative) rounded down to an integer in this database (SQLite's
+        CAST truncates, PostgreSQL's rounds: there, FLOOR)."""
+        if self._db.kind.startswith("PostgreSQL"):
+            return f"CAST(FLOOR({expression}) AS BIGINT)"
+        return f"CAST({expression} AS INTEGER)"
+
+    def submitted_before(self, at: float) -> int:
+        """How many ``submitted`` rows got their job before ``at``."""
+        with self._lock:
+            row = self._db.execute("SELECT COUNT(*) FROM objects WHERE state='submitted' AND updated_at < ?",
+                                   (at,)).fetchone()
+        return int(row[0])
+
     def failing(self, limit: int) -> tuple[int, list[LedgerRecord]]:
         """How many rows are failed, invalid, uncertain, or pending after an error, and the ``limit``
         most recent of them (each with its last error, an invalid one's with its problems)."""

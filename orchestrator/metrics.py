@@ -46,22 +46,24 @@ def render(metrics: Iterable[Metric]) -> str:
     return generate_latest(registry(metrics)).decode("utf-8")
 
 
-def target(path: Path) -> Path:
-    """The file the metrics go to: ``path`` itself, or the regular file a symlink there names (the
+NO_METRICS = " (leave out --metrics-file for no metrics)"
+
+
+def target(path: Path, *, what: str = "the metrics file", hint: str = NO_METRICS) -> Path:
+    """The file ``what`` goes to: ``path`` itself, or the regular file a symlink there names (the
     symlink stays). A folder, a FIFO, a device (``/dev/null``), a socket or a symlink loop is refused
     with :class:`OutputError`: a rename over it would replace it with a regular file."""
     try:
         return real_file(path)
     except ValueError as exc:
-        raise OutputError(f"{path}: {exc}: the metrics file is replaced whole at each run, so it must be a "
-                          "regular file or a new name in an existing folder (leave out --metrics-file for "
-                          "no metrics)") from None
+        raise OutputError(f"{path}: {exc}: {what} is replaced whole at each write, so it must be a "
+                          f"regular file or a new name in an existing folder{hint}") from None
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str, *, what: str = "the metrics file", hint: str = NO_METRICS) -> None:
     """Replace ``path`` (or the file its symlink names) with ``text`` in one rename; raises
-    :class:`OutputError`."""
-    real = target(path)
+    :class:`OutputError` (naming ``what``)."""
+    real = target(path, what=what, hint=hint)
     tmp = real.with_name(f".{real.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as f:
@@ -72,7 +74,7 @@ def write_atomic(path: Path, text: str) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise OutputError(f"{path}: cannot write the metrics file ({exc.strerror or exc})") from exc
+        raise OutputError(f"{path}: cannot write {what} ({exc.strerror or exc})") from exc
 
 
 def push(url: str, metrics: Iterable[Metric], *, grouping: Mapping[str, str],

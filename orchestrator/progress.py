@@ -13,6 +13,7 @@ With several collections, each gets its own submission bar.
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 import threading
@@ -22,7 +23,6 @@ from collections.abc import Callable
 from typing import IO
 
 from rich.console import Console
-from rich.file_proxy import FileProxy
 from rich.filesize import decimal
 from rich.progress import (
     BarColumn,
@@ -35,6 +35,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Column
 from rich.text import Text
 
 from .models import Action, PlanItem
@@ -48,7 +49,7 @@ class RatesColumn(ProgressColumn):
     """``12.5 files/s, 3.4 MB/s``: the task's count and its ``bytes`` field over its elapsed time."""
 
     def render(self, task: Task) -> Text:
-        elapsed = task.elapsed
+        elapsed = task.finished_time if task.finished else task.elapsed  # a finished bar's rate stays
         if not elapsed or not task.completed:
             return Text("")
         rates = [f"{task.completed / elapsed:,.1f} {task.fields.get('unit', 'files')}/s"]
@@ -89,9 +90,11 @@ class RunBars:
         self._job_bytes: Counter[str] = Counter()
         self._other: Counter[str] = Counter()  # outcomes without a job: failed, deferred, invalid, ...
         self._jobs: tuple[str, int, int] | None = None
-        self._progress = Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(),
-                                  RatesColumn(), TimeElapsedColumn(), EtaColumn(),
-                                  TextColumn("{task.fields[note]}"), console=self._console,
+        self._progress = Progress(TextColumn("{task.description:<22}", table_column=Column(no_wrap=True)),
+                                  BarColumn(), MofNCompleteColumn(), RatesColumn(), TimeElapsedColumn(),
+                                  EtaColumn(), TextColumn("{task.fields[note]}", table_column=Column(
+                                      no_wrap=True, overflow="ellipsis", ratio=1)),
+                                  console=self._console,
                                   redirect_stdout=False, redirect_stderr=False, get_time=clock,
                                   auto_refresh=auto_refresh)
         self._auto = auto_refresh
@@ -103,7 +106,7 @@ class RunBars:
         for handler in logging.getLogger("orchestrator").handlers:
             if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
                 self._rerouted.append((handler, handler.stream))
-                handler.setStream(FileProxy(self._console, handler.stream))
+                handler.setStream(_LogLines(self._console, handler.stream))
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -158,7 +161,10 @@ class RunBars:
         over = self._listing_over
         if self._jobs is not None:
             phase, done, total = self._jobs
-            self._bar(f"jobs:{phase}", _PHASES.get(phase, phase), done, total, unit="jobs")
+            # while this run still submits, the jobs it will wait for are not all known: no total (no
+            # 0/0 that grows, no ETA) until the listing is over
+            self._bar(f"jobs:{phase}", _PHASES.get(phase, phase), done,
+                      total if phase != "waiting" or over else None, unit="jobs")
         if self._listed:
             self._bar("listed", "listed and planned", self._listed, self._listed if over else None,
                       size=self._listed_bytes)
@@ -186,3 +192,31 @@ class RunBars:
                                                        note=note)
         self._progress.update(self._tasks[key], description=description, completed=completed, total=total,
                               bytes=size, note=note)
+
+
+class _LogLines(io.TextIOBase):
+    """A log handler's stream while the bars are drawn: each whole line is printed above the bars, as
+    it is (never wrapped at the terminal's width: a long URL stays one line to copy or grep)."""
+
+    def __init__(self, console: Console, file: IO[str]) -> None:
+        super().__init__()
+        self._console = console
+        self._file = file
+        self._buffer = ""
+
+    def write(self, text: str) -> int:
+        *lines, self._buffer = (self._buffer + text).split("\n")
+        for line in lines:
+            self._console.print(Text(line), soft_wrap=True)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._buffer:
+            self._console.print(Text(self._buffer), soft_wrap=True)
+            self._buffer = ""
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def isatty(self) -> bool:
+        return self._file.isatty()

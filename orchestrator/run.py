@@ -65,6 +65,10 @@ class RunReport:
     def summary(self, *, exit_code: int | None = None) -> str:
         """One ``key=value`` line; ``exit_code`` when the process ends with another code than the
         run's own (say, the metrics file could not be written)."""
+        return "summary: " + " ".join(f"{k}={v}" for k, v in self.fields(exit_code=exit_code).items())
+
+    def fields(self, *, exit_code: int | None = None) -> dict[str, int]:
+        """The summary's counts by name, ``exit`` last."""
         o, p = self.outcomes, self.planned
         fields = {
             "submitted": o[Outcome.SUBMITTED],
@@ -83,8 +87,7 @@ class RunReport:
             "source_errors": len(self.source_errors),
             **({"left": self.left} if self.left else {}),
         }
-        code = self.exit_code() if exit_code is None else exit_code
-        return "summary: " + " ".join(f"{k}={v}" for k, v in fields.items()) + f" exit={code}"
+        return {**fields, "exit": self.exit_code() if exit_code is None else exit_code}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -311,7 +311,7 @@ class Submitter:
                 blamed = self._culprit(message, call)
                 self.ledger.refuse(call.rows, message, permanent=True, culprit=blamed)
                 for url in call.urls:
-                    log.warning("%s: refused: %s", url, message,
+                    log.error("%s: refused: %s", url, message,
                                 extra={"event": "refused", "url": url, "error": message})
                 return Outcome.FAILED
             except AmbiguousError as exc:
@@ -379,7 +379,7 @@ class Submitter:
             return None, found.rows
         if not self.ledger.mark_invalid(item, found.problems, rows=found.rows):
             return Outcome.NOT_STARTED, None
-        log.warning("%s: not submitted: %s", url, text, extra={"event": "invalid", "url": url, "error": text})
+        log.error("%s: not submitted: %s", url, text, extra={"event": "invalid", "url": url, "error": text})
         return Outcome.INVALID, None
 
     def _refused_for_everyone(self, exc: PermanentError) -> bool:
@@ -409,7 +409,7 @@ class Submitter:
         message = self.redact(f"gave up after {attempt} attempts: {exc}")
         self.ledger.refuse(call.rows, message, permanent=False)
         for url in call.urls:
-            log.warning("%s: %s", url, message, extra={"event": "deferred", "url": url, "error": message})
+            log.error("%s: %s", url, message, extra={"event": "deferred", "url": url, "error": message})
         return Outcome.DEFERRED
 
     def _look_for_job(self, call: _Call, exc: AmbiguousError) -> Outcome | None:
@@ -425,7 +425,7 @@ class Submitter:
             self.state.fail(fatal)
             return Outcome.UNSURE  # the rows stay `submitting`: looked at again
         except TargetError as list_error:
-            log.warning("%s: cannot read the job list (%s); looked at again later", call.label,
+            log.error("%s: cannot read the job list (%s); looked at again later", call.label,
                         self.redact(str(list_error)), extra={"event": "unsure", "url": call.urls[0]})
             return Outcome.UNSURE  # the rows stay `submitting`: looked at again
         match verdict.verdict:
@@ -437,7 +437,7 @@ class Submitter:
             case Verdict.UNCERTAIN:
                 self.ledger.mark_uncertain(call.rows, verdict.why)
                 for url in call.urls:
-                    log.warning("%s: uncertain: %s", url, verdict.why,
+                    log.error("%s: uncertain: %s", url, verdict.why,
                                 extra={"event": "uncertain", "url": url})
                 return self._uncertain(call)
             case Verdict.WAIT:

@@ -29,6 +29,7 @@ from orchestrator.sources.s3 import S3Source
 from tests.conftest import AZURE_ACCOUNT, AZURE_KEY, free_port, parquet_bytes
 from tests.fakes.canned import Canned, CannedServer
 from tests.fakes.zilliz import FakeZilliz
+from tests.test_operator_logs import unstamped
 
 S3_XML = "application/xml"
 
@@ -106,7 +107,7 @@ def test_s3_bucket_not_found_and_endpoint_not_answering(
     result = invoke("run", str(manifest))
     assert time.monotonic() - started < 10
     assert result.exit_code == 1
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    errors = [line for line in unstamped(result.stderr) if line.startswith("error:")]
     assert errors == ["error: sources[0] s3://no-such-bucket/emb/: bucket not found",
                       f"error: sources[2] s3://lake/emb/: cannot reach the endpoint (http://127.0.0.1:{port})"]
     assert "source_errors=2" in result.stdout
@@ -187,7 +188,7 @@ def test_gcs_bucket_not_found_and_endpoint_not_answering(
     plan = invoke("plan", str(manifest))
     assert time.monotonic() - started < 5  # a refused connection is not retried
     assert plan.exit_code == 1
-    assert plan.stderr.splitlines()[0] == \
+    assert unstamped(plan.stderr)[0] == \
         f"error: sources[1] gs://no-such-bucket/x/y/: cannot reach the endpoint (http://127.0.0.1:{port})"
 
 
@@ -233,7 +234,7 @@ def test_azure_container_not_found_and_endpoint_down(
          "endpoint_url": f"http://127.0.0.1:{port}/{AZURE_ACCOUNT}", "sas_token": "${LIST_SAS}"}])
     result = invoke("--verbose", "run", str(manifest))
     assert result.exit_code == 1
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    errors = [line for line in unstamped(result.stderr) if line.startswith("error:")]
     assert errors == ["error: sources[0] az://no-such-container/emb/: container not found",
                       f"error: sources[2] az://lake/emb/: cannot reach the endpoint (http://127.0.0.1:{port})"]
     assert "LISTING-SAS" not in result.output and AZURE_KEY not in result.output
@@ -278,14 +279,14 @@ def test_empty_prefix_warns_and_rules_that_keep_nothing_fail(
     result = invoke("run", str(manifest))
     assert result.exit_code == 0, result.output
     assert f"warning: sources[1] s3://{bucket}/nothing-here/: no objects under this prefix" \
-        in result.stderr.splitlines()
+        in unstamped(result.stderr)
     assert ledger_urls(manifest) == good["urls"]
 
     manifest = write_manifest(sources=[{"url": f"s3://{bucket}/raw/", "collection": "articles"}],
                               name="raw.yaml")
     result = invoke("plan", str(manifest))
     assert result.exit_code == 1
-    assert result.stderr.splitlines()[0] == \
+    assert unstamped(result.stderr)[0] == \
         f"error: sources[0] s3://{bucket}/raw/: none of the 2 object(s) under this prefix is kept by " \
         "include/exclude (`orchestrator ls` shows the rule that dropped each)"
 
@@ -293,7 +294,7 @@ def test_empty_prefix_warns_and_rules_that_keep_nothing_fail(
 def assert_one_source_fails(manifest: Path, fake_api: FakeZilliz, good_urls: list[str], line: str) -> None:
     result = invoke("run", str(manifest))
     assert result.exit_code == 1, result.output
-    errors = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    errors = [x for x in unstamped(result.stderr) if x.startswith("error:")]
     assert errors == [f"error: {line}"]
     assert "submitted=2 " in result.stdout and "source_errors=1" in result.stdout
     assert ledger_urls(manifest) == good_urls  # the failing source left nothing in the ledger
@@ -332,7 +333,7 @@ def test_ls_shows_the_rule_for_every_object(folder: Path, put_objects: Callable[
         f"kept     {uri}/a/1.parquet  (include '**/*.parquet')",
         f"dropped  {uri}/tmp/scratch.parquet  (exclude 'tmp/**')",
     ]
-    assert result.stderr.splitlines()[-1] == "ls: 2 dropped, 1 held back, 2 kept"
+    assert unstamped(result.stderr)[-1] == "ls: 2 dropped, 1 held back, 2 kept"
 
     every = invoke("ls", str(manifest), "--json")
     rows = [json.loads(line) for line in every.stdout.splitlines()]

@@ -301,7 +301,8 @@ def test_sigterm_finishes_calls_in_flight_and_exits_143(
     fake_api.before_reply = hook
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
-    assert "stopped by a signal" in err and "summary:" in out
+    assert "stopped by SIGTERM" in err and "SIGTERM: finishing the calls in flight" in err
+    assert "summary:" in out
     states = {r.state.value for r in rows(manifest)}
     assert "submitting" not in states  # every call in flight finished and was recorded
     assert len(fake_api.jobs) < 20

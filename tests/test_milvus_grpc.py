@@ -29,6 +29,7 @@ from orchestrator.targets.milvus_grpc import MilvusGrpcTarget
 from tests.conftest import free_port, run_cli
 from tests.crash_grpc import CRASH
 from tests.test_cli_run import invoke, status_json
+from tests.test_operator_logs import unstamped
 
 ROOT = Path(__file__).resolve().parent.parent
 DIM = 4
@@ -263,7 +264,7 @@ def test_a_server_that_does_not_answer_stops_the_run_with_one_line(tmp_path: Pat
     for command in ("run", "check"):
         result = invoke(command, str(manifest))
         assert result.exit_code == 1
-        lines = [line for line in result.stderr.splitlines() if "cannot connect to Milvus" in line]
+        lines = [line for line in unstamped(result.stderr) if "cannot connect to Milvus" in line]
         assert len(lines) == 1 and lines[0].startswith("error: ")  # once (run: "error: stopping: ...")
         assert f"cannot connect to Milvus at http://127.0.0.1:{port}" in lines[0]
         assert "Traceback" not in result.output

@@ -22,6 +22,7 @@ from orchestrator.sources.base import log_page
 from orchestrator.sources.local import LocalSource
 from tests.conftest import SECRETS
 from tests.fakes.zilliz import FakeZilliz
+from tests.test_operator_logs import unstamped
 
 
 def invoke(*args: str) -> Any:
@@ -43,13 +44,13 @@ def test_a_source_error_and_a_fatal_error_are_printed_once(
     result = invoke("run", str(missing))
     assert result.exit_code == 1
     assert result.stderr.count("bucket not found") == 1, result.stderr
-    assert "error: sources[0] s3://no-such-bucket/emb/: bucket not found" in result.stderr.splitlines()
+    assert "error: sources[0] s3://no-such-bucket/emb/: bucket not found" in unstamped(result.stderr)
 
     fatal = write_manifest(target={"cluster_id": "inxx-does-not-exist"}, name="fatal.yaml")
     result = invoke("run", str(fatal))
     assert result.exit_code == 1
     assert result.stderr.count("code 80020") == 1, result.stderr
-    assert any(line.startswith("error: stopping: code 80020") for line in result.stderr.splitlines())
+    assert any(line.startswith("error: stopping: code 80020") for line in unstamped(result.stderr))
 
 
 def test_metrics_that_cannot_be_written_make_the_summary_say_exit_1(
@@ -105,7 +106,7 @@ def test_half_set_aws_credentials_are_one_line(
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     assert result.exit_code == 1
     assert "Traceback" not in result.output and "PartialCredentialsError" not in result.output
-    lines = [line for line in result.stderr.splitlines() if "AWS_SECRET_ACCESS_KEY" in line]
+    lines = [line for line in unstamped(result.stderr) if "AWS_SECRET_ACCESS_KEY" in line]
     assert lines == ["error: sources[0] s3://" + lines[0].split("s3://", 1)[1]]
     assert "incomplete AWS credentials in the environment: AWS_SECRET_ACCESS_KEY is missing" in lines[0]
 
@@ -304,7 +305,7 @@ def test_verbose_logs_what_an_operator_needs_when_a_run_is_slow(
     fake_api.faults = ["429"]
     result = invoke("run", str(write_manifest()), "--wait", "--poll-interval", "0", "-v")
     assert result.exit_code == 0, result.output
-    lines = result.stderr.splitlines()
+    lines = unstamped(result.stderr)
     assert any(re.fullmatch(r"sources\[0\] s3://.*/embeddings/: listed page 1 under 'embeddings/': 1 entries "
                             r"in \d+\.\d\d s", line) for line in lines), lines
     assert any(re.fullmatch(r"HTTP POST /v1/vector/collections/import -> 429 in \d+ ms "

@@ -4,7 +4,9 @@ totals drawn as unknown, submissions counted when they got a job, one bar per co
 from __future__ import annotations
 
 import io
+import logging
 import re
+import sys
 
 from rich.console import Console
 from rich.text import Text
@@ -95,9 +97,72 @@ def test_one_collection_has_no_breakdown_and_jobs_have_their_unit() -> None:
     clock, screen = Clock(), Screen()
     with RunBars(screen.console, clock=clock, interval=0, auto_refresh=False) as bars:
         bars.planned(item(0))
+        bars.listed()
         bars.jobs("waiting", 0, 4)
         clock.now += 2
         bars.jobs("waiting", 3, 4)
         frame = screen.since()
     assert "->" not in frame
     assert "3/4" in line(frame, "waiting for jobs") and "1.5 jobs/s" in line(frame, "waiting for jobs")
+
+
+def test_a_finished_bar_keeps_its_rate() -> None:
+    clock, screen = Clock(), Screen()
+    with RunBars(screen.console, clock=clock, interval=0, auto_refresh=False) as bars:
+        for n in range(10):
+            clock.now += 0.5
+            bars.planned(item(n))
+        bars.listed()
+        finished = line(screen.since(), "listed and planned")
+        clock.now += 600  # long after the listing ended, the jobs are still polled
+        bars.jobs("refreshing", 1, 4)
+        later = line(screen.since(), "listed and planned")
+    assert "10/10" in finished and "2.2 files/s, 4.4 MB/s" in finished, finished
+    assert "2.2 files/s, 4.4 MB/s" in later, later
+
+
+def test_waiting_for_jobs_has_no_total_while_submitting_then_one_with_an_eta() -> None:
+    clock, screen = Clock(), Screen()
+    with RunBars(screen.console, clock=clock, interval=0, auto_refresh=False) as bars:
+        bars.planned(item(0))
+        bars.jobs("waiting", 0, 0)  # nothing submitted yet: the total is not known, not 0
+        first = line(screen.since(), "waiting for jobs")
+        assert "0/?" in first and "0/0" not in first, first
+        clock.now += 2
+        bars.jobs("waiting", 1, 3)  # the run still submits: 3 is not the total yet
+        assert "1/?" in line(screen.since(), "waiting for jobs")
+        bars.listed()  # every job this run waits for is known now: the total stays, the rate makes an ETA
+        clock.now += 2
+        bars.jobs("waiting", 2, 4)
+        clock.now += 2
+        bars.jobs("waiting", 3, 4)
+        frame = line(screen.since(), "waiting for jobs")
+    assert "3/4" in frame, frame
+    assert re.search(r"\d:\d\d:\d\d\s+\d:\d\d:\d\d", frame), frame  # elapsed, then an ETA
+
+
+def test_nothing_wraps_at_160_columns() -> None:
+    clock = Clock()
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=160)
+    logger = logging.getLogger("orchestrator")
+    handler = logging.StreamHandler(sys.stderr)
+    logger.addHandler(handler)
+    long_url = "s3://bucket/" + "a" * 150 + ".parquet"
+    try:
+        with RunBars(console, clock=clock, interval=0, auto_refresh=False, max_submissions=1) as bars:
+            for n in range(3):
+                bars.planned(item(n))
+            bars.listed()
+            for outcome in ("failed", "deferred", "invalid", "uncertain", "queued-for-later-by-the-window"):
+                clock.now += 1
+                bars.submitted(item(0), outcome)
+            logger.warning("%s: refused: a reason that makes this line 180 characters long", long_url)
+    finally:
+        logger.removeHandler(handler)
+    plain = Text.from_ansi(out.getvalue()).plain
+    assert f"{long_url}: refused: a reason that makes this line 180 characters long" in plain.splitlines()
+    submitted = [ln for ln in plain.splitlines() if "submitted (got a job)" in ln]
+    assert submitted and all(len(ln) <= 160 for ln in plain.splitlines() if long_url not in ln), plain
+    wrapped = ("left for", "next run", "1 uncertain")
+    assert not any(ln.strip().startswith(wrapped) for ln in plain.splitlines()), plain

@@ -48,7 +48,7 @@ def test_sighup_stops_like_sigterm_with_a_summary_and_exit_129(
     fake_api.before_reply = hang_up_after_first_job(proc)
     out, err = proc.communicate()
     assert proc.returncode == 129, err
-    assert "signal 1: finishing the calls in flight" in err and "stopped by a signal" in err
+    assert "SIGHUP: finishing the calls in flight" in err and "stopped by SIGHUP" in err
     assert "summary:" in out and "exit=129" in out and "Traceback" not in err
     assert "submitting" not in {r.state.value for r in rows(manifest)}  # calls in flight were recorded
     assert len(fake_api.jobs) < len(urls)

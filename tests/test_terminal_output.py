@@ -61,7 +61,9 @@ def test_json_output_keeps_keys_exact(evil: Path) -> None:
 def test_log_lines_are_escaped() -> None:
     record = logging.LogRecord("orchestrator", logging.WARNING, __file__, 1, "%s: refused: %s",
                                ("s3://b/clear\x1b[2J", "bad\nline"), None)
-    assert TextFormatter().format(record) == "warning: s3://b/clear\\x1b[2J: refused: bad\\nline"
+    record.created = 1_796_000_000.25
+    assert TextFormatter().format(record) == \
+        "2026-11-30T00:53:20.250+00:00 warning: s3://b/clear\\x1b[2J: refused: bad\\nline"
 
 
 @pytest.mark.parametrize(("raw", "shown"), [

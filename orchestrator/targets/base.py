@@ -41,6 +41,9 @@ class Target(Protocol):
     # True once this process saw one of its jobs wait for a commit: the server really honours two-phase,
     # so a create whose reply was lost can be sent again (its job, if any, is never committed)
     two_phase_proven: bool
+    # whether ``progress`` tells the rows a completed job imported; where it does not (Zilliz v1), a
+    # completed job imported its whole file: the count the pre-flight check read from its footer
+    reports_rows: bool
 
     def object_ref(self, obj: StoredObject, url: str) -> str:
         """How this API names ``obj`` in a create call: ``url`` (the URL in the source's
@@ -79,6 +82,7 @@ class OnePhase:
 
     two_phase: bool = False
     two_phase_proven: bool = False
+    reports_rows: bool = True
 
     def commit(self, job_id: str) -> None:
         raise PermanentError(f"cannot commit job {job_id}: this target has no two-phase import")

@@ -55,6 +55,7 @@ class MilvusTarget:
         self._progress = ProgressRoute()
 
     max_file_bytes: int | None = 16 * GB
+    reports_rows = True
 
     def describe(self, collection: str) -> CollectionSchema | None:
         return describe(self.client, self.base_url, collection, token=self.token, db_name=self.db_name)

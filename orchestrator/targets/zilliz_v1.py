@@ -1,7 +1,9 @@
 """Zilliz Cloud REST v1: ``/v1/vector/collections/import`` (reference section 1).
 
 v1 has no state field on progress: running while ``completeTime`` is null, failed when
-``errorMessage`` is set, completed otherwise. Success codes are 200 and 0 (the docs disagree).
+``errorMessage`` is set, completed otherwise. Nor does it count rows: a completed job imported its
+whole file, the rows the pre-flight check read from the footer. Success codes are 200 and 0 (the docs
+disagree).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ PAGE_SIZE = 100
 
 class ZillizV1Target(OnePhase):
     max_file_bytes: int | None = 10 * GB
+    reports_rows = False  # neither progress nor the list has a row count (reference section 1)
 
     def __init__(self, client: httpx.Client, *, base_url: str, cluster_id: str, api_key: Secret,
                  cluster_endpoint: str | None = None) -> None:
