@@ -448,11 +448,23 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise ManifestError(name, where, f"not valid YAML: {problem[:200]}") from exc
+        raise ManifestError(name, where, f"not valid YAML: {problem[:200]}{_flow_hint(exc, text)}") from exc
     except RecursionError as exc:
         raise ManifestError(name, "", "not a manifest: nested too deeply") from exc
     return parse(doc, file=name, base_dir=file.resolve().parent, stem=file.stem,
                  environ=os.environ if environ is None else environ)
+
+
+def _flow_hint(exc: yaml.YAMLError, text: str) -> str:
+    """The commonest mistake of one-line YAML: ``{api_key: ${KEY}}`` reads ``{KEY}`` as another mapping.
+    When the parser failed inside ``{...}`` or ``[...]`` on a line that holds ``${``, say what to do."""
+    context = getattr(exc, "context", None) or ""
+    mark = getattr(exc, "problem_mark", None)
+    kind = "{...}" if "flow mapping" in context else "[...]" if "flow sequence" in context else None
+    lines = text.splitlines()
+    if kind is None or mark is None or mark.line >= len(lines) or "${" not in lines[mark.line]:
+        return ""
+    return f" (quote a value that holds ${{...}} inside {kind}: key: '${{VAR}}')"
 
 
 _TOP_REQUIRED = ("version", "target", "sources")
