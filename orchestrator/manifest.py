@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from . import pgurl, urls
+from . import extras, pgurl, urls
 from .errors import ManifestError
 from .models import Credentials, Secret
 
@@ -455,6 +455,23 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest
                  environ=os.environ if environ is None else environ)
 
 
+def _note_missing_extras(r: _Reader, target: TargetConfig | None, sources: list[SourceConfig],
+                         ledger_url: pgurl.PostgresLedger | None) -> None:
+    """What the manifest uses from an optional extra that is not installed, each with the pip line."""
+    needs: list[tuple[str, str, str, tuple[str, ...] | None]] = []
+    if target is not None and target.type in ("milvus-lite", "milvus-grpc"):
+        lite = target.type == "milvus-lite"  # milvus-grpc needs pymilvus alone
+        needs.append(("target.type", "milvus", f"the {target.type} target", None if lite else ("pymilvus",)))
+    needs += [(f"sources[{s.index}].url", "azure", "an Azure source", None)
+              for s in sources if s.scheme == "az"]
+    if ledger_url is not None:
+        needs.append(("ledger", "postgres", "a PostgreSQL ledger", None))
+    for path, extra, what, only in needs:
+        why = extras.missing(extra, needed_by=what, modules=only)
+        if why is not None:
+            r.note(path, why)
+
+
 def _flow_hint(exc: yaml.YAMLError, text: str) -> str:
     """The commonest mistake of one-line YAML: ``{api_key: ${KEY}}`` reads ``{KEY}`` as another mapping.
     When the parser failed inside ``{...}`` or ``[...]`` on a line that holds ``${``, say what to do."""
@@ -517,6 +534,7 @@ def parse(
             ledger_url = _postgres_ledger(r, top["ledger"], stem)
         elif top.get("ledger") is not None:
             ledger = Path(r.string(top["ledger"], "ledger"))
+    _note_missing_extras(r, target, sources, ledger_url)
     r.done()
     assert target is not None
     return Manifest(
