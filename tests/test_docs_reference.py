@@ -1,0 +1,113 @@
+"""The reference pages are generated from the code (scripts/docs_reference.py, an MkDocs hook): each
+declaration must carry its description, and each generated table must be on a page."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import click
+
+from orchestrator import models
+from orchestrator.cli import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE
+from orchestrator.manifest import Settings
+
+ROOT = Path(__file__).parent.parent
+DOCS = ROOT / "docs"
+
+
+def load_generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("docs_reference", ROOT / "scripts" / "docs_reference.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["docs_reference"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+gen = load_generator()
+
+
+def page_text() -> str:
+    return "\n".join(p.read_text(encoding="utf-8") for p in sorted(DOCS.rglob("*.md")))
+
+
+def test_every_generated_table_is_on_a_page_and_every_marker_is_known() -> None:
+    used = set(gen.MARKER.findall(page_text()))
+    assert used == set(gen.GENERATORS), set(gen.GENERATORS) ^ used
+    for page in DOCS.rglob("*.md"):
+        assert "<!-- generated:" not in gen.fill(page.read_text(encoding="utf-8")).replace(
+            "<!-- generated: bench-table -->", ""), page
+
+
+def test_every_setting_is_declared_with_its_meaning() -> None:
+    rows = gen.settings_rows()
+    assert [r[0].strip("`") for r in rows] == [f.name for f in dataclasses.fields(Settings)]
+    for name, type_name, default, _allowed, meaning in rows:
+        assert meaning and type_name and default, name
+    table = gen.settings_table()
+    assert "`objects_per_job` | integer | `1` | >= 1, <= 1,024 |" in table
+    assert "`preflight` | choice | `enforce` | `off`, `warn`, `enforce` |" in table
+
+
+def test_every_command_and_option_has_help() -> None:
+    paths = []
+    for path, command in gen.commands():
+        paths.append(path)
+        assert command.help, f"{path} has no help"
+        for param in command.params:
+            if isinstance(param, click.Option):
+                assert param.help, f"{path} {param.opts[0]} has no help"
+    assert {"orchestrator run", "orchestrator validate", "orchestrator ledger copy"} <= set(paths)
+    reference = gen.cli_reference()
+    for path in paths:
+        assert f"### `{path}`" in reference
+    assert "| `--max-submissions INTEGER RANGE` | Submit at most N objects in this run." in reference
+
+
+def test_every_state_action_and_outcome_is_explained() -> None:
+    for kind in (models.ObjectState, models.Action, models.Outcome):
+        rows = gen.enum_rows(kind)
+        assert len(rows) == len(kind)
+        for value, meaning in rows:
+            if kind is models.Action and value in ("`submit`", "`skip`"):
+                continue  # the obvious two carry no comment
+            assert meaning, f"{kind.__name__} {value} has no comment beside its declaration"
+
+
+def test_log_events_are_found_with_their_messages() -> None:
+    events = gen.log_events()
+    assert {"summary", "submitted", "adopted", "completed", "job-failed", "fatal", "uncertain",
+            "stalled"} <= set(events)
+    for name, entry in events.items():
+        assert entry["levels"] <= {"debug", "info", "warning", "error"}, name
+    assert "`retry`" in gen.log_events_table()
+
+
+def test_metrics_export_columns_and_exit_codes() -> None:
+    metrics = gen.metrics_table()
+    assert "`orchestrator_last_success_timestamp_seconds`" in metrics
+    assert "`state` (completed, failed," in metrics
+    columns = gen.export_table()
+    for name in models.LedgerRecord._fields:
+        assert gen.COLUMN_MEANINGS.get(name), f"export column {name} has no meaning"
+        assert f"| `{name}` |" in columns
+    assert {0, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED} <= set(gen.EXIT_CODES)
+
+
+def test_python_api_and_error_catalogue() -> None:
+    text = gen.python_api()
+    for name in gen.PUBLIC_API:
+        assert f"### `api.{name}`" in text
+    assert "run(manifest: 'Manifest', options: 'RunOptions'" in text or "run(manifest" in text
+    messages = gen.error_messages()
+    texts = [m for _module, _kind, m in messages]
+    assert len(messages) > 150
+    assert any("bucket not found" in t for t in texts)  # a store's table of messages
+    assert any("quote a value" not in t and "secrets are not accepted literally" in t for t in texts)
+    assert any(re.search(r"the disk is full", t) for t in texts)
+    assert "OrchestratorError" in gen.error_tree()
