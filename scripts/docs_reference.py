@@ -360,6 +360,49 @@ def extras_table() -> str:
     return table(("extra", "brings", "install"), rows)
 
 
+# -- target and source keys: what the manifest reader accepts, asked of the reader itself ------------
+
+def known_keys(doc: dict[str, Any], place: str) -> list[str]:
+    """The keys the reader accepts at ``place`` (``target`` or ``sources[0]``), from its own "unknown
+    key" message for a key no manifest has."""
+    try:
+        manifest.parse(doc, file="m.yaml", base_dir=Path("/"), stem="m", environ={})
+    except errors.ManifestError as exc:
+        for problem in exc.problems:
+            if problem.path == f"{place}.zz_probe":
+                return re.findall(r"[a-z_]+", problem.problem.split("known keys:", 1)[1])
+    raise AssertionError(f"the reader did not refuse {place}.zz_probe")
+
+
+def target_keys(target_type: str) -> list[str]:
+    doc = {"version": 1, "target": {"type": target_type, "zz_probe": 1}, "sources": []}
+    return [k for k in known_keys(doc, "target") if k != "type"]
+
+
+def source_keys() -> list[str]:
+    doc = {"version": 1, "target": {"type": "milvus-lite", "uri": "x.db"},
+           "sources": [{"url": "lake", "collection": "a", "zz_probe": 1}]}
+    return known_keys(doc, "sources[0]")
+
+
+def target_keys_table() -> str:
+    rows = []
+    for name, rules in manifest.TARGET_RULES.items():
+        rows.append((f"`{name}`", ", ".join(f"`{k}`" for k in target_keys(name)),
+                     "required" if rules.credentials else "none", "yes" if rules.partitions else "no",
+                     "yes" if rules.local_sources else "no", number(rules.files_per_job),
+                     "none" if rules.in_process else number(rules.window)))
+    return table(("type", "keys", "`credentials`", "partitions", "local folders", "files per job",
+                  "jobs in flight (default)"), rows)
+
+
+def source_keys_table() -> str:
+    only = manifest._SCHEME_KEYS  # keys that only some kinds of source take
+    rows = [(f"`{key}`", ", ".join(f"`{s}://`" for s in only[key]) if key in only else "every kind")
+            for key in source_keys()]
+    return table(("key", "for"), rows)
+
+
 GENERATORS: dict[str, Callable[[], str]] = {
     "settings": settings_table,
     "cli": cli_reference,
@@ -375,6 +418,8 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "error-tree": error_tree,
     "error-catalogue": error_catalogue,
     "extras": extras_table,
+    "target-keys": target_keys_table,
+    "source-keys": source_keys_table,
     "bench-table": str,  # the recorded table stays, unless make bench's results replace it (fill)
 }
 

@@ -111,3 +111,19 @@ def test_python_api_and_error_catalogue() -> None:
     assert any("quote a value" not in t and "secrets are not accepted literally" in t for t in texts)
     assert any(re.search(r"the disk is full", t) for t in texts)
     assert "OrchestratorError" in gen.error_tree()
+
+
+def test_every_target_and_source_key_is_described() -> None:
+    """Each key the reader accepts is in the generated tables and described in the pages' own text."""
+    from orchestrator.manifest import TARGET_RULES
+    described = "\n".join((DOCS / page).read_text(encoding="utf-8") for page in (
+        "reference/targets.md", "reference/sources.md", "reference/manifest.md"))
+    table = gen.target_keys_table()
+    for name in TARGET_RULES:
+        keys = gen.target_keys(name)
+        assert keys and f"| `{name}` | " + ", ".join(f"`{k}`" for k in keys) in table
+        for key in keys:
+            assert f"`{key}" in described or f" {key}:" in described, f"target {name}: {key} is not described"
+    for key in gen.source_keys():
+        assert f"`{key}" in described or f" {key}:" in described, f"sources: {key} is not described"
+    assert "| `service_account_file` | `gs://` |" in gen.source_keys_table()
