@@ -150,7 +150,7 @@ def check_requirement(requirement: str) -> None:
     name, _, rest = requirement.partition("[")
     wheel = Path(name).name
     if wheel.endswith(".whl"):
-        assert wheel.startswith(PROJECT["name"].replace("-", "_") + "-"), requirement
+        assert wheel.startswith(f"{PROJECT['name'].replace('-', '_')}-{PROJECT['version']}-"), requirement
     else:
         assert name == PROJECT["name"], f"{requirement}: the distribution is {PROJECT['name']}"
     for extra in rest.rstrip("]").split(",") if rest else []:
