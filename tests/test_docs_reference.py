@@ -127,3 +127,10 @@ def test_every_target_and_source_key_is_described() -> None:
     for key in gen.source_keys():
         assert f"`{key}" in described or f" {key}:" in described, f"sources: {key} is not described"
     assert "| `service_account_file` | `gs://` |" in gen.source_keys_table()
+
+
+def test_the_readme_lists_every_command() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for path, command in gen.commands():
+        if not isinstance(command, click.Group):
+            assert f"| `{path} " in readme, f"the README's command table lacks {path}"
