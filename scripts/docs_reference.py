@@ -349,9 +349,22 @@ def _described(tree: ast.Module, module: str) -> Iterator[tuple[str, str]]:
                     yield kind, text.replace("{error}", "…")
 
 
+EXIT_OF = {"ManifestError": EXIT_USAGE, "LockHeldError": EXIT_LOCKED}
+
+
+def error_kind(kind: str) -> str:
+    """What an error class means, from its docstring in errors.py (and the exit, where it is its own)."""
+    cls = vars(errors).get(kind)
+    if not isinstance(cls, type):
+        return "printed by the command line" if kind == "cli" else "a message the error above carries"
+    meaning = (inspect.getdoc(cls) or "").split("\n\n")[0].replace("\n", " ")
+    return f"{meaning} (exit {EXIT_OF[kind]})" if kind in EXIT_OF else meaning
+
+
 def error_catalogue() -> str:
-    rows = [(code(text), f"`{kind}`", f"`{module}`") for module, kind, text in error_messages()]
-    return table(("message (… is filled in)", "error", "raised in"), rows)
+    rows = [(code(text), f"`{kind}`: {error_kind(kind)}", f"`{module}`")
+            for module, kind, text in error_messages()]
+    return table(("message (… is filled in)", "error: what it means", "raised in"), rows)
 
 
 def extras_table() -> str:
