@@ -5,6 +5,7 @@ Milvus Lite the ``milvus`` extra pins is the release the tests run with."""
 
 from __future__ import annotations
 
+import fcntl
 import importlib.metadata
 import os
 import re
@@ -12,7 +13,6 @@ import shutil
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,10 +34,21 @@ def run(args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None 
                           check=False)
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The ``bin`` folder of a fresh virtualenv holding the wheel and nothing else (no extras)."""
-    work = tmp_path_factory.mktemp("wheel")
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``bin`` folder of a fresh virtualenv holding the wheel and nothing else (no extras): made once
+    per test session, the pytest-xdist workers sharing it (the session's folder, under a lock)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # no xdist: this session's own folder
+        return build_and_install(tmp_path_factory.mktemp("wheel"))
+    shared = tmp_path_factory.getbasetemp().parent / "wheel"  # the session's folder, above the workers'
+    shared.mkdir(exist_ok=True)
+    with open(shared / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = shared / "venv" / "bin" / "orchestrator"
+        return done.parent if done.exists() else build_and_install(shared)
+
+
+def build_and_install(work: Path) -> Path:
     source = work / "source"  # a copy: building in the worktree would leave build/ and egg-info there
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -53,7 +64,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     assert made.returncode == 0, made.stderr
     pip = run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", str(wheel)])
     assert pip.returncode == 0, pip.stderr[-3000:]
-    yield venv / "bin"
+    return venv / "bin"
 
 
 def clean_env(**extra: str) -> dict[str, str]:
