@@ -134,3 +134,10 @@ def test_the_readme_lists_every_command() -> None:
     for path, command in gen.commands():
         if not isinstance(command, click.Group):
             assert f"| `{path} " in readme, f"the README's command table lacks {path}"
+
+
+def test_the_annotated_manifest_shows_every_setting() -> None:
+    page = (DOCS / "reference" / "manifest.md").read_text(encoding="utf-8")
+    example = page.split("```yaml\n", 1)[1].split("```", 1)[0]
+    for spec in dataclasses.fields(Settings):
+        assert f"\n  {spec.name}: " in example, f"the annotated manifest lacks settings.{spec.name}"
