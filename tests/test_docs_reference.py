@@ -11,6 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 import click
+import pytest
 
 from orchestrator import models
 from orchestrator.cli import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE
@@ -141,3 +142,22 @@ def test_the_annotated_manifest_shows_every_setting() -> None:
     example = page.split("```yaml\n", 1)[1].split("```", 1)[0]
     for spec in dataclasses.fields(Settings):
         assert f"\n  {spec.name}: " in example, f"the annotated manifest lacks settings.{spec.name}"
+
+
+def test_the_performance_table_comes_from_make_bench_results_when_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    import bench.__main__ as bench_main
+    page = (DOCS / "performance.md").read_text(encoding="utf-8")
+    monkeypatch.setattr(gen, "BENCH_RESULTS", tmp_path / "absent.json")
+    assert "plan       1M new objects: objects/s" in gen.fill(page)  # the recorded table stays
+    results = tmp_path / "latest.json"
+    results.write_text(json.dumps({"machine": {"cpu": "TestCPU", "cores": 2, "system": "Linux",
+                                               "python": "3.11.7"}}))
+    monkeypatch.setattr(gen, "BENCH_RESULTS", results)
+    monkeypatch.setattr(bench_main, "rows", lambda _results: [("plan", "a measure", 1.5, "< 2", True)])
+    filled = gen.fill(page)
+    assert "Measured by `make bench` on TestCPU, 2 cores, Linux, Python 3.11.7" in filled
+    assert "a measure" in filled and "1M new objects: objects/s" not in filled
