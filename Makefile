@@ -1,6 +1,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# what `make demo` needs: the package with Milvus Lite, nothing else (no test tools, no PostgreSQL)
+DEMO_STAMP := $(VENV)/.installed-demo
+# what `make test` needs on top: every extra, the test tools, the docs site, Debian's PostgreSQL
 STAMP := $(VENV)/.installed
 # Azurite, the Azure Storage emulator the tests start (npm; Node.js 18+)
 AZURITE_VERSION := 3.37.0
@@ -17,7 +20,13 @@ SERVER_STAMP := $(SERVER_VENV)/.installed
 AIRFLOW_VENV := .airflow-venv
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 
-.PHONY: install install-server install-airflow test lint unit fuzz demo bench clean
+.PHONY: install install-server install-airflow test lint unit docs fuzz demo bench clean
+
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[milvus]'
+	touch $(DEMO_STAMP)
 
 $(STAMP): pyproject.toml
 	@# the tests' PostgreSQL server (tests/pgserver.py): Debian's server binaries, when missing
@@ -26,10 +35,12 @@ $(STAMP): pyproject.toml
 	@# the report's browser tests (tests/test_report.py): Debian's Chromium, headless, when missing
 	command -v chromium >/dev/null 2>&1 || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
-	$(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,local]'
-	touch $(STAMP)
+	@# the distribution was named `orchestrator` before (a name PyPI gives another project)
+	$(BIN)/pip uninstall --quiet --yes orchestrator 2>/dev/null || true
+	$(BIN)/pip install --quiet -e '.[test,docs,milvus,azure,postgres]'
+	touch $(STAMP) $(DEMO_STAMP)
 
 $(AZURITE_STAMP):
 	rm -rf .azurite
@@ -60,13 +71,18 @@ lint: $(STAMP)
 unit: $(STAMP) $(AZURITE_STAMP) $(SERVER_STAMP) $(AIRFLOW_STAMP)
 	$(BIN)/pytest -q -n 2
 
-test: lint unit
+# the documentation site, strict: a broken link or a page missing from the nav fails; the reference
+# pages are filled from the code while it builds (scripts/docs_hooks.py)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
+test: lint docs unit
 
 # the property-based tests with many more examples than `make test` runs (several minutes)
 fuzz: $(STAMP)
 	ORCHESTRATOR_FUZZ=fuzz $(BIN)/pytest -q -p no:xdist tests/test_fuzz.py
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/python scripts/make_demo_data.py demo-data/lake
 	$(BIN)/orchestrator run manifests/demo.yaml --wait
 	$(BIN)/orchestrator status manifests/demo.yaml
@@ -76,5 +92,5 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) $(SERVER_VENV) $(AIRFLOW_VENV) .azurite .mypy_cache .ruff_cache .pytest_cache build *.egg-info demo-data
+	rm -rf $(VENV) $(SERVER_VENV) $(AIRFLOW_VENV) .azurite .mypy_cache .ruff_cache .pytest_cache build dist site *.egg-info demo-data
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,11 +1,12 @@
 """An Airflow 3 DAG that loads one manifest every hour through orchestrator's Python API.
 
 Copy this file into your DAGs folder and set ``ORCHESTRATOR_MANIFEST`` (or edit ``MANIFEST``). The
-worker that runs the task needs ``pip install orchestrator`` and the manifest's environment variables
-(API key, import credentials). The ledger lives beside the manifest unless the manifest's ``ledger:``
-says otherwise: every worker that may run the task must see the same ledger file (a shared volume),
-or run the task in one pool of size 1. ``max_active_runs=1`` keeps two runs of the DAG from waiting on
-each other's lock; a run that still finds the ledger held fails fast with a clear message.
+worker that runs the task needs ``pip install milvus-import-orchestrator`` and the manifest's
+environment variables (API key, import credentials). The ledger lives beside the manifest unless the
+manifest's ``ledger:`` says otherwise: every worker that may run the task must see the same ledger file
+(a shared volume), or run the task in one pool of size 1. ``max_active_runs=1`` keeps two runs of the
+DAG from waiting on each other's lock; a run that still finds the ledger held fails fast with a clear
+message.
 
 Orchestrator's own state is the ledger, not Airflow's: retrying the task (or the whole DAG run) is
 always safe; nothing is imported twice.

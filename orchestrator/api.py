@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from . import metrics, pgurl, planner, urls
+from . import extras, metrics, pgurl, planner, urls
 from .checks import Inspection as Inspection
 from .checks import Preflight
 from .errors import (
@@ -547,9 +547,13 @@ def ledger_location(text: str, environ: Mapping[str, str] | None = None) -> Path
         return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", one, part)
 
     try:
-        return pgurl.parse(text, substitute=substitute, default_schema=None)
+        location = pgurl.parse(text, substitute=substitute, default_schema=None)
     except ValueError as exc:
         raise ManifestError("", "ledger URL", str(exc)) from None
+    why = extras.missing("postgres", needed_by="a PostgreSQL ledger")
+    if why is not None:
+        raise ManifestError("", "ledger URL", why)
+    return location
 
 
 def copy_ledger(source: Path | PostgresLedger, destination: Path | PostgresLedger, *,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from . import api, views
+from . import api, extras, views
 from .errors import LockHeldError, ManifestError, OrchestratorError
 from .manifest import Manifest
 from .models import Action, PlanItem
@@ -219,7 +219,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"show_default": True})
-@click.version_option(package_name="orchestrator")
+@click.version_option(package_name=extras.DISTRIBUTION)
 @_log_options
 def cli() -> None:
     """Bulk-load parquet files from object storage into Zilliz Cloud and Milvus, exactly once."""

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from . import pgurl, urls
+from . import extras, pgurl, urls
 from .errors import ManifestError
 from .models import Credentials, Secret
 from .paths import not_a_file
@@ -489,11 +489,40 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise ManifestError(name, where, f"not valid YAML: {problem[:200]}") from exc
+        raise ManifestError(name, where, f"not valid YAML: {problem[:200]}{_flow_hint(exc, text)}") from exc
     except RecursionError as exc:
         raise ManifestError(name, "", "not a manifest: nested too deeply") from exc
     return parse(doc, file=name, base_dir=file.resolve().parent, stem=file.stem,
                  environ=os.environ if environ is None else environ)
+
+
+def _note_missing_extras(r: _Reader, target: TargetConfig | None, sources: list[SourceConfig],
+                         ledger_url: pgurl.PostgresLedger | None) -> None:
+    """What the manifest uses from an optional extra that is not installed, each with the pip line."""
+    needs: list[tuple[str, str, str, tuple[str, ...] | None]] = []
+    if target is not None and target.type in ("milvus-lite", "milvus-grpc"):
+        lite = target.type == "milvus-lite"  # milvus-grpc needs pymilvus alone
+        needs.append(("target.type", "milvus", f"the {target.type} target", None if lite else ("pymilvus",)))
+    needs += [(f"sources[{s.index}].url", "azure", "an Azure source", None)
+              for s in sources if s.scheme == "az"]
+    if ledger_url is not None:
+        needs.append(("ledger", "postgres", "a PostgreSQL ledger", None))
+    for path, extra, what, only in needs:
+        why = extras.missing(extra, needed_by=what, modules=only)
+        if why is not None:
+            r.note(path, why)
+
+
+def _flow_hint(exc: yaml.YAMLError, text: str) -> str:
+    """The commonest mistake of one-line YAML: ``{api_key: ${KEY}}`` reads ``{KEY}`` as another mapping.
+    When the parser failed inside ``{...}`` or ``[...]`` on a line that holds ``${``, say what to do."""
+    context = getattr(exc, "context", None) or ""
+    mark = getattr(exc, "problem_mark", None)
+    kind = "{...}" if "flow mapping" in context else "[...]" if "flow sequence" in context else None
+    lines = text.splitlines()
+    if kind is None or mark is None or mark.line >= len(lines) or "${" not in lines[mark.line]:
+        return ""
+    return f" (quote a value that holds ${{...}} inside {kind}: key: '${{VAR}}')"
 
 
 _TOP_REQUIRED = ("version", "target", "sources")
@@ -550,6 +579,7 @@ def parse(
     problem = ledger_file_problem(ledger) if ledger_url is None else None
     if problem is not None:
         r.note("ledger", problem)
+    _note_missing_extras(r, target, sources, ledger_url)
     r.done()
     assert target is not None
     return Manifest(

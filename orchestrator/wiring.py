@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from . import lock, urls
+from . import extras, lock, urls
 from .errors import (
     FatalTargetError,
     ManifestError,
@@ -140,7 +140,7 @@ def one_run(manifest: Manifest, *, wait_lock_s: float = 0.0,
 
 
 # One line per import API: how its manifest section becomes a target. Milvus Lite is imported on use,
-# since it needs the optional ``local`` extra.
+# since it needs the optional ``milvus`` extra.
 TARGETS: dict[str, Callable[[TargetConfig, httpx.Client, ObjectReader], Target]] = {
     "zilliz-v1": lambda t, client, _read: ZillizV1Target(
         client, base_url=t.base_url, cluster_id=t.cluster_id, api_key=_key(t),
@@ -188,7 +188,7 @@ def _milvus_lite(t: TargetConfig, read: ObjectReader) -> Target:
         from .targets.milvus_lite import MilvusLiteTarget
     except ImportError as exc:
         raise FatalTargetError(f"the milvus-lite target needs pymilvus and milvus-lite ({exc}): install "
-                               "them with pip install 'orchestrator[local]'") from exc
+                               f"them with {extras.install_hint('milvus')}") from exc
     if t.uri is None:
         raise ManifestError("", "target.uri", "the milvus-lite target needs a database path")
     return MilvusLiteTarget(t.uri, read=read, create_collection=t.create_collection, metric=t.metric)
@@ -198,8 +198,8 @@ def _milvus_grpc(t: TargetConfig, client: httpx.Client) -> Target:
     try:
         from .targets.milvus_grpc import MilvusGrpcTarget
     except ImportError as exc:
-        raise FatalTargetError(f"the milvus-grpc target needs pymilvus ({exc}): install it with pip "
-                               "install 'orchestrator[local]'") from exc
+        raise FatalTargetError(f"the milvus-grpc target needs pymilvus ({exc}): install it with "
+                               f"{extras.install_hint('milvus')}") from exc
     return MilvusGrpcTarget(t.base_url, token=t.api_key, db_name=t.db_name,
                             timeout_s=client.timeout.read or 30.0)  # settings.timeout_s, as for HTTP
 

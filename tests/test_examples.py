@@ -168,17 +168,16 @@ def test_shell_completion_script_and_completions(shell: str) -> None:
         assert commands.output.split() == ["plain,show", "plain,status"]
 
 
-def test_the_readme_python_api_example_runs(
+def test_the_docs_python_api_example_runs(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeZilliz,
 ) -> None:
-    readme = (EXAMPLES.parent / "README.md").read_text()
-    section = readme.split("## Python API", 1)[1]
-    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    page = (EXAMPLES.parent / "docs" / "reference" / "python-api.md").read_text()
+    code = page.split("```python\n", 1)[1].split("```", 1)[0]
     put_objects(["embeddings/a.parquet"])
     fake_api.fail_objects = {"a.parquet": "field 'vector' type mis-match"}
     monkeypatch.chdir(write_manifest().parent)  # nightly.yaml, as the example names it
-    exec(compile(code, "README.md", "exec"), {})
+    exec(compile(code, "python-api.md", "exec"), {})
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("submit s3://") and out[1] == "{'submit': 1}"
     assert out[2].startswith("summary: submitted=1 ") and "jobs_failed=1" in out[2]

@@ -244,5 +244,5 @@ def test_missing_optional_packages_say_how_to_install(
     monkeypatch.setitem(sys.modules, "orchestrator.targets.milvus_lite", None)
     result = invoke("run", str(lite_manifest(tmp_path, lite, ROUTED)))
     assert result.exit_code == 1
-    assert "pip install 'orchestrator[local]'" in result.stderr
+    assert "pip install 'milvus-import-orchestrator[milvus]'" in result.stderr
 
