@@ -76,7 +76,7 @@ def test_a_first_signal_ends_a_run_whose_reply_is_held(
     hold_replies(fake_api, held, then=lambda: proc.send_signal(signum))
     done = proc.finish()
     assert done.returncode == code, done.stderr
-    assert "stopped by a signal" in done.stderr and "Traceback" not in done.stderr
+    assert f"stopped by {signal.Signals(signum).name}" in done.stderr and "Traceback" not in done.stderr
     assert done.stdout.startswith("summary: ") and f"exit={code}" in done.stdout
     assert len(fake_api.jobs) == 1
     assert [r.state.value for r in rows(manifest)] == ["submitting"]  # the cut call: reconciled next run

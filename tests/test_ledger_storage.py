@@ -23,6 +23,7 @@ from orchestrator.ledger import Ledger, ledger_error
 from tests.conftest import SECRETS
 from tests.fakes.base import FakeImportAPI
 from tests.test_ledger import item
+from tests.test_operator_logs import unstamped
 
 
 def invoke(*args: str) -> Any:
@@ -184,7 +185,8 @@ def test_reading_commands_read_a_ledger_in_a_read_only_folder(
             assert expected in result.stdout, (args, result.stdout)
         result = invoke("run", str(manifest))  # writing is refused with one line
         clean(result)
-        assert result.exit_code == 1 and result.stderr.startswith(f"error: {state}"), result.output
+        assert result.exit_code == 1, result.output
+        assert unstamped(result.stderr)[0].startswith(f"error: {state}"), result.output
     assert sorted(p.name for p in state.iterdir()) == ["l.sqlite"]  # nothing was written there
 
 

@@ -137,7 +137,7 @@ def test_warn_mode_submits_with_a_warning_and_off_reads_nothing(
     assert "submitted=1 " in off.stdout  # the server is left to find out
 
 
-def test_v1_reports_no_row_count_so_nothing_is_compared(
+def test_v1_reports_no_row_count_so_its_rows_are_the_footers_and_nothing_is_compared(
     s3: Any, bucket: str, write_manifest: Callable[..., Path], fake_api: FakeImportAPI,
 ) -> None:
     s3.put_object(Bucket=bucket, Key="embeddings/seven.parquet", Body=parquet(rows=7))
@@ -146,7 +146,7 @@ def test_v1_reports_no_row_count_so_nothing_is_compared(
     rerun = invoke("-v", "run", str(manifest))
     assert "jobs_completed=1" in rerun.stdout and "the file holds" not in rerun.stderr
     obj = status(manifest)["seven.parquet"]
-    assert (obj["state"], obj["rows"], obj["imported_rows"]) == ("completed", 7, None)
+    assert (obj["state"], obj["rows"], obj["imported_rows"]) == ("completed", 7, 7)  # the footer's count
 
 
 @pytest.mark.parametrize("fake_api", ["zilliz-v2", "milvus"], indirect=True)

@@ -18,6 +18,7 @@ from tests.conftest import Child, cli_child, run_cli
 from tests.fakes.base import FakeImportAPI, Job
 from tests.test_exactly_once import assert_exactly_once, invoke, rows
 from tests.test_milvus_lite import ROUTED, lite_manifest, table, write
+from tests.test_operator_logs import unstamped
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,8 +91,9 @@ def test_a_lite_database_locked_by_another_process_is_one_line(tmp_path: Path, l
         holder.kill()
         holder.wait()
     assert done.returncode == 1
-    assert done.stderr == f"error: {lite_db}: cannot open the Milvus Lite database (another process holds " \
-                          f"the lock on '{lite_db}': [Errno 11] Resource temporarily unavailable)\n"
+    assert unstamped(done.stderr) == [
+        f"error: {lite_db}: cannot open the Milvus Lite database (another process holds the lock on "
+        f"'{lite_db}': [Errno 11] Resource temporarily unavailable)"]
 
 
 def test_a_ctrl_c_while_milvus_lite_shuts_down_prints_no_traceback(tmp_path: Path, lite_db: Path) -> None:
