@@ -167,8 +167,8 @@ class Settings:
                                                         low=1, high=100))
     requests_per_second: float = field(default=10.0, metadata=_meta(
         "the pace of all calls to the import API", above=0, high=10_000))
-    timeout_s: float = field(default=30.0, metadata=_meta("seconds one HTTP call may take",
-                                                          above=0, high=3600))
+    timeout_s: float = field(default=30.0, metadata=_meta(
+        "seconds one HTTP call may take as a whole (connect, send, the whole reply)", above=0, high=3600))
     max_job_failures: int = field(default=3, metadata=_meta(
         "server-side failures before an object is left failed", low=1, high=100))
     on_change: OnChange = field(default=OnChange.SKIP, metadata=_meta(
@@ -803,8 +803,9 @@ def _source(r: _Reader, node: Any, index: int, rules: TargetRules | None, target
         try:
             pattern = KeyPattern(raw)
         except PatternError as exc:
-            raise r.fail(f"{p}.pattern", f"not a valid regular expression for RE2 (no lookarounds or "
-                                         f"backreferences: see the README): {exc}") from exc
+            raise r.fail(f"{p}.pattern", "not a valid regular expression for RE2 (no lookarounds or "
+                                         "backreferences: see Patterns in docs/reference/sources.md): "
+                                         f"{exc}") from exc
     groups = set(pattern.groupindex) if pattern else set()
     collection = r.string(s["collection"], f"{p}.collection")
     _check_template(r, collection, f"{p}.collection", groups)

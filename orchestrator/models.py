@@ -67,7 +67,7 @@ class ObjectState(enum.StrEnum):
     SUBMITTED = "submitted"  # the server gave a job id; the job runs
     COMPLETED = "completed"  # the job finished on the server
     FAILED = "failed"  # the server refused the object or its job failed
-    UNCERTAIN = "uncertain"  # a job may exist but the server cannot tell: needs `retry --uncertain`
+    UNCERTAIN = "uncertain"  # the evidence cannot decide yet whether a job exists: each run looks again
     INVALID = "invalid"  # the pre-flight check found problems: never submitted as it stands
 
     @property
@@ -85,7 +85,7 @@ class Action(enum.StrEnum):
     RECONCILE = "reconcile"  # a previous run died mid-call: look the job up first
     SKIP = "skip"
     CHANGED = "changed"  # imported before, the content changed since, and on_change is skip
-    HOLD = "hold"  # held for a person: uncertain, invalid, or out of failures (`retry` or `exclude`)
+    HOLD = "hold"  # held: uncertain (until the evidence decides), invalid, or out of failures
 
 
 class Outcome(enum.StrEnum):

@@ -25,7 +25,7 @@ import click
 
 from orchestrator import api, errors, extras, manifest, models
 from orchestrator.cli import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE, cli
-from orchestrator.run import RunReport
+from orchestrator.run import EXIT_DEADLINE, RunReport
 
 PACKAGE = Path(manifest.__file__).parent
 MARKER = re.compile(r"<!-- generated: ([a-z-]+) -->")
@@ -261,6 +261,8 @@ EXIT_CODES = {
                  "the message says what",
     EXIT_USAGE: "the manifest or the command line is wrong: every problem found, one line each; nothing ran",
     EXIT_LOCKED: "another run holds the ledger",
+    EXIT_DEADLINE: "`run --deadline` came: the run stopped early and printed its summary (as GNU `timeout` "
+                   "exits)",
     130: "stopped by Ctrl-C (SIGINT)",
     143: "stopped by SIGTERM",
     129: "stopped by SIGHUP",
@@ -274,7 +276,7 @@ def exit_codes_table() -> str:
 # -- the Python API -------------------------------------------------------------------------------
 
 PUBLIC_API = ("validate", "ls", "plan", "check", "run", "status", "retry", "show", "export", "write_metrics",
-              "copy_ledger", "ledger_location")
+              "check_metrics_file", "copy_ledger", "ledger_location")
 
 
 def python_api() -> str:

@@ -16,6 +16,7 @@ import pytest
 from orchestrator import models
 from orchestrator.cli import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE
 from orchestrator.manifest import Settings
+from orchestrator.run import EXIT_DEADLINE
 
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"
@@ -97,7 +98,7 @@ def test_metrics_export_columns_and_exit_codes() -> None:
     for name in models.LedgerRecord._fields:
         assert gen.COLUMN_MEANINGS.get(name), f"export column {name} has no meaning"
         assert f"| `{name}` |" in columns
-    assert {0, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED} <= set(gen.EXIT_CODES)
+    assert {0, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_DEADLINE, 130, 143, 129} <= set(gen.EXIT_CODES)
 
 
 def test_python_api_and_error_catalogue() -> None:
