@@ -191,6 +191,7 @@ def _run(
                     target, manifest, reader, deep=options.deep),
                 enforce=settings.preflight is PreflightMode.ENFORCE,
                 objects_per_job=settings.objects_per_job, max_job_bytes=max_job_bytes(manifest),
+                job_timeout_s=settings.job_timeout_s,
             )
             budget = [options.max_submissions]
 

@@ -1,6 +1,6 @@
 """The protocol every import API implements, and what the wiring hands to targets that need it.
 
-Two-phase import (Milvus 2.7+, ``reference/import-api.md`` section 9) is an optional capability of the
+Two-phase import (Milvus 3.0+, ``reference/import-api.md`` sections 9 and 10) is an optional capability of the
 protocol, spelled the same way on every target so that callers need no ``isinstance``:
 
 * ``two_phase`` (bool): True while this target creates jobs whose rows stay invisible until
