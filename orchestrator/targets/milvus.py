@@ -61,6 +61,7 @@ class MilvusTarget:
 
     max_file_bytes: int | None = 16 * GB
     reports_rows = True
+    list_page_size: int | None = None  # no pagination: one reply holds every job (reference section 10)
 
     def describe(self, collection: str) -> CollectionSchema | None:
         return describe(self.client, self.base_url, collection, token=self.token, db_name=self.db_name)

@@ -1,0 +1,176 @@
+"""The import protocol as Milvus 2.6 / 3.0 speak it (reference section 10), through the command line
+against the real-socket fakes: every create has a job timeout, Idempotency-Keys Milvus accepts for any
+object name, a job list without pages, and uncommitted jobs that the server never forgets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from orchestrator import api
+from tests.conftest import Clock, run_cli
+from tests.fakes.milvus import MAX_KEY_BYTES, FakeMilvus, duration_s, key_problem
+
+MILVUS = pytest.mark.parametrize("fake_api", ["milvus"], indirect=True)
+
+
+def _records(manifest: Path) -> list[Any]:
+    with api.open_ledger(api.validate(manifest)) as ledger:
+        return list(ledger.records())
+
+
+def _run(manifest: Path, *args: str) -> Any:
+    done = run_cli("run", str(manifest), *args)
+    assert done.returncode in (0, 1), done.stderr
+    return done
+
+
+# -- 1. every create has a job timeout ---------------------------------------------------------------
+
+@MILVUS
+@pytest.mark.parametrize("two_phase", [False, True])
+def test_every_milvus_create_sends_the_job_timeout_as_a_duration(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+    two_phase: bool,
+) -> None:
+    put_objects(["embeddings/a.parquet", "embeddings/b.parquet"])
+    fake_api.two_phase_manifest = two_phase
+    _run(write_manifest())
+    _run(write_manifest(settings={"job_timeout_s": 7200, "objects_per_job": 2}, name="other.yaml"))
+    options = [r.body.get("options") for r in fake_api.creates()]
+    extra = {"auto_commit": "false"} if two_phase else {}
+    assert options == [{"timeout": "86400s", **extra}] * 2 + [{"timeout": "7200s", **extra}], options
+    assert all(j.timeout_s in (86400.0, 7200.0) for j in fake_api.jobs.values())
+
+
+@MILVUS
+def test_a_job_the_server_timed_out_is_failed_with_its_reason(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+    clock: Clock,
+) -> None:
+    urls = put_objects(["embeddings/slow.parquet"])
+    fake_api.clock = clock
+    fake_api.complete_after = 10_000.0  # longer than the job may take
+    manifest = write_manifest(settings={"job_timeout_s": 600, "max_job_failures": 1})
+    assert "submitted=1" in _run(manifest).stdout
+    clock.now += 599.0
+    _run(manifest)
+    assert _records(manifest)[0].state.value == "submitted"  # still within its time
+    clock.now += 1.0
+    done = _run(manifest)
+    record = _records(manifest)[0]
+    assert (record.url, record.state.value) == (urls[0], "failed"), done.stdout
+    assert "import timeout, expired the specified time limit 600s" in (record.error or "")
+    assert "import timeout" in done.stderr
+
+
+@MILVUS
+@pytest.mark.parametrize("value", [0, 59, 30 * 86400 + 1, "1h"])
+def test_validate_refuses_a_job_timeout_out_of_range(
+    write_manifest: Callable[..., Path], value: object,
+) -> None:
+    done = run_cli("validate", str(write_manifest(settings={"job_timeout_s": value})))
+    assert done.returncode != 0 and "settings.job_timeout_s" in done.stderr, done.stderr
+
+
+def test_the_fake_reads_durations_like_go() -> None:
+    assert [duration_s(t) for t in ("3600s", "1.5h", "1h30m", "300ms", "s", "3600", "-1s", "1 s")] == [
+        3600.0, 5400.0, 5400.0, 0.3, None, None, None, None]
+
+
+# -- 2. Idempotency-Key as Milvus defines it ---------------------------------------------------------
+
+ODD_NAMES = [
+    "embeddings/" + "long-" * 201 + ".parquet",  # 1,024 characters: the longest S3 key
+    "embeddings/données-日本語-ü.parquet",
+    "embeddings/a%20b%2Fc.parquet",
+    "embeddings/with spaces and\ttab.parquet",
+    "embeddings/quote\"back\\slash.parquet",
+]
+
+
+@MILVUS
+def test_keys_are_what_milvus_accepts_for_every_object_name(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+) -> None:
+    assert len(ODD_NAMES[0]) == 1024
+    urls = put_objects(ODD_NAMES)
+    fake_api.honour_idempotency = True  # a 2.6.24+ server: it checks the key's format
+    fake_api.faults = ["full"]  # the job limit: the call is queued for the next run, with the same key
+    manifest = write_manifest(settings={"concurrency": 1})
+    assert "queued=5" in _run(manifest).stdout
+    second = _run(manifest)
+    refused, *sent = fake_api.creates()
+    assert all(key_problem(r.headers["Idempotency-Key"]) is None for r in sent)
+    assert {r.state.value for r in _records(manifest)} == {"submitted"}, second.stdout + second.stderr
+    assert [len(fake_api.jobs_for(u)) for u in urls] == [1] * len(urls)
+    retried = [r for r in sent if r.body["files"] == refused.body["files"]]
+    assert [r.headers["Idempotency-Key"] for r in retried] == [refused.headers["Idempotency-Key"]]
+    assert len({r.headers["Idempotency-Key"] for r in sent}) == len(urls)
+
+
+def test_the_fake_checks_keys_and_remembers_them_per_collection_for_a_day(clock: Clock) -> None:
+    fake = FakeMilvus(clock=clock, honour_idempotency=True).start()
+    try:
+        def create(key: str, collection: str = "c") -> dict[str, Any]:
+            reply = httpx.post(f"{fake.url}/v2/vectordb/jobs/import/create", headers={
+                "Authorization": f"Bearer {fake.api_key}", "Idempotency-Key": key},
+                json={"collectionName": collection, "files": [["a.parquet"]]})
+            return dict(reply.json())
+
+        assert create("k" * (MAX_KEY_BYTES + 1))["code"] == 1100
+        assert create("tab\tin-key")["code"] == 1100
+        first = create("k" * MAX_KEY_BYTES)["data"]["jobId"]
+        assert create("k" * MAX_KEY_BYTES)["data"]["jobId"] == first
+        assert create("k" * MAX_KEY_BYTES, "other")["data"]["jobId"] != first  # scoped to the collection
+        clock.now += 86_400.0
+        assert create("k" * MAX_KEY_BYTES)["data"]["jobId"] != first  # forgotten after a day
+        fake.faults = ["full"]
+        assert create("late")["code"] == 2100 and not [j for j in fake.all_jobs() if j.idempotency_key
+                                                          == "late"]  # the limit check comes first
+    finally:
+        fake.stop()
+
+
+# -- 5. the Milvus job list has no pages ----------------------------------------------------------
+
+@MILVUS
+def test_polling_by_list_when_one_reply_holds_every_job(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+) -> None:
+    urls = put_objects([f"embeddings/p{i}.parquet" for i in range(5)])
+    for i in range(600):  # more jobs than a page of any list: other collections' and earlier ones
+        fake_api.add_job(f"s3://elsewhere/x{i}.parquet", "other")
+    fake_api.complete_after = 10_000.0
+    manifest = write_manifest()
+    assert "submitted=5" in _run(manifest).stdout
+    before = len(fake_api.received)
+    _run(manifest)
+    paths = [r.path.rsplit("/", 1)[1] for r in fake_api.received[before:]]
+    assert paths == ["list"], paths  # one reply held every job: no paging, no call per job after it
+    fake_api.complete_after = 0.0
+    before = len(fake_api.received)
+    done = _run(manifest)
+    paths = [r.path.rsplit("/", 1)[1] for r in fake_api.received[before:]]
+    assert paths == ["list"] + ["describe"] * 5, paths  # the list has no rows: one describe each
+    assert "jobs_completed=5" in done.stdout, done.stdout  # each counted once
+    status = json.loads(run_cli("status", str(manifest), "--json").stdout)
+    assert status["counts"] == {"completed": 5}
+    assert [fake_api.visible_rows(u) for u in urls] == [3] * 5
+
+
+def test_the_milvus_fake_ignores_page_fields() -> None:
+    fake = FakeMilvus().start()
+    try:
+        for i in range(12):
+            fake.add_job(f"s3://b/{i}.parquet", "c")
+        reply = httpx.post(f"{fake.url}/v2/vectordb/jobs/import/list", headers={
+            "Authorization": f"Bearer {fake.api_key}"}, json={"pageSize": 5, "currentPage": 2}).json()
+        assert reply["code"] == 0 and len(reply["data"]["records"]) == 12 and "count" not in reply["data"]
+    finally:
+        fake.stop()
