@@ -162,6 +162,7 @@ class Submitter:
         self.max_job_bytes = max_job_bytes
         self.job_timeout_s = job_timeout_s
         self.job_ids: list[str] = []  # jobs created or adopted by this run
+        self.resent = 0  # two-phase: create calls sent again after a lost reply (each may leave an orphan)
         self._cannot_read = 0  # refusals "cannot read the object" before any job was made
         self._lock = threading.Lock()
         self._probe = threading.Lock()  # one call at a time learns the server's clock (_server_time)
@@ -324,6 +325,8 @@ class Submitter:
                     log.info("%s: %s; sending again (two-phase: a job of the lost call stays uncommitted)",
                              call.label, self.redact(str(exc)),
                              extra={"event": "ambiguous", "url": call.urls[0]})
+                    with self._lock:
+                        self.resent += 1
                     found = None
                 else:
                     found = self._look_for_job(call, exc)

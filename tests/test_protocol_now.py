@@ -5,6 +5,7 @@ object name, a job list without pages, and uncommitted jobs that the server neve
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -172,5 +173,69 @@ def test_the_milvus_fake_ignores_page_fields() -> None:
         reply = httpx.post(f"{fake.url}/v2/vectordb/jobs/import/list", headers={
             "Authorization": f"Bearer {fake.api_key}"}, json={"pageSize": 5, "currentPage": 2}).json()
         assert reply["code"] == 0 and len(reply["data"]["records"]) == 12 and "count" not in reply["data"]
+    finally:
+        fake.stop()
+
+
+# -- 4. uncommitted jobs are never garbage-collected: a run leaves none of its own ------------------
+
+def _proven(manifest: Any, client: httpx.Client, read: Any) -> Any:
+    """The target, as after a commit earlier in this process: two-phase import is proven."""
+    target = api.make_target(manifest, client, read)
+    target.two_phase_proven = True
+    return target
+
+
+@MILVUS
+def test_run_wait_aborts_the_uncommitted_orphan_of_its_own_lost_reply(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="orchestrator")
+    from orchestrator.run import RunOptions
+
+    urls = put_objects(["embeddings/a.parquet", "embeddings/b.parquet"])
+    fake_api.two_phase_manifest = True
+    fake_api.faults = ["drop"]  # a's reply is lost, its job made: sent again, the first job an orphan
+    manifest = write_manifest(settings={"concurrency": 1})
+    report = api.run(api.validate(manifest), RunOptions(wait=True, poll_interval_s=0.05, deadline_s=60),
+                     target_factory=_proven)
+    assert report.exit_code() == 0, report
+    orphan, owned = fake_api.jobs_for(urls[0])
+    assert owned.committed_at is not None
+    assert orphan.failed_at is not None and orphan.committed_at is None  # aborted by the same run
+    assert [fake_api.visible_rows(u) for u in urls] == [3, 3]
+    assert "an uncommitted orphan of a lost reply" in caplog.text
+
+
+@MILVUS
+def test_a_run_that_leaves_an_orphan_uncommitted_says_why(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="orchestrator")
+    urls = put_objects(["embeddings/a.parquet"])
+    fake_api.two_phase_manifest = True
+    fake_api.complete_after = 10_000.0  # still importing when the run ends: it cannot be told apart yet
+    fake_api.faults = ["drop"]
+    report = api.run(api.validate(write_manifest()), target_factory=_proven)
+    assert report.exit_code() == 0 and len(fake_api.jobs_for(urls[0])) == 2
+    assert "1 create call(s) of this run were sent again after a lost reply" in caplog.text, caplog.text
+
+
+def test_the_fake_keeps_uncommitted_jobs_forever(clock: Clock) -> None:
+    fake = FakeMilvus(clock=clock, job_memory_s=3 * 3600.0).start()
+    try:
+        def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            return dict(httpx.post(f"{fake.url}/v2/vectordb/jobs/import/{path}", headers={
+                "Authorization": f"Bearer {fake.api_key}"}, json=body).json())
+
+        kept = post("create", {"collectionName": "c", "files": [["a.parquet"]],
+                               "options": {"auto_commit": "false"}})["data"]["jobId"]
+        done = post("create", {"collectionName": "c", "files": [["b.parquet"]]})["data"]["jobId"]
+        clock.now += 365 * 86400.0
+        assert post("describe", {"jobId": kept})["data"]["state"] == "Uncommitted"
+        assert post("describe", {"jobId": done})["code"] == 2100  # a completed job is forgotten
+        assert [r["jobId"] for r in post("list", {})["data"]["records"]] == [kept]
     finally:
         fake.stop()
