@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from orchestrator import api
-from tests.conftest import Clock, run_cli
+from tests.conftest import Clock, cli_child, run_cli
 from tests.fakes.milvus import MAX_KEY_BYTES, FakeMilvus, duration_s, key_problem
 
 MILVUS = pytest.mark.parametrize("fake_api", ["milvus"], indirect=True)
@@ -239,3 +239,20 @@ def test_the_fake_keeps_uncommitted_jobs_forever(clock: Clock) -> None:
         assert [r["jobId"] for r in post("list", {})["data"]["records"]] == [kept]
     finally:
         fake.stop()
+
+
+@pytest.mark.parametrize("fake_api", ["zilliz-v1", "zilliz-v2"], indirect=True)
+def test_a_paged_list_whose_server_ignores_pages_is_read_once(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: Any,
+) -> None:
+    put_objects([f"embeddings/p{i}.parquet" for i in range(5)])
+    for i in range(150):  # more than a page: every page would answer all of them, with no count
+        fake_api.add_job(f"s3://elsewhere/x{i}.parquet", "other")
+    fake_api.pages_ignored = True
+    fake_api.complete_after = 10_000.0
+    fake_api.faults = ["drop"]  # a lost reply: the whole list is read to find its job
+    manifest = write_manifest(settings={"concurrency": 1})
+    done = cli_child("run", str(manifest), deadline_s=60).finish()  # old code: paged on for ever
+    assert "submitted=4 adopted=1" in done.stdout, done.stdout + done.stderr
+    lists = [r for r in fake_api.received if r.path.endswith("/list")]
+    assert len(lists) <= 2, len(lists)  # one read per look, not page after page of the same jobs

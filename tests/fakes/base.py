@@ -119,6 +119,9 @@ class FakeImportAPI:
     max_jobs: int | None = None  # unfinished jobs the server holds; a create past it is refused as full
     before_list: Callable[[], None] | None = None  # called before each list call answers
     newest_first: bool = False  # the order of the job list
+    # a paged list (Zilliz) whose server ignores the page fields and says no ``count``, as Milvus's
+    # list does (reference section 10): every page answers every job
+    pages_ignored: bool = False
     list_enabled: bool = True
     slow_s: float = 0.3
     trickle_s: float = 0.05  # a slow-loris reply's pause between bytes
@@ -275,6 +278,12 @@ class FakeImportAPI:
         now = self.clock()
         jobs = [j for j in self.all_jobs() if now - j.created >= self.list_lag_s and self.remembered(j)]
         return jobs[::-1] if self.newest_first else jobs
+
+    def page(self, jobs: list[Job], size: int, page: int) -> tuple[list[Job], dict[str, int]]:
+        """One page of a paged list, and its ``count`` field (none when ``pages_ignored``)."""
+        if self.pages_ignored:
+            return jobs, {}
+        return jobs[(page - 1) * size: page * size], {"count": len(jobs)}
 
     def reported_name(self, object_url: str) -> str:
         """How progress replies name the object: its URL after the host, as given (still

@@ -107,9 +107,8 @@ class FakeZillizV2(FakeImportAPI):
         page = int(body.get("currentPage", 1))
         if not 1 <= size <= 100:
             return self.reply(h, {"code": 1100, "message": "invalid parameter: pageSize must be 1..100"})
-        jobs = self.listed_jobs()
-        chunk = jobs[(page - 1) * size: page * size]
+        chunk, count = self.page(self.listed_jobs(), size, page)
         return self.reply(h, {"code": 0, "data": {
-            "count": len(jobs), "currentPage": page, "pageSize": size,
+            **count, "currentPage": page, "pageSize": size,
             "records": [{"collectionName": j.collection, "jobId": j.job_id, "state": self.state(j)}
                         for j in chunk]}})
