@@ -71,6 +71,27 @@ def test_a_job_the_server_timed_out_is_failed_with_its_reason(
 
 
 @MILVUS
+def test_after_a_timeout_the_next_try_has_a_new_key(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+    clock: Clock,
+) -> None:
+    urls = put_objects(["embeddings/slow.parquet"])
+    fake_api.clock = clock
+    fake_api.honour_idempotency = True  # a failed job's key keeps returning that failed job
+    fake_api.complete_after = 10_000.0
+    manifest = write_manifest(settings={"job_timeout_s": 600, "max_job_failures": 2})
+    _run(manifest)
+    clock.now += 600.0
+    _run(manifest)  # timed out: failed once, pending again
+    fake_api.complete_after = 0.0
+    _run(manifest)  # sent again: a new job, not the failed one
+    first, second = fake_api.jobs_for(urls[0])
+    assert first.idempotency_key != second.idempotency_key and first.fail_reason and not second.fail_reason
+    _run(manifest)
+    assert _records(manifest)[0].state.value == "completed"
+
+
+@MILVUS
 @pytest.mark.parametrize("value", [0, 59, 30 * 86400 + 1, "1h"])
 def test_validate_refuses_a_job_timeout_out_of_range(
     write_manifest: Callable[..., Path], value: object,
