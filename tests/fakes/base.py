@@ -22,7 +22,11 @@ answers late; ``none`` answers normally (to place a fault later in ``faults``).
 Servers as they are, off by default: ``list_lag_s`` (a job shows in the list only that many seconds of
 the fake's clock after it was made; progress by id knows it at once), ``job_memory_s`` (a job finished
 longer ago than that is forgotten: progress answers "not found", the list drops it; ``jobs`` still
-holds it for tests).
+holds it for tests), ``pages_ignored`` (a paged list that answers every job on every page, with no
+``count``, as Milvus's unpaged list would). As Milvus 2.6 / 3.0 (reference section 10): a job created
+with ``timeout_s`` (Milvus's ``options.timeout``) fails when it passes before the job could complete;
+with ``honour_idempotency`` a key is remembered ``key_memory_s`` (24 h) per collection, looked up after
+the job-limit check.
 
 File names: progress replies report an object as :meth:`FakeImportAPI.reported_name`, the part of its
 URL after the host (``s3://b/emb/a b.parquet`` -> ``emb/a b.parquet``; ``https://h/b/emb/a%20b.parquet``
