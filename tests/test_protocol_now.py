@@ -277,3 +277,22 @@ def test_a_paged_list_whose_server_ignores_pages_is_read_once(
     assert "submitted=4 adopted=1" in done.stdout, done.stdout + done.stderr
     lists = [r for r in fake_api.received if r.path.endswith("/list")]
     assert len(lists) <= 2, len(lists)  # one read per look, not page after page of the same jobs
+
+
+@MILVUS
+def test_the_orphan_of_an_object_left_failed_is_aborted_by_the_next_run(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+) -> None:
+    urls = put_objects(["embeddings/a.parquet"])
+    fake_api.two_phase_manifest = True
+    fake_api.complete_after = 10_000.0
+    fake_api.faults = ["drop"]  # the reply is lost, the job made: sent again, the first job an orphan
+    manifest = write_manifest(settings={"max_job_failures": 1})
+    assert api.run(api.validate(manifest), target_factory=_proven).exit_code() == 0
+    orphan, owned = fake_api.jobs_for(urls[0])
+    owned.fail_reason = "the server failed it"  # the owned job fails: the object is left failed (held)
+    fake_api.complete_after = 0.0  # and the orphan waits Uncommitted, for ever unless aborted
+    done = _run(manifest)
+    assert _records(manifest)[0].state.value == "failed", done.stdout
+    assert orphan.failed_at is not None and orphan.committed_at is None, done.stdout + done.stderr
+    assert fake_api.visible_rows(urls[0]) == 0
