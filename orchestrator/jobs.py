@@ -31,7 +31,6 @@ from .targets.base import Target
 
 log = logging.getLogger("orchestrator")
 LIST_FROM = 4  # from this many jobs to learn about, one list walk beats one progress call each
-LIST_PAGE = 100  # jobs per page of the paged job lists (Zilliz)
 # a job id, the state it ended in (None: the server no longer knows it), its objects
 OnFinished = Callable[[str, JobState | None, int], None]
 MIN_POLL_S = 0.05  # between two polls of the same jobs, whatever --poll-interval says
@@ -318,14 +317,16 @@ def _listed(target: Target, wanted: set[str], *, max_attempts: int, stop: thread
     cannot be read leaves them all to one-by-one calls; a fatal error stops at once."""
     def walk() -> dict[str, JobInfo]:
         found: dict[str, JobInfo] = {}
+        page = target.list_page_size
         for seen, job in enumerate(target.list_jobs(), start=1):
             if job.job_id in wanted:
                 found[job.job_id] = job
                 if len(found) == len(wanted):
                     break
             # a long history of other jobs: once the pages walked outnumber the jobs still missing,
-            # one progress call each is cheaper than walking on
-            if stop.is_set() or (seen % LIST_PAGE == 0 and seen // LIST_PAGE > len(wanted) - len(found)):
+            # one progress call each is cheaper than walking on (not where one reply held them all)
+            if stop.is_set() or (page is not None and seen % page == 0 and seen // page > len(wanted)
+                                 - len(found)):
                 break
         return found
 

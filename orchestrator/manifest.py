@@ -188,6 +188,10 @@ class Settings:
         "overrides the target's per-file limit (e.g. 1 on the Free tier)", above=0, high=1000))
     stall_after_s: float = field(default=3600.0, metadata=_meta(
         "a running job whose progress stands still this long is stalled", low=0, high=30 * 86400))
+    job_timeout_s: int = field(default=86_400, metadata=_meta(
+        "seconds the server lets one import job take before it fails it (Milvus: options.timeout, sent on "
+        "every create); long enough for a job of many large files that waits its turn", low=60,
+        high=30 * 86400))
     job_list_lag_s: float = field(default=30.0, metadata=_meta(
         "how long a new job may take to appear in the server's job list", low=0, high=3600))
     max_jobs_in_flight: int | None = field(default=None, metadata=_meta(

@@ -202,6 +202,7 @@ class ImportRequest:
     obj: StoredObject | None = None
     source: int = 0
     companions: tuple[str, ...] = ()  # the other objects of a job of several, named like object_url
+    timeout_s: int | None = None  # how long the server may let the job take (settings.job_timeout_s)
 
     @property
     def files(self) -> tuple[str, ...]:

@@ -191,6 +191,7 @@ def _run(
                     target, manifest, reader, deep=options.deep),
                 enforce=settings.preflight is PreflightMode.ENFORCE,
                 objects_per_job=settings.objects_per_job, max_job_bytes=max_job_bytes(manifest),
+                job_timeout_s=settings.job_timeout_s,
             )
             budget = [options.max_submissions]
 
@@ -221,6 +222,8 @@ def _run(
             if drain is not None:
                 drain.finish()
                 report.waited.update(drain.ended)
+            _orphans_left(submitter.resent, reconciler, ledger, redact, report,
+                          look=drain is not None and not stop.is_set())
             report.reconciled.update(lost.counts)
             report.outcomes[Outcome.DEFERRED] += lost.counts["released"]  # no job: the next run submits
         except FatalTargetError as exc:
@@ -242,6 +245,21 @@ def _run(
             report.waited["uncertain"]
         if report.exit_code() == 0 and not stop.is_set():
             ledger.note_success()
+
+
+def _orphans_left(resent: int, reconciler: Reconciler, ledger: Ledger, redact: Redactor, report: RunReport,
+                  *, look: bool) -> None:
+    """Two-phase: the jobs of this run's lost replies, sent again, wait uncommitted, and Milvus never
+    removes an uncommitted job (reference section 10): after a wait (``look``), abort those already
+    uncommitted; say why any may be left."""
+    if resent and look:
+        aborted = abort_orphans(reconciler, ledger, redact)
+        report.reconciled["aborted"] += aborted
+        resent -= aborted
+    if resent > 0:
+        log.info("%d create call(s) of this run were sent again after a lost reply: a job of each may wait "
+                 "uncommitted on the server (still importing, or not yet listed); the next run aborts it",
+                 resent, extra={"event": "orphans-left"})
 
 
 def max_job_bytes(manifest: Manifest) -> int | None:

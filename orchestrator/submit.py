@@ -136,6 +136,7 @@ class Submitter:
         on_created: Callable[[str, int], None] | None = None,
         objects_per_job: int = 1,
         max_job_bytes: int | None = None,
+        job_timeout_s: int | None = None,
     ) -> None:
         self.target = target
         self.preflight = preflight
@@ -159,7 +160,9 @@ class Submitter:
         self.on_created = on_created
         self.objects_per_job = objects_per_job
         self.max_job_bytes = max_job_bytes
+        self.job_timeout_s = job_timeout_s
         self.job_ids: list[str] = []  # jobs created or adopted by this run
+        self.resent = 0  # two-phase: create calls sent again after a lost reply (each may leave an orphan)
         self._cannot_read = 0  # refusals "cannot read the object" before any job was made
         self._lock = threading.Lock()
         self._probe = threading.Lock()  # one call at a time learns the server's clock (_server_time)
@@ -281,6 +284,7 @@ class Submitter:
             idempotency_key=idempotency_key([(i.obj.url, i.obj.version, c.key_gen) for i, _, _, c in sent],
                                             destination),
             obj=first.obj, source=first.source, companions=tuple(url for _, _, url, _ in sent[1:]),
+            timeout_s=self.job_timeout_s,
         )
         call = _Call([c.row for *_, c in sent], [i.obj.url for i, *_ in sent], first.route.collection,
                      [rows for _, rows, _, _ in sent])
@@ -321,6 +325,8 @@ class Submitter:
                     log.info("%s: %s; sending again (two-phase: a job of the lost call stays uncommitted)",
                              call.label, self.redact(str(exc)),
                              extra={"event": "ambiguous", "url": call.urls[0]})
+                    with self._lock:
+                        self.resent += 1
                     found = None
                 else:
                     found = self._look_for_job(call, exc)

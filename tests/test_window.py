@@ -195,6 +195,7 @@ def test_refresh_by_list_is_one_call_for_many_jobs_with_no_server(tmp_path: Path
 
     class Listing:
         two_phase = False
+        list_page_size = 100
 
         def list_jobs(self) -> Any:
             calls.append("list")

@@ -1,6 +1,6 @@
 """The protocol every import API implements, and what the wiring hands to targets that need it.
 
-Two-phase import (Milvus 2.7+, ``reference/import-api.md`` section 9) is an optional capability of the
+Two-phase import (Milvus 3.0+, ``reference/import-api.md`` sections 9 and 10) is an optional capability of the
 protocol, spelled the same way on every target so that callers need no ``isinstance``:
 
 * ``two_phase`` (bool): True while this target creates jobs whose rows stay invisible until
@@ -44,6 +44,9 @@ class Target(Protocol):
     # whether ``progress`` tells the rows a completed job imported; where it does not (Zilliz v1), a
     # completed job imported its whole file: the count the pre-flight check read from its footer
     reports_rows: bool
+    # jobs per reply of ``list_jobs``; None where one reply holds every job (open-source Milvus: its list
+    # has no pagination, reference section 10), so walking on never costs another call
+    list_page_size: int | None
 
     def object_ref(self, obj: StoredObject, url: str) -> str:
         """How this API names ``obj`` in a create call: ``url`` (the URL in the source's
@@ -83,6 +86,7 @@ class OnePhase:
     two_phase: bool = False
     two_phase_proven: bool = False
     reports_rows: bool = True
+    list_page_size: int | None = 100  # the paged job lists of Zilliz Cloud (v1, v2)
 
     def commit(self, job_id: str) -> None:
         raise PermanentError(f"cannot commit job {job_id}: this target has no two-phase import")

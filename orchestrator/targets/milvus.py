@@ -7,15 +7,20 @@ as HTTP 200 with a body code; success is code 0 only (code 200 means "partition 
 Finished jobs are forgotten after about 3 hours: a progress call for one is an error (code 2100, "import
 job does not exist"), which becomes :class:`JobNotFoundError`; the ledger stays the long-term record.
 
-Two-phase import (Milvus 2.7+, reference section 9), with ``two_phase=True``: create sends
-``"options": {"auto_commit": "false"}``; the job stops in ``Uncommitted`` (:attr:`JobState.UNCOMMITTED`)
-with its rows invisible until :meth:`MilvusTarget.commit` (``Committing``, read as running, then
-``Completed``) or :meth:`MilvusTarget.abort` (``Failed``). A server that refuses the option (a
-well-formed error naming ``auto_commit``) gets one plain create instead, and ``two_phase`` turns off for
-the rest of the process; an older server ignores the option, so its jobs never read ``Uncommitted``:
-``two_phase_proven`` turns True only once a job of this process was seen ``Uncommitted`` or
-``Committing``, or a commit succeeded. Commit and abort refusals all come as code 2100, whatever the
-reason, so the target asks the job's state before deciding what a refusal means.
+Every create sends ``"options": {"timeout": "<n>s"}`` (``ImportRequest.timeout_s``, from
+``settings.job_timeout_s``): a job created without it never times out, and while it is unfinished the
+collection's schema cannot change (reference section 10; milvus-io/milvus 53071, 53159). A job that
+times out reads ``Failed`` with the server's reason, like any failed job.
+
+Two-phase import (Milvus 3.0+, pull request 48524, reference sections 9 and 10), with ``two_phase=True``:
+create adds ``"auto_commit": "false"`` to the options; the job stops in ``Uncommitted``
+(:attr:`JobState.UNCOMMITTED`) with its rows invisible until :meth:`MilvusTarget.commit` (``Committing``,
+read as running, then ``Completed``) or :meth:`MilvusTarget.abort` (``Failed``). A server that refuses
+the option (a well-formed error naming ``auto_commit``) gets one create without that option instead, and
+``two_phase`` turns off for the rest of the process; an older server ignores the option, so its jobs
+never read ``Uncommitted``: ``two_phase_proven`` turns True only once a job of this process was seen
+``Uncommitted`` or ``Committing``, or a commit succeeded. Commit and abort refusals all come as code
+2100, whatever the reason, so the target asks the job's state before deciding what a refusal means.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class MilvusTarget:
 
     max_file_bytes: int | None = 16 * GB
     reports_rows = True
+    list_page_size: int | None = None  # no pagination: one reply holds every job (reference section 10)
 
     def describe(self, collection: str) -> CollectionSchema | None:
         return describe(self.client, self.base_url, collection, token=self.token, db_name=self.db_name)
@@ -80,12 +86,15 @@ class MilvusTarget:
         body = self._body(collectionName=request.collection, files=[[key] for key in request.files])
         if request.partition is not None:
             body["partitionName"] = request.partition
+        if request.timeout_s is not None:  # without it the job never times out (milvus-io/milvus 53159)
+            body["options"] = {"timeout": f"{request.timeout_s}s"}  # a Go duration string
         headers = {"Idempotency-Key": request.idempotency_key}
         if not self.two_phase:
             return created_job_id(self._post(CREATE, body, headers=headers, creates=True))
         try:
-            return created_job_id(self._post(CREATE, {**body, "options": NO_AUTO_COMMIT}, headers=headers,
-                                             creates=True))
+            return created_job_id(self._post(CREATE, {**body, "options": {**body.get("options", {}),
+                                                                         **NO_AUTO_COMMIT}},
+                                             headers=headers, creates=True))
         except PermanentError as exc:
             if "auto_commit" not in exc.message:
                 raise

@@ -105,6 +105,8 @@ class MilvusGrpcTarget(OnePhase):
                                                                                  timeout=self.timeout_s))
         return from_describe(described, where=f"describe {collection}")
 
+    list_page_size: int | None = None  # one call answers every task
+
     def list_jobs(self) -> Iterator[JobInfo]:
         tasks = self._call(lambda h: h.list_bulk_insert_tasks(0, "", timeout=self.timeout_s))
         yield from (_job_info(task) for task in tasks)

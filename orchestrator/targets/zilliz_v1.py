@@ -83,6 +83,7 @@ class ZillizV1Target(OnePhase):
     def list_jobs(self) -> Iterator[JobInfo]:
         page = 1
         seen = 0
+        ids: set[str] = set()
         while True:
             data = call(self.client, "GET", f"{self.base_url}/v1/vector/collections/import/list",
                         headers=self._headers(),
@@ -91,14 +92,17 @@ class ZillizV1Target(OnePhase):
             if not isinstance(data, dict):
                 raise PermanentError("the job list reply has no data")
             jobs = data.get("tasks", data.get("records")) or []
+            fresh = len(ids)
             for job in jobs:
                 job_id = listed_job_id(job)
-                if job_id is None:
+                if job_id is None or job_id in ids:
                     continue
+                ids.add(job_id)
                 state = _LIST_STATES.get(str(job.get("state")), JobState.RUNNING)
                 yield JobInfo(job_id=job_id, state=state, collection=job.get("collectionName"))
             seen += len(jobs)
             count = data.get("count")
-            if not jobs or (isinstance(count, int) and seen >= count):
+            # a short page is the last; a page of jobs all seen is a server that ignores the page fields
+            if len(jobs) < PAGE_SIZE or len(ids) == fresh or (isinstance(count, int) and seen >= count):
                 return
             page += 1

@@ -76,13 +76,17 @@ class ZillizV2Target(OnePhase):
     def list_jobs(self) -> Iterator[JobInfo]:
         page = 1
         seen = 0
+        ids: set[str] = set()
         while True:
             data = self._post(LIST, {"clusterId": self.cluster_id, "pageSize": PAGE_SIZE,
                                      "currentPage": page})
-            yield from list_records(data, STATES)
+            new = [job for job in list_records(data, STATES) if job.job_id not in ids]
+            yield from new
+            ids.update(job.job_id for job in new)
             records = len(data.get("records") or [])  # skipped ones included: they count in ``count``
             seen += records
             count = data.get("count")
-            if not records or (isinstance(count, int) and seen >= count):
+            # a short page is the last; a page of jobs all seen is a server that ignores the page fields
+            if records < PAGE_SIZE or not new or (isinstance(count, int) and seen >= count):
                 return
             page += 1

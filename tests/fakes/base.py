@@ -22,7 +22,11 @@ answers late; ``none`` answers normally (to place a fault later in ``faults``).
 Servers as they are, off by default: ``list_lag_s`` (a job shows in the list only that many seconds of
 the fake's clock after it was made; progress by id knows it at once), ``job_memory_s`` (a job finished
 longer ago than that is forgotten: progress answers "not found", the list drops it; ``jobs`` still
-holds it for tests).
+holds it for tests), ``pages_ignored`` (a paged list that answers every job on every page, with no
+``count``, as Milvus's unpaged list would). As Milvus 2.6 / 3.0 (reference section 10): a job created
+with ``timeout_s`` (Milvus's ``options.timeout``) fails when it passes before the job could complete;
+with ``honour_idempotency`` a key is remembered ``key_memory_s`` (24 h) per collection, looked up after
+the job-limit check.
 
 File names: progress replies report an object as :meth:`FakeImportAPI.reported_name`, the part of its
 URL after the host (``s3://b/emb/a b.parquet`` -> ``emb/a b.parquet``; ``https://h/b/emb/a%20b.parquet``
@@ -71,6 +75,7 @@ class Job:
     committed_at: float | None = None  # when a two-phase job was committed
     failed_at: float | None = None  # when it was aborted (a job refused at creation fails at once)
     more: tuple[str, ...] = ()  # the other objects of a job of several (``object_url`` is the first)
+    timeout_s: float | None = None  # Milvus ``options.timeout``: fails the job if it runs longer
 
     @property
     def object_urls(self) -> tuple[str, ...]:
@@ -118,6 +123,9 @@ class FakeImportAPI:
     max_jobs: int | None = None  # unfinished jobs the server holds; a create past it is refused as full
     before_list: Callable[[], None] | None = None  # called before each list call answers
     newest_first: bool = False  # the order of the job list
+    # a paged list (Zilliz) whose server ignores the page fields and says no ``count``, as Milvus's
+    # list does (reference section 10): every page answers every job
+    pages_ignored: bool = False
     list_enabled: bool = True
     slow_s: float = 0.3
     trickle_s: float = 0.05  # a slow-loris reply's pause between bytes
@@ -127,6 +135,9 @@ class FakeImportAPI:
     before_reply: Callable[[Job], None] | None = None  # called after a job is created, before the reply
     list_lag_s: float = 0.0  # a job shows in the list only this long after it was made
     job_memory_s: float | None = None  # finished jobs are forgotten this long after they finished
+    # how long an Idempotency-Key is remembered, per collection (reference section 10: about 24 h;
+    # milvus-io/milvus pull requests 52320, 52544)
+    key_memory_s: float = 86_400.0
     bad_id: str | None = None  # the job id a ``bad-id`` reply carries (None: 10 MB of digits)
     collections: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> describe ``data``
     jobs: dict[str, Job] = field(default_factory=dict)
@@ -235,7 +246,13 @@ class FakeImportAPI:
             return self.jobs[job_id]
 
     def phase(self, job: Job) -> str:
-        """``running``, ``completed`` or ``failed``, by the fake's clock."""
+        """``running``, ``completed`` or ``failed``, by the fake's clock. A job whose ``timeout_s``
+        passed before it could complete fails then, with Milvus's reason (reference section 10:
+        ``options.timeout``, importutilv2/option.go; a job without it never times out)."""
+        if (job.fail_reason is None and job.timeout_s is not None and job.timeout_s < self.duration(job)
+                and self.clock() - job.created >= job.timeout_s):
+            job.fail_reason = f"import timeout, expired the specified time limit {job.timeout_s:g}s"
+            job.failed_at = job.created + job.timeout_s
         if job.fail_reason is not None:
             return "failed"
         return "completed" if self.clock() - job.created >= self.duration(job) else "running"
@@ -265,6 +282,12 @@ class FakeImportAPI:
         now = self.clock()
         jobs = [j for j in self.all_jobs() if now - j.created >= self.list_lag_s and self.remembered(j)]
         return jobs[::-1] if self.newest_first else jobs
+
+    def page(self, jobs: list[Job], size: int, page: int) -> tuple[list[Job], dict[str, int]]:
+        """One page of a paged list, and its ``count`` field (none when ``pages_ignored``)."""
+        if self.pages_ignored:
+            return jobs, {}
+        return jobs[(page - 1) * size: page * size], {"count": len(jobs)}
 
     def reported_name(self, object_url: str) -> str:
         """How progress replies name the object: its URL after the host, as given (still
@@ -341,7 +364,7 @@ class FakeImportAPI:
 
     def new_job(self, h: BaseHTTPRequestHandler, *, object_url: str, collection: str, access_key: str = "",
                 partition: str | None = None, db_name: str | None = None, auto_commit: bool = True,
-                more: tuple[str, ...] = ()) -> None:
+                more: tuple[str, ...] = (), timeout_s: float | None = None) -> None:
         """Refuse, fail, fault or create the job for one create call (of ``object_url`` and ``more``),
         and answer it. A refusal or a failure of a job of several names the file at fault, as Milvus
         does."""
@@ -375,16 +398,20 @@ class FakeImportAPI:
             time.sleep(self.slow_s)
         key = h.headers.get("Idempotency-Key")
         with self._lock:
+            # after the limit check above, as Milvus does (reference section 10): a retry while the
+            # server is full is refused, not answered with a job; the key is scoped to the collection
+            # and remembered ``key_memory_s``; a failed job's key keeps returning that failed job
             if self.honour_idempotency and key:
                 for job in self.jobs.values():
-                    if job.idempotency_key == key:
+                    if (job.idempotency_key, job.collection) == (key, collection) \
+                            and self.clock() - job.created < self.key_memory_s:
                         return self.reply(h, self.created_reply(job.job_id))
             job_id = self.new_job_id(next(self._ids))
             failing = next(((u, r) for u in urls for s, r in self.fail_objects.items() if s in u), None)
             reason = None if failing is None else \
                 f"{failing[1]} (file {self.reported_name(failing[0])})" if more else failing[1]
             self.jobs[job_id] = Job(job_id, collection, object_url, self.clock(), reason, access_key, key,
-                                    partition, db_name, auto_commit, more=more)
+                                    partition, db_name, auto_commit, more=more, timeout_s=timeout_s)
         if self.before_reply is not None:
             self.before_reply(self.jobs[job_id])
         if fault == "drop":

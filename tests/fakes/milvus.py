@@ -5,7 +5,21 @@ Milvus reads files from the bucket it is configured with: a create call names ke
 tests see the same object URLs for every API. It checks the bearer (``user:password`` or a token;
 HTTP 401 + code 1800 otherwise), the ``DB-Name`` header against ``dbName``, and the body keys; job
 states go Pending -> Importing -> Completed (or Failed, with a ``reason``); a progress call for a job
-it does not know is code 2100, as in Milvus; the list has no pagination.
+it does not know is code 2100, as in Milvus; describe answers ``details[]``, one per file, each with its
+own ``state`` and ``reason`` (reference section 10, the describe handler).
+
+As Milvus 2.6 / 3.0 are (reference section 10):
+
+* ``options.timeout`` (a Go duration, ``"3600s"``, ``"1.5h"``; importutilv2/option.go) is parsed, a
+  malformed one refused (code 1100), and a job still importing when it passes fails with the server's
+  reason; a job created without it never times out (milvus-io/milvus 53071, 53159).
+* With ``honour_idempotency`` (2.6.24+, 3.0.2+; pull requests 52320, 52544) the ``Idempotency-Key`` is
+  checked (printable ASCII, at most 256 bytes: code 1100 otherwise), scoped to the collection,
+  remembered ``key_memory_s`` (24 h), and looked up only after the job-limit check (``base.py``).
+* The list has no pagination: the page fields pymilvus sends (``pageSize``, ``currentPage``) are
+  ignored, and one reply holds every job.
+* ``Uncommitted`` jobs are never garbage-collected (the GC sweep takes Completed and Failed only):
+  ``job_memory_s`` never forgets one, since it has not finished.
 
 Two-phase import (milvus-io/milvus pull requests 48524, 50692, 51083), unless ``two_phase_supported`` is
 False (an older server: it ignores ``options.auto_commit`` and has no commit/abort routes, HTTP 404):
@@ -20,6 +34,7 @@ either on a job made with auto_commit; aborting a Failed job again succeeds.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -28,6 +43,27 @@ from tests.fakes.base import ROWS, FakeImportAPI, Handler, Job, check_keys
 
 PREFIX = "/v2/vectordb/jobs/import"
 MAX_FILES = 1024  # files one import job may name (Milvus REST v2)
+MAX_KEY_BYTES = 256  # Idempotency-Key: printable ASCII, at most this long (pull requests 52320, 52544)
+UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")  # Go's time.ParseDuration, unsigned
+
+
+def duration_s(text: str) -> float | None:
+    """Seconds in a Go duration string (``"3600s"``, ``"1h30m"``), or None if it is not one."""
+    parts = DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * UNITS[u] for n, u in parts)
+
+
+def key_problem(key: str | None) -> str | None:
+    """What Milvus says of an Idempotency-Key it cannot take, or None (no key, or a good one)."""
+    if key is None:
+        return None
+    if not all(" " <= c <= "~" for c in key) or len(key.encode()) > MAX_KEY_BYTES:
+        return (f"invalid parameter: Idempotency-Key must be printable ASCII of at most {MAX_KEY_BYTES} "
+                "bytes")
+    return None
 
 
 @dataclass
@@ -113,6 +149,13 @@ class FakeMilvus(FakeImportAPI):
         if not problem and not (isinstance(options, dict)
                                 and all(isinstance(v, str) for v in options.values())):
             problem = "invalid parameter: options must map names to strings"
+        timeout_s = None
+        if not problem and "timeout" in options:
+            timeout_s = duration_s(options["timeout"])
+            if timeout_s is None:
+                problem = f"invalid parameter: timeout {options['timeout']!r} is not a duration"
+        if not problem and self.honour_idempotency:
+            problem = key_problem(h.headers.get("Idempotency-Key"))
         auto_commit = True
         if not problem and self.two_phase_supported and "auto_commit" in options:
             auto_commit = options["auto_commit"].lower() not in ("false", "0", "f")
@@ -123,7 +166,8 @@ class FakeMilvus(FakeImportAPI):
         urls = [f"s3://{self.bucket}/{inner[0]}" for inner in files]
         return self.new_job(h, object_url=urls[0], more=tuple(urls[1:]),
                             collection=body["collectionName"], partition=body.get("partitionName"),
-                            db_name=body.get("dbName", h.headers.get("DB-Name")), auto_commit=auto_commit)
+                            db_name=body.get("dbName", h.headers.get("DB-Name")), auto_commit=auto_commit,
+                            timeout_s=timeout_s)
 
     def _progress(self, h: BaseHTTPRequestHandler, body: Any, _query: dict[str, str]) -> None:
         if self.poll_fault(h):
@@ -144,7 +188,7 @@ class FakeMilvus(FakeImportAPI):
             "fileSize": 1000 * len(job.object_urls),
             "details": [{"fileName": self.reported_name(url), "fileSize": 1000, "state": self.state(job),
                          "progress": 100 if phase != "running" else 40, "importedRows": rows,
-                         "totalRows": ROWS} for url in job.object_urls]}})
+                         "totalRows": ROWS, "reason": job.fail_reason or ""} for url in job.object_urls]}})
 
     def _two_phase_job(self, h: BaseHTTPRequestHandler, body: Any, action: str) -> Job | None:
         """The job a commit or abort names, or None once the refusal is answered."""
@@ -194,8 +238,8 @@ class FakeMilvus(FakeImportAPI):
             return self.reply(h, {"code": 1100, "message": "listing import jobs is not enabled"})
         if self.poll_fault(h):
             return None
-        problem = check_keys(body if body is not None else {}, required=(),
-                             optional=("collectionName", "dbName"))
+        problem = check_keys(body if body is not None else {}, required=(),  # page fields: read, ignored
+                             optional=("collectionName", "dbName", "pageSize", "currentPage"))
         if problem:
             return self.reply(h, {"code": 1100, "message": problem})
         wanted = (body or {}).get("collectionName")

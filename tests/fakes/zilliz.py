@@ -80,10 +80,9 @@ class FakeZilliz(FakeImportAPI):
             return None
         size = int(query.get("pageSize", 10))
         page = int(query.get("currentPage", 1))
-        jobs = self.listed_jobs()
-        chunk = jobs[(page - 1) * size: page * size]
+        chunk, count = self.page(self.listed_jobs(), size, page)
         return self.reply(h, {"code": self.success_code, "data": {
-            "count": len(jobs), "currentPage": page, "pageSize": size,
+            **count, "currentPage": page, "pageSize": size,
             self.list_key: [{"collectionName": j.collection, "jobId": j.job_id, "state": self.state(j)}
                             for j in chunk]}})
 

@@ -3,7 +3,9 @@
 Every call is a POST with a JSON body checked against the documented keys; success is code 0. The doc
 inconsistencies are switches: ``job_id_key`` (``jobId`` or ``jobID``), ``running_state``
 (``Importing`` or ``InProgress``), and ``progress_paths`` (which of describe / get_progress /
-getProgress this server answers; the others are 404).
+getProgress this server answers; the others are 404). Its list pages (``pageSize`` 1..100,
+``currentPage``, ``count``; reference section 2). It takes ``options`` but acts on none: which options
+Zilliz Cloud honours (``timeout``, ``auto_commit``) is not established (reference section 10).
 """
 
 from __future__ import annotations
@@ -107,9 +109,8 @@ class FakeZillizV2(FakeImportAPI):
         page = int(body.get("currentPage", 1))
         if not 1 <= size <= 100:
             return self.reply(h, {"code": 1100, "message": "invalid parameter: pageSize must be 1..100"})
-        jobs = self.listed_jobs()
-        chunk = jobs[(page - 1) * size: page * size]
+        chunk, count = self.page(self.listed_jobs(), size, page)
         return self.reply(h, {"code": 0, "data": {
-            "count": len(jobs), "currentPage": page, "pageSize": size,
+            **count, "currentPage": page, "pageSize": size,
             "records": [{"collectionName": j.collection, "jobId": j.job_id, "state": self.state(j)}
                         for j in chunk]}})
