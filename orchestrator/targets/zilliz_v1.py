@@ -11,12 +11,14 @@ from typing import Any
 
 import httpx
 
-from ..errors import PermanentError, TransientError
+from ..errors import TransientError
 from ..models import ImportRequest, JobInfo, JobState, Secret, StoredObject
 from ..schema import CollectionSchema
 from .base import OnePhase
 from .collections_v2 import GB, describe
-from .http import asked_job_id, call, created_job_id, listed_job_id
+from .http import asked_job_id, call, created_job_id
+from .jobs_v2 import records
+from .reply import Reply
 
 SUCCESS = frozenset({0, 200})
 _LIST_STATES = {"ImportRunning": JobState.RUNNING, "ImportCompleted": JobState.COMPLETED,
@@ -63,19 +65,19 @@ class ZillizV1Target(OnePhase):
         data = call(self.client, "GET", f"{self.base_url}/v1/vector/collections/import/get",
                     headers=self._headers(), params=params,
                     success_codes=SUCCESS)
-        if not isinstance(data, dict):
+        if data is None:
             raise TransientError(f"progress of job {job_id}: the reply has no data")
-        error = data.get("errorMessage")
+        reply = Reply(data, "data")
+        error = reply.text("errorMessage")
         if error:
             state = JobState.FAILED
-        elif data.get("completeTime"):
+        elif reply.moment("completeTime"):
             state = JobState.COMPLETED
         else:
             state = JobState.RUNNING
-        pct = data.get("readyPercentage")
-        return JobInfo(job_id=job_id, state=state, collection=data.get("collectionName"),
-                       file_name=data.get("fileName"), reason=str(error) if error else None,
-                       progress=float(pct) if isinstance(pct, int | float) else None)
+        return JobInfo(job_id=job_id, state=state, collection=reply.name("collectionName"),
+                       file_name=reply.name("fileName"), reason=error,
+                       progress=reply.percent("readyPercentage"))
 
     def list_jobs(self) -> Iterator[JobInfo]:
         page = 1
@@ -85,17 +87,13 @@ class ZillizV1Target(OnePhase):
                         headers=self._headers(),
                         params={"clusterId": self.cluster_id, "pageSize": PAGE_SIZE, "currentPage": page},
                         success_codes=SUCCESS)
-            if not isinstance(data, dict):
-                raise PermanentError("the job list reply has no data")
-            jobs = data.get("tasks", data.get("records")) or []
-            for job in jobs:
-                job_id = listed_job_id(job)
-                if job_id is None:
-                    continue
-                state = _LIST_STATES.get(str(job.get("state")), JobState.RUNNING)
-                yield JobInfo(job_id=job_id, state=state, collection=job.get("collectionName"))
-            seen += len(jobs)
-            count = data.get("count")
-            if not jobs or (isinstance(count, int) and seen >= count):
+            if data is None:
+                raise TransientError("the job list reply has no data")
+            reply = Reply(data, "data")
+            found = reply.objects("tasks") if reply.has("tasks") else reply.objects("records")
+            yield from records(found, _LIST_STATES)
+            seen += len(found)
+            count = reply.count("count")
+            if not found or (count is not None and seen >= count):
                 return
             page += 1

@@ -79,10 +79,9 @@ class ZillizV2Target(OnePhase):
         while True:
             data = self._post(LIST, {"clusterId": self.cluster_id, "pageSize": PAGE_SIZE,
                                      "currentPage": page})
-            yield from list_records(data, STATES)
-            records = len(data.get("records") or [])  # skipped ones included: they count in ``count``
-            seen += records
-            count = data.get("count")
-            if not records or (isinstance(count, int) and seen >= count):
+            jobs, records, count = list_records(data, STATES)
+            yield from jobs
+            seen += records  # skipped ones included: they count in ``count``
+            if not records or (count is not None and seen >= count):
                 return
             page += 1
