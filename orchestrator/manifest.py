@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import yaml
 
 from . import pgurl, urls
-from .errors import ManifestError
+from .errors import MAX_RETRY_AFTER_S, ManifestError
 from .models import Credentials, Secret
 from .redact import shown_url
 
@@ -164,6 +164,9 @@ class Settings:
         "the pace of all calls to the import API", above=0, high=10_000))
     timeout_s: float = field(default=30.0, metadata=_meta("seconds one HTTP call may take",
                                                           above=0, high=3600))
+    max_retry_after_s: float = field(default=MAX_RETRY_AFTER_S, metadata=_meta(
+        "the longest a server's Retry-After makes a retry wait (a longer one waits this long)", low=0,
+        high=86400))
     max_job_failures: int = field(default=3, metadata=_meta(
         "server-side failures before an object is left failed", low=1, high=100))
     on_change: OnChange = field(default=OnChange.SKIP, metadata=_meta(

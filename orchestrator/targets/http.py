@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 
 from ..errors import (
-    MAX_RETRY_AFTER_S,
     AmbiguousError,
     FatalTargetError,
     JobNotFoundError,
@@ -140,8 +139,9 @@ def classify(code: int | None, message: str) -> TargetError:
 
 
 def retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), at most
-    :data:`MAX_RETRY_AFTER_S`; None when it is absent, negative, not finite or does not parse."""
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), as the server says them
+    (the pause is capped where it is taken: ``settings.max_retry_after_s``); None when it is absent,
+    negative, not finite or does not parse."""
     if not value:
         return None
     try:
@@ -154,7 +154,7 @@ def retry_after(value: str | None, *, now: float | None = None) -> float | None:
         seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
     if not math.isfinite(seconds) or seconds < 0:
         return None
-    return min(seconds, MAX_RETRY_AFTER_S)
+    return seconds
 
 
 def _read_bounded(response: httpx.Response) -> tuple[bytes, bool]:
