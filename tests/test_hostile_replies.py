@@ -368,6 +368,31 @@ def test_a_redirect_says_where_it_pointed_and_is_never_followed(
     assert_exactly_once(fake_api, manifest, urls)
 
 
+@pytest.mark.parametrize("fake_api", HTTP_TARGETS, indirect=True)
+def test_a_job_described_without_its_files_is_never_taken_for_absence(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeImportAPI,
+) -> None:
+    """A create answered ``{"code": [0]}`` after making its job, and every job described as ``{"x": 1}``:
+    the job list showed the job, its description named no file, and the object was taken for absent
+    and sent again (the reply fuzz test found 5 jobs for one object in 4 runs). Now it waits, unsure,
+    until the server names the job's files."""
+    urls = put_objects([f"embeddings/{i}.parquet" for i in range(2)])
+    progress = "/import/get" if fake_api.CREATE_PATH.endswith("/import") else "/import/describe"
+
+    def mutate(at: str, payload: Any) -> Any:
+        if at == fake_api.CREATE_PATH:
+            return {**payload, "code": [0]}
+        return {**payload, "data": {"x": 1}} if at.endswith(progress) and "data" in payload else payload
+
+    fake_api.hostile = mutate
+    manifest = write_manifest(settings={"concurrency": 1, "max_attempts": 2, "preflight": "off"})
+    assert_clean(run_twice(manifest))
+    assert len(fake_api.creates()) == 2
+    fake_api.hostile = None
+    assert_clean(run_twice(manifest))
+    assert_exactly_once(fake_api, manifest, urls)
+
+
 # -- milvus-grpc: the task fields pymilvus hands over ---------------------------------------------
 
 class _Info(NamedTuple):  # a KeyValuePair of the task's infos, as the protobuf reply carries it
