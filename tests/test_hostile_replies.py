@@ -20,14 +20,18 @@ from pymilvus.client.types import BulkInsertState
 from orchestrator import api
 from orchestrator.cli import cli
 from orchestrator.errors import MAX_RETRY_AFTER_S, AmbiguousError, TargetError, TransientError
+from orchestrator.models import JobInfo
+from orchestrator.schema import SchemaError
 from orchestrator.submit import backoff
-from orchestrator.targets.http import MAX_BODY_BYTES, call, retry_after
+from orchestrator.targets.http import MAX_BODY_BYTES, call, job_id_problem, retry_after
 from orchestrator.targets.milvus_grpc import MilvusGrpcTarget
+from orchestrator.targets.reply import MAX_TEXT
 from tests.conftest import HTTP_TARGETS, SECRETS
 from tests.fakes.base import FakeImportAPI, OddReply
 from tests.fakes.canned import Canned, CannedServer
 from tests.test_exactly_once import assert_exactly_once
 from tests.test_preflight_e2e import ARTICLES
+from tests.test_targets_edges import create, target_of
 
 OK = frozenset({0})
 
@@ -311,6 +315,49 @@ def test_every_field_of_every_reply_read_is_checked(
     for _ in range(2):  # adopt or poll, and look again at what the hostile runs left unsure
         assert CliRunner().invoke(cli, ["run", str(manifest)]).exit_code in (0, 1)
     assert_accounted(fake_api, manifest, urls)
+
+
+def storable(info: JobInfo) -> None:
+    """What a reply gave is what the ledger and a line of output can hold."""
+    assert info.imported_rows is None or 0 <= info.imported_rows < 2 ** 63, info.imported_rows
+    assert all(0 <= r < 2 ** 63 for r in info.file_rows if r is not None), info.file_rows
+    assert info.progress is None or 0 <= info.progress <= 100, info.progress
+    assert info.reason is None or len(info.reason) <= MAX_TEXT + 40, len(info.reason)
+    for text in (info.job_id, info.collection, info.file_name, info.reason, *info.file_names):
+        assert text is None or (len(text) <= MAX_TEXT + 40 and "\x00" not in text), (text or "")[:80]
+        assert text is None or text.encode("utf-8")
+
+
+@pytest.mark.parametrize(("fake_api", "route", "path"), CASES, indirect=["fake_api"],
+                         ids=[f"{n}{r}:{p}" for n, r, p in CASES])
+def test_every_wrong_value_of_every_field_is_a_target_error_or_a_value_the_ledger_holds(
+    fake_api: FakeImportAPI, route: str, path: str,
+) -> None:
+    """Every value of BAD_VALUES at each field, through the target call that reads it over HTTP: a
+    :class:`TargetError` (a protocol error: never another exception) or a result the ledger holds.
+    The whole-run test above gives a field as many wrong values as its run has replies; this one gives
+    it all of them."""
+    fake_api.collections["c"] = ARTICLES
+    creates = route == "/import" or route.endswith("/create")
+    with httpx.Client(timeout=10) as http:
+        target = target_of(fake_api, http)
+        job_id = create(target, fake_api, "emb/sane.parquet")
+        for i, value in enumerate(v for v in BAD_VALUES if not plausible_lie(path, v)):
+            fake_api.hostile = hostile_field(route, path, [value])
+            try:
+                if creates:
+                    assert job_id_problem(create(target, fake_api, f"emb/{i}.parquet")) is None
+                elif route.endswith("/collections/describe"):
+                    target.describe("c")
+                elif route.endswith("list"):
+                    for info in target.list_jobs():
+                        storable(info)
+                else:
+                    storable(target.progress(job_id))
+            except (TargetError, SchemaError) as exc:
+                assert len(str(exc)) < 10_000 and "\x00" not in str(exc), len(str(exc))
+            finally:
+                fake_api.hostile = None
 
 
 def assert_accounted(fake: FakeImportAPI, manifest: Path, urls: list[str]) -> None:
