@@ -290,6 +290,8 @@ def hostile_servers(draw: st.DrawFn) -> tuple[str, list[tuple[str, str, Any]], s
 @given(server=hostile_servers())
 @example(server=("milvus", [("/create", "code", [0]), ("/import/describe", "data", {"x": 1})], None))
 @pytest.mark.timeout(120 if PROFILE == "ci" else 3600)
+@settings(max_examples=15 if PROFILE == "ci" else 60)  # each example is 4 runs, and each run keeps
+# ~15 MB of botocore models alive in this process (not found why): 400 would fill 24 GB
 def test_any_field_of_any_reply_never_crashes_duplicates_nor_leaks(
     server: tuple[str, list[tuple[str, str, Any]], str | None], put_objects: Callable[..., list[str]],
     bucket: str, env: dict[str, str], caplog: pytest.LogCaptureFixture,
