@@ -12,6 +12,8 @@
     └── TargetError                   the import API said no, or could not be reached
         ├── TransientError            worth retrying after a pause (429, 5xx, busy cluster)
         │   ├── AmbiguousError        the call may have created a job: look before retrying
+        │   │   └── AmbiguousProtocolError  ... a create's reply broke the protocol
+        │   ├── ProtocolError         a reply broke the API's protocol (a field's type, size or range)
         │   ├── UnreachableError      the server could not be reached: nothing was sent
         │   └── ServerFullError       the server holds all the jobs it takes: wait for one to end
         ├── PermanentError            this object will not import as it stands
@@ -124,6 +126,21 @@ class TransientError(TargetError):
 
 class AmbiguousError(TransientError):
     """The request may have reached the server and created a job (lost reply, 5xx, timeout)."""
+
+
+class ProtocolError(TransientError):
+    """A reply that breaks the API's protocol: a field of the wrong type, size or range (``field``
+    names it, as ``data.details[0].importedRows``). Handled like a reply that cannot be read: retried,
+    then left for the next run; nothing of it is stored."""
+
+    def __init__(self, field: str, problem: str, *, http_status: int | None = None) -> None:
+        super().__init__(f"protocol error: {field} {problem}", http_status=http_status)
+        self.field = field
+
+
+class AmbiguousProtocolError(ProtocolError, AmbiguousError):
+    """The reply to a call that may have made a job broke the protocol: look for the job before
+    retrying, as after any lost reply."""
 
 
 class UnreachableError(TransientError):

@@ -98,7 +98,8 @@ def judge(rows: Sequence[LedgerRecord], others: Sequence[LedgerRecord], jobs: Se
     A create call may have named several objects (rows of one ``batch``): it is judged as a whole, by
     its whole file set. A job is its call's only when the job names exactly the call's files, each
     once, and no other unresolved call could have made it; a job naming some of the files but not
-    all (or others besides) proves nothing but doubt. Every row of a call gets the call's verdict.
+    all (or others besides) proves nothing but doubt, and a job described without its files (a reply
+    that breaks the protocol) forbids proving absence. Every row of a call gets the call's verdict.
     With ``abort`` (a two-phase target), a call that several jobs name, all uncommitted and none
     naming another call's files, gets ``ABORT``: none can become visible unless committed, so
     aborting them all proves it has no job."""
@@ -157,7 +158,13 @@ def judge(rows: Sequence[LedgerRecord], others: Sequence[LedgerRecord], jobs: Se
                              "same name): cannot be proven; check the collection", ())
         else:
             absent = _absent(row, server_now, lag_s, memory_s)
-            verdicts[key] = (absent.verdict, None, absent.why, ())
+            blind = [j.job_id for j in jobs if not j.names and j.collection in (None, members[0].collection)]
+            if blind and absent.verdict is Verdict.RELEASE:  # a job that names no file may be this one
+                verdicts[key] = (Verdict.WAIT, None,
+                                 f"job {blind[0]} is described without its files: whether it is {what}'s "
+                                 "cannot be proven yet; looked at again later", ())
+            else:
+                verdicts[key] = (absent.verdict, None, absent.why, ())
     return [Judgement(row, *verdicts[unit_of(row)]) for row in rows]
 
 

@@ -21,7 +21,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from .errors import FatalTargetError, JobNotFoundError, JobTerminalError, TargetError, TransientError
+from .errors import (
+    MAX_RETRY_AFTER_S,
+    FatalTargetError,
+    JobNotFoundError,
+    JobTerminalError,
+    TargetError,
+    TransientError,
+)
 from .evidence import Judgement, Unit, Verdict, bucket_and_key, culprit, judge, reported_names, unit_of
 from .ledger import Ledger
 from .models import JobInfo, JobState, LedgerRecord, ObjectState
@@ -49,10 +56,12 @@ class Reconciler:
     def __init__(self, target: Target, ledger: Ledger, *, max_attempts: int, stop: threading.Event,
                  server_clock: Callable[[], float | None], lag_s: float, memory_s: float,
                  sleep: Callable[[float], object] | None = None,
-                 rng: Callable[[], float] = random.random) -> None:
+                 rng: Callable[[], float] = random.random,
+                 max_retry_after_s: float = MAX_RETRY_AFTER_S) -> None:
         self.target = target
         self.ledger = ledger
         self.max_attempts = max_attempts
+        self.max_retry_after_s = max_retry_after_s
         self.stop = stop
         self.server_clock = server_clock
         self.lag_s = lag_s
@@ -67,7 +76,7 @@ class Reconciler:
         name; ``only`` keeps the jobs the list shows in that state."""
         return with_retries(lambda: self._unknown_jobs(collections, only), max_attempts=self.max_attempts,
                             sleep=self.sleep, rng=self.rng, stop=self.stop,
-                            what="listing the import jobs")
+                            what="listing the import jobs", max_retry_after_s=self.max_retry_after_s)
 
     def _unknown_jobs(self, collections: set[str] | None, only: JobState | None) -> list[JobInfo]:
         found: list[JobInfo] = []
@@ -132,6 +141,7 @@ def refresh(
     max_attempts: int,
     stop: threading.Event,
     redact: Redactor,
+    max_retry_after_s: float = MAX_RETRY_AFTER_S,
     sleep: Callable[[float], object] | None = None,
     rng: Callable[[], float] = random.random,
     concurrency: int = 4,
@@ -156,11 +166,11 @@ def refresh(
     pause: Callable[[float], object] = sleep if sleep is not None else stop.wait
     lock = threading.Lock()
     listed = _listed(target, set(jobs), max_attempts=max_attempts, stop=stop, pause=pause, rng=rng,
-                     redact=redact) if len(jobs) >= LIST_FROM else {}
+                     redact=redact, max_retry_after_s=max_retry_after_s) if len(jobs) >= LIST_FROM else {}
 
     def described(job_id: str) -> JobInfo:
         return with_retries(lambda: target.progress(job_id), max_attempts=max_attempts, sleep=pause, rng=rng,
-                            stop=stop, what=f"progress of job {job_id}")
+                            stop=stop, what=f"progress of job {job_id}", max_retry_after_s=max_retry_after_s)
 
     def poll(job_id: str, members: list[LedgerRecord]) -> None:
         if stop.is_set():
@@ -311,7 +321,7 @@ def abort_orphans(reconciler: Reconciler, ledger: Ledger, redact: Redactor) -> i
 
 def _listed(target: Target, wanted: set[str], *, max_attempts: int, stop: threading.Event,
             pause: Callable[[float], object], rng: Callable[[], float],
-            redact: Redactor) -> dict[str, JobInfo]:
+            redact: Redactor, max_retry_after_s: float) -> dict[str, JobInfo]:
     """The wanted jobs as the job list shows them, walking its pages until each was seen. A list
     whose pages shift between calls may skip a job: those are asked about one by one. A list that
     cannot be read leaves them all to one-by-one calls; a fatal error stops at once."""
@@ -332,7 +342,7 @@ def _listed(target: Target, wanted: set[str], *, max_attempts: int, stop: thread
 
     try:
         return with_retries(walk, max_attempts=max_attempts, sleep=pause, rng=rng, stop=stop,
-                            what="listing the import jobs")
+                            what="listing the import jobs", max_retry_after_s=max_retry_after_s)
     except FatalTargetError:
         stop.set()
         raise

@@ -25,10 +25,11 @@ from typing import Any, TypeVar
 import yaml
 
 from . import extras, pgurl, urls
-from .errors import ManifestError
+from .errors import MAX_RETRY_AFTER_S, ManifestError
 from .models import Credentials, Secret
 from .paths import not_a_file
 from .patterns import KeyPattern, PatternError
+from .redact import shown_url
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -169,6 +170,9 @@ class Settings:
         "the pace of all calls to the import API", above=0, high=10_000))
     timeout_s: float = field(default=30.0, metadata=_meta(
         "seconds one HTTP call may take as a whole (connect, send, the whole reply)", above=0, high=3600))
+    max_retry_after_s: float = field(default=MAX_RETRY_AFTER_S, metadata=_meta(
+        "the longest a server's Retry-After makes a retry wait (a longer one waits this long)", low=0,
+        high=86400))
     max_job_failures: int = field(default=3, metadata=_meta(
         "server-side failures before an object is left failed", low=1, high=100))
     on_change: OnChange = field(default=OnChange.SKIP, metadata=_meta(
@@ -738,12 +742,28 @@ TARGET_TYPES = tuple(TARGET_RULES)
 
 
 def _endpoint(r: _Reader, t: dict[str, Any], key: str = "endpoint") -> str | None:
-    endpoint = r.optional_string(t.get(key), f"target.{key}")
+    endpoint = _configured_url(r, t.get(key), f"target.{key}")
     if endpoint is None:
         return None
     if not re.match(r"^https?://[^/\s]+", endpoint):
-        raise r.fail(f"target.{key}", f"expected http(s)://host[:port], got {_excerpt(endpoint)}")
+        raise r.fail(f"target.{key}", f"expected http(s)://host[:port], got {_excerpt(shown_url(endpoint))}")
     return endpoint.rstrip("/")
+
+
+def _configured_url(r: _Reader, node: Any, path: str) -> str | None:
+    """A URL the manifest configures (an endpoint, a source): a password in its user-info only as
+    ``${VAR}`` (``http://user:${PASSWORD}@host``), as for every other secret, never literally."""
+    if isinstance(node, str):
+        rest = node.partition("#")[0].partition("?")[0]
+        start = rest.find("//") + 2 if "//" in rest else 0
+        authority = rest[start:].split("/", 1)[0]
+        userinfo = authority.rpartition("@")[0] if "@" in authority else None
+        if userinfo is not None:
+            user, colon, password = userinfo.partition(":")
+            if not _SECRET_REF.fullmatch(password if colon else user):
+                raise r.fail(path, "the URL's user-info holds a literal secret: write the password as "
+                                   "${ENV_VAR} (http://user:${PASSWORD}@host) and set that variable")
+    return r.optional_string(node, path)
 
 
 def _db_name(r: _Reader, t: dict[str, Any]) -> str | None:
@@ -780,7 +800,7 @@ def _source(r: _Reader, node: Any, index: int, rules: TargetRules | None, target
     p = f"sources[{index}]"
     s = r.mapping(node, p, required=("url", "collection"), optional=(
         "partition", "pattern", "include", "exclude", "credentials", "object_url_style", *_SCHEME_KEYS))
-    url = r.string(s["url"], f"{p}.url")
+    url = _configured_url(r, s["url"], f"{p}.url") or r.string(s["url"], f"{p}.url")
     meant = _mistyped_url(url)
     if meant is not None:
         raise r.fail(f"{p}.url", f"{_excerpt(url)} is neither a store's URL nor a folder: did you mean "
@@ -796,7 +816,8 @@ def _source(r: _Reader, node: Any, index: int, rules: TargetRules | None, target
     elif m is None:
         raise r.fail(f"{p}.url", "expected s3://bucket/prefix, gs://bucket/prefix, az://container/prefix, "
                                  "https://<account>.blob.core.windows.net/<container>/<prefix>, "
-                                 f"file:///folder or a folder relative to the manifest, got {_excerpt(url)}")
+                                 f"file:///folder or a folder relative to the manifest, got "
+                                 f"{_excerpt(shown_url(url))}")
     else:
         scheme, bucket, prefix = m.groupdict().get("scheme") or "az", m["bucket"], m["prefix"] or ""
         if prefix and not prefix.endswith("/"):
@@ -824,9 +845,10 @@ def _source(r: _Reader, node: Any, index: int, rules: TargetRules | None, target
         if key in s and scheme not in _SCHEME_KEYS[key]:
             kinds = " and ".join(f"{k}://" for k in _SCHEME_KEYS[key])
             raise r.fail(f"{p}.{key}", f"only for {kinds} sources, not {scheme}://")
-    endpoint_url = r.optional_string(s.get("endpoint_url"), f"{p}.endpoint_url")
+    endpoint_url = _configured_url(r, s.get("endpoint_url"), f"{p}.endpoint_url")
     if endpoint_url is not None and not re.match(r"^https?://[^/\s]+", endpoint_url):
-        raise r.fail(f"{p}.endpoint_url", f"expected http(s)://host[:port], got {_excerpt(endpoint_url)}")
+        raise r.fail(f"{p}.endpoint_url", f"expected http(s)://host[:port], got "
+                                          f"{_excerpt(shown_url(endpoint_url))}")
     region = r.optional_string(s.get("region"), f"{p}.region")
     style = r.choice(s.get("object_url_style", "native"), f"{p}.object_url_style", urls.STYLES)
     why = urls.problem(scheme=scheme, style=style, bucket=bucket, region=region, endpoint_url=endpoint_url)

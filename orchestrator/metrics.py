@@ -18,6 +18,7 @@ from prometheus_client.exposition import basic_auth_handler, default_handler
 
 from .errors import OutputError
 from .paths import real_file
+from .redact import shown_url
 
 JOB = "orchestrator"
 
@@ -80,10 +81,14 @@ def write_atomic(path: Path, text: str, *, what: str = "the metrics file", hint:
 def push(url: str, metrics: Iterable[Metric], *, grouping: Mapping[str, str],
          timeout_s: float = 10.0) -> None:
     """PUT the metrics to the Pushgateway at ``url`` (``user:password@`` in it: HTTP basic auth);
-    raises :class:`OutputError`, the URL shown without the user and password."""
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    shown = parts._replace(netloc=netloc).geturl()
+    raises :class:`OutputError`, the URL shown as :func:`orchestrator.redact.shown_url` shows it."""
+    shown = shown_url(url)  # for messages: no user, password or query values
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number raises here, not in the push
+    except ValueError:
+        raise OutputError(f"{shown}: expected the Pushgateway as http(s)://host:port") from None
+    gateway = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # the user goes by basic auth
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise OutputError(f"{shown}: expected the Pushgateway as http(s)://host:port")
     user, password = urllib.parse.unquote(parts.username or ""), urllib.parse.unquote(parts.password or "")
@@ -95,7 +100,7 @@ def push(url: str, metrics: Iterable[Metric], *, grouping: Mapping[str, str],
         return basic_auth_handler(url, method, timeout, headers, data, user, password)
 
     try:
-        push_to_gateway(shown, job=JOB, registry=registry(metrics), grouping_key=dict(grouping),
+        push_to_gateway(gateway, job=JOB, registry=registry(metrics), grouping_key=dict(grouping),
                         timeout=timeout_s, handler=handler)
     except urllib.error.HTTPError as exc:
         raise OutputError(f"{shown}: the Pushgateway refused the metrics (HTTP {exc.code})") from None

@@ -37,13 +37,14 @@ class RateLimiter:
 
 
 def backoff(attempt: int, *, retry_after: float | None, rng: Callable[[], float],
-            base: float = 0.5, cap: float = 30.0) -> float:
+            base: float = 0.5, cap: float = 30.0, max_retry_after_s: float = MAX_RETRY_AFTER_S) -> float:
     """Full-jitter exponential backoff, never shorter than the server's ``Retry-After`` (a hint that is
-    not a finite number of seconds is ignored; one above :data:`MAX_RETRY_AFTER_S` waits that long)."""
+    not a finite number of seconds is ignored; one above ``max_retry_after_s``, the manifest's
+    ``settings.max_retry_after_s``, waits that long)."""
     delay = rng() * min(cap, base * 2.0 ** (attempt - 1))
     if retry_after is None or not math.isfinite(retry_after) or retry_after < 0:
         return delay
-    return max(delay, min(retry_after, MAX_RETRY_AFTER_S))
+    return max(delay, min(retry_after, max_retry_after_s))
 
 
 def retrying(what: str, exc: TransientError, attempt: int, max_attempts: int, delay: float) -> float:
@@ -59,7 +60,8 @@ def retrying(what: str, exc: TransientError, attempt: int, max_attempts: int, de
 
 
 def with_retries(fn: Callable[[], T], *, max_attempts: int, sleep: Callable[[float], object],
-                 rng: Callable[[], float], stop: threading.Event, what: str = "call") -> T:
+                 rng: Callable[[], float], stop: threading.Event, what: str = "call",
+                 max_retry_after_s: float = MAX_RETRY_AFTER_S) -> T:
     """Call ``fn`` until it succeeds, retrying :class:`TransientError` with backoff (each retry
     logged with ``what``)."""
     attempt = 1
@@ -70,5 +72,6 @@ def with_retries(fn: Callable[[], T], *, max_attempts: int, sleep: Callable[[flo
             if attempt >= max_attempts or stop.is_set():
                 raise
             sleep(retrying(what, exc, attempt, max_attempts,
-                           backoff(attempt, retry_after=exc.retry_after, rng=rng)))
+                           backoff(attempt, retry_after=exc.retry_after, rng=rng,
+                                   max_retry_after_s=max_retry_after_s)))
             attempt += 1

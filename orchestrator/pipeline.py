@@ -73,10 +73,11 @@ def make_reconciler(manifest: Manifest, target: Target, ledger: Ledger, server_c
     settings = manifest.settings
     if TARGET_RULES[manifest.target.type].in_process:
         return Reconciler(target, ledger, max_attempts=settings.max_attempts, stop=stop,
-                          server_clock=LocalClock().now, lag_s=0.0, memory_s=float("inf"), sleep=sleep)
+                          server_clock=LocalClock().now, lag_s=0.0, memory_s=float("inf"), sleep=sleep,
+                          max_retry_after_s=settings.max_retry_after_s)
     return Reconciler(target, ledger, max_attempts=settings.max_attempts, stop=stop,
                       server_clock=server_clock.now, lag_s=settings.job_list_lag_s, memory_s=JOB_MEMORY_S,
-                      sleep=sleep)
+                      sleep=sleep, max_retry_after_s=settings.max_retry_after_s)
 
 
 def run(
@@ -182,6 +183,7 @@ def _run(
                 drain.start()
             submitter = Submitter(
                 target, ledger, concurrency=settings.concurrency, max_attempts=settings.max_attempts,
+                max_retry_after_s=settings.max_retry_after_s,
                 credentials_for=lambda i: manifest.credentials_for(manifest.sources[i]),
                 object_url=lambda item: target.object_ref(item.obj, object_url(item, manifest)),
                 reconciler=reconciler, names=NameGuard(_unresolved_names(ledger)), window=window, lost=lost,
@@ -323,4 +325,5 @@ def refresh_all(target: Target, ledger: Ledger, manifest: Manifest, stop: thread
 
     return refresh(target, ledger, ledger.records([ObjectState.SUBMITTED], own=True),
                    max_attempts=manifest.settings.max_attempts, stop=stop, redact=redact, sleep=pause,
+                   max_retry_after_s=manifest.settings.max_retry_after_s,
                    concurrency=manifest.settings.concurrency, on_polled=polled_one, on_finished=on_finished)

@@ -13,6 +13,7 @@ field exists and whether it needs a column, and reports its values as unchecked.
 from __future__ import annotations
 
 import json
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,12 +75,13 @@ def from_describe(data: Any, *, where: str) -> CollectionSchema:
         raise SchemaError(f"{where}: expected a collection description with a 'fields' list")
     name = str(data.get("collectionName") or data.get("collection_name") or "")
     collection_auto_id = bool(data.get("autoID", data.get("autoId", data.get("auto_id", False))))
-    outputs = {out for fn in data.get("functions") or [] if isinstance(fn, dict)
-               for out in fn.get("outputFieldNames", fn.get("output_field_names", [])) or []}
+    outputs = {out for fn in _list(data.get("functions")) if isinstance(fn, dict)
+               for out in _list(fn.get("outputFieldNames", fn.get("output_field_names")))
+               if isinstance(out, str)}
     fields = []
     structs = data.get("structArrayFields", data.get("struct_array_fields")) or []
     for i, raw in enumerate([*data["fields"], *(structs if isinstance(structs, list) else [])]):
-        if not isinstance(raw, dict) or not raw.get("name"):
+        if not isinstance(raw, dict) or not raw.get("name") or not isinstance(raw["name"], str):
             raise SchemaError(f"{where}: fields[{i}] has no name")
         if i >= len(data["fields"]):  # a struct array field: its columns are not checked here
             raw = {**raw, "type": raw.get("type") or "ArrayOfStruct"}
@@ -103,7 +105,8 @@ def _field(raw: dict[str, Any], *, where: str, collection_auto_id: bool, outputs
     type_name = _type(raw.get("type", raw.get("dataType")), where)
     params = raw.get("params") or raw.get("elementTypeParams") or {}
     if isinstance(params, list):
-        params = {p.get("key"): p.get("value") for p in params if isinstance(p, dict)}
+        params = {p["key"]: p.get("value") for p in params
+                  if isinstance(p, dict) and isinstance(p.get("key"), str)}
     params = params if isinstance(params, dict) else {}
     dim = params.get("dim")
     element = raw.get("elementType", raw.get("element_type"))
@@ -117,7 +120,7 @@ def _field(raw: dict[str, Any], *, where: str, collection_auto_id: bool, outputs
         or raw["name"] in outputs,
         nullable=bool(raw.get("nullable", False)),
         has_default=raw.get("defaultValue", raw.get("default_value")) is not None,
-        dim=int(dim) if dim not in (None, "") and type_name != "SparseFloatVector" else None,
+        dim=_number(dim) if type_name != "SparseFloatVector" else None,
         element_type=_type(element, where) if type_name == "Array" and element not in (None, 0, "") else None,
         max_length=_number(params.get("max_length", params.get("maxLength"))),
         max_capacity=_number(params.get("max_capacity", params.get("maxCapacity"))),
@@ -127,10 +130,18 @@ def _field(raw: dict[str, Any], *, where: str, collection_auto_id: bool, outputs
 
 
 def _number(value: Any) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
+    """A whole number given as a number or a string; None for anything else (a describe reply's
+    field is read, never trusted)."""
+    if isinstance(value, bool) or not isinstance(value, int | str) or len(str(value)) > 20:
         return None
+    try:
+        return int(value) if value != "" else None
+    except ValueError:
+        return None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _type(value: Any, where: str) -> str:
@@ -148,4 +159,4 @@ def _type(value: Any, where: str) -> str:
         return value if not value.isupper() else value.capitalize()
     if isinstance(value, int):
         return _UNKNOWN_NUMBERS.get(value, f"type {value}")
-    raise SchemaError(f"{where}: no field type (got {value!r})")
+    raise SchemaError(f"{where}: no field type (got {reprlib.repr(value)})")

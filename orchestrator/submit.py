@@ -19,6 +19,7 @@ from typing import NamedTuple, TypeVar
 
 from .checks import Preflight
 from .errors import (
+    MAX_RETRY_AFTER_S,
     AmbiguousError,
     FatalTargetError,
     PermanentError,
@@ -119,6 +120,7 @@ class Submitter:
         *,
         concurrency: int,
         max_attempts: int,
+        max_retry_after_s: float = MAX_RETRY_AFTER_S,
         credentials_for: Callable[[int], Credentials | None],
         object_url: Callable[[PlanItem], str],
         reconciler: Reconciler,
@@ -144,6 +146,7 @@ class Submitter:
         self.ledger = ledger
         self.concurrency = concurrency
         self.max_attempts = max_attempts
+        self.max_retry_after_s = max_retry_after_s
         self.credentials_for = credentials_for
         self.object_url = object_url
         self.reconciler = reconciler
@@ -335,15 +338,19 @@ class Submitter:
                 if attempt >= self.max_attempts or self.stop.is_set():
                     return self._defer(call, attempt, exc)  # proven: no job for it
                 self.sleep(retrying(call.label, exc, attempt, self.max_attempts,
-                                    backoff(attempt, retry_after=exc.retry_after, rng=self.rng)))
+                                    self._backoff(attempt, exc)))
             except TransientError as exc:
                 if attempt >= self.max_attempts or self.stop.is_set():
                     return self._defer(call, attempt, exc)
                 self.sleep(retrying(call.label, exc, attempt, self.max_attempts,
-                                    backoff(attempt, retry_after=exc.retry_after, rng=self.rng)))
+                                    self._backoff(attempt, exc)))
             else:
                 return self._record(call, job_id, "job created", Outcome.SUBMITTED)
             attempt += 1
+
+    def _backoff(self, attempt: int, exc: TransientError) -> float:
+        return backoff(attempt, retry_after=exc.retry_after, rng=self.rng,
+                       max_retry_after_s=self.max_retry_after_s)
 
     def _record(self, call: _Call, job_id: str, detail: str, outcome: Outcome) -> Outcome:
         if not self.ledger.record_job(call.rows, job_id, detail):

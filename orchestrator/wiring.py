@@ -23,7 +23,7 @@ from .manifest import Manifest, Settings, SourceConfig, TargetConfig
 from .models import PlanItem, Secret, StoredObject
 from .pacing import RateLimiter
 from .pgurl import PostgresLedger
-from .redact import Redactor
+from .redact import Redactor, userinfo_secret
 from .sources.base import Source
 from .sources.registry import make_source
 from .targets.base import ObjectReader, Target
@@ -225,6 +225,9 @@ def secrets_of(manifest: Manifest) -> list[Secret]:
             found += [creds.access_key, creds.secret_key, *([creds.token] if creds.token else [])]
     if manifest.ledger_url is not None:
         found += [Secret(s) for s in manifest.ledger_url.secrets()]
+    configured = [manifest.target.base_url, manifest.target.cluster_endpoint,
+                  *(s.endpoint_url for s in manifest.sources)]
+    found += [Secret(secret) for url in configured if url and (secret := userinfo_secret(url))]
     return found
 
 

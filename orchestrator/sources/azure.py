@@ -42,6 +42,7 @@ from azure.storage.blob import (
 
 from ..errors import SourceError
 from ..models import StoredObject
+from ..redact import shown_url
 from .base import connections
 from .fanout import Entry, FanOutLister, Lazy, Pages, merge_pages
 
@@ -287,4 +288,4 @@ def _base(url: str) -> str:
 def _origin(url: str) -> str:
     """``scheme://host:port`` of a URL, without the path and query (where a SAS token would be)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    return shown_url(f"{parts.scheme}://{parts.netloc}")

@@ -37,6 +37,7 @@ from urllib3.exceptions import NewConnectionError
 
 from ..errors import SourceError
 from ..models import StoredObject
+from ..redact import shown_url, shown_urls
 from .base import connections, log_page
 from .fanout import Entry, FanOutLister, Lazy, Pages, merge_pages, read_ahead
 
@@ -310,7 +311,7 @@ def describe_google_error(exc: BaseException, *, missing: str = "bucket") -> str
         return f"the endpoint did not answer in time ({_host(exc)})"
     if isinstance(exc, requests.ConnectionError | ConnectionError):
         return f"cannot reach the endpoint ({_host(exc)})"
-    return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {shown_urls(str(exc))}"
 
 
 def _host(exc: BaseException) -> str:
@@ -319,4 +320,4 @@ def _host(exc: BaseException) -> str:
     if not isinstance(url, str):
         return "unknown"
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    return shown_url(f"{parts.scheme}://{parts.netloc}")

@@ -32,6 +32,7 @@ from botocore.model import OperationModel
 
 from ..errors import SourceError
 from ..models import StoredObject
+from ..redact import shown_url, shown_urls
 from .base import connections, log_page
 from .fanout import Entry, FanOutLister, Lazy, Pages, merge_pages, read_ahead
 from .s3_listing import Page, last_key, next_token, parse_page
@@ -211,7 +212,7 @@ def describe_boto_error(exc: Exception) -> str:
         return f"the endpoint did not answer in time ({_origin(exc.kwargs.get('endpoint_url'))})"
     if isinstance(exc, EndpointConnectionError):
         return f"cannot reach the endpoint ({_origin(exc.kwargs.get('endpoint_url'))})"
-    return type(exc).__name__ + ": " + str(exc)
+    return type(exc).__name__ + ": " + shown_urls(str(exc))
 
 
 def _origin(url: object) -> str:
@@ -219,4 +220,4 @@ def _origin(url: object) -> str:
     if not isinstance(url, str):
         return "unknown"
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    return shown_url(f"{parts.scheme}://{parts.netloc}")

@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 
 from ..errors import (
-    MAX_RETRY_AFTER_S,
     AmbiguousError,
     FatalTargetError,
     JobNotFoundError,
@@ -33,6 +32,8 @@ from ..errors import (
     TransientError,
     UnreachableError,
 )
+from ..redact import shown_url
+from .reply import Reply, bounded
 
 # Body codes worth retrying after a pause: the server refused the call, no job was created.
 TRANSIENT_CODES = frozenset({40003, 1, 2, 4, 8, 1807})
@@ -89,7 +90,7 @@ def call(
         raise unsure(f"no reply from {_origin(url)}: {type(exc).__name__}{why}") from exc
     except httpx.TransportError as exc:
         raise unsure(f"no reply from {_origin(url)}: {type(exc).__name__}") from exc
-    text = raw[:4096].decode(response.encoding or "utf-8", errors="replace")  # for messages only
+    text = _decoded(raw[:4096], response)  # for messages only
     status = response.status_code
     if status == 429:
         raise TransientError("rate limited (HTTP 429)", http_status=status,
@@ -103,8 +104,10 @@ def call(
         raise FatalTargetError(f"the credentials were refused (HTTP {status}): check target.api_key "
                                "(zilliz) or target.token (milvus)", http_status=status)
     if status == 404:
-        raise FatalTargetError(f"{_origin(url)}{httpx.URL(url).path} answered 404: check target.endpoint "
+        raise FatalTargetError(f"{_origin(url)}{_path(url)} answered 404: check target.endpoint "
                                "or target.region", http_status=status)
+    if 300 <= status < 400:
+        raise FatalTargetError(_redirected(url, status, response.headers.get("Location")), http_status=status)
     if status != 200:
         raise PermanentError(f"HTTP {status}: {_snippet(text)}", http_status=status)
     if not complete:
@@ -116,15 +119,16 @@ def call(
         raise unsure(f"the reply is not JSON: {_snippet(text)!r}", http_status=status) from exc
     if not isinstance(body, dict) or "code" not in body:
         raise unsure(f"the reply has no 'code': {_snippet(text)!r}", http_status=status)
-    code = body.get("code")
+    reply = Reply(body, "reply", creates=creates, http_status=status)
+    code = reply.code("code")
     if code in success_codes:
         return body.get("data")
-    message = str(body.get("message") or "no message")
-    raise classify(code if isinstance(code, int) else None, message)
+    raise classify(code, reply.text("message") or "no message")
 
 
 def classify(code: int | None, message: str) -> TargetError:
-    text = f"code {code}: {message}"
+    """The error a body code means; ``message`` is the server's text (cut to a bound here)."""
+    text = f"code {code}: {bounded(message)}"
     if code in FULL_CODES or (code == IMPORT_FAILED and FULL_MESSAGE in message.lower()):
         return ServerFullError(text, code=code)
     if code in TRANSIENT_CODES:
@@ -138,8 +142,9 @@ def classify(code: int | None, message: str) -> TargetError:
 
 
 def retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), at most
-    :data:`MAX_RETRY_AFTER_S`; None when it is absent, negative, not finite or does not parse."""
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), as the server says them
+    (the pause is capped where it is taken: ``settings.max_retry_after_s``); None when it is absent,
+    negative, not finite or does not parse."""
     if not value:
         return None
     try:
@@ -152,7 +157,7 @@ def retry_after(value: str | None, *, now: float | None = None) -> float | None:
         seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
     if not math.isfinite(seconds) or seconds < 0:
         return None
-    return min(seconds, MAX_RETRY_AFTER_S)
+    return seconds
 
 
 def _read_bounded(response: httpx.Response) -> tuple[bytes, bool]:
@@ -166,11 +171,9 @@ def _read_bounded(response: httpx.Response) -> tuple[bytes, bool]:
     return bytes(body), True
 
 
-def job_id_of(data: Any) -> Any:
+def job_id_of(data: Reply) -> Any:
     """``data.jobId`` (``jobID`` in one doc example) as the reply gives it, unchecked; None if absent."""
-    if not isinstance(data, dict):
-        return None
-    value = data.get("jobId", data.get("jobID"))
+    value = data.raw("jobId") if data.has("jobId") else data.raw("jobID")
     return None if value in (None, "") else value
 
 
@@ -180,6 +183,8 @@ def job_id_problem(job_id: Any) -> str | None:
     numbers, ``job-...``, UUIDs)."""
     if isinstance(job_id, bool) or not isinstance(job_id, str | int):
         return f"is a JSON {type(job_id).__name__}, not a string"
+    if isinstance(job_id, int) and not 0 <= job_id < 10 ** MAX_JOB_ID:
+        return "is a number out of range"
     text = str(job_id)
     if not text:
         return "is empty"
@@ -192,14 +197,17 @@ def job_id_problem(job_id: Any) -> str | None:
 
 def shown_id(job_id: Any) -> str:
     """A job id fit for a message: at most 40 characters, control characters escaped."""
-    text = str(job_id)
+    text = job_id[:41] if isinstance(job_id, str) else str(job_id)[:41] if isinstance(job_id, int) else \
+        type(job_id).__name__
     return repr(text[:40] + ("..." if len(text) > 40 else ""))
 
 
 def created_job_id(data: Any) -> str:
     """The job id of a create call's successful reply. Without one, or with one that is not a job id,
     the call may still have made a job: :class:`AmbiguousError` (look before retrying)."""
-    job_id = job_id_of(data)
+    if data is None:
+        raise AmbiguousError("the server reported success without a job id")
+    job_id = job_id_of(Reply(data, "data", creates=True))
     if job_id is None:
         raise AmbiguousError("the server reported success without a job id")
     problem = job_id_problem(job_id)
@@ -209,7 +217,7 @@ def created_job_id(data: Any) -> str:
     return str(job_id)
 
 
-def listed_job_id(record: Any) -> str | None:
+def listed_job_id(record: Reply) -> str | None:
     """The job id of one job-list record, or None (with a warning) when it has none or a bad one: such a
     record is skipped, never stored."""
     job_id = job_id_of(record)
@@ -232,7 +240,30 @@ def asked_job_id(job_id: str) -> str:
 
 def _origin(url: str) -> str:
     u = httpx.URL(url)
-    return f"{u.scheme}://{u.netloc.decode()}"
+    return shown_url(f"{u.scheme}://{u.netloc.decode()}")
+
+
+def _path(url: str) -> str:
+    return shown_url(httpx.URL(url).path)
+
+
+def _decoded(raw: bytes, response: httpx.Response) -> str:
+    """The start of a reply as text, for messages: in its declared charset, or UTF-8 when that is
+    unknown or no text encoding (``charset=rot13``)."""
+    try:
+        return raw.decode(response.encoding or "utf-8", errors="replace")
+    except (LookupError, ValueError):
+        return raw.decode("utf-8", errors="replace")
+
+
+def _redirected(url: str, status: int, location: str | None) -> str:
+    """What a redirect from the import API means: the endpoint moved. It is not followed: the API key
+    would go with it, wherever it points."""
+    where = f"a redirect to {shown_url(bounded(location, 300))}" if location else \
+        "a redirect without a Location"
+    return (f"{_origin(url)}{_path(url)} answered HTTP {status}, {where}: redirects are not followed "
+            "(the API key must not go with them); set target.endpoint to the address it names, if you "
+            "trust it")
 
 
 def _snippet(text: str, limit: int = 200) -> str:

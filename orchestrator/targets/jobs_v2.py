@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import FatalTargetError, TransientError
 from ..models import JobInfo, JobState
 from .http import listed_job_id
+from .reply import Reply
 
 SUCCESS = frozenset({0})  # v2 and Milvus: code 0 only (for Milvus, code 200 means "partition not found")
 CREATE = "/v2/vectordb/jobs/import/create"
@@ -44,41 +45,42 @@ class ProgressRoute:
 
 
 def job_info(job_id: str, data: Any, states: Mapping[str, JobState]) -> JobInfo:
-    """A progress reply's ``data`` as a :class:`JobInfo`; unknown states count as running."""
-    if not isinstance(data, dict):
+    """A progress reply's ``data`` as a :class:`JobInfo`, every field checked (:mod:`.reply`); unknown
+    states count as running."""
+    if data is None:
         raise TransientError(f"progress of job {job_id}: the reply has no data")
-    details = data.get("details")
-    files = [d for d in details if isinstance(d, dict) and d.get("fileName")] \
-        if isinstance(details, list) else []
-    file_name = data.get("fileName") or (files[0]["fileName"] if files else None)
-    progress = data.get("progress")
-    rows = data.get("importedRows", data.get("totalRows"))
+    reply = Reply(data, "data")
+    files = [(d, name) for d in reply.objects("details") if (name := d.name("fileName")) is not None]
+    rows = reply.count("importedRows")
+    total = reply.count("totalRows")
     return JobInfo(
         job_id=job_id,
-        state=states.get(str(data.get("state")), JobState.RUNNING),
-        collection=data.get("collectionName"),
-        file_name=str(file_name) if file_name else None,
-        reason=str(data.get("reason") or "") or None,
-        progress=float(progress) if isinstance(progress, int | float) else None,
-        imported_rows=int(rows) if isinstance(rows, int) else None,
-        file_names=tuple(str(d["fileName"]) for d in files),
-        file_rows=tuple(_count(d.get("importedRows")) for d in files),
+        state=states.get(reply.name("state") or "", JobState.RUNNING),
+        collection=reply.name("collectionName"),
+        file_name=reply.name("fileName") or (files[0][1] if files else None),
+        reason=reply.text("reason"),
+        progress=reply.percent("progress"),
+        imported_rows=rows if rows is not None else total,
+        file_names=tuple(name for _, name in files),
+        file_rows=tuple(d.count("importedRows") for d, _ in files),
     )
 
 
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def list_records(data: Any, states: Mapping[str, JobState]) -> list[JobInfo]:
-    """The jobs of a list reply's ``data.records``; a record without a valid job id is skipped."""
-    if not isinstance(data, dict):
+def list_records(data: Any, states: Mapping[str, JobState]) -> tuple[list[JobInfo], int, int | None]:
+    """The jobs of a list reply's ``data.records`` (a record without a valid job id is skipped), how
+    many records it held (skipped ones included) and its ``count`` (the jobs in all, if given)."""
+    if data is None:
         raise TransientError("the job list reply has no data")
+    reply = Reply(data, "data")
+    return records(reply.objects("records"), states), len(reply.objects("records")), reply.count("count")
+
+
+def records(found: list[Reply], states: Mapping[str, JobState]) -> list[JobInfo]:
+    """Job-list records as :class:`JobInfo` (job id, state, collection), each field checked."""
     jobs = []
-    for record in data.get("records") or []:
+    for record in found:
         job_id = listed_job_id(record)
-        if job_id is None:
-            continue
-        jobs.append(JobInfo(job_id=job_id, state=states.get(str(record.get("state")), JobState.RUNNING),
-                            collection=record.get("collectionName")))
+        if job_id is not None:
+            jobs.append(JobInfo(job_id=job_id, state=states.get(record.name("state") or "", JobState.RUNNING),
+                                collection=record.name("collectionName")))
     return jobs

@@ -36,6 +36,7 @@ from ..schema import CollectionSchema
 from .collections_v2 import GB, describe
 from .http import asked_job_id, call, created_job_id
 from .jobs_v2 import CREATE, LIST, SUCCESS, ProgressRoute, job_info, list_records
+from .reply import Reply
 
 STATES = {"Pending": JobState.RUNNING, "PreImporting": JobState.RUNNING, "Importing": JobState.RUNNING,
           "Sorting": JobState.RUNNING, "IndexBuilding": JobState.RUNNING, "None": JobState.RUNNING,
@@ -107,11 +108,10 @@ class MilvusTarget:
 
     def list_jobs(self) -> Iterator[JobInfo]:
         data = self._post(LIST, self._body())
-        if isinstance(data, dict):
-            for record in data.get("records") or []:
-                if isinstance(record, dict):
-                    self._notice(record.get("state"))
-        yield from list_records(data, STATES)
+        jobs, _, _ = list_records(data, STATES)  # every field checked: the states below are strings
+        for record in Reply(data, "data").objects("records"):
+            self._notice(record.name("state"))
+        yield from jobs
 
     def commit(self, job_id: str) -> None:
         """Make an uncommitted job's rows visible. Already ``Committing`` or ``Completed``: done (the
@@ -162,10 +162,11 @@ class MilvusTarget:
                 raise JobNotFoundError(f"job {job_id}: {exc} (Milvus forgets finished jobs after about "
                                        "3 hours)", code=exc.code) from exc
             raise
-        raw = data.get("state") if isinstance(data, dict) else None
+        info = job_info(job_id, data, STATES)  # every field checked: the state below is a string
+        raw = Reply(data, "data").name("state")
         self._notice(raw)
-        return (str(raw) if raw is not None else None), job_info(job_id, data, STATES)
+        return raw, info
 
-    def _notice(self, state: Any) -> None:
+    def _notice(self, state: str | None) -> None:
         if state in TWO_PHASE_STATES:
             self.two_phase_proven = True

@@ -38,9 +38,11 @@ from ..errors import (
 )
 from ..models import ImportRequest, JobInfo, JobState, Secret, StoredObject
 from ..preflight import Version, parse_version
+from ..redact import shown_url
 from ..schema import CollectionSchema, from_describe
 from .base import OnePhase
 from .http import classify
+from .reply import Reply, bounded
 
 T = TypeVar("T")
 GB = 1000**3
@@ -128,7 +130,8 @@ class MilvusGrpcTarget(OnePhase):
                     self._client = MilvusClient(uri=self.uri, token=self.token.reveal() if self.token else "",
                                                 db_name=self.db_name or "", timeout=self.timeout_s)
                 except MilvusException as exc:
-                    raise FatalTargetError(f"cannot connect to Milvus at {self.uri}: {exc.message}",
+                    raise FatalTargetError(f"cannot connect to Milvus at {shown_url(self.uri)}: "
+                                           f"{bounded(str(exc.message))}",
                                            code=exc.code) from exc
             return self._client
 
@@ -144,23 +147,28 @@ class MilvusGrpcTarget(OnePhase):
 
 
 def _job_info(state: Any) -> JobInfo:
-    infos = state.infos or {}
-    files = str(infos.get("files") or "")
-    progress = infos.get("progress_percent")
+    """A pymilvus ``BulkInsertState`` as a :class:`JobInfo`, its server-given fields checked like any
+    reply's (:mod:`.reply`)."""
+    task = Reply({"taskId": state.task_id, "rowCount": state.row_count, "failedReason": state.failed_reason,
+                  "infos": dict(state.infos or {})}, "task")
+    infos = task.obj("infos") or Reply({}, "task.infos")
+    task_id = task.count("taskId")
+    rows = task.count("rowCount")
     return JobInfo(
-        job_id=str(state.task_id),
+        job_id=str(task_id),
         state=STATES.get(state.state, JobState.RUNNING),
-        collection=infos.get("collection") or None,
-        file_name=files or None,  # as the create call named it: a key, or an absolute path
-        reason=state.failed_reason or None,
-        progress=float(progress) if progress not in (None, "") else None,
-        imported_rows=int(state.row_count) if state.state == BulkInsertState.ImportCompleted else None,
+        collection=infos.name("collection"),
+        file_name=infos.name("files"),  # as the create call named it: a key, or an absolute path
+        reason=task.text("failedReason"),
+        progress=infos.percent("progress_percent", spelled=True),
+        imported_rows=rows if state.state == BulkInsertState.ImportCompleted else None,
     )
 
 
 def _rpc_error(exc: grpc.RpcError, *, creates: bool) -> TargetError:
     code = exc.code() if callable(getattr(exc, "code", None)) else None
-    text = f"gRPC {getattr(code, 'name', 'error')}: {exc.details() if hasattr(exc, 'details') else exc}"
+    details = exc.details() if hasattr(exc, "details") else exc
+    text = f"gRPC {getattr(code, 'name', 'error')}: {bounded(str(details))}"
     if code in _FATAL:
         return FatalTargetError(f"{text} ({_FATAL[code]})")
     if creates and code is not grpc.StatusCode.INVALID_ARGUMENT:

@@ -13,12 +13,14 @@ from typing import Any
 
 import httpx
 
-from ..errors import PermanentError, TransientError
+from ..errors import TransientError
 from ..models import ImportRequest, JobInfo, JobState, Secret, StoredObject
 from ..schema import CollectionSchema
 from .base import OnePhase
 from .collections_v2 import GB, describe
-from .http import asked_job_id, call, created_job_id, listed_job_id
+from .http import asked_job_id, call, created_job_id
+from .jobs_v2 import records
+from .reply import Reply
 
 SUCCESS = frozenset({0, 200})
 _LIST_STATES = {"ImportRunning": JobState.RUNNING, "ImportCompleted": JobState.COMPLETED,
@@ -66,19 +68,19 @@ class ZillizV1Target(OnePhase):
         data = call(self.client, "GET", f"{self.base_url}/v1/vector/collections/import/get",
                     headers=self._headers(), params=params,
                     success_codes=SUCCESS)
-        if not isinstance(data, dict):
+        if data is None:
             raise TransientError(f"progress of job {job_id}: the reply has no data")
-        error = data.get("errorMessage")
+        reply = Reply(data, "data")
+        error = reply.text("errorMessage")
         if error:
             state = JobState.FAILED
-        elif data.get("completeTime"):
+        elif reply.moment("completeTime"):
             state = JobState.COMPLETED
         else:
             state = JobState.RUNNING
-        pct = data.get("readyPercentage")
-        return JobInfo(job_id=job_id, state=state, collection=data.get("collectionName"),
-                       file_name=data.get("fileName"), reason=str(error) if error else None,
-                       progress=float(pct) if isinstance(pct, int | float) else None)
+        return JobInfo(job_id=job_id, state=state, collection=reply.name("collectionName"),
+                       file_name=reply.name("fileName"), reason=error,
+                       progress=reply.percent("readyPercentage"))
 
     def list_jobs(self) -> Iterator[JobInfo]:
         page = 1
@@ -89,20 +91,16 @@ class ZillizV1Target(OnePhase):
                         headers=self._headers(),
                         params={"clusterId": self.cluster_id, "pageSize": PAGE_SIZE, "currentPage": page},
                         success_codes=SUCCESS)
-            if not isinstance(data, dict):
-                raise PermanentError("the job list reply has no data")
-            jobs = data.get("tasks", data.get("records")) or []
-            fresh = len(ids)
-            for job in jobs:
-                job_id = listed_job_id(job)
-                if job_id is None or job_id in ids:
-                    continue
-                ids.add(job_id)
-                state = _LIST_STATES.get(str(job.get("state")), JobState.RUNNING)
-                yield JobInfo(job_id=job_id, state=state, collection=job.get("collectionName"))
-            seen += len(jobs)
-            count = data.get("count")
+            if data is None:
+                raise TransientError("the job list reply has no data")
+            reply = Reply(data, "data")
+            found = reply.objects("tasks") if reply.has("tasks") else reply.objects("records")
+            new = [job for job in records(found, _LIST_STATES) if job.job_id not in ids]
+            yield from new
+            ids.update(job.job_id for job in new)
+            seen += len(found)
+            count = reply.count("count")
             # a short page is the last; a page of jobs all seen is a server that ignores the page fields
-            if len(jobs) < PAGE_SIZE or len(ids) == fresh or (isinstance(count, int) and seen >= count):
+            if len(found) < PAGE_SIZE or not new or (count is not None and seen >= count):
                 return
             page += 1

@@ -80,13 +80,12 @@ class ZillizV2Target(OnePhase):
         while True:
             data = self._post(LIST, {"clusterId": self.cluster_id, "pageSize": PAGE_SIZE,
                                      "currentPage": page})
-            new = [job for job in list_records(data, STATES) if job.job_id not in ids]
+            jobs, records, count = list_records(data, STATES)
+            new = [job for job in jobs if job.job_id not in ids]
             yield from new
             ids.update(job.job_id for job in new)
-            records = len(data.get("records") or [])  # skipped ones included: they count in ``count``
-            seen += records
-            count = data.get("count")
+            seen += records  # skipped ones included: they count in ``count``
             # a short page is the last; a page of jobs all seen is a server that ignores the page fields
-            if records < PAGE_SIZE or not new or (isinstance(count, int) and seen >= count):
+            if records < PAGE_SIZE or not new or (count is not None and seen >= count):
                 return
             page += 1

@@ -140,6 +140,10 @@ class FakeImportAPI:
     key_memory_s: float = 86_400.0
     bad_id: str | None = None  # the job id a ``bad-id`` reply carries (None: 10 MB of digits)
     collections: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> describe ``data``
+    # A hostile server: every JSON reply goes through ``hostile(route path, payload)`` and the result is
+    # sent instead (bytes are sent as they are), with ``content_type`` (say, an unknown charset)
+    hostile: Callable[[str, Any], Any] | None = None
+    content_type: str = "application/json"
     jobs: dict[str, Job] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
 
@@ -302,9 +306,13 @@ class FakeImportAPI:
 
     def reply(self, h: BaseHTTPRequestHandler, payload: Any, *, status: int = 200,
               headers: dict[str, str] | None = None, raw: bytes | None = None) -> None:
-        data = raw if raw is not None else json.dumps(payload).encode()
+        html = raw is not None
+        if raw is None:
+            sent = self.hostile(urlparse(h.path).path, payload) if self.hostile is not None else payload
+            raw = sent if isinstance(sent, bytes) else json.dumps(sent).encode()
+        data = raw
         h.send_response(status)
-        h.send_header("Content-Type", "text/html" if raw is not None else "application/json")
+        h.send_header("Content-Type", "text/html" if html else self.content_type)
         h.send_header("Content-Length", str(len(data)))
         for k, v in (headers or {}).items():
             h.send_header(k, v)
