@@ -160,8 +160,9 @@ def judge(rows: Sequence[LedgerRecord], others: Sequence[LedgerRecord], jobs: Se
             absent = _absent(row, server_now, lag_s, memory_s)
             blind = [j.job_id for j in jobs if not j.names and j.collection in (None, members[0].collection)]
             if blind and absent.verdict is Verdict.RELEASE:  # a job that names no file may be this one
+                named = f"job {blind[0]}" if blind[0] else "a job listed without a readable id"
                 verdicts[key] = (Verdict.WAIT, None,
-                                 f"job {blind[0]} is described without its files: whether it is {what}'s "
+                                 f"{named} is described without its files: whether it is {what}'s "
                                  "cannot be proven yet; looked at again later", ())
             else:
                 verdicts[key] = (absent.verdict, None, absent.why, ())

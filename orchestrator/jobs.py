@@ -31,7 +31,7 @@ from .errors import (
 )
 from .evidence import Judgement, Unit, Verdict, bucket_and_key, culprit, judge, reported_names, unit_of
 from .ledger import Ledger
-from .models import JobInfo, JobState, LedgerRecord, ObjectState
+from .models import UNREADABLE_JOB_ID, JobInfo, JobState, LedgerRecord, ObjectState
 from .pacing import with_retries
 from .redact import Redactor
 from .targets.base import Target
@@ -87,7 +87,10 @@ class Reconciler:
             known = self.ledger.known_job_ids([j.job_id for j in page])
             for job in page:
                 self._stopping()
-                if job.job_id not in known and (info := self._with_file(job)) is not None:
+                if job.job_id == UNREADABLE_JOB_ID:  # no call can describe it: it names no file
+                    if only is None:  # it may be anyone's; never one to abort
+                        found.append(job)
+                elif job.job_id not in known and (info := self._with_file(job)) is not None:
                     found.append(info)
         return found
 

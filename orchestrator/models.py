@@ -210,6 +210,11 @@ class ImportRequest:
         return (self.object_url, *self.companions)
 
 
+# The job id of a job-list record whose own id is missing or unreadable: the job exists but cannot be
+# described, so it may be anyone's; it is never stored, asked about, committed or aborted.
+UNREADABLE_JOB_ID = ""
+
+
 @dataclass(frozen=True, slots=True)
 class JobInfo:
     """What a progress or list call says about one job."""

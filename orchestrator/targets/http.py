@@ -219,13 +219,14 @@ def created_job_id(data: Any) -> str:
 
 def listed_job_id(record: Reply) -> str | None:
     """The job id of one job-list record, or None (with a warning) when it has none or a bad one: such a
-    record is skipped, never stored."""
+    record is listed as :data:`~orchestrator.models.UNREADABLE_JOB_ID`, never stored."""
     job_id = job_id_of(record)
     problem = "is missing" if job_id is None else job_id_problem(job_id)
     if problem is None:
         return str(job_id)
     shown = f" {shown_id(job_id)}" if job_id is not None else ""
-    log.warning("the job list holds a record whose job id%s %s: skipped", shown, problem)
+    log.warning("the job list holds a record whose job id%s %s: that job cannot be described, so no "
+                "object of its collection is taken for having no job while it is listed", shown, problem)
     return None
 
 

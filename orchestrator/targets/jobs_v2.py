@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import FatalTargetError, TransientError
-from ..models import JobInfo, JobState
+from ..models import UNREADABLE_JOB_ID, JobInfo, JobState
 from .http import listed_job_id
 from .reply import Reply
 
@@ -67,8 +67,8 @@ def job_info(job_id: str, data: Any, states: Mapping[str, JobState]) -> JobInfo:
 
 
 def list_records(data: Any, states: Mapping[str, JobState]) -> tuple[list[JobInfo], int, int | None]:
-    """The jobs of a list reply's ``data.records`` (a record without a valid job id is skipped), how
-    many records it held (skipped ones included) and its ``count`` (the jobs in all, if given)."""
+    """The jobs of a list reply's ``data.records`` (a record without a valid job id as
+    :data:`UNREADABLE_JOB_ID`), how many records it held and its ``count`` (the jobs in all, if given)."""
     if data is None:
         raise TransientError("the job list reply has no data")
     reply = Reply(data, "data")
@@ -77,10 +77,6 @@ def list_records(data: Any, states: Mapping[str, JobState]) -> tuple[list[JobInf
 
 def records(found: list[Reply], states: Mapping[str, JobState]) -> list[JobInfo]:
     """Job-list records as :class:`JobInfo` (job id, state, collection), each field checked."""
-    jobs = []
-    for record in found:
-        job_id = listed_job_id(record)
-        if job_id is not None:
-            jobs.append(JobInfo(job_id=job_id, state=states.get(record.name("state") or "", JobState.RUNNING),
-                                collection=record.name("collectionName")))
-    return jobs
+    return [JobInfo(job_id=listed_job_id(record) or UNREADABLE_JOB_ID,
+                    state=states.get(record.name("state") or "", JobState.RUNNING),
+                    collection=record.name("collectionName")) for record in found]
