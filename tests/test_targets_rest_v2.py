@@ -17,7 +17,7 @@ from orchestrator.errors import (
     PermanentError,
     TransientError,
 )
-from orchestrator.models import Credentials, ImportRequest, JobState, Secret, StoredObject
+from orchestrator.models import UNREADABLE_JOB_ID, Credentials, ImportRequest, JobState, Secret, StoredObject
 from orchestrator.targets.milvus import MilvusTarget
 from orchestrator.targets.zilliz_v2 import ZillizV2Target
 
@@ -201,5 +201,7 @@ def test_milvus_list_has_no_pagination() -> None:
     records = [{"jobId": "1", "collectionName": "c", "state": "Sorting", "progress": 70},
                {"jobID": "2", "collectionName": "c", "state": "Completed"}, {"state": "Failed"}]
     jobs = list(milvus(ok({"records": records}), seen, db_name="d").list_jobs())
-    assert [(j.job_id, j.state) for j in jobs] == [("1", JobState.RUNNING), ("2", JobState.COMPLETED)]
+    # the record without an id is listed as one that cannot be described
+    assert [(j.job_id, j.state) for j in jobs] == [("1", JobState.RUNNING), ("2", JobState.COMPLETED),
+                                                   (UNREADABLE_JOB_ID, JobState.FAILED)]
     assert len(seen) == 1 and json.loads(seen[0].content) == {"dbName": "d"}
