@@ -801,6 +801,11 @@ def _source(r: _Reader, node: Any, index: int, rules: TargetRules | None, target
     s = r.mapping(node, p, required=("url", "collection"), optional=(
         "partition", "pattern", "include", "exclude", "credentials", "object_url_style", *_SCHEME_KEYS))
     url = _configured_url(r, s["url"], f"{p}.url") or r.string(s["url"], f"{p}.url")
+    if "://" in url and ("?" in url or "#" in url):  # a SAS token pasted with the URL: never shown
+        cut = min(i for i in (url.find("?"), url.find("#")) if i >= 0)
+        raise r.fail(f"{p}.url", f"{_excerpt(url[:cut])} is followed by a query or fragment (not shown: it "
+                                 "may hold a token); a store's URL names a bucket and prefix only: give a "
+                                 "SAS token as sas_token: ${VAR}, other keys under credentials")
     meant = _mistyped_url(url)
     if meant is not None:
         raise r.fail(f"{p}.url", f"{_excerpt(url)} is neither a store's URL nor a folder: did you mean "

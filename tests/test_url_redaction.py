@@ -66,6 +66,21 @@ def test_a_literal_secret_in_a_urls_user_info_is_refused_naming_the_place(
     assert PASSWORD not in result.output
 
 
+@pytest.mark.parametrize("url", [
+    "https://acct.blob.core.windows.net/container/emb/?sv=2022-11-02&sig={pw}",
+    "s3://lake/emb/?X-Amz-Signature={pw}", "gs://lake/emb/#{pw}"])
+def test_a_token_after_a_sources_url_is_refused_and_never_shown(
+    tmp_path: Path, fake_api: FakeImportAPI, bucket: str, url: str,
+) -> None:
+    """An Azure SAS URL pasted whole was taken for a prefix holding ``?sv=...&sig=...``, and the
+    signature printed in every error (``no Azure credentials found`` under ``az://container/emb/?sv=``)."""
+    manifest = manifest_with(tmp_path, fake_api, bucket, source={"url": url.format(pw=PASSWORD)})
+    result = CliRunner().invoke(cli, ["validate", str(manifest)])
+    assert result.exit_code == 2, result.output
+    assert "sources[0].url:" in result.output and "sas_token" in result.output, result.output
+    assert PASSWORD not in result.output
+
+
 @pytest.mark.parametrize("command", ["validate", "ls", "run"])
 def test_a_sources_endpoint_password_never_reaches_the_output(
     tmp_path: Path, fake_api: FakeImportAPI, bucket: str, env: dict[str, str],
