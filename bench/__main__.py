@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import backlog, list_fanout, plan_scale, preflight_sample, report_scale, submit_throughput
-from orchestrator.manifest import Settings
+from orchestrator.config.manifest import Settings
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
 Row = tuple[str, str, float | str, str, bool | None]  # benchmark, measure, value, target, met

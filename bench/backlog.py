@@ -30,7 +30,7 @@ import httpx
 
 from bench.synthetic import SyntheticSource
 from orchestrator import api
-from orchestrator.manifest import Manifest, PreflightMode, Settings, SourceConfig, TargetConfig
+from orchestrator.config.manifest import Manifest, PreflightMode, Settings, SourceConfig, TargetConfig
 from orchestrator.models import Credentials, Secret
 
 KEY = "bench-api-key-0000"

@@ -39,7 +39,7 @@ import httpx
 from botocore.config import Config
 from botocore.parsers import RestXMLParser
 
-from orchestrator.manifest import Settings, SourceConfig
+from orchestrator.config.manifest import Settings, SourceConfig
 from orchestrator.models import StoredObject
 from orchestrator.sources import gcs
 from orchestrator.sources.registry import make_source

@@ -27,10 +27,10 @@ from typing import Any
 from bench import list_fanout
 from bench.synthetic import SyntheticSource
 from orchestrator.api import ledger_location, plan_source, target_identity
-from orchestrator.ledger import Ledger
-from orchestrator.manifest import Manifest, Settings, SourceConfig, TargetConfig
+from orchestrator.config.manifest import Manifest, Settings, SourceConfig, TargetConfig
+from orchestrator.config.pgurl import PostgresLedger
+from orchestrator.ledger.store import Ledger
 from orchestrator.models import Action, Secret, StoredObject
-from orchestrator.pgurl import PostgresLedger
 from orchestrator.sources.base import Source
 from orchestrator.sources.registry import make_source
 from tests.pgserver import PgServer

@@ -24,9 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator.checks import Preflight
-from orchestrator.manifest import Manifest, Settings, SourceConfig, TargetConfig
+from orchestrator.config.manifest import Manifest, Settings, SourceConfig, TargetConfig
 from orchestrator.models import Action, PlanItem, Route, StoredObject
+from orchestrator.preflight.checks import Preflight
 
 DIM = 768
 ROWS = 340_000

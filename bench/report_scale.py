@@ -20,10 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from orchestrator import report
 from orchestrator.api import ledger_location
-from orchestrator.ledger import Ledger
-from orchestrator.pgurl import PostgresLedger
+from orchestrator.config.pgurl import PostgresLedger
+from orchestrator.ledger.store import Ledger
+from orchestrator.report.html import html as report
 from tests.pgserver import PgServer
 
 _OBJECT = ("id, url, version, target, source, collection, partition, size, state, job_id, attempts, "

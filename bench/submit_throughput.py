@@ -23,10 +23,10 @@ import httpx
 
 from bench.synthetic import SyntheticSource
 from orchestrator import api
-from orchestrator.ledger import Ledger
-from orchestrator.manifest import Manifest, PreflightMode, Settings, SourceConfig, TargetConfig
+from orchestrator.config.manifest import Manifest, PreflightMode, Settings, SourceConfig, TargetConfig
+from orchestrator.config.pgurl import PostgresLedger
+from orchestrator.ledger.store import Ledger
 from orchestrator.models import Action, Credentials, PlanItem, Route, Secret
-from orchestrator.pgurl import PostgresLedger
 from tests.fakes.zilliz import FakeZilliz
 from tests.pgserver import PgServer
 

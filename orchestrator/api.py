@@ -23,9 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from . import extras, metrics, pgurl, planner, urls
-from .checks import Inspection as Inspection
-from .checks import Preflight
+from .config import extras, pgurl, urls
+from .config.manifest import UNSUPPORTED_REF, Manifest, ledger_file_problem, load, unsupported_reference
+from .config.pgurl import PostgresLedger
 from .errors import (
     LedgerError,
     ManifestError,
@@ -33,39 +33,41 @@ from .errors import (
     SourceError,
     UnknownObjectError,
 )
-from .evidence import Judgement, ServerClock, Verdict
-from .grouping import batches
-from .jobs import settle
-from .ledger import TABLES, Ledger
-from .manifest import UNSUPPORTED_REF, Manifest, ledger_file_problem, load, unsupported_reference
+from .jobs.evidence import Judgement, ServerClock, Verdict
+from .jobs.lifecycle import settle
+from .ledger.store import TABLES, Ledger
 from .models import Action, JobProgress, JobState, LedgerRecord, ObjectState, PlanItem
 from .models import Outcome as Outcome
-from .pacing import RateLimiter
-from .pgurl import PostgresLedger
-from .pipeline import make_reconciler, max_job_bytes, plan_source, refresh_all
-from .pipeline import run as run
-from .run import RunOptions as RunOptions
-from .run import RunReport as RunReport
+from .planning import planner
+from .preflight.checks import Inspection as Inspection
+from .preflight.checks import Preflight
+from .report import metrics
+from .run.grouping import batches
+from .run.pipeline import make_reconciler, max_job_bytes, plan_source, refresh_all
+from .run.pipeline import run as run
+from .run.state import RunOptions as RunOptions
+from .run.state import RunReport as RunReport
+from .run.wiring import TARGETS as TARGETS
+from .run.wiring import JobsHook as JobsHook
+from .run.wiring import SourceFactory as SourceFactory
+from .run.wiring import TargetFactory as TargetFactory
+from .run.wiring import hold_ledger as hold_ledger
+from .run.wiring import ledger_exists as ledger_exists
+from .run.wiring import ledger_name as ledger_name
+from .run.wiring import make_http_client as make_http_client
+from .run.wiring import make_reader as make_reader
+from .run.wiring import make_target as make_target
+from .run.wiring import object_url as object_url
+from .run.wiring import one_run as one_run
+from .run.wiring import open_ledger as open_ledger
+from .run.wiring import redacting as redacting
+from .run.wiring import secrets_of as secrets_of
+from .run.wiring import source_key as source_key
+from .run.wiring import target_identity as target_identity
 from .sources.base import Listed, judged
 from .sources.registry import make_source
+from .targets.pacing import RateLimiter
 from .terminal import printable
-from .wiring import TARGETS as TARGETS
-from .wiring import JobsHook as JobsHook
-from .wiring import SourceFactory as SourceFactory
-from .wiring import TargetFactory as TargetFactory
-from .wiring import hold_ledger as hold_ledger
-from .wiring import ledger_exists as ledger_exists
-from .wiring import ledger_name as ledger_name
-from .wiring import make_http_client as make_http_client
-from .wiring import make_reader as make_reader
-from .wiring import make_target as make_target
-from .wiring import object_url as object_url
-from .wiring import one_run as one_run
-from .wiring import open_ledger as open_ledger
-from .wiring import redacting as redacting
-from .wiring import secrets_of as secrets_of
-from .wiring import source_key as source_key
-from .wiring import target_identity as target_identity
 
 log = logging.getLogger("orchestrator")
 
@@ -318,9 +320,9 @@ def _groups(ledger: Ledger, stalled: list[tuple[LedgerRecord, JobProgress]]) -> 
 # -- the HTML report ------------------------------------------------------------------------------
 
 def report(manifest: Manifest, *, clock: Callable[[], float] = time.time) -> str:
-    """The HTML report of the manifest's ledger (:mod:`orchestrator.report`): one self-contained page.
+    """The HTML report of the manifest's ledger (:mod:`orchestrator.report.html`): one self-contained page.
     A ledger not made yet gives a page that says it is empty."""
-    from . import report as html_report
+    from .report import html as html_report
     title = manifest.path.name
     if not ledger_exists(manifest):
         return html_report.render(html_report.ReportData(title=title, ledger=ledger_name(manifest),

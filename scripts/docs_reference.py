@@ -23,11 +23,12 @@ from typing import Any
 
 import click
 
-from orchestrator import api, errors, extras, manifest, models
-from orchestrator.cli import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE, cli
-from orchestrator.run import EXIT_DEADLINE, RunReport
+from orchestrator import api, errors, models
+from orchestrator.cli.main import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE, cli
+from orchestrator.config import extras, manifest
+from orchestrator.run.state import EXIT_DEADLINE, RunReport
 
-PACKAGE = Path(manifest.__file__).parent
+PACKAGE = Path(api.__file__).parent
 MARKER = re.compile(r"<!-- generated: ([a-z-]+) -->")
 
 
@@ -203,7 +204,7 @@ def log_events_table() -> str:
 
 
 def json_log_fields() -> str:
-    from orchestrator.cli import JsonFormatter
+    from orchestrator.cli.main import JsonFormatter
     fields = ", ".join(f"`{f}`" for f in ("ts", "level", "message", *JsonFormatter._FIELDS))
     return f"Fields an event may carry: {fields}.\n"
 
@@ -314,7 +315,7 @@ def error_messages() -> list[tuple[str, str, str]]:
             if name.endswith("Error") and name in vars(errors) and call.args:
                 text = _template(call.args[-1] if name == "ManifestError" else call.args[0])
                 kind = name
-            elif name in _RAISERS and len(call.args) >= 2 and module == "orchestrator/manifest.py":
+            elif name in _RAISERS and len(call.args) >= 2 and module == "orchestrator/config/manifest.py":
                 text, kind = _template(call.args[1]), "ManifestError"
             elif name == "_fail" and call.args:
                 text, kind = _template(call.args[0]), "cli"

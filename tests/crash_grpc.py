@@ -12,9 +12,10 @@ import threading
 import httpx
 
 from orchestrator import api
-from orchestrator.manifest import Manifest
+from orchestrator.config.manifest import Manifest
 from orchestrator.models import ImportRequest
-from orchestrator.targets.base import ObjectReader, Target
+from orchestrator.sources.base import ObjectReader
+from orchestrator.targets.base import Target
 from orchestrator.targets.milvus_grpc import MilvusGrpcTarget
 
 CRASH = 9

@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 
 from orchestrator import api
-from orchestrator.manifest import Manifest
-from orchestrator.targets.base import ObjectReader, Target
+from orchestrator.config.manifest import Manifest
+from orchestrator.sources.base import ObjectReader
+from orchestrator.targets.base import Target
 from orchestrator.targets.milvus_lite import JOBS, MilvusLiteTarget, open_client
 
 CRASH = 9

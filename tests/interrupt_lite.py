@@ -13,7 +13,7 @@ import signal
 
 from milvus_lite.server_manager import ServerManager
 
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 
 _release_server = ServerManager.release_server
 

@@ -20,8 +20,8 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator import api
-from orchestrator.cli import cli
-from orchestrator.ledger import Ledger
+from orchestrator.cli.main import cli
+from orchestrator.ledger.store import Ledger
 from orchestrator.models import LedgerRecord, ObjectState
 from tests.conftest import run_cli
 from tests.fakes.zilliz import FakeZilliz

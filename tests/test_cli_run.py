@@ -9,7 +9,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from orchestrator.cli import cli
+from orchestrator.cli.main import cli
 from tests.conftest import ACCESS_KEY, SECRET_KEY, SECRETS
 from tests.fakes.zilliz import FakeZilliz
 

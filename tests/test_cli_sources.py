@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.cloud import storage
 
-from orchestrator.cli import cli
+from orchestrator.cli.main import cli
 from orchestrator.errors import SourceError
 from orchestrator.sources.azure import AzureSource
 from orchestrator.sources.gcs import RETRY, GcsSource

@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from orchestrator.cli import cli
+from orchestrator.cli.main import cli
 from tests.conftest import Child
 
 

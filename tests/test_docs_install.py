@@ -19,7 +19,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from orchestrator.cli import cli
+from orchestrator.cli.main import cli
 from tests.conftest import API_KEY, parquet_bytes
 from tests.fakes.zilliz_v2 import FakeZillizV2
 

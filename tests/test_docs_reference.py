@@ -14,9 +14,9 @@ import click
 import pytest
 
 from orchestrator import models
-from orchestrator.cli import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE
-from orchestrator.manifest import Settings
-from orchestrator.run import EXIT_DEADLINE
+from orchestrator.cli.main import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE
+from orchestrator.config.manifest import Settings
+from orchestrator.run.state import EXIT_DEADLINE
 
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"
@@ -117,7 +117,7 @@ def test_python_api_and_error_catalogue() -> None:
 
 def test_every_target_and_source_key_is_described() -> None:
     """Each key the reader accepts is in the generated tables and described in the pages' own text."""
-    from orchestrator.manifest import TARGET_RULES
+    from orchestrator.config.manifest import TARGET_RULES
     described = "\n".join((DOCS / page).read_text(encoding="utf-8") for page in (
         "reference/targets.md", "reference/sources.md", "reference/manifest.md"))
     table = gen.target_keys_table()

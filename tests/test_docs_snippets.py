@@ -23,9 +23,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from orchestrator import extras
-from orchestrator.cli import cli
-from orchestrator.manifest import TARGET_RULES
+from orchestrator.cli.main import cli
+from orchestrator.config import extras
+from orchestrator.config.manifest import TARGET_RULES
 
 ROOT = Path(__file__).parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from orchestrator.cli import cli
+from orchestrator.cli.main import cli
 
 ENV = {"ZILLIZ_API_KEY": "k-123456", "IMPORT_ACCESS_KEY": "a-123456", "IMPORT_SECRET_KEY": "s-123456"}
 HEAD = "version: 1\n"

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator import api
-from orchestrator.cli import cli
+from orchestrator.cli.main import cli
 from orchestrator.models import LedgerRecord
 from tests.conftest import HTTP_TARGETS, LEDGERS, SECRETS, Child, cli_child, parquet_bytes
 from tests.fakes.base import FakeImportAPI as FakeZilliz

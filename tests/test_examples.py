@@ -20,7 +20,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from orchestrator.cli import cli
+from orchestrator.cli.main import cli
 from tests.conftest import Child
 from tests.fakes.zilliz import FakeZilliz
 

@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from orchestrator import api
-from orchestrator.cli import cli
+from orchestrator.cli.main import cli
 from orchestrator.errors import MAX_RETRY_AFTER_S, OrchestratorError, TargetError, TransientError
-from orchestrator.ledger import Ledger
+from orchestrator.ledger.store import Ledger
 from orchestrator.targets.http import FATAL_CODES, TRANSIENT_CODES, call, job_id_problem
 from tests.conftest import API_KEY, FAKES, SECRETS
 from tests.fakes.base import FakeImportAPI, OddReply

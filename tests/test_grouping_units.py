@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.config.manifest import load
 from orchestrator.errors import ManifestError
-from orchestrator.evidence import culprit, judge
-from orchestrator.grouping import batches
-from orchestrator.ledger import Ledger
-from orchestrator.manifest import load
+from orchestrator.jobs.evidence import culprit, judge
+from orchestrator.ledger.store import Ledger
 from orchestrator.models import (
     Action,
     JobInfo,
@@ -24,6 +23,7 @@ from orchestrator.models import (
     Route,
     StoredObject,
 )
+from orchestrator.run.grouping import batches
 from tests.test_ledger import Where, where  # noqa: F401  (the fixture, over both ledgers)
 
 

@@ -30,7 +30,7 @@ from tests.test_operator_logs import unstamped
 
 
 def invoke(*args: str) -> Any:
-    from orchestrator.cli import cli
+    from orchestrator.cli.main import cli
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
@@ -267,7 +267,7 @@ def test_a_folder_named_like_a_scheme_is_still_a_folder(tmp_path: Path) -> None:
 
 def test_yaml_booleans_are_read_as_the_word_meant_or_explained(tmp_path: Path) -> None:
     from orchestrator import api
-    from orchestrator.manifest import PreflightMode
+    from orchestrator.config.manifest import PreflightMode
     source = "sources:\n  - url: s3://lake/a/\n    collection: a\n"
     path = _manifest(tmp_path, source + "settings:\n  preflight: off\n")
     # old code: "expected one of off, warn, enforce, got False"
@@ -399,7 +399,7 @@ def test_a_ledger_path_that_is_not_a_file_is_refused_by_every_command(
 
 
 def cli_group() -> Any:
-    from orchestrator.cli import cli
+    from orchestrator.cli.main import cli
     return cli
 
 

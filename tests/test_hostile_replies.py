@@ -18,11 +18,11 @@ from click.testing import CliRunner
 from pymilvus.client.types import BulkInsertState
 
 from orchestrator import api
-from orchestrator.cli import cli
+from orchestrator.cli.main import cli
 from orchestrator.errors import MAX_RETRY_AFTER_S, AmbiguousError, TargetError, TransientError
 from orchestrator.models import JobInfo
-from orchestrator.schema import SchemaError
-from orchestrator.submit import backoff
+from orchestrator.preflight.schema import SchemaError
+from orchestrator.run.submitter import backoff
 from orchestrator.targets.http import MAX_BODY_BYTES, call, job_id_problem, retry_after
 from orchestrator.targets.milvus_grpc import MilvusGrpcTarget
 from orchestrator.targets.reply import MAX_TEXT

@@ -17,10 +17,10 @@ from orchestrator.errors import (
     UnreachableError,
 )
 from orchestrator.models import Secret
-from orchestrator.pacing import RateLimiter, backoff, with_retries
 from orchestrator.redact import Redactor
-from orchestrator.submit import idempotency_key
+from orchestrator.run.submitter import idempotency_key
 from orchestrator.targets.http import call, retry_after
+from orchestrator.targets.pacing import RateLimiter, backoff, with_retries
 
 OK = frozenset({0, 200})
 
@@ -157,8 +157,8 @@ def test_every_log_line_is_redacted_while_a_manifest_is_in_use(tmp_path: Any) ->
     import logging
 
     from orchestrator.api import redacting
-    from orchestrator.cli import JsonFormatter
-    from orchestrator.manifest import load
+    from orchestrator.cli.main import JsonFormatter
+    from orchestrator.config.manifest import load
 
     path = tmp_path / "m.yaml"
     path.write_text("version: 1\ntarget: {type: milvus, endpoint: 'http://127.0.0.1:9', token: '${T}'}\n"

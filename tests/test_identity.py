@@ -22,10 +22,10 @@ import yaml
 from click.testing import CliRunner
 
 from orchestrator import api
-from orchestrator.cli import cli
+from orchestrator.cli.main import cli
 from orchestrator.errors import TransientError
-from orchestrator.evidence import Verdict, judge, name_key, reported_names
-from orchestrator.ledger import Ledger
+from orchestrator.jobs.evidence import Verdict, judge, name_key, reported_names
+from orchestrator.ledger.store import Ledger
 from orchestrator.models import (
     Action,
     JobInfo,
@@ -515,7 +515,7 @@ def test_a_schema_1_ledger_is_migrated_and_a_newer_one_refused(tmp_path: Path) -
 def test_a_partial_job_list_proves_nothing() -> None:
     stop = threading.Event()
     stop.set()
-    from orchestrator.submit import Reconciler
+    from orchestrator.run.submitter import Reconciler
 
     class Lister:
         def list_jobs(self) -> Any:
@@ -532,8 +532,8 @@ def test_a_partial_job_list_proves_nothing() -> None:
 
 
 def test_the_run_record_inside_the_ledger_meets_a_run_that_holds_another_lock_file(tmp_path: Path) -> None:
-    from orchestrator import lock
     from orchestrator.errors import LockHeldError
+    from orchestrator.ledger.store import lock
 
     path = tmp_path / "l.sqlite"
     with lock.hold(path) as held, Ledger(path) as first:

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from orchestrator import metrics, views
+from orchestrator.cli.main import views
+from orchestrator.cli.progress import RunBars
 from orchestrator.errors import OutputError
-from orchestrator.ledger import Ledger
+from orchestrator.ledger.store import Ledger
 from orchestrator.models import Action, JobProgress, PlanItem, Route, StoredObject
-from orchestrator.progress import RunBars
+from orchestrator.report.html import metrics
 
 
 def item(n: int, collection: str = "c", source: int = 0) -> PlanItem:

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from orchestrator.api import ledger_location
+from orchestrator.config.pgurl import PostgresLedger
 from orchestrator.errors import LedgerError
-from orchestrator.ledger import Ledger
+from orchestrator.ledger.store import Ledger
 from orchestrator.models import Action, ObjectState, PlanItem, Route, StoredObject
-from orchestrator.pgurl import PostgresLedger
 from tests.conftest import LEDGERS, fresh_schema
 
 Where = Path | PostgresLedger

@@ -17,9 +17,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from orchestrator.cli import cli
+from orchestrator.cli.main import cli
 from orchestrator.errors import LedgerError
-from orchestrator.ledger import Ledger, ledger_error
+from orchestrator.ledger.store import Ledger, ledger_error
 from tests.conftest import SECRETS
 from tests.fakes.base import FakeImportAPI
 from tests.test_ledger import item

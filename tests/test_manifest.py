@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
+from orchestrator.config.manifest import load
 from orchestrator.errors import ManifestError
-from orchestrator.manifest import load
 
 ENV = {"ZILLIZ_API_KEY": "k-123456", "IMPORT_ACCESS_KEY": "a-123456", "IMPORT_SECRET_KEY": "s-123456"}
 

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from orchestrator.cli import cli
+from orchestrator.cli.main import cli
+from orchestrator.config.manifest import MAX_YAML_NODES, FixedSizeList, Metric, OnChange, PreflightMode, load
 from orchestrator.errors import ManifestError
-from orchestrator.manifest import MAX_YAML_NODES, FixedSizeList, Metric, OnChange, PreflightMode, load
 from tests.test_manifest import ENV, base, write
 
 
@@ -178,7 +178,7 @@ def test_choice_settings_are_enums(tmp_path: Path) -> None:
 def test_every_setting_is_documented() -> None:
     from dataclasses import fields
 
-    from orchestrator.manifest import Settings
+    from orchestrator.config.manifest import Settings
     page = (Path(__file__).parent.parent / "docs" / "reference" / "manifest.md").read_text()
     assert "<!-- generated: settings -->" in page  # the table of every setting (tests/test_docs_reference.py)
     for spec in fields(Settings):

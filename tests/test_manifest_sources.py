@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from orchestrator.config.manifest import Manifest, parse
 from orchestrator.errors import ManifestError
-from orchestrator.manifest import Manifest, parse
 from orchestrator.models import Secret
 
 ENV = {"KEY": "k", "A": "a", "S": "s"}

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from orchestrator.config.manifest import TARGET_TYPES, ZILLIZ_V2_URL, Manifest, parse
 from orchestrator.errors import ManifestError
-from orchestrator.manifest import TARGET_TYPES, ZILLIZ_V2_URL, Manifest, parse
 
 ENV = {"ZILLIZ_API_KEY": "zk", "IMPORT_ACCESS_KEY": "ak", "IMPORT_SECRET_KEY": "sk", "STS": "st",
        "MILVUS_TOKEN": "root:pw", "MILVUS_PASSWORD": "pw",
@@ -145,7 +145,7 @@ def test_milvus_version_setting(given: Any, kept: str) -> None:
 
 def test_every_target_type_is_declared_once_and_built() -> None:
     from orchestrator import api
-    from orchestrator.manifest import TARGET_RULES
+    from orchestrator.config.manifest import TARGET_RULES
 
     assert set(api.TARGETS) == set(TARGET_RULES) == set(TARGETS)
     assert all(rules.window >= 1 for rules in TARGET_RULES.values())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.manifest import TARGET_TYPES, load
+from orchestrator.config.manifest import TARGET_TYPES, load
 from orchestrator.sources.registry import MODULES
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "manifests").glob("*.yaml"))

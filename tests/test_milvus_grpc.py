@@ -21,10 +21,11 @@ import yaml
 from pymilvus import DataType, MilvusClient
 
 from orchestrator import api
+from orchestrator.config.manifest import Manifest
 from orchestrator.errors import AmbiguousError, PermanentError
-from orchestrator.manifest import Manifest
 from orchestrator.models import ImportRequest, JobInfo
-from orchestrator.targets.base import ObjectReader, Target
+from orchestrator.sources.base import ObjectReader
+from orchestrator.targets.base import Target
 from orchestrator.targets.milvus_grpc import MilvusGrpcTarget
 from tests.conftest import free_port, run_cli
 from tests.crash_grpc import CRASH

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from orchestrator.manifest import Settings, SourceConfig
+from orchestrator.config.manifest import Settings, SourceConfig
 from orchestrator.models import Action, LedgerRecord, ObjectState, StoredObject
-from orchestrator.planner import decide, too_new
+from orchestrator.planning.planner import decide, too_new
 
 SOURCE = SourceConfig(index=0, url="gs://lake/emb/", scheme="gs", bucket="lake", prefix="emb/",
                       collection="articles", partition=None, pattern=None, include=("**/*.parquet",),

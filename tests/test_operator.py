@@ -15,8 +15,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from orchestrator import api, views
-from orchestrator.lock import hold
+from orchestrator import api
+from orchestrator.cli.main import views
+from orchestrator.ledger.lock import hold
 from orchestrator.models import Action, PlanItem, Route
 from orchestrator.sources.base import log_page
 from orchestrator.sources.local import LocalSource
@@ -30,7 +31,7 @@ def invoke(*args: str) -> Any:
 
 
 def cli_group() -> Any:
-    from orchestrator.cli import cli
+    from orchestrator.cli.main import cli
     return cli
 
 

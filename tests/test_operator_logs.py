@@ -12,7 +12,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from orchestrator.cli import cli
+from orchestrator.cli.main import cli
 from tests.fakes.zilliz import FakeZilliz
 
 # ISO 8601, UTC with its offset, to the millisecond, then one space

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator import pgurl
+from orchestrator.config import pgurl
 
 ENV = {"PW": "p@ss:w/rd", "KEYPW": "key-secret", "HOST": "db.internal"}
 

@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import pytest
 
-from orchestrator.globs import judge
-from orchestrator.manifest import OnChange, Settings, SourceConfig
+from orchestrator.config.globs import judge
+from orchestrator.config.manifest import OnChange, Settings, SourceConfig
 from orchestrator.models import Action, LedgerRecord, ObjectState, StoredObject
-from orchestrator.planner import decide, route
+from orchestrator.planning.planner import decide, route
 
 SOURCE = SourceConfig(index=0, url="s3://lake/emb/", scheme="s3", bucket="lake", prefix="emb/",
                       collection="articles", partition=None, pattern=None, include=("**/*.parquet",),

@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator import api
-from orchestrator.cli import cli
+from orchestrator.cli.main import cli
 from orchestrator.errors import LedgerError, ManifestError
-from orchestrator.ledger import TABLES, Ledger
+from orchestrator.ledger.store import TABLES, Ledger
 from orchestrator.models import ObjectState
 from tests.conftest import cli_child, fresh_schema
 from tests.fakes.base import FakeImportAPI, Job
@@ -152,7 +152,8 @@ def test_every_ledger_session_bounds_its_waits_on_the_network(
 ) -> None:
     """A server or network gone silent mid-statement is found by TCP keepalives and tcp_user_timeout
     (libpq waits forever without them); a connect_timeout in the URL wins over ours."""
-    from orchestrator import ledger_pg, pgurl
+    from orchestrator.config import pgurl
+    from orchestrator.ledger.store import postgres as ledger_pg
 
     where = pgurl.parse(f"{fresh_schema(pg_server)}{query}", substitute=str, default_schema=None)
     with ledger_pg.connect(where, purpose="test") as conn:

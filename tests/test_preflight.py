@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from orchestrator.errors import FooterError, SchemaError
-from orchestrator.footer import read_footer
-from orchestrator.preflight import Findings, Versions, check
-from orchestrator.schema import from_describe, load_file
+from orchestrator.preflight.footer import read_footer
+from orchestrator.preflight.rules import Findings, Versions, check
+from orchestrator.preflight.schema import from_describe, load_file
 
 DIM = 4
 DESCRIBE = {  # the REST v2 describe shape
@@ -293,8 +293,8 @@ def test_the_versions_judged_for(target_type: str, reported: tuple[int, int] | N
                                  expected: Versions, tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from orchestrator.checks import Preflight
-    from orchestrator.manifest import Settings, parse
+    from orchestrator.config.manifest import Settings, parse
+    from orchestrator.preflight.checks import Preflight
 
     target = {"milvus-grpc": {"type": "milvus-grpc", "endpoint": "http://x:19530"},
               "milvus": {"type": "milvus", "endpoint": "http://x:19530"},

@@ -16,12 +16,12 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from click.testing import CliRunner
 
-from orchestrator.checks import Preflight
-from orchestrator.cli import cli
-from orchestrator.manifest import load
+from orchestrator.cli.main import cli
+from orchestrator.config.manifest import load
 from orchestrator.models import Action, PlanItem, Route
+from orchestrator.preflight.checks import Preflight
+from orchestrator.sources.base import ObjectReader
 from orchestrator.sources.registry import make_source
-from orchestrator.targets.base import ObjectReader
 from tests.conftest import AZURE_ACCOUNT, HTTP_TARGETS
 from tests.fakes.base import FakeImportAPI
 

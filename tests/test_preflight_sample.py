@@ -18,11 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from orchestrator import api
-from orchestrator.footer import read_footer
-from orchestrator.manifest import Settings, SourceConfig, load
+from orchestrator.config.manifest import Settings, SourceConfig, load
 from orchestrator.models import StoredObject
-from orchestrator.preflight import check
-from orchestrator.schema import from_describe
+from orchestrator.preflight.footer import read_footer
+from orchestrator.preflight.rules import check
+from orchestrator.preflight.schema import from_describe
 from orchestrator.sources.base import Source
 from orchestrator.sources.registry import make_source
 from tests.conftest import AZURE_ACCOUNT

@@ -11,8 +11,8 @@ import sys
 from rich.console import Console
 from rich.text import Text
 
+from orchestrator.cli.progress import RunBars
 from orchestrator.models import Action, PlanItem, Route, StoredObject
-from orchestrator.progress import RunBars
 
 
 class Clock:

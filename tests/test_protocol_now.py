@@ -213,7 +213,7 @@ def test_run_wait_aborts_the_uncommitted_orphan_of_its_own_lost_reply(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="orchestrator")
-    from orchestrator.run import RunOptions
+    from orchestrator.run.state import RunOptions
 
     urls = put_objects(["embeddings/a.parquet", "embeddings/b.parquet"])
     fake_api.two_phase_manifest = True

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from orchestrator.cli import cli
+from orchestrator.cli.main import cli
 from tests.fakes.zilliz import FakeZilliz
 
 CHROMIUM = shutil.which("chromium")  # Debian's, installed by `make install`

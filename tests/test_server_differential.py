@@ -23,9 +23,9 @@ import pyarrow.parquet as pq
 import pytest
 from pymilvus import DataType, MilvusClient
 
-from orchestrator.footer import read_footer
 from orchestrator.models import ImportRequest, JobState
-from orchestrator.preflight import Versions, check
+from orchestrator.preflight.footer import read_footer
+from orchestrator.preflight.rules import Versions, check
 from orchestrator.targets.milvus_grpc import MilvusGrpcTarget
 
 DIM = 4

@@ -17,8 +17,8 @@ from azure.storage.blob import (
     generate_container_sas,
 )
 
+from orchestrator.config.manifest import Settings, SourceConfig
 from orchestrator.errors import SourceError
-from orchestrator.manifest import Settings, SourceConfig
 from orchestrator.models import Secret
 from orchestrator.sources.azure import NO_CREDENTIALS, AzureSource, _PooledTransport, make_client
 from orchestrator.sources.registry import make_source

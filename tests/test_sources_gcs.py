@@ -12,8 +12,8 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from orchestrator.config.manifest import Settings, SourceConfig
 from orchestrator.errors import SourceError
-from orchestrator.manifest import Settings, SourceConfig
 from orchestrator.sources.gcs import GcsSource, Reply
 from orchestrator.sources.registry import make_source
 

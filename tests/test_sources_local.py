@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.config.manifest import Settings, SourceConfig
 from orchestrator.errors import SourceError
-from orchestrator.manifest import Settings, SourceConfig
 from orchestrator.sources.local import LocalSource
 from orchestrator.sources.registry import make_source
 

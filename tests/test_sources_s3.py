@@ -9,8 +9,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from orchestrator.config.manifest import Settings, SourceConfig
 from orchestrator.errors import SourceError
-from orchestrator.manifest import Settings, SourceConfig
 from orchestrator.sources.registry import make_source
 from orchestrator.sources.s3 import S3Source
 from tests.fakes.canned import Canned, CannedServer

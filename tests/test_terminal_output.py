@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from orchestrator.cli import TextFormatter, cli
-from orchestrator.ledger import Ledger
+from orchestrator.cli.main import TextFormatter, cli
+from orchestrator.ledger.store import Ledger
 from orchestrator.models import Action, PlanItem, Route, StoredObject
 from orchestrator.terminal import printable
 

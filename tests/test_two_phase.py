@@ -191,7 +191,7 @@ def test_targets_without_two_phase_say_so() -> None:
 def _run(manifest: object) -> object:
     from click.testing import CliRunner
 
-    from orchestrator.cli import cli
+    from orchestrator.cli.main import cli
     return CliRunner().invoke(cli, ["run", str(manifest)], catch_exceptions=False)
 
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from orchestrator.cli import cli
+from orchestrator.cli.main import cli
 from orchestrator.redact import shown_url
 from tests.conftest import SECRETS, free_port
 from tests.fakes.base import FakeImportAPI

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator import api
-from orchestrator.cli import cli
+from orchestrator.cli.main import cli
 from tests.conftest import free_port
 from tests.fakes.base import FakeImportAPI
 

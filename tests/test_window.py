@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator import api
-from orchestrator.cli import cli
-from orchestrator.jobs import Window, refresh
+from orchestrator.cli.main import cli
+from orchestrator.jobs.lifecycle import Window, refresh
 from orchestrator.models import Action, ObjectState, PlanItem, Route, StoredObject
 from orchestrator.redact import Redactor
 from tests.conftest import HTTP_TARGETS
@@ -188,7 +188,7 @@ def test_a_fatal_error_while_refreshing_stops_at_once(
 
 def test_refresh_by_list_is_one_call_for_many_jobs_with_no_server(tmp_path: Path) -> None:
     """The pure path: a target whose list shows every job running costs one list walk."""
-    from orchestrator.ledger import Ledger
+    from orchestrator.ledger.store import Ledger
     from orchestrator.models import JobInfo, JobState
 
     calls: list[str] = []

@@ -49,7 +49,7 @@ from .fanout import Entry, FanOutLister, Lazy, Pages, merge_pages
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-    from ..manifest import Settings, SourceConfig
+    from ..config.manifest import Settings, SourceConfig
 
 logging.getLogger("azure").addHandler(logging.NullHandler())  # its warnings repeat our one line, at length
 

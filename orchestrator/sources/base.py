@@ -6,14 +6,19 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from ..config.globs import Verdict, judge
 from ..errors import SourceError
-from ..globs import Verdict, judge
 from ..models import StoredObject
 
 if TYPE_CHECKING:
-    from ..manifest import Settings
+    from ..config.manifest import Settings
 
 log = logging.getLogger("orchestrator")
+
+# Bytes ``start`` up to (not including) ``end`` of an object of source number ``source``: how a target
+# that performs the import itself (Milvus Lite) reads objects, without knowing what kind of store
+# holds them. Raises :class:`orchestrator.errors.SourceError`.
+ObjectReader = Callable[[int, StoredObject, int, "int | None"], bytes]
 
 
 class Source(Protocol):

@@ -42,7 +42,7 @@ from .base import connections, log_page
 from .fanout import Entry, FanOutLister, Lazy, Pages, merge_pages, read_ahead
 
 if TYPE_CHECKING:
-    from ..manifest import Settings, SourceConfig
+    from ..config.manifest import Settings, SourceConfig
 
 READ_ONLY = "https://www.googleapis.com/auth/devstorage.read_only"
 TIMEOUT = (5.0, 20.0)  # connect, read: an endpoint that does not answer fails in seconds

@@ -14,13 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..config.urls import file_url
 from ..errors import SourceError
 from ..models import StoredObject
 from ..terminal import clip
-from ..urls import file_url
 
 if TYPE_CHECKING:
-    from ..manifest import Settings, SourceConfig
+    from ..config.manifest import Settings, SourceConfig
 
 _TAIL = 64 * 1024
 log = logging.getLogger("orchestrator")

@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Callable
 from typing import cast
 
-from ..manifest import Settings, SourceConfig
+from ..config.manifest import Settings, SourceConfig
 from .base import Source
 
 Builder = Callable[[SourceConfig, Settings], Source]

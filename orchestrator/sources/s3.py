@@ -40,7 +40,7 @@ from .s3_listing import Page, last_key, next_token, parse_page
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from ..manifest import Settings, SourceConfig
+    from ..config.manifest import Settings, SourceConfig
 
 _CODES = {
     "NoSuchBucket": "bucket not found",

@@ -19,18 +19,12 @@ calls them).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterator
+from typing import Protocol
 
 from ..errors import PermanentError
 from ..models import ImportRequest, JobInfo, StoredObject
-from ..preflight import Version
-from ..schema import CollectionSchema
-
-# Bytes ``start`` up to (not including) ``end`` of an object of source number ``source``: how a target
-# that performs the import itself (Milvus Lite) reads objects, without knowing what kind of store
-# holds them. Raises :class:`orchestrator.errors.SourceError`.
-ObjectReader = Callable[[int, StoredObject, int, "int | None"], bytes]
+from ..preflight.schema import CollectionSchema
 
 
 class Target(Protocol):
@@ -93,12 +87,3 @@ class OnePhase:
 
     def abort(self, job_id: str) -> None:
         raise PermanentError(f"cannot abort job {job_id}: this target has no two-phase import")
-
-
-@runtime_checkable
-class KnowsVersion(Protocol):
-    """A target whose API tells the server's version (the pre-flight rules differ by version)."""
-
-    def server_version(self) -> Version | None:
-        """(major, minor), or None when the server does not say."""
-        ...

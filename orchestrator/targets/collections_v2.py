@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from ..models import Secret
-from ..schema import CollectionSchema, from_describe
+from ..preflight.schema import CollectionSchema, from_describe
 from .http import call
 
 DESCRIBE = "/v2/vectordb/collections/describe"

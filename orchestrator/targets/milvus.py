@@ -32,7 +32,7 @@ import httpx
 
 from ..errors import JobNotFoundError, JobTerminalError, PermanentError, TransientError
 from ..models import ImportRequest, JobInfo, JobState, Secret, StoredObject
-from ..schema import CollectionSchema
+from ..preflight.schema import CollectionSchema
 from .collections_v2 import GB, describe
 from .http import asked_job_id, call, created_job_id
 from .jobs_v2 import CREATE, LIST, SUCCESS, ProgressRoute, job_info, list_records

@@ -37,9 +37,9 @@ from ..errors import (
     TransientError,
 )
 from ..models import ImportRequest, JobInfo, JobState, Secret, StoredObject
-from ..preflight import Version, parse_version
+from ..preflight.rules import Version, parse_version
+from ..preflight.schema import CollectionSchema, from_describe
 from ..redact import shown_url
-from ..schema import CollectionSchema, from_describe
 from .base import OnePhase
 from .http import classify
 from .reply import Reply, bounded

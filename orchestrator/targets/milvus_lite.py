@@ -57,10 +57,11 @@ from ..errors import (
     TargetError,
     TransientError,
 )
-from ..footer import RangedFile
 from ..models import ImportRequest, JobInfo, JobState, StoredObject
-from ..schema import CollectionSchema, from_describe
-from .base import ObjectReader, OnePhase
+from ..preflight.footer import RangedFile
+from ..preflight.schema import CollectionSchema, from_describe
+from ..sources.base import ObjectReader
+from .base import OnePhase
 from .http import classify
 
 T = TypeVar("T")

@@ -15,7 +15,7 @@ import httpx
 
 from ..errors import TransientError
 from ..models import ImportRequest, JobInfo, JobState, Secret, StoredObject
-from ..schema import CollectionSchema
+from ..preflight.schema import CollectionSchema
 from .base import OnePhase
 from .collections_v2 import GB, describe
 from .http import asked_job_id, call, created_job_id

@@ -1,0 +1,1 @@
+"""A job's life once a create call may have made it: refresh, reconcile with evidence, two-phase."""

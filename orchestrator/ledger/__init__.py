@@ -1,0 +1,1 @@
+"""The on-disk record of every import, its states and transitions, in SQLite or PostgreSQL."""

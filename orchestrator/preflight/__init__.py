@@ -1,0 +1,1 @@
+"""The pre-flight check: a parquet file's footer and sample against its collection's schema."""

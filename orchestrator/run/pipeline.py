@@ -1,0 +1,338 @@
+"""The run: refresh known jobs, reconcile interrupted calls, then list, plan, submit and record; with
+``--wait``, drain the backlog through the job window. The state it shares lives in
+:class:`orchestrator.run.state.RunState`; the job lifecycle in :mod:`orchestrator.jobs.lifecycle`."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from itertools import islice
+
+from ..config.manifest import TARGET_RULES, Manifest, PreflightMode, SourceConfig
+from ..errors import (
+    FatalTargetError,
+    LockHeldError,
+    ManifestError,
+    OrchestratorError,
+    SourceError,
+)
+from ..jobs.evidence import LocalClock, ServerClock, name_key
+from ..jobs.lifecycle import (
+    Drain,
+    LostReplies,
+    OnFinished,
+    Reconciler,
+    Window,
+    abort_orphans,
+    reconcile,
+    refresh,
+)
+from ..ledger.store import Ledger
+from ..models import Action, ObjectState, Outcome, PlanItem
+from ..planning import planner
+from ..preflight.checks import Preflight
+from ..redact import Redactor
+from ..sources.base import Source, judged
+from ..sources.registry import make_source
+from ..targets.base import Target
+from ..targets.pacing import RateLimiter
+from .state import RunOptions, RunReport, RunState
+from .submitter import NameGuard, Submitter
+from .wiring import (
+    JobsHook,
+    SourceFactory,
+    TargetFactory,
+    make_http_client,
+    make_reader,
+    make_target,
+    object_url,
+    one_run,
+    redacting,
+    secrets_of,
+    target_identity,
+)
+
+log = logging.getLogger("orchestrator")
+BATCH = 500
+JOB_MEMORY_S = 3 * 3600  # how long servers remember finished jobs (Milvus: about 3 hours)
+
+
+def plan_source(source: SourceConfig, lister: Source, manifest: Manifest, ledger: Ledger | None, *,
+                now: float, warn: Callable[[str], None]) -> Iterator[PlanItem]:
+    """Stream the plan for one source: list, keep what include/exclude keep, look the history up in
+    batches, decide."""
+    objects = (e.obj for e in judged(lister, source.include, source.exclude, warn=warn) if e.verdict.kept)
+    owner = target_identity(manifest.target)
+    while batch := list(islice(objects, BATCH)):
+        history = ledger.past_imports([o.url for o in batch]) if ledger is not None else {}
+        for obj in batch:
+            yield planner.decide(obj, source, history.get(obj.url, ()), manifest.settings, now=now,
+                                 owner=owner)
+
+
+def make_reconciler(manifest: Manifest, target: Target, ledger: Ledger, server_clock: ServerClock, *,
+                    stop: threading.Event, sleep: Callable[[float], object]) -> Reconciler:
+    """The reconciler with the evidence rules of this target: an in-process target's list neither lags
+    nor forgets; a server's is judged on the server's clock."""
+    settings = manifest.settings
+    if TARGET_RULES[manifest.target.type].in_process:
+        return Reconciler(target, ledger, max_attempts=settings.max_attempts, stop=stop,
+                          server_clock=LocalClock().now, lag_s=0.0, memory_s=float("inf"), sleep=sleep,
+                          max_retry_after_s=settings.max_retry_after_s)
+    return Reconciler(target, ledger, max_attempts=settings.max_attempts, stop=stop,
+                      server_clock=server_clock.now, lag_s=settings.job_list_lag_s, memory_s=JOB_MEMORY_S,
+                      sleep=sleep, max_retry_after_s=settings.max_retry_after_s)
+
+
+def run(
+    manifest: Manifest,
+    options: RunOptions | None = None,
+    *,
+    stop: threading.Event | None = None,
+    source_factory: SourceFactory = make_source,
+    target_factory: TargetFactory = make_target,
+    sleep: Callable[[float], object] | None = None,
+    on_outcome: Callable[[PlanItem, Outcome], None] | None = None,
+    on_item: Callable[[PlanItem], None] | None = None,
+    on_jobs: JobsHook | None = None,
+    on_listed: Callable[[], None] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> RunReport:
+    """Refresh known jobs, reconcile interrupted calls, then list, plan, submit and record; with
+    ``options.wait``, keep submitting as jobs end until every planned object's job has ended.
+
+    Hooks for progress displays: ``on_item`` sees every planned object, ``on_outcome`` every
+    submission, ``on_jobs(phase, done, total)`` the job polls (phase ``refreshing`` or ``waiting``),
+    ``on_listed()`` the end of the listing (totals are known from then on).
+
+    Every run that starts ends with its report: at ``options.deadline_s`` it stops as on a signal
+    (``expired``: exit 124), and an error that ends it midway (the ledger's database lost, a disk
+    full) is its ``fatal`` (exit 1), logged once. Only a run that could not start raises: another
+    run holds the ledger (:class:`LockHeldError`), or the manifest is wrong (:class:`ManifestError`).
+    """
+    options = options if options is not None else RunOptions()
+    state = RunState(stop)
+    timer: threading.Timer | None = None
+    if options.deadline_s is not None:
+        timer = threading.Timer(options.deadline_s, state.expire, (options.deadline_s,))
+        timer.daemon = True
+        timer.start()
+        options = dataclasses.replace(options, wait_lock_s=min(options.wait_lock_s, options.deadline_s))
+    try:
+        _run(manifest, options, state, source_factory=source_factory, target_factory=target_factory,
+             sleep=sleep, on_outcome=on_outcome, on_item=on_item, on_jobs=on_jobs, on_listed=on_listed,
+             clock=clock)
+    except (LockHeldError, ManifestError):
+        raise
+    except OrchestratorError as exc:
+        state.stop.set()
+        state.report.fatal = Redactor(secrets_of(manifest))(str(exc))
+        log.error("%s", state.report.fatal, extra={"event": "fatal"})
+    finally:
+        if timer is not None:
+            timer.cancel()
+    return state.report
+
+
+def _run(
+    manifest: Manifest,
+    options: RunOptions,
+    state: RunState,
+    *,
+    source_factory: SourceFactory,
+    target_factory: TargetFactory,
+    sleep: Callable[[float], object] | None,
+    on_outcome: Callable[[PlanItem, Outcome], None] | None,
+    on_item: Callable[[PlanItem], None] | None,
+    on_jobs: JobsHook | None,
+    on_listed: Callable[[], None] | None,
+    clock: Callable[[], float],
+) -> None:
+    stop = state.stop
+    report = state.report
+    pause: Callable[[float], object] = sleep if sleep is not None else stop.wait
+    settings = manifest.settings
+    server_clock = ServerClock()
+
+    def backoff(seconds: float) -> object:  # every pause before a retried call goes through here
+        state.retried()
+        return pause(seconds)
+
+    with redacting(manifest) as redact, \
+            one_run(manifest, wait_lock_s=options.wait_lock_s, clock=clock) as ledger, \
+            make_http_client(manifest, RateLimiter(settings.requests_per_second), server_clock,
+                             stop=stop) as client:
+        reader = make_reader(manifest, source_factory)
+        target = target_factory(manifest, client, reader)
+        reconciler = make_reconciler(manifest, target, ledger, server_clock, stop=stop, sleep=backoff)
+
+        def poll(on_finished: OnFinished | None = None, hook: JobsHook | None = None) -> Counter[str]:
+            return refresh_all(target, ledger, manifest, stop, redact, backoff, hook, on_finished)
+
+        drain: Drain | None = None
+        try:
+            report.refreshed.update(poll(hook=on_jobs))
+            adopted: list[tuple[str, int]] = []  # jobs found for interrupted calls, and their objects
+            report.reconciled.update(reconcile(reconciler, ledger, redact, adopted=adopted))
+            report.reconciled["aborted"] += abort_orphans(reconciler, ledger, redact)
+            most = settings.max_jobs_in_flight or TARGET_RULES[manifest.target.type].window
+            window = Window(most, stop=stop, running=ledger.jobs_held())
+            lost = LostReplies(reconciler, ledger, redact, window)
+            if options.wait:
+                drain = Drain(lambda finished: _waited(poll(finished), on_jobs, drain), window,
+                              interval=options.poll_interval_s, stop=stop, pause=pause,
+                              held=ledger.job_states, lost=lost)
+                for job_id, objects in adopted:
+                    drain.add(job_id, objects)
+                drain.start()
+            submitter = Submitter(
+                target, ledger, concurrency=settings.concurrency, max_attempts=settings.max_attempts,
+                max_retry_after_s=settings.max_retry_after_s,
+                credentials_for=lambda i: manifest.credentials_for(manifest.sources[i]),
+                object_url=lambda item: target.object_ref(item.obj, object_url(item, manifest)),
+                reconciler=reconciler, names=NameGuard(_unresolved_names(ledger)), window=window, lost=lost,
+                state=state, redact=redact, drain=options.wait, full_pause_s=options.poll_interval_s,
+                sleep=backoff, on_created=drain.add if drain is not None else None,
+                preflight=None if settings.preflight is PreflightMode.OFF else Preflight(
+                    target, manifest, reader, deep=options.deep),
+                enforce=settings.preflight is PreflightMode.ENFORCE,
+                objects_per_job=settings.objects_per_job, max_job_bytes=max_job_bytes(manifest),
+                job_timeout_s=settings.job_timeout_s,
+            )
+            budget = [options.max_submissions]
+
+            def record(item: PlanItem, outcome: Outcome) -> None:
+                state.outcome(outcome)
+                if on_outcome is not None:
+                    on_outcome(item, outcome)
+
+            for source in manifest.sources:
+                if stop.is_set():
+                    break
+                try:
+                    lister = source_factory(source, manifest.settings)
+                    submitter.submit_all(
+                        _to_submit(plan_source(source, lister, manifest, ledger, now=clock(),
+                                               warn=report.source_warnings.append),
+                                   report, budget, stop, on_item),
+                        record)
+                except SourceError as exc:
+                    report.source_errors.append(str(exc))
+                    log.error("%s", exc, extra={"event": "source-error"})
+            if on_listed is not None:
+                on_listed()
+            if state.fatal is not None:
+                raise state.fatal
+            if not stop.is_set():  # this run's lost replies still unsettled: a last look
+                lost.settle(wait=True, pause=pause, on_adopted=drain.add if drain is not None else None)
+            if drain is not None:
+                drain.finish()
+                report.waited.update(drain.ended)
+            _orphans_left(submitter.resent, reconciler, ledger, redact, report,
+                          look=drain is not None and not stop.is_set())
+            report.reconciled.update(lost.counts)
+            report.outcomes[Outcome.DEFERRED] += lost.counts["released"]  # no job: the next run submits
+        except FatalTargetError as exc:
+            if drain is not None:
+                stop.set()
+                with contextlib.suppress(OrchestratorError):
+                    drain.finish()
+            report.fatal = redact(str(exc))
+            log.error("stopping: %s", report.fatal, extra={"event": "fatal"})
+        except OrchestratorError:  # the run cannot go on (its ledger is lost): end the drain, then say so
+            stop.set()
+            if drain is not None:
+                with contextlib.suppress(OrchestratorError):
+                    drain.finish()
+            raise
+        report.stalled = _report_stalled(ledger, settings.stall_after_s)
+        report.unresolved = ledger.count(ObjectState.SUBMITTING, own=True)
+        report.made_uncertain += report.reconciled["uncertain"] + report.refreshed["uncertain"] + \
+            report.waited["uncertain"]
+        if report.exit_code() == 0 and not stop.is_set():
+            ledger.note_success()
+
+
+def _orphans_left(resent: int, reconciler: Reconciler, ledger: Ledger, redact: Redactor, report: RunReport,
+                  *, look: bool) -> None:
+    """Two-phase: the jobs of this run's lost replies, sent again, wait uncommitted, and Milvus never
+    removes an uncommitted job (reference section 10): after a wait (``look``), abort those already
+    uncommitted; say why any may be left."""
+    if resent and look:
+        aborted = abort_orphans(reconciler, ledger, redact)
+        report.reconciled["aborted"] += aborted
+        resent -= aborted
+    if resent > 0:
+        log.info("%d create call(s) of this run were sent again after a lost reply: a job of each may wait "
+                 "uncommitted on the server (still importing, or not yet listed); the next run aborts it",
+                 resent, extra={"event": "orphans-left"})
+
+
+def max_job_bytes(manifest: Manifest) -> int | None:
+    """The most bytes one job of several objects takes: ``settings.max_job_gb``, else the target's."""
+    gb = manifest.settings.max_job_gb or TARGET_RULES[manifest.target.type].job_gb
+    return None if gb is None else int(gb * 1024**3)
+
+
+def _waited(counts: Counter[str], on_jobs: JobsHook | None, drain: Drain | None) -> None:
+    if on_jobs is not None and drain is not None:
+        ended = sum(drain.ended.values())
+        on_jobs("waiting", ended, ended + sum(drain.ours.values()))
+
+
+def _unresolved_names(ledger: Ledger) -> list[tuple[str, str]]:
+    """The names of imports whose job is in doubt: no object with one of them is submitted this run."""
+    return [name_key(r.collection, r.url)
+            for r in ledger.records([ObjectState.SUBMITTING, ObjectState.UNCERTAIN], own=True)]
+
+
+def _report_stalled(ledger: Ledger, after_s: float) -> int:
+    """Log every stalled job (left running: it is the server's to finish) and count them."""
+    stalled = ledger.stalled(after_s)
+    for record, seen in stalled:
+        log.warning("%s: job %s stalled: progress %s unchanged for %.0f s", record.url, record.job_id,
+                    "unknown" if seen.progress is None else f"{seen.progress:g}",
+                    seen.seen_at - seen.changed_at,
+                    extra={"event": "stalled", "url": record.url, "job_id": record.job_id})
+    return len(stalled)
+
+
+def _to_submit(items: Iterator[PlanItem], report: RunReport, budget: list[int | None],
+               stop: threading.Event, on_item: Callable[[PlanItem], None] | None) -> Iterator[PlanItem]:
+    """Count every decision; yield the ones to submit, within the run's budget."""
+    for item in items:
+        report.planned[item.action] += 1
+        if on_item is not None:
+            on_item(item)
+        if item.action in (Action.SUBMIT, Action.RETRY):
+            if budget[0] is not None:
+                if budget[0] <= 0:
+                    report.left += 1
+                    continue
+                budget[0] -= 1
+            yield item
+        if stop.is_set():
+            return
+
+
+def refresh_all(target: Target, ledger: Ledger, manifest: Manifest, stop: threading.Event,
+             redact: Redactor, pause: Callable[[float], object], on_jobs: JobsHook | None = None,
+             on_finished: OnFinished | None = None) -> Counter[str]:
+    polled_one: Callable[[], None] | None = None
+    if on_jobs is not None:
+        total, polled = ledger.counts().get(ObjectState.SUBMITTED.value, 0), 0
+
+        def polled_one() -> None:
+            nonlocal polled
+            polled += 1
+            on_jobs("refreshing", polled, total)
+
+    return refresh(target, ledger, ledger.records([ObjectState.SUBMITTED], own=True),
+                   max_attempts=manifest.settings.max_attempts, stop=stop, redact=redact, sleep=pause,
+                   max_retry_after_s=manifest.settings.max_retry_after_s,
+                   concurrency=manifest.settings.concurrency, on_polled=polled_one, on_finished=on_finished)
