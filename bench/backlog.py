@@ -32,6 +32,7 @@ from bench.synthetic import SyntheticSource
 from orchestrator import api
 from orchestrator.config.manifest import Manifest, PreflightMode, Settings, SourceConfig, TargetConfig
 from orchestrator.models import Credentials, Secret
+from orchestrator.targets.registry import CAPABILITIES
 
 KEY = "bench-api-key-0000"
 CLUSTER = "inxx-bench000000002"
@@ -62,7 +63,8 @@ def manifest(server: Server, ledger: Path, *, concurrency: int = 8, rps: float =
                           exclude=(), endpoint_url=None, region=None, credentials=None)
     return Manifest(
         path=ledger.with_suffix(".yaml"),
-        target=TargetConfig(type="zilliz-v2", base_url=server.url, cluster_id=CLUSTER, api_key=Secret(KEY)),
+        target=TargetConfig(type="zilliz-v2", capabilities=CAPABILITIES["zilliz-v2"], base_url=server.url,
+                            cluster_id=CLUSTER, api_key=Secret(KEY)),
         credentials=Credentials(access_key=Secret("bench-ak"), secret_key=Secret("bench-sk")),
         sources=(source,),
         settings=Settings(concurrency=concurrency, requests_per_second=rps, max_attempts=3, min_age_s=0,

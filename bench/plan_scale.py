@@ -26,13 +26,14 @@ from typing import Any
 
 from bench import list_fanout
 from bench.synthetic import SyntheticSource
-from orchestrator.api import ledger_location, plan_source, target_identity
+from orchestrator.api import ledger_location, plan_source
 from orchestrator.config.manifest import Manifest, Settings, SourceConfig, TargetConfig
 from orchestrator.config.pgurl import PostgresLedger
 from orchestrator.ledger.store import Ledger
 from orchestrator.models import Action, Secret, StoredObject
 from orchestrator.sources.base import Source
 from orchestrator.sources.registry import make_source
+from orchestrator.targets.registry import CAPABILITIES, target_identity
 from tests.pgserver import PgServer
 
 _ROW = ("url, version, target, source, collection, partition, size, state, job_id, attempts, failures, "
@@ -45,7 +46,8 @@ def manifest(ledger: Path, endpoint_url: str | None = None) -> Manifest:
                           exclude=(), endpoint_url=endpoint_url, region="us-east-1" if endpoint_url else None,
                           credentials=None, path_style=endpoint_url is not None)
     return Manifest(path=ledger.with_suffix(".yaml"), target=TargetConfig(
-        type="zilliz-v1", base_url="http://127.0.0.1:1", cluster_id="bench", api_key=Secret("x")),
+        type="zilliz-v1", capabilities=CAPABILITIES["zilliz-v1"], base_url="http://127.0.0.1:1",
+        cluster_id="bench", api_key=Secret("x")),
         credentials=None, sources=(source,), settings=Settings(min_age_s=0), ledger_path=ledger)
 
 

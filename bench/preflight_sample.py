@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from orchestrator.config.manifest import Manifest, Settings, SourceConfig, TargetConfig
 from orchestrator.models import Action, PlanItem, Route, StoredObject
 from orchestrator.preflight.checks import Preflight
+from orchestrator.targets.registry import CAPABILITIES
 
 DIM = 768
 ROWS = 340_000
@@ -66,7 +67,8 @@ def inspect(path: Path, sample_rows: int) -> dict[str, Any]:
     source = SourceConfig(index=0, url=str(path.parent), scheme="file", bucket="", prefix="",
                           collection="bench", partition=None, pattern=None, include=(path.name,), exclude=(),
                           endpoint_url=None, region=None, credentials=None, root=path.parent)
-    manifest = Manifest(path=path.parent / "bench.yaml", target=TargetConfig(type="milvus", base_url="http://x"),
+    manifest = Manifest(path=path.parent / "bench.yaml", target=TargetConfig(
+        type="milvus", capabilities=CAPABILITIES["milvus"], base_url="http://x"),
                         credentials=None, sources=(source,), ledger_path=path.parent / "bench.sqlite",
                         settings=Settings(preflight_sample_rows=sample_rows), schema_files={"bench": schema})
     size = path.stat().st_size

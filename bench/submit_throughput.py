@@ -27,6 +27,7 @@ from orchestrator.config.manifest import Manifest, PreflightMode, Settings, Sour
 from orchestrator.config.pgurl import PostgresLedger
 from orchestrator.ledger.store import Ledger
 from orchestrator.models import Action, Credentials, PlanItem, Route, Secret
+from orchestrator.targets.registry import CAPABILITIES
 from tests.fakes.zilliz import FakeZilliz
 from tests.pgserver import PgServer
 
@@ -40,8 +41,8 @@ def manifest(fake: RemoteFake, ledger: Path, *, concurrency: int, rps: float,
                           exclude=(), endpoint_url=None, region=None, credentials=None)
     return Manifest(
         path=ledger.with_suffix(".yaml"),
-        target=TargetConfig(type="zilliz-v1", base_url=fake.url, cluster_id=fake.cluster_id,
-                            api_key=Secret(KEY)),
+        target=TargetConfig(type="zilliz-v1", capabilities=CAPABILITIES["zilliz-v1"], base_url=fake.url,
+                            cluster_id=fake.cluster_id, api_key=Secret(KEY)),
         credentials=Credentials(access_key=Secret("bench-ak"), secret_key=Secret("bench-sk")),
         sources=(source,),
         settings=Settings(concurrency=concurrency, requests_per_second=rps, max_attempts=3, min_age_s=0,

@@ -12,7 +12,6 @@ import fnmatch
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections import Counter, deque
@@ -23,8 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from .config import extras, pgurl, urls
-from .config.manifest import UNSUPPORTED_REF, Manifest, ledger_file_problem, load, unsupported_reference
+from .config import env, extras, pgurl, urls
+from .config.document import ledger_file_problem
+from .config.manifest import Manifest
 from .config.pgurl import PostgresLedger
 from .errors import (
     LedgerError,
@@ -47,13 +47,13 @@ from .run.pipeline import make_reconciler, max_job_bytes, plan_source, refresh_a
 from .run.pipeline import run as run
 from .run.state import RunOptions as RunOptions
 from .run.state import RunReport as RunReport
-from .run.wiring import TARGETS as TARGETS
 from .run.wiring import JobsHook as JobsHook
 from .run.wiring import SourceFactory as SourceFactory
 from .run.wiring import TargetFactory as TargetFactory
 from .run.wiring import hold_ledger as hold_ledger
 from .run.wiring import ledger_exists as ledger_exists
 from .run.wiring import ledger_name as ledger_name
+from .run.wiring import load_manifest
 from .run.wiring import make_http_client as make_http_client
 from .run.wiring import make_reader as make_reader
 from .run.wiring import make_target as make_target
@@ -62,8 +62,6 @@ from .run.wiring import one_run as one_run
 from .run.wiring import open_ledger as open_ledger
 from .run.wiring import redacting as redacting
 from .run.wiring import secrets_of as secrets_of
-from .run.wiring import source_key as source_key
-from .run.wiring import target_identity as target_identity
 from .sources.base import Listed, judged
 from .sources.registry import make_source
 from .targets.pacing import RateLimiter
@@ -74,7 +72,7 @@ log = logging.getLogger("orchestrator")
 
 def validate(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest:
     """Load and check a manifest; raises :class:`ManifestError`."""
-    return load(path, environ)
+    return load_manifest(path, environ)
 
 
 # -- wiring: real clients by default, replaceable by callers ------------------------------------
@@ -531,25 +529,22 @@ def write_metrics(manifest: Manifest, report: RunReport, *, seconds: float, file
 def ledger_location(text: str, environ: Mapping[str, str] | None = None) -> Path | PostgresLedger:
     """A SQLite path or a ``postgresql://`` URL (``schema=`` required; a password only as ``${VAR}``),
     as ``ledger copy`` takes them. Raises :class:`ManifestError` naming the argument."""
-    env = os.environ if environ is None else environ
-    unsupported = UNSUPPORTED_REF.search(text)
+    variables = os.environ if environ is None else environ
+    unsupported = env.UNSUPPORTED_REF.search(text)
     if unsupported is not None:
-        raise ManifestError("", "ledger URL", unsupported_reference(unsupported.group(1)))
+        raise ManifestError("", "ledger URL", env.unsupported_reference(unsupported.group(1)))
     if not pgurl.is_postgres(text):
         problem = ledger_file_problem(Path(text))
         if problem is not None:
             raise ManifestError("", "ledger", problem)
         return Path(text)
 
-    def substitute(part: str) -> str:
-        def one(match: re.Match[str]) -> str:
-            if match.group(1) not in env:
-                raise ManifestError("", "ledger URL", f"environment variable {match.group(1)} is not set")
-            return env[match.group(1)]
-        return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", one, part)
+    def unset(name: str) -> str:
+        raise ManifestError("", "ledger URL", f"environment variable {name} is not set")
 
     try:
-        location = pgurl.parse(text, substitute=substitute, default_schema=None)
+        location = pgurl.parse(text, substitute=lambda part: env.substitute(part, variables, unset=unset),
+                               default_schema=None)
     except ValueError as exc:
         raise ManifestError("", "ledger URL", str(exc)) from None
     why = extras.missing("postgres", needed_by="a PostgreSQL ledger")

@@ -26,7 +26,10 @@ import click
 from orchestrator import api, errors, models
 from orchestrator.cli.main import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE, cli
 from orchestrator.config import extras, manifest
+from orchestrator.config.source_section import store_keys
 from orchestrator.run.state import EXIT_DEADLINE, RunReport
+from orchestrator.run.wiring import PLUGINS, parse_manifest
+from orchestrator.targets.registry import CAPABILITIES
 
 PACKAGE = Path(api.__file__).parent
 MARKER = re.compile(r"<!-- generated: ([a-z-]+) -->")
@@ -315,7 +318,8 @@ def error_messages() -> list[tuple[str, str, str]]:
             if name.endswith("Error") and name in vars(errors) and call.args:
                 text = _template(call.args[-1] if name == "ManifestError" else call.args[0])
                 kind = name
-            elif name in _RAISERS and len(call.args) >= 2 and module == "orchestrator/config/manifest.py":
+            elif name in _RAISERS and len(call.args) >= 2 and isinstance(func, ast.Attribute) \
+                    and isinstance(func.value, ast.Name) and func.value.id in ("r", "self"):  # the reader's
                 text, kind = _template(call.args[1]), "ManifestError"
             elif name == "_fail" and call.args:
                 text, kind = _template(call.args[0]), "cli"
@@ -382,7 +386,7 @@ def known_keys(doc: dict[str, Any], place: str) -> list[str]:
     """The keys the reader accepts at ``place`` (``target`` or ``sources[0]``), from its own "unknown
     key" message for a key no manifest has."""
     try:
-        manifest.parse(doc, file="m.yaml", base_dir=Path("/"), stem="m", environ={})
+        parse_manifest(doc, file="m.yaml", base_dir=Path("/"), stem="m", environ={})
     except errors.ManifestError as exc:
         for problem in exc.problems:
             if problem.path == f"{place}.zz_probe":
@@ -403,7 +407,7 @@ def source_keys() -> list[str]:
 
 def target_keys_table() -> str:
     rows = []
-    for name, rules in manifest.TARGET_RULES.items():
+    for name, rules in CAPABILITIES.items():
         rows.append((f"`{name}`", ", ".join(f"`{k}`" for k in target_keys(name)),
                      "required" if rules.credentials else "none", "yes" if rules.partitions else "no",
                      "yes" if rules.local_sources else "no", number(rules.files_per_job),
@@ -413,7 +417,7 @@ def target_keys_table() -> str:
 
 
 def source_keys_table() -> str:
-    only = manifest._SCHEME_KEYS  # keys that only some kinds of source take
+    only = store_keys(PLUGINS.stores)  # keys that only some kinds of source take
     rows = [(f"`{key}`", ", ".join(f"`{s}://`" for s in only[key]) if key in only else "every kind")
             for key in source_keys()]
     return table(("key", "for"), rows)

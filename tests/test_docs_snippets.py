@@ -25,7 +25,7 @@ from click.testing import CliRunner
 
 from orchestrator.cli.main import cli
 from orchestrator.config import extras
-from orchestrator.config.manifest import TARGET_RULES
+from orchestrator.targets.registry import CAPABILITIES
 
 ROOT = Path(__file__).parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -65,7 +65,7 @@ def completed(doc: dict[str, Any]) -> dict[str, Any]:
         return doc
     merged = {**BASE, **doc}
     target_type = merged["target"].get("type") if isinstance(merged["target"], dict) else None
-    if "credentials" not in doc and target_type in TARGET_RULES and not TARGET_RULES[target_type].credentials:
+    if "credentials" not in doc and target_type in CAPABILITIES and not CAPABILITIES[target_type].credentials:
         del merged["credentials"]
     return merged
 

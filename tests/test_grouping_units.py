@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config.manifest import load
 from orchestrator.errors import ManifestError
 from orchestrator.jobs.evidence import culprit, judge
 from orchestrator.ledger.store import Ledger
@@ -24,6 +23,7 @@ from orchestrator.models import (
     StoredObject,
 )
 from orchestrator.run.grouping import batches
+from orchestrator.run.wiring import load_manifest
 from tests.test_ledger import Where, where  # noqa: F401  (the fixture, over both ledgers)
 
 
@@ -71,7 +71,7 @@ def test_objects_per_job_is_refused_where_the_target_takes_one_file(tmp_path: Pa
                     "[{url: 's3://b/p/', collection: c}]\nsettings: {objects_per_job: 5}\n")
     with pytest.raises(ManifestError, match=r"settings\.objects_per_job: 5: a zilliz-v1 import job takes "
                                             r"at most 1 file"):
-        load(path, environ={"K": "k", "A": "a", "S": "s"})
+        load_manifest(path, environ={"K": "k", "A": "a", "S": "s"})
 
 
 # -- judging a job of several --------------------------------------------------------------------

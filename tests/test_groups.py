@@ -13,12 +13,13 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from tests.conftest import parquet_bytes
+from orchestrator.targets.registry import CAPABILITIES
+from tests.conftest import HTTP_TARGETS, parquet_bytes
 from tests.fakes.base import FakeImportAPI, OddReply
 from tests.test_exactly_once import assert_exactly_once, invoke, kill_runs, no_secrets, rows, run_until_clean
 from tests.test_preflight_e2e import ARTICLES, parquet
 
-GROUP_TARGETS = ("zilliz-v2", "milvus")
+GROUP_TARGETS = tuple(t for t in HTTP_TARGETS if CAPABILITIES[t].files_per_job > 1)  # zilliz-v2, milvus
 pytestmark = pytest.mark.parametrize("fake_api", GROUP_TARGETS, indirect=True)
 
 

@@ -158,12 +158,12 @@ def test_every_log_line_is_redacted_while_a_manifest_is_in_use(tmp_path: Any) ->
 
     from orchestrator.api import redacting
     from orchestrator.cli.main import JsonFormatter
-    from orchestrator.config.manifest import load
+    from orchestrator.run.wiring import load_manifest
 
     path = tmp_path / "m.yaml"
     path.write_text("version: 1\ntarget: {type: milvus, endpoint: 'http://127.0.0.1:9', token: '${T}'}\n"
                     "sources: [{url: 's3://lake/x/', collection: c}]\n")
-    manifest = load(path, {"T": "root:hunter2-secret"})
+    manifest = load_manifest(path, {"T": "root:hunter2-secret"})
     out = io.StringIO()
     handler = logging.StreamHandler(out)
     handler.setFormatter(JsonFormatter())

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.config.manifest import load
 from orchestrator.errors import ManifestError
+from orchestrator.run.wiring import load_manifest
 
 ENV = {"ZILLIZ_API_KEY": "k-123456", "IMPORT_ACCESS_KEY": "a-123456", "IMPORT_SECRET_KEY": "s-123456"}
 
@@ -38,12 +38,12 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def error(tmp_path: Path, doc: Any, env: dict[str, str] = ENV) -> str:
     write(tmp_path, doc)
     with pytest.raises(ManifestError) as info:
-        load("nightly.yaml", env)
+        load_manifest("nightly.yaml", env)
     return str(info.value)
 
 
 def test_valid_manifest_has_defaults(tmp_path: Path) -> None:
-    m = load(write(tmp_path, base()), ENV)
+    m = load_manifest(write(tmp_path, base()), ENV)
     assert m.target.base_url == "https://controller.api.gcp-us-west1.zillizcloud.com"
     assert m.target.api_key.reveal() == "k-123456"
     assert "k-123456" not in repr(m) and "a-123456" not in repr(m)
@@ -56,7 +56,7 @@ def test_valid_manifest_has_defaults(tmp_path: Path) -> None:
 def test_prefix_without_slash_names_a_folder_and_env_is_substituted_anywhere(tmp_path: Path) -> None:
     doc = base()
     doc["sources"][0]["url"] = "s3://lake/${AREA}"
-    m = load(write(tmp_path, doc), {**ENV, "AREA": "emb"})
+    m = load_manifest(write(tmp_path, doc), {**ENV, "AREA": "emb"})
     assert m.sources[0].prefix == "emb/"
 
 
@@ -113,7 +113,7 @@ def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match=r"^nope\.yaml: cannot read: No such file"):
-        load("nope.yaml", ENV)
+        load_manifest("nope.yaml", ENV)
 
 
 def test_secret_values_never_appear_in_errors(tmp_path: Path) -> None:
@@ -130,4 +130,4 @@ def test_secret_values_never_appear_in_errors(tmp_path: Path) -> None:
 def test_relative_ledger_is_beside_the_manifest(tmp_path: Path) -> None:
     doc = base()
     doc["ledger"] = "state/l.sqlite"
-    assert load(write(tmp_path, doc), ENV).ledger_path == tmp_path / "state" / "l.sqlite"
+    assert load_manifest(write(tmp_path, doc), ENV).ledger_path == tmp_path / "state" / "l.sqlite"

@@ -12,8 +12,10 @@ import yaml
 from click.testing import CliRunner
 
 from orchestrator.cli.main import cli
-from orchestrator.config.manifest import MAX_YAML_NODES, FixedSizeList, Metric, OnChange, PreflightMode, load
+from orchestrator.config.manifest import FixedSizeList, Metric, OnChange, PreflightMode
+from orchestrator.config.yamlfile import MAX_YAML_NODES
 from orchestrator.errors import ManifestError
+from orchestrator.run.wiring import load_manifest
 from tests.test_manifest import ENV, base, write
 
 
@@ -25,7 +27,7 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def problem(doc: Any, env: dict[str, str] = ENV) -> str:
     Path("nightly.yaml").write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc))
     with pytest.raises(ManifestError) as info:
-        load("nightly.yaml", env)
+        load_manifest("nightly.yaml", env)
     return str(info.value)
 
 
@@ -54,7 +56,7 @@ credentials: &keys {access_key: "${IMPORT_ACCESS_KEY}", secret_key: "${IMPORT_SE
 sources:
   - {url: "s3://lake/a/", collection: articles, credentials: *keys}
 """
-    m = load(write(tmp_path, text), ENV)
+    m = load_manifest(write(tmp_path, text), ENV)
     assert m.credentials == m.sources[0].credentials and m.credentials is not None
 
 
@@ -97,7 +99,7 @@ def test_empty_secret_names_the_variable() -> None:
 def test_double_dollar_is_a_literal_reference(tmp_path: Path) -> None:
     doc = base()
     doc["ledger"] = "state-$${HOME}-${AREA}.sqlite"
-    m = load(write(tmp_path, doc), {**ENV, "AREA": "x"})
+    m = load_manifest(write(tmp_path, doc), {**ENV, "AREA": "x"})
     assert m.ledger_path.name == "state-${HOME}-x.sqlite"
 
 
@@ -169,10 +171,10 @@ def test_unknown_setting_suggests_the_closest() -> None:
 def test_choice_settings_are_enums(tmp_path: Path) -> None:
     doc = base()
     doc["settings"] = {"on_change": "reimport", "preflight": "warn", "fixed_size_list": "allow"}
-    s = load(write(tmp_path, doc), ENV).settings
+    s = load_manifest(write(tmp_path, doc), ENV).settings
     assert (s.on_change, s.preflight, s.fixed_size_list) == (
         OnChange.REIMPORT, PreflightMode.WARN, FixedSizeList.ALLOW)
-    assert load(write(tmp_path, base()), ENV).target.metric is Metric.COSINE
+    assert load_manifest(write(tmp_path, base()), ENV).target.metric is Metric.COSINE
 
 
 def test_every_setting_is_documented() -> None:

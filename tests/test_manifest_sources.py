@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator.config.manifest import Manifest, parse
+from orchestrator.config.manifest import Manifest
 from orchestrator.errors import ManifestError
 from orchestrator.models import Secret
+from orchestrator.run.wiring import parse_manifest
 
 ENV = {"KEY": "k", "A": "a", "S": "s"}
 
@@ -24,7 +25,7 @@ def manifest(tmp_path: Path, *sources: dict[str, Any], settings: dict[str, Any] 
     }
     if settings is not None:
         doc["settings"] = settings
-    return parse(doc, file="m.yaml", base_dir=tmp_path, stem="m", environ=ENV)
+    return parse_manifest(doc, file="m.yaml", base_dir=tmp_path, stem="m", environ=ENV)
 
 
 def refused(tmp_path: Path, *sources: dict[str, Any], settings: dict[str, Any] | None = None) -> str:

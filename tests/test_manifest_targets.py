@@ -7,22 +7,19 @@ from typing import Any
 
 import pytest
 
-from orchestrator.config.manifest import TARGET_TYPES, ZILLIZ_V2_URL, Manifest, parse
+from orchestrator.config.manifest import Manifest
 from orchestrator.errors import ManifestError
+from orchestrator.run.wiring import parse_manifest
+from orchestrator.targets.registry import BY_TYPE
+from orchestrator.targets.zilliz_v2 import DEFAULT_URL
+from tests.test_plugins import TARGETS_TESTED
 
 ENV = {"ZILLIZ_API_KEY": "zk", "IMPORT_ACCESS_KEY": "ak", "IMPORT_SECRET_KEY": "sk", "STS": "st",
        "MILVUS_TOKEN": "root:pw", "MILVUS_PASSWORD": "pw",
        "IMPORT_SESSION_TOKEN": "st"}
 CREDS = {"access_key": "${IMPORT_ACCESS_KEY}", "secret_key": "${IMPORT_SECRET_KEY}"}
 S3 = [{"url": "s3://lake/emb/", "collection": "articles"}]
-TARGETS: dict[str, dict[str, Any]] = {
-    "zilliz-v1": {"type": "zilliz-v1", "region": "gcp-us-west1", "cluster_id": "inxx-1",
-                  "api_key": "${ZILLIZ_API_KEY}"},
-    "zilliz-v2": {"type": "zilliz-v2", "cluster_id": "inxx-1", "api_key": "${ZILLIZ_API_KEY}"},
-    "milvus": {"type": "milvus", "endpoint": "http://localhost:19530"},
-    "milvus-lite": {"type": "milvus-lite", "uri": "./demo.db"},
-    "milvus-grpc": {"type": "milvus-grpc", "endpoint": "http://localhost:19530"},
-}
+TARGETS: dict[str, dict[str, Any]] = {t: row.section for t, row in TARGETS_TESTED.items()}  # one per type
 
 
 def manifest(target: dict[str, Any], *, credentials: Any = None, sources: Any = None,
@@ -30,7 +27,7 @@ def manifest(target: dict[str, Any], *, credentials: Any = None, sources: Any = 
     doc: dict[str, Any] = {"version": 1, "target": target, "sources": sources or S3}
     if credentials is not None:
         doc["credentials"] = credentials
-    return parse(doc, file="m.yaml", base_dir=base_dir, stem="m", environ=ENV)
+    return parse_manifest(doc, file="m.yaml", base_dir=base_dir, stem="m", environ=ENV)
 
 
 def fails(match: str, target: dict[str, Any], **kwargs: Any) -> ManifestError:
@@ -40,9 +37,9 @@ def fails(match: str, target: dict[str, Any], **kwargs: Any) -> ManifestError:
 
 
 def test_every_type_has_a_minimal_manifest() -> None:
-    assert set(TARGETS) == set(TARGET_TYPES)
+    assert set(TARGETS) == set(BY_TYPE)
     v2 = manifest(TARGETS["zilliz-v2"], credentials=CREDS).target
-    assert v2.base_url == ZILLIZ_V2_URL and v2.api_key is not None and v2.api_key.reveal() == "zk"
+    assert v2.base_url == DEFAULT_URL and v2.api_key is not None and v2.api_key.reveal() == "zk"
     m = manifest(TARGETS["milvus"]).target
     assert (m.base_url, m.api_key, m.db_name, m.two_phase) == ("http://localhost:19530", None, None, True)
     assert not manifest({**TARGETS["milvus"], "two_phase": False}).target.two_phase
@@ -136,17 +133,19 @@ def test_milvus_lite_keys() -> None:
 def test_milvus_version_setting(given: Any, kept: str) -> None:
     doc: dict[str, Any] = {"version": 1, "target": TARGETS["milvus-grpc"], "sources": S3,
                            "settings": {"milvus_version": given}}
-    loaded = parse(doc, file="m.yaml", base_dir=Path("/w"), stem="m", environ=ENV)
+    loaded = parse_manifest(doc, file="m.yaml", base_dir=Path("/w"), stem="m", environ=ENV)
     assert loaded.settings.milvus_version == kept
     doc["settings"] = {"milvus_version": "latest"}
     with pytest.raises(ManifestError, match=r"settings.milvus_version: expected a version such as '2.3'"):
-        parse(doc, file="m.yaml", base_dir=Path("/w"), stem="m", environ=ENV)
+        parse_manifest(doc, file="m.yaml", base_dir=Path("/w"), stem="m", environ=ENV)
 
 
 def test_every_target_type_is_declared_once_and_built() -> None:
-    from orchestrator import api
-    from orchestrator.config.manifest import TARGET_RULES
+    from orchestrator.targets.registry import CAPABILITIES
+    from orchestrator.targets.registry import TARGETS as SPECS
 
-    assert set(api.TARGETS) == set(TARGET_RULES) == set(TARGETS)
-    assert all(rules.window >= 1 for rules in TARGET_RULES.values())
-    assert [t for t, rules in TARGET_RULES.items() if rules.in_process] == ["milvus-lite"]
+    assert [spec.type for spec in SPECS] == list(BY_TYPE)  # each type once
+    assert set(BY_TYPE) == set(CAPABILITIES) == set(TARGETS)
+    assert all(callable(spec.build) and callable(spec.parse) for spec in SPECS)
+    assert all(rules.window >= 1 for rules in CAPABILITIES.values())
+    assert [t for t, rules in CAPABILITIES.items() if rules.in_process] == ["milvus-lite"]

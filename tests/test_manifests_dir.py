@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.config.manifest import TARGET_TYPES, load
-from orchestrator.sources.registry import MODULES
+from orchestrator.run.wiring import load_manifest
+from orchestrator.sources.registry import BY_SCHEME
+from orchestrator.targets.registry import BY_TYPE
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "manifests").glob("*.yaml"))
 
@@ -20,12 +21,12 @@ def dummy_env(path: Path) -> dict[str, str]:
 
 def test_there_are_examples_for_every_target() -> None:
     assert {p.name for p in EXAMPLES} >= {"gcs-nightly.yaml", "minio.yaml", "demo.yaml", "azure-nightly.yaml"}
-    manifests = [load(p, environ=dummy_env(p)) for p in EXAMPLES]
-    assert {m.target.type for m in manifests} == set(TARGET_TYPES)
-    assert {s.scheme for m in manifests for s in m.sources} == set(MODULES)  # every kind of source too
+    manifests = [load_manifest(p, environ=dummy_env(p)) for p in EXAMPLES]
+    assert {m.target.type for m in manifests} == set(BY_TYPE)
+    assert {s.scheme for m in manifests for s in m.sources} == set(BY_SCHEME)  # every kind of source too
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_example_validates(path: Path) -> None:
-    manifest = load(path, environ=dummy_env(path))
+    manifest = load_manifest(path, environ=dummy_env(path))
     assert manifest.sources

@@ -21,6 +21,7 @@ from orchestrator.ledger.lock import hold
 from orchestrator.models import Action, PlanItem, Route
 from orchestrator.sources.base import log_page
 from orchestrator.sources.local import LocalSource
+from orchestrator.sources.registry import source_key
 from tests.conftest import SECRETS
 from tests.fakes.zilliz import FakeZilliz
 from tests.test_operator_logs import unstamped
@@ -225,7 +226,7 @@ def test_local_keys_are_stored_as_typed(hive: tuple[Path, Path]) -> None:
     assert f"file://{lake}/day=01/part%200.parquet" in urls
     assert f"file://{lake}/day=02/x.parquet" in urls
     assert not any("%3D" in u for u in urls)
-    assert api.source_key(api.validate(manifest).sources[0]) == f"file://{lake}/"
+    assert source_key(api.validate(manifest).sources[0]) == f"file://{lake}/"
 
 
 @pytest.mark.parametrize("form", ["relative", "absolute", "url", "old url"])

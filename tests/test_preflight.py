@@ -293,8 +293,9 @@ def test_the_versions_judged_for(target_type: str, reported: tuple[int, int] | N
                                  expected: Versions, tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from orchestrator.config.manifest import Settings, parse
+    from orchestrator.config.manifest import Settings
     from orchestrator.preflight.checks import Preflight
+    from orchestrator.run.wiring import parse_manifest
 
     target = {"milvus-grpc": {"type": "milvus-grpc", "endpoint": "http://x:19530"},
               "milvus": {"type": "milvus", "endpoint": "http://x:19530"},
@@ -304,7 +305,7 @@ def test_the_versions_judged_for(target_type: str, reported: tuple[int, int] | N
     creds = {"credentials": keys} if target_type == "zilliz-v1" else {}
     sources = [{"url": "s3://lake/x/", "collection": "c"}]
     doc = {"version": 1, "target": target[target_type], "sources": sources, **creds}
-    manifest = parse(doc, file="m.yaml", base_dir=tmp_path, stem="m", environ={"K": "secret"})
+    manifest = parse_manifest(doc, file="m.yaml", base_dir=tmp_path, stem="m", environ={"K": "secret"})
     manifest = replace(manifest, settings=Settings(milvus_version=setting))
     fake = _Target(reported) if target_type == "milvus-grpc" else _Silent()
     assert Preflight(fake, manifest, lambda *a: b"").versions() == expected  # type: ignore[arg-type]

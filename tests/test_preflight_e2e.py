@@ -17,9 +17,9 @@ from azure.storage.blob import BlobServiceClient
 from click.testing import CliRunner
 
 from orchestrator.cli.main import cli
-from orchestrator.config.manifest import load
 from orchestrator.models import Action, PlanItem, Route
 from orchestrator.preflight.checks import Preflight
+from orchestrator.run.wiring import load_manifest
 from orchestrator.sources.base import ObjectReader
 from orchestrator.sources.registry import make_source
 from tests.conftest import AZURE_ACCOUNT, HTTP_TARGETS
@@ -172,7 +172,7 @@ def _inspect_through(source_url: str, key: str, manifest_dir: Path, options: str
         f"settings: {{preflight_sample_rows: {sample_rows}}}\n"
         "schema_files: {articles: a.json}\n")
     (manifest_dir / "a.json").write_text(json.dumps(ARTICLES))
-    m = load(path, {})
+    m = load_manifest(path, {})
     source = make_source(m.sources[0], m.settings)
     obj = next(o for o in source.list() if o.key.endswith(key))
 

@@ -18,11 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from orchestrator import api
-from orchestrator.config.manifest import Settings, SourceConfig, load
+from orchestrator.config.manifest import Settings, SourceConfig
 from orchestrator.models import StoredObject
 from orchestrator.preflight.footer import read_footer
 from orchestrator.preflight.rules import check
 from orchestrator.preflight.schema import from_describe
+from orchestrator.run.wiring import load_manifest
 from orchestrator.sources.base import Source
 from orchestrator.sources.registry import make_source
 from tests.conftest import AZURE_ACCOUNT
@@ -260,7 +261,7 @@ def test_the_files_of_one_job_are_checked_at_once_within_concurrency(
     fake_api.collections["articles"] = SCHEMA
     for i in range(6):
         s3.put_object(Bucket=bucket, Key=f"embeddings/{i}.parquet", Body=rows())
-    manifest = load(write_manifest(settings={"objects_per_job": 6, "concurrency": 3}), None)
+    manifest = load_manifest(write_manifest(settings={"objects_per_job": 6, "concurrency": 3}), None)
     held: list[_HeldReads] = []
     sources = _holding(held, together=3)
 
@@ -277,7 +278,8 @@ def test_check_reads_files_at_once_and_reports_them_in_listing_order(
     for i in range(6):
         s3.put_object(Bucket=bucket, Key=f"embeddings/{i}.parquet", Body=rows(BAD["bad-json.parquet"][0]
                                                                             if i == 3 else None))
-    manifest = load(write_manifest(settings={"concurrency": 3, "preflight_sample_rows": SAMPLE}), None)
+    manifest = load_manifest(write_manifest(settings={"concurrency": 3, "preflight_sample_rows": SAMPLE}),
+                             None)
     held: list[_HeldReads] = []
     sources = _holding(held, together=3)
 

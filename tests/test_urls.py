@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.config.urls import object_url, problem
 from orchestrator.models import StoredObject
+from orchestrator.sources.registry import object_url, problem
 
 ODD_KEY = "emb/day 1/a+b#c%d/café-😀.parquet"
 ODD_ENCODED = "emb/day%201/a%2Bb%23c%25d/caf%C3%A9-%F0%9F%98%80.parquet"

@@ -6,7 +6,8 @@ A password (and ``sslpassword``) is accepted only as a ``${ENV_VAR}`` reference,
 ``PGPASSWORD`` / ``~/.pgpass``. Each part of the URL is substituted on its own, so a password with
 ``@``, ``/`` or ``:`` in it needs no escaping. Several manifests share one database through schemas:
 ``schema=`` names the ledger's schema; by default it is the manifest's file name (``nightly.yaml`` ->
-``nightly``), as the SQLite ledger is ``nightly.ledger.sqlite`` by default.
+``nightly``), as the SQLite ledger is ``nightly.ledger.sqlite`` by default. The caller substitutes
+(:mod:`orchestrator.config.env`, the one ``${VAR}`` substitution).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..models import Secret
+from . import env
 
 SCHEMES = ("postgresql://", "postgres://")
 SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -24,7 +26,6 @@ SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "connect_timeout",
            "target_session_attrs")
 _SECRET_OPTIONS = ("sslpassword",)
-_ENV_ONLY = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -112,7 +113,7 @@ def parse(raw: str, *, substitute: Callable[[str], str], default_schema: str | N
     if not is_postgres(raw):
         raise ValueError("expected postgresql://user@host:port/database")
     parts = urllib.parse.urlsplit(raw)
-    if parts.password is not None and not _ENV_ONLY.fullmatch(parts.password):
+    if parts.password is not None and not env.SECRET_REF.fullmatch(parts.password):
         raise ValueError("a password is not accepted literally in the URL: write "
                          "postgresql://user:${ENV_VAR}@host/db and set that variable (or use PGPASSWORD "
                          "or ~/.pgpass)")
@@ -143,7 +144,7 @@ def parse(raw: str, *, substitute: Callable[[str], str], default_schema: str | N
         elif key not in OPTIONS:
             raise ValueError(f"unknown setting {key!r} (known: schema, {', '.join(OPTIONS)})")
         elif key in _SECRET_OPTIONS:
-            if not _ENV_ONLY.fullmatch(value):
+            if not env.SECRET_REF.fullmatch(value):
                 raise ValueError(f"{key} is not accepted literally: write {key}=${{ENV_VAR}}")
             options.append((key, Secret(substitute(value))))
         else:

@@ -1,4 +1,6 @@
-"""The object URL an import call names, from an object and its source's ``object_url_style``. Pure.
+"""What every store's object URLs share: the ``object_url_style`` names, the percent-encoding of a key in
+an https URL, and ``file://`` URLs. Pure. Each store's spec (``orchestrator/sources/*_spec.py``,
+``local.py``) says which styles name its objects and makes their URLs:
 
     style           S3                                          GCS
     native          s3://bucket/key                             gs://bucket/key
@@ -18,7 +20,6 @@ Azure has one form, its own: ``https://<account>.blob.core.windows.net/<containe
 
 from __future__ import annotations
 
-import re
 from pathlib import PurePath
 from urllib.parse import quote, unquote
 
@@ -28,29 +29,11 @@ STYLES = ("native", "https-virtual", "https-path")
 # What a URI path may carry unencoded (RFC 3986 pchar and "/"), beyond letters, digits and "_.-~"
 _PATH_SAFE = "/!$&'()*+,;=:@~"
 _GLOB = "*?[]"
-_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d+$")
 
 
-def problem(*, scheme: str, style: str, bucket: str, region: str | None,
-            endpoint_url: str | None) -> str | None:
-    """Why ``style`` cannot name this source's objects, or None when it can."""
-    if style == "native":
-        return None
-    if scheme == "file":
-        return "local folders keep their file:// URL: use native"
-    if scheme == "az":
-        return ("Azure objects are always sent as https://<account>.blob.core.windows.net/<container>/<key>: "
-                "leave object_url_style out")
-    if scheme == "gs":
-        return "GCS objects take native or https-path" if style == "https-virtual" else None
-    if endpoint_url is not None:
-        return ("https-virtual is for AWS S3: with endpoint_url use https-path or native"
-                if style == "https-virtual" else None)
-    if region is None or not _REGION.match(region):
-        return f"{style} needs the bucket's region on this source (region: us-east-1, say)"
-    if style == "https-virtual" and "." in bucket:
-        return "bucket names with dots break https-virtual (TLS): use https-path"
-    return None
+def https_key(obj: StoredObject) -> str:
+    """The object's key as an https URL carries it: percent-encoded as AWS signs it."""
+    return quote(obj.key, safe="/~")
 
 
 def file_url(path: PurePath | str, *, glob: bool = False) -> str:
@@ -63,22 +46,3 @@ def canonical_file_url(url: str, *, glob: bool = False) -> str:
     """A ``file://`` URL (or glob) in the form :func:`file_url` makes, whichever encoding it came in (the
     ledger before schema 3 stored ``day%3D01``; people type ``day=01``)."""
     return file_url(unquote(url.removeprefix("file://")), glob=glob)
-
-
-def object_url(obj: StoredObject, *, scheme: str, style: str, region: str | None = None,
-               endpoint_url: str | None = None) -> str:
-    """The URL to send for ``obj``; the style must have passed :func:`problem`."""
-    key = quote(obj.key, safe="/~")
-    if scheme == "az":
-        account = obj.url.split("/")[2]
-        base = endpoint_url.rstrip("/") if endpoint_url else f"https://{account}.blob.core.windows.net"
-        return f"{base}/{obj.bucket}/{key}"
-    if style == "native" or scheme == "file":
-        return obj.url
-    if scheme == "gs":
-        return f"https://storage.googleapis.com/{obj.bucket}/{key}"
-    if endpoint_url is not None:
-        return f"{endpoint_url.rstrip('/')}/{obj.bucket}/{key}"
-    if style == "https-virtual":
-        return f"https://{obj.bucket}.s3.{region}.amazonaws.com/{key}"
-    return f"https://s3.{region}.amazonaws.com/{obj.bucket}/{key}"

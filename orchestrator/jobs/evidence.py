@@ -29,16 +29,7 @@ from typing import NamedTuple
 from urllib.parse import unquote_plus
 
 from ..models import JobInfo, JobState, LedgerRecord
-
-
-def bucket_and_key(url: str) -> tuple[str, str]:
-    """The bucket (GCS, S3) or container (Azure: ``az://account/container/key``) of a native URL, and
-    the key below it."""
-    scheme, _, rest = url.partition("://")
-    if scheme == "az":
-        rest = rest.partition("/")[2]  # the account
-    bucket, _, key = rest.partition("/")
-    return bucket, key
+from ..sources.registry import bucket_and_key
 
 
 def name_key(collection: str, url: str) -> tuple[str, str]:

@@ -32,9 +32,10 @@ from ..errors import (
 from ..ledger.store import Ledger
 from ..models import UNREADABLE_JOB_ID, JobInfo, JobState, LedgerRecord, ObjectState
 from ..redact import Redactor
+from ..sources.registry import bucket_and_key
 from ..targets.base import Target
 from ..targets.pacing import with_retries
-from .evidence import Judgement, Unit, Verdict, bucket_and_key, culprit, judge, reported_names, unit_of
+from .evidence import Judgement, Unit, Verdict, culprit, judge, reported_names, unit_of
 
 log = logging.getLogger("orchestrator")
 LIST_FROM = 4  # from this many jobs to learn about, one list walk beats one progress call each

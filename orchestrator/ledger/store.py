@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, ParamSpec, Protocol, TypeVar
 
-from ..config.manifest import ledger_file_problem
+from ..config.document import ledger_file_problem
 from ..config.pgurl import PostgresLedger
 from ..config.urls import canonical_file_url
 from ..errors import LedgerError, LockHeldError

@@ -8,7 +8,8 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
-from ..config.manifest import MILVUS_NAME, OnChange, Settings, SourceConfig
+from ..config.manifest import OnChange, Settings, SourceConfig
+from ..config.reader import MILVUS_NAME
 from ..models import Action, LedgerRecord, ObjectState, PastImport, PlanItem, Route, StoredObject
 
 

@@ -52,11 +52,6 @@ class Inspection:
     unchecked: str | None = None  # why the file was not checked against a schema (none known)
 
 
-# The versions a target type's import API implies when neither the server nor the manifest says:
-# the REST import API exists from Milvus 2.4 on.
-_IMPLIED = {"milvus": Versions(low=(2, 4)), "zilliz-v2": Versions(low=(2, 4))}
-
-
 class Preflight:
     """Thread-safe: submit workers call :meth:`inspect` concurrently."""
 
@@ -97,7 +92,7 @@ class Preflight:
             version = parse_version(setting)
         if version is not None:
             return Versions.exactly(version)
-        return _IMPLIED.get(self.manifest.target.type, Versions())
+        return Versions(low=self.manifest.target.capabilities.implied_version)
 
     def schema(self, collection: str) -> CollectionSchema | None:
         """The collection's schema, or None (with one warning) when it cannot be had."""

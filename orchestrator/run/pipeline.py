@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from itertools import islice
 
-from ..config.manifest import TARGET_RULES, Manifest, PreflightMode, SourceConfig
+from ..config.manifest import Manifest, PreflightMode, SourceConfig
 from ..errors import (
     FatalTargetError,
     LockHeldError,
@@ -41,6 +41,8 @@ from ..sources.base import Source, judged
 from ..sources.registry import make_source
 from ..targets.base import Target
 from ..targets.pacing import RateLimiter
+from ..targets.registry import CAPABILITIES as TARGET_RULES
+from ..targets.registry import target_identity
 from .state import RunOptions, RunReport, RunState
 from .submitter import NameGuard, Submitter
 from .wiring import (
@@ -54,7 +56,6 @@ from .wiring import (
     one_run,
     redacting,
     secrets_of,
-    target_identity,
 )
 
 log = logging.getLogger("orchestrator")

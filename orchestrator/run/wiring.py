@@ -1,5 +1,6 @@
-"""Wiring: real clients by default, replaceable by callers. How a manifest becomes an HTTP client, a
-target, a reader of objects, a ledger held by one run, and a redacting logger."""
+"""Wiring: real clients by default, replaceable by callers. How a manifest is read with every registered
+target and store (:data:`PLUGINS`), and becomes an HTTP client, a target, a reader of objects, a ledger
+held by one run, and a redacting logger."""
 
 from __future__ import annotations
 
@@ -7,38 +8,46 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from ..config import extras, urls
-from ..config.manifest import Manifest, Settings, SourceConfig, TargetConfig
+from ..config import document
+from ..config.manifest import Manifest, Settings, SourceConfig
 from ..config.pgurl import PostgresLedger
-from ..errors import (
-    FatalTargetError,
-    ManifestError,
-)
+from ..config.plugins import Plugins
 from ..jobs.evidence import ServerClock
 from ..ledger import lock
 from ..ledger.store import Ledger
 from ..models import PlanItem, Secret, StoredObject
 from ..redact import Redactor, userinfo_secret
 from ..sources.base import ObjectReader, Source
-from ..sources.registry import make_source
+from ..sources.registry import BY_SCHEME, STORES, make_source, source_key
 from ..targets.base import Target
 from ..targets.deadline import Limits, bounded_client
-from ..targets.milvus import MilvusTarget
 from ..targets.pacing import RateLimiter
-from ..targets.zilliz_v1 import ZillizV1Target
-from ..targets.zilliz_v2 import ZillizV2Target
+from ..targets.registry import BY_TYPE, TARGETS, target_identity
 
 log = logging.getLogger("orchestrator")
+PLUGINS = Plugins(targets=TARGETS, stores=STORES)  # every target API and store a manifest may name
 
 
 SourceFactory = Callable[[SourceConfig, Settings], Source]
 JobsHook = Callable[[str, int, int], None]  # (phase, jobs polled or finished, jobs in all)
 TargetFactory = Callable[[Manifest, httpx.Client, ObjectReader], Target]
+
+
+def load_manifest(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest:
+    """Read, substitute and validate a manifest with every registered target and store; raises
+    :class:`ManifestError` naming every problem."""
+    return document.load(path, environ, plugins=PLUGINS)
+
+
+def parse_manifest(doc: Any, *, file: str, base_dir: Path, stem: str, environ: Mapping[str, str]) -> Manifest:
+    """Validate a manifest already parsed from YAML (``doc``), as :func:`load_manifest` does."""
+    return document.parse(doc, file=file, base_dir=base_dir, stem=stem, environ=environ, plugins=PLUGINS)
 
 
 def make_http_client(manifest: Manifest, limiter: RateLimiter | None = None,
@@ -72,25 +81,6 @@ def log_http(response: httpx.Response, now: float) -> None:
               extra={"event": "http", "method": request.method, "path": request.url.path,
                      "status": response.status_code, "elapsed_ms": elapsed_ms,
                      "retry_after": retry_after})
-
-
-def target_identity(t: TargetConfig) -> str:
-    """Where imports land, as the ledger records it: the API, the cluster or endpoint, the database.
-    Jobs are only ever polled or judged by the target that owns them."""
-    db = t.db_name or "default"
-    if t.type in ("zilliz-v1", "zilliz-v2"):
-        return f"{t.type} cluster={t.cluster_id} db={db}"
-    if t.uri is not None:
-        return f"{t.type} {t.uri.resolve()}"
-    url = httpx.URL(t.base_url)
-    return f"{t.type} {url.scheme}://{url.netloc.decode().lower()} db={db}"
-
-
-def source_key(source: SourceConfig) -> str:
-    """A source as the ledger names it: its URL, which stays when sources are reordered."""
-    if source.root is not None:
-        return urls.file_url(source.root) + "/"
-    return f"{source.scheme}://{source.bucket}/{source.prefix}"
 
 
 def open_ledger(manifest: Manifest, *, clock: Callable[[], float] = time.time,
@@ -140,27 +130,11 @@ def one_run(manifest: Manifest, *, wait_lock_s: float = 0.0,
             ledger.end_run()
 
 
-# One line per import API: how its manifest section becomes a target. Milvus Lite is imported on use,
-# since it needs the optional ``milvus`` extra.
-TARGETS: dict[str, Callable[[TargetConfig, httpx.Client, ObjectReader], Target]] = {
-    "zilliz-v1": lambda t, client, _read: ZillizV1Target(
-        client, base_url=t.base_url, cluster_id=t.cluster_id, api_key=_key(t),
-        cluster_endpoint=t.cluster_endpoint),
-    "zilliz-v2": lambda t, client, _read: ZillizV2Target(
-        client, base_url=t.base_url, cluster_id=t.cluster_id, api_key=_key(t), db_name=t.db_name,
-        cluster_endpoint=t.cluster_endpoint),
-    "milvus": lambda t, client, _read: MilvusTarget(
-        client, base_url=t.base_url, token=t.api_key, db_name=t.db_name, two_phase=t.two_phase),
-    "milvus-lite": lambda t, _client, read: _milvus_lite(t, read),
-    "milvus-grpc": lambda t, client, _read: _milvus_grpc(t, client),
-}
-
-
 def make_target(manifest: Manifest, client: httpx.Client, read: ObjectReader | None = None) -> Target:
     """The target ``target.type`` names; ``read`` reads objects for targets that import them themselves
     (by default, through sources made by :func:`make_source`)."""
     t = manifest.target
-    return TARGETS[t.type](t, client, read if read is not None else make_reader(manifest, make_source))
+    return BY_TYPE[t.type].build(t, client, read if read is not None else make_reader(manifest, make_source))
 
 
 def make_reader(manifest: Manifest, source_factory: SourceFactory) -> ObjectReader:
@@ -178,33 +152,6 @@ def make_reader(manifest: Manifest, source_factory: SourceFactory) -> ObjectRead
     return read
 
 
-def _key(t: TargetConfig) -> Secret:
-    if t.api_key is None:
-        raise ManifestError("", "target.api_key", f"the {t.type} target needs an API key")
-    return t.api_key
-
-
-def _milvus_lite(t: TargetConfig, read: ObjectReader) -> Target:
-    try:
-        from ..targets.milvus_lite import MilvusLiteTarget
-    except ImportError as exc:
-        raise FatalTargetError(f"the milvus-lite target needs pymilvus and milvus-lite ({exc}): install "
-                               f"them with {extras.install_hint('milvus')}") from exc
-    if t.uri is None:
-        raise ManifestError("", "target.uri", "the milvus-lite target needs a database path")
-    return MilvusLiteTarget(t.uri, read=read, create_collection=t.create_collection, metric=t.metric)
-
-
-def _milvus_grpc(t: TargetConfig, client: httpx.Client) -> Target:
-    try:
-        from ..targets.milvus_grpc import MilvusGrpcTarget
-    except ImportError as exc:
-        raise FatalTargetError(f"the milvus-grpc target needs pymilvus ({exc}): install it with "
-                               f"{extras.install_hint('milvus')}") from exc
-    return MilvusGrpcTarget(t.base_url, token=t.api_key, db_name=t.db_name,
-                            timeout_s=client.timeout.read or 30.0)  # settings.timeout_s, as for HTTP
-
-
 @contextlib.contextmanager
 def redacting(manifest: Manifest) -> Iterator[Redactor]:
     """While it lasts, every record of the ``orchestrator`` logger is cleaned of the manifest's
@@ -218,9 +165,11 @@ def redacting(manifest: Manifest) -> Iterator[Redactor]:
 
 
 def secrets_of(manifest: Manifest) -> list[Secret]:
+    """Every secret the manifest holds: the target's key, each store's own (an Azure SAS token), the
+    credentials, the ledger's password and passwords in configured URLs."""
     found = [manifest.target.api_key] if manifest.target.api_key is not None else []
     for source in manifest.sources:
-        found += [s for s in (source.connection_string, source.sas_token) if s is not None]
+        found += BY_SCHEME[source.scheme].secrets(source)
     for creds in [manifest.credentials, *(s.credentials for s in manifest.sources)]:
         if creds is not None:
             found += [creds.access_key, creds.secret_key, *([creds.token] if creds.token else [])]
@@ -235,8 +184,7 @@ def secrets_of(manifest: Manifest) -> list[Secret]:
 def object_url(item: PlanItem, manifest: Manifest) -> str:
     """The URL the import call names for ``item``, in its source's ``object_url_style``."""
     s = manifest.sources[item.source]
-    return urls.object_url(item.obj, scheme=s.scheme, style=s.object_url_style, region=s.region,
-                           endpoint_url=s.endpoint_url)
+    return BY_SCHEME[s.scheme].object_url(item.obj, s.object_url_style, s.region, s.endpoint_url)
 
 
 # -- ls -------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Local folders: for trying a manifest on a laptop and for the embedded demo.
+"""Local folders: for trying a manifest on a laptop and for the embedded demo. A folder is named by a
+``file://`` URL or a path relative to the manifest; its spec (:data:`SPEC`) is at the bottom.
 
 The version of a file is its size, its modification time and a hash of its last 64 KiB (the parquet
 footer lives there), so a rewritten file is seen as changed even when its size stays the same.
@@ -10,17 +11,18 @@ import errno
 import hashlib
 import logging
 import os
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
+from ..config.manifest import Settings, SourceConfig
+from ..config.plugins import Location, StoreSpec
+from ..config.reader import Reader
 from ..config.urls import file_url
 from ..errors import SourceError
 from ..models import StoredObject
 from ..terminal import clip
-
-if TYPE_CHECKING:
-    from ..config.manifest import Settings, SourceConfig
 
 _TAIL = 64 * 1024
 log = logging.getLogger("orchestrator")
@@ -87,3 +89,42 @@ class LocalSource:
         return StoredObject(url=file_url(path), bucket="", key=str(path), relative_key=relative,
                             size=stat.st_size, version=f"{stat.st_size}-{stat.st_mtime_ns}-{tail}",
                             modified=stat.st_mtime, checksum=tail)
+
+
+def _locate(url: str, base_dir: Path) -> Location | None:
+    """The folder a ``file://`` URL or a plain path names (relative to the manifest), else None."""
+    if url.startswith("file://"):
+        return Location("", "", Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).resolve())
+    if "://" in url:
+        return None
+    return Location("", "", (base_dir / url).resolve())
+
+
+def _read_keys(_r: Reader, _s: dict[str, Any], _p: str, _url: str, _base_dir: Path) -> dict[str, Any]:
+    return {}
+
+
+def _style_problem(_style: str, _bucket: str, _region: str | None, _endpoint_url: str | None) -> str:
+    return "local folders keep their file:// URL: use native"
+
+
+def _object_url(obj: StoredObject, _style: str, _region: str | None, _endpoint_url: str | None) -> str:
+    return obj.url
+
+
+def _key(source: SourceConfig) -> str:
+    assert source.root is not None
+    return file_url(source.root) + "/"
+
+
+SPEC = StoreSpec(
+    scheme="file",
+    spellings=("file",),
+    url_forms=("file:///folder", "a folder relative to the manifest"),
+    locate=_locate,
+    read_keys=_read_keys,
+    style_problem=_style_problem,
+    object_url=_object_url,
+    key=_key,
+    build=build,
+)

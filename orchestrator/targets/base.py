@@ -22,8 +22,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
-from ..errors import PermanentError
-from ..models import ImportRequest, JobInfo, StoredObject
+from ..config.manifest import TargetConfig
+from ..errors import ManifestError, PermanentError
+from ..models import ImportRequest, JobInfo, Secret, StoredObject
 from ..preflight.schema import CollectionSchema
 
 
@@ -87,3 +88,10 @@ class OnePhase:
 
     def abort(self, job_id: str) -> None:
         raise PermanentError(f"cannot abort job {job_id}: this target has no two-phase import")
+
+
+def required_key(t: TargetConfig) -> Secret:
+    """The API key a target type cannot call without (its section's parser requires it)."""
+    if t.api_key is None:
+        raise ManifestError("", "target.api_key", f"the {t.type} target needs an API key")
+    return t.api_key

@@ -26,15 +26,22 @@ never read ``Uncommitted``: ``two_phase_proven`` turns True only once a job of t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from ..config.manifest import TargetCapabilities, TargetConfig
+from ..config.plugins import TargetSpec
+from ..config.reader import HEADER_SAFE, Reader, db_name, endpoint
 from ..errors import JobNotFoundError, JobTerminalError, PermanentError, TransientError
 from ..models import ImportRequest, JobInfo, JobState, Secret, StoredObject
 from ..preflight.schema import CollectionSchema
+from ..sources.base import ObjectReader
+from .base import Target
 from .collections_v2 import GB, describe
 from .http import asked_job_id, call, created_job_id
+from .identity import endpoint_identity
 from .jobs_v2 import CREATE, LIST, SUCCESS, ProgressRoute, job_info, list_records
 from .reply import Reply
 
@@ -47,6 +54,12 @@ IMPORT_FAILED = 2100  # what describe answers for a job id the server does not k
 COMMIT = "/v2/vectordb/jobs/import/commit"
 ABORT = "/v2/vectordb/jobs/import/abort"
 NO_AUTO_COMMIT = {"auto_commit": "false"}  # a string: Milvus decodes options as a string map
+# Milvus holds 1,024 unfinished jobs in all, shared with everyone (reference/import-api.md); a job may name
+# up to 1,024 files of up to 16 GB each; its objects are in the bucket the server reads, never a local
+# folder; the REST import API exists from Milvus 2.4 on
+CAPABILITIES = TargetCapabilities(credentials=False, sts_token=False, partitions=True, local_sources=False,
+                                  window=256, files_per_job=1024, job_gb=1024 * 16, max_file_bytes=16 * GB,
+                                  implied_version=(2, 4))
 
 
 class MilvusTarget:
@@ -60,7 +73,7 @@ class MilvusTarget:
         self.two_phase_proven = False
         self._progress = ProgressRoute()
 
-    max_file_bytes: int | None = 16 * GB
+    max_file_bytes: int | None = CAPABILITIES.max_file_bytes
     reports_rows = True
     list_page_size: int | None = None  # no pagination: one reply holds every job (reference section 10)
 
@@ -170,3 +183,38 @@ class MilvusTarget:
     def _notice(self, state: str | None) -> None:
         if state in TWO_PHASE_STATES:
             self.two_phase_proven = True
+
+
+def read_section(r: Reader, node: Any, _base_dir: Path) -> TargetConfig:
+    """A self-hosted Milvus's section: its endpoint, a token or a user and password, the database."""
+    t = r.mapping(node, "target", required=("type", "endpoint"),
+                  optional=("token", "user", "password", "db_name", "two_phase"))
+    if "token" in t and ("user" in t or "password" in t):
+        raise r.fail("target.token", "set either token or user and password, not both")
+    if ("user" in t) != ("password" in t):
+        raise r.fail("target.user" if "password" in t else "target.password",
+                     "user and password go together")
+    api_key = None
+    if "token" in t:
+        api_key = Secret(r.string(t["token"], "target.token", secret=True))
+    elif "user" in t:
+        user = r.string(t["user"], "target.user")
+        if not HEADER_SAFE.fullmatch(user) or ":" in user:
+            raise r.fail("target.user", "expected a user name of printable ASCII without ':' (it goes into "
+                                        "an HTTP header)")
+        api_key = Secret(f"{user}:{r.string(t['password'], 'target.password', secret=True)}")
+    url = endpoint(r, t)
+    if url is None:
+        raise r.fail("target.endpoint", "expected http(s)://host[:port], e.g. http://localhost:19530")
+    return TargetConfig(type=SPEC.type, capabilities=CAPABILITIES, base_url=url, api_key=api_key,
+                        db_name=db_name(r, t),
+                        two_phase=r.boolean(t.get("two_phase", True), "target.two_phase"))
+
+
+def _build(t: TargetConfig, client: httpx.Client, _read: ObjectReader) -> Target:
+    return MilvusTarget(client, base_url=t.base_url, token=t.api_key, db_name=t.db_name,
+                        two_phase=t.two_phase)
+
+
+SPEC = TargetSpec(type="milvus", parse=read_section, capabilities=CAPABILITIES, identity=endpoint_identity,
+                  build=_build)

@@ -42,10 +42,10 @@ from ..preflight.schema import CollectionSchema, from_describe
 from ..redact import shown_url
 from .base import OnePhase
 from .http import classify
+from .milvus_grpc_spec import CAPABILITIES
 from .reply import Reply, bounded
 
 T = TypeVar("T")
-GB = 1000**3
 STATES = {BulkInsertState.ImportPending: JobState.RUNNING, BulkInsertState.ImportStarted: JobState.RUNNING,
           BulkInsertState.ImportPersisted: JobState.RUNNING,  # persisted, the index still building
           BulkInsertState.ImportCompleted: JobState.COMPLETED, BulkInsertState.ImportFailed: JobState.FAILED,
@@ -66,7 +66,7 @@ class MilvusGrpcTarget(OnePhase):
         self._client = client
         self._lock = threading.Lock()
 
-    max_file_bytes: int | None = 16 * GB
+    max_file_bytes: int | None = CAPABILITIES.max_file_bytes
 
     # -- the Target protocol -----------------------------------------------------------------
 

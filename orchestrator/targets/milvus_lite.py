@@ -63,6 +63,7 @@ from ..preflight.schema import CollectionSchema, from_describe
 from ..sources.base import ObjectReader
 from .base import OnePhase
 from .http import classify
+from .milvus_lite_spec import CAPABILITIES
 
 T = TypeVar("T")
 JOBS = "orchestrator_jobs"
@@ -163,7 +164,7 @@ class MilvusLiteTarget(OnePhase):
             raise JobNotFoundError(f"job {job_id} is not in {self.uri}")
         return job
 
-    max_file_bytes: int | None = None  # the file is read here, in record batches
+    max_file_bytes: int | None = CAPABILITIES.max_file_bytes  # None: the file is read here, in batches
 
     def describe(self, collection: str) -> CollectionSchema | None:
         """The collection as pymilvus describes it, less the tag field this target fills itself; None

@@ -8,17 +8,24 @@ disagree).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from ..config.manifest import TargetCapabilities, TargetConfig
+from ..config.plugins import TargetSpec
+from ..config.reader import Reader, endpoint, excerpt
 from ..errors import TransientError
 from ..models import ImportRequest, JobInfo, JobState, Secret, StoredObject
 from ..preflight.schema import CollectionSchema
-from .base import OnePhase
+from ..sources.base import ObjectReader
+from .base import OnePhase, Target, required_key
 from .collections_v2 import GB, describe
 from .http import asked_job_id, call, created_job_id
+from .identity import cluster_identity
 from .jobs_v2 import records
 from .reply import Reply
 
@@ -26,10 +33,15 @@ SUCCESS = frozenset({0, 200})
 _LIST_STATES = {"ImportRunning": JobState.RUNNING, "ImportCompleted": JobState.COMPLETED,
                 "ImportFailed": JobState.FAILED}
 PAGE_SIZE = 100
+_REGION = re.compile(r"(gcp|aws|az|ali|tc)-[a-z]+(-[a-z0-9]+)*[0-9]?")  # a Zilliz Cloud region
+# Zilliz Cloud holds fewer than 10,000 unfinished jobs per collection (reference/import-api.md); a v1 call
+# names one file of up to 10 GB
+CAPABILITIES = TargetCapabilities(credentials=True, sts_token=False, partitions=False, local_sources=True,
+                                  window=1000, max_file_bytes=10 * GB)
 
 
 class ZillizV1Target(OnePhase):
-    max_file_bytes: int | None = 10 * GB
+    max_file_bytes: int | None = CAPABILITIES.max_file_bytes
     reports_rows = False  # neither progress nor the list has a row count (reference section 1)
 
     def __init__(self, client: httpx.Client, *, base_url: str, cluster_id: str, api_key: Secret,
@@ -104,3 +116,37 @@ class ZillizV1Target(OnePhase):
             if len(found) < PAGE_SIZE or not new or (count is not None and seen >= count):
                 return
             page += 1
+
+
+def _section(r: Reader, node: Any, _base_dir: Path) -> TargetConfig:
+    t = r.mapping(node, "target", required=("type", "cluster_id", "api_key"),
+                  optional=("region", "endpoint", "cluster_endpoint"))
+    url = endpoint(r, t)
+    region = r.optional_string(t.get("region"), "target.region")
+    if url is not None:
+        base_url = url
+    elif region is not None:
+        if not _REGION.fullmatch(region):
+            raise r.fail("target.region", "expected a Zilliz Cloud region: its cloud, then the cloud's "
+                                          "region (gcp-us-west1, aws-us-east-2, az-eastus, "
+                                          f"ali-cn-hangzhou), got {excerpt(region)}")
+        base_url = f"https://controller.api.{region}.zillizcloud.com"
+    else:
+        raise r.fail("target", "set region (e.g. gcp-us-west1) or endpoint")
+    return TargetConfig(
+        type=SPEC.type,
+        capabilities=CAPABILITIES,
+        base_url=base_url,
+        cluster_id=r.string(t["cluster_id"], "target.cluster_id"),
+        api_key=Secret(r.string(t["api_key"], "target.api_key", secret=True)),
+        cluster_endpoint=endpoint(r, t, "cluster_endpoint"),
+    )
+
+
+def _build(t: TargetConfig, client: httpx.Client, _read: ObjectReader) -> Target:
+    return ZillizV1Target(client, base_url=t.base_url, cluster_id=t.cluster_id, api_key=required_key(t),
+                          cluster_endpoint=t.cluster_endpoint)
+
+
+SPEC = TargetSpec(type="zilliz-v1", parse=_section, capabilities=CAPABILITIES, identity=cluster_identity,
+                  build=_build)

@@ -7,24 +7,36 @@ Success is body code 0; the job id comes as ``jobId`` (or ``jobID`` in one doc e
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from ..config.manifest import TargetCapabilities, TargetConfig
+from ..config.plugins import TargetSpec
+from ..config.reader import Reader, db_name, endpoint
 from ..models import ImportRequest, JobInfo, JobState, Secret, StoredObject
 from ..preflight.schema import CollectionSchema
-from .base import OnePhase
+from ..sources.base import ObjectReader
+from .base import OnePhase, Target, required_key
 from .collections_v2 import GB, describe
 from .http import asked_job_id, call, created_job_id
+from .identity import cluster_identity
 from .jobs_v2 import CREATE, LIST, SUCCESS, ProgressRoute, job_info, list_records
 
 STATES = {"Pending": JobState.RUNNING, "Importing": JobState.RUNNING, "InProgress": JobState.RUNNING,
           "Completed": JobState.COMPLETED, "Failed": JobState.FAILED}
 PAGE_SIZE = 100
+DEFAULT_URL = "https://api.cloud.zilliz.com"
+# Zilliz Cloud holds fewer than 10,000 unfinished jobs per collection (reference/import-api.md); a job may
+# name up to 1,000 files of up to 10 GB, 1 TB in all; the REST v2 import API implies Milvus 2.4 or later
+CAPABILITIES = TargetCapabilities(credentials=True, sts_token=True, partitions=True, local_sources=True,
+                                  window=1000, files_per_job=1000, job_gb=1024, max_file_bytes=10 * GB,
+                                  implied_version=(2, 4))
 
 
 class ZillizV2Target(OnePhase):
-    max_file_bytes: int | None = 10 * GB
+    max_file_bytes: int | None = CAPABILITIES.max_file_bytes
 
     def __init__(self, client: httpx.Client, *, base_url: str, cluster_id: str, api_key: Secret,
                  db_name: str | None = None, cluster_endpoint: str | None = None) -> None:
@@ -89,3 +101,26 @@ class ZillizV2Target(OnePhase):
             if records < PAGE_SIZE or not new or (count is not None and seen >= count):
                 return
             page += 1
+
+
+def _section(r: Reader, node: Any, _base_dir: Path) -> TargetConfig:
+    t = r.mapping(node, "target", required=("type", "cluster_id", "api_key"),
+                  optional=("endpoint", "db_name", "cluster_endpoint"))
+    return TargetConfig(
+        type=SPEC.type,
+        capabilities=CAPABILITIES,
+        base_url=endpoint(r, t) or DEFAULT_URL,
+        cluster_id=r.string(t["cluster_id"], "target.cluster_id"),
+        api_key=Secret(r.string(t["api_key"], "target.api_key", secret=True)),
+        db_name=db_name(r, t),
+        cluster_endpoint=endpoint(r, t, "cluster_endpoint"),
+    )
+
+
+def _build(t: TargetConfig, client: httpx.Client, _read: ObjectReader) -> Target:
+    return ZillizV2Target(client, base_url=t.base_url, cluster_id=t.cluster_id, api_key=required_key(t),
+                          db_name=t.db_name, cluster_endpoint=t.cluster_endpoint)
+
+
+SPEC = TargetSpec(type="zilliz-v2", parse=_section, capabilities=CAPABILITIES, identity=cluster_identity,
+                  build=_build)
