@@ -25,6 +25,7 @@ from ..models import PlanItem, Secret, StoredObject
 from ..redact import Redactor, userinfo_secret
 from ..sources.base import ObjectReader, Source
 from ..sources.registry import BY_SCHEME, STORES, make_source, source_key
+from ..sources.registry import object_url as object_url_of
 from ..targets.base import Target
 from ..targets.deadline import Limits, bounded_client
 from ..targets.pacing import RateLimiter
@@ -184,7 +185,8 @@ def secrets_of(manifest: Manifest) -> list[Secret]:
 def object_url(item: PlanItem, manifest: Manifest) -> str:
     """The URL the import call names for ``item``, in its source's ``object_url_style``."""
     s = manifest.sources[item.source]
-    return BY_SCHEME[s.scheme].object_url(item.obj, s.object_url_style, s.region, s.endpoint_url)
+    return object_url_of(item.obj, scheme=s.scheme, style=s.object_url_style, region=s.region,
+                         endpoint_url=s.endpoint_url)
 
 
 # -- ls -------------------------------------------------------------------------------------------
