@@ -27,7 +27,6 @@ from .config import extras, pgurl, urls
 from .config.manifest import UNSUPPORTED_REF, Manifest, ledger_file_problem, load, unsupported_reference
 from .config.pgurl import PostgresLedger
 from .errors import (
-    LedgerError,
     ManifestError,
     OutputError,
     SourceError,
@@ -35,7 +34,9 @@ from .errors import (
 )
 from .jobs.evidence import Judgement, ServerClock, Verdict
 from .jobs.lifecycle import settle
-from .ledger.store import TABLES, Ledger
+from .ledger import copy
+from .ledger.factory import hold_ledger as hold_ledger
+from .ledger.store import Ledger
 from .models import Action, JobProgress, JobState, LedgerRecord, ObjectState, PlanItem
 from .models import Outcome as Outcome
 from .planning import planner
@@ -51,7 +52,6 @@ from .run.wiring import TARGETS as TARGETS
 from .run.wiring import JobsHook as JobsHook
 from .run.wiring import SourceFactory as SourceFactory
 from .run.wiring import TargetFactory as TargetFactory
-from .run.wiring import hold_ledger as hold_ledger
 from .run.wiring import ledger_exists as ledger_exists
 from .run.wiring import ledger_name as ledger_name
 from .run.wiring import make_http_client as make_http_client
@@ -562,19 +562,7 @@ def copy_ledger(source: Path | PostgresLedger, destination: Path | PostgresLedge
                 wait_lock_s: float = 0.0) -> dict[str, int]:
     """Copy a whole ledger (objects, events, job progress, run bookkeeping) into an empty one of either
     kind, in one transaction, holding both ledgers' run locks; returns the rows copied per table."""
-    if isinstance(source, Path) and not source.exists():
-        raise LedgerError(f"{source}: no such ledger")
-    same = source.resolve() == destination.resolve() if isinstance(source, Path) and \
-        isinstance(destination, Path) else source == destination
-    if same:
-        name = str(destination) if isinstance(destination, Path) else destination.display
-        raise LedgerError(f"{name}: the source and the destination are the same ledger")
-    with hold_ledger(source, wait_s=wait_lock_s), hold_ledger(destination, wait_s=wait_lock_s), \
-            Ledger(source, upgrade=False) as src, Ledger(destination) as dst:
-        if not dst.is_empty():
-            raise LedgerError(f"{dst.name}: the destination ledger is not empty; copy into a new file or "
-                              "schema (nothing was written)")
-        return dst.load({table: src.dump(table) for table in TABLES})
+    return copy.copy_ledger(source, destination, wait_lock_s=wait_lock_s)
 
 
 @dataclass(frozen=True, slots=True)
