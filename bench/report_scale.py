@@ -23,7 +23,7 @@ from typing import Any
 from orchestrator.api import ledger_location
 from orchestrator.config.pgurl import PostgresLedger
 from orchestrator.ledger.factory import open_ledger
-from orchestrator.report.html import html as report
+from orchestrator.report import html as report
 from tests.pgserver import PgServer
 
 _OBJECT = ("id, url, version, target, source, collection, partition, size, state, job_id, attempts, "

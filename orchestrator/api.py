@@ -25,7 +25,6 @@ from typing import TextIO
 
 from .config import extras, pgurl, urls
 from .config.manifest import UNSUPPORTED_REF, Manifest, ledger_file_problem, load, unsupported_reference
-from .config.pgurl import PostgresLedger
 from .errors import (
     ManifestError,
     OutputError,
@@ -35,6 +34,7 @@ from .errors import (
 from .jobs.evidence import Judgement, ServerClock, Verdict
 from .jobs.lifecycle import settle
 from .ledger import copy
+from .ledger.factory import Location
 from .ledger.factory import hold_ledger as hold_ledger
 from .ledger.store import Ledger
 from .models import Action, JobProgress, JobState, LedgerRecord, ObjectState, PlanItem
@@ -528,7 +528,7 @@ def write_metrics(manifest: Manifest, report: RunReport, *, seconds: float, file
 
 # -- moving a ledger between SQLite and PostgreSQL ---------------------------------------------------
 
-def ledger_location(text: str, environ: Mapping[str, str] | None = None) -> Path | PostgresLedger:
+def ledger_location(text: str, environ: Mapping[str, str] | None = None) -> Location:
     """A SQLite path or a ``postgresql://`` URL (``schema=`` required; a password only as ``${VAR}``),
     as ``ledger copy`` takes them. Raises :class:`ManifestError` naming the argument."""
     env = os.environ if environ is None else environ
@@ -558,8 +558,7 @@ def ledger_location(text: str, environ: Mapping[str, str] | None = None) -> Path
     return location
 
 
-def copy_ledger(source: Path | PostgresLedger, destination: Path | PostgresLedger, *,
-                wait_lock_s: float = 0.0) -> dict[str, int]:
+def copy_ledger(source: Location, destination: Location, *, wait_lock_s: float = 0.0) -> dict[str, int]:
     """Copy a whole ledger (objects, events, job progress, run bookkeeping) into an empty one of either
     kind, in one transaction, holding both ledgers' run locks; returns the rows copied per table."""
     return copy.copy_ledger(source, destination, wait_lock_s=wait_lock_s)
