@@ -6,7 +6,7 @@ operations on it, each written once in the module that owns it. Nothing here but
 
 from __future__ import annotations
 
-from . import reads, runs, transitions, views
+from . import reads, reports, runs, transitions, views
 from .session import Session
 
 
@@ -47,14 +47,19 @@ class Ledger(Session):
     events = views.events
     group_counts = views.group_counts
     oldest_submitted = views.oldest_submitted
-    aggregate = views.aggregate
-    floor = views.floor
     submitted_before = views.submitted_before
     failing = views.failing
     row_totals = views.row_totals
     stalled = views.stalled
     job_progress = views.job_progress
     last_success = views.last_success
+
+    # the HTML report's data (reports.py)
+    report_groups = reports.groups
+    report_span = reports.span
+    report_timeline = reports.timeline
+    report_durations = reports.durations
+    report_reasons = reports.reasons
 
     # the run's own bookkeeping (runs.py)
     claim_run = runs.claim_run

@@ -1,10 +1,9 @@
-"""Read-only operator views (``status``, ``show``, the metrics, the HTML report's data): aggregated in
-SQL, never the whole ledger in memory."""
+"""Read-only operator views (``status``, ``show``, ``export``, the metrics): aggregated in SQL, never
+the whole ledger in memory."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from ..models import JobProgress, LedgerRecord, ObjectState
 from .reads import record
@@ -52,18 +51,6 @@ def oldest_submitted(s: Session) -> dict[tuple[str, str], LedgerRecord]:
             "ORDER BY updated_at, id) AS n FROM objects WHERE state=?) AS o WHERE n = 1", (_SUBMITTED,)
         ).fetchall()
     return {(rec.source, rec.collection): rec for rec in map(record, found)}
-
-
-def aggregate(s: Session, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    """The rows of one read-only aggregate query (the HTML report's: GROUP BY in the database, so
-    that the rows returned stay few at any ledger size)."""
-    with s.read() as db:
-        return [tuple(row) for row in db.execute(sql, params).fetchall()]
-
-
-def floor(s: Session, expression: str) -> str:
-    """SQL for ``expression`` (never negative) rounded down to an integer in this database."""
-    return s.db.floor(expression)
 
 
 def submitted_before(s: Session, at: float) -> int:
