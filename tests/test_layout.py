@@ -108,6 +108,13 @@ def test_one_module_per_driver() -> None:
     assert modules_importing("sqlite3") == {"ledger/sqlite.py"}
 
 
+def test_a_ledger_backend_is_chosen_in_one_place() -> None:
+    """Only the ledger's factory picks a backend, by the location's type: a new backend is its module
+    and one line there."""
+    backends = {f"{dots}{name}" for dots in (".", "..ledger.") for name in ("sqlite", "postgres")}
+    assert set().union(*(modules_importing(b) for b in backends)) == {"ledger/factory.py"}
+
+
 def test_pure_planning_knows_no_io() -> None:
     pure = [*(PACKAGE / "planning").glob("*.py"), PACKAGE / "preflight" / "rules.py",
             PACKAGE / "config" / "globs.py", PACKAGE / "config" / "urls.py", PACKAGE / "config" / "pgurl.py",

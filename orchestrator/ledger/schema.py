@@ -1,7 +1,9 @@
 """The ledger's tables as this orchestrator writes them, and what an open ledger must hold to be read.
 
-One row per import (object version *into a destination*), its events, the job progress polled, and a
-``meta`` table of bookkeeping (the app's mark, the schema version, the run record). ``migrations.py``
+One row per import, its events, the job progress polled, and a ``meta`` table of bookkeeping (the
+app's mark, the schema version, the run record). An import is an object (its native URL and version)
+*into a destination*: the target (``target``, the owner's identity: the API, the cluster or endpoint,
+the database; :func:`orchestrator.api.target_identity`), the collection and the partition. ``migrations.py``
 brings an older ledger up to these tables; :func:`check` refuses a ledger that holds what this
 orchestrator did not make, or a state it does not know.
 """
