@@ -29,7 +29,7 @@ from bench.synthetic import SyntheticSource
 from orchestrator.api import ledger_location, plan_source
 from orchestrator.config.manifest import Manifest, Settings, SourceConfig, TargetConfig
 from orchestrator.config.pgurl import PostgresLedger
-from orchestrator.ledger.store import Ledger
+from orchestrator.ledger.factory import open_ledger
 from orchestrator.models import Action, Secret, StoredObject
 from orchestrator.sources.base import Source
 from orchestrator.sources.registry import make_source
@@ -61,7 +61,7 @@ def fill_completed(where: Path | PostgresLedger, count: int) -> None:
 
 def fill(where: Path | PostgresLedger, versions: Iterable[tuple[str, str]]) -> None:
     """Set-up, not measured: a ledger in which each (url, version) is completed (in the bench target)."""
-    Ledger(where).close()  # creates the schema
+    open_ledger(where).close()  # creates the schema
     now = time.time()
     rows = ((url, version, OWNER, "s3://bench/data/", "bench", None, 1048576, "completed", f"job-{i}", 1, 0,
              now, now) for i, (url, version) in enumerate(versions))
@@ -129,7 +129,7 @@ def listed_rerun(count: int) -> dict[str, Any]:
         cpu = cpu_seconds()
         start = time.perf_counter()
         actions: dict[str, int] = {}
-        with Ledger(path, owner=OWNER) as ledger:
+        with open_ledger(path, owner=OWNER) as ledger:
             for item in plan_source(m.sources[0], lister, m, ledger, now=time.time(), warn=print):
                 actions[item.action] = actions.get(item.action, 0) + 1
         seconds = time.perf_counter() - start
@@ -152,7 +152,7 @@ def scenario(name: str, count: int, url: str | None = None) -> dict[str, float]:
         base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         start = time.perf_counter()
         actions: dict[str, int] = {}
-        with Ledger(where, owner=OWNER) as ledger:
+        with open_ledger(where, owner=OWNER) as ledger:
             for item in plan_source(m.sources[0], SyntheticSource(count), m, ledger, now=time.time(),
                                     warn=print):
                 actions[item.action] = actions.get(item.action, 0) + 1

@@ -22,8 +22,8 @@ from typing import Any
 
 from orchestrator.api import ledger_location
 from orchestrator.config.pgurl import PostgresLedger
-from orchestrator.ledger.store import Ledger
-from orchestrator.report.html import html as report
+from orchestrator.ledger.factory import open_ledger
+from orchestrator.report import html as report
 from tests.pgserver import PgServer
 
 _OBJECT = ("id, url, version, target, source, collection, partition, size, state, job_id, attempts, "
@@ -73,7 +73,7 @@ def rows(count: int, *, now: float, seed: int = 28) -> Iterator[tuple[Row, list[
 
 def fill(where: Path | PostgresLedger, count: int, *, now: float) -> None:
     """Set-up, not measured."""
-    Ledger(where).close()  # creates the schema
+    open_ledger(where).close()  # creates the schema
     objects: list[tuple[Any, ...]] = []
     events: list[tuple[Any, ...]] = []
     if isinstance(where, Path):
@@ -110,7 +110,7 @@ def measure(where: Path | PostgresLedger, count: int, out: Path) -> dict[str, An
     now = time.time()
     fill(where, count, now=now)
     start = time.perf_counter()
-    with Ledger(where, read_only=True) as ledger:
+    with open_ledger(where, read_only=True) as ledger:
         data = report.gather(ledger, title="bench", name=str(where), now=now)
     gathered = time.perf_counter() - start
     page = report.render(data)

@@ -25,7 +25,7 @@ from bench.synthetic import SyntheticSource
 from orchestrator import api
 from orchestrator.config.manifest import Manifest, PreflightMode, Settings, SourceConfig, TargetConfig
 from orchestrator.config.pgurl import PostgresLedger
-from orchestrator.ledger.store import Ledger
+from orchestrator.ledger.factory import open_ledger
 from orchestrator.models import Action, Credentials, PlanItem, Route, Secret
 from orchestrator.targets.registry import CAPABILITIES
 from tests.fakes.zilliz import FakeZilliz
@@ -105,7 +105,7 @@ def orchestrated(fake: RemoteFake, count: int, *, concurrency: int, rps: float,
 def transitions(where: Path | PostgresLedger, *, threads: int, count: int) -> float:
     """Durable transitions per second: each thread claims objects and records their jobs."""
     objects = list(SyntheticSource(count).list())
-    with Ledger(where, owner="bench") as ledger:
+    with open_ledger(where, owner="bench") as ledger:
         def work(part: int) -> None:
             for obj in objects[part::threads]:
                 claim = ledger.begin_submission(PlanItem(obj, 0, Action.SUBMIT, "new", Route("bench", None)))

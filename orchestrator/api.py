@@ -25,9 +25,7 @@ from typing import TextIO
 from .config import env, extras, pgurl, urls
 from .config.document import ledger_file_problem
 from .config.manifest import Manifest
-from .config.pgurl import PostgresLedger
 from .errors import (
-    LedgerError,
     ManifestError,
     OutputError,
     SourceError,
@@ -35,7 +33,10 @@ from .errors import (
 )
 from .jobs.evidence import Judgement, ServerClock, Verdict
 from .jobs.lifecycle import settle
-from .ledger.store import TABLES, Ledger
+from .ledger import copy
+from .ledger.factory import Location
+from .ledger.factory import hold_ledger as hold_ledger
+from .ledger.store import Ledger
 from .models import Action, JobProgress, JobState, LedgerRecord, ObjectState, PlanItem
 from .models import Outcome as Outcome
 from .planning import planner
@@ -50,7 +51,6 @@ from .run.state import RunReport as RunReport
 from .run.wiring import JobsHook as JobsHook
 from .run.wiring import SourceFactory as SourceFactory
 from .run.wiring import TargetFactory as TargetFactory
-from .run.wiring import hold_ledger as hold_ledger
 from .run.wiring import ledger_exists as ledger_exists
 from .run.wiring import ledger_name as ledger_name
 from .run.wiring import load_manifest
@@ -526,7 +526,7 @@ def write_metrics(manifest: Manifest, report: RunReport, *, seconds: float, file
 
 # -- moving a ledger between SQLite and PostgreSQL ---------------------------------------------------
 
-def ledger_location(text: str, environ: Mapping[str, str] | None = None) -> Path | PostgresLedger:
+def ledger_location(text: str, environ: Mapping[str, str] | None = None) -> Location:
     """A SQLite path or a ``postgresql://`` URL (``schema=`` required; a password only as ``${VAR}``),
     as ``ledger copy`` takes them. Raises :class:`ManifestError` naming the argument."""
     variables = os.environ if environ is None else environ
@@ -553,23 +553,10 @@ def ledger_location(text: str, environ: Mapping[str, str] | None = None) -> Path
     return location
 
 
-def copy_ledger(source: Path | PostgresLedger, destination: Path | PostgresLedger, *,
-                wait_lock_s: float = 0.0) -> dict[str, int]:
+def copy_ledger(source: Location, destination: Location, *, wait_lock_s: float = 0.0) -> dict[str, int]:
     """Copy a whole ledger (objects, events, job progress, run bookkeeping) into an empty one of either
     kind, in one transaction, holding both ledgers' run locks; returns the rows copied per table."""
-    if isinstance(source, Path) and not source.exists():
-        raise LedgerError(f"{source}: no such ledger")
-    same = source.resolve() == destination.resolve() if isinstance(source, Path) and \
-        isinstance(destination, Path) else source == destination
-    if same:
-        name = str(destination) if isinstance(destination, Path) else destination.display
-        raise LedgerError(f"{name}: the source and the destination are the same ledger")
-    with hold_ledger(source, wait_s=wait_lock_s), hold_ledger(destination, wait_s=wait_lock_s), \
-            Ledger(source, upgrade=False) as src, Ledger(destination) as dst:
-        if not dst.is_empty():
-            raise LedgerError(f"{dst.name}: the destination ledger is not empty; copy into a new file or "
-                              "schema (nothing was written)")
-        return dst.load({table: src.dump(table) for table in TABLES})
+    return copy.copy_ledger(source, destination, wait_lock_s=wait_lock_s)
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,8 @@ class StoredObject(NamedTuple):
 
 
 class ObjectState(enum.StrEnum):
-    """Where one object version stands in the ledger."""
+    """Where one object version stands in the ledger; it changes only by the named transitions of
+    `ledger/states.py`."""
 
     PENDING = "pending"  # planned, no create call made (or every call was refused)
     SUBMITTING = "submitting"  # a create call may be in flight: never resubmit without reconciling
@@ -69,12 +70,6 @@ class ObjectState(enum.StrEnum):
     FAILED = "failed"  # the server refused the object or its job failed
     UNCERTAIN = "uncertain"  # the evidence cannot decide yet whether a job exists: each run looks again
     INVALID = "invalid"  # the pre-flight check found problems: never submitted as it stands
-
-    @property
-    def holds_job(self) -> bool:
-        """True when the object has (or may have) a job: submitting it again could duplicate rows."""
-        return self in (ObjectState.SUBMITTING, ObjectState.SUBMITTED, ObjectState.COMPLETED,
-                        ObjectState.UNCERTAIN)
 
 
 class Action(enum.StrEnum):

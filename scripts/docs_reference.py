@@ -27,6 +27,7 @@ from orchestrator import api, errors, models
 from orchestrator.cli.main import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE, cli
 from orchestrator.config import extras, manifest
 from orchestrator.config.source_section import store_keys
+from orchestrator.ledger import states
 from orchestrator.run.state import EXIT_DEADLINE, RunReport
 from orchestrator.run.wiring import PLUGINS, parse_manifest
 from orchestrator.targets.registry import CAPABILITIES
@@ -137,6 +138,23 @@ def enum_rows(kind: type[models.enum.Enum]) -> list[tuple[str, str]]:
 
 def states_table() -> str:
     return table(("state", "meaning"), enum_rows(models.ObjectState))
+
+
+def transitions_table() -> str:
+    """The state graph of ``orchestrator/ledger/states.py``: each transition, then each state's ways out."""
+    rows = [(f"`{t.name}`", ", ".join(f"`{s}`" for s in ([states.NEW] if t.new else []) + list(t.sources)),
+             f"`{t.target.value}`", t.meaning) for t in states.TRANSITIONS.values()]
+    width = max(len(s) for s in [states.NEW, *(s.value for s in models.ObjectState)])
+    lines = []
+    for source in [states.NEW, *(s.value for s in models.ObjectState)]:
+        out: dict[str, list[str]] = {}
+        for t in states.TRANSITIONS.values():
+            if (source, t.target.value) in t.edges():
+                out.setdefault(t.target.value, []).append(t.name)
+        ways = ", ".join(f"{target} ({', '.join(names)})" for target, names in out.items())
+        lines.append(f"{source:<{width}}  -> {ways or '(none: a new version is a new import)'}")
+    return (table(("transition", "from", "to", "meaning"), rows) + "\n```text\n" + "\n".join(lines)
+            + "\n```\n")
 
 
 def actions_table() -> str:
@@ -427,6 +445,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "settings": settings_table,
     "cli": cli_reference,
     "states": states_table,
+    "transitions": transitions_table,
     "actions": actions_table,
     "outcomes": outcomes_table,
     "log-events": log_events_table,

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from orchestrator import api
 from orchestrator.cli.main import cli
-from orchestrator.ledger.store import Ledger
+from orchestrator.ledger.factory import open_ledger
 from orchestrator.models import LedgerRecord, ObjectState
 from tests.conftest import run_cli
 from tests.fakes.zilliz import FakeZilliz
@@ -32,7 +32,7 @@ def invoke(*args: str) -> Any:
 
 
 def ledger_rows(manifest: Path) -> list[LedgerRecord]:
-    with Ledger(manifest.with_name(manifest.stem + ".ledger.sqlite")) as ledger:
+    with open_ledger(manifest.with_name(manifest.stem + ".ledger.sqlite")) as ledger:
         return list(ledger.records())
 
 

@@ -16,6 +16,7 @@ import pytest
 from orchestrator import models
 from orchestrator.cli.main import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE
 from orchestrator.config.manifest import Settings
+from orchestrator.ledger import states
 from orchestrator.run.state import EXIT_DEADLINE
 
 ROOT = Path(__file__).parent.parent
@@ -79,6 +80,18 @@ def test_every_state_action_and_outcome_is_explained() -> None:
             if kind is models.Action and value in ("`submit`", "`skip`"):
                 continue  # the obvious two carry no comment
             assert meaning, f"{kind.__name__} {value} has no comment beside its declaration"
+
+
+def test_the_state_diagram_is_drawn_from_the_transition_table() -> None:
+    """Each transition is a row with its meaning, and each edge a way out of its state in the diagram."""
+    text = gen.transitions_table()
+    for transition in states.TRANSITIONS.values():
+        assert f"| `{transition.name}` |" in text and transition.meaning in text, transition.name
+    diagram = text.split("```text\n", 1)[1]
+    for source, target in states.edges():
+        (line,) = [line for line in diagram.splitlines() if line.split()[0] == source]
+        assert f" {target} (" in line or f"-> {target} (" in line, (source, target)
+    assert "<!-- generated: transitions -->" in (DOCS / "reference" / "ledger.md").read_text()
 
 
 def test_log_events_are_found_with_their_messages() -> None:

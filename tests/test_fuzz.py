@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from orchestrator import api
 from orchestrator.cli.main import cli
 from orchestrator.errors import MAX_RETRY_AFTER_S, OrchestratorError, TargetError, TransientError
-from orchestrator.ledger.store import Ledger
+from orchestrator.ledger.factory import open_ledger
 from orchestrator.targets.http import FATAL_CODES, TRANSIENT_CODES, call, job_id_problem
 from tests.conftest import API_KEY, FAKES, SECRETS
 from tests.fakes.base import FakeImportAPI, OddReply
@@ -187,7 +187,7 @@ def runs(path: Path, urls: list[str], count: int, *, waits: list[float],
         except OrchestratorError as exc:  # a classified error: the CLI prints it, exit 1 or 75
             assert len(str(exc)) < 10_000
             codes.append(75 if "another run" in str(exc) else 1)
-    with Ledger(manifest.ledger_path) as ledger:
+    with open_ledger(manifest.ledger_path) as ledger:
         return codes, list(ledger.records()), [e for url in urls for e in ledger.events(url)]
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator.errors import ManifestError
 from orchestrator.jobs.evidence import culprit, judge
-from orchestrator.ledger.store import Ledger
+from orchestrator.ledger.factory import open_ledger
 from orchestrator.models import (
     Action,
     JobInfo,
@@ -121,7 +121,7 @@ def test_the_culprit_is_the_one_file_a_reason_names() -> None:
 # -- the ledger ----------------------------------------------------------------------------------
 
 def test_a_group_is_claimed_recorded_and_settled_together(where: Where) -> None:  # noqa: F811
-    with Ledger(where, clock=lambda: 100.0) as ledger:
+    with open_ledger(where, clock=lambda: 100.0) as ledger:
         taken = ledger.begin_submission(item("k2"))
         assert taken is not None
         claims = ledger.begin_group([(item(k), 3, k) for k in ("k1", "k2", "k3")], server_at=50.0)
@@ -154,7 +154,7 @@ def test_a_ledger_of_schema_3_gains_the_group_columns(tmp_path: Path) -> None:
     import sqlite3
 
     path = tmp_path / "l.sqlite"
-    with Ledger(path) as ledger:
+    with open_ledger(path) as ledger:
         claim = ledger.begin_submission(item("k1"))
         assert claim is not None
     db = sqlite3.connect(path)
@@ -164,7 +164,7 @@ def test_a_ledger_of_schema_3_gains_the_group_columns(tmp_path: Path) -> None:
     db.execute("UPDATE meta SET value='3' WHERE key='schema'")
     db.commit()
     db.close()
-    with Ledger(path) as ledger:
+    with open_ledger(path) as ledger:
         rec = ledger.row(claim.row)
         assert rec is not None and rec.batch is None and rec.alone is False
     db = sqlite3.connect(path)

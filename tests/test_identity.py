@@ -25,7 +25,7 @@ from orchestrator import api
 from orchestrator.cli.main import cli
 from orchestrator.errors import TransientError
 from orchestrator.jobs.evidence import Verdict, judge, name_key, reported_names
-from orchestrator.ledger.store import Ledger
+from orchestrator.ledger.factory import open_ledger
 from orchestrator.models import (
     Action,
     JobInfo,
@@ -474,7 +474,7 @@ def test_a_job_id_belongs_to_one_import(tmp_path: Path) -> None:
         o = StoredObject(f"s3://b/k{n}", "b", f"k{n}", f"k{n}", 1, "e", 0.0)
         return PlanItem(o, 0, Action.SUBMIT, "new object", Route("c", None))
 
-    with Ledger(tmp_path / "l.sqlite", owner="t") as ledger:
+    with open_ledger(tmp_path / "l.sqlite", owner="t") as ledger:
         first, second = ledger.begin_submission(item(1)), ledger.begin_submission(item(2))
         assert first is not None and second is not None
         assert ledger.record_job(first.row, "job-1")
@@ -500,7 +500,7 @@ def test_a_schema_1_ledger_is_migrated_and_a_newer_one_refused(tmp_path: Path) -
                 VALUES (1, 's3://b/a', 'e', 1, 'c', NULL, 5, 'completed', 'j1', 1, 0, NULL, 1, 2);
             INSERT INTO events VALUES (1, 1, 2, 'completed', 'j1', 'job completed');
         """)
-    with Ledger(path, owner="zilliz-v2 cluster=x db=default", sources=["s3://a/", "s3://b/"]) as ledger:
+    with open_ledger(path, owner="zilliz-v2 cluster=x db=default", sources=["s3://a/", "s3://b/"]) as ledger:
         (row,) = ledger.records()
         assert (row.target, row.source, row.state, row.job_id, row.rows) == (
             "zilliz-v2 cluster=x db=default", "s3://b/", ObjectState.COMPLETED, "j1", None)
@@ -509,7 +509,7 @@ def test_a_schema_1_ledger_is_migrated_and_a_newer_one_refused(tmp_path: Path) -
         assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("4",)
         db.execute("UPDATE meta SET value='9' WHERE key='schema'")
     with pytest.raises(Exception, match="newer orchestrator"):
-        Ledger(path)
+        open_ledger(path)
 
 
 def test_a_partial_job_list_proves_nothing() -> None:
@@ -533,15 +533,15 @@ def test_a_partial_job_list_proves_nothing() -> None:
 
 def test_the_run_record_inside_the_ledger_meets_a_run_that_holds_another_lock_file(tmp_path: Path) -> None:
     from orchestrator.errors import LockHeldError
-    from orchestrator.ledger.store import lock
+    from orchestrator.ledger import lock
 
     path = tmp_path / "l.sqlite"
-    with lock.hold(path) as held, Ledger(path) as first:
+    with lock.hold(path) as held, open_ledger(path) as first:
         first.claim_run(held, holder_alive=lock.is_held)
         # reached by a path whose lock file is another (a bind mount)
-        with Ledger(path) as second, pytest.raises(LockHeldError, match=f"pid {os.getpid()}"):
+        with open_ledger(path) as second, pytest.raises(LockHeldError, match=f"pid {os.getpid()}"):
             second.claim_run(tmp_path / "elsewhere.lock", holder_alive=lock.is_held)
-    with Ledger(path) as later:  # the first run died without ending its record: its lock is free
+    with open_ledger(path) as later:  # the first run died without ending its record: its lock is free
         later.claim_run(tmp_path / "elsewhere.lock", holder_alive=lock.is_held)
         later.end_run()
 

@@ -12,9 +12,9 @@ from rich.console import Console
 from orchestrator.cli.main import views
 from orchestrator.cli.progress import RunBars
 from orchestrator.errors import OutputError
-from orchestrator.ledger.store import Ledger
+from orchestrator.ledger.factory import open_ledger
 from orchestrator.models import Action, JobProgress, PlanItem, Route, StoredObject
-from orchestrator.report.html import metrics
+from orchestrator.report import metrics
 
 
 def item(n: int, collection: str = "c", source: int = 0) -> PlanItem:
@@ -33,7 +33,7 @@ class Clock:
 
 def test_progress_changes_reset_the_stall_clock(tmp_path: Path) -> None:
     clock = Clock()
-    with Ledger(tmp_path / "l.sqlite", clock=clock) as ledger:
+    with open_ledger(tmp_path / "l.sqlite", clock=clock) as ledger:
         for n in (1, 2):
             claim = ledger.begin_submission(item(n))
             assert claim is not None
@@ -60,7 +60,7 @@ def test_progress_changes_reset_the_stall_clock(tmp_path: Path) -> None:
 def test_aggregates_by_source_and_collection(tmp_path: Path) -> None:
     clock = Clock()
     a, b = "s3://lake-a/", "gs://lake-b/"
-    with Ledger(tmp_path / "l.sqlite", clock=clock, sources=[a, b]) as ledger:
+    with open_ledger(tmp_path / "l.sqlite", clock=clock, sources=[a, b]) as ledger:
         for n, coll, source in ((1, "a", 0), (2, "a", 0), (3, "b", 1), (4, "b", 1)):
             clock.now += 10
             claim = ledger.begin_submission(item(n, coll, source))
@@ -137,5 +137,5 @@ def test_rich_and_click_stay_at_the_edge() -> None:
         text = path.read_text()
         if path.name != "progress.py":
             assert "from rich" not in text and "import rich" not in text, path
-        if path.name != "cli.py":
+        if path.parent.name != "cli":  # the cli/ folder
             assert "import click" not in text, path

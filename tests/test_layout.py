@@ -93,7 +93,7 @@ def test_nothing_imports_upward() -> None:
 def test_the_layer_check_can_fail() -> None:
     """The check above reads relative imports the way Python does (one dot: this folder)."""
     assert imported_stages(PACKAGE / "run" / "pipeline.py") >= {"jobs", "ledger", "sources"}
-    assert "run" not in imported_stages(PACKAGE / "ledger" / "store.py")
+    assert "run" not in imported_stages(PACKAGE / "ledger" / "transitions.py")
     assert layer_of("run") > layer_of("ledger")
 
 
@@ -105,7 +105,14 @@ def test_click_only_in_cli_and_yaml_only_in_config() -> None:
 def test_one_module_per_driver() -> None:
     assert modules_importing("psycopg") == {"ledger/postgres.py"}
     assert modules_importing("prometheus_client") == {"report/metrics.py"}
-    assert modules_importing("sqlite3") == {"ledger/store.py"}
+    assert modules_importing("sqlite3") == {"ledger/sqlite.py"}
+
+
+def test_a_ledger_backend_is_chosen_in_one_place() -> None:
+    """Only the ledger's factory picks a backend, by the location's type: a new backend is its module
+    and one line there."""
+    backends = {f"{dots}{name}" for dots in (".", "..ledger.") for name in ("sqlite", "postgres")}
+    assert set().union(*(modules_importing(b) for b in backends)) == {"ledger/factory.py"}
 
 
 def test_pure_planning_knows_no_io() -> None:

@@ -9,7 +9,7 @@ import pytest
 from orchestrator.api import ledger_location
 from orchestrator.config.pgurl import PostgresLedger
 from orchestrator.errors import LedgerError
-from orchestrator.ledger.store import Ledger
+from orchestrator.ledger.factory import open_ledger
 from orchestrator.models import Action, ObjectState, PlanItem, Route, StoredObject
 from tests.conftest import LEDGERS, fresh_schema
 
@@ -31,7 +31,7 @@ def item(n: int = 1, version: str = "e1") -> PlanItem:
 
 
 def test_happy_path_and_history(where: Where) -> None:
-    with Ledger(where, clock=lambda: 100.0) as ledger:
+    with open_ledger(where, clock=lambda: 100.0) as ledger:
         claim = ledger.begin_submission(item())
         assert claim is not None and claim.failures == 0
         ledger.record_job(claim.row, "job-1")
@@ -46,7 +46,7 @@ def test_happy_path_and_history(where: Where) -> None:
 
 
 def test_impossible_moves_are_refused(where: Where) -> None:
-    with Ledger(where) as ledger:
+    with open_ledger(where) as ledger:
         with pytest.raises(LedgerError, match="cannot move to submitted from no row"):
             ledger.record_job(1, "job-1")
         claim = ledger.begin_submission(item())
@@ -60,7 +60,7 @@ def test_impossible_moves_are_refused(where: Where) -> None:
 
 
 def test_failures_count_and_rearm(where: Where) -> None:
-    with Ledger(where) as ledger:
+    with open_ledger(where) as ledger:
         for n in (1, 2):
             claim = ledger.begin_submission(item(n))
             assert claim is not None
@@ -72,7 +72,7 @@ def test_failures_count_and_rearm(where: Where) -> None:
 
 
 def test_history_is_batched_and_keeps_every_version(where: Where) -> None:
-    with Ledger(where) as ledger:
+    with open_ledger(where) as ledger:
         for i in [item(n) for n in range(1200)] + [item(1, version="e2")]:
             ledger.begin_submission(i)
         history = ledger.history([f"s3://b/k{n}" for n in range(1200)])
@@ -83,7 +83,7 @@ def test_history_is_batched_and_keeps_every_version(where: Where) -> None:
 
 def test_past_imports_are_the_history_the_planner_reads(where: Where) -> None:
     """Every row for each URL, oldest first, across chunks of 500, with the fields that decide."""
-    with Ledger(where) as ledger:
+    with open_ledger(where) as ledger:
         for i in [item(n) for n in range(1200)] + [item(1, version="e2"), item(7, version="e0")]:
             ledger.begin_submission(i)
         done = ledger.begin_submission(item(2, version="e2"))
@@ -112,14 +112,14 @@ def test_a_foreign_sqlite_file_is_refused(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE things (x)")
     with pytest.raises(LedgerError, match="not an orchestrator ledger"):
-        Ledger(path)
+        open_ledger(path)
     (tmp_path / "junk.sqlite").write_bytes(b"this is not sqlite at all" * 100)
     with pytest.raises(LedgerError, match="not a usable ledger"):
-        Ledger(tmp_path / "junk.sqlite")
+        open_ledger(tmp_path / "junk.sqlite")
 
 
 def test_failed_objects_can_be_taken_again_and_keep_their_failures(where: Where) -> None:
-    with Ledger(where) as ledger:
+    with open_ledger(where) as ledger:
         claim = ledger.begin_submission(item())
         assert claim is not None
         ledger.refuse(claim.row, "code 90001", permanent=True)
@@ -133,7 +133,7 @@ def test_concurrent_transitions_all_commit_and_an_impossible_one_fails_alone(whe
     import threading
 
     errors: list[str] = []
-    with Ledger(where) as ledger:
+    with open_ledger(where) as ledger:
         def work(worker: int) -> None:
             for n in range(worker * 40, worker * 40 + 40):
                 claim = ledger.begin_submission(item(n))
@@ -153,5 +153,5 @@ def test_concurrent_transitions_all_commit_and_an_impossible_one_fails_alone(whe
         assert len(records) == 320 and len(errors) == 320
         assert all(r.state is ObjectState.SUBMITTED and r.job_id == "job-" + r.url[8:] for r in records)
         assert all("cannot move to completed from no row" in e for e in errors)
-    with Ledger(where) as reopened:  # everything reported done is on disk
+    with open_ledger(where) as reopened:  # everything reported done is on disk
         assert reopened.counts() == {"submitted": 320}

@@ -19,7 +19,8 @@ from click.testing import CliRunner
 
 from orchestrator.cli.main import cli
 from orchestrator.errors import LedgerError
-from orchestrator.ledger.store import Ledger, ledger_error
+from orchestrator.ledger.factory import open_ledger
+from orchestrator.ledger.sqlite import ledger_error
 from tests.conftest import SECRETS
 from tests.fakes.base import FakeImportAPI
 from tests.test_ledger import item
@@ -44,7 +45,7 @@ def with_ledger(manifest: Path, ledger: Path) -> Path:
 
 
 def fill(ledger_path: Path, n: int) -> None:
-    with Ledger(ledger_path) as ledger:
+    with open_ledger(ledger_path) as ledger:
         for i in range(n):
             claim = ledger.begin_submission(item(i))
             assert claim is not None
@@ -114,7 +115,7 @@ def test_a_lock_held_too_long_names_the_ledger(tmp_path: Path) -> None:
     other.execute("BEGIN EXCLUSIVE")
     try:
         with pytest.raises(LedgerError) as info:
-            Ledger(path, busy_timeout_s=0.05)
+            open_ledger(path, busy_timeout_s=0.05)
         assert str(info.value).startswith(f"{path}: another process has held the ledger locked for too long "
                                           "(database is locked)")
     finally:
@@ -161,7 +162,7 @@ def test_a_full_disk_mid_run_leaves_the_ledger_consistent_and_the_next_run_conve
         assert second.exit_code == 0, second.output
         live = {j.object_url for j in fake_api.all_jobs()}
         assert len(fake_api.all_jobs()) == len(urls) == len(live)
-        with Ledger(disk / "l.sqlite") as ledger:
+        with open_ledger(disk / "l.sqlite") as ledger:
             recorded = {r.url: r.job_id for r in ledger.records()}
         assert sorted(recorded) == sorted(urls)
         assert set(recorded.values()) == {j.job_id for j in fake_api.all_jobs()}
@@ -195,10 +196,10 @@ def test_a_reading_command_migrates_an_older_ledger_it_can_write(tmp_path: Path)
     fill(path, 2)
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value='1' WHERE key='schema'")  # as if written by schema 1
-    with Ledger(path, read_only=True) as ledger:  # needs the migration: opened for writing, once
+    with open_ledger(path, read_only=True) as ledger:  # needs the migration: opened for writing, once
         assert len(list(ledger.records())) == 2
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() != ("1",)
         db.execute("UPDATE meta SET value='99' WHERE key='schema'")
     with pytest.raises(LedgerError, match="newer orchestrator"):
-        Ledger(path, read_only=True)
+        open_ledger(path, read_only=True)

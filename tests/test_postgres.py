@@ -18,7 +18,9 @@ from click.testing import CliRunner
 from orchestrator import api
 from orchestrator.cli.main import cli
 from orchestrator.errors import LedgerError, ManifestError
-from orchestrator.ledger.store import TABLES, Ledger
+from orchestrator.ledger import copy
+from orchestrator.ledger.factory import open_ledger
+from orchestrator.ledger.schema import TABLES
 from orchestrator.models import ObjectState
 from tests.conftest import cli_child, fresh_schema
 from tests.fakes.base import FakeImportAPI, Job
@@ -34,8 +36,8 @@ def secured_url(server: PgServer, schema: str = "secure") -> str:
 
 
 def dump(where: Path | Any) -> dict[str, list[tuple[Any, ...]]]:
-    with Ledger(where) as ledger:
-        return {table: list(ledger.dump(table)) for table in TABLES}
+    with open_ledger(where) as ledger:
+        return {table: list(copy.dump(ledger, table)) for table in TABLES}
 
 
 # -- the manifest's URL --------------------------------------------------------------------------
@@ -153,7 +155,7 @@ def test_every_ledger_session_bounds_its_waits_on_the_network(
     """A server or network gone silent mid-statement is found by TCP keepalives and tcp_user_timeout
     (libpq waits forever without them); a connect_timeout in the URL wins over ours."""
     from orchestrator.config import pgurl
-    from orchestrator.ledger.store import postgres as ledger_pg
+    from orchestrator.ledger import postgres as ledger_pg
 
     where = pgurl.parse(f"{fresh_schema(pg_server)}{query}", substitute=str, default_schema=None)
     with ledger_pg.connect(where, purpose="test") as conn:
@@ -188,14 +190,14 @@ def test_several_manifests_share_one_database_each_in_its_schema(
 
 def test_a_newer_schema_version_is_refused(pg_server: PgServer) -> None:
     where = api.ledger_location(fresh_schema(pg_server))
-    Ledger(where).close()
+    open_ledger(where).close()
     assert not isinstance(where, Path)
     pg_server.sql(f"UPDATE {where.schema}.meta SET value = '9' WHERE key = 'schema'")
     with pytest.raises(LedgerError, match=r"newer orchestrator \(ledger schema 9; this one reads up to 4\)"):
-        Ledger(where)
+        open_ledger(where)
     pg_server.sql(f"CREATE SCHEMA {where.schema}_x; CREATE TABLE {where.schema}_x.things (x int)")
     with pytest.raises(LedgerError, match="this PostgreSQL schema is not an orchestrator ledger"):
-        Ledger(api.ledger_location(f"{pg_server.url()}?schema={where.schema}_x"))
+        open_ledger(api.ledger_location(f"{pg_server.url()}?schema={where.schema}_x"))
 
 
 # -- ledger copy --------------------------------------------------------------------------------------
@@ -247,7 +249,7 @@ def test_ledger_copy_moves_a_ledger_and_its_history_both_ways(
 
 
 def dump_records(url: str) -> list[Any]:
-    with Ledger(api.ledger_location(url)) as ledger:
+    with open_ledger(api.ledger_location(url)) as ledger:
         return list(ledger.records())
 
 

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from orchestrator.cli.main import TextFormatter, cli
-from orchestrator.ledger.store import Ledger
+from orchestrator.ledger.factory import open_ledger
 from orchestrator.models import Action, PlanItem, Route, StoredObject
 from orchestrator.terminal import printable
 
@@ -26,7 +26,7 @@ def evil(put_objects: Callable[..., list[str]], write_manifest: Callable[..., Pa
     """A bucket whose keys hold control characters, and a ledger that has refused each of them."""
     urls = put_objects([f"embeddings/{name}.parquet" for name in EVIL], b"PAR1")
     path = write_manifest(settings={"preflight": "off"})
-    with Ledger(path.with_name(path.stem + ".ledger.sqlite")) as ledger:
+    with open_ledger(path.with_name(path.stem + ".ledger.sqlite")) as ledger:
         for name in EVIL:
             obj = StoredObject(url=f"s3://b/{name}", bucket="b", key=name, relative_key=name, size=1,
                                version="v1", modified=0.0)

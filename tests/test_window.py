@@ -188,7 +188,7 @@ def test_a_fatal_error_while_refreshing_stops_at_once(
 
 def test_refresh_by_list_is_one_call_for_many_jobs_with_no_server(tmp_path: Path) -> None:
     """The pure path: a target whose list shows every job running costs one list walk."""
-    from orchestrator.ledger.store import Ledger
+    from orchestrator.ledger.factory import open_ledger
     from orchestrator.models import JobInfo, JobState
 
     calls: list[str] = []
@@ -205,7 +205,7 @@ def test_refresh_by_list_is_one_call_for_many_jobs_with_no_server(tmp_path: Path
             calls.append(job_id)
             return JobInfo(job_id, JobState.RUNNING)
 
-    with Ledger(tmp_path / "l.sqlite") as ledger:
+    with open_ledger(tmp_path / "l.sqlite") as ledger:
         for i in range(40):
             obj = StoredObject(f"s3://b/{i}", "b", str(i), str(i), 1, "e", 0.0)
             claim = ledger.begin_submission(PlanItem(obj, 0, Action.SUBMIT, "new", Route("c", None)))

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from ..config.manifest import OnChange, Settings, SourceConfig
 from ..config.reader import MILVUS_NAME
+from ..ledger.states import CLAIMABLE, HOLDS_JOB
 from ..models import Action, LedgerRecord, ObjectState, PastImport, PlanItem, Route, StoredObject
 
 
@@ -87,7 +88,7 @@ def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRec
     here = [r for r in history if r.target == owner and r.collection == target.collection
             and r.partition == target.partition]
     if not here:
-        elsewhere = [r for r in history if r.state.holds_job]
+        elsewhere = [r for r in history if r.state in HOLDS_JOB]
         if elsewhere:
             before = elsewhere[-1]
             where = before.collection + (f"/{before.partition}" if before.partition else "")
@@ -98,7 +99,7 @@ def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRec
     history = here
     current = next((r for r in history if r.version == obj.version), None)
     if current is None:
-        imported = [r for r in history if r.state.holds_job]
+        imported = [r for r in history if r.state in HOLDS_JOB]
         if not imported:
             return item(Action.SUBMIT, "new object")
         old = imported[-1]
@@ -107,6 +108,16 @@ def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRec
             return item(Action.SUBMIT, f"{change}; settings.on_change is reimport")
         return item(Action.CHANGED, f"{change}; settings.on_change is skip")
 
+    if current.state in CLAIMABLE:  # what the ledger's claim takes (ledger/states.py): submit or retry
+        if current.state is ObjectState.FAILED:
+            if current.failures < settings.max_job_failures:
+                alone = "; named as the cause, it goes in a job of its own" if current.alone else ""
+                return item(Action.RETRY, f"failed {current.failures} of {settings.max_job_failures} "
+                                          f"allowed times: {current.error}{alone}", alone=current.alone)
+            return item(Action.HOLD, f"failed {current.failures} times, the limit: {current.error}; "
+                                     "re-arm with `orchestrator retry`")
+        last = f" (last try: {current.error})" if current.error else ""
+        return item(Action.SUBMIT, f"not submitted yet{last}", alone=current.alone)
     job = f" (job {current.job_id})" if current.job_id else ""
     match current.state:
         case ObjectState.COMPLETED:
@@ -123,17 +134,7 @@ def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRec
         case ObjectState.INVALID:
             return item(Action.HOLD, f"invalid: {current.error}; fix the file (a new version is checked "
                                      "again) or re-arm it with `orchestrator retry`")
-        case ObjectState.PENDING:
-            last = f" (last try: {current.error})" if current.error else ""
-            return item(Action.SUBMIT, f"not submitted yet{last}", alone=current.alone)
-        case ObjectState.FAILED:
-            if current.failures < settings.max_job_failures:
-                alone = "; named as the cause, it goes in a job of its own" if current.alone else ""
-                return item(Action.RETRY, f"failed {current.failures} of {settings.max_job_failures} "
-                                          f"allowed times: {current.error}{alone}", alone=current.alone)
-            return item(Action.HOLD, f"failed {current.failures} times, the limit: {current.error}; "
-                                     "re-arm with `orchestrator retry`")
-    raise AssertionError(current.state)  # pragma: no cover - the match is exhaustive
+    raise AssertionError(current.state)  # pragma: no cover - every state is claimable or matched above
 
 
 def _since(old: LedgerRecord | PastImport) -> str:

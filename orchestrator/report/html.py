@@ -29,7 +29,6 @@ TOP_REASONS = 12
 DURATION_EDGES = (10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 DURATION_LABELS = ("<10s", "10-30s", "30s-1m", "1-2m", "2-5m", "5-10m", "10-30m", "30m-1h", "1-2h",
                    "2-6h", "6-24h", ">1d")
-_FINISHED_JOB = "e.state IN ('completed', 'failed') AND e.job_id IS NOT NULL"
 
 
 @dataclass
@@ -56,59 +55,50 @@ def gather(ledger: Ledger, *, title: str, name: str, now: float) -> ReportData:
     """Read the report's aggregates from ``ledger`` (a handful of GROUP BY queries)."""
     data = ReportData(title=title, ledger=name, generated_at=now)
     _groups(ledger, data)
-    first, last = ledger.aggregate("SELECT MIN(at), MAX(at) FROM events")[0]
-    if first is None:
+    span = ledger.report_span()
+    if span is None:
         return data
-    data.start, data.end = float(first), float(last)
+    data.start, data.end = span
     data.bucket_s = max(1.0, (data.end - data.start) / BUCKETS)
     _timeline(ledger, data)
     _durations(ledger, data)
-    _reasons(ledger, data)
+    data.reasons = [{"reason": reason[:300], "state": state, "objects": n}
+                    for reason, state, n in ledger.report_reasons(TOP_REASONS)]
     return data
 
 
 def _groups(ledger: Ledger, data: ReportData) -> None:
     groups: dict[tuple[str, str], dict[str, Any]] = {}
-    for source, collection, state, n, size, rows in ledger.aggregate(
-            "SELECT source, collection, state, COUNT(*), SUM(size), SUM(COALESCE(imported_rows, 0)) "
-            "FROM objects GROUP BY source, collection, state ORDER BY source, collection, state"):
-        group = groups.setdefault((str(source), str(collection)), {
-            "source": str(source), "collection": str(collection), "states": {}, "bytes": 0, "rows": 0})
-        group["states"][str(state)] = int(n)
-        group["bytes"] += int(size or 0)
-        group["rows"] += int(rows or 0)
-        data.totals[str(state)] = data.totals.get(str(state), 0) + int(n)
+    for source, collection, state, n, size, rows in ledger.report_groups():
+        group = groups.setdefault((source, collection), {
+            "source": source, "collection": collection, "states": {}, "bytes": 0, "rows": 0})
+        group["states"][state] = n
+        group["bytes"] += size
+        group["rows"] += rows
+        data.totals[state] = data.totals.get(state, 0) + n
     data.groups = list(groups.values())
 
 
 def _timeline(ledger: Ledger, data: ReportData) -> None:
     assert data.start is not None
-    bucket = ledger.floor("(e.at - ?) / ?")
-    rows = ledger.aggregate(
-        f"SELECT {bucket} AS b, e.state, COUNT(*), COUNT(DISTINCT e.job_id), "
-        "SUM(CASE WHEN e.job_id IS NULL THEN 0 ELSE 1 END), "
-        "SUM(CASE WHEN e.state = 'completed' THEN COALESCE(o.imported_rows, o.rows, 0) ELSE 0 END) "
-        "FROM events e JOIN objects o ON o.id = e.object_id "
-        "WHERE e.state IN ('submitted', 'completed', 'failed', 'invalid') GROUP BY b, e.state",
-        (data.start, data.bucket_s))
     buckets: list[dict[str, float]] = [
         {"t": data.start + i * data.bucket_s, "submitted": 0, "completed": 0, "job_failed": 0, "refused": 0,
          "rows": 0, "jobs_started": 0, "jobs_ended": 0} for i in range(BUCKETS + 1)]
-    for b, state, n, jobs, with_job, rows_done in rows:
-        cell = buckets[min(int(b), BUCKETS)]
+    for b, state, n, jobs, with_job, rows_done in ledger.report_timeline(data.start, data.bucket_s):
+        cell = buckets[min(b, BUCKETS)]
         if state == "submitted":
-            cell["submitted"] += int(n)
-            cell["jobs_started"] += int(jobs)
+            cell["submitted"] += n
+            cell["jobs_started"] += jobs
         elif state == "completed":
-            cell["completed"] += int(n)
-            cell["rows"] += int(rows_done or 0)
-            cell["jobs_ended"] += int(jobs)
+            cell["completed"] += n
+            cell["rows"] += rows_done
+            cell["jobs_ended"] += jobs
         elif state == "failed":
-            cell["job_failed"] += int(with_job)
-            cell["refused"] += int(n) - int(with_job)
-            cell["jobs_ended"] += int(jobs)
+            cell["job_failed"] += with_job
+            cell["refused"] += n - with_job
+            cell["jobs_ended"] += jobs
         else:  # invalid
-            cell["refused"] += int(n)
+            cell["refused"] += n
     objects = jobs_open = 0.0
     for cell in buckets:
         objects += cell["submitted"] - cell["completed"] - cell["job_failed"]
@@ -119,35 +109,15 @@ def _timeline(ledger: Ledger, data: ReportData) -> None:
 
 
 def _durations(ledger: Ledger, data: ReportData) -> None:
-    cases = " ".join(f"WHEN d < {edge} THEN {i}" for i, edge in enumerate(DURATION_EDGES))
-    rows = ledger.aggregate(
-        f"SELECT CASE {cases} ELSE {len(DURATION_EDGES)} END AS k, f, COUNT(*), SUM(d), MAX(d) FROM ("
-        "SELECT e.job_id, MAX(CASE WHEN " + _FINISHED_JOB + " THEN e.at END) "
-        "- MIN(CASE WHEN e.state = 'submitted' THEN e.at END) AS d, "
-        "MAX(CASE WHEN e.state = 'failed' THEN 1 ELSE 0 END) AS f "
-        "FROM events e WHERE e.job_id IS NOT NULL GROUP BY e.job_id) AS j "
-        "WHERE d IS NOT NULL GROUP BY 1, 2")
     bins: list[dict[str, Any]] = [{"label": label, "completed": 0, "failed": 0} for label in DURATION_LABELS]
     jobs, seconds, longest = 0, 0.0, 0.0
-    for k, failed, n, total, most in rows:
-        bins[int(k)]["failed" if failed else "completed"] += int(n)
-        jobs += int(n)
-        seconds += float(total or 0)
-        longest = max(longest, float(most or 0))
+    for k, failed, n, total, most in ledger.report_durations(DURATION_EDGES):
+        bins[k]["failed" if failed else "completed"] += n
+        jobs += n
+        seconds += total
+        longest = max(longest, most)
     data.durations = bins
     data.duration_stats = {"jobs": jobs, "mean_s": seconds / jobs if jobs else 0.0, "max_s": longest}
-
-
-def _reasons(ledger: Ledger, data: ReportData) -> None:
-    """The most common last errors of failing objects; a job failure's own job id is cut off its text
-    (``job 123 failed: ...``), so that the same reason from many jobs counts as one."""
-    reason = ("CASE WHEN job_id IS NOT NULL AND SUBSTR(error, 1, LENGTH(job_id) + 13) = "
-              "'job ' || job_id || ' failed: ' THEN SUBSTR(error, LENGTH(job_id) + 14) ELSE error END")
-    rows = ledger.aggregate(
-        f"SELECT {reason} AS r, state, COUNT(*) FROM objects WHERE error IS NOT NULL AND "
-        "(state IN ('failed', 'invalid', 'uncertain') OR state = 'pending') "
-        "GROUP BY 1, 2 ORDER BY 3 DESC, 1 LIMIT ?", (TOP_REASONS,))
-    data.reasons = [{"reason": str(r)[:300], "state": str(state), "objects": int(n)} for r, state, n in rows]
 
 
 # -- the page ---------------------------------------------------------------------------------------

@@ -16,10 +16,9 @@ import httpx
 
 from ..config import document
 from ..config.manifest import Manifest, Settings, SourceConfig
-from ..config.pgurl import PostgresLedger
 from ..config.plugins import Plugins
 from ..jobs.evidence import ServerClock
-from ..ledger import lock
+from ..ledger import factory
 from ..ledger.store import Ledger
 from ..models import PlanItem, Secret, StoredObject
 from ..redact import Redactor, userinfo_secret
@@ -87,42 +86,32 @@ def log_http(response: httpx.Response, now: float) -> None:
 def open_ledger(manifest: Manifest, *, clock: Callable[[], float] = time.time,
                 read_only: bool = False) -> Ledger:
     """The manifest's ledger; ``read_only`` for commands that only read it (nothing written)."""
-    return Ledger(manifest.ledger_url or manifest.ledger_path, clock=clock,
-                  owner=target_identity(manifest.target), sources=[source_key(s) for s in manifest.sources],
-                  read_only=read_only)
+    return factory.open_ledger(ledger_at(manifest), clock=clock, owner=target_identity(manifest.target),
+                               sources=[source_key(s) for s in manifest.sources], read_only=read_only)
+
+
+def ledger_at(manifest: Manifest) -> factory.Location:
+    """Where the manifest's ledger is: its PostgreSQL URL, or its file."""
+    return manifest.ledger_url or manifest.ledger_path
 
 
 def ledger_name(manifest: Manifest) -> str:
     """How messages name the manifest's ledger: its path, or its URL without the password."""
-    return manifest.ledger_url.display if manifest.ledger_url else str(manifest.ledger_path)
+    return factory.display(ledger_at(manifest))
 
 
 def ledger_exists(manifest: Manifest) -> bool:
     """Whether reading the ledger can find anything (a PostgreSQL schema is asked when opened)."""
-    return manifest.ledger_url is not None or manifest.ledger_path.exists()
-
-
-@contextlib.contextmanager
-def hold_ledger(where: Path | PostgresLedger, *,
-                wait_s: float = 0.0) -> Iterator[tuple[str, Callable[[str], bool]]]:
-    """The one-run lock of a ledger: ``<ledger>.lock`` beside a SQLite file's real path (symlinks
-    resolved), or PostgreSQL's advisory lock. Yields the lock's name and how to tell whether the run
-    a run record names still holds its lock (under an advisory lock, no other run can)."""
-    if isinstance(where, Path):
-        with lock.hold(where.resolve(), wait_s=wait_s) as lock_path:
-            yield str(lock_path), lock.is_held
-    else:
-        from ..ledger import postgres as ledger_pg  # psycopg is loaded only for a PostgreSQL ledger
-        with ledger_pg.hold(where, wait_s=wait_s) as name:
-            yield name, lambda _other: False
+    where = ledger_at(manifest)
+    return not factory.kind(where).missing(where)
 
 
 @contextlib.contextmanager
 def one_run(manifest: Manifest, *, wait_lock_s: float = 0.0,
             clock: Callable[[], float] = time.time) -> Iterator[Ledger]:
-    """The ledger, held by this process alone: the run lock (:func:`hold_ledger`), and a run record
+    """The ledger, held by this process alone: the run lock (:func:`factory.hold_ledger`), and a run record
     inside the database, so two runs never both write to one ledger, whatever paths reached it."""
-    with hold_ledger(manifest.ledger_url or manifest.ledger_path, wait_s=wait_lock_s) as (name, alive), \
+    with factory.hold_ledger(ledger_at(manifest), wait_s=wait_lock_s) as (name, alive), \
             open_ledger(manifest, clock=clock) as ledger:
         ledger.claim_run(name, holder_alive=alive)
         try:
