@@ -26,11 +26,13 @@ from typing import Any
 
 from bench import list_fanout
 from bench.synthetic import SyntheticSource
-from orchestrator.api import ledger_location, plan_source, target_identity
+from orchestrator.api import ledger_location
 from orchestrator.config.manifest import Manifest, Settings, SourceConfig, TargetConfig
 from orchestrator.config.pgurl import PostgresLedger
 from orchestrator.ledger.store import Ledger
 from orchestrator.models import Action, Secret, StoredObject
+from orchestrator.run.pipeline import plan_source
+from orchestrator.run.wiring import target_identity
 from orchestrator.sources.base import Source
 from orchestrator.sources.registry import make_source
 from tests.pgserver import PgServer

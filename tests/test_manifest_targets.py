@@ -144,9 +144,9 @@ def test_milvus_version_setting(given: Any, kept: str) -> None:
 
 
 def test_every_target_type_is_declared_once_and_built() -> None:
-    from orchestrator import api
     from orchestrator.config.manifest import TARGET_RULES
+    from orchestrator.run import wiring
 
-    assert set(api.TARGETS) == set(TARGET_RULES) == set(TARGETS)
+    assert set(wiring.TARGETS) == set(TARGET_RULES) == set(TARGETS)
     assert all(rules.window >= 1 for rules in TARGET_RULES.values())
     assert [t for t, rules in TARGET_RULES.items() if rules.in_process] == ["milvus-lite"]

@@ -37,7 +37,6 @@ log = logging.getLogger("orchestrator")
 
 
 SourceFactory = Callable[[SourceConfig, Settings], Source]
-JobsHook = Callable[[str, int, int], None]  # (phase, jobs polled or finished, jobs in all)
 TargetFactory = Callable[[Manifest, httpx.Client, ObjectReader], Target]
 
 
