@@ -537,7 +537,7 @@ def test_a_partial_job_list_proves_nothing() -> None:
 
 def test_the_run_record_inside_the_ledger_meets_a_run_that_holds_another_lock_file(tmp_path: Path) -> None:
     from orchestrator.errors import LockHeldError
-    from orchestrator.ledger.store import lock
+    from orchestrator.ledger import lock
 
     path = tmp_path / "l.sqlite"
     with lock.hold(path) as held, Ledger(path) as first:
