@@ -115,7 +115,7 @@ def run(
         options = dataclasses.replace(options, wait_lock_s=min(options.wait_lock_s, options.deadline_s))
     try:
         _run(manifest, options, state, source_factory=source_factory, target_factory=target_factory,
-             sleep=sleep, observer=observer if observer is not None else NullObserver(), clock=clock)
+             sleep=sleep, observer=observer, clock=clock)
     except (LockHeldError, ManifestError):
         raise
     except OrchestratorError as exc:
@@ -136,9 +136,10 @@ def _run(
     source_factory: SourceFactory,
     target_factory: TargetFactory,
     sleep: Callable[[float], object] | None,
-    observer: RunObserver,
+    observer: RunObserver | None,
     clock: Callable[[], float],
 ) -> None:
+    shown = observer if observer is not None else NullObserver()
     stop = state.stop
     report = state.report
     pause: Callable[[float], object] = sleep if sleep is not None else stop.wait
@@ -158,20 +159,20 @@ def _run(
         target = target_factory(manifest, client, reader)
         reconciler = make_reconciler(target, ledger, policy, server_clock, stop=stop, sleep=backoff)
 
-        def poll(on_finished: OnFinished | None = None, shown: RunObserver | None = None) -> Counter[str]:
+        def poll(on_finished: OnFinished | None = None, polls: RunObserver | None = None) -> Counter[str]:
             return refresh_all(target, ledger, policy, stop=stop, redact=redact, pause=backoff,
-                               observer=shown, on_finished=on_finished)
+                               observer=polls, on_finished=on_finished)
 
         drain: Drain | None = None
         try:
-            report.refreshed.update(poll(shown=observer))
+            report.refreshed.update(poll(polls=observer))  # the objects to poll are counted for an observer
             adopted: list[tuple[str, int]] = []  # jobs found for interrupted calls, and their objects
             report.reconciled.update(reconcile(reconciler, ledger, redact, adopted=adopted))
             report.reconciled["aborted"] += abort_orphans(reconciler, ledger, redact)
             window = Window(policy.window, stop=stop, running=ledger.jobs_held())
             lost = LostReplies(reconciler, ledger, redact, window)
             if policy.drain:
-                drain = Drain(lambda finished: _waited(poll(finished), observer, drain), window,
+                drain = Drain(lambda finished: _waited(poll(finished), shown, drain), window,
                               interval=policy.poll_interval_s, stop=stop, pause=pause,
                               held=ledger.job_states, lost=lost)
                 for job_id, objects in adopted:
@@ -189,7 +190,7 @@ def _run(
 
             def record(item: PlanItem, outcome: Outcome) -> None:
                 state.outcome(outcome)
-                observer.submitted(item, outcome)
+                shown.submitted(item, outcome)
 
             for source in manifest.sources:
                 if stop.is_set():
@@ -199,12 +200,12 @@ def _run(
                     submitter.submit_all(
                         _to_submit(plan_source(source, lister, manifest, ledger, now=clock(),
                                                warn=report.source_warnings.append),
-                                   report, budget, stop, observer),
+                                   report, budget, stop, shown),
                         record)
                 except SourceError as exc:
                     report.source_errors.append(str(exc))
                     log.error("%s", exc, extra={"event": "source-error"})
-            observer.listed()
+            shown.listed()
             if state.fatal is not None:
                 raise state.fatal
             if not stop.is_set():  # this run's lost replies still unsettled: a last look
