@@ -74,8 +74,6 @@ def ls(manifest: Manifest, *, source: int | None = None, on_entry: Callable[[LsE
     return report
 
 
-
-
 @dataclass
 class PlanReport:
     """Counts only: the items stream through ``on_item``, so a million objects stay off the heap."""
@@ -126,8 +124,6 @@ def plan(manifest: Manifest, *, source_factory: SourceFactory = make_source,
         if ledger is not None:
             ledger.close()
     return report
-
-
 
 
 @dataclass

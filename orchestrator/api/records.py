@@ -86,8 +86,6 @@ def health(manifest: Manifest, report: StatusReport, *, running_max_s: float | N
     return problems
 
 
-
-
 def report(manifest: Manifest, *, clock: Callable[[], float] = time.time) -> str:
     """The HTML report of the manifest's ledger (:mod:`orchestrator.report.html`): one self-contained page.
     A ledger not made yet gives a page that says it is empty."""
@@ -107,8 +105,6 @@ def write_report(manifest: Manifest, path: Path, *, clock: Callable[[], float] =
     page = report(manifest, clock=clock)
     metrics.write_atomic(path, page, what="the report", hint="")
     return len(page.encode("utf-8"))
-
-
 
 
 Event = tuple[float, str, str, str | None, str | None]  # (time, version, state, job id, detail)

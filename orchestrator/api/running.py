@@ -15,11 +15,7 @@ from ..report.run_metrics import final_metrics
 from ..run import pipeline
 from ..run.observer import RunObserver
 from ..run.state import RunOptions, RunReport
-from ..run.wiring import (
-    SourceFactory,
-    TargetFactory,
-    make_target,
-)
+from ..run.wiring import SourceFactory, TargetFactory, make_target
 from ..sources.registry import make_source
 
 

@@ -116,9 +116,6 @@ class Reconciler:
         return max(0.0, self.policy.list_lag_s + 1 - (min(ages) if every else max(ages)))
 
 
-
-
-
 def reconcile(reconciler: Reconciler, ledger: Ledger, redact: Redactor, *,
               adopted: list[tuple[str, int]]) -> Counter[str]:
     """Resolve every ``submitting`` row of this target left by a run that died mid-call, and every

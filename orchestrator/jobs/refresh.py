@@ -157,7 +157,6 @@ def _completed(ledger: Ledger, job_id: str, members: list[LedgerRecord], info: J
                         record.rows, extra={"event": "row-mismatch", "url": record.url, "job_id": job_id})
 
 
-
 def _listed(target: Target, wanted: set[str], policy: SubmitPolicy, *, stop: threading.Event,
             pause: Callable[[float], object], rng: Callable[[], float],
             redact: Redactor) -> dict[str, JobInfo]:

@@ -94,17 +94,9 @@ def run(
     observer: RunObserver | None = None,
     clock: Callable[[], float] = time.time,
 ) -> RunReport:
-    """Refresh known jobs, reconcile interrupted calls, then list, plan, submit and record; with
-    ``options.wait``, keep submitting as jobs end until every planned object's job has ended.
-
-    ``observer`` (a progress display) sees every planned object, every submission's outcome, the job
-    polls and the end of the listing (:class:`~orchestrator.run.observer.RunObserver`).
-
-    Every run that starts ends with its report: at ``options.deadline_s`` it stops as on a signal
-    (``expired``: exit 124), and an error that ends it midway (the ledger's database lost, a disk
-    full) is its ``fatal`` (exit 1), logged once. Only a run that could not start raises: another
-    run holds the ledger (:class:`LockHeldError`), or the manifest is wrong (:class:`ManifestError`).
-    """
+    """One run, as :func:`orchestrator.api.run` tells it: what its threads share is one
+    :class:`RunState`, a timer stops it at ``options.deadline_s``, and an error that ends it midway is
+    its report's ``fatal``; only :class:`LockHeldError` and :class:`ManifestError` are raised."""
     options = options if options is not None else RunOptions()
     state = RunState(stop)
     timer: threading.Timer | None = None
