@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from ..models import JobState, ObjectState
 from .lost import LostReplies
+from .policy import SubmitPolicy
 from .refresh import OnFinished
 from .window import Window
 
@@ -16,19 +17,20 @@ MIN_POLL_S = 0.05  # between two polls of the same jobs, whatever --poll-interva
 
 
 class Drain:
-    """While a ``run --wait`` submits: poll the target's unfinished jobs every ``interval`` seconds,
-    freeing the window's room as they finish, and settle this run's lost replies (``lost``) as their
-    jobs become listed, until :meth:`finish` and every job of ``ours`` ended.
+    """While a ``run --wait`` submits: poll the target's unfinished jobs every ``policy.poll_interval_s``
+    seconds (at least :data:`MIN_POLL_S`), freeing the window's room as they finish, and settle this
+    run's lost replies (``lost``) as their jobs become listed, until :meth:`finish` and every job of
+    ``ours`` ended.
 
     A job leaves ``ours`` however it ends: seen finishing, forgotten by the server, or its rows moved
     on by another path (``held`` answers which of ``ours`` still hold ``submitted`` rows)."""
 
-    def __init__(self, poll: Callable[[OnFinished], None], window: Window, *, interval: float,
+    def __init__(self, poll: Callable[[OnFinished], None], window: Window, policy: SubmitPolicy, *,
                  stop: threading.Event, pause: Callable[[float], object],
                  held: Callable[[Sequence[str]], dict[str, str]], lost: LostReplies | None = None) -> None:
         self._poll = poll
         self._window = window
-        self._interval = interval
+        self._interval = policy.poll_interval_s
         self._stop = stop
         self._pause = pause
         self._held = held

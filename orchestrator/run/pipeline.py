@@ -164,8 +164,8 @@ def _run(
             window = Window(policy.window, stop=stop, running=ledger.jobs_held())
             lost = LostReplies(reconciler, ledger, redact, window)
             if policy.drain:
-                drain = Drain(lambda finished: _waited(poll(finished), shown, drain), window,
-                              interval=policy.poll_interval_s, stop=stop, pause=pause,
+                drain = Drain(lambda finished: _waited(poll(finished), shown, drain), window, policy,
+                              stop=stop, pause=pause,
                               held=ledger.job_states, lost=lost)
                 for job_id, objects in adopted:
                     drain.add(job_id, objects)
