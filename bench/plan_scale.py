@@ -26,11 +26,12 @@ from typing import Any
 
 from bench import list_fanout
 from bench.synthetic import SyntheticSource
-from orchestrator.api import ledger_location, plan_source
+from orchestrator.api import ledger_location
 from orchestrator.config.manifest import Manifest, Settings, SourceConfig, TargetConfig
 from orchestrator.config.pgurl import PostgresLedger
 from orchestrator.ledger.factory import open_ledger
 from orchestrator.models import Action, Secret, StoredObject
+from orchestrator.run.pipeline import plan_source
 from orchestrator.sources.base import Source
 from orchestrator.sources.registry import make_source
 from orchestrator.targets.registry import CAPABILITIES, target_identity

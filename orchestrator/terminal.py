@@ -38,3 +38,8 @@ def listing(items: Sequence[str], *, sep: str = "; ", most: int = LIST_ITEMS) ->
     """At most ``most`` items, each clipped, then how many more: one line of bounded length."""
     shown = sep.join(clip(item) for item in items[:most])
     return shown + (f"{sep}and {len(items) - most:,} more" if len(items) > most else "")
+
+
+def label(urls: Sequence[str]) -> str:
+    """How a message names the objects of one job or create call: the first, and how many more."""
+    return urls[0] + (f" (and {len(urls) - 1} more)" if len(urls) > 1 else "")

@@ -23,16 +23,18 @@ from typing import Any
 
 import click
 
+import orchestrator
 from orchestrator import api, errors, models
 from orchestrator.cli.main import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE, cli
 from orchestrator.config import extras, manifest
 from orchestrator.config.source_section import store_keys
 from orchestrator.ledger import states
+from orchestrator.report.run_metrics import run_metrics
 from orchestrator.run.state import EXIT_DEADLINE, RunReport
 from orchestrator.run.wiring import PLUGINS, parse_manifest
 from orchestrator.targets.registry import CAPABILITIES
 
-PACKAGE = Path(api.__file__).parent
+PACKAGE = Path(orchestrator.__file__).parent
 MARKER = re.compile(r"<!-- generated: ([a-z-]+) -->")
 
 
@@ -230,12 +232,12 @@ def json_log_fields() -> str:
     return f"Fields an event may carry: {fields}.\n"
 
 
-# -- metrics: what api.run_metrics makes of a run ---------------------------------------------------
+# -- metrics: what report.run_metrics makes of a run ------------------------------------------------
 
 def metrics_table() -> str:
     fake = typing.cast(manifest.Manifest, SimpleNamespace(path=Path("nightly.yaml")))
     rows = []
-    for m in api.run_metrics(fake, RunReport(), objects={}, seconds=0, now=0, last_success_at=None):
+    for m in run_metrics(fake, RunReport(), objects={}, seconds=0, now=0, last_success_at=None):
         labels = sorted({k for labels, _ in m.samples for k in labels} - {"manifest"})
         values = sorted({labels[k] for labels, _ in m.samples for k in labels if k != "manifest"})
         shown = ", ".join(f"`{k}`" for k in labels) + (f" ({', '.join(values)})" if values else "")

@@ -17,7 +17,9 @@ from click.testing import CliRunner
 
 from orchestrator import api
 from orchestrator.cli.main import cli
+from orchestrator.ledger.factory import hold_ledger
 from orchestrator.models import LedgerRecord
+from orchestrator.run.wiring import manifest_ledger
 from tests.conftest import HTTP_TARGETS, LEDGERS, SECRETS, Child, cli_child, parquet_bytes
 from tests.fakes.base import FakeImportAPI as FakeZilliz
 from tests.fakes.base import Job
@@ -35,14 +37,14 @@ def spawn(*args: str) -> Child:
 
 
 def rows(manifest: Path) -> list[LedgerRecord]:
-    with api.open_ledger(api.validate(manifest)) as ledger:
+    with manifest_ledger(api.validate(manifest)) as ledger:
         return list(ledger.records())
 
 
 def hold(manifest: Path) -> Any:
     """The manifest's run lock, held by this process (a SQLite lock file, or PostgreSQL's advisory lock)."""
     m = api.validate(manifest)
-    return api.hold_ledger(m.ledger_url or m.ledger_path)
+    return hold_ledger(m.ledger_url or m.ledger_path)
 
 
 over_both_ledgers = pytest.mark.parametrize("ledger_url", LEDGERS, indirect=True)

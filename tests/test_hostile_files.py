@@ -494,7 +494,8 @@ def test_a_postgresql_ledger_over_a_unix_socket(
     other = api.ledger_location(f"postgresql://orchestrator@%2F{str(socket_pg.dir)[1:].replace('/', '%2F')}"
                                 "/postgres?schema=nightly")
     assert not isinstance(other, Path) and other.host == str(socket_pg.dir)
-    with api.hold_ledger(other):
+    from orchestrator.ledger.factory import hold_ledger
+    with hold_ledger(other):
         held = invoke("run", str(manifest))
         assert held.exit_code == 75, held.output
     assert len(fake_api.creates()) == 2

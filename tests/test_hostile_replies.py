@@ -23,6 +23,7 @@ from orchestrator.errors import MAX_RETRY_AFTER_S, AmbiguousError, TargetError, 
 from orchestrator.models import JobInfo
 from orchestrator.preflight.schema import SchemaError
 from orchestrator.run.submitter import backoff
+from orchestrator.run.wiring import manifest_ledger
 from orchestrator.targets.http import MAX_BODY_BYTES, call, job_id_problem, retry_after
 from orchestrator.targets.milvus_grpc import MilvusGrpcTarget
 from orchestrator.targets.reply import MAX_TEXT
@@ -249,7 +250,7 @@ def test_a_job_list_whose_records_are_a_number_is_a_protocol_error(
 
 
 def rows_of(manifest: Path) -> list[Any]:
-    with api.open_ledger(api.validate(manifest)) as ledger:
+    with manifest_ledger(api.validate(manifest)) as ledger:
         return list(ledger.records())
 
 

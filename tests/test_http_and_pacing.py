@@ -156,9 +156,8 @@ def test_every_log_line_is_redacted_while_a_manifest_is_in_use(tmp_path: Any) ->
     import io
     import logging
 
-    from orchestrator.api import redacting
     from orchestrator.cli.main import JsonFormatter
-    from orchestrator.run.wiring import load_manifest
+    from orchestrator.run.wiring import load_manifest, redacting
 
     path = tmp_path / "m.yaml"
     path.write_text("version: 1\ntarget: {type: milvus, endpoint: 'http://127.0.0.1:9', token: '${T}'}\n"

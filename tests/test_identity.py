@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 from orchestrator import api
 from orchestrator.cli.main import cli
-from orchestrator.errors import TransientError
+from orchestrator.errors import MAX_RETRY_AFTER_S, TransientError
 from orchestrator.jobs.evidence import Verdict, judge, name_key, reported_names
 from orchestrator.ledger.factory import open_ledger
 from orchestrator.models import (
@@ -36,6 +36,7 @@ from orchestrator.models import (
     Route,
     StoredObject,
 )
+from orchestrator.run.wiring import make_target, manifest_ledger, object_url, one_run
 from tests.conftest import API_KEY, HTTP_TARGETS, MILVUS_TOKEN, parquet_bytes
 from tests.fakes.base import FakeImportAPI
 from tests.fakes.milvus import FakeMilvus
@@ -52,7 +53,7 @@ def invoke(*args: str) -> Any:
 
 
 def ledger_rows(manifest: Path) -> list[LedgerRecord]:
-    with api.open_ledger(api.validate(manifest)) as ledger:
+    with manifest_ledger(api.validate(manifest)) as ledger:
         return list(ledger.records())
 
 
@@ -66,10 +67,10 @@ def crash_state(manifest: Path, *, server_at: float | None = None, updated_at: f
     items = [i for i in items if i.action is Action.SUBMIT and only(i)]
     at = time.time() - 5 if server_at is None else server_at
     with httpx.Client() as client, \
-            api.open_ledger(m, clock=(lambda: updated_at) if updated_at is not None else time.time) as ledger:
-        target = api.make_target(m, client)
+            manifest_ledger(m, clock=(lambda: updated_at) if updated_at is not None else time.time) as ledger:
+        target = make_target(m, client)
         for item in items:
-            sent = target.object_ref(item.obj, api.object_url(item, m))
+            sent = target.object_ref(item.obj, object_url(item, m))
             assert ledger.begin_submission(item, sent_as=sent, server_at=at) is not None
     return items
 
@@ -346,7 +347,7 @@ def test_one_ledger_reached_by_two_paths_still_takes_one_run(
     put_objects(["embeddings/a.parquet"])
     base = write_manifest()
     one = manifest_at(tmp_path / "one", base, str(tmp_path / "shared" / "l.sqlite"))
-    api.open_ledger(api.validate(one)).close()  # the ledger exists
+    manifest_ledger(api.validate(one)).close()  # the ledger exists
     other_path = tmp_path / "two" / "alias.sqlite"
     other_path.parent.mkdir()
     if link == "symlink":
@@ -355,7 +356,7 @@ def test_one_ledger_reached_by_two_paths_still_takes_one_run(
         os.link(tmp_path / "shared" / "l.sqlite", other_path)
     two = manifest_at(tmp_path / "two", base, "alias.sqlite")
     if link == "symlink":
-        with api.one_run(api.validate(one)):
+        with one_run(api.validate(one)):
             result = invoke("run", str(two))
         assert result.exit_code == 75, result.output
         assert "another run" in result.stderr
@@ -402,7 +403,7 @@ def test_sigterm_while_reconciling_stops_before_the_next_call(
     m = api.validate(manifest)
 
     def target_factory(manifest: Any, client: httpx.Client, read: Any) -> Any:
-        target = api.make_target(manifest, client, read)
+        target = make_target(manifest, client, read)
         real = target.progress
 
         def progress(job_id: str) -> JobInfo:
@@ -515,7 +516,8 @@ def test_a_schema_1_ledger_is_migrated_and_a_newer_one_refused(tmp_path: Path) -
 def test_a_partial_job_list_proves_nothing() -> None:
     stop = threading.Event()
     stop.set()
-    from orchestrator.run.submitter import Reconciler
+    from orchestrator.jobs.policy import SubmitPolicy
+    from orchestrator.jobs.reconcile import Reconciler
 
     class Lister:
         def list_jobs(self) -> Any:
@@ -525,8 +527,10 @@ def test_a_partial_job_list_proves_nothing() -> None:
         def known_job_ids(self, ids: Any) -> set[str]:
             return set()
 
-    reconciler = Reconciler(Lister(), NoLedger(), max_attempts=1, stop=stop,  # type: ignore[arg-type]
-                            server_clock=lambda: 0.0, lag_s=0, memory_s=1)
+    policy = SubmitPolicy(concurrency=4, max_attempts=1, max_retry_after_s=MAX_RETRY_AFTER_S, list_lag_s=0,
+                          job_memory_s=1)
+    reconciler = Reconciler(Lister(), NoLedger(), policy, stop=stop,  # type: ignore[arg-type]
+                            server_clock=lambda: 0.0)
     with pytest.raises(TransientError, match="stopping"):
         reconciler.unknown_jobs({"c"})
 
@@ -568,7 +572,7 @@ def test_a_listed_job_the_server_no_longer_describes_does_not_hold_up_the_others
     ours = fake_api.add_job(urls[0], "articles")
 
     def target_factory(m: Any, client: httpx.Client, read: Any) -> Any:
-        target = api.make_target(m, client, read)
+        target = make_target(m, client, read)
         real = target.progress
 
         def progress(job_id: str) -> JobInfo:

@@ -19,6 +19,7 @@ import pytest
 
 from orchestrator import api
 from orchestrator.models import Action, ObjectState, PlanItem
+from orchestrator.run.wiring import make_target, manifest_ledger, object_url
 from tests.conftest import HTTP_TARGETS
 from tests.fakes.base import FakeImportAPI
 from tests.fakes.milvus import FakeMilvus
@@ -53,10 +54,10 @@ def claim(manifest: Path, *, server_at: float | None, only: Callable[[PlanItem],
     items: list[PlanItem] = []
     api.plan(m, on_item=items.append)
     items = [i for i in items if i.action is Action.SUBMIT and only(i)]
-    with httpx.Client() as client, api.open_ledger(m) as ledger:
-        target = api.make_target(m, client)
+    with httpx.Client() as client, manifest_ledger(m) as ledger:
+        target = make_target(m, client)
         for item in items:
-            made = ledger.begin_submission(item, sent_as=target.object_ref(item.obj, api.object_url(item, m)),
+            made = ledger.begin_submission(item, sent_as=target.object_ref(item.obj, object_url(item, m)),
                                            server_at=server_at)
             assert made is not None
             if job_id is not None:

@@ -19,6 +19,8 @@ from orchestrator import api
 from orchestrator.cli.main import views
 from orchestrator.ledger.lock import hold
 from orchestrator.models import Action, PlanItem, Route
+from orchestrator.report.overview import GroupStatus, Overview
+from orchestrator.run.wiring import manifest_ledger
 from orchestrator.sources.base import log_page
 from orchestrator.sources.local import LocalSource
 from orchestrator.sources.registry import source_key
@@ -121,11 +123,11 @@ def test_times_from_a_clock_ahead_are_said_to_be_in_the_future() -> None:
     assert views.ago(-125) == "in the future: clock skew of 2m"
     assert views.ago(-125, suffix="") == "in the future: clock skew of 2m"
     assert views.ago(30, suffix="") == "30s"
-    overview = api.Overview(now=1000.0, stall_after_s=60, groups=[], stalled=[], failing_total=0,
+    overview = Overview(now=1000.0, stall_after_s=60, groups=[], stalled=[], failing_total=0,
                             failing=[], last_success_at=1300.0)
     (first, *_) = views.status_lines(overview, {}, [], Path("l.sqlite"))
     assert first == "ledger: l.sqlite"  # no groups: no last-run clause
-    overview = api.Overview(now=1000.0, stall_after_s=60, groups=[api.GroupStatus(
+    overview = Overview(now=1000.0, stall_after_s=60, groups=[GroupStatus(
         "s3://b/", "c", {"completed": 1}, 0, None, None)], stalled=[], failing_total=0, failing=[],
         last_success_at=1300.0)
     first = views.status_lines(overview, {"completed": 1}, [], Path("l.sqlite"))[0]
@@ -157,7 +159,7 @@ def test_status_lists_invalid_objects_with_their_problems(
     manifest = write_manifest()
     m = api.validate(manifest)
     (item,) = list(_plan(m))
-    with api.open_ledger(m) as ledger:
+    with manifest_ledger(m) as ledger:
         assert ledger.mark_invalid(item, ["field vector: missing", "field id: int32, expected int64"], rows=3)
     out = invoke("status", str(manifest)).stdout
     assert "failing: 1 object" in out
@@ -210,7 +212,7 @@ def hive(tmp_path: Path) -> tuple[Path, Path]:
 def _fail_all(manifest: Path, lake: Path) -> list[str]:
     m = api.validate(manifest)
     urls = []
-    with api.open_ledger(m) as ledger:
+    with manifest_ledger(m) as ledger:
         for obj in LocalSource(lake, label="lake").list():
             claim = ledger.begin_submission(PlanItem(obj, 0, Action.SUBMIT, "new", Route("c", None)))
             assert claim is not None
@@ -279,7 +281,7 @@ def test_a_schema_2_ledger_gets_local_urls_as_typed(hive: tuple[Path, Path]) -> 
         db.execute("UPDATE objects SET url=?, source=? WHERE url=?",
                    (old, f"file://{lake}/".replace("=", "%3D"), f"file://{lake}/day=02/x.parquet"))
         db.execute("UPDATE meta SET value='2' WHERE key='schema'")
-    with api.open_ledger(api.validate(manifest)) as ledger:
+    with manifest_ledger(api.validate(manifest)) as ledger:
         assert sorted(r.url for r in ledger.records()) == sorted(urls)
     with sqlite3.connect(ledger_path) as db:
         assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("4",)

@@ -19,9 +19,10 @@ from orchestrator import api
 from orchestrator.cli.main import cli
 from orchestrator.errors import LedgerError, ManifestError
 from orchestrator.ledger import copy
-from orchestrator.ledger.factory import open_ledger
+from orchestrator.ledger.factory import hold_ledger, open_ledger
 from orchestrator.ledger.schema import TABLES
 from orchestrator.models import ObjectState
+from orchestrator.run.wiring import manifest_ledger
 from tests.conftest import cli_child, fresh_schema
 from tests.fakes.base import FakeImportAPI, Job
 from tests.pgserver import SECURED, SECURED_PASSWORD, PgServer
@@ -134,7 +135,7 @@ def test_a_connection_killed_mid_run_stops_it_and_the_next_run_converges(
     again = invoke("run", str(manifest))
     assert again.exit_code == 0, again.output
     assert len(fake_api.creates()) == 12  # the rest, once each; the jobs of the cut run adopted
-    with api.open_ledger(api.validate(manifest)) as ledger:
+    with manifest_ledger(api.validate(manifest)) as ledger:
         recorded = {r.url: r.job_id for r in ledger.records()}
         assert sum(ledger.counts().values()) == 12
         assert set(ledger.counts()) <= {ObjectState.SUBMITTED.value, ObjectState.COMPLETED.value}
@@ -176,7 +177,7 @@ def test_several_manifests_share_one_database_each_in_its_schema(
     second = write_manifest(ledger=database, name="second.yaml",
                             sources=[{"url": f"s3://{bucket}/other/", "collection": "articles"}])
     m = api.validate(first)
-    with api.hold_ledger(m.ledger_url or m.ledger_path):  # a run of the first does not hold the second
+    with hold_ledger(m.ledger_url or m.ledger_path):  # a run of the first does not hold the second
         assert invoke("run", str(first)).exit_code == 75
         assert "submitted=2" in invoke("run", str(second)).stdout
     assert "submitted=1" in invoke("run", str(first)).stdout

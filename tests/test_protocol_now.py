@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from orchestrator import api
+from orchestrator.run.wiring import make_target, manifest_ledger
 from tests.conftest import Clock, cli_child, run_cli
 from tests.fakes.milvus import MAX_KEY_BYTES, FakeMilvus, duration_s, key_problem
 
@@ -21,7 +22,7 @@ MILVUS = pytest.mark.parametrize("fake_api", ["milvus"], indirect=True)
 
 
 def _records(manifest: Path) -> list[Any]:
-    with api.open_ledger(api.validate(manifest)) as ledger:
+    with manifest_ledger(api.validate(manifest)) as ledger:
         return list(ledger.records())
 
 
@@ -202,7 +203,7 @@ def test_the_milvus_fake_ignores_page_fields() -> None:
 
 def _proven(manifest: Any, client: httpx.Client, read: Any) -> Any:
     """The target, as after a commit earlier in this process: two-phase import is proven."""
-    target = api.make_target(manifest, client, read)
+    target = make_target(manifest, client, read)
     target.two_phase_proven = True
     return target
 

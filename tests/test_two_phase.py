@@ -21,6 +21,7 @@ from orchestrator.errors import (
     TransientError,
 )
 from orchestrator.models import ImportRequest, JobState, Secret
+from orchestrator.run.wiring import make_target, manifest_ledger
 from orchestrator.targets.milvus import MilvusTarget
 from orchestrator.targets.zilliz_v1 import ZillizV1Target
 from orchestrator.targets.zilliz_v2 import ZillizV2Target
@@ -263,15 +264,14 @@ def test_the_orphan_of_a_lost_job_of_several_is_aborted_whole(
 
 def _proven(manifest: Any, client: httpx.Client, read: Any) -> Any:
     """The target, as after a commit earlier in this process: two-phase import is proven."""
-    from orchestrator import api
-    target = api.make_target(manifest, client, read)
+    target = make_target(manifest, client, read)
     target.two_phase_proven = True
     return target
 
 
 def _rows(manifest: Path) -> list[Any]:
     from orchestrator import api
-    with api.open_ledger(api.validate(manifest)) as ledger:
+    with manifest_ledger(api.validate(manifest)) as ledger:
         return list(ledger.records())
 
 

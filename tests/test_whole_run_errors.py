@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from orchestrator import api
 from orchestrator.cli.main import cli
+from orchestrator.run.wiring import manifest_ledger
 from tests.conftest import free_port
 from tests.fakes.base import FakeImportAPI
 
@@ -79,5 +80,5 @@ def test_one_unreadable_object_among_good_ones_is_its_own_failure(
 
 
 def rows(manifest: Path) -> list[Any]:
-    with api.open_ledger(api.validate(manifest)) as ledger:
+    with manifest_ledger(api.validate(manifest)) as ledger:
         return list(ledger.records())

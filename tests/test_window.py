@@ -13,9 +13,13 @@ from click.testing import CliRunner
 
 from orchestrator import api
 from orchestrator.cli.main import cli
-from orchestrator.jobs.lifecycle import Window, refresh
+from orchestrator.errors import MAX_RETRY_AFTER_S
+from orchestrator.jobs.policy import SubmitPolicy
+from orchestrator.jobs.refresh import refresh
+from orchestrator.jobs.window import Window
 from orchestrator.models import Action, ObjectState, PlanItem, Route, StoredObject
 from orchestrator.redact import Redactor
+from orchestrator.run.wiring import manifest_ledger
 from tests.conftest import HTTP_TARGETS
 from tests.fakes.base import FakeImportAPI
 
@@ -105,7 +109,7 @@ def test_the_window_narrows_on_full_and_widens_after_a_full_turn() -> None:
 
 
 def api_rows(manifest: Path) -> list[Any]:
-    with api.open_ledger(api.validate(manifest)) as ledger:
+    with manifest_ledger(api.validate(manifest)) as ledger:
         return list(ledger.records())
 
 
@@ -113,7 +117,7 @@ def submitted_jobs(manifest: Path, fake: FakeImportAPI, n: int) -> list[str]:
     """``n`` objects recorded as submitted, each with a job on the fake."""
     m = api.validate(manifest)
     ids = []
-    with api.open_ledger(m) as ledger:
+    with manifest_ledger(m) as ledger:
         for i in range(n):
             url = f"s3://lake/emb/{i:03}.parquet"
             obj = StoredObject(url, "lake", f"emb/{i:03}.parquet", f"{i:03}.parquet", 1, "e", 0.0)
@@ -147,7 +151,7 @@ def test_refresh_learns_many_running_jobs_from_the_list(
     calls = len(fake_api.received) - before
     assert progress_calls(fake_api) == 0 and calls == list_calls(fake_api)
     assert calls <= 2  # 150 running jobs: two pages of 100 (Milvus: one unpaged list)
-    with api.open_ledger(api.validate(manifest)) as ledger:
+    with manifest_ledger(api.validate(manifest)) as ledger:
         assert len(ledger.job_progress([r.job_id or "" for r in ledger.records()])) == 150
 
 
@@ -167,7 +171,7 @@ def test_a_job_list_that_shifts_between_pages_misses_nobody(
     fake_api.before_list = forget_one
     assert invoke("status", str(manifest), "--refresh").exit_code == 0
     assert progress_calls(fake_api) >= 1  # the job the shift hid was asked about on its own
-    with api.open_ledger(api.validate(manifest)) as ledger:
+    with manifest_ledger(api.validate(manifest)) as ledger:
         assert len(ledger.job_progress([r.job_id or "" for r in ledger.records()])) == 150
 
 
@@ -212,5 +216,6 @@ def test_refresh_by_list_is_one_call_for_many_jobs_with_no_server(tmp_path: Path
             assert claim is not None
             ledger.record_job(claim.row, f"j{i}")
         counts = refresh(Listing(), ledger, ledger.records([ObjectState.SUBMITTED]),  # type: ignore[arg-type]
-                         max_attempts=1, stop=threading.Event(), redact=Redactor([]))
+                         SubmitPolicy(concurrency=4, max_attempts=1, max_retry_after_s=MAX_RETRY_AFTER_S),
+                         stop=threading.Event(), redact=Redactor([]))
     assert calls == ["list"] and counts["running"] == 40

@@ -27,6 +27,8 @@ from ..config import extras
 from ..config.manifest import Manifest
 from ..errors import LockHeldError, ManifestError, OrchestratorError
 from ..models import Action, PlanItem
+from ..report.rows import iso_time, record_row
+from ..run.wiring import ledger_name
 from ..terminal import LIST_ITEMS, clip, listing, printable
 from . import views
 
@@ -235,7 +237,7 @@ def validate(manifest: str) -> None:
     with _errors():
         m = _load(manifest)
     click.echo(f"{manifest}: valid ({len(m.sources)} source(s), target {m.target.type}, "
-               f"ledger {api.ledger_name(m)})")
+               f"ledger {ledger_name(m)})")
 
 
 def _report_sources(errors: list[str], warnings: list[str]) -> None:
@@ -416,9 +418,7 @@ def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | No
         started = time.monotonic()
         bars = _bars(bool(ctx.meta.get(_JSON_LOG)), max_submissions)
         with bars or nullcontext():
-            report = api.run(m, options, stop=stop, on_item=bars.planned if bars else None,
-                             on_outcome=bars.submitted if bars else None, on_jobs=bars.jobs if bars else None,
-                             on_listed=bars.listed if bars else None)
+            report = api.run(m, options, stop=stop, observer=bars)
         if received:
             report.interrupted = received[0]
     # source errors and a fatal error were logged as they happened (api.run): not printed again
@@ -505,16 +505,16 @@ def _show_status(m: Manifest, manifest: str, report: api.StatusReport, as_json: 
                         "rows_imported": g.rows[1] if g.rows else None,
                         "oldest_running": None if g.oldest_running is None else {
                             "url": g.oldest_running.url, "job_id": g.oldest_running.job_id,
-                            "since": api.iso_time(g.oldest_running.updated_at)}}
+                            "since": iso_time(g.oldest_running.updated_at)}}
                        for g in overview.groups],
             "stalled": [{"url": r.url, "job_id": r.job_id, "progress": p.progress,
-                         "unchanged_since": api.iso_time(p.changed_at),
-                         "last_polled": api.iso_time(p.seen_at)} for r, p in overview.stalled],
-            "last_success": None if overview.last_success_at is None else api.iso_time(
+                         "unchanged_since": iso_time(p.changed_at),
+                         "last_polled": iso_time(p.seen_at)} for r, p in overview.stalled],
+            "last_success": None if overview.last_success_at is None else iso_time(
                 overview.last_success_at),
         }, indent=2))
         return
-    for line in views.status_lines(overview, report.counts, m.sources, api.ledger_name(m)):
+    for line in views.status_lines(overview, report.counts, m.sources, ledger_name(m)):
         _say(line)
 
 
@@ -545,14 +545,14 @@ def show(manifest: str, url: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({
             "url": history.url,
-            "versions": [{**api.record_row(v), "companions": [
+            "versions": [{**record_row(v), "companions": [
                 {"url": c.url, "version": c.version, "state": c.state.value}
                 for c in history.companions.get(v.id, [])], "events": [
-                {"at": api.iso_time(at), "state": state, "job_id": job, "detail": detail}
+                {"at": iso_time(at), "state": state, "job_id": job, "detail": detail}
                 for at, version, state, job, detail in history.events if version == v.version]}
                 for v in history.versions],
-            "jobs": {job: {"progress": p.progress, "unchanged_since": api.iso_time(p.changed_at),
-                           "last_polled": api.iso_time(p.seen_at)} for job, p in history.progress.items()},
+            "jobs": {job: {"progress": p.progress, "unchanged_since": iso_time(p.changed_at),
+                           "last_polled": iso_time(p.seen_at)} for job, p in history.progress.items()},
         }, indent=2))
         return
     for line in views.history_lines(history, m.settings.stall_after_s):

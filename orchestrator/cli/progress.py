@@ -1,8 +1,9 @@
-"""Progress bars for ``run`` on a terminal (rich), fed by the hooks of :func:`orchestrator.api.run`.
+"""Progress bars for ``run`` on a terminal (rich), the run's observer
+(:class:`~orchestrator.run.observer.RunObserver`).
 
 Used by ``cli.py`` only, which makes them only when stderr is a terminal: under cron there are no
-bars, just the summary line (and ``--json-log`` events). Hooks are called for every object, from
-several threads: they count under a lock and hand the counts to rich at most ten times a second, so
+bars, just the summary line (and ``--json-log`` events). Events come for every object, from several
+threads: they count under a lock and hand the counts to rich at most ten times a second, so
 that a no-op rerun over a million objects does not pay for drawing.
 
 Each bar shows its rates (files/s, and bytes/s where sizes are known) and, once its total is known,
@@ -118,7 +119,7 @@ class RunBars:
             handler.flush()
             handler.setStream(stream)
 
-    # -- the hooks api.run calls --------------------------------------------------------------
+    # -- the run's events (RunObserver) -----------------------------------------------------------
 
     def planned(self, item: PlanItem) -> None:
         with self._lock:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from ..api import ObjectHistory, Overview
+from ..api import ObjectHistory
 from ..config.manifest import SourceConfig
 from ..models import JobProgress, LedgerRecord, ObjectState
+from ..report.overview import Overview
 from ..terminal import clip
 
 STATES = [s.value for s in ObjectState]

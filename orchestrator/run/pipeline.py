@@ -1,6 +1,9 @@
 """The run: refresh known jobs, reconcile interrupted calls, then list, plan, submit and record; with
 ``--wait``, drain the backlog through the job window. The state it shares lives in
-:class:`orchestrator.run.state.RunState`; the job lifecycle in :mod:`orchestrator.jobs.lifecycle`."""
+:class:`orchestrator.run.state.RunState`; how it submits, in one
+:class:`~orchestrator.jobs.policy.SubmitPolicy` (:mod:`orchestrator.run.policy`); what it reports as it
+goes, to one :class:`~orchestrator.run.observer.RunObserver`; the jobs' lifecycle is
+:mod:`orchestrator.jobs`."""
 
 from __future__ import annotations
 
@@ -21,17 +24,14 @@ from ..errors import (
     OrchestratorError,
     SourceError,
 )
-from ..jobs.evidence import LocalClock, ServerClock, name_key
-from ..jobs.lifecycle import (
-    Drain,
-    LostReplies,
-    OnFinished,
-    Reconciler,
-    Window,
-    abort_orphans,
-    reconcile,
-    refresh,
-)
+from ..jobs.drain import Drain
+from ..jobs.evidence import LocalClock, ServerClock
+from ..jobs.lost import LostReplies
+from ..jobs.policy import SubmitPolicy
+from ..jobs.reconcile import Reconciler, reconcile
+from ..jobs.refresh import OnFinished, refresh
+from ..jobs.two_phase import abort_orphans
+from ..jobs.window import Window
 from ..ledger.store import Ledger
 from ..models import Action, ObjectState, Outcome, PlanItem
 from ..planning import planner
@@ -41,12 +41,12 @@ from ..sources.base import Source, judged
 from ..sources.registry import make_source
 from ..targets.base import Target
 from ..targets.pacing import RateLimiter
-from ..targets.registry import CAPABILITIES as TARGET_RULES
 from ..targets.registry import target_identity
+from .observer import NullObserver, RunObserver
+from .policy import submit_policy
 from .state import RunOptions, RunReport, RunState
-from .submitter import NameGuard, Submitter
+from .submitter import Submitter
 from .wiring import (
-    JobsHook,
     SourceFactory,
     TargetFactory,
     make_http_client,
@@ -60,7 +60,6 @@ from .wiring import (
 
 log = logging.getLogger("orchestrator")
 BATCH = 500
-JOB_MEMORY_S = 3 * 3600  # how long servers remember finished jobs (Milvus: about 3 hours)
 
 
 def plan_source(source: SourceConfig, lister: Source, manifest: Manifest, ledger: Ledger | None, *,
@@ -76,18 +75,12 @@ def plan_source(source: SourceConfig, lister: Source, manifest: Manifest, ledger
                                  owner=owner)
 
 
-def make_reconciler(manifest: Manifest, target: Target, ledger: Ledger, server_clock: ServerClock, *,
+def make_reconciler(target: Target, ledger: Ledger, policy: SubmitPolicy, server_clock: ServerClock, *,
                     stop: threading.Event, sleep: Callable[[float], object]) -> Reconciler:
-    """The reconciler with the evidence rules of this target: an in-process target's list neither lags
-    nor forgets; a server's is judged on the server's clock."""
-    settings = manifest.settings
-    if TARGET_RULES[manifest.target.type].in_process:
-        return Reconciler(target, ledger, max_attempts=settings.max_attempts, stop=stop,
-                          server_clock=LocalClock().now, lag_s=0.0, memory_s=float("inf"), sleep=sleep,
-                          max_retry_after_s=settings.max_retry_after_s)
-    return Reconciler(target, ledger, max_attempts=settings.max_attempts, stop=stop,
-                      server_clock=server_clock.now, lag_s=settings.job_list_lag_s, memory_s=JOB_MEMORY_S,
-                      sleep=sleep, max_retry_after_s=settings.max_retry_after_s)
+    """The reconciler of this target: an in-process target's job list is judged on this machine's
+    clock; a server's on the server's."""
+    return Reconciler(target, ledger, policy, stop=stop, sleep=sleep,
+                      server_clock=LocalClock().now if policy.local_clock else server_clock.now)
 
 
 def run(
@@ -98,24 +91,12 @@ def run(
     source_factory: SourceFactory = make_source,
     target_factory: TargetFactory = make_target,
     sleep: Callable[[float], object] | None = None,
-    on_outcome: Callable[[PlanItem, Outcome], None] | None = None,
-    on_item: Callable[[PlanItem], None] | None = None,
-    on_jobs: JobsHook | None = None,
-    on_listed: Callable[[], None] | None = None,
+    observer: RunObserver | None = None,
     clock: Callable[[], float] = time.time,
 ) -> RunReport:
-    """Refresh known jobs, reconcile interrupted calls, then list, plan, submit and record; with
-    ``options.wait``, keep submitting as jobs end until every planned object's job has ended.
-
-    Hooks for progress displays: ``on_item`` sees every planned object, ``on_outcome`` every
-    submission, ``on_jobs(phase, done, total)`` the job polls (phase ``refreshing`` or ``waiting``),
-    ``on_listed()`` the end of the listing (totals are known from then on).
-
-    Every run that starts ends with its report: at ``options.deadline_s`` it stops as on a signal
-    (``expired``: exit 124), and an error that ends it midway (the ledger's database lost, a disk
-    full) is its ``fatal`` (exit 1), logged once. Only a run that could not start raises: another
-    run holds the ledger (:class:`LockHeldError`), or the manifest is wrong (:class:`ManifestError`).
-    """
+    """One run, as :func:`orchestrator.api.run` tells it: what its threads share is one
+    :class:`RunState`, a timer stops it at ``options.deadline_s``, and an error that ends it midway is
+    its report's ``fatal``; only :class:`LockHeldError` and :class:`ManifestError` are raised."""
     options = options if options is not None else RunOptions()
     state = RunState(stop)
     timer: threading.Timer | None = None
@@ -126,8 +107,7 @@ def run(
         options = dataclasses.replace(options, wait_lock_s=min(options.wait_lock_s, options.deadline_s))
     try:
         _run(manifest, options, state, source_factory=source_factory, target_factory=target_factory,
-             sleep=sleep, on_outcome=on_outcome, on_item=on_item, on_jobs=on_jobs, on_listed=on_listed,
-             clock=clock)
+             sleep=sleep, observer=observer, clock=clock)
     except (LockHeldError, ManifestError):
         raise
     except OrchestratorError as exc:
@@ -148,16 +128,15 @@ def _run(
     source_factory: SourceFactory,
     target_factory: TargetFactory,
     sleep: Callable[[float], object] | None,
-    on_outcome: Callable[[PlanItem, Outcome], None] | None,
-    on_item: Callable[[PlanItem], None] | None,
-    on_jobs: JobsHook | None,
-    on_listed: Callable[[], None] | None,
+    observer: RunObserver | None,
     clock: Callable[[], float],
 ) -> None:
+    shown = observer if observer is not None else NullObserver()
     stop = state.stop
     report = state.report
     pause: Callable[[float], object] = sleep if sleep is not None else stop.wait
     settings = manifest.settings
+    policy = submit_policy(manifest, options)
     server_clock = ServerClock()
 
     def backoff(seconds: float) -> object:  # every pause before a retried call goes through here
@@ -170,47 +149,40 @@ def _run(
                              stop=stop) as client:
         reader = make_reader(manifest, source_factory)
         target = target_factory(manifest, client, reader)
-        reconciler = make_reconciler(manifest, target, ledger, server_clock, stop=stop, sleep=backoff)
+        reconciler = make_reconciler(target, ledger, policy, server_clock, stop=stop, sleep=backoff)
 
-        def poll(on_finished: OnFinished | None = None, hook: JobsHook | None = None) -> Counter[str]:
-            return refresh_all(target, ledger, manifest, stop, redact, backoff, hook, on_finished)
+        def poll(on_finished: OnFinished | None = None, polls: RunObserver | None = None) -> Counter[str]:
+            return refresh_all(target, ledger, policy, stop=stop, redact=redact, pause=backoff,
+                               observer=polls, on_finished=on_finished)
 
         drain: Drain | None = None
         try:
-            report.refreshed.update(poll(hook=on_jobs))
+            report.refreshed.update(poll(polls=observer))  # the objects to poll are counted for an observer
             adopted: list[tuple[str, int]] = []  # jobs found for interrupted calls, and their objects
             report.reconciled.update(reconcile(reconciler, ledger, redact, adopted=adopted))
             report.reconciled["aborted"] += abort_orphans(reconciler, ledger, redact)
-            most = settings.max_jobs_in_flight or TARGET_RULES[manifest.target.type].window
-            window = Window(most, stop=stop, running=ledger.jobs_held())
+            window = Window(policy.window, stop=stop, running=ledger.jobs_held())
             lost = LostReplies(reconciler, ledger, redact, window)
-            if options.wait:
-                drain = Drain(lambda finished: _waited(poll(finished), on_jobs, drain), window,
-                              interval=options.poll_interval_s, stop=stop, pause=pause,
+            if policy.drain:
+                drain = Drain(lambda finished: _waited(poll(finished), shown, drain), window, policy,
+                              stop=stop, pause=pause,
                               held=ledger.job_states, lost=lost)
                 for job_id, objects in adopted:
                     drain.add(job_id, objects)
                 drain.start()
             submitter = Submitter(
-                target, ledger, concurrency=settings.concurrency, max_attempts=settings.max_attempts,
-                max_retry_after_s=settings.max_retry_after_s,
-                credentials_for=lambda i: manifest.credentials_for(manifest.sources[i]),
+                target, ledger, policy, reconciler=reconciler, window=window, lost=lost, state=state,
+                redact=redact, credentials_for=lambda i: manifest.credentials_for(manifest.sources[i]),
                 object_url=lambda item: target.object_ref(item.obj, object_url(item, manifest)),
-                reconciler=reconciler, names=NameGuard(_unresolved_names(ledger)), window=window, lost=lost,
-                state=state, redact=redact, drain=options.wait, full_pause_s=options.poll_interval_s,
-                sleep=backoff, on_created=drain.add if drain is not None else None,
                 preflight=None if settings.preflight is PreflightMode.OFF else Preflight(
                     target, manifest, reader, deep=options.deep),
-                enforce=settings.preflight is PreflightMode.ENFORCE,
-                objects_per_job=settings.objects_per_job, max_job_bytes=max_job_bytes(manifest),
-                job_timeout_s=settings.job_timeout_s,
+                sleep=backoff, on_created=drain.add if drain is not None else None,
             )
             budget = [options.max_submissions]
 
             def record(item: PlanItem, outcome: Outcome) -> None:
                 state.outcome(outcome)
-                if on_outcome is not None:
-                    on_outcome(item, outcome)
+                shown.submitted(item, outcome)
 
             for source in manifest.sources:
                 if stop.is_set():
@@ -220,13 +192,12 @@ def _run(
                     submitter.submit_all(
                         _to_submit(plan_source(source, lister, manifest, ledger, now=clock(),
                                                warn=report.source_warnings.append),
-                                   report, budget, stop, on_item),
+                                   report, budget, stop, shown),
                         record)
                 except SourceError as exc:
                     report.source_errors.append(str(exc))
                     log.error("%s", exc, extra={"event": "source-error"})
-            if on_listed is not None:
-                on_listed()
+            shown.listed()
             if state.fatal is not None:
                 raise state.fatal
             if not stop.is_set():  # this run's lost replies still unsettled: a last look
@@ -274,22 +245,10 @@ def _orphans_left(resent: int, reconciler: Reconciler, ledger: Ledger, redact: R
                  resent, extra={"event": "orphans-left"})
 
 
-def max_job_bytes(manifest: Manifest) -> int | None:
-    """The most bytes one job of several objects takes: ``settings.max_job_gb``, else the target's."""
-    gb = manifest.settings.max_job_gb or TARGET_RULES[manifest.target.type].job_gb
-    return None if gb is None else int(gb * 1024**3)
-
-
-def _waited(counts: Counter[str], on_jobs: JobsHook | None, drain: Drain | None) -> None:
-    if on_jobs is not None and drain is not None:
+def _waited(counts: Counter[str], observer: RunObserver, drain: Drain | None) -> None:
+    if drain is not None:
         ended = sum(drain.ended.values())
-        on_jobs("waiting", ended, ended + sum(drain.ours.values()))
-
-
-def _unresolved_names(ledger: Ledger) -> list[tuple[str, str]]:
-    """The names of imports whose job is in doubt: no object with one of them is submitted this run."""
-    return [name_key(r.collection, r.url)
-            for r in ledger.records([ObjectState.SUBMITTING, ObjectState.UNCERTAIN], own=True)]
+        observer.jobs("waiting", ended, ended + sum(drain.ours.values()))
 
 
 def _report_stalled(ledger: Ledger, after_s: float) -> int:
@@ -304,12 +263,11 @@ def _report_stalled(ledger: Ledger, after_s: float) -> int:
 
 
 def _to_submit(items: Iterator[PlanItem], report: RunReport, budget: list[int | None],
-               stop: threading.Event, on_item: Callable[[PlanItem], None] | None) -> Iterator[PlanItem]:
+               stop: threading.Event, observer: RunObserver) -> Iterator[PlanItem]:
     """Count every decision; yield the ones to submit, within the run's budget."""
     for item in items:
         report.planned[item.action] += 1
-        if on_item is not None:
-            on_item(item)
+        observer.planned(item)
         if item.action in (Action.SUBMIT, Action.RETRY):
             if budget[0] is not None:
                 if budget[0] <= 0:
@@ -321,19 +279,20 @@ def _to_submit(items: Iterator[PlanItem], report: RunReport, budget: list[int | 
             return
 
 
-def refresh_all(target: Target, ledger: Ledger, manifest: Manifest, stop: threading.Event,
-             redact: Redactor, pause: Callable[[float], object], on_jobs: JobsHook | None = None,
-             on_finished: OnFinished | None = None) -> Counter[str]:
+def refresh_all(target: Target, ledger: Ledger, policy: SubmitPolicy, *, stop: threading.Event,
+                redact: Redactor, pause: Callable[[float], object], observer: RunObserver | None = None,
+                on_finished: OnFinished | None = None) -> Counter[str]:
+    """Poll every job this target's ``submitted`` rows wait on (:func:`orchestrator.jobs.refresh.refresh`),
+    telling ``observer`` of each object polled (phase ``refreshing``)."""
     polled_one: Callable[[], None] | None = None
-    if on_jobs is not None:
+    if observer is not None:
+        shown = observer
         total, polled = ledger.counts().get(ObjectState.SUBMITTED.value, 0), 0
 
         def polled_one() -> None:
             nonlocal polled
             polled += 1
-            on_jobs("refreshing", polled, total)
+            shown.jobs("refreshing", polled, total)
 
-    return refresh(target, ledger, ledger.records([ObjectState.SUBMITTED], own=True),
-                   max_attempts=manifest.settings.max_attempts, stop=stop, redact=redact, sleep=pause,
-                   max_retry_after_s=manifest.settings.max_retry_after_s,
-                   concurrency=manifest.settings.concurrency, on_polled=polled_one, on_finished=on_finished)
+    return refresh(target, ledger, ledger.records([ObjectState.SUBMITTED], own=True), policy, stop=stop,
+                   redact=redact, sleep=pause, on_polled=polled_one, on_finished=on_finished)

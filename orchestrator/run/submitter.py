@@ -18,7 +18,6 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import NamedTuple, TypeVar
 
 from ..errors import (
-    MAX_RETRY_AFTER_S,
     AmbiguousError,
     FatalTargetError,
     PermanentError,
@@ -29,7 +28,10 @@ from ..errors import (
     UnreachableError,
 )
 from ..jobs.evidence import Verdict, culprit, name_key
-from ..jobs.lifecycle import LostReplies, Reconciler, Window, label
+from ..jobs.lost import LostReplies
+from ..jobs.policy import SubmitPolicy
+from ..jobs.reconcile import Reconciler, act
+from ..jobs.window import Window
 from ..ledger.store import Ledger
 from ..models import (
     Credentials,
@@ -42,8 +44,9 @@ from ..preflight.checks import Preflight
 from ..redact import Redactor
 from ..targets.base import Target
 from ..targets.pacing import backoff, retrying
-from ..terminal import listing
+from ..terminal import label, listing
 from .grouping import batches
+from .names import NameGuard, unresolved_names
 from .state import RunState
 
 log = logging.getLogger("orchestrator")
@@ -59,38 +62,6 @@ def idempotency_key(parts: Sequence[tuple[str, str, int]], destination: str) -> 
     another destination or of another group of objects."""
     text = "\n".join(f"{url}\0{version}\0{destination}\0{key_gen}" for url, version, key_gen in sorted(parts))
     return f"orch-{hashlib.sha256(text.encode()).hexdigest()[:40]}"
-
-
-class NameGuard:
-    """At most one unresolved create call per :func:`~orchestrator.jobs.evidence.name_key`, so that a job the
-    server reports by name can always be told apart. A name in flight makes the next object with it
-    wait; a name left unresolved (a lost reply, an interrupted run's ``submitting`` or ``uncertain``
-    row) holds it back for this run."""
-
-    def __init__(self, stuck: Iterable[tuple[str, str]] = ()) -> None:
-        self._stuck = set(stuck)
-        self._busy: set[tuple[str, str]] = set()
-        self._cond = threading.Condition()
-
-    def acquire(self, keys: Sequence[tuple[str, str]], stop: threading.Event) -> list[tuple[str, str]]:
-        """Take every one of ``keys`` (the names of one create call) at once, once none is in flight;
-        returns the ones taken: all but those held back for this run (none when stopping)."""
-        with self._cond:
-            while any(k in self._busy for k in keys) and not stop.is_set():
-                self._cond.wait(0.5)
-            if stop.is_set():
-                return []
-            taken = [k for k in keys if k not in self._stuck]
-            self._busy.update(taken)
-            return taken
-
-    def release(self, keys: Iterable[tuple[str, str]], *, resolved: bool) -> None:
-        with self._cond:
-            for key in keys:
-                self._busy.discard(key)
-                if not resolved:
-                    self._stuck.add(key)
-            self._cond.notify_all()
 
 
 Member = tuple[PlanItem, int | None]  # an object of a create call, and the rows its footer holds
@@ -117,53 +88,36 @@ class Submitter:
         self,
         target: Target,
         ledger: Ledger,
+        policy: SubmitPolicy,
         *,
-        concurrency: int,
-        max_attempts: int,
-        max_retry_after_s: float = MAX_RETRY_AFTER_S,
-        credentials_for: Callable[[int], Credentials | None],
-        object_url: Callable[[PlanItem], str],
         reconciler: Reconciler,
-        names: NameGuard,
         window: Window,
         lost: LostReplies,
         state: RunState,
         redact: Redactor,
-        drain: bool = False,
-        full_pause_s: float = 5.0,
+        credentials_for: Callable[[int], Credentials | None],
+        object_url: Callable[[PlanItem], str],
         preflight: Preflight | None = None,
-        enforce: bool = True,
         sleep: Callable[[float], object] | None = None,
         rng: Callable[[], float] = random.random,
         on_created: Callable[[str, int], None] | None = None,
-        objects_per_job: int = 1,
-        max_job_bytes: int | None = None,
-        job_timeout_s: int | None = None,
     ) -> None:
         self.target = target
-        self.preflight = preflight
-        self.enforce = enforce
         self.ledger = ledger
-        self.concurrency = concurrency
-        self.max_attempts = max_attempts
-        self.max_retry_after_s = max_retry_after_s
-        self.credentials_for = credentials_for
-        self.object_url = object_url
+        self.policy = policy
         self.reconciler = reconciler
-        self.names = names
         self.window = window
         self.lost = lost
         self.state = state
         self.stop = state.stop
         self.redact = redact
-        self.drain = drain
-        self.full_pause_s = full_pause_s
+        self.credentials_for = credentials_for
+        self.object_url = object_url
+        self.preflight = preflight
         self.sleep: Callable[[float], object] = sleep if sleep is not None else state.stop.wait
         self.rng = rng
         self.on_created = on_created
-        self.objects_per_job = objects_per_job
-        self.max_job_bytes = max_job_bytes
-        self.job_timeout_s = job_timeout_s
+        self.names = NameGuard(unresolved_names(ledger))
         self.job_ids: list[str] = []  # jobs created or adopted by this run
         self.resent = 0  # two-phase: create calls sent again after a lost reply (each may leave an orphan)
         self._cannot_read = 0  # refusals "cannot read the object" before any job was made
@@ -174,7 +128,7 @@ class Submitter:
         """Submit every item, in jobs of up to ``objects_per_job`` objects (see
         :mod:`orchestrator.run.grouping`), at most ``concurrency`` calls in flight; stop early when
         asked."""
-        slots = threading.BoundedSemaphore(self.concurrency * 2)
+        slots = threading.BoundedSemaphore(self.policy.concurrency * 2)
         crashed: list[BaseException] = []
 
         def done(future: Future[list[tuple[PlanItem, Outcome]]]) -> None:
@@ -189,9 +143,10 @@ class Submitter:
 
         # the pre-flight reads of all groups share one pool: a group's files are read at once, and no
         # more than `concurrency` reads are in flight in all
-        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="preflight") as checks, \
-                ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="submit") as pool:
-            for group in batches(items, most=self.objects_per_job, max_bytes=self.max_job_bytes):
+        policy = self.policy
+        with ThreadPoolExecutor(max_workers=policy.concurrency, thread_name_prefix="preflight") as checks, \
+                ThreadPoolExecutor(max_workers=policy.concurrency, thread_name_prefix="submit") as pool:
+            for group in batches(items, most=policy.objects_per_job, max_bytes=policy.max_job_bytes):
                 slots.acquire()
                 if self.stop.is_set():
                     slots.release()
@@ -209,7 +164,7 @@ class Submitter:
         may run; its end frees it."""
         if self.stop.is_set():
             return [(item, Outcome.NOT_STARTED) for item in items]
-        if not self.window.acquire(wait=self.drain):
+        if not self.window.acquire(wait=self.policy.drain):
             outcome = Outcome.NOT_STARTED if self.stop.is_set() else Outcome.QUEUED
             return [(item, outcome) for item in items]
         holds_job: bool | list[int] = False
@@ -288,7 +243,7 @@ class Submitter:
             idempotency_key=idempotency_key([(i.obj.url, i.obj.version, c.key_gen) for i, _, _, c in sent],
                                             destination),
             obj=first.obj, source=first.source, companions=tuple(url for _, _, url, _ in sent[1:]),
-            timeout_s=self.job_timeout_s,
+            timeout_s=self.policy.job_timeout_s,
         )
         call = _Call([c.row for *_, c in sent], [i.obj.url for i, *_ in sent], first.route.collection,
                      [rows for _, rows, _, _ in sent])
@@ -336,14 +291,14 @@ class Submitter:
                     found = self._look_for_job(call, exc)
                 if found is not None:
                     return found  # adopted, or unsure: the rows stay `submitting` for a later look
-                if attempt >= self.max_attempts or self.stop.is_set():
+                if attempt >= self.policy.max_attempts or self.stop.is_set():
                     return self._defer(call, attempt, exc)  # proven: no job for it
-                self.sleep(retrying(call.label, exc, attempt, self.max_attempts,
+                self.sleep(retrying(call.label, exc, attempt, self.policy.max_attempts,
                                     self._backoff(attempt, exc)))
             except TransientError as exc:
-                if attempt >= self.max_attempts or self.stop.is_set():
+                if attempt >= self.policy.max_attempts or self.stop.is_set():
                     return self._defer(call, attempt, exc)
-                self.sleep(retrying(call.label, exc, attempt, self.max_attempts,
+                self.sleep(retrying(call.label, exc, attempt, self.policy.max_attempts,
                                     self._backoff(attempt, exc)))
             else:
                 return self._record(call, job_id, "job created", Outcome.SUBMITTED)
@@ -351,21 +306,26 @@ class Submitter:
 
     def _backoff(self, attempt: int, exc: TransientError) -> float:
         return backoff(attempt, retry_after=exc.retry_after, rng=self.rng,
-                       max_retry_after_s=self.max_retry_after_s)
+                       max_retry_after_s=self.policy.max_retry_after_s)
 
     def _record(self, call: _Call, job_id: str, detail: str, outcome: Outcome) -> Outcome:
+        return outcome if self._recorded(call, job_id, detail, outcome) else self._uncertain(call)
+
+    def _recorded(self, call: _Call, job_id: str, detail: str, outcome: Outcome) -> bool:
+        """Record the job for the call's rows; False when it belongs to another object (the rows are
+        then ``uncertain``)."""
         if not self.ledger.record_job(call.rows, job_id, detail):
             log.warning("%s: the server answered job id %s, which belongs to another object: not recorded, "
                         "marked uncertain", call.label, job_id,
                         extra={"event": "uncertain", "url": call.urls[0]})
-            return self._uncertain(call)
+            return False
         self._created(job_id, len(call.rows))
         companions = f" with {len(call.urls) - 1} other object(s)" if len(call.urls) > 1 else ""
         for url, rows in zip(call.urls, call.counts, strict=True):
             log.info("%s: %s %s%s", url, "job" if outcome is Outcome.SUBMITTED else "adopted job", job_id,
                      companions, extra={"event": outcome.value, "url": url, "job_id": job_id,
                                         "collection": call.collection, "rows": rows})
-        return outcome
+        return True
 
     def _check(self, item: PlanItem) -> tuple[Outcome | None, int | None]:
         """The pre-flight check, if on: an outcome when the object must not be submitted, and the
@@ -387,7 +347,7 @@ class Submitter:
         if not found.problems:
             return None, found.rows
         text = listing(found.problems)
-        if not self.enforce:
+        if not self.policy.enforce:
             log.warning("%s: submitting despite: %s", url, text,
                         extra={"event": "preflight-warning", "url": url, "error": text})
             return None, found.rows
@@ -434,7 +394,7 @@ class Submitter:
         log.info("%s: %s; looking for its job before retrying", call.label, self.redact(str(exc)),
                  extra={"event": "ambiguous", "url": call.urls[0], "error": str(exc)})
         try:
-            verdict = self.reconciler.judge(records)[0]
+            judged = self.reconciler.judge(records)
         except FatalTargetError as fatal:
             self.state.fail(fatal)
             return Outcome.UNSURE  # the rows stay `submitting`: looked at again
@@ -442,22 +402,17 @@ class Submitter:
             log.error("%s: cannot read the job list (%s); looked at again later", call.label,
                         self.redact(str(list_error)), extra={"event": "unsure", "url": call.urls[0]})
             return Outcome.UNSURE  # the rows stay `submitting`: looked at again
-        match verdict.verdict:
-            case Verdict.ADOPT:
-                assert verdict.job is not None
-                return self._record(call, verdict.job.job_id, "adopted after a lost reply", Outcome.ADOPTED)
-            case Verdict.RELEASE:
-                return None
-            case Verdict.UNCERTAIN:
-                self.ledger.mark_uncertain(call.rows, verdict.why)
-                for url in call.urls:
-                    log.error("%s: uncertain: %s", url, verdict.why,
-                                extra={"event": "uncertain", "url": url})
-                return self._uncertain(call)
-            case Verdict.WAIT:
-                log.info("%s: %s", call.label, verdict.why, extra={"event": "unsure", "url": call.urls[0]})
-                return Outcome.UNSURE  # the rows stay `submitting`: looked at again
-        raise AssertionError(verdict)  # pragma: no cover - the match is exhaustive
+        done = act(self.target, self.ledger, self.redact, judged, release=False,
+                   adopt=lambda _, job: self._recorded(call, job.job_id, "adopted after a lost reply",
+                                                       Outcome.ADOPTED))
+        if done.verdict is Verdict.RELEASE:
+            return None  # proven: no job; sent again
+        if done.verdict is Verdict.ADOPT:
+            return Outcome.ADOPTED
+        if done.verdict is Verdict.UNCERTAIN:
+            return self._uncertain(call)
+        log.info("%s: %s", call.label, done.why, extra={"event": "unsure", "url": call.urls[0]})
+        return Outcome.UNSURE  # the rows stay `submitting`: looked at again
 
     def _culprit(self, message: str, call: _Call) -> int | None:
         """The row of a call of several that a refusal names, if exactly one."""
@@ -471,7 +426,7 @@ class Submitter:
         ``drain`` the run submits nothing more (a later run takes the rest, having spent one call
         finding out); with it, wait for one of this manifest's jobs to end, then try again."""
         self.window.full()
-        if not self.drain:
+        if not self.policy.drain:
             self.window.close()
             log.info("%s: the server is full (%s): the rest waits for a later run", url,
                      self.redact(str(exc)), extra={"event": "server-full", "url": url})
@@ -479,7 +434,7 @@ class Submitter:
         log.info("%s: the server is full (%s): waiting for room", url, self.redact(str(exc)),
                  extra={"event": "server-full", "url": url})
         if self.window.running == 0:  # others' jobs fill it: look again after a pause
-            self.sleep(self.full_pause_s)
+            self.sleep(self.policy.poll_interval_s)
         return self.window.requeue()
 
     def _server_time(self) -> float | None:

@@ -35,7 +35,6 @@ PLUGINS = Plugins(targets=TARGETS, stores=STORES)  # every target API and store 
 
 
 SourceFactory = Callable[[SourceConfig, Settings], Source]
-JobsHook = Callable[[str, int, int], None]  # (phase, jobs polled or finished, jobs in all)
 TargetFactory = Callable[[Manifest, httpx.Client, ObjectReader], Target]
 
 
@@ -83,7 +82,7 @@ def log_http(response: httpx.Response, now: float) -> None:
                      "retry_after": retry_after})
 
 
-def open_ledger(manifest: Manifest, *, clock: Callable[[], float] = time.time,
+def manifest_ledger(manifest: Manifest, *, clock: Callable[[], float] = time.time,
                 read_only: bool = False) -> Ledger:
     """The manifest's ledger; ``read_only`` for commands that only read it (nothing written)."""
     return factory.open_ledger(ledger_at(manifest), clock=clock, owner=target_identity(manifest.target),
@@ -112,7 +111,7 @@ def one_run(manifest: Manifest, *, wait_lock_s: float = 0.0,
     """The ledger, held by this process alone: the run lock (:func:`factory.hold_ledger`), and a run record
     inside the database, so two runs never both write to one ledger, whatever paths reached it."""
     with factory.hold_ledger(ledger_at(manifest), wait_s=wait_lock_s) as (name, alive), \
-            open_ledger(manifest, clock=clock) as ledger:
+            manifest_ledger(manifest, clock=clock) as ledger:
         ledger.claim_run(name, holder_alive=alive)
         try:
             yield ledger
