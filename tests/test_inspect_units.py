@@ -14,7 +14,7 @@ from orchestrator.cli.progress import RunBars
 from orchestrator.errors import OutputError
 from orchestrator.ledger.store import Ledger
 from orchestrator.models import Action, JobProgress, PlanItem, Route, StoredObject
-from orchestrator.report.html import metrics
+from orchestrator.report import metrics
 
 
 def item(n: int, collection: str = "c", source: int = 0) -> PlanItem:
