@@ -27,7 +27,7 @@ from orchestrator.targets.http import MAX_BODY_BYTES, call, job_id_problem, retr
 from orchestrator.targets.milvus_grpc import MilvusGrpcTarget
 from orchestrator.targets.reply import MAX_TEXT
 from tests.conftest import HTTP_TARGETS, SECRETS
-from tests.fakes.base import FakeImportAPI, OddReply
+from tests.fakes.base import FakeImportAPI, OddReply, SocketExchange
 from tests.fakes.canned import Canned, CannedServer
 from tests.test_exactly_once import assert_exactly_once
 from tests.test_preflight_e2e import ARTICLES
@@ -96,8 +96,7 @@ def test_an_endless_reply_is_cut_at_the_bound_and_classified_like_garbage(create
             pass
 
         def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            FakeImportAPI.endless(fake, self)
+            FakeImportAPI.endless(fake, SocketExchange(self))  # the request's body read first
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
