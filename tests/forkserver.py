@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from pathlib import Path
 from typing import IO, Any
 
@@ -60,7 +61,6 @@ def _child(request: dict[str, Any], fds: list[int]) -> None:
         os.dup2(fd, target)
     for fd in fds:
         os.close(fd)
-    signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_IGN if request["hup"] == "ignore" else signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -129,8 +129,8 @@ def serve(sock: socket.socket) -> None:
                 return
             pid = os.fork()
             if pid == 0:
-                sock.close()
-                for fd in status_of.values():
+                signal.set_wakeup_fd(-1)
+                for fd in (sock.detach(), wake_r, wake_w, *status_of.values()):
                     os.close(fd)
                 _child(json.loads(message), fds)
             for fd in fds[:3]:
@@ -148,11 +148,10 @@ class Server:
     _started: Server | None = None
 
     def __init__(self) -> None:
-        mine, theirs = socket.socketpair()
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # a request per message
         self.env = startup_env(dict(os.environ))
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.forkserver", str(theirs.fileno())],
-                                     pass_fds=(theirs.fileno(),), cwd=ROOT, stdin=subprocess.DEVNULL,
-                                     env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                     pass_fds=(theirs.fileno(),), cwd=ROOT, stdin=subprocess.DEVNULL)
         theirs.close()
         self.sock = mine
         self.replies = mine.makefile("rb")
@@ -201,6 +200,8 @@ class Forked:
             else:
                 ends.append(default if given is None else given if isinstance(given, int) else given.fileno())
         self._status, status_w = os.pipe()
+        self._reading = threading.Lock()
+        weakref.finalize(self, os.close, self._status)  # closed with this object: another thread may poll
         handed.append(status_w)
         encoding = locale.getpreferredencoding(False)
         pipes = iter(self._read)
@@ -216,20 +217,21 @@ class Forked:
                 os.close(fd)
 
     def poll(self) -> int | None:
-        if self.returncode is None and select.select([self._status], [], [], 0)[0]:
-            self._reap()
+        self._settle(0.0)
         return self.returncode
 
-    def _reap(self) -> None:
-        data = os.read(self._status, 64)
-        os.close(self._status)
-        self.returncode = os.waitstatus_to_exitcode(int(data))
+    def _settle(self, timeout: float | None) -> bool:
+        """Read the exit status once the server wrote it (waiting up to ``timeout``): whether it is
+        known. Threads may ask at once (a timer that kills, a test that waits): one reads it."""
+        if self.returncode is None and select.select([self._status], [], [], timeout)[0]:
+            with self._reading:
+                if self.returncode is None:
+                    self.returncode = os.waitstatus_to_exitcode(int(os.read(self._status, 64)))
+        return self.returncode is not None
 
     def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None:
-            if not select.select([self._status], [], [], timeout)[0]:
-                raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
-            self._reap()
+        if not self._settle(timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
         assert self.returncode is not None
         return self.returncode
 
@@ -253,7 +255,7 @@ class Forked:
                 raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
             for fd in ready:
                 if fd == self._status:
-                    self._reap()
+                    self._settle(0.0)
                     continue
                 data = os.read(fd, 65536)
                 if data:
