@@ -58,6 +58,7 @@ FAULTS = ("500", "429", "busy", "full", "slow", "drop", "garbage", "502", "504",
           "bad-id", "dup-id", "loris-header", "loris-body", "none")
 LORIS_PADDING = 100_000  # bytes a slow-loris reply trickles before its end: hours at any trickle_s
 ROWS = 3  # the rows every fake job imports
+STOP_POLL_S = 0.01  # how often a serving fake looks whether stop() was asked (http.server's default: 0.5 s)
 DESCRIBE_COLLECTION = "/v2/vectordb/collections/describe"
 NO_CLUSTER = "Cluster not exist or you don't have permission."
 IN_PROCESS = "http://{type}.in-process.invalid"  # a fake's URL while it serves no socket
@@ -241,7 +242,7 @@ class FakeImportAPI:
             daemon_threads = True
 
         self._server = Server(("127.0.0.1", 0), RequestHandler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(STOP_POLL_S,), daemon=True).start()
         return self
 
     def stop(self) -> None:
