@@ -1,11 +1,14 @@
-"""What every fake import API shares: a real socket, the job store, fault injection, request records.
+"""What every fake import API shares: a real socket or an in-process transport, the job store, fault
+injection, request records.
 
 Each API (``zilliz.py`` v1, ``zilliz_v2.py``, ``milvus.py``) adds only its routes, its request checks
 and its reply shapes, so tests can be parametrized over them through one interface:
-``start()/stop()/url``, ``api_key``, ``jobs`` (``Job.object_url`` is always the object's URL),
-``creates()``, ``created_urls()``, ``jobs_for(url)``, ``faults``, ``fault_rate``, ``poll_fault_rate``,
-``honour_idempotency``, ``list_enabled``, ``complete_after``, ``fail_objects``, ``refuse_objects``,
-and ``manifest_target()`` for the manifest's ``target`` section.
+``start()/stop()/url``, ``transport()`` (the same fake in-process, for ``httpx.Client(transport=...)``:
+unit tests of a target that need no connection; see :class:`Exchange`), ``api_key``, ``jobs``
+(``Job.object_url`` is always the object's URL), ``creates()``, ``created_urls()``, ``jobs_for(url)``,
+``faults``, ``fault_rate``, ``poll_fault_rate``, ``honour_idempotency``, ``list_enabled``,
+``complete_after``, ``fail_objects``, ``refuse_objects``, and ``manifest_target()`` for the manifest's
+``target`` section.
 
 Faults (consumed in order from ``faults``, then drawn at ``fault_rate`` with a seeded RNG), on create
 calls. Refused before any job is made: ``500``, ``429`` (with Retry-After), ``busy`` (200 + the API's
