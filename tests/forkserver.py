@@ -175,6 +175,8 @@ def can_fork(module: str, popen: dict[str, Any]) -> bool:
     :class:`Forked` takes, and an environment an interpreter would start the same way in."""
     if module != "orchestrator" or not set(popen) <= {"env", "cwd", "stdout", "stderr"}:
         return False
+    if any(popen.get(k) in (subprocess.STDOUT, subprocess.DEVNULL) for k in ("stdout", "stderr")):
+        return False
     env = popen.get("env") or dict(os.environ)
     server = Server.get()
     return server.ready and startup_env(env) == server.env
