@@ -30,6 +30,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from moto.server import ThreadedMotoServer
 
+from tests import forkserver
 from tests.fakes.base import FakeImportAPI
 from tests.fakes.canned import Canned, CannedServer
 from tests.fakes.milvus import FakeMilvus
@@ -81,16 +82,18 @@ runpy.run_module(module, run_name="__main__", alter_sys=True)
 class Child:
     """A command in a subprocess with a deadline: :meth:`finish` waits for it at most until then, and
     on expiry kills it and fails the test with the command and its output. Every CLI subprocess of
-    the suite goes through here, so that no `run` or `run --wait` can hang the suite."""
+    the suite goes through here, so that no `run` or `run --wait` can hang the suite. ``forked``
+    (module, arguments, SIGHUP disposition): the same command forked by :mod:`tests.forkserver`."""
 
     def __init__(self, argv: list[str], *, deadline_s: float = CLI_DEADLINE_S, shown: str | None = None,
-                 **popen: Any) -> None:
+                 forked: tuple[str, list[str], str] | None = None, **popen: Any) -> None:
         self.shown = shown or " ".join(argv)
         self.deadline_s = deadline_s
         self._deadline = time.monotonic() + deadline_s
         popen.setdefault("stdout", subprocess.PIPE)
         popen.setdefault("stderr", subprocess.PIPE)
-        self.proc: subprocess.Popen[str] = subprocess.Popen(argv, text=True, **popen)
+        self.proc: subprocess.Popen[str] | forkserver.Forked = \
+            forkserver.Forked(*forked, **popen) if forked else subprocess.Popen(argv, text=True, **popen)
 
     @property
     def pid(self) -> int:
@@ -133,9 +136,13 @@ class Child:
 def cli_child(*args: str, module: str = "orchestrator", ignore_hup: bool = False, **kwargs: Any) -> Child:
     """``python -m orchestrator ARGS`` (or ``-m MODULE``), started: SIGINT, SIGTERM and SIGHUP as a
     terminal gives them (SIGHUP ignored with ``ignore_hup``, as under `nohup`), whatever this process
-    inherited."""
-    argv = [sys.executable, "-c", _LAUNCH, "ignore" if ignore_hup else "default", str(ROOT), module, *args]
-    return Child(argv, shown=f"python -m {module} {' '.join(args)}", **kwargs)
+    inherited. The command line itself is forked from a warm interpreter (:mod:`tests.forkserver`)
+    where it would start the same way: a real process, without a second of imports."""
+    hup = "ignore" if ignore_hup else "default"
+    argv = [sys.executable, "-c", _LAUNCH, hup, str(ROOT), module, *args]
+    popen = {k: v for k, v in kwargs.items() if k != "deadline_s"}
+    forked = (module, list(args), hup) if forkserver.can_fork(module, popen) else None
+    return Child(argv, shown=f"python -m {module} {' '.join(args)}", forked=forked, **kwargs)
 
 
 def run_cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:

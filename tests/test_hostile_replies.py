@@ -28,7 +28,7 @@ from orchestrator.targets.http import MAX_BODY_BYTES, call, job_id_problem, retr
 from orchestrator.targets.milvus_grpc import MilvusGrpcTarget
 from orchestrator.targets.reply import MAX_TEXT
 from tests.conftest import HTTP_TARGETS, SECRETS
-from tests.fakes.base import FakeImportAPI, OddReply
+from tests.fakes.base import STOP_POLL_S, FakeImportAPI, OddReply, SocketExchange
 from tests.fakes.canned import Canned, CannedServer
 from tests.test_exactly_once import assert_exactly_once
 from tests.test_preflight_e2e import ARTICLES
@@ -97,12 +97,11 @@ def test_an_endless_reply_is_cut_at_the_bound_and_classified_like_garbage(create
             pass
 
         def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            FakeImportAPI.endless(fake, self)
+            FakeImportAPI.endless(fake, SocketExchange(self))  # the request's body read first
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(STOP_POLL_S,), daemon=True).start()
     try:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         with httpx.Client(timeout=30) as client, pytest.raises(TransientError) as info:

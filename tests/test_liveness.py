@@ -5,10 +5,7 @@ two-phase orphans. Runs that could hang go through the CLI in a subprocess with 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +17,7 @@ import pytest
 from orchestrator import api
 from orchestrator.models import Action, ObjectState, PlanItem
 from orchestrator.run.wiring import make_target, manifest_ledger, object_url
-from tests.conftest import HTTP_TARGETS
+from tests.conftest import HTTP_TARGETS, cli_child
 from tests.fakes.base import FakeImportAPI
 from tests.fakes.milvus import FakeMilvus
 from tests.test_exactly_once import invoke, rows
@@ -29,16 +26,9 @@ DEADLINE_S = 90  # a run that takes longer hangs: the test fails, the suite goes
 
 
 def cli(*args: str) -> tuple[int, str, str]:
-    """The CLI in a subprocess, failed (and killed) past :data:`DEADLINE_S`."""
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-    try:
-        out, err = proc.communicate(timeout=DEADLINE_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"`{' '.join(args[:1])}` did not end within {DEADLINE_S} s (a hang):\n{err[-3000:]}")
-    return proc.returncode, out, err
+    """The CLI in a subprocess, failed (and killed) past :data:`DEADLINE_S` (a hang)."""
+    done = cli_child(*args, deadline_s=DEADLINE_S).finish()
+    return done.returncode, done.stdout, done.stderr
 
 
 def states(manifest: Path) -> dict[str, str]:
@@ -291,8 +281,7 @@ def test_a_kill_after_a_resent_two_phase_call_leaves_nothing_uncertain(
     manifest = write_manifest(settings={"objects_per_job": 4})
     api.run(api.validate(manifest), api.RunOptions(max_submissions=1))  # a's job, uncommitted
     fake_api.faults = ["drop"]
-    proc = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(manifest)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    proc = cli_child("run", str(manifest), deadline_s=DEADLINE_S)
 
     def kill(job: Any) -> None:  # the resent call's job exists; its id never reaches the ledger
         if len(fake_api.jobs_for(second)) == 2:

@@ -138,10 +138,10 @@ def test_keys_are_what_milvus_accepts_for_every_object_name(
 
 
 def test_the_fake_checks_keys_and_remembers_them_per_collection_for_a_day(clock: Clock) -> None:
-    fake = FakeMilvus(clock=clock, honour_idempotency=True).start()
-    try:
+    fake = FakeMilvus(clock=clock, honour_idempotency=True)
+    with httpx.Client(transport=fake.transport()) as client:
         def create(key: str, collection: str = "c") -> dict[str, Any]:
-            reply = httpx.post(f"{fake.url}/v2/vectordb/jobs/import/create", headers={
+            reply = client.post(f"{fake.url}/v2/vectordb/jobs/import/create", headers={
                 "Authorization": f"Bearer {fake.api_key}", "Idempotency-Key": key},
                 json={"collectionName": collection, "files": [["a.parquet"]]})
             return dict(reply.json())
@@ -156,8 +156,6 @@ def test_the_fake_checks_keys_and_remembers_them_per_collection_for_a_day(clock:
         fake.faults = ["full"]
         assert create("late")["code"] == 2100 and not [j for j in fake.all_jobs() if j.idempotency_key
                                                           == "late"]  # the limit check comes first
-    finally:
-        fake.stop()
 
 
 # -- 5. the Milvus job list has no pages ----------------------------------------------------------
@@ -188,15 +186,13 @@ def test_polling_by_list_when_one_reply_holds_every_job(
 
 
 def test_the_milvus_fake_ignores_page_fields() -> None:
-    fake = FakeMilvus().start()
-    try:
-        for i in range(12):
-            fake.add_job(f"s3://b/{i}.parquet", "c")
-        reply = httpx.post(f"{fake.url}/v2/vectordb/jobs/import/list", headers={
+    fake = FakeMilvus()
+    for i in range(12):
+        fake.add_job(f"s3://b/{i}.parquet", "c")
+    with httpx.Client(transport=fake.transport()) as client:
+        reply = client.post(f"{fake.url}/v2/vectordb/jobs/import/list", headers={
             "Authorization": f"Bearer {fake.api_key}"}, json={"pageSize": 5, "currentPage": 2}).json()
-        assert reply["code"] == 0 and len(reply["data"]["records"]) == 12 and "count" not in reply["data"]
-    finally:
-        fake.stop()
+    assert reply["code"] == 0 and len(reply["data"]["records"]) == 12 and "count" not in reply["data"]
 
 
 # -- 4. uncommitted jobs are never garbage-collected: a run leaves none of its own ------------------
@@ -246,10 +242,10 @@ def test_a_run_that_leaves_an_orphan_uncommitted_says_why(
 
 
 def test_the_fake_keeps_uncommitted_jobs_forever(clock: Clock) -> None:
-    fake = FakeMilvus(clock=clock, job_memory_s=3 * 3600.0).start()
-    try:
+    fake = FakeMilvus(clock=clock, job_memory_s=3 * 3600.0)
+    with httpx.Client(transport=fake.transport()) as client:
         def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-            return dict(httpx.post(f"{fake.url}/v2/vectordb/jobs/import/{path}", headers={
+            return dict(client.post(f"{fake.url}/v2/vectordb/jobs/import/{path}", headers={
                 "Authorization": f"Bearer {fake.api_key}"}, json=body).json())
 
         kept = post("create", {"collectionName": "c", "files": [["a.parquet"]],
@@ -259,8 +255,6 @@ def test_the_fake_keeps_uncommitted_jobs_forever(clock: Clock) -> None:
         assert post("describe", {"jobId": kept})["data"]["state"] == "Uncommitted"
         assert post("describe", {"jobId": done})["code"] == 2100  # a completed job is forgotten
         assert [r["jobId"] for r in post("list", {})["data"]["records"]] == [kept]
-    finally:
-        fake.stop()
 
 
 @pytest.mark.parametrize("fake_api", ["zilliz-v1", "zilliz-v2"], indirect=True)

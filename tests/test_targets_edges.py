@@ -1,5 +1,7 @@
-"""Replies that may have made a job, job ids, and servers as they are: every HTTP target, for real over
-loopback against its fake (``httpx.MockTransport`` only for reply shapes no fake gives)."""
+"""Replies that may have made a job, job ids, and servers as they are: every HTTP target against its fake,
+served in-process (``fake.transport()``: the fake's own logic, no socket) or over loopback where only a
+connection can show it (a read timeout); ``httpx.MockTransport`` by hand only for reply shapes no fake
+gives."""
 
 from __future__ import annotations
 
@@ -29,16 +31,17 @@ CREDS = Credentials(access_key=Secret("ak"), secret_key=Secret("sk"))
 
 @pytest.fixture(params=APIS)
 def fake(request: pytest.FixtureRequest, clock: Clock) -> Iterator[FakeImportAPI]:
+    """The fake, in-process until a test starts its socket."""
     kind: type[FakeImportAPI] = {"zilliz-v1": FakeZilliz, "zilliz-v2": FakeZillizV2,
                                  "milvus": FakeMilvus}[request.param]
-    server = kind(clock=clock).start()
+    server = kind(clock=clock)
     yield server
     server.stop()
 
 
 @pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as client:
+def http(fake: FakeImportAPI) -> Iterator[httpx.Client]:
+    with httpx.Client(timeout=10, transport=fake.transport()) as client:
         yield client
 
 
@@ -92,6 +95,7 @@ def test_replies_that_prove_no_job_stay_plain_transient(fake: FakeImportAPI, htt
 
 
 def test_a_read_timeout_on_a_create_is_ambiguous(fake: FakeImportAPI) -> None:
+    fake.start()  # a read timeout needs a real connection
     gave_up = threading.Event()
     fake.before_reply = lambda _job: gave_up.wait(10)  # the reply is held until the client gave up
     try:
@@ -213,25 +217,20 @@ def test_finished_jobs_are_forgotten_after_job_memory(fake: FakeImportAPI, http:
     ("https://s3.us-east-1.amazonaws.com/lake/emb/x%2By.parquet", "lake/emb/x%2By.parquet"),
     ("https://storage.googleapis.com/lake/emb/%C3%A9.parquet", "lake/emb/%C3%A9.parquet"),
 ])
-def test_zilliz_fakes_report_the_path_after_the_host_as_given(clock: Clock, http: httpx.Client, url: str,
-                                                             reported: str) -> None:
+def test_zilliz_fakes_report_the_path_after_the_host_as_given(clock: Clock, url: str, reported: str) -> None:
     for kind in (FakeZilliz, FakeZillizV2):
-        fake = kind(clock=clock).start()
-        try:
+        fake = kind(clock=clock)
+        with httpx.Client(transport=fake.transport()) as http:
             target = target_of(fake, http)
             assert fake.reported_name(url) == reported
             assert target.progress(create(target, fake, "k", url=url)).file_name == reported
-        finally:
-            fake.stop()
 
 
-def test_milvus_reports_the_key_in_its_bucket(clock: Clock, http: httpx.Client) -> None:
-    fake = FakeMilvus(clock=clock).start()
-    try:
+def test_milvus_reports_the_key_in_its_bucket(clock: Clock) -> None:
+    fake = FakeMilvus(clock=clock)
+    with httpx.Client(transport=fake.transport()) as http:
         target = target_of(fake, http)
         assert target.progress(create(target, fake, "emb/a b.parquet")).file_name == "emb/a b.parquet"
-    finally:
-        fake.stop()
 
 
 def test_visible_rows_count_each_completed_job(fake: FakeImportAPI, http: httpx.Client, clock: Clock) -> None:

@@ -1,4 +1,5 @@
-"""Milvus two-phase import (reference section 9): MilvusTarget against FakeMilvus over real loopback HTTP.
+"""Milvus two-phase import (reference section 9): MilvusTarget against FakeMilvus served in-process (its
+own logic through ``fake.transport()``), then whole runs against it on a real socket.
 
 A job created with ``auto_commit: "false"`` stops in Uncommitted with its rows invisible; commit makes
 them visible once, abort drops them; a server without the feature (or refusing it) is detected.
@@ -32,15 +33,13 @@ KEY = "emb/a.parquet"
 
 
 @pytest.fixture
-def fake(clock: Clock) -> Iterator[FakeMilvus]:
-    server = FakeMilvus(clock=clock, complete_after=10.0).start()
-    yield server
-    server.stop()
+def fake(clock: Clock) -> FakeMilvus:
+    return FakeMilvus(clock=clock, complete_after=10.0)
 
 
 @pytest.fixture
 def target(fake: FakeMilvus) -> Iterator[MilvusTarget]:
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, transport=fake.transport()) as client:
         yield MilvusTarget(client, base_url=fake.url, token=Secret(fake.api_key), db_name="default",
                            two_phase=True)
 
@@ -163,14 +162,15 @@ def test_other_refusals_are_not_mistaken_for_the_option(fake: FakeMilvus, target
 
 
 def test_the_fake_refuses_a_boolean_option_like_milvus(fake: FakeMilvus) -> None:
-    reply = httpx.post(f"{fake.url}/v2/vectordb/jobs/import/create", headers={
-        "Authorization": f"Bearer {fake.api_key}"}, json={
-        "collectionName": "c", "files": [[KEY]], "options": {"auto_commit": False}}).json()
+    with httpx.Client(transport=fake.transport()) as client:
+        reply = client.post(f"{fake.url}/v2/vectordb/jobs/import/create", headers={
+            "Authorization": f"Bearer {fake.api_key}"}, json={
+            "collectionName": "c", "files": [[KEY]], "options": {"auto_commit": False}}).json()
     assert reply["code"] == 1100 and fake.all_jobs() == []
 
 
 def test_without_two_phase_milvus_sends_no_options(fake: FakeMilvus) -> None:
-    with httpx.Client() as client:
+    with httpx.Client(transport=fake.transport()) as client:
         plain = MilvusTarget(client, base_url=fake.url, token=Secret(fake.api_key))
         create(plain)
     assert "options" not in fake.creates()[0].body and not plain.two_phase

@@ -1,11 +1,14 @@
-"""What every fake import API shares: a real socket, the job store, fault injection, request records.
+"""What every fake import API shares: a real socket or an in-process transport, the job store, fault
+injection, request records.
 
 Each API (``zilliz.py`` v1, ``zilliz_v2.py``, ``milvus.py``) adds only its routes, its request checks
 and its reply shapes, so tests can be parametrized over them through one interface:
-``start()/stop()/url``, ``api_key``, ``jobs`` (``Job.object_url`` is always the object's URL),
-``creates()``, ``created_urls()``, ``jobs_for(url)``, ``faults``, ``fault_rate``, ``poll_fault_rate``,
-``honour_idempotency``, ``list_enabled``, ``complete_after``, ``fail_objects``, ``refuse_objects``,
-and ``manifest_target()`` for the manifest's ``target`` section.
+``start()/stop()/url``, ``transport()`` (the same fake in-process, for ``httpx.Client(transport=...)``:
+unit tests of a target that need no connection; see :class:`Exchange`), ``api_key``, ``jobs``
+(``Job.object_url`` is always the object's URL), ``creates()``, ``created_urls()``, ``jobs_for(url)``,
+``faults``, ``fault_rate``, ``poll_fault_rate``, ``honour_idempotency``, ``list_enabled``,
+``complete_after``, ``fail_objects``, ``refuse_objects``, and ``manifest_target()`` for the manifest's
+``target`` section.
 
 Faults (consumed in order from ``faults``, then drawn at ``fault_rate`` with a seeded RNG), on create
 calls. Refused before any job is made: ``500``, ``429`` (with Retry-After), ``busy`` (200 + the API's
@@ -40,24 +43,60 @@ it gets the ``full`` reply); ``complete_after`` is how long a job runs.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import itertools
 import json
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self
 from urllib.parse import parse_qs, urlparse
+
+import httpx
 
 FAULTS = ("500", "429", "busy", "full", "slow", "drop", "garbage", "502", "504", "503-after", "no-id",
           "bad-id", "dup-id", "loris-header", "loris-body", "none")
 LORIS_PADDING = 100_000  # bytes a slow-loris reply trickles before its end: hours at any trickle_s
 ROWS = 3  # the rows every fake job imports
+STOP_POLL_S = 0.01  # how often a serving fake looks whether stop() was asked (http.server's default: 0.5 s)
 DESCRIBE_COLLECTION = "/v2/vectordb/collections/describe"
 NO_CLUSTER = "Cluster not exist or you don't have permission."
-Handler = Callable[[BaseHTTPRequestHandler, Any, dict[str, str]], None]
+IN_PROCESS = "http://{type}.in-process.invalid"  # a fake's URL while it serves no socket
+
+
+class Headers(Protocol):
+    def get(self, name: str, default: None = None) -> str | None: ...
+
+
+class Exchange(Protocol):
+    """One request to a fake and the way its answer goes back: over a real socket (:class:`SocketExchange`)
+    or in-process (:class:`MemoryExchange`, for ``httpx.MockTransport``). The fake's logic sees only this."""
+
+    method: str
+    path: str  # with the query
+    headers: Headers  # looked up by name, whatever its case
+    sent_headers: list[tuple[str, str]]  # as the client spelled them, in order
+    body: bytes
+
+    def send(self, status: int, headers: Iterable[tuple[str, str]], body: bytes, *,
+             close: bool = False) -> None:
+        """Answer: the status, headers and the whole body (``close``: then end the connection)."""
+
+    def drop(self) -> None:
+        """Close the connection without a reply (the job, if made, exists)."""
+
+    def send_slowly(self, fast: bytes, slow: bytes, pause_s: float, stopping: threading.Event) -> None:
+        """Write ``fast`` raw, then ``slow`` one byte every ``pause_s`` until the client hangs up or
+        ``stopping`` is set (a slow-loris reply: raw bytes, headers included)."""
+
+    def send_chunked(self, chunk: bytes, times: int) -> None:
+        """A 200 whose chunked body is ``chunk`` ``times`` over, until the client hangs up."""
+
+
+Handler = Callable[[Exchange, Any, dict[str, str]], None]
 
 
 @dataclass
@@ -173,10 +212,10 @@ class FakeImportAPI:
     def created_reply(self, job_id: str) -> dict[str, Any]:
         return {"code": 0, "data": {"jobId": job_id}}
 
-    def authorized(self, h: BaseHTTPRequestHandler) -> bool:
+    def authorized(self, h: Exchange) -> bool:
         return h.headers.get("Authorization") == f"Bearer {self.api_key}"
 
-    def unauthorized(self, h: BaseHTTPRequestHandler) -> None:
+    def unauthorized(self, h: Exchange) -> None:
         self.reply(h, {"code": 80001, "message": "Invalid token: your token is not valid."})
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -196,17 +235,17 @@ class FakeImportAPI:
                     super().handle()
 
             def do_GET(self) -> None:
-                fake._dispatch(self, "GET")
+                fake._dispatch(SocketExchange(self))
 
             def do_POST(self) -> None:
-                fake._dispatch(self, "POST")
+                fake._dispatch(SocketExchange(self))
 
         class Server(ThreadingHTTPServer):
             request_queue_size = 128
             daemon_threads = True
 
         self._server = Server(("127.0.0.1", 0), RequestHandler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(STOP_POLL_S,), daemon=True).start()
         return self
 
     def stop(self) -> None:
@@ -215,9 +254,24 @@ class FakeImportAPI:
             self._server.shutdown()
             self._server.server_close()
 
+    def transport(self) -> httpx.MockTransport:
+        """The fake in-process, with no socket: a transport for ``httpx.Client(transport=...)`` that hands
+        each request to the same dispatch as the socket does (auth, codes, faults, job caps, clocks).
+        A fault that needs a real connection (``drop``, ``endless``, the slow-loris ones) raises
+        :class:`NeedsSocket`: such tests run on :meth:`start`."""
+
+        def handle(request: httpx.Request) -> httpx.Response:
+            exchange = MemoryExchange(request)
+            self._dispatch(exchange)
+            return exchange.response(request)
+
+        return httpx.MockTransport(handle)
+
     @property
     def url(self) -> str:
-        assert self._server is not None
+        """Where the socket listens; before :meth:`start`, a name no DNS resolves (in-process use)."""
+        if self._server is None:
+            return IN_PROCESS.format(type=self.TYPE)
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
@@ -304,53 +358,26 @@ class FakeImportAPI:
 
     # -- the machinery the routes use ---------------------------------------------------------
 
-    def reply(self, h: BaseHTTPRequestHandler, payload: Any, *, status: int = 200,
+    def reply(self, h: Exchange, payload: Any, *, status: int = 200,
               headers: dict[str, str] | None = None, raw: bytes | None = None) -> None:
         html = raw is not None
         if raw is None:
             sent = self.hostile(urlparse(h.path).path, payload) if self.hostile is not None else payload
             raw = sent if isinstance(sent, bytes) else json.dumps(sent).encode()
-        data = raw
-        h.send_response(status)
-        h.send_header("Content-Type", "text/html" if html else self.content_type)
-        h.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            h.send_header(k, v)
-        try:
-            h.end_headers()
-            h.wfile.write(data)
-        except OSError:  # the client died (tests kill it on purpose)
-            h.close_connection = True
+        h.send(status, [("Content-Type", "text/html" if html else self.content_type),
+                        ("Content-Length", str(len(raw))), *(headers or {}).items()], raw)
 
-    def send_raw(self, h: BaseHTTPRequestHandler, odd: OddReply) -> None:
-        h.close_connection = True
-        try:
-            h.send_response(odd.status)
-            for name, value in odd.headers.items():
-                h.send_header(name, value)
-            h.send_header("Content-Length", str(len(odd.body)))
-            h.end_headers()
-            h.wfile.write(odd.body)
-        except OSError:
-            pass
+    def send_raw(self, h: Exchange, odd: OddReply) -> None:
+        h.send(odd.status, [*odd.headers.items(), ("Content-Length", str(len(odd.body)))], odd.body,
+               close=True)
 
-    def endless(self, h: BaseHTTPRequestHandler, *, limit_bytes: int = 1 << 30) -> None:
+    def endless(self, h: Exchange, *, limit_bytes: int = 1 << 30) -> None:
         """A 200 whose chunked JSON body goes on (up to ``limit_bytes``, far past any client's bound)
         until the client hangs up."""
         chunk = b'{"code": 0, "data": {"jobId": "' + b"9" * 65536
-        framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
-        h.close_connection = True
-        try:
-            h.send_response(200)
-            h.send_header("Content-Type", "application/json")
-            h.send_header("Transfer-Encoding", "chunked")
-            h.end_headers()
-            for _ in range(limit_bytes // len(chunk)):
-                h.wfile.write(framed)
-        except OSError:  # the client stopped reading and closed: what it should do
-            pass
+        h.send_chunked(chunk, limit_bytes // len(chunk))
 
-    def trickle(self, h: BaseHTTPRequestHandler, payload: Any, *, headers_too: bool) -> None:
+    def trickle(self, h: Exchange, payload: Any, *, headers_too: bool) -> None:
         """A slow-loris reply: its headers (padded), or only its body (after blank padding, which JSON
         allows), one byte every ``trickle_s``, until it ends (never, in a test), the client hangs up or
         the fake stops."""
@@ -358,19 +385,9 @@ class FakeImportAPI:
         head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
                 + (f"X-Padding: {'a' * LORIS_PADDING}\r\n" if headers_too else "") + "\r\n").encode()
         slow, fast = (head + body, b"") if headers_too else (body, head)
-        h.close_connection = True
-        try:
-            h.wfile.write(fast)
-            h.wfile.flush()
-            for i in range(len(slow)):
-                if self._stopping.wait(self.trickle_s):
-                    return
-                h.wfile.write(slow[i:i + 1])
-                h.wfile.flush()
-        except OSError:  # the client gave up and closed: what it should do
-            pass
+        h.send_slowly(fast, slow, self.trickle_s, self._stopping)
 
-    def new_job(self, h: BaseHTTPRequestHandler, *, object_url: str, collection: str, access_key: str = "",
+    def new_job(self, h: Exchange, *, object_url: str, collection: str, access_key: str = "",
                 partition: str | None = None, db_name: str | None = None, auto_commit: bool = True,
                 more: tuple[str, ...] = (), timeout_s: float | None = None) -> None:
         """Refuse, fail, fault or create the job for one create call (of ``object_url`` and ``more``),
@@ -423,8 +440,7 @@ class FakeImportAPI:
         if self.before_reply is not None:
             self.before_reply(self.jobs[job_id])
         if fault == "drop":
-            h.close_connection = True
-            return None  # the job exists, the reply is lost
+            return h.drop()  # the job exists, the reply is lost
         if fault in ("502", "504", "503-after"):
             return self.reply(h, None, status=int(fault[:3]), raw=b"<html>Bad Gateway</html>")
         if fault == "no-id":
@@ -439,13 +455,13 @@ class FakeImportAPI:
             return self.send_raw(h, odd)  # the job exists, the reply says something else
         return self.reply(h, self.created_reply(job_id))
 
-    def _describe_collection(self, h: BaseHTTPRequestHandler, body: Any) -> None:
+    def _describe_collection(self, h: Exchange, body: Any) -> None:
         name = body.get("collectionName") if isinstance(body, dict) else None
         if name not in self.collections:
             return self.reply(h, {"code": 100, "message": f"collection not found[collection={name}]"})
         return self.reply(h, {"code": 0, "data": self.collections[name]})
 
-    def poll_fault(self, h: BaseHTTPRequestHandler) -> bool:
+    def poll_fault(self, h: Exchange) -> bool:
         """A 500 on a progress or list call, at ``poll_fault_rate``."""
         with self._lock:
             hit = self.poll_fault_rate > 0 and self._rng.random() < self.poll_fault_rate
@@ -472,12 +488,11 @@ class FakeImportAPI:
                     return fault
         return None
 
-    def _dispatch(self, h: BaseHTTPRequestHandler, method: str) -> None:
+    def _dispatch(self, h: Exchange) -> None:
+        method = h.method
         parsed = urlparse(h.path)
-        length = int(h.headers.get("Content-Length") or 0)
-        raw = h.rfile.read(length) if length else b""
         try:
-            body = json.loads(raw) if raw else None
+            body = json.loads(h.body) if h.body else None
         except ValueError:
             body = None
         if parsed.path == "/_fake/received":  # for benchmarks that run the fake in another process
@@ -490,8 +505,7 @@ class FakeImportAPI:
                 made = len(self.jobs)
             return self.reply(h, {"code": 0, "data": {"paths": paths, "jobs": made}})
         with self._lock:
-            self.received.append(Received(method, parsed.path, dict(h.headers.items()), body,
-                                          time.monotonic()))
+            self.received.append(Received(method, parsed.path, dict(h.sent_headers), body, time.monotonic()))
         if self.latency_s:
             time.sleep(self.latency_s)
         if not self.authorized(h):
@@ -516,3 +530,101 @@ def check_keys(body: Any, *, required: tuple[str, ...], optional: tuple[str, ...
     if unknown:
         return f"invalid parameter: unknown {unknown}"
     return None
+
+
+class NeedsSocket(AssertionError):
+    """A fault that only a real connection can give (a lost reply, a slow-loris, an endless body) was
+    drawn by a fake serving in-process: the test belongs on :meth:`FakeImportAPI.start`."""
+
+
+class SocketExchange:
+    """A request on a real socket (``http.server``): the reply is written to the connection."""
+
+    def __init__(self, handler: BaseHTTPRequestHandler) -> None:
+        self._h = handler
+        self.method = handler.command
+        self.path = handler.path
+        self.headers: Headers = handler.headers
+        self.sent_headers = list(handler.headers.items())
+        length = int(handler.headers.get("Content-Length") or 0)
+        self.body = handler.rfile.read(length) if length else b""
+
+    def send(self, status: int, headers: Iterable[tuple[str, str]], body: bytes, *,
+             close: bool = False) -> None:
+        h = self._h
+        if close:
+            h.close_connection = True
+        try:
+            h.send_response(status)  # with the Server and Date headers
+            for name, value in headers:
+                h.send_header(name, value)
+            h.end_headers()
+            h.wfile.write(body)
+        except OSError:  # the client died (tests kill it on purpose)
+            h.close_connection = True
+
+    def drop(self) -> None:
+        self._h.close_connection = True
+
+    def send_slowly(self, fast: bytes, slow: bytes, pause_s: float, stopping: threading.Event) -> None:
+        h = self._h
+        h.close_connection = True
+        try:
+            h.wfile.write(fast)
+            h.wfile.flush()
+            for i in range(len(slow)):
+                if stopping.wait(pause_s):
+                    return
+                h.wfile.write(slow[i:i + 1])
+                h.wfile.flush()
+        except OSError:  # the client gave up and closed: what it should do
+            pass
+
+    def send_chunked(self, chunk: bytes, times: int) -> None:
+        h = self._h
+        framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+        h.close_connection = True
+        try:
+            h.send_response(200)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Transfer-Encoding", "chunked")
+            h.end_headers()
+            for _ in range(times):
+                h.wfile.write(framed)
+        except OSError:  # the client stopped reading and closed: what it should do
+            pass
+
+
+class MemoryExchange:
+    """A request handed over in-process by ``httpx.MockTransport``: the reply becomes an
+    ``httpx.Response`` with the headers ``http.server`` adds to every reply (``Server``, ``Date``)."""
+
+    SERVER = f"{BaseHTTPRequestHandler.server_version} {BaseHTTPRequestHandler.sys_version}"
+
+    def __init__(self, request: httpx.Request) -> None:
+        self.method = request.method
+        self.path = request.url.raw_path.decode("ascii")
+        self.headers: Headers = request.headers
+        self.sent_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        self.body = request.content
+        self._reply: tuple[int, list[tuple[str, str]], bytes] | None = None
+
+    def send(self, status: int, headers: Iterable[tuple[str, str]], body: bytes, *,
+             close: bool = False) -> None:
+        sent = [("Server", self.SERVER), ("Date", email.utils.formatdate(time.time(), usegmt=True)), *headers]
+        self._reply = (status, sent, body)
+
+    def drop(self) -> None:
+        raise NeedsSocket("a lost reply (fault 'drop') needs a real connection")
+
+    def send_slowly(self, fast: bytes, slow: bytes, pause_s: float, stopping: threading.Event) -> None:
+        raise NeedsSocket("a slow-loris reply needs a real connection")
+
+    def send_chunked(self, chunk: bytes, times: int) -> None:
+        raise NeedsSocket("an endless reply needs a real connection")
+
+    def response(self, request: httpx.Request) -> httpx.Response:
+        if self._reply is None:
+            raise NeedsSocket(f"{self.method} {self.path} was never answered")
+        status, headers, body = self._reply
+        return httpx.Response(status, headers=headers, content=body, request=request)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.fakes.base import STOP_POLL_S
+
 
 @dataclass
 class Canned:
@@ -55,7 +57,7 @@ class CannedServer:
             daemon_threads = True
 
         self._server = Server(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(STOP_POLL_S,), daemon=True).start()
         return self
 
     def stop(self) -> None:

@@ -36,10 +36,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.fakes.base import ROWS, FakeImportAPI, Handler, Job, check_keys
+from tests.fakes.base import ROWS, Exchange, FakeImportAPI, Handler, Job, check_keys
 
 PREFIX = "/v2/vectordb/jobs/import"
 MAX_FILES = 1024  # files one import job may name (Milvus REST v2)
@@ -119,20 +118,20 @@ class FakeMilvus(FakeImportAPI):
     def new_job_id(self, n: int) -> str:
         return f"{448707763884413000 + n}"
 
-    def unauthorized(self, h: BaseHTTPRequestHandler) -> None:
+    def unauthorized(self, h: Exchange) -> None:
         self.reply(h, {"code": 1800, "message": "user hasn't authenticated"})  # HTTP 200, like Milvus
 
     def state(self, job: Job) -> str:
         return {"running": self.running_state, "uncommitted": "Uncommitted", "committing": "Committing",
                 "completed": "Completed", "failed": "Failed"}[self.phase(job)]
 
-    def _db_problem(self, h: BaseHTTPRequestHandler, body: dict[str, Any]) -> str | None:
+    def _db_problem(self, h: Exchange, body: dict[str, Any]) -> str | None:
         header = h.headers.get("DB-Name")
         if "dbName" in body and header is not None and header != body["dbName"]:
             return f"invalid parameter: DB-Name {header} and dbName {body['dbName']} differ"
         return None
 
-    def _create(self, h: BaseHTTPRequestHandler, body: Any, _query: dict[str, str]) -> None:
+    def _create(self, h: Exchange, body: Any, _query: dict[str, str]) -> None:
         problem = check_keys(body, required=("collectionName", "files"),
                              optional=("partitionName", "dbName", "options"))
         files = body.get("files") if isinstance(body, dict) else None
@@ -169,7 +168,7 @@ class FakeMilvus(FakeImportAPI):
                             db_name=body.get("dbName", h.headers.get("DB-Name")), auto_commit=auto_commit,
                             timeout_s=timeout_s)
 
-    def _progress(self, h: BaseHTTPRequestHandler, body: Any, _query: dict[str, str]) -> None:
+    def _progress(self, h: Exchange, body: Any, _query: dict[str, str]) -> None:
         if self.poll_fault(h):
             return None
         problem = check_keys(body, required=("jobId",), optional=("dbName",))
@@ -190,7 +189,7 @@ class FakeMilvus(FakeImportAPI):
                          "progress": 100 if phase != "running" else 40, "importedRows": rows,
                          "totalRows": ROWS, "reason": job.fail_reason or ""} for url in job.object_urls]}})
 
-    def _two_phase_job(self, h: BaseHTTPRequestHandler, body: Any, action: str) -> Job | None:
+    def _two_phase_job(self, h: Exchange, body: Any, action: str) -> Job | None:
         """The job a commit or abort names, or None once the refusal is answered."""
         problem = check_keys(body, required=("jobId",), optional=("dbName",))
         if problem:
@@ -206,7 +205,7 @@ class FakeMilvus(FakeImportAPI):
             return None
         return job
 
-    def _commit(self, h: BaseHTTPRequestHandler, body: Any, _query: dict[str, str]) -> None:
+    def _commit(self, h: Exchange, body: Any, _query: dict[str, str]) -> None:
         job = self._two_phase_job(h, body, "commit")
         if job is None:
             return None
@@ -219,7 +218,7 @@ class FakeMilvus(FakeImportAPI):
         return self.reply(h, {"code": 2100, "message": f"import failed: job {job.job_id} is in state "
                                                        f"{self.state(job)}, commit not allowed"})
 
-    def _abort(self, h: BaseHTTPRequestHandler, body: Any, _query: dict[str, str]) -> None:
+    def _abort(self, h: Exchange, body: Any, _query: dict[str, str]) -> None:
         job = self._two_phase_job(h, body, "abort")
         if job is None:
             return None
@@ -233,7 +232,7 @@ class FakeMilvus(FakeImportAPI):
                                                        f"terminal/committed state {self.state(job)}, "
                                                        "abort not allowed"})
 
-    def _list(self, h: BaseHTTPRequestHandler, body: Any, _query: dict[str, str]) -> None:
+    def _list(self, h: Exchange, body: Any, _query: dict[str, str]) -> None:
         if not self.list_enabled:
             return self.reply(h, {"code": 1100, "message": "listing import jobs is not enabled"})
         if self.poll_fault(h):

@@ -9,10 +9,9 @@ puts its jobs under ``tasks`` (the doc example) or ``records`` (the doc schema):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.fakes.base import FAULTS, NO_CLUSTER, FakeImportAPI, Handler, Job, Received, check_keys
+from tests.fakes.base import FAULTS, NO_CLUSTER, Exchange, FakeImportAPI, Handler, Job, Received, check_keys
 
 __all__ = ["FAULTS", "FakeZilliz", "Job", "Received"]
 
@@ -49,7 +48,7 @@ class FakeZilliz(FakeImportAPI):
     def state(self, job: Job) -> str:
         return _STATES[self.phase(job)]
 
-    def _create(self, h: BaseHTTPRequestHandler, body: Any, _query: dict[str, str]) -> None:
+    def _create(self, h: Exchange, body: Any, _query: dict[str, str]) -> None:
         problem = check_keys(body, required=("clusterId", "collectionName", "objectUrl", "accessKey",
                                              "secretKey"))
         if problem:
@@ -59,7 +58,7 @@ class FakeZilliz(FakeImportAPI):
         return self.new_job(h, object_url=body["objectUrl"], collection=body["collectionName"],
                             access_key=body["accessKey"])
 
-    def _progress(self, h: BaseHTTPRequestHandler, _body: Any, query: dict[str, str]) -> None:
+    def _progress(self, h: Exchange, _body: Any, query: dict[str, str]) -> None:
         if self.poll_fault(h):
             return None
         job = self.job(query.get("jobId", ""))
@@ -73,7 +72,7 @@ class FakeZilliz(FakeImportAPI):
         return self.reply(h, {"code": self.success_code, "data": {
             "collectionName": job.collection, "jobId": job.job_id, **detail, "details": [detail]}})
 
-    def _list(self, h: BaseHTTPRequestHandler, _body: Any, query: dict[str, str]) -> None:
+    def _list(self, h: Exchange, _body: Any, query: dict[str, str]) -> None:
         if not self.list_enabled:
             return self.reply(h, {"code": 1100, "message": "listing import jobs is not enabled"})
         if self.poll_fault(h):

@@ -11,10 +11,9 @@ Zilliz Cloud honours (``timeout``, ``auto_commit``) is not established (referenc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.fakes.base import NO_CLUSTER, ROWS, FakeImportAPI, Handler, Job, check_keys
+from tests.fakes.base import NO_CLUSTER, ROWS, Exchange, FakeImportAPI, Handler, Job, check_keys
 
 PREFIX = "/v2/vectordb/jobs/import"
 MAX_FILES = 1000  # files one import job may name (Zilliz Cloud v2)
@@ -57,7 +56,7 @@ class FakeZillizV2(FakeImportAPI):
         phase = self.phase(job)
         return {"running": self.running_state, "completed": "Completed", "failed": "Failed"}[phase]
 
-    def _create(self, h: BaseHTTPRequestHandler, body: Any, _query: dict[str, str]) -> None:
+    def _create(self, h: Exchange, body: Any, _query: dict[str, str]) -> None:
         problem = check_keys(body, required=("clusterId", "collectionName", "objectUrls", "accessKey",
                                              "secretKey"),
                              optional=("partitionName", "dbName", "token", "options"))
@@ -74,7 +73,7 @@ class FakeZillizV2(FakeImportAPI):
                             access_key=body["accessKey"], partition=body.get("partitionName"),
                             db_name=body.get("dbName"), more=tuple(inner[0] for inner in urls[1:]))
 
-    def _progress(self, h: BaseHTTPRequestHandler, body: Any, _query: dict[str, str]) -> None:
+    def _progress(self, h: Exchange, body: Any, _query: dict[str, str]) -> None:
         if self.poll_fault(h):
             return None
         problem = check_keys(body, required=("clusterId", "jobId"))
@@ -97,7 +96,7 @@ class FakeZillizV2(FakeImportAPI):
         return self.reply(h, {"code": 0, "data": {
             "jobId": job.job_id, "collectionName": job.collection, **top, "details": details}})
 
-    def _list(self, h: BaseHTTPRequestHandler, body: Any, _query: dict[str, str]) -> None:
+    def _list(self, h: Exchange, body: Any, _query: dict[str, str]) -> None:
         if not self.list_enabled:
             return self.reply(h, {"code": 1100, "message": "listing import jobs is not enabled"})
         if self.poll_fault(h):
