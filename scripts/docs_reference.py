@@ -25,7 +25,8 @@ import click
 
 import orchestrator
 from orchestrator import api, errors, models
-from orchestrator.cli.main import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE, cli
+from orchestrator.cli.exits import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE
+from orchestrator.cli.main import cli
 from orchestrator.config import extras, manifest
 from orchestrator.config.source_section import store_keys
 from orchestrator.ledger import states
@@ -227,7 +228,7 @@ def log_events_table() -> str:
 
 
 def json_log_fields() -> str:
-    from orchestrator.cli.main import JsonFormatter
+    from orchestrator.cli.logs import JsonFormatter
     fields = ", ".join(f"`{f}`" for f in ("ts", "level", "message", *JsonFormatter._FIELDS))
     return f"Fields an event may carry: {fields}.\n"
 

@@ -14,7 +14,7 @@ import click
 import pytest
 
 from orchestrator import models
-from orchestrator.cli.main import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE
+from orchestrator.cli.exits import EXIT_FAILED, EXIT_LOCKED, EXIT_USAGE
 from orchestrator.config.manifest import Settings
 from orchestrator.ledger import states
 from orchestrator.run.state import EXIT_DEADLINE

@@ -156,7 +156,7 @@ def test_every_log_line_is_redacted_while_a_manifest_is_in_use(tmp_path: Any) ->
     import io
     import logging
 
-    from orchestrator.cli.main import JsonFormatter
+    from orchestrator.cli.logs import JsonFormatter
     from orchestrator.run.wiring import load_manifest, redacting
 
     path = tmp_path / "m.yaml"

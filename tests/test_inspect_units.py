@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from orchestrator.cli.main import views
+from orchestrator.cli import views
 from orchestrator.cli.progress import RunBars
 from orchestrator.errors import OutputError
 from orchestrator.ledger.factory import open_ledger

@@ -16,7 +16,7 @@ import yaml
 from click.testing import CliRunner
 
 from orchestrator import api
-from orchestrator.cli.main import views
+from orchestrator.cli import views
 from orchestrator.ledger.lock import hold
 from orchestrator.models import Action, PlanItem, Route
 from orchestrator.report.overview import GroupStatus, Overview

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from orchestrator.cli.main import TextFormatter, cli
+from orchestrator.cli.logs import TextFormatter
+from orchestrator.cli.main import cli
 from orchestrator.ledger.factory import open_ledger
 from orchestrator.models import Action, PlanItem, Route, StoredObject
 from orchestrator.terminal import printable

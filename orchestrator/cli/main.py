@@ -1,230 +1,55 @@
-"""The command line: the only module that imports click. Parses, calls one ``api`` function, prints,
-and maps errors to exit codes: 0 fine, 1 something failed, 2 manifest or usage error, 75 another run
-holds the ledger, 124 `run --deadline` came, 130/143/129 stopped by Ctrl-C/SIGTERM/SIGHUP."""
+"""The commands: each parses, calls one ``api`` function, prints, and ends with an exit code
+(:mod:`.exits`): 0 fine, 1 something failed, 2 manifest or usage error, 75 another run holds the ledger,
+124 `run --deadline` came, 130/143/129 stopped by Ctrl-C/SIGTERM/SIGHUP. click is imported in this
+folder only; logging is set up by :mod:`.logs`, shared options live in :mod:`.options`."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import re
 import signal
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from datetime import UTC, datetime
+from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
 from .. import api
 from ..config import extras
 from ..config.manifest import Manifest
-from ..errors import LockHeldError, ManifestError, OrchestratorError
+from ..errors import OrchestratorError
 from ..models import Action, PlanItem
 from ..report.rows import iso_time, record_row
 from ..run.wiring import ledger_name
-from ..terminal import LIST_ITEMS, clip, listing, printable
+from ..terminal import LIST_ITEMS, clip, listing
 from . import views
+from .exits import EXIT_FAILED, errors, fail, say, signals
+from .logs import JSON_LOG, iso_stamp, log_options
+from .options import Duration, manifest_arg, wait_lock_option
 
 if TYPE_CHECKING:
     from .progress import RunBars
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_LOCKED = 75
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per event, for log shippers; ``run_id`` and ``manifest`` come from
-    :class:`RunContext`, the other fields from the ``extra`` of the call that logged."""
-
-    _FIELDS = ("event", "run_id", "manifest", "url", "job_id", "collection", "rows", "error", "jobs",
-               "source", "page", "objects", "status", "retry_after", "attempt", "method", "path",
-               "elapsed_ms")
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {"ts": round(record.created, 3), "level": record.levelname.lower(),
-                               "message": record.getMessage()}
-        for key in self._FIELDS:
-            if hasattr(record, key):
-                out[key] = getattr(record, key)
-        out.update(getattr(record, "fields", {}))  # the summary's counts, each a field of its own
-        return json.dumps(out, sort_keys=True)
-
-
-class TextFormatter(logging.Formatter):
-    """Log lines for a terminal or a ``>> run.log``: the time (ISO 8601, UTC, with its offset, to the
-    millisecond), then the message after ``error:`` or ``warning:`` when it is one (the same prefix as
-    the lines the commands print themselves, so that each fact is printed once, in one form), control
-    characters escaped (object keys may hold them)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        text = printable(record.getMessage())
-        if record.levelno >= logging.ERROR:
-            text = f"error: {text}"
-        elif record.levelno >= logging.WARNING:
-            text = f"warning: {text}"
-        return f"{iso_stamp(record.created)} {text}"
-
-
-def iso_stamp(at: float) -> str:
-    """``2026-12-07T06:50:01.234+00:00``"""
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds")
-
-
-class RunContext(logging.Filter):
-    """Stamps every record of one command with a run id and the manifest's path (for ``--json-log``
-    events); set up once per command."""
-
-    def __init__(self, manifest: str) -> None:
-        super().__init__()
-        self.run_id = uuid.uuid4().hex[:12]
-        self.manifest = manifest
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.run_id = self.run_id
-        record.manifest = self.manifest
-        return True
-
-
-_VERBOSE, _JSON_LOG = "orchestrator.verbose", "orchestrator.json_log"
-
-
-def _setup_logging(verbose: bool, json_log: bool) -> None:
-    logger = logging.getLogger("orchestrator")
-    logger.handlers.clear()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if json_log else TextFormatter())
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO if json_log else logging.WARNING)
-    logger.propagate = False
-
-
-def _say(text: str, *, err: bool = False) -> None:
-    """Print a line that may carry text from outside (object keys, server messages), escaped."""
-    click.echo(printable(text), err=err)
-
-
-def _log_flag(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
-    """``-v`` and ``--json-log`` are accepted before the command and after it: either turns it on."""
-    if value:
-        ctx.meta[_VERBOSE if param.name == "verbose" else _JSON_LOG] = True
-    _setup_logging(bool(ctx.meta.get(_VERBOSE)), bool(ctx.meta.get(_JSON_LOG)))
-    return value
-
-
-def _log_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_log_flag,
-                     help="Log every step to stderr (listing pages, HTTP calls, retries, jobs).")(f)
-    return click.option("--json-log", is_flag=True, expose_value=False, callback=_log_flag,
-                        help="Log one JSON object per event to stderr.")(f)
-
-
-def _stamp(ctx: click.Context, _param: click.Parameter, manifest: str) -> str:
-    """Every log record of this command carries its run id and manifest (until the command ends)."""
-    logger = logging.getLogger("orchestrator")
-    stamp = RunContext(manifest)
-    logger.addFilter(stamp)
-    ctx.call_on_close(lambda: logger.removeFilter(stamp))
-    return manifest
-
-
-def _fail(message: str, code: int) -> None:
-    _say(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except ManifestError as exc:
-        for problem in exc.problems[:-1]:
-            _say(f"error: {problem}", err=True)
-        _fail(str(exc.problems[-1]), EXIT_USAGE)
-    except LockHeldError as exc:
-        _fail(str(exc), EXIT_LOCKED)
-    except OrchestratorError as exc:
-        _fail(str(exc), EXIT_FAILED)
-
-
-@contextmanager
-def _signals(stop: threading.Event) -> Iterator[list[int]]:
-    """SIGINT, SIGTERM and SIGHUP (the terminal closed) set ``stop``: nothing new starts, calls in flight
-    get a short grace to answer and are then cut (:mod:`orchestrator.targets.deadline`), the summary is
-    printed; the exit code is 128 + the signal (130, 143, 129). A signal ignored when we started stays
-    ignored: SIGHUP under ``nohup``, SIGINT in a script's background job."""
-    received: list[int] = []
-
-    def handler(signum: int, _frame: object) -> None:
-        if received:  # a second signal: stop now; the ledger is consistent at every commit
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-        received.append(signum)
-        stop.set()
-        logging.getLogger("orchestrator").warning(
-            "%s: finishing the calls in flight, submitting nothing new", signal.Signals(signum).name,
-            extra={"event": "stopping"})
-
-    caught = [s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-              if signal.getsignal(s) != signal.SIG_IGN]
-    previous = {s: signal.signal(s, handler) for s in caught}
-    try:
-        yield received
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
 def _load(path: str) -> Manifest:
     return api.validate(path)
-
-
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
-
-
-class Duration(click.ParamType[float]):
-    """A duration: seconds (``90``), or with units, ``90s``, ``45m``, ``2h``, ``1h30m``."""
-
-    name = "duration"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        if isinstance(value, float | int):
-            return float(value)
-        found = _DURATION.fullmatch(str(value).strip().lower())
-        if not found or not any(found.groups()):
-            self.fail(f"{value!r} is not a duration: give seconds (3000) or units, as 50m, 2h or 1h30m",
-                      param, ctx)
-        hours, minutes, secs = (float(g or 0) for g in found.groups())
-        seconds = hours * 3600 + minutes * 60 + secs
-        if seconds <= 0:
-            self.fail(f"{value!r}: a deadline must be longer than 0 s", param, ctx)
-        return seconds
-
-
-wait_lock_option = click.option(
-    "--wait-lock", type=click.FloatRange(min=0), default=0.0, metavar="SECONDS",
-    help="Wait up to SECONDS for another run on the same ledger to end (0: exit 75 at once).")
-manifest_arg = click.argument("manifest", type=click.Path(dir_okay=False), callback=_stamp)
 
 
 class _Group(click.Group):
     """Gives every command the logging options, so that they also work after the command's name."""
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
-        _log_options(cmd)
+        log_options(cmd)
         super().add_command(cmd, name)
 
 
 @click.group(cls=_Group, context_settings={"show_default": True})
 @click.version_option(package_name=extras.DISTRIBUTION)
-@_log_options
+@log_options
 def cli() -> None:
     """Bulk-load parquet files from object storage into Zilliz Cloud and Milvus, exactly once."""
 
@@ -234,7 +59,7 @@ def cli() -> None:
 def validate(manifest: str) -> None:
     """Check MANIFEST: exit 0 when valid, 2 otherwise, after printing every problem found (one line
     each)."""
-    with _errors():
+    with errors():
         m = _load(manifest)
     click.echo(f"{manifest}: valid ({len(m.sources)} source(s), target {m.target.type}, "
                f"ledger {ledger_name(m)})")
@@ -242,9 +67,9 @@ def validate(manifest: str) -> None:
 
 def _report_sources(errors: list[str], warnings: list[str]) -> None:
     for warning in warnings:
-        _say(f"warning: {warning}", err=True)
+        say(f"warning: {warning}", err=True)
     for error in errors:
-        _say(f"error: {error}", err=True)
+        say(f"error: {error}", err=True)
 
 
 @cli.command(name="ls")
@@ -270,9 +95,9 @@ def ls_command(manifest: str, source: int | None, as_json: bool, problems_only: 
             return
         state = "held" if entry.held_back else "kept" if verdict.kept else "dropped"
         why = f"{verdict.rule}; {entry.held_back}" if entry.held_back else verdict.rule
-        _say(f"{state:8} {obj.url}  ({why})")
+        say(f"{state:8} {obj.url}  ({why})")
 
-    with _errors():
+    with errors():
         report = api.ls(_load(manifest), source=source, on_entry=show)
     _report_sources(report.source_errors, report.source_warnings)
     line = ", ".join(f"{n} {what}" for what, n in sorted(report.counts.items())) or "no objects"
@@ -303,7 +128,7 @@ def plan(manifest: str, as_json: bool, problems_only: bool) -> None:
         else:
             where = f" -> {route.collection}" + (f"/{route.partition}" if route and route.partition else "") \
                 if route else ""
-            _say(f"{item.action.value:9} {item.obj.url}{where}  ({clip(item.reason, views.ERROR_CHARS)})")
+            say(f"{item.action.value:9} {item.obj.url}{where}  ({clip(item.reason, views.ERROR_CHARS)})")
 
     def show_job(number: int, items: list[PlanItem]) -> None:
         if as_json:
@@ -315,12 +140,12 @@ def plan(manifest: str, as_json: bool, problems_only: bool) -> None:
             assert route is not None
             where = route.collection + (f"/{route.partition}" if route.partition else "")
             alone = " (alone: named as the cause of a failed job)" if items[0].alone else ""
-            _say(f"job {number}: {len(items)} object(s), {views.size(sum(i.obj.size for i in items))} "
+            say(f"job {number}: {len(items)} object(s), {views.size(sum(i.obj.size for i in items))} "
                  f"-> {where}{alone}")
         for item in items:
             show(item)
 
-    with _errors():
+    with errors():
         m = _load(manifest)
         report = api.plan(m, on_item=show, on_job=show_job if m.settings.objects_per_job > 1 else None)
     _report_sources(report.source_errors, report.source_warnings)
@@ -362,21 +187,21 @@ def check(manifest: str, deep: bool, as_json: bool, problems_only: bool) -> None
                                    "not_checked": found.unchecked if found is not None else None}))
             return
         if problems:
-            _say(f"invalid   {item.obj.url}: " + listing(problems) + (
+            say(f"invalid   {item.obj.url}: " + listing(problems) + (
                 " (check --json lists them all)" if len(problems) > LIST_ITEMS else ""))
         elif found is not None and found.unchecked:
-            _say(f"not checked {item.obj.url} ({rows} rows; read as parquet, but {found.unchecked})")
+            say(f"not checked {item.obj.url} ({rows} rows; read as parquet, but {found.unchecked})")
         else:
-            _say(f"ok        {item.obj.url} ({rows} rows)")
+            say(f"ok        {item.obj.url} ({rows} rows)")
         for warning in warnings[:LIST_ITEMS]:
-            _say(f"  warning {clip(warning)}")
+            say(f"  warning {clip(warning)}")
         if len(warnings) > LIST_ITEMS:
-            _say(f"  ... and {len(warnings) - LIST_ITEMS:,} more warnings (check --json lists them all)")
+            say(f"  ... and {len(warnings) - LIST_ITEMS:,} more warnings (check --json lists them all)")
 
-    with _errors():
+    with errors():
         report = api.check(_load(manifest), deep=deep, on_result=show)
     for error in report.source_errors:
-        _say(f"error: {error}", err=True)
+        say(f"error: {error}", err=True)
     line = ", ".join(f"{n} {kind}" for kind, n in sorted(report.counts.items())) or "no objects"
     click.echo(f"check: {line}", err=True)
     if report.source_errors or report.counts["invalid"] or report.counts["unreadable"]:
@@ -411,12 +236,12 @@ def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | No
     stop = threading.Event()
     options = api.RunOptions(wait=wait, max_submissions=max_submissions, wait_lock_s=wait_lock,
                              poll_interval_s=poll_interval, deep=deep, deadline_s=deadline)
-    with _errors(), _signals(stop) as received:
+    with errors(), signals(stop) as received:
         m = _load(manifest)
         if metrics_file is not None:
             api.check_metrics_file(metrics_file)
         started = time.monotonic()
-        bars = _bars(bool(ctx.meta.get(_JSON_LOG)), max_submissions)
+        bars = _bars(bool(ctx.meta.get(JSON_LOG)), max_submissions)
         with bars or nullcontext():
             report = api.run(m, options, stop=stop, observer=bars)
         if received:
@@ -445,7 +270,7 @@ def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | No
     except OrchestratorError as exc:  # the ledger could not be read for the counts
         failed = [exc]
     for error in failed:
-        _say(f"error: {error}", err=True)
+        say(f"error: {error}", err=True)
         code = code or EXIT_FAILED
     fields = {**report.fields(exit_code=code), "seconds": round(seconds, 1)}
     summary = f"{report.summary(exit_code=code)} seconds={seconds:.1f} at={iso_stamp(time.time())}"
@@ -478,13 +303,13 @@ def status(manifest: str, as_json: bool, refresh: bool, check: bool, running_max
     """Show what the ledger holds, per source and collection: counts by state, rows, the oldest
     running job, stalled jobs (settings.stall_after_s) and the last error of each failing object.
     Exit 0 whatever it holds, unless --check finds a problem (exit 1)."""
-    with _errors():
+    with errors():
         m = _load(manifest)
         report = api.status(m, refresh_jobs=refresh, objects=as_json, wait_lock_s=wait_lock)
         problems = api.health(m, report, running_max_s=running_max) if check else []
     _show_status(m, manifest, report, as_json)
     for problem in problems:
-        _say(f"error: {problem}", err=True)
+        say(f"error: {problem}", err=True)
     if problems:
         sys.exit(EXIT_FAILED)
 
@@ -515,7 +340,7 @@ def _show_status(m: Manifest, manifest: str, report: api.StatusReport, as_json: 
         }, indent=2))
         return
     for line in views.status_lines(overview, report.counts, m.sources, ledger_name(m)):
-        _say(line)
+        say(line)
 
 
 @cli.command()
@@ -526,7 +351,7 @@ def report(manifest: str, output: Path) -> None:
     """Write an HTML report of the ledger: one self-contained page (no network needed to view it) with
     charts of objects and rows imported over time, the jobs in flight, job durations, failures by
     reason, and each source and collection by state."""
-    with _errors():
+    with errors():
         size = api.write_report(_load(manifest), output)
     click.echo(f"report: {output} ({views.size(size)})", err=True)
 
@@ -539,7 +364,7 @@ def show(manifest: str, url: str, as_json: bool) -> None:
     """Show one object's whole history from the ledger: every version, attempt, job id, server
     message and timestamp. URL is the object's URL (s3://bucket/key, gs://..., file://...), an absolute
     path, or a path relative to a source (day=01/part-0.parquet)."""
-    with _errors():
+    with errors():
         m = _load(manifest)
         history = api.show(m, url)
     if as_json:
@@ -556,7 +381,7 @@ def show(manifest: str, url: str, as_json: bool) -> None:
         }, indent=2))
         return
     for line in views.history_lines(history, m.settings.stall_after_s):
-        _say(line)
+        say(line)
 
 
 @cli.command()
@@ -567,7 +392,7 @@ def show(manifest: str, url: str, as_json: bool) -> None:
               help="Write to FILE instead of stdout.")
 def export(manifest: str, fmt: str, output: TextIO) -> None:
     """Write the ledger, one row per object version, for other tools (streamed: any size)."""
-    with _errors():
+    with errors():
         try:
             n = api.export(_load(manifest), output, fmt=fmt)
         except BrokenPipeError:  # the reader stopped early (`| head`): leave quietly
@@ -599,23 +424,23 @@ def retry(manifest: str, url_glob: str | None, exact: str | None, uncertain: boo
         raise click.UsageError("--url and --exact: give one or the other")
     if force and not uncertain:
         raise click.UsageError("--force goes with --uncertain")
-    with _errors():
+    with errors():
         report = api.retry(_load(manifest), url_glob=url_glob, exact=exact, uncertain=uncertain,
                            force=force, wait_lock_s=wait_lock)
     for url, job_id in report.adopted:
-        _say(f"adopted job {job_id} for {url}: the job list proves it is its import (not re-armed)")
+        say(f"adopted job {job_id} for {url}: the job list proves it is its import (not re-armed)")
     for url in report.rearmed:
-        _say(f"re-armed {url}")
+        say(f"re-armed {url}")
     for url, why in report.refused:
-        _say(f"not re-armed {url}: {why}", err=True)
+        say(f"not re-armed {url}: {why}", err=True)
     if report.refused:
         n = len(report.refused)
-        _fail(f"{n} uncertain object{'' if n == 1 else 's'} not re-armed: a job may exist for "
+        fail(f"{n} uncertain object{'' if n == 1 else 's'} not re-armed: a job may exist for "
               f"{'it' if n == 1 else 'each'}; check the collection, then `orchestrator retry --uncertain "
               "--force` re-arms them anyway (each may then be imported twice)", EXIT_FAILED)
     kind = "uncertain" if uncertain else "failed or invalid"
     if not report.rearmed and not report.adopted and report.looked_for:
-        _fail(f"no {kind} object matches {', '.join(report.looked_for)} (`orchestrator status` lists "
+        fail(f"no {kind} object matches {', '.join(report.looked_for)} (`orchestrator status` lists "
               "the failing ones)", EXIT_FAILED)
     n = len(report.rearmed)
     click.echo(f"re-armed {n} object{'' if n == 1 else 's'}; the next `run` submits them" if n
@@ -636,10 +461,10 @@ def ledger_copy(source: str, destination: str, wait_lock: float) -> None:
     """Copy the ledger SOURCE, history included, into the empty ledger DESTINATION. Each is a SQLite
     file or postgresql://user@host:5432/db?schema=NAME (a password only as ${ENV_VAR}, quoted for the
     shell, or from PGPASSWORD). A destination that holds anything is refused."""
-    with _errors():
+    with errors():
         counts = api.copy_ledger(api.ledger_location(source), api.ledger_location(destination),
                                  wait_lock_s=wait_lock)
-    _say("copied " + ", ".join(f"{n} {table}" for table, n in counts.items()))
+    say("copied " + ", ".join(f"{n} {table}" for table, n in counts.items()))
 
 
 def main() -> None:
