@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 from orchestrator import api
 from orchestrator.cli.main import cli
+from orchestrator.config.manifest import Settings
 from orchestrator.errors import MAX_RETRY_AFTER_S, TransientError
 from orchestrator.jobs.evidence import Verdict, judge, name_key, reported_names
 from orchestrator.ledger.factory import open_ledger
@@ -527,8 +528,8 @@ def test_a_partial_job_list_proves_nothing() -> None:
         def known_job_ids(self, ids: Any) -> set[str]:
             return set()
 
-    policy = SubmitPolicy(concurrency=4, max_attempts=1, max_retry_after_s=MAX_RETRY_AFTER_S, list_lag_s=0,
-                          job_memory_s=1)
+    settings = Settings(concurrency=4, max_attempts=1, max_retry_after_s=MAX_RETRY_AFTER_S)
+    policy = SubmitPolicy(settings=settings, list_lag_s=0, job_memory_s=1)
     reconciler = Reconciler(Lister(), NoLedger(), policy, stop=stop,  # type: ignore[arg-type]
                             server_clock=lambda: 0.0)
     with pytest.raises(TransientError, match="stopping"):

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from orchestrator import api
 from orchestrator.cli.main import cli
+from orchestrator.config.manifest import Settings
 from orchestrator.errors import MAX_RETRY_AFTER_S
 from orchestrator.jobs.policy import SubmitPolicy
 from orchestrator.jobs.refresh import refresh
@@ -216,6 +217,7 @@ def test_refresh_by_list_is_one_call_for_many_jobs_with_no_server(tmp_path: Path
             assert claim is not None
             ledger.record_job(claim.row, f"j{i}")
         counts = refresh(Listing(), ledger, ledger.records([ObjectState.SUBMITTED]),  # type: ignore[arg-type]
-                         SubmitPolicy(concurrency=4, max_attempts=1, max_retry_after_s=MAX_RETRY_AFTER_S),
+                         SubmitPolicy(settings=Settings(concurrency=4, max_attempts=1,
+                                                       max_retry_after_s=MAX_RETRY_AFTER_S)),
                          stop=threading.Event(), redact=Redactor([]))
     assert calls == ["list"] and counts["running"] == 40

@@ -112,7 +112,7 @@ def plan(manifest: Manifest, *, source_factory: SourceFactory = make_source,
                 lister = source_factory(source, manifest.settings)
                 for group in batches(counted(plan_source(source, lister, manifest, ledger, now=now,
                                                          warn=report.source_warnings.append)),
-                                     most=policy.objects_per_job, max_bytes=policy.max_job_bytes):
+                                     most=policy.settings.objects_per_job, max_bytes=policy.max_job_bytes):
                     report.jobs += 1
                     if on_job is not None:
                         on_job(report.jobs, group)

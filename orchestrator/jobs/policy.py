@@ -1,11 +1,15 @@
-"""How one run submits, polls and judges jobs: the settings and the target's capabilities they come
-from, read once (:func:`orchestrator.run.policy.submit_policy`) into one frozen object that the
-submitter, the refresh, the reconciler and the job window take, as s3transfer's ``TransferManager``
-takes one ``TransferConfig``."""
+"""How one run submits, polls and judges jobs: the manifest's settings, and what they combine into
+with the target's capabilities and the run's options, built once
+(:func:`orchestrator.run.policy.submit_policy`) into one frozen object that the submitter, the refresh,
+the reconciler and the job window take, as s3transfer's ``TransferManager`` takes one
+``TransferConfig``. A setting is read from ``policy.settings`` where it is used: adding one is its
+field in :class:`~orchestrator.config.manifest.Settings` and the code that reads it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from ..config.manifest import Settings
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -13,12 +17,8 @@ class SubmitPolicy:
     """What a run may do and how long it waits; collaborators (the target, the ledger, the clocks, the
     stop flag, the observer) are passed beside it."""
 
-    concurrency: int  # create calls (and progress calls, pre-flight reads) in flight at once
-    max_attempts: int  # tries of one call on transient errors
-    max_retry_after_s: float  # the longest Retry-After obeyed
-    objects_per_job: int = 1  # objects in one create call
+    settings: Settings = field(default_factory=Settings)  # the manifest's, as written (or defaulted)
     max_job_bytes: int | None = None  # the most bytes of one job of several objects
-    job_timeout_s: int | None = None  # how long the server may take over one job
     window: int = 1  # unfinished jobs this manifest keeps on the server at once
     list_lag_s: float = 0.0  # how long the job list may take to show a new job
     job_memory_s: float = float("inf")  # how long the server remembers a finished job

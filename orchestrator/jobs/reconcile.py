@@ -56,9 +56,9 @@ class Reconciler:
         """Every job into ``collections`` (None: any) that the ledger has never recorded, with its file
         name; ``only`` keeps the jobs the list shows in that state."""
         return with_retries(lambda: self._unknown_jobs(collections, only),
-                            max_attempts=self.policy.max_attempts, sleep=self.sleep, rng=self.rng,
+                            max_attempts=self.policy.settings.max_attempts, sleep=self.sleep, rng=self.rng,
                             stop=self.stop, what="listing the import jobs",
-                            max_retry_after_s=self.policy.max_retry_after_s)
+                            max_retry_after_s=self.policy.settings.max_retry_after_s)
 
     def _unknown_jobs(self, collections: set[str] | None, only: JobState | None) -> list[JobInfo]:
         found: list[JobInfo] = []

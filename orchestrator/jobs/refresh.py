@@ -63,9 +63,9 @@ def refresh(
                      redact=redact) if len(jobs) >= LIST_FROM else {}
 
     def described(job_id: str) -> JobInfo:
-        return with_retries(lambda: target.progress(job_id), max_attempts=policy.max_attempts, sleep=pause,
-                            rng=rng, stop=stop, what=f"progress of job {job_id}",
-                            max_retry_after_s=policy.max_retry_after_s)
+        return with_retries(lambda: target.progress(job_id), max_attempts=policy.settings.max_attempts,
+                            sleep=pause, rng=rng, stop=stop, what=f"progress of job {job_id}",
+                            max_retry_after_s=policy.settings.max_retry_after_s)
 
     def poll(job_id: str, members: list[LedgerRecord]) -> None:
         if stop.is_set():
@@ -115,7 +115,7 @@ def refresh(
         if on_finished is not None and info.state is not JobState.RUNNING:
             on_finished(job_id, info.state, len(members))
 
-    with ThreadPoolExecutor(max_workers=policy.concurrency, thread_name_prefix="poll") as pool:
+    with ThreadPoolExecutor(max_workers=policy.settings.concurrency, thread_name_prefix="poll") as pool:
         futures = [(pool.submit(poll, job_id, members), len(members)) for job_id, members in jobs.items()]
         try:
             for future, size in futures:
@@ -180,8 +180,9 @@ def _listed(target: Target, wanted: set[str], policy: SubmitPolicy, *, stop: thr
         return found
 
     try:
-        return with_retries(walk, max_attempts=policy.max_attempts, sleep=pause, rng=rng, stop=stop,
-                            what="listing the import jobs", max_retry_after_s=policy.max_retry_after_s)
+        return with_retries(walk, max_attempts=policy.settings.max_attempts, sleep=pause, rng=rng, stop=stop,
+                            what="listing the import jobs",
+                            max_retry_after_s=policy.settings.max_retry_after_s)
     except FatalTargetError:
         stop.set()
         raise

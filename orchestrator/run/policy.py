@@ -19,12 +19,8 @@ def submit_policy(manifest: Manifest, options: RunOptions | None = None) -> Subm
     options = options if options is not None else RunOptions()
     gb = settings.max_job_gb or rules.job_gb
     return SubmitPolicy(
-        concurrency=settings.concurrency,
-        max_attempts=settings.max_attempts,
-        max_retry_after_s=settings.max_retry_after_s,
-        objects_per_job=settings.objects_per_job,
+        settings=settings,
         max_job_bytes=None if gb is None else int(gb * 1024**3),
-        job_timeout_s=settings.job_timeout_s,
         window=settings.max_jobs_in_flight or rules.window,
         list_lag_s=0.0 if rules.in_process else settings.job_list_lag_s,
         job_memory_s=float("inf") if rules.in_process else JOB_MEMORY_S,

@@ -128,7 +128,7 @@ class Submitter:
         """Submit every item, in jobs of up to ``objects_per_job`` objects (see
         :mod:`orchestrator.run.grouping`), at most ``concurrency`` calls in flight; stop early when
         asked."""
-        slots = threading.BoundedSemaphore(self.policy.concurrency * 2)
+        slots = threading.BoundedSemaphore(self.policy.settings.concurrency * 2)
         crashed: list[BaseException] = []
 
         def done(future: Future[list[tuple[PlanItem, Outcome]]]) -> None:
@@ -143,10 +143,10 @@ class Submitter:
 
         # the pre-flight reads of all groups share one pool: a group's files are read at once, and no
         # more than `concurrency` reads are in flight in all
-        policy = self.policy
-        with ThreadPoolExecutor(max_workers=policy.concurrency, thread_name_prefix="preflight") as checks, \
-                ThreadPoolExecutor(max_workers=policy.concurrency, thread_name_prefix="submit") as pool:
-            for group in batches(items, most=policy.objects_per_job, max_bytes=policy.max_job_bytes):
+        policy, threads = self.policy, self.policy.settings.concurrency
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="preflight") as checks, \
+                ThreadPoolExecutor(max_workers=threads, thread_name_prefix="submit") as pool:
+            for group in batches(items, most=policy.settings.objects_per_job, max_bytes=policy.max_job_bytes):
                 slots.acquire()
                 if self.stop.is_set():
                     slots.release()
@@ -243,7 +243,7 @@ class Submitter:
             idempotency_key=idempotency_key([(i.obj.url, i.obj.version, c.key_gen) for i, _, _, c in sent],
                                             destination),
             obj=first.obj, source=first.source, companions=tuple(url for _, _, url, _ in sent[1:]),
-            timeout_s=self.policy.job_timeout_s,
+            timeout_s=self.policy.settings.job_timeout_s,
         )
         call = _Call([c.row for *_, c in sent], [i.obj.url for i, *_ in sent], first.route.collection,
                      [rows for _, rows, _, _ in sent])
@@ -291,14 +291,14 @@ class Submitter:
                     found = self._look_for_job(call, exc)
                 if found is not None:
                     return found  # adopted, or unsure: the rows stay `submitting` for a later look
-                if attempt >= self.policy.max_attempts or self.stop.is_set():
+                if attempt >= self.policy.settings.max_attempts or self.stop.is_set():
                     return self._defer(call, attempt, exc)  # proven: no job for it
-                self.sleep(retrying(call.label, exc, attempt, self.policy.max_attempts,
+                self.sleep(retrying(call.label, exc, attempt, self.policy.settings.max_attempts,
                                     self._backoff(attempt, exc)))
             except TransientError as exc:
-                if attempt >= self.policy.max_attempts or self.stop.is_set():
+                if attempt >= self.policy.settings.max_attempts or self.stop.is_set():
                     return self._defer(call, attempt, exc)
-                self.sleep(retrying(call.label, exc, attempt, self.policy.max_attempts,
+                self.sleep(retrying(call.label, exc, attempt, self.policy.settings.max_attempts,
                                     self._backoff(attempt, exc)))
             else:
                 return self._record(call, job_id, "job created", Outcome.SUBMITTED)
@@ -306,7 +306,7 @@ class Submitter:
 
     def _backoff(self, attempt: int, exc: TransientError) -> float:
         return backoff(attempt, retry_after=exc.retry_after, rng=self.rng,
-                       max_retry_after_s=self.policy.max_retry_after_s)
+                       max_retry_after_s=self.policy.settings.max_retry_after_s)
 
     def _record(self, call: _Call, job_id: str, detail: str, outcome: Outcome) -> Outcome:
         return outcome if self._recorded(call, job_id, detail, outcome) else self._uncertain(call)
