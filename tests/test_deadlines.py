@@ -94,8 +94,12 @@ def test_run_deadline_ends_a_run_whose_reply_is_held_with_exit_124(
 ) -> None:
     urls = put_objects([f"embeddings/{i}.parquet" for i in range(3)])
     manifest = write_manifest(settings={"timeout_s": 3600, "concurrency": 1})
-    hold_replies(fake_api, held)
-    done = run_cli("run", str(manifest), "--deadline", "1s", deadline_s=DEADLINE_S)
+    made = threading.Event()
+    hold_replies(fake_api, held, then=made.set)
+    # 3 s: the create call is made well within it (a forked child starts in about 0.05 s), even on a
+    # loaded machine; the run then waits on the held reply until the deadline
+    done = run_cli("run", str(manifest), "--deadline", "3s", deadline_s=DEADLINE_S)
+    assert made.is_set(), f"no create call came before the deadline: {done.stderr}"
     assert done.returncode == 124, done.stderr
     assert "deadline" in done.stderr and "Traceback" not in done.stderr
     assert done.stdout.startswith("summary: ") and "exit=124" in done.stdout
@@ -112,8 +116,8 @@ def test_run_wait_stops_waiting_at_its_deadline_and_leaves_the_jobs_to_the_next_
     urls = put_objects([f"embeddings/{i}.parquet" for i in range(3)])
     manifest = write_manifest()
     fake_api.complete_after = 3600.0  # the jobs run for an hour
-    done = run_cli("run", str(manifest), "--wait", "--poll-interval", "0.2", "--deadline", "2s",
-                   deadline_s=DEADLINE_S)
+    done = run_cli("run", str(manifest), "--wait", "--poll-interval", "0.2", "--deadline", "3s",
+                   deadline_s=DEADLINE_S)  # room for three creates on a loaded machine
     assert done.returncode == 124, done.stderr
     assert "submitted=3 " in done.stdout and "jobs_completed=0 " in done.stdout and "exit=124" in done.stdout
     assert {r.state.value for r in rows(manifest)} == {"submitted"}

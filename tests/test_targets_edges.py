@@ -20,7 +20,7 @@ from orchestrator.targets.milvus import MilvusTarget
 from orchestrator.targets.zilliz_v1 import ZillizV1Target
 from orchestrator.targets.zilliz_v2 import ZillizV2Target
 from tests.conftest import Clock
-from tests.fakes.base import FakeImportAPI
+from tests.fakes.base import FakeImportAPI, Job
 from tests.fakes.milvus import FakeMilvus
 from tests.fakes.zilliz import FakeZilliz
 from tests.fakes.zilliz_v2 import FakeZillizV2
@@ -96,14 +96,20 @@ def test_replies_that_prove_no_job_stay_plain_transient(fake: FakeImportAPI, htt
 
 def test_a_read_timeout_on_a_create_is_ambiguous(fake: FakeImportAPI) -> None:
     fake.start()  # a read timeout needs a real connection
-    gave_up = threading.Event()
-    fake.before_reply = lambda _job: gave_up.wait(10)  # the reply is held until the client gave up
+    gave_up, made = threading.Event(), threading.Event()
+
+    def hold(_job: Job) -> None:  # the job is made; its reply is held until the client gave up
+        made.set()
+        gave_up.wait(10)
+
+    fake.before_reply = hold
     try:
         with httpx.Client(timeout=httpx.Timeout(10, read=0.05)) as client, pytest.raises(AmbiguousError):
             create(target_of(fake, client), fake, "emb/a.parquet")
     finally:
         gave_up.set()
-    assert len(fake.all_jobs()) == 1
+    # the client may give up before a loaded server even made the job: the call is ambiguous either way
+    assert made.wait(10) and len(fake.all_jobs()) == 1
 
 
 def test_polls_keep_503_plain_transient() -> None:
