@@ -43,6 +43,7 @@ from tests.fakes.base import FakeImportAPI
 from tests.fakes.milvus import FakeMilvus
 from tests.fakes.zilliz import FakeZilliz
 from tests.fakes.zilliz_v2 import FakeZillizV2
+from tests.test_ledger_migrations import SCHEMA_1_TABLES
 
 ZILLIZ = ("zilliz-v1", "zilliz-v2")
 every_api = pytest.mark.parametrize("fake_api", HTTP_TARGETS, indirect=True)
@@ -488,16 +489,7 @@ def test_a_job_id_belongs_to_one_import(tmp_path: Path) -> None:
 def test_a_schema_1_ledger_is_migrated_and_a_newer_one_refused(tmp_path: Path) -> None:
     path = tmp_path / "old.sqlite"
     with sqlite3.connect(path) as db:  # what orchestrator wrote before destinations (and before rows)
-        db.executescript("""
-            CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-            INSERT INTO meta VALUES ('app', 'orchestrator-ledger'), ('schema', '1');
-            CREATE TABLE objects (id INTEGER PRIMARY KEY, url TEXT NOT NULL, version TEXT NOT NULL,
-                source INTEGER NOT NULL, collection TEXT NOT NULL, partition TEXT, size INTEGER NOT NULL,
-                state TEXT NOT NULL, job_id TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-                failures INTEGER NOT NULL DEFAULT 0, error TEXT, created_at REAL NOT NULL,
-                updated_at REAL NOT NULL, UNIQUE (url, version));
-            CREATE TABLE events (id INTEGER PRIMARY KEY, object_id INTEGER NOT NULL REFERENCES objects (id),
-                at REAL NOT NULL, state TEXT NOT NULL, job_id TEXT, detail TEXT);
+        db.executescript(SCHEMA_1_TABLES + """
             INSERT INTO objects
                 VALUES (1, 's3://b/a', 'e', 1, 'c', NULL, 5, 'completed', 'j1', 1, 0, NULL, 1, 2);
             INSERT INTO events VALUES (1, 1, 2, 'completed', 'j1', 'job completed');

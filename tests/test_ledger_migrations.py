@@ -21,7 +21,7 @@ from tests.pgserver import PgServer
 OWNER = "zilliz-v2 cluster=x db=default"
 SOURCES = ["s3://a/", "file:///lake/day=01/"]
 # What schema 1 wrote: no destination, a source by its position, no row counts.
-SCHEMA_1 = """
+SCHEMA_1_TABLES = """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     INSERT INTO meta VALUES ('app', 'orchestrator-ledger'), ('schema', '1');
     CREATE TABLE objects (id INTEGER PRIMARY KEY, url TEXT NOT NULL, version TEXT NOT NULL,
@@ -31,6 +31,8 @@ SCHEMA_1 = """
         updated_at REAL NOT NULL, UNIQUE (url, version));
     CREATE TABLE events (id INTEGER PRIMARY KEY, object_id INTEGER NOT NULL REFERENCES objects (id),
         at REAL NOT NULL, state TEXT NOT NULL, job_id TEXT, detail TEXT);
+"""
+SCHEMA_1 = SCHEMA_1_TABLES + """
     INSERT INTO objects VALUES (1, 'file:///lake/day%3D01/a.parquet', 'e', 1, 'c', NULL, 5, 'completed',
         'j1', 1, 0, NULL, 1, 2);
     INSERT INTO events VALUES (1, 1, 2, 'completed', 'j1', 'job completed');
