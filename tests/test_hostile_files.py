@@ -251,6 +251,24 @@ def test_a_store_url_with_a_mistyped_scheme_is_refused_with_what_was_meant(tmp_p
         assert invoke("validate", str(path)).exit_code == 2
 
 
+@pytest.mark.parametrize("typed", ["s3:/u:${PW}@lake/x", "s3a://u:${PW}@lake/x", "gcs://u:${PW}@b/x"])
+def test_a_mistyped_url_with_a_password_in_it_never_shows_the_password(tmp_path: Path, typed: str) -> None:
+    path = _manifest(tmp_path, f"sources:\n  - url: '{typed}'\n    collection: a\n")
+    problem = _problem(path, {"PW": "hunter2-secret"})
+    # old code: "'s3:/u:hunter2-secret@lake/x' is neither a store's URL nor a folder: did you mean ..."
+    assert "did you mean" in problem and "***" in problem and "hunter2" not in problem
+    from orchestrator.cli.main import cli
+    done = CliRunner().invoke(cli, ["validate", str(path)], env={**ENV, "PW": "hunter2-secret"})
+    assert done.exit_code == 2 and "hunter2" not in done.output
+
+
+def test_a_source_with_literal_credentials_and_a_bad_s3_key_names_the_credentials(tmp_path: Path) -> None:
+    """The order the manifest reader had before the stores declared their keys (issue 26: unchanged)."""
+    path = _manifest(tmp_path, "sources:\n  - url: s3://lake/x\n    collection: a\n    path_style: maybe\n"
+                               "    credentials: {access_key: AKIA1, secret_key: plain}\n")
+    assert "credentials.access_key" in _problem(path)
+
+
 @pytest.mark.parametrize(("typed", "meant"), [("s3a://lake/x", "s3://lake/x"), ("gcs://b/x", "gs://b/x"),
                                               ("azure://c/x", "az://c/x"), ("file:/data/x", "file:///data/x")])
 def test_other_spellings_of_a_scheme_get_a_did_you_mean(tmp_path: Path, typed: str, meant: str) -> None:

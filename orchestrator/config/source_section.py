@@ -35,9 +35,10 @@ def read_source(r: Reader, node: Any, index: int, target: TargetConfig | None, b
                                  "SAS token as sas_token: ${VAR}, other keys under credentials")
     meant = _mistyped_url(url, stores)
     if meant is not None:
-        raise r.fail(f"{p}.url", f"{excerpt(url)} is neither a store's URL nor a folder: did you mean "
-                                 f"{excerpt(meant)}? (a folder of that name: write "
-                                 f"./{excerpt(url, quote=False)})")
+        shown = shown_url(url)  # a password substituted into its user-info is never printed
+        raise r.fail(f"{p}.url", f"{excerpt(shown)} is neither a store's URL nor a folder: did you mean "
+                                 f"{excerpt(shown_url(meant))}? (a folder of that name: write "
+                                 f"./{excerpt(shown, quote=False)})")
     store, where = _locate(url, base_dir, stores)
     if where is not None and where.root is not None and target is not None \
             and not target.capabilities.local_sources:
@@ -71,6 +72,7 @@ def read_source(r: Reader, node: Any, index: int, target: TargetConfig | None, b
     why = store.problem(style=style, bucket=where.bucket, region=region, endpoint_url=endpoint_url)
     if why is not None:
         raise r.fail(f"{p}.object_url_style", why)
+    credentials = read_credentials(r, s.get("credentials"), f"{p}.credentials", target)
     own = store.read_keys(r, s, p, url, base_dir)
     return SourceConfig(
         index=index,
@@ -85,7 +87,7 @@ def read_source(r: Reader, node: Any, index: int, target: TargetConfig | None, b
         exclude=exclude,
         endpoint_url=endpoint_url,
         region=region,
-        credentials=read_credentials(r, s.get("credentials"), f"{p}.credentials", target),
+        credentials=credentials,
         root=where.root,
         object_url_style=style,
         **own,
