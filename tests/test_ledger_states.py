@@ -77,6 +77,12 @@ def drive(ledger: Ledger) -> None:
     r = claim(ledger, 8)
     ledger.record_job(r, "job-8")
     assert not ledger.record_job(claim(ledger, 9), "job-8")               # one job id, two calls: uncertain
+    # held, then the list "proves" a job another object recorded: it stays held, with the reason
+    # (old code: "cannot move to uncertain from uncertain", a LedgerError that ended the run)
+    r = claim(ledger, 10)
+    ledger.mark_uncertain(r, "lost reply")
+    assert not ledger.record_job(r, "job-8")                              # stays uncertain
+    assert ledger.row(r).state is ObjectState.UNCERTAIN and "job-8" in (ledger.row(r).error or "")  # type: ignore[union-attr]
 
 
 def moves(ledger: Ledger) -> set[tuple[str, str]]:

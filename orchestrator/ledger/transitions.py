@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from ..errors import LedgerError
-from ..models import PlanItem
+from ..models import ObjectState, PlanItem
 from .session import Session
 from .states import TRANSITIONS, Transition
 
@@ -93,8 +93,15 @@ def record_job(s: Session, rows: int | Sequence[int], job_id: str, detail: str =
         if other is not None:
             why = (f"the server answered job id {job_id}, which already belongs to another object: "
                    "not recorded; check the cluster")
+            mine, ids_params = s.db.any_of("id", ids)
+            held = {found for (found,) in s.db.execute(
+                f"SELECT id FROM objects WHERE state=? AND {mine}",
+                (ObjectState.UNCERTAIN.value, *ids_params)).fetchall()}
             for row in ids:
-                _move(s, row, TRANSITIONS["mark_uncertain"], "error = :error", error=why, detail=why)
+                if row in held:  # held already (the list proved a job another object recorded): the reason
+                    s.db.execute("UPDATE objects SET error=?, updated_at=? WHERE id=?", (why, s.clock(), row))
+                else:
+                    _move(s, row, TRANSITIONS["mark_uncertain"], "error = :error", error=why, detail=why)
             return False
         for row in ids:
             _move(s, row, TRANSITIONS["record_job"], "job_id = :job, error = NULL", job_id=job_id,
@@ -158,13 +165,14 @@ def rearm(s: Session, *, match: Callable[[str], bool] | None = None, uncertain: 
     submitted. Returns the URLs re-armed."""
     move = TRANSITIONS["rearm_uncertain" if uncertain else "rearm"]
     rearmed: list[str] = []
+    now = s.clock()  # one time for the whole re-arm, as one command
     with s.tx() as db:
         where, params = db.any_of("state", [state.value for state in move.sources])
         for object_id, url, state in db.execute(f"SELECT id, url, state FROM objects WHERE {where}",
                                                 params).fetchall():
             if match is None or match(url):
                 _move(s, object_id, move, "failures = 0, key_gen = key_gen + 1",
-                      detail=f"re-armed from {state}")
+                      detail=f"re-armed from {state}", now=now)
                 rearmed.append(url)
     return rearmed
 
@@ -190,10 +198,12 @@ def _move(
     error: str | None = None,
     detail: str | None = None,
     imported: int | None = None,
+    now: float | None = None,
 ) -> int:
     """The guarded ``UPDATE`` of a transition, inside the caller's transaction: the row moves only from
-    one of ``move.sources``; otherwise :class:`LedgerError` names where it is."""
-    now = s.clock()
+    one of ``move.sources``; otherwise :class:`LedgerError` names where it is. ``now``: the time of a
+    batch of moves made at once (else the clock's)."""
+    now = s.clock() if now is None else now
     marks = ",".join(f":s{i}" for i in range(len(move.sources)))
     found = s.db.execute(
         f"UPDATE objects SET state=:state, updated_at=:now, {sets} "
