@@ -47,12 +47,16 @@ def startup_env(env: dict[str, str]) -> dict[str, str]:
 
 # -- the server ----------------------------------------------------------------------------------
 
-def _stdio(fd: int, mode: str, errors: str, line: bool) -> IO[str]:
-    """A text stream on ``fd`` as a fresh interpreter makes it."""
-    raw = io.FileIO(fd, mode, closefd=False)
-    buffered: Any = io.BufferedReader(raw) if mode == "r" else io.BufferedWriter(raw)
-    return io.TextIOWrapper(buffered, encoding=sys.__stdout__.encoding if sys.__stdout__ else None,
-                            errors=errors, line_buffering=line)
+def _stdio(fd: int, model: IO[str], *, writing: bool) -> IO[str]:
+    """A text stream on ``fd`` built as the interpreter built ``model``, the server's own stream (the
+    server started with the same ``PYTHON*`` and locale variables): the same encoding and error
+    handler, unbuffered under ``PYTHONUNBUFFERED``, line-buffered on a terminal and for stderr."""
+    unbuffered = bool(getattr(model, "write_through", False))
+    binary = open(fd, "wb" if writing else "rb", buffering=0 if unbuffered and writing else -1,  # noqa: SIM115
+                  closefd=False)  # it lives on as sys.stdin/stdout/stderr
+    return io.TextIOWrapper(binary, encoding=model.encoding, errors=model.errors, newline="\n",
+                            line_buffering=writing and not unbuffered and (os.isatty(fd) or fd == 2),
+                            write_through=unbuffered)
 
 
 def _child(request: dict[str, Any], fds: list[int]) -> None:
@@ -68,9 +72,11 @@ def _child(request: dict[str, Any], fds: list[int]) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    sys.stdin = sys.__stdin__ = _stdio(0, "r", "strict", False)
-    sys.stdout = sys.__stdout__ = _stdio(1, "w", "strict", os.isatty(1))
-    sys.stderr = sys.__stderr__ = _stdio(2, "w", "backslashreplace", True)
+    models = (sys.__stdin__, sys.__stdout__, sys.__stderr__)
+    assert models[0] is not None and models[1] is not None and models[2] is not None
+    sys.stdin = sys.__stdin__ = _stdio(0, models[0], writing=False)
+    sys.stdout = sys.__stdout__ = _stdio(1, models[1], writing=True)
+    sys.stderr = sys.__stderr__ = _stdio(2, models[2], writing=True)
     sys.argv = ["-c", *request["args"]]
     code, interrupted = 0, False
     try:
@@ -90,8 +96,10 @@ def _child(request: dict[str, Any], fds: list[int]) -> None:
     threading._shutdown()  # type: ignore[attr-defined]  # the interpreter's own shutdown steps
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
+        try:
             stream.flush()
+        except (OSError, ValueError):  # the interpreter exits 120 when it cannot flush at exit
+            code = 120
     if interrupted:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
@@ -121,7 +129,8 @@ def serve(sock: socket.socket) -> None:
             if pid == 0:
                 break
             fd = status_of.pop(pid)
-            os.write(fd, str(status).encode())
+            with contextlib.suppress(OSError):  # the test side gave up on this child (closed its pipe)
+                os.write(fd, str(status).encode())
             os.close(fd)
         if sock in ready:
             message, fds, _, _ = socket.recv_fds(sock, 1 << 20, 4)
@@ -129,10 +138,15 @@ def serve(sock: socket.socket) -> None:
                 return
             pid = os.fork()
             if pid == 0:
-                signal.set_wakeup_fd(-1)
-                for fd in (sock.detach(), wake_r, wake_w, *status_of.values()):
-                    os.close(fd)
-                _child(json.loads(message), fds)
+                try:  # the child never returns into this loop, whatever happens before it runs
+                    signal.set_wakeup_fd(-1)
+                    for fd in (sock.detach(), wake_r, wake_w, *status_of.values()):
+                        os.close(fd)
+                    _child(json.loads(message), fds)
+                except BaseException:
+                    traceback.print_exc()
+                finally:
+                    os._exit(70)  # EX_SOFTWARE: the child could not become the command
             for fd in fds[:3]:
                 os.close(fd)
             status_of[pid] = fds[3]
@@ -153,9 +167,13 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.forkserver", str(theirs.fileno())],
                                      pass_fds=(theirs.fileno(),), cwd=ROOT, stdin=subprocess.DEVNULL)
         theirs.close()
+        mine.settimeout(120)  # a server that stops answering fails the test that waits on it, never hangs
         self.sock = mine
         self.replies = mine.makefile("rb")
-        self.ready = json.loads(self.replies.readline() or b"{}").get("ready", False)
+        try:
+            self.ready = json.loads(self.replies.readline() or b"{}").get("ready", False)
+        except TimeoutError:  # its imports hang: every child starts with Popen instead
+            self.ready = False
 
     @classmethod
     def get(cls) -> Server:
@@ -177,7 +195,7 @@ def can_fork(module: str, popen: dict[str, Any]) -> bool:
         return False
     if any(popen.get(k) in (subprocess.STDOUT, subprocess.DEVNULL) for k in ("stdout", "stderr")):
         return False
-    env = popen.get("env") or dict(os.environ)
+    env = popen["env"] if popen.get("env") is not None else dict(os.environ)
     server = Server.get()
     return server.ready and startup_env(env) == server.env
 

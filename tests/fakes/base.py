@@ -257,10 +257,14 @@ class FakeImportAPI:
     def transport(self) -> httpx.MockTransport:
         """The fake in-process, with no socket: a transport for ``httpx.Client(transport=...)`` that hands
         each request to the same dispatch as the socket does (auth, codes, faults, job caps, clocks).
-        A fault that needs a real connection (``drop``, ``endless``, the slow-loris ones) raises
-        :class:`NeedsSocket`: such tests run on :meth:`start`."""
+        A fault that needs a real connection (``drop``, ``endless``, the slow-loris ones, a reply slower
+        than the client's read timeout) raises :class:`NeedsSocket`: such tests run on :meth:`start`."""
 
         def handle(request: httpx.Request) -> httpx.Response:
+            read = (request.extensions.get("timeout") or {}).get("read")
+            slowest = max(self.latency_s, self.slow_s if "slow" in self.faults else 0.0)
+            if read is not None and slowest >= read:  # httpx bounds no in-process call: no ReadTimeout
+                raise NeedsSocket("a reply slower than the client's read timeout needs a real connection")
             exchange = MemoryExchange(request)
             self._dispatch(exchange)
             return exchange.response(request)
