@@ -188,7 +188,8 @@ def _calls(tree: ast.AST) -> Iterator[ast.Call]:
             yield node
 
 
-# events named at run time: the expression, and the names it takes (submit.py logs a create call's outcome)
+# events named at run time: the expression, and the names it takes (run/submitter.py logs a create
+# call's outcome)
 DYNAMIC_EVENTS = {"outcome.value": [models.Outcome.SUBMITTED.value, models.Outcome.ADOPTED.value]}
 
 

@@ -161,3 +161,20 @@ def test_the_planner_submits_exactly_what_the_ledger_claims() -> None:
         action = planner.decide(obj(), SOURCE, [rec(state)], SETTINGS).action
         assert (action in (Action.SUBMIT, Action.RETRY)) == (state in states.CLAIMABLE), (state, action)
         assert (state in states.HOLDS_JOB) <= (action in (Action.SKIP, Action.RECONCILE, Action.HOLD))
+
+
+def test_every_operation_of_the_ledger_modules_is_bound_on_the_ledger() -> None:
+    """``Ledger`` is a hand-kept list of the operations of its modules: one left off is unreachable."""
+    import inspect
+
+    from orchestrator.ledger import reads, reports, runs, views
+    from orchestrator.ledger.session import Session
+
+    bound = {id(value) for value in vars(Ledger).values()}
+    for module in (transitions, reads, reports, runs, views):
+        for name, function in inspect.getmembers(module, inspect.isfunction):
+            params = list(inspect.signature(function).parameters.values())
+            if name.startswith("_") or function.__module__ != module.__name__ or not params or \
+                    params[0].annotation not in ("Session", Session):
+                continue  # a helper, an import, or not an operation on an open ledger
+            assert id(function) in bound, f"{module.__name__}.{name} is not on Ledger"

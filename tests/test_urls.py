@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.models import StoredObject
-from orchestrator.sources.registry import object_url, problem
+from orchestrator.sources.registry import BY_SCHEME, object_url
 
 ODD_KEY = "emb/day 1/a+b#c%d/café-😀.parquet"
 ODD_ENCODED = "emb/day%201/a%2Bb%23c%25d/caf%C3%A9-%F0%9F%98%80.parquet"
@@ -25,14 +25,14 @@ def stored(scheme: str, key: str = ODD_KEY, bucket: str = "lake") -> StoredObjec
 ])
 def test_each_style(scheme: str, style: str, expected: str) -> None:
     region = "eu-west-3" if scheme == "s3" else None
-    assert problem(scheme=scheme, style=style, bucket="lake", region=region, endpoint_url=None) is None
+    assert BY_SCHEME[scheme].problem(style=style, bucket="lake", region=region, endpoint_url=None) is None
     assert object_url(stored(scheme), scheme=scheme, style=style, region=region) == expected
 
 
 def test_azure_objects_are_named_by_their_https_url() -> None:
     obj = StoredObject(url=f"az://lakeacct/lake/{ODD_KEY}", bucket="lake", key=ODD_KEY, relative_key=ODD_KEY,
                        size=1, version="0x8DC", modified=0.0)
-    assert problem(scheme="az", style="native", bucket="lake", region=None, endpoint_url=None) is None
+    assert BY_SCHEME["az"].problem(style="native", bucket="lake", region=None, endpoint_url=None) is None
     assert object_url(obj, scheme="az", style="native") == \
         f"https://lakeacct.blob.core.windows.net/lake/{ODD_ENCODED}"
     assert object_url(obj, scheme="az", style="native", endpoint_url="http://127.0.0.1:10000/lakeacct/") == \
@@ -68,5 +68,5 @@ def test_local_files_keep_their_file_url() -> None:
 ])
 def test_styles_that_cannot_work_are_refused(scheme: str, style: str, bucket: str, region: str | None,
                                              endpoint: str | None, words: str) -> None:
-    why = problem(scheme=scheme, style=style, bucket=bucket, region=region, endpoint_url=endpoint)
+    why = BY_SCHEME[scheme].problem(style=style, bucket=bucket, region=region, endpoint_url=endpoint)
     assert why is not None and words in why

@@ -218,6 +218,7 @@ def test_refresh_by_list_is_one_call_for_many_jobs_with_no_server(tmp_path: Path
             ledger.record_job(claim.row, f"j{i}")
         counts = refresh(Listing(), ledger, ledger.records([ObjectState.SUBMITTED]),  # type: ignore[arg-type]
                          SubmitPolicy(settings=Settings(concurrency=4, max_attempts=1,
-                                                       max_retry_after_s=MAX_RETRY_AFTER_S)),
+                                                       max_retry_after_s=MAX_RETRY_AFTER_S),
+                                      list_lag_s=0.0, job_memory_s=float("inf")),
                          stop=threading.Event(), redact=Redactor([]))
     assert calls == ["list"] and counts["running"] == 40

@@ -3,7 +3,7 @@ command line's modules are loaded.
 
 Loading them (click, the API, the ledger, the HTTP client) takes about half a second; a Ctrl-C meanwhile
 would end in a ``KeyboardInterrupt`` traceback from inside some import. Until they are loaded, a Ctrl-C
-prints one line and exits 130; from then on the command handles signals itself (``cli._signals``).
+prints one line and exits 130; from then on the command handles signals itself (``cli.exits.signals``).
 """
 
 from __future__ import annotations

@@ -65,11 +65,11 @@ def validate(manifest: str) -> None:
                f"ledger {ledger_name(m)})")
 
 
-def _report_sources(errors: list[str], warnings: list[str]) -> None:
+def _report_sources(problems: list[str], warnings: list[str]) -> None:
     for warning in warnings:
         say(f"warning: {warning}", err=True)
-    for error in errors:
-        say(f"error: {error}", err=True)
+    for problem in problems:
+        say(f"error: {problem}", err=True)
 
 
 @cli.command(name="ls")

@@ -1,7 +1,7 @@
 """Progress bars for ``run`` on a terminal (rich), the run's observer
 (:class:`~orchestrator.run.observer.RunObserver`).
 
-Used by ``cli.py`` only, which makes them only when stderr is a terminal: under cron there are no
+Used by ``cli/main.py`` only, which makes them only when stderr is a terminal: under cron there are no
 bars, just the summary line (and ``--json-log`` events). Events come for every object, from several
 threads: they count under a lock and hand the counts to rich at most ten times a second, so
 that a no-op rerun over a million objects does not pay for drawing.

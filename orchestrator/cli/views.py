@@ -1,6 +1,6 @@
 """Plain-text views for the terminal: the ``status`` table and one object's history (``show``).
 
-Pure: report in, lines out; ``cli.py`` prints them. Plain text rather than rich tables, so that the
+Pure: report in, lines out; ``cli/main.py`` prints them. Plain text rather than rich tables, so that the
 output is the same in a terminal, a pipe and a cron mail, and long URLs are never cut.
 """
 

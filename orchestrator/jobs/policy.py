@@ -20,8 +20,10 @@ class SubmitPolicy:
     settings: Settings = field(default_factory=Settings)  # the manifest's, as written (or defaulted)
     max_job_bytes: int | None = None  # the most bytes of one job of several objects
     window: int = 1  # unfinished jobs this manifest keeps on the server at once
-    list_lag_s: float = 0.0  # how long the job list may take to show a new job
-    job_memory_s: float = float("inf")  # how long the server remembers a finished job
+    # no defaults: no lag and an endless memory hold for an in-process target only, and read as proof
+    # that a job is absent from a server's list they would resend a create call whose reply was lost
+    list_lag_s: float  # how long the job list may take to show a new job
+    job_memory_s: float  # how long the server remembers a finished job
     local_clock: bool = False  # the target runs in this process: its list is judged on our clock
     enforce: bool = True  # a file that fails the pre-flight check is not submitted (else: warned)
     drain: bool = False  # ``run --wait``: keep submitting as jobs end, waiting for room

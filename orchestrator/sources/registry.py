@@ -40,13 +40,7 @@ def bucket_and_key(url: str) -> tuple[str, str]:
     return (spec.bucket_and_key if spec is not None else split_bucket)(rest)
 
 
-def problem(*, scheme: str, style: str, bucket: str, region: str | None,
-            endpoint_url: str | None) -> str | None:
-    """Why ``style`` cannot name the objects of a source of this store, or None when it can."""
-    return BY_SCHEME[scheme].problem(style=style, bucket=bucket, region=region, endpoint_url=endpoint_url)
-
-
 def object_url(obj: StoredObject, *, scheme: str, style: str, region: str | None = None,
                endpoint_url: str | None = None) -> str:
-    """The URL an import call names for ``obj``; the style must have passed :func:`problem`."""
+    """The URL an import call names for ``obj``; the style must have passed its store's ``problem``."""
     return BY_SCHEME[scheme].object_url(obj, style, region, endpoint_url)
