@@ -573,3 +573,23 @@ def test_libpq_host_and_port_parameters_are_read_as_libpq_reads_them() -> None:
                 "postgresql://u@h:5432/db?port=5433&schema=s"):
         with pytest.raises(ManifestError):
             api.ledger_location(bad, {})
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    ("url: s3://lake/day=01/", "url: s3://lake/\n    endpoint_url: http://minio:9000"),
+    ("url: s3://lake/a/\n    endpoint_url: http://minio-a:9000", "url: s3://lake/a/b/\n    endpoint_url: http://minio-b:9000"),
+])
+def test_one_bucket_on_two_endpoints_is_refused_where_their_keys_could_meet(tmp_path: Path, first: str,
+                                                                           second: str) -> None:
+    """The ledger names an object s3://bucket/key, whatever the endpoint: the same bucket and key on two
+    endpoints would be one row, and the second object taken for the first (old code: valid)."""
+    path = _manifest(tmp_path, f"sources:\n  - {first}\n    collection: a\n  - {second}\n    collection: a\n")
+    assert "sources[1].url: bucket 'lake' on another endpoint than sources[0]'s" in _problem(path)
+    apart = _manifest(tmp_path, "sources:\n  - url: s3://lake/a/\n    collection: a\n  - url: s3://lake/b/\n"
+                                "    endpoint_url: http://minio:9000\n    collection: a\n")
+    assert api_validate(apart).sources[1].endpoint_url == "http://minio:9000"  # prefixes that never meet
+
+
+def api_validate(path: Path) -> Any:
+    from orchestrator import api
+    return api.validate(path, ENV)

@@ -9,6 +9,7 @@ Every problem is recorded with its place and all are raised at once, one line ea
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,6 +66,12 @@ def parse(doc: Any, *, file: str, base_dir: Path, stem: str, environ: Mapping[st
                 and credentials is None and "credentials" not in top:
             r.note(f"sources[{source.index}].credentials",
                    "no credentials for the import service: set top-level credentials or this one")
+    for a, b in itertools.combinations(sources, 2):
+        if (a.scheme, a.bucket) == (b.scheme, b.bucket) and a.endpoint_url != b.endpoint_url \
+                and (a.prefix.startswith(b.prefix) or b.prefix.startswith(a.prefix)):
+            r.note(f"sources[{b.index}].url", f"bucket {b.bucket!r} on another endpoint than "
+                   f"sources[{a.index}]'s: the ledger names an object by its bucket and key, so one of these "
+                   "would be taken for the other's; give each endpoint its own manifest and ledger")
     settings = _settings(r, top.get("settings"))
     if target is not None and settings.objects_per_job > target.capabilities.files_per_job:
         r.note("settings.objects_per_job", f"{settings.objects_per_job}: a {target.type} import job takes "
