@@ -588,6 +588,10 @@ def test_one_bucket_on_two_endpoints_is_refused_where_their_keys_could_meet(tmp_
     apart = _manifest(tmp_path, "sources:\n  - url: s3://lake/a/\n    collection: a\n  - url: s3://lake/b/\n"
                                 "    endpoint_url: http://minio:9000\n    collection: a\n")
     assert api_validate(apart).sources[1].endpoint_url == "http://minio:9000"  # prefixes that never meet
+    accounts = _manifest(tmp_path, "sources:\n  - url: az://lake/\n    account: one\n    collection: a\n"
+                                   "  - url: az://lake/\n    account: two\n    endpoint_url: http://127.0.0.1:1/two\n"
+                                   "    collection: a\n")
+    assert len(api_validate(accounts).sources) == 2  # an Azure object's URL names its account
 
 
 def api_validate(path: Path) -> Any:

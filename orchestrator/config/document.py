@@ -67,7 +67,9 @@ def parse(doc: Any, *, file: str, base_dir: Path, stem: str, environ: Mapping[st
             r.note(f"sources[{source.index}].credentials",
                    "no credentials for the import service: set top-level credentials or this one")
     for a, b in itertools.combinations(sources, 2):
-        if (a.scheme, a.bucket) == (b.scheme, b.bucket) and a.endpoint_url != b.endpoint_url \
+        # the fields an object's ledger URL is made of (an Azure URL names its account, none its endpoint)
+        same_bucket = (a.scheme, a.account, a.bucket) == (b.scheme, b.account, b.bucket)
+        if same_bucket and a.endpoint_url != b.endpoint_url \
                 and (a.prefix.startswith(b.prefix) or b.prefix.startswith(a.prefix)):
             r.note(f"sources[{b.index}].url", f"bucket {b.bucket!r} on another endpoint than "
                    f"sources[{a.index}]'s: the ledger names an object by its bucket and key, so one of these "
