@@ -60,6 +60,11 @@ class SourceError(OrchestratorError):
     """A source cannot be listed or read; the message names the source."""
 
 
+class NoticeError(SourceError):
+    """A queue message that is no store's notification (not JSON, an unknown shape): a poison message,
+    logged and left to the queue's redrive policy."""
+
+
 class LedgerError(OrchestratorError):
     """The ledger cannot be used."""
 

@@ -57,6 +57,7 @@ class StoredObject(NamedTuple):
     version: str
     modified: float  # seconds since the epoch
     checksum: str = ""
+    found: str = "listing"  # how it was discovered: "listing", "event" or "inventory" (plan and ls show it)
 
 
 class ObjectState(enum.StrEnum):
