@@ -233,15 +233,16 @@ def gcs_bucket(gcs: storage.Client) -> str:
     return name
 
 
-@pytest.fixture(scope="session")
-def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Azurite's blob service on a port it picks, in memory; the account's endpoint URL."""
-    if not AZURITE.exists():
-        pytest.fail(f"{AZURITE} is missing: run `make install`")
+def _azurite(service: str, workdir: Path) -> Iterator[str]:
+    """One Azurite service (``blob``, ``queue``) on a port it picks, in memory, until the generator is
+    closed; the account's endpoint URL."""
+    binary = AZURITE.with_name(f"azurite-{service}")
+    if not binary.exists():
+        pytest.fail(f"{binary} is missing: run `make install`")
     process = subprocess.Popen(
-        [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", "0", "--inMemoryPersistence",
+        [str(binary), f"--{service}Host", "127.0.0.1", f"--{service}Port", "0", "--inMemoryPersistence",
          "--extentMemoryLimit", "256", "--silent", "--skipApiVersionCheck", "--loose"],
-        cwd=tmp_path_factory.mktemp("azurite"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert process.stdout is not None
     seen = []
     for line in process.stdout:  # it says where it listens once it does
@@ -256,6 +257,18 @@ def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process.kill()  # in memory: nothing to flush, and a graceful stop waits for idle keep-alive connections
     process.wait()
     process.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's blob service; the account's endpoint URL."""
+    yield from _azurite("blob", tmp_path_factory.mktemp("azurite"))
+
+
+@pytest.fixture(scope="session")
+def azurite_queue_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's queue service (the Storage Queues Event Grid delivers to); the account's endpoint URL."""
+    yield from _azurite("queue", tmp_path_factory.mktemp("azurite-queue"))
 
 
 @pytest.fixture
