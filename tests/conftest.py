@@ -274,7 +274,7 @@ def azurite_queue_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 @pytest.fixture(scope="session")
 def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Google's Pub/Sub emulator (Java; about 1.5 s to start), in memory; its ``host:port`` for
+    """Google's Pub/Sub emulator (Java; about 1 s to start), in memory; its ``host:port`` for
     PUBSUB_EMULATOR_HOST. Skipped where the Debian package is not installed (`make install` installs it
     where its apt repository is configured)."""
     if not PUBSUB_EMULATOR.exists():

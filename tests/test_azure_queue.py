@@ -251,4 +251,6 @@ def test_errors_are_one_line_without_secrets(queue_url: str, azurite_queue_endpo
     with pytest.raises(SourceError, match=r"^queue .*: cannot delete message m1: cannot reach the endpoint") \
             as info:
         queue(down, azurite_queue_endpoint).delete([Message("m1", "receipt", "", {}, 1)])
+    with pytest.raises(SourceError, match=r"^queue .*: cannot delete message m\d: cannot reach the endpoint"):
+        queue(down, azurite_queue_endpoint).delete([Message(f"m{i}", "receipt", "", {}, 1) for i in range(3)])
     assert AZURE_KEY not in str(info.value)
