@@ -171,6 +171,15 @@ def test_errors_are_one_line(emulated: str, tmp_path: Path, monkeypatch: pytest.
     assert str(info.value).startswith(f"sources[3] gs://lake/emb/: cannot use service_account_file "
                                       f"{tmp_path / 'key.json'}: a key of type 'authorized_user'")
 
+    (tmp_path / "broken.json").write_text(json.dumps({
+        "type": "service_account", "client_email": "ingest@test-project.iam.gserviceaccount.com",
+        "private_key_id": "key-id-1", "token_uri": "https://oauth2.googleapis.com/token",
+        "private_key": "-----BEGIN PRIVATE KEY-----\nSECRETKEYMATERIAL\n-----END PRIVATE KEY-----\n"}))
+    with pytest.raises(SourceError) as info:
+        make_gcs_queue(missing, config(service_account_file=tmp_path / "broken.json"), Settings())
+    assert str(info.value).startswith("sources[3] gs://lake/emb/: cannot use service_account_file ")
+    assert "SECRETKEYMATERIAL" not in str(info.value) and "\n" not in str(info.value)
+
     port = free_port()
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{port}")
     down = make_gcs_queue(missing, config(), Settings())
