@@ -132,6 +132,17 @@ def test_an_array_of_events_and_odd_fields() -> None:
     assert parse(f"  {queued(event())}\n")[0].kind is NoticeKind.CREATED
 
 
+def test_hostile_fields_make_short_reasons_not_crashes() -> None:
+    [listed] = parse(queued(event(api=["PutBlob"], blobType={"a": 1})))  # unhashable values
+    assert listed.why == "written by ['PutBlob']: not a complete blob (PutBlob, PutBlockList or " \
+                         "FlushWithClose)"
+    assert parse(queued(event(api="PutBlob", blobType=["AppendBlob"])))[0].kind is NoticeKind.CREATED
+    [long] = parse(queued(event(kind="X" * 10_000)))
+    [odd] = parse(queued(event(api="Put\nBlob" + "x" * 10_000)))
+    for notice in (long, odd):
+        assert notice.kind is NoticeKind.IGNORED and len(notice.why) < 250 and "\n" not in notice.why
+
+
 @pytest.mark.parametrize(("body", "problem"), [
     (" ", "the message is empty"),
     ("hello, queue", "neither JSON nor base64 of JSON"),

@@ -77,6 +77,14 @@ def test_other_events_buckets_and_folder_markers_are_ignored() -> None:
     assert parse("", attributes("emb/", event="OBJECT_DELETE", payload="NONE"))[0].kind is NoticeKind.IGNORED
 
 
+def test_hostile_attributes_make_short_reasons() -> None:
+    for attrs in (attributes(event="X\x1b[2J" * 5000), attributes(bucket="b\n" * 5000),
+                  attributes(event="OBJECT_DELETE", overwrittenByGeneration="9\n" * 5000)):
+        [notice] = parse(json.dumps(resource()), attrs)
+        assert notice.kind is NoticeKind.IGNORED and len(notice.why) < 250
+        assert "\n" not in notice.why and "\x1b" not in notice.why
+
+
 @pytest.mark.parametrize("key", ["emb/c d/é+#%.parquet", "emb/日本/データ 1.parquet", "emb/a%20b.parquet"])
 def test_keys_are_the_object_names_as_written(key: str) -> None:
     """objectId is the object's name itself (not URL-encoded): nothing is decoded."""

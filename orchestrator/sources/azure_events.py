@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 from ..errors import NoticeError
+from ..terminal import clip, printable
 from .notices import Notice, NoticeKind
 
 CREATED = "Microsoft.Storage.BlobCreated"
@@ -80,7 +81,7 @@ def _notice(event: Any, account: str, container: str) -> Notice:
     found = _SUBJECT.match(subject) if isinstance(subject, str) else None
     if kind not in (CREATED, DELETED):
         where = ("", "") if found is None else (found["container"], found["key"])
-        return Notice(NoticeKind.IGNORED, *where, why=f"event type {kind}")
+        return Notice(NoticeKind.IGNORED, *where, why=f"event type {_shown(kind)}")
     if found is None:
         raise NoticeError(f"a {kind} event without a blob subject (/blobServices/default/containers/<c>/"
                           "blobs/<path>)")
@@ -97,18 +98,18 @@ def _ignored(notice: Notice, data: Mapping[str, Any], origin: str | None, accoun
              container: str) -> str | None:
     """Why this blob event is nothing to import or remove here, or None."""
     if origin is not None and origin != account:
-        return f"storage account {origin!r}, not {account!r}"
+        return f"storage account {_shown(repr(origin))}, not {account!r}"
     if notice.bucket != container:
-        return f"container {notice.bucket!r}, not {container!r}"
+        return f"container {_shown(repr(notice.bucket))}, not {container!r}"
     if notice.key.endswith("/"):
         return "a folder marker"
     if notice.kind is NoticeKind.CREATED:
-        api = data.get("api")
-        if api not in COMPLETE_WRITES:
-            return f"written by {api or 'an unnamed call'}: not a complete blob (PutBlob, PutBlockList or " \
-                   "FlushWithClose)"
-        if data.get("blobType") in _UNANNOUNCED:
-            return f"{_UNANNOUNCED[data['blobType']]}, written by calls that send no event"
+        api, blob_type = data.get("api"), data.get("blobType")
+        if not isinstance(api, str) or api not in COMPLETE_WRITES:
+            call = _shown(api if isinstance(api, str) else repr(api)) if api else "an unnamed call"
+            return f"written by {call}: not a complete blob (PutBlob, PutBlockList or FlushWithClose)"
+        if isinstance(blob_type, str) and blob_type in _UNANNOUNCED:
+            return f"{_UNANNOUNCED[blob_type]}, written by calls that send no event"
     return None
 
 
@@ -116,6 +117,11 @@ def _origin_account(origin: Any) -> str | None:
     """The storage account of an event's topic (Event Grid) or source (CloudEvents)."""
     found = _ACCOUNT.search(origin) if isinstance(origin, str) else None
     return None if found is None else found["account"]
+
+
+def _shown(text: str) -> str:
+    """A value from the message, for a log line: control characters escaped, at most 100 characters."""
+    return clip(printable(text), 100)
 
 
 def _size(value: Any) -> int | None:

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from ..errors import NoticeError
+from ..terminal import clip, printable
 from .notices import Notice, NoticeKind
 
 FINALIZE = "OBJECT_FINALIZE"
@@ -49,7 +50,7 @@ def gcs_notices(data: str, attributes: Mapping[str, str], *, bucket: str) -> lis
         else NoticeKind.IGNORED
     notice = Notice(kind, where, key, size=_size(resource.get("size")), etag=generation,
                     order=None if generation is None else generation.zfill(20),
-                    why="" if kind is not NoticeKind.IGNORED else f"event type {event}")
+                    why="" if kind is not NoticeKind.IGNORED else f"event type {clip(printable(event), 100)}")
     ignored = _ignored(notice, attributes, bucket)
     return [notice if ignored is None else notice._replace(kind=NoticeKind.IGNORED, why=ignored)]
 
@@ -70,12 +71,13 @@ def _ignored(notice: Notice, attributes: Mapping[str, str], bucket: str) -> str 
     if notice.kind is NoticeKind.IGNORED:
         return notice.why
     if notice.bucket != bucket:
-        return f"bucket {notice.bucket!r}, not {bucket!r}"
+        return f"bucket {clip(printable(repr(notice.bucket)), 100)}, not {bucket!r}"
     if notice.key.endswith("/"):
         return "a folder marker"
     replaced_by = attributes.get("overwrittenByGeneration")
     if notice.kind is NoticeKind.REMOVED and replaced_by:
-        return f"generation {notice.etag} was overwritten by generation {replaced_by}, which its own " \
+        newer = clip(printable(replaced_by), 40)
+        return f"generation {notice.etag} was overwritten by generation {newer}, which its own " \
                "OBJECT_FINALIZE announces"
     return None
 
