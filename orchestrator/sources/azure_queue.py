@@ -93,17 +93,17 @@ def make_azure_queue(url: str, source: SourceConfig, settings: Settings, *,
 def _credential(account: str, source: SourceConfig, environ: Mapping[str, str],
                 default: Callable[[], TokenCredential]) -> Any:
     if account == source.account and source.connection_string is not None:
-        return connection_string_credential(source.connection_string.reveal(),
+        return _connection_string_credential(source.connection_string.reveal(),
                                             f"{source.label}: connection_string")
     if account == source.account and source.sas_token is not None:
         return source.sas_token.reveal().lstrip("?")
     if _settings(environ.get(ENV_CONNECTION_STRING) or "").get("ACCOUNTNAME") == account:
-        return connection_string_credential(environ[ENV_CONNECTION_STRING],
+        return _connection_string_credential(environ[ENV_CONNECTION_STRING],
                                             f"{source.label}: {ENV_CONNECTION_STRING}")
     return default()
 
 
-def connection_string_credential(value: str, where: str) -> AzureNamedKeyCredential | str:
+def _connection_string_credential(value: str, where: str) -> AzureNamedKeyCredential | str:
     """The account key (or SAS) of a connection string; raises :class:`SourceError` naming ``where`` it
     came from, never its value."""
     named = _settings(value)
