@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 # Azurite, the Azure Storage emulator the tests start (npm; Node.js 18+)
 AZURITE_VERSION := 3.37.0
 AZURITE_STAMP := .azurite/.installed-$(AZURITE_VERSION)
+# Google's Pub/Sub emulator the tests start (Java; the Debian package google-cloud-cli-pubsub-emulator)
+PUBSUB_EMULATOR := /usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator
 
 # A real Milvus 2.3.5 server for the tests (PyPI's `milvus`), in its own virtualenv: it needs an old
 # pymilvus and setuptools that the project's own environment must not have.
@@ -35,11 +37,15 @@ $(STAMP): pyproject.toml
 	@# the report's browser tests (tests/test_report.py): Debian's Chromium, headless, when missing
 	command -v chromium >/dev/null 2>&1 || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	@# the Pub/Sub emulator (tests/test_gcs_queue.py): Google's Debian package, when missing; where Google's
+	@# apt repository is not configured it cannot be had, and those tests are skipped saying so
+	test -x $(PUBSUB_EMULATOR) || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install \
+		-y -qq google-cloud-cli-pubsub-emulator) || echo "google-cloud-cli-pubsub-emulator is not available"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	@# the distribution was named `orchestrator` before (a name PyPI gives another project)
 	$(BIN)/pip uninstall --quiet --yes orchestrator 2>/dev/null || true
-	$(BIN)/pip install --quiet -e '.[test,docs,milvus,azure,postgres]'
+	$(BIN)/pip install --quiet -e '.[test,docs,milvus,azure,gcs-events,postgres]'
 	touch $(STAMP) $(DEMO_STAMP)
 
 $(AZURITE_STAMP):

@@ -57,6 +57,7 @@ _buckets = itertools.count(1)
 AZURITE = Path(__file__).parent.parent / ".azurite" / "node_modules" / ".bin" / "azurite-blob"
 AZURE_ACCOUNT = "devstoreaccount1"  # Azurite's well-known development account and its published key
 AZURE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+PUBSUB_EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
 ROOT = Path(__file__).resolve().parent.parent
 MILVUS_PYTHON = ROOT / ".milvus-venv" / "bin" / "python"  # made by `make install-server`
 _schemas = itertools.count(1)
@@ -233,15 +234,16 @@ def gcs_bucket(gcs: storage.Client) -> str:
     return name
 
 
-@pytest.fixture(scope="session")
-def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Azurite's blob service on a port it picks, in memory; the account's endpoint URL."""
-    if not AZURITE.exists():
-        pytest.fail(f"{AZURITE} is missing: run `make install`")
+def _azurite(service: str, workdir: Path) -> Iterator[str]:
+    """One Azurite service (``blob``, ``queue``) on a port it picks, in memory, until the generator is
+    closed; the account's endpoint URL."""
+    binary = AZURITE.with_name(f"azurite-{service}")
+    if not binary.exists():
+        pytest.fail(f"{binary} is missing: run `make install`")
     process = subprocess.Popen(
-        [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", "0", "--inMemoryPersistence",
+        [str(binary), f"--{service}Host", "127.0.0.1", f"--{service}Port", "0", "--inMemoryPersistence",
          "--extentMemoryLimit", "256", "--silent", "--skipApiVersionCheck", "--loose"],
-        cwd=tmp_path_factory.mktemp("azurite"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert process.stdout is not None
     seen = []
     for line in process.stdout:  # it says where it listens once it does
@@ -256,6 +258,47 @@ def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     process.kill()  # in memory: nothing to flush, and a graceful stop waits for idle keep-alive connections
     process.wait()
     process.stdout.close()
+
+
+@pytest.fixture(scope="session")
+def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's blob service; the account's endpoint URL."""
+    yield from _azurite("blob", tmp_path_factory.mktemp("azurite"))
+
+
+@pytest.fixture(scope="session")
+def azurite_queue_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's queue service (the Storage Queues Event Grid delivers to); the account's endpoint URL."""
+    yield from _azurite("queue", tmp_path_factory.mktemp("azurite-queue"))
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Google's Pub/Sub emulator (Java; about 1 s to start), in memory; its ``host:port`` for
+    PUBSUB_EMULATOR_HOST. Skipped where the Debian package is not installed (`make install` installs it
+    where its apt repository is configured)."""
+    if not PUBSUB_EMULATOR.exists():
+        pytest.skip(f"the Pub/Sub emulator is not installed ({PUBSUB_EMULATOR} is missing: apt-get install "
+                    "google-cloud-cli-pubsub-emulator)")
+    port = free_port()
+    log = tmp_path_factory.mktemp("pubsub") / "emulator.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([str(PUBSUB_EMULATOR), "--host=127.0.0.1", f"--port={port}"],
+                                   stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)  # a subprocess starting: no clock of ours to inject
+    else:
+        process.kill()
+        process.wait()
+        pytest.fail("the Pub/Sub emulator did not start:\n" + log.read_text(errors="replace"))
+    yield f"127.0.0.1:{port}"
+    process.kill()  # in memory: nothing to flush
+    process.wait()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ DISTRIBUTION = "milvus-import-orchestrator"  # the name on PyPI (`orchestrator` 
 EXTRAS: dict[str, tuple[str, ...]] = {
     "milvus": ("pymilvus", "milvus_lite"),  # the milvus-lite and milvus-grpc targets
     "azure": ("azure.storage.blob", "azure.identity"),  # az:// and *.blob.core.windows.net sources
+    "gcs-events": ("google.cloud.pubsub_v1",),  # discovery: events of gs:// sources (Pub/Sub)
     "postgres": ("psycopg",),  # ledger: postgresql://...
 }
 

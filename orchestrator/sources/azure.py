@@ -242,10 +242,15 @@ class AzureSource(FanOutLister):
         )
 
 
-def describe_azure_error(exc: AzureError, url: str, *, missing: str = "container") -> str:
+LISTING_ROLE = "Storage Blob Data Reader here (a SAS token: read and list permissions)"
+
+
+def describe_azure_error(exc: AzureError, url: str, *, missing: str = "container", use: str = "listing",
+                         role: str = LISTING_ROLE) -> str:
     """One line for an azure-core or azure-identity error: what failed and what to do, with no request
-    id, URL or key. ``url`` is the client's, of which only the origin is shown."""
-    code = _code(exc)
+    id, URL or key. ``url`` is the client's, of which only the origin is shown; ``use`` names the
+    credentials' use and ``role`` what they need, for a refusal."""
+    code = azure_error_code(exc)
     if isinstance(exc, ResourceModifiedError) or code == "ConditionNotMet":
         return "the object changed since it was listed"
     if isinstance(exc, ResourceNotFoundError):
@@ -257,11 +262,10 @@ def describe_azure_error(exc: AzureError, url: str, *, missing: str = "container
         return f"no token for DefaultAzureCredential: {str(exc.message).splitlines()[0][:200]}"
     if isinstance(exc, ClientAuthenticationError) or code in ("AuthenticationFailed",
                                                               "InvalidAuthenticationInfo"):
-        return (f"the listing credentials were refused ({code or 'HTTP 401'}): check the account key, "
+        return (f"the {use} credentials were refused ({code or 'HTTP 401'}): check the account key, "
                 "SAS token or connection string, and that it has not expired")
     if isinstance(exc, HttpResponseError) and exc.status_code == 403:
-        return (f"access denied ({code or 'HTTP 403'}): the listing identity needs Storage Blob Data "
-                "Reader here (a SAS token: read and list permissions)")
+        return f"access denied ({code or 'HTTP 403'}): the {use} identity needs {role}"
     if isinstance(exc, HttpResponseError) and exc.status_code is not None:
         return f"HTTP {exc.status_code} ({code or 'no error code'})"
     inner = getattr(exc, "inner_exception", None)
@@ -274,7 +278,8 @@ def describe_azure_error(exc: AzureError, url: str, *, missing: str = "container
     return type(exc).__name__
 
 
-def _code(exc: AzureError) -> str:
+def azure_error_code(exc: AzureError) -> str:
+    """The storage service's error code of an error (``ContainerNotFound``), or ""."""
     code = getattr(exc, "error_code", None)
     return str(getattr(code, "value", code or ""))
 

@@ -88,6 +88,13 @@ def make_client(service_account_file: Path | None, environ: Mapping[str, str], p
     return client
 
 
+def key_file_error(config: SourceConfig, exc: Exception) -> SourceError:
+    """The error of a source whose ``service_account_file`` cannot be used."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+    return SourceError(f"{config.label}: cannot use service_account_file {config.service_account_file}: "
+                       f"{reason}")
+
+
 def service_account_info(path: Path) -> dict[str, Any]:
     """The key file's JSON object; raises ValueError naming what it is instead (not JSON, another
     kind of credentials), OSError when it cannot be read."""
@@ -113,9 +120,7 @@ def build(config: SourceConfig, settings: Settings) -> GcsSource:
     except (auth.GoogleAuthError, ValueError, OSError) as exc:
         if config.service_account_file is None:
             raise SourceError(f"{config.label}: {describe_google_error(exc)}") from exc
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise SourceError(f"{config.label}: cannot use service_account_file "
-                          f"{config.service_account_file}: {reason}") from exc
+        raise key_file_error(config, exc) from exc
     return GcsSource(client, label=config.label, bucket=config.bucket, prefix=config.prefix,
                      concurrency=settings.list_concurrency)
 
@@ -283,18 +288,23 @@ def _ours(exc: BaseException) -> bool:
                       | ConnectionError)
 
 
-def describe_google_error(exc: BaseException, *, missing: str = "bucket") -> str:
-    """One line for a google-api-core, google-auth or transport error, without tokens."""
+LISTING_NEEDS = "storage.objects.list and .get here"
+
+
+def describe_google_error(exc: BaseException, *, missing: str = "bucket", use: str = "listing",
+                          needs: str = LISTING_NEEDS) -> str:
+    """One line for a google-api-core, google-auth or transport error, without tokens. ``use`` names
+    the credentials' use and ``needs`` the permissions they need, for a refusal."""
     if isinstance(exc, api.RetryError):
         cause = exc.cause
-        return f"{describe_google_error(cause, missing=missing)} (gave up retrying)" if cause is not None \
-            else "gave up retrying"
+        return f"{describe_google_error(cause, missing=missing, use=use, needs=needs)} (gave up retrying)" \
+            if cause is not None else "gave up retrying"
     if isinstance(exc, api.NotFound):
         return f"{missing} not found"
     if isinstance(exc, api.Forbidden):
-        return "access denied (the listing credentials need storage.objects.list and .get here)"
+        return f"access denied (the {use} credentials need {needs})"
     if isinstance(exc, api.Unauthorized):
-        return "the listing credentials are not valid or have expired (HTTP 401)"
+        return f"the {use} credentials are not valid or have expired (HTTP 401)"
     if isinstance(exc, api.GoogleAPICallError):
         return f"HTTP {exc.code}: {exc.message}"
     if isinstance(exc, auth.InvalidOperation):  # a 401 to anonymous credentials, which cannot refresh
@@ -304,9 +314,9 @@ def describe_google_error(exc: BaseException, *, missing: str = "bucket") -> str
                 "application-default login`, or set service_account_file on this source")
     if isinstance(exc, auth.RefreshError):
         reason = exc.args[0] if exc.args else "refused"
-        return f"the listing credentials were refused (expired, revoked or not valid): {reason}"
+        return f"the {use} credentials were refused (expired, revoked or not valid): {reason}"
     if isinstance(exc, auth.TransportError) and exc.args and isinstance(exc.args[0], BaseException):
-        return describe_google_error(exc.args[0], missing=missing)
+        return describe_google_error(exc.args[0], missing=missing, use=use, needs=needs)
     if isinstance(exc, requests.Timeout):
         return f"the endpoint did not answer in time ({_host(exc)})"
     if isinstance(exc, requests.ConnectionError | ConnectionError):
