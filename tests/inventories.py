@@ -1,7 +1,7 @@
 """S3 Inventory deliveries written the way AWS writes them, into a bucket of moto's server (or any S3
 client): ``<folder><YYYY-MM-DDTHH-MMZ>/manifest.json`` and its data files under ``<folder>data/``.
 
-  CSV      gzip'd, no header, every field quoted, keys URL-encoded (``+`` for a space, ``/`` as ``%2F``)
+  CSV      gzip'd, no header, every field quoted, keys URL-encoded (``+`` for a space, ``/`` kept)
   Parquet  columns bucket, key, version_id, is_latest, is_delete_marker, size,
            last_modified_date (int64 TIMESTAMP_MILLIS), e_tag, storage_class
   ORC      the same columns, last_modified_date an ORC timestamp
@@ -64,7 +64,7 @@ def csv_file(rows: Iterable[Row], fields: Sequence[str]) -> bytes:
     text = io.StringIO()
     out = csv.writer(text, quoting=csv.QUOTE_ALL, lineterminator="\n")
     for r in rows:
-        values = {"Bucket": r.bucket, "Key": quote_plus(r.key, safe=""), "VersionId": r.version_id,
+        values = {"Bucket": r.bucket, "Key": quote_plus(r.key, safe="/"), "VersionId": r.version_id,
                   "IsLatest": str(r.is_latest).lower(), "IsDeleteMarker": str(r.is_delete_marker).lower(),
                   "Size": "" if r.is_delete_marker else str(r.size),
                   "LastModifiedDate": datetime.fromtimestamp(r.modified_ms / 1000, UTC)

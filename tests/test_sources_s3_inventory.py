@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +14,14 @@ from orchestrator.config.manifest import Settings, SourceConfig
 from orchestrator.errors import SourceError
 from orchestrator.sources.s3 import S3Source
 from orchestrator.sources.s3_inventory import S3Inventory, make_inventory
-from orchestrator.sources.s3_inventory_manifest import deliveries, parse_manifest, schema_columns
-from tests.inventories import CSV_FIELDS, Row, rows_of, write_inventory
+from orchestrator.sources.s3_inventory_manifest import (
+    InventoryManifest,
+    deliveries,
+    parse_manifest,
+    schema_columns,
+)
+from orchestrator.sources.s3_inventory_rows import BATCH_ROWS, read_objects
+from tests.inventories import CSV_FIELDS, Row, data_file, file_schema, rows_of, write_inventory
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -184,6 +191,23 @@ def test_make_inventory_uses_the_source_client_options(s3: Any, lake: str, inven
     with pytest.raises(SourceError, match=r"^sources\[2\] s3://.*: inventory gs://x/y/ is not an "
                                           r"s3://bucket/prefix/ URL$"):
         make_inventory("gs://x/y/", source, Settings())
+
+
+@pytest.mark.parametrize("file_format", FORMATS)
+def test_a_data_file_is_read_in_batches(tmp_path: Path, file_format: str) -> None:
+    """A file of 3 batches and more, never whole: every row of the bucket's prefix once, in order."""
+    count = 3 * BATCH_ROWS + 5
+    rows = [Row("lake" if i % 7 else "other", f"emb/{i:06}.parquet", i, 1_700_000_000_000 + i, f"{i:032x}")
+            for i in range(count)]
+    path = tmp_path / "data"
+    path.write_bytes(data_file(rows, file_format, CSV_FIELDS))
+    manifest = InventoryManifest(source_bucket="lake", file_format=file_format, files=(), created=0.0,
+                                 columns=schema_columns(file_schema(file_format, CSV_FIELDS), file_format))
+    batches = list(read_objects(path, manifest, bucket="lake", prefix="emb/"))
+    assert len(batches) >= 3 and max(map(len, batches)) < count / 2
+    objects = [o for batch in batches for o in batch]
+    assert [o.size for o in objects] == [i for i in range(count) if i % 7]
+    assert objects[0].modified == 1_700_000_000.001 and objects[0].version == f"{1:032x}"
 
 
 def test_the_manifest_fields_and_deliveries() -> None:

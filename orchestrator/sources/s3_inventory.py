@@ -19,7 +19,8 @@ import hashlib
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO, TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -79,9 +80,9 @@ class S3Inventory:
         """Every current object of the source in the inventory, data file after data file."""
         _, manifest = self.manifest()
         for data in manifest.files:
-            with self._download(data) as file:
+            with self._download(data) as path:
                 try:
-                    for batch in read_objects(file, manifest, bucket=self.bucket, prefix=self.prefix):
+                    for batch in read_objects(path, manifest, bucket=self.bucket, prefix=self.prefix):
                         yield from batch
                 except ValueError as exc:
                     raise SourceError(f"{self.label}: {self._url(data.key)} {exc}") from exc
@@ -124,23 +125,24 @@ class S3Inventory:
         return manifest
 
     @contextmanager
-    def _download(self, data: DataFile) -> Iterator[IO[bytes]]:
-        """A data file in a temporary file (deleted after), its MD5 checked."""
+    def _download(self, data: DataFile) -> Iterator[Path]:
+        """A data file on disk (deleted after), its MD5 checked."""
         digest = hashlib.md5(usedforsecurity=False)
-        with tempfile.TemporaryFile() as file:
-            try:
-                body = self.client.get_object(Bucket=self.where, Key=data.key)["Body"]
-                for chunk in iter(lambda: body.read(_CHUNK), b""):
-                    digest.update(chunk)
-                    file.write(chunk)
-            except (ClientError, BotoCoreError) as exc:
-                raise SourceError(f"{self.label}: cannot read {self._url(data.key)}: "
-                                  f"{describe_boto_error(exc)}") from exc
+        with tempfile.TemporaryDirectory(prefix="orchestrator-inventory-") as folder:
+            path = Path(folder) / "data"
+            with path.open("wb") as file:
+                try:
+                    body = self.client.get_object(Bucket=self.where, Key=data.key)["Body"]
+                    for chunk in iter(lambda: body.read(_CHUNK), b""):
+                        digest.update(chunk)
+                        file.write(chunk)
+                except (ClientError, BotoCoreError) as exc:
+                    raise SourceError(f"{self.label}: cannot read {self._url(data.key)}: "
+                                      f"{describe_boto_error(exc)}") from exc
             if digest.hexdigest() != data.md5:
                 raise SourceError(f"{self.label}: {self._url(data.key)} does not match the MD5checksum of "
                                   "its manifest (damaged or replaced: wait for the next delivery)")
-            file.seek(0)
-            yield file
+            yield path
 
     def _url(self, key: str) -> str:
         return f"s3://{self.where}/{key}"

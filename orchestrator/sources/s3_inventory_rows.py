@@ -11,19 +11,20 @@ the ETag without quotes as version and checksum, LastModified to the millisecond
 another bucket, outside the prefix, "folder" markers, non-current versions and delete markers are left
 out.
 
-No network here: the file is one :mod:`orchestrator.sources.s3_inventory` has downloaded and checked.
+No network here: the file is on disk, one :mod:`orchestrator.sources.s3_inventory` has downloaded and checked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import IO, Any
+from itertools import repeat
+from pathlib import Path
+from typing import Any
 from urllib.parse import unquote_plus
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
-import pyarrow.orc as porc
 import pyarrow.parquet as pq
 
 from ..models import StoredObject
@@ -33,62 +34,60 @@ _TYPES = {"bucket": pa.string(), "key": pa.string(), "size": pa.int64(),
           "last_modified_date": pa.timestamp("ms", tz="UTC"), "e_tag": pa.string(),
           "is_latest": pa.bool_(), "is_delete_marker": pa.bool_()}
 _UNITS_PER_MS = {"us": 1000, "ns": 1_000_000}
-BATCH_ROWS = 65_536
+BATCH_ROWS = 8192  # rows of a Parquet or ORC batch
+BLOCK_BYTES = 1 << 20  # bytes of CSV per batch: about 10,000 rows
 
 
-def read_objects(file: IO[bytes], manifest: InventoryManifest, *, bucket: str, prefix: str,
+def read_objects(path: Path, manifest: InventoryManifest, *, bucket: str, prefix: str,
                  ) -> Iterator[list[StoredObject]]:
-    """The objects of one data file, a batch at a time; ``ValueError`` for a file that is not one of
-    the manifest's format and fields."""
+    """The objects of the data file at ``path``, a batch at a time; ``ValueError`` for a file that is
+    not one of the manifest's format and fields."""
     try:
-        for batch in _batches(file, manifest):
+        for batch in _batches(path, manifest):
             yield batch_objects(batch, bucket=bucket, prefix=prefix, encoded=manifest.file_format == "CSV")
     except (pa.ArrowException, KeyError) as exc:
         raise ValueError(f"is not a {manifest.file_format} inventory file ({exc})") from exc
 
 
-def _batches(file: IO[bytes], manifest: InventoryManifest) -> Iterator[pa.RecordBatch]:
+def _batches(path: Path, manifest: InventoryManifest) -> Iterator[pa.RecordBatch]:
     columns = [c for c in (*NEEDED, *VERSIONS) if c in manifest.columns]
     if manifest.file_format == "CSV":
         yield from pcsv.open_csv(
-            pa.input_stream(file, compression="gzip"),
-            read_options=pcsv.ReadOptions(column_names=list(manifest.columns), block_size=4 << 20),
+            pa.input_stream(str(path), compression="gzip"),
+            read_options=pcsv.ReadOptions(column_names=list(manifest.columns), block_size=BLOCK_BYTES),
             convert_options=pcsv.ConvertOptions(column_types={c: _TYPES[c] for c in columns},
                                                 include_columns=columns))
     elif manifest.file_format == "Parquet":
-        yield from pq.ParquetFile(file).iter_batches(batch_size=BATCH_ROWS, columns=columns)
+        yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS, columns=columns)
     else:
-        orc = porc.ORCFile(file)
-        for stripe in range(orc.nstripes):
-            yield orc.read_stripe(stripe, columns=columns)
+        import pyarrow.dataset as ds  # 40 MB more of the process: imported for an ORC inventory only
+
+        yield from ds.dataset(path, format="orc").to_batches(batch_size=BATCH_ROWS, columns=columns)
 
 
 def batch_objects(batch: pa.RecordBatch, *, bucket: str, prefix: str, encoded: bool) -> list[StoredObject]:
-    """The objects of one batch: the current versions in ``bucket`` under ``prefix``."""
-    keep = pc.equal(batch.column("bucket"), bucket)
+    """The objects of one batch: the current versions in ``bucket`` under ``prefix``, "folder"
+    markers left out. Rows are chosen by pyarrow, in C; the objects are made from whole columns."""
+    if encoded:  # a CSV key is decoded first, the way the lister decodes one (``+`` is a space)
+        keys = [unquote_plus(k) if "%" in k or "+" in k else k for k in batch.column("key").to_pylist()]
+        batch = batch.set_column(batch.schema.get_field_index("key"), "key", pa.array(keys, pa.string()))
+    key = batch.column("key")
+    keep = pc.and_(pc.equal(batch.column("bucket"), bucket),
+                   pc.and_(pc.starts_with(key, prefix), pc.invert(pc.ends_with(key, "/"))))
     names = batch.schema.names
     if "is_latest" in names:
         keep = pc.and_(keep, pc.fill_null(batch.column("is_latest"), True))
     if "is_delete_marker" in names:
         keep = pc.and_(keep, pc.invert(pc.fill_null(batch.column("is_delete_marker"), False)))
-    if not encoded and prefix:  # a CSV key is compared once decoded
-        keep = pc.and_(keep, pc.starts_with(batch.column("key"), prefix))
     rows = batch.filter(pc.fill_null(keep, False))
-    keys: list[str] = rows.column("key").to_pylist()
-    sizes: list[int | None] = rows.column("size").to_pylist()
-    etags: list[str | None] = rows.column("e_tag").to_pylist()
-    modified: list[float] = _seconds(rows.column("last_modified_date")).to_pylist()
-    url, cut = f"s3://{bucket}/", len(prefix)
-    objects: list[StoredObject] = []
-    append, make = objects.append, StoredObject
-    for key, size, etag, seconds in zip(keys, sizes, etags, modified, strict=True):
-        if encoded and ("%" in key or "+" in key):
-            key = unquote_plus(key)
-        if key.endswith("/") or not key.startswith(prefix):
-            continue
-        tag = (etag or "").strip('"')
-        append(make(url + key, bucket, key, key[cut:], size or 0, tag, seconds, tag, "inventory"))
-    return objects
+    kept: list[str] = rows.column("key").to_pylist()
+    etags = pc.fill_null(pc.utf8_trim(rows.column("e_tag"), '"'), "").to_pylist()
+    url, cut, count = f"s3://{bucket}/", len(prefix), len(kept)
+    return list(map(StoredObject._make, zip(
+        [url + k for k in kept], repeat(bucket, count), kept, [k[cut:] for k in kept],
+        pc.fill_null(rows.column("size"), 0).to_pylist(), etags,
+        _seconds(rows.column("last_modified_date")).to_pylist(), etags, repeat("inventory", count),
+        strict=True)))
 
 
 def _seconds(column: Any) -> Any:
