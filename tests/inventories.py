@@ -15,7 +15,7 @@ import hashlib
 import io
 import json
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from urllib.parse import quote_plus
 
@@ -37,6 +37,9 @@ FIELDS = {"Bucket": ("bucket", "required binary", "string"), "Key": ("key", "req
           "StorageClass": ("storage_class", "optional binary", "string")}
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class Row(NamedTuple):
     """One line of an inventory: an object version (or a delete marker)."""
 
@@ -55,9 +58,14 @@ def rows_of(s3: Any, bucket: str) -> list[Row]:
     rows = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         for o in page.get("Contents", []):
-            rows.append(Row(bucket, o["Key"], o["Size"], int(o["LastModified"].timestamp() * 1000),
+            rows.append(Row(bucket, o["Key"], o["Size"], round(o["LastModified"].timestamp() * 1000),
                             o["ETag"].strip('"')))
     return rows
+
+
+def iso(ms: int) -> str:
+    """Milliseconds since the epoch as S3 writes a date (``2026-12-06T00:00:00.123Z``), exactly."""
+    return (EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def csv_file(rows: Iterable[Row], fields: Sequence[str]) -> bytes:
@@ -67,8 +75,7 @@ def csv_file(rows: Iterable[Row], fields: Sequence[str]) -> bytes:
         values = {"Bucket": r.bucket, "Key": quote_plus(r.key, safe="/"), "VersionId": r.version_id,
                   "IsLatest": str(r.is_latest).lower(), "IsDeleteMarker": str(r.is_delete_marker).lower(),
                   "Size": "" if r.is_delete_marker else str(r.size),
-                  "LastModifiedDate": datetime.fromtimestamp(r.modified_ms / 1000, UTC)
-                  .strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                  "LastModifiedDate": iso(r.modified_ms),
                   "ETag": "" if r.is_delete_marker else r.etag, "StorageClass": "STANDARD"}
         out.writerow([values[f] for f in fields])
     return gzip.compress(text.getvalue().encode(), compresslevel=1)

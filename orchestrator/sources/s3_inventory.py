@@ -56,7 +56,6 @@ class S3Inventory:
         if scheme != "s3" or not self.where:
             raise SourceError(f"{label}: inventory {shown_url(url)} is not an s3://bucket/prefix/ URL")
         self.client = client
-        self.url = url
         self.label = f"{label} (inventory {shown_url(url)})"
         self.bucket = bucket
         self.prefix = prefix
@@ -71,9 +70,11 @@ class S3Inventory:
     def manifest(self) -> tuple[str, InventoryManifest]:
         """The key of the manifest in use and what it says, read once."""
         if self._manifest is None:
-            key = self.path if self.path.rpartition("/")[2] == MANIFEST else self._newest()
-            manifest = self._parse(key, self._get(key, missing_ok=False) or b"")
-            self._manifest = key, manifest
+            if self.path.rpartition("/")[2] == MANIFEST:
+                key, body = self.path, self._get(self.path, missing_ok=False) or b""
+            else:
+                key, body = self._newest()
+            self._manifest = key, self._parse(key, body)
         return self._manifest
 
     def objects(self) -> Iterator[StoredObject]:
@@ -87,8 +88,8 @@ class S3Inventory:
                 except ValueError as exc:
                     raise SourceError(f"{self.label}: {self._url(data.key)} {exc}") from exc
 
-    def _newest(self) -> str:
-        """The key of the newest delivery's manifest below the folder."""
+    def _newest(self) -> tuple[str, bytes]:
+        """The key and the bytes of the newest delivery's manifest below the folder."""
         folder = self.path if not self.path or self.path.endswith("/") else self.path + "/"
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(
@@ -97,20 +98,19 @@ class S3Inventory:
         except (ClientError, BotoCoreError) as exc:
             raise SourceError(f"{self.label}: {describe_boto_error(exc)}") from exc
         for delivery in found:
-            if self._get(delivery + MANIFEST, missing_ok=True) is not None:
-                return delivery + MANIFEST
+            body = self._get(delivery + MANIFEST, missing_ok=True)
+            if body is not None:
+                return delivery + MANIFEST, body
         raise SourceError(f"{self.label}: no YYYY-MM-DDTHH-MMZ/{MANIFEST} below it (give the folder S3 "
                           "Inventory delivers to: <destination prefix>/<source bucket>/<configuration id>/)")
 
     def _get(self, key: str, *, missing_ok: bool) -> bytes | None:
         try:
             return self.client.get_object(Bucket=self.where, Key=key)["Body"].read()
-        except ClientError as exc:
-            if missing_ok and exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        except (ClientError, BotoCoreError) as exc:
+            if missing_ok and isinstance(exc, ClientError) \
+                    and exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
-            raise SourceError(f"{self.label}: cannot read {self._url(key)}: {describe_boto_error(exc)}") \
-                from exc
-        except BotoCoreError as exc:
             raise SourceError(f"{self.label}: cannot read {self._url(key)}: {describe_boto_error(exc)}") \
                 from exc
 
