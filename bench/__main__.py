@@ -72,7 +72,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
             ("plan", "  peak RSS MB", listed["peak_rss_mb"], "<= 300", listed["peak_rss_mb"] <= 300)]
     return (out + listing_rows(listing) + backlog_rows(results["backlog"])
             + preflight_rows(results["preflight_sample"]) + report_rows(results["report_scale"])
-            + inventory_scale.rows(results["inventory_scale"]))
+            + inventory_scale.rows(results.get("inventory_scale")))
 
 
 def preflight_rows(results: dict[str, Any]) -> list[Row]:

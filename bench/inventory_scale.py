@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import resource
 import subprocess
 import sys
@@ -132,7 +133,8 @@ def deliver(endpoint_url: str, count: int) -> None:
 
 
 def main(count: int = KEYS) -> dict[str, Any]:
-    results: dict[str, Any] = {"keys": count, "data_files": FILES}
+    results: dict[str, Any] = {"keys": count, "data_files": FILES,
+                               "load_average_before": round(os.getloadavg()[0], 2)}
     with moto_server() as moto:
         deliver(moto, count)
         for file_format in ("CSV", "Parquet"):
@@ -141,14 +143,17 @@ def main(count: int = KEYS) -> dict[str, Any]:
         results["listing"] = child("listing", url, count)
         list_fanout.set_latency(url, 0.0)
         results["listing_no_latency"] = child("listing", url, count)
+    results["load_average_after"] = round(os.getloadavg()[0], 2)
     results["list_concurrency"] = Settings().list_concurrency
     results["page_latency_s"] = list_fanout.LATENCY
     return results
 
 
-def rows(results: dict[str, Any]) -> list[tuple[str, str, float | str, str, bool | None]]:
+def rows(results: dict[str, Any] | None) -> list[tuple[str, str, float | str, str, bool | None]]:
     """Keys/s (discovered and planned; discovered alone) and peak RSS of each way, and the inventory's
-    speed over the listing's."""
+    speed over the listing's; none from results recorded before this benchmark was."""
+    if results is None:
+        return []
     n = results["keys"]
     latency = f"{results['page_latency_s'] * 1000:g} ms pages, fan-out {results['list_concurrency']}"
     ways = {"inventory_csv": f"inventory CSV.gz ({results['data_files']} files)",
@@ -177,4 +182,6 @@ if __name__ == "__main__":
     else:
         from bench.__main__ import table
 
-        print(table(rows(main())))
+        figures = main()
+        print(table(rows(figures)))
+        print(f"load average {figures['load_average_before']} before, {figures['load_average_after']} after")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ ODD = ["emb/c d/é+#%.parquet", "emb/a+b.parquet", "emb/ü/x y,z\"q.parquet", "e
 OUTSIDE = ["embx/1.parquet", "other/emb/1.parquet", "em"]
 MARKERS = ["emb/", "emb/deep/"]
 DAY = datetime(2026, 12, 6, 0, 0, tzinfo=UTC)
+_destinations = itertools.count()
 
 
 @pytest.fixture
@@ -49,9 +51,10 @@ def lake(s3: Any, bucket: str) -> str:
 
 @pytest.fixture
 def inventories(s3: Any) -> str:
-    """The bucket S3 Inventory delivers to."""
-    s3.create_bucket(Bucket="inventory-dest")
-    return "inventory-dest"
+    """The bucket S3 Inventory delivers to, one a test (moto's server lives as long as the session)."""
+    name = f"inventory-dest-{next(_destinations)}"
+    s3.create_bucket(Bucket=name)
+    return name
 
 
 def reader(s3: Any, url: str, bucket: str, prefix: str = "emb/") -> S3Inventory:
@@ -140,7 +143,7 @@ def test_a_bad_manifest_is_one_line_naming_it(s3: Any, inventories: str, change:
 
 
 def test_a_missing_manifest(s3: Any, inventories: str) -> None:
-    with pytest.raises(SourceError, match=r"\(inventory s3://inventory-dest/nothing/\): no "
+    with pytest.raises(SourceError, match=rf"\(inventory s3://{inventories}/nothing/\): no "
                                           r"YYYY-MM-DDTHH-MMZ/manifest.json below it \(give the folder"):
         reader(s3, f"s3://{inventories}/nothing/", "lake").manifest()
     url = f"s3://{inventories}/nothing/2026-12-06T00-00Z/manifest.json"
