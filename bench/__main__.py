@@ -12,7 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import backlog, list_fanout, plan_scale, preflight_sample, report_scale, submit_throughput
+from bench import (
+    backlog,
+    inventory_scale,
+    list_fanout,
+    plan_scale,
+    preflight_sample,
+    report_scale,
+    submit_throughput,
+)
 from orchestrator.config.manifest import Settings
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
@@ -63,7 +71,8 @@ def rows(results: dict[str, Any]) -> list[Row]:
              "reported", None),
             ("plan", "  peak RSS MB", listed["peak_rss_mb"], "<= 300", listed["peak_rss_mb"] <= 300)]
     return (out + listing_rows(listing) + backlog_rows(results["backlog"])
-            + preflight_rows(results["preflight_sample"]) + report_rows(results["report_scale"]))
+            + preflight_rows(results["preflight_sample"]) + report_rows(results["report_scale"])
+            + inventory_scale.rows(results.get("inventory_scale")))
 
 
 def preflight_rows(results: dict[str, Any]) -> list[Row]:
@@ -203,7 +212,8 @@ def main() -> None:
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("plan_scale", plan_scale.main), ("submit_throughput", submit_throughput.main),
         ("list_fanout", list_fanout.main), ("backlog", backlog.main),
-        ("preflight_sample", preflight_sample.main), ("report_scale", report_scale.main)]
+        ("preflight_sample", preflight_sample.main), ("report_scale", report_scale.main),
+        ("inventory_scale", inventory_scale.main)]
     results: dict[str, Any] = {"machine": machine(),
                                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for name, step in steps:

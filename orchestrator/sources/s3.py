@@ -59,6 +59,15 @@ _CODES = {
 
 def build(config: SourceConfig, settings: Settings) -> S3Source:
     """An S3 lister for a manifest source, with a client made from its options."""
+    return S3Source(make_client(config, settings), label=config.label, bucket=config.bucket,
+                    prefix=config.prefix, request_payer=config.request_payer,
+                    concurrency=settings.list_concurrency)
+
+
+def make_client(config: SourceConfig, settings: Settings) -> S3Client:
+    """A boto3 client for a manifest source's options (profile, endpoint, region, path style); what
+    else reads beside its bucket (its S3 Inventory) uses the same one. Raises :class:`SourceError`
+    naming the source when it cannot be made."""
     try:  # credentials are resolved here: half-set ones (a key without its secret) fail now
         session = boto3.session.Session(profile_name=config.profile)
         client = session.client(
@@ -72,8 +81,7 @@ def build(config: SourceConfig, settings: Settings) -> S3Source:
         )
     except BotoCoreError as exc:
         raise SourceError(f"{config.label}: {describe_boto_error(exc)}") from exc
-    return S3Source(client, label=config.label, bucket=config.bucket, prefix=config.prefix,
-                    request_payer=config.request_payer, concurrency=settings.list_concurrency)
+    return client
 
 
 class S3Source(FanOutLister):
