@@ -9,6 +9,10 @@ after its create, so which jobs have imported when a commit arrives is set by th
 
 from __future__ import annotations
 
+import os
+import select
+import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,7 @@ import pytest
 from orchestrator import api
 from orchestrator.models import ObjectState
 from orchestrator.run.wiring import manifest_ledger
-from tests.conftest import Clock, run_cli
+from tests.conftest import Child, Clock, cli_child, run_cli
 from tests.fakes.base import Job
 from tests.fakes.milvus import FakeMilvus
 
@@ -88,7 +92,8 @@ def test_no_job_is_committed_before_the_last_one_imported(
     importing_at_commit: list[int] = []
 
     def committing(_job: Job) -> None:
-        importing_at_commit.append(sum(fake_api.phase(j) == "running" for j in fake_api.all_jobs()))
+        imported = sum(fake_api.phase(j) != "running" for j in fake_api.all_jobs())
+        importing_at_commit.append(N - imported)  # jobs still importing, or not yet made
         clock.now += IMPORT_S  # per_job: the last job imports (per_run: it has already)
 
     fake_api.before_commit = committing
@@ -102,3 +107,198 @@ def test_no_job_is_committed_before_the_last_one_imported(
     _visible_once(fake_api, urls)
     assert {r.state for r in _rows(manifest)} == {ObjectState.COMPLETED}
     assert all(r.load_id == 1 for r in _rows(manifest))
+
+
+@MILVUS
+def test_a_job_that_fails_leaves_nothing_visible_and_the_rest_pending(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+) -> None:
+    urls = put_objects(_keys())
+    fake_api.two_phase_manifest = True
+    fake_api.honour_idempotency = True  # a key sent again would answer its aborted job
+    fake_api.fail_objects = {"p3": "field vector: dimension mismatch"}
+    manifest = write_manifest(settings={"concurrency": 1, "visibility": "per_run"})
+    done = _run(manifest, code=1)
+    assert "jobs_failed=1" in done.stdout
+    assert _commits(fake_api) == [] and [fake_api.visible_rows(u) for u in urls] == [0] * N
+    for job in fake_api.all_jobs():  # the failed one failed; every other was aborted uncommitted
+        assert job.fail_reason == ("field vector: dimension mismatch" if "p3" in job.object_url
+                                   else "aborted"), job
+    states = {r.url: (r.state, r.failures) for r in _rows(manifest)}
+    assert states.pop(urls[3]) == (ObjectState.FAILED, 1)  # it spent a failure; the others did not
+    assert set(states.values()) <= {(ObjectState.PENDING, 0)}  # withdrawn, or never sent
+    with manifest_ledger(api.validate(manifest)) as ledger:
+        assert ledger.open_loads() == []
+    fake_api.fail_objects = {}
+    _run(manifest)  # the next run sends them all again, with new keys, and commits the load
+    _visible_once(fake_api, urls)
+    assert {r.state for r in _rows(manifest)} == {ObjectState.COMPLETED}
+
+
+def _kill_then_rerun(manifest: Path, fake: FakeMilvus,
+                     arm: Callable[[Callable[[], None]], None]) -> list[Any]:
+    """A run killed (SIGKILL) where ``arm`` places the kill (it gets the function that kills and waits
+    for the end), the loads it left in the ledger, then a run to the end."""
+    child: list[Child] = []
+    fired = threading.Event()
+
+    def kill() -> None:  # in the fake's thread: waits for the end without reading the child's streams
+        if not fired.is_set():
+            fired.set()
+            ended = os.pidfd_open(child[0].pid)
+            try:
+                child[0].send_signal(signal.SIGKILL)
+                assert select.select([ended], [], [], 30)[0], "the run outlived kill -9"
+            finally:
+                os.close(ended)
+
+    arm(kill)
+    child.append(cli_child("run", str(manifest), "--poll-interval", "0.02"))
+    assert child[0].wait(60) == -signal.SIGKILL and fired.is_set()
+    fake.before_reply = fake.before_list = fake.before_commit = None
+    with manifest_ledger(api.validate(manifest)) as ledger:
+        left = ledger.open_loads()
+    _run(manifest)
+    with manifest_ledger(api.validate(manifest)) as ledger:
+        assert ledger.open_loads() == []
+    return left
+
+
+def _all_imported(fake: FakeMilvus) -> bool:
+    jobs = fake.all_jobs()
+    return len(jobs) == N and all(fake.phase(j) == "uncommitted" for j in jobs)
+
+
+@MILVUS
+@pytest.mark.parametrize("step", ["a create's reply", "all imported", "the first commit", "3 of 6 commits"])
+def test_a_run_killed_at_any_step_is_finished_by_the_next(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+    step: str,
+) -> None:
+    urls = put_objects(_keys())
+    fake_api.two_phase_manifest = True
+    fake_api.honour_idempotency = True
+    manifest = write_manifest(settings={"concurrency": 1, "visibility": "per_run"})
+    commits = [0]
+
+    def arm(kill: Callable[[], None]) -> None:
+        def at_create(_job: Job) -> None:
+            if len(fake_api.jobs) == N:
+                kill()  # the last job is made, its id never reaches the ledger
+
+        def at_list() -> None:
+            if _all_imported(fake_api):
+                kill()  # every job imported, the run polling: no decision yet
+
+        def at_commit(_job: Job) -> bool:
+            commits[0] += 1
+            if commits[0] <= (3 if step.startswith("3") else 0):
+                return True
+            kill()  # the decision is on disk; this commit never reaches the server
+            return False
+
+        if step == "a create's reply":
+            fake_api.before_reply = at_create
+        elif step == "all imported":
+            fake_api.before_list = at_list
+        else:
+            fake_api.before_commit = at_commit
+
+    left = _kill_then_rerun(manifest, fake_api, arm)
+    decided = "commit" in step
+    assert [load.decided for load in left] == [decided]
+    first = sorted(fake_api.all_jobs(), key=lambda j: int(j.job_id))[:N]
+    if decided:  # committed by the next run, none sent again
+        assert len(fake_api.creates()) == N and all(j.committed_at is not None for j in first)
+    else:  # aborted, never committed, and sent again
+        assert all(j.fail_reason == "aborted" and j.committed_at is None for j in first)
+        assert len(fake_api.creates()) == 2 * N
+    _visible_once(fake_api, urls)
+    assert {r.state for r in _rows(manifest)} == {ObjectState.COMPLETED}
+
+
+@MILVUS
+def test_a_stopped_run_commits_nothing_and_releases_everything(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+) -> None:
+    urls = put_objects(_keys())
+    fake_api.two_phase_manifest = True
+    manifest = write_manifest(settings={"concurrency": 1, "visibility": "per_run"})
+    child: list[Child] = []
+    fired = threading.Event()
+
+    def at_list() -> None:
+        if _all_imported(fake_api) and not fired.is_set():
+            fired.set()
+            child[0].send_signal(signal.SIGTERM)
+
+    fake_api.before_list = at_list
+    child.append(cli_child("run", str(manifest), "--poll-interval", "0.02"))
+    done = child[0].finish()
+    assert done.returncode == 128 + signal.SIGTERM and fired.is_set(), done.stdout + done.stderr
+    assert _commits(fake_api) == [] and all(j.fail_reason == "aborted" for j in fake_api.all_jobs())
+    assert {(r.state, r.failures) for r in _rows(manifest)} == {(ObjectState.PENDING, 0)}
+    assert [fake_api.visible_rows(u) for u in urls] == [0] * N
+
+
+@MILVUS
+def test_a_lost_commit_reply_is_committed_once(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+) -> None:
+    urls = put_objects(_keys())
+    fake_api.two_phase_manifest = True
+    fake_api.drop_commit_replies = 2  # committed, and the reply lost
+    _run(write_manifest(settings={"visibility": "per_run"}))
+    _visible_once(fake_api, urls)
+
+
+@MILVUS
+def test_a_committing_job_the_server_times_out_is_reported_failed(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+    clock: Clock,
+) -> None:
+    urls = put_objects(_keys())
+    fake_api.two_phase_manifest = True
+    fake_api.clock = clock
+    fake_api.commit_after = 10.0
+    fake_api.committing_times_out = True  # milvus-io/milvus 53315: a timeout rolled back a Committing job
+
+    def at_commit(_job: Job) -> None:
+        if len(_commits(fake_api)) == N:  # the last job is committed past its timeout
+            clock.now += 61
+
+    fake_api.before_commit = at_commit
+    manifest = write_manifest(settings={"concurrency": 1, "visibility": "per_run", "job_timeout_s": 60})
+    done = _run(manifest, code=1)
+    assert "jobs_failed=1" in done.stdout and "import timeout" in done.stderr
+    rows = {r.url: r for r in _rows(manifest)}
+    last = max(fake_api.all_jobs(), key=lambda j: int(j.job_id)).object_url
+    assert rows[last].state is ObjectState.FAILED and "import timeout" in (rows[last].error or "")
+    assert {r.state for u, r in rows.items() if u != last} == {ObjectState.COMPLETED}
+    assert [fake_api.visible_rows(u) for u in urls].count(3) == N - 1
+
+
+@MILVUS
+def test_objects_max_submissions_leaves_are_not_part_of_the_load(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+) -> None:
+    urls = put_objects(_keys())
+    fake_api.two_phase_manifest = True
+    manifest = write_manifest(settings={"visibility": "per_run"})
+    done = _run(manifest, "--max-submissions", "4")
+    assert "left=2" in done.stdout
+    assert sorted(fake_api.visible_rows(u) for u in urls) == [0, 0, 3, 3, 3, 3]
+    assert len(_commits(fake_api)) == 4
+
+
+@pytest.mark.parametrize(("fake_api", "target", "why"), [
+    ("zilliz-v2", {}, "which a zilliz-v2 target cannot do"),
+    ("milvus", {"two_phase": False}, "which target.two_phase: false turns off"),
+], indirect=["fake_api"])
+def test_validate_refuses_per_run_without_two_phase_import(
+    write_manifest: Callable[..., Path], target: dict[str, Any], why: str,
+) -> None:
+    done = run_cli("validate", str(write_manifest(settings={"visibility": "per_run"}, target=target)))
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert "settings.visibility: per_run needs two-phase import" in line and why in line, line

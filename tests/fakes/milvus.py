@@ -28,7 +28,8 @@ string map refuses it) makes a job that goes Importing -> Uncommitted and stays 
 until ``/commit`` (Committing for ``commit_after`` seconds, then Completed) or ``/abort`` (Failed,
 reason ``aborted``). With ``committing_times_out`` a Committing job whose ``options.timeout`` passes
 fails instead (milvus-io/milvus 53315, before its fix); ``drop_commit_replies`` loses the replies
-of that many commit calls after their work; ``before_commit`` is called as each commit call arrives.
+of that many commit calls after their work; ``before_commit`` is called as each commit call arrives
+(answering False, it drops the call undone).
 With ``refuse_two_phase`` the option is refused (code 1100, naming ``auto_commit``), as a server
 that does not allow it. Refusals of commit and abort are code 2100 like the server's
 (``ErrImportFailed``): commit of anything but an Uncommitted job, abort of a Committing or Completed job,
@@ -89,7 +90,9 @@ class FakeMilvus(FakeImportAPI):
     # a Committing job whose options.timeout passes fails, its rows rolled back, as before the fix of
     # milvus-io/milvus 53315 (53318, 53481)
     committing_times_out: bool = False
-    before_commit: Callable[[Job], None] | None = None  # called as a commit call arrives, before its work
+    # called as a commit call arrives, before its work; False: the call is dropped undone (its caller
+    # died before it reached the server)
+    before_commit: Callable[[Job], bool | None] | None = None
     drop_commit_replies: int = 0  # the next commit calls do their work, then lose their reply
 
     def routes(self) -> dict[tuple[str, str], Handler]:
@@ -224,8 +227,8 @@ class FakeMilvus(FakeImportAPI):
         job = self._two_phase_job(h, body, "commit")
         if job is None:
             return None
-        if self.before_commit is not None:
-            self.before_commit(job)
+        if self.before_commit is not None and self.before_commit(job) is False:
+            return h.drop()
         with self._lock:
             committed = self.phase(job) == "uncommitted"
             if committed:
