@@ -302,3 +302,16 @@ def test_validate_refuses_per_run_without_two_phase_import(
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert "settings.visibility: per_run needs two-phase import" in line and why in line, line
+
+
+@MILVUS
+def test_a_server_that_refuses_two_phase_import_stops_the_load(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+) -> None:
+    urls = put_objects(_keys())
+    fake_api.two_phase_manifest = True
+    fake_api.refuse_two_phase = True  # one plain create follows the refusal: that job commits itself
+    done = _run(write_manifest(settings={"concurrency": 1, "visibility": "per_run"}), code=1)
+    assert "the server refused two-phase import" in done.stderr
+    assert "queued=5" in done.stdout  # nothing was sent after the refusal
+    assert len(fake_api.all_jobs()) == 1 and sorted(fake_api.visible_rows(u) for u in urls) == [0] * 5 + [3]

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from ..errors import JobTerminalError, TargetError
 from ..ledger.store import Ledger
-from ..models import JobState, LedgerRecord, ObjectState
+from ..models import JobState, LedgerRecord, ObjectState, Outcome
 from ..redact import Redactor
 from ..targets.base import Target
 from .refresh import OnFinished
@@ -101,9 +101,18 @@ class Load:
                 finished(job_id, state, objects)
         return seen
 
+    def submitted(self, outcome: Outcome) -> None:
+        """A create call's outcome: one refused, or made without two-phase import (the server refused
+        it), spoils the load: nothing more is submitted, and the drain's next poll abandons it (the
+        aborts are made there, never beside a poll)."""
+        if outcome is Outcome.FAILED or self._refused() is not None:
+            self.window.close()
+
     def check(self) -> None:
-        """After a poll: a job of the load failed, or a create of it was refused: abandon it now."""
-        if self.abandoned is None and (why := _spoiled(self.ledger.load_rows(self.id), SPOILS)) is not None:
+        """After a poll: a job of the load failed, a create of it was refused, or the server refused
+        two-phase import: abandon it now."""
+        if self.abandoned is None and (why := self._refused() or _spoiled(self.ledger.load_rows(self.id),
+                                                                           SPOILS)) is not None:
             self.abandon(why)
 
     def abandon(self, why: str) -> None:
@@ -123,7 +132,7 @@ class Load:
         (a stop then leaves the rest to the next run, which commits them: the decision stands)."""
         rows = self.ledger.load_rows(self.id)
         why = self.abandoned or ("the run stopped before all its jobs had imported" if stopped else None) \
-            or _spoiled(rows, UNSETTLED) or self._unready(rows)
+            or self._refused() or _spoiled(rows, UNSETTLED) or self._unready(rows)
         if why is not None:
             self.abandon(why)
             self.ledger.end_load(self.id)
@@ -144,6 +153,11 @@ class Load:
                             extra={"event": "load-unfinished"})
                 return
             pause(interval_s)
+
+    def _refused(self) -> str | None:
+        """A server that refuses ``auto_commit`` got plain creates: those jobs commit themselves."""
+        return None if self.target.two_phase else ("the server refused two-phase import (auto_commit); "
+                                                   "jobs created since commit themselves")
 
     def _unready(self, rows: list[LedgerRecord]) -> str | None:
         with self._lock:

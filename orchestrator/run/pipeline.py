@@ -193,6 +193,8 @@ def _run(
             def record(item: PlanItem, outcome: Outcome) -> None:
                 state.outcome(outcome)
                 shown.submitted(item, outcome)
+                if load is not None:
+                    load.submitted(outcome)
 
             for source in manifest.sources:
                 if stop.is_set():
@@ -218,6 +220,8 @@ def _run(
             if load is not None:
                 load.finish(stopped=stop.is_set(), poll=lambda: report.waited.update(poll()), stop=stop,
                             pause=pause, interval_s=policy.poll_interval_s)
+                if load.abandoned is not None and report.exit_code() == 0:  # nothing else says it failed
+                    report.fatal = f"load {load.id} was not committed: {load.abandoned}"
             _orphans_left(submitter.resent, reconciler, ledger, redact, report,
                           look=drain is not None and not stop.is_set())
             report.reconciled.update(lost.counts)
