@@ -315,3 +315,27 @@ def test_a_server_that_refuses_two_phase_import_stops_the_load(
     assert "the server refused two-phase import" in done.stderr
     assert "queued=5" in done.stdout  # nothing was sent after the refusal
     assert len(fake_api.all_jobs()) == 1 and sorted(fake_api.visible_rows(u) for u in urls) == [0] * 5 + [3]
+
+
+@MILVUS
+def test_a_fatal_error_while_committing_aborts_nothing_and_the_next_run_commits_the_rest(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+) -> None:
+    urls = put_objects(_keys())
+    fake_api.two_phase_manifest = True
+    key = fake_api.api_key
+
+    def at_commit(_job: Job) -> bool | None:
+        if len(_commits(fake_api)) < 3:
+            return None
+        fake_api.api_key = "revoked"  # every call from here is refused: the run stops, decided
+        return False
+
+    fake_api.before_commit = at_commit
+    manifest = write_manifest(settings={"concurrency": 1, "visibility": "per_run"})
+    _run(manifest, code=1)
+    assert not [r for r in fake_api.received if r.path.endswith("/abort")]  # a decided load is not abandoned
+    fake_api.api_key, fake_api.before_commit = key, None
+    _run(manifest)
+    _visible_once(fake_api, urls)
+    assert len(fake_api.creates()) == N

@@ -88,6 +88,7 @@ class Load:
         self.window = window
         self.id = ledger.open_load()
         self.abandoned: str | None = None  # why none of its jobs is committed
+        self.decided = False  # the decision to commit is in the ledger: from then on it is never abandoned
         self._ready: set[str] = set()  # its jobs seen uncommitted (imported, waiting for the decision)
         self._lock = threading.Lock()
 
@@ -117,7 +118,10 @@ class Load:
 
     def abandon(self, why: str) -> None:
         """Commit none of the load: nothing more is submitted, every job of it is aborted (those created
-        after this, by :meth:`finish`)."""
+        after this, by :meth:`finish`). Once decided, a load is never abandoned (a fatal error while
+        committing): the next run commits the rest."""
+        if self.decided:
+            return
         if self.abandoned is None:
             self.abandoned = why
             log.error("load %d is not committed: %s; its jobs are aborted", self.id, why,
@@ -140,6 +144,7 @@ class Load:
         if self.ledger.end_load(self.id):  # nothing submitted: nothing to commit
             return
         self.ledger.decide_load(self.id)
+        self.decided = True
         jobs = _jobs([r for r in rows if r.state is ObjectState.SUBMITTED])
         log.info("load %d: all %d job(s) imported: committing them", self.id, len(jobs),
                  extra={"event": "load-committing"})

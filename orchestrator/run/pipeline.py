@@ -101,7 +101,7 @@ def run(
     options = options if options is not None else RunOptions()
     if manifest.settings.visibility is Visibility.PER_RUN and not options.wait:
         log.info("settings.visibility is per_run: the run waits for its jobs, to commit them together",
-                 extra={"event": "waiting"})
+                 extra={"event": "load-waits"})
         options = dataclasses.replace(options, wait=True)
     state = RunState(stop)
     timer: threading.Timer | None = None
