@@ -20,11 +20,14 @@ from typing import Any
 import pytest
 
 from orchestrator import api
+from orchestrator.ledger.factory import open_ledger
+from orchestrator.ledger.loads import Load
 from orchestrator.models import ObjectState
 from orchestrator.run.wiring import manifest_ledger
 from tests.conftest import Child, Clock, cli_child, run_cli
 from tests.fakes.base import Job
 from tests.fakes.milvus import FakeMilvus
+from tests.test_ledger import Where, item, where  # noqa: F401  (the fixture, over both ledgers)
 
 MILVUS = pytest.mark.parametrize("fake_api", ["milvus"], indirect=True)
 N = 6  # objects, one job each
@@ -339,3 +342,23 @@ def test_a_fatal_error_while_committing_aborts_nothing_and_the_next_run_commits_
     _run(manifest)
     _visible_once(fake_api, urls)
     assert len(fake_api.creates()) == N
+
+
+def test_a_load_in_the_ledger_from_its_opening_to_its_end(where: Where) -> None:  # noqa: F811
+    with open_ledger(where, owner="milvus http://m") as ledger:
+        load_id = ledger.open_load()
+        claims = ledger.begin_group([(item(n), None, f"k{n}") for n in (1, 2)], load_id=load_id)
+        rows = [c.row for c in claims if c is not None]
+        ledger.record_job(rows, "job-1")
+        assert ledger.open_loads() == [Load(load_id, False)] and ledger.decided_loads() == set()
+        assert not ledger.end_load(load_id)  # its rows wait on a job
+        ledger.decide_load(load_id)
+        assert ledger.open_loads() == [Load(load_id, True)] and ledger.decided_loads() == {load_id}
+        ledger.withdraw(rows[:1], "job-1", "aborted")
+        ledger.complete_job("job-1", {rows[1]: 3})
+        assert [(r.state, r.key_gen, r.failures) for r in ledger.load_rows(load_id)] == [
+            (ObjectState.PENDING, 1, 0), (ObjectState.COMPLETED, 0, 0)]  # a fresh key, no failure
+        assert ledger.end_load(load_id) and ledger.open_loads() == []
+        again = ledger.begin_group([(item(1), None, "k1")])  # sent again outside any load
+        assert again[0] is not None and ledger.row(again[0].row).load_id is None  # type: ignore[union-attr]
+        assert ledger.open_load() == load_id + 1
