@@ -45,7 +45,6 @@ def _staggered(fake: FakeMilvus, clock: Clock, n: int = N) -> None:
     the last one is still importing."""
     fake.clock = clock
     fake.complete_after = IMPORT_S
-    fake.two_phase_manifest = True
     lists = [0]
 
     def created(_job: Job) -> None:
@@ -60,6 +59,13 @@ def _staggered(fake: FakeMilvus, clock: Clock, n: int = N) -> None:
 
     fake.before_reply = created
     fake.before_list = listing
+
+
+@pytest.fixture
+def urls(put_objects: Callable[..., list[str]], fake_api: FakeMilvus) -> list[str]:
+    """The objects of a load, and a manifest target that asks for two-phase import."""
+    fake_api.two_phase_manifest = True
+    return put_objects(_keys())
 
 
 def _run(manifest: Path, *args: str, code: int | None = 0) -> Any:
@@ -87,10 +93,9 @@ def _visible_once(fake: FakeMilvus, urls: list[str]) -> None:
 @MILVUS
 @pytest.mark.parametrize("visibility", ["per_run", "per_job"])
 def test_no_job_is_committed_before_the_last_one_imported(
-    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+    urls: list[str], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
     clock: Clock, visibility: str,
 ) -> None:
-    urls = put_objects(_keys())
     _staggered(fake_api, clock)
     importing_at_commit: list[int] = []
 
@@ -114,10 +119,8 @@ def test_no_job_is_committed_before_the_last_one_imported(
 
 @MILVUS
 def test_a_job_that_fails_leaves_nothing_visible_and_the_rest_pending(
-    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+    urls: list[str], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
 ) -> None:
-    urls = put_objects(_keys())
-    fake_api.two_phase_manifest = True
     fake_api.honour_idempotency = True  # a key sent again would answer its aborted job
     fake_api.fail_objects = {"p3": "field vector: dimension mismatch"}
     manifest = write_manifest(settings={"concurrency": 1, "visibility": "per_run"})
@@ -175,11 +178,9 @@ def _all_imported(fake: FakeMilvus) -> bool:
 @MILVUS
 @pytest.mark.parametrize("step", ["a create's reply", "all imported", "the first commit", "3 of 6 commits"])
 def test_a_run_killed_at_any_step_is_finished_by_the_next(
-    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+    urls: list[str], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
     step: str,
 ) -> None:
-    urls = put_objects(_keys())
-    fake_api.two_phase_manifest = True
     fake_api.honour_idempotency = True
     manifest = write_manifest(settings={"concurrency": 1, "visibility": "per_run"})
     commits = [0]
@@ -222,10 +223,8 @@ def test_a_run_killed_at_any_step_is_finished_by_the_next(
 
 @MILVUS
 def test_a_stopped_run_commits_nothing_and_releases_everything(
-    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+    urls: list[str], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
 ) -> None:
-    urls = put_objects(_keys())
-    fake_api.two_phase_manifest = True
     manifest = write_manifest(settings={"concurrency": 1, "visibility": "per_run"})
     child: list[Child] = []
     fired = threading.Event()
@@ -246,10 +245,8 @@ def test_a_stopped_run_commits_nothing_and_releases_everything(
 
 @MILVUS
 def test_a_lost_commit_reply_is_committed_once(
-    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+    urls: list[str], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
 ) -> None:
-    urls = put_objects(_keys())
-    fake_api.two_phase_manifest = True
     fake_api.drop_commit_replies = 2  # committed, and the reply lost
     _run(write_manifest(settings={"visibility": "per_run"}))
     _visible_once(fake_api, urls)
@@ -257,11 +254,9 @@ def test_a_lost_commit_reply_is_committed_once(
 
 @MILVUS
 def test_a_committing_job_the_server_times_out_is_reported_failed(
-    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+    urls: list[str], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
     clock: Clock,
 ) -> None:
-    urls = put_objects(_keys())
-    fake_api.two_phase_manifest = True
     fake_api.clock = clock
     fake_api.commit_after = 10.0
     fake_api.committing_times_out = True  # milvus-io/milvus 53315: a timeout rolled back a Committing job
@@ -283,10 +278,8 @@ def test_a_committing_job_the_server_times_out_is_reported_failed(
 
 @MILVUS
 def test_objects_max_submissions_leaves_are_not_part_of_the_load(
-    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+    urls: list[str], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
 ) -> None:
-    urls = put_objects(_keys())
-    fake_api.two_phase_manifest = True
     manifest = write_manifest(settings={"visibility": "per_run"})
     done = _run(manifest, "--max-submissions", "4")
     assert "left=2" in done.stdout
@@ -309,10 +302,8 @@ def test_validate_refuses_per_run_without_two_phase_import(
 
 @MILVUS
 def test_a_server_that_refuses_two_phase_import_stops_the_load(
-    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+    urls: list[str], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
 ) -> None:
-    urls = put_objects(_keys())
-    fake_api.two_phase_manifest = True
     fake_api.refuse_two_phase = True  # one plain create follows the refusal: that job commits itself
     done = _run(write_manifest(settings={"concurrency": 1, "visibility": "per_run"}), code=1)
     assert "the server refused two-phase import" in done.stderr
@@ -322,10 +313,8 @@ def test_a_server_that_refuses_two_phase_import_stops_the_load(
 
 @MILVUS
 def test_a_fatal_error_while_committing_aborts_nothing_and_the_next_run_commits_the_rest(
-    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+    urls: list[str], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
 ) -> None:
-    urls = put_objects(_keys())
-    fake_api.two_phase_manifest = True
     key = fake_api.api_key
 
     def at_commit(_job: Job) -> bool | None:
