@@ -244,12 +244,14 @@ def test_a_stopped_run_commits_nothing_and_releases_everything(
 
 
 @MILVUS
+@pytest.mark.parametrize("per_job", [1, 3])
 def test_a_lost_commit_reply_is_committed_once(
-    urls: list[str], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+    urls: list[str], write_manifest: Callable[..., Path], fake_api: FakeMilvus, per_job: int,
 ) -> None:
     fake_api.drop_commit_replies = 2  # committed, and the reply lost
-    _run(write_manifest(settings={"visibility": "per_run"}))
+    _run(write_manifest(settings={"visibility": "per_run", "objects_per_job": per_job}))
     _visible_once(fake_api, urls)
+    assert len(fake_api.all_jobs()) == N // per_job
 
 
 @MILVUS
