@@ -142,6 +142,7 @@ class LedgerRecord(NamedTuple):
     id: int = 0
     batch: int | None = None  # the claim that sent it with others in one job (None: a job of its own)
     alone: bool = False  # named as the culprit of a failed job of several: sent alone from then on
+    load_id: int | None = None  # the run's load it was sent in (``settings.visibility: per_run``)
 
 
 class PastImport(NamedTuple):

@@ -271,6 +271,7 @@ COLUMN_MEANINGS = {
     "id": "the ledger row's id",
     "batch": "the claim that sent it with others in one job (empty: a job of its own)",
     "alone": "named as the culprit of a failed job of several objects: sent alone from then on",
+    "load_id": "the run's load it was last sent in (`settings.visibility: per_run`; empty: per job)",
 }
 
 

@@ -12,6 +12,7 @@ import pytest
 from orchestrator.errors import ManifestError
 from orchestrator.jobs.evidence import culprit, judge
 from orchestrator.ledger.factory import open_ledger
+from orchestrator.ledger.migrations import SCHEMA
 from orchestrator.models import (
     Action,
     JobInfo,
@@ -168,5 +169,5 @@ def test_a_ledger_of_schema_3_gains_the_group_columns(tmp_path: Path) -> None:
         rec = ledger.row(claim.row)
         assert rec is not None and rec.batch is None and rec.alone is False
     db = sqlite3.connect(path)
-    assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("4",)
+    assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == (str(SCHEMA),)
     db.close()

@@ -65,10 +65,20 @@ SCHEMA_2 = """
 ENCODED, TYPED = "file:///lake/day%3D01/a.parquet", "file:///lake/day=01/a.parquet"
 
 
+# What schema 4 added to schema 3's tables: the group columns.
+GROUP_COLUMNS = """
+    ALTER TABLE objects ADD COLUMN batch INTEGER;
+    ALTER TABLE objects ADD COLUMN alone INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX objects_batch ON objects (batch);
+"""
+
+
 def old_ledger(path: Path, version: int) -> None:
     with sqlite3.connect(path) as db:
         db.executescript(SCHEMA_1 if version == 1 else SCHEMA_2.format(
             version=version, url=ENCODED, owner=OWNER, source="file:///lake/day%3D01/"))
+        if version >= 4:
+            db.executescript(GROUP_COLUMNS)
 
 
 def stored(path: Path, sql: str) -> list[tuple[object, ...]]:
@@ -77,7 +87,7 @@ def stored(path: Path, sql: str) -> list[tuple[object, ...]]:
 
 
 def test_the_migrations_are_named_in_order() -> None:
-    assert migrations.SCHEMA == len(migrations.MIGRATIONS) + 1 == 4
+    assert migrations.SCHEMA == len(migrations.MIGRATIONS) + 1 == 5
     for version, migration in enumerate(migrations.MIGRATIONS, start=1):
         assert (migration.__doc__ or "").startswith(f"Schema {version} -> {version + 1}:"), migration
 
@@ -134,8 +144,9 @@ def test_a_postgresql_ledger_of_schema_3_is_migrated(pg_server: PgServer, versio
     assert not isinstance(where, Path)
     open_ledger(where).close()
     name = where.schema
-    pg_server.sql(f"DROP INDEX {name}.objects_batch; ALTER TABLE {name}.objects DROP COLUMN batch, "
-                  f"DROP COLUMN alone; UPDATE {name}.meta SET value = '{version}' WHERE key = 'schema'")
+    pg_server.sql(f"DROP INDEX {name}.objects_batch; DROP INDEX {name}.objects_load; DROP TABLE "
+                  f"{name}.loads; ALTER TABLE {name}.objects DROP COLUMN batch, DROP COLUMN alone, "
+                  f"DROP COLUMN load_id; UPDATE {name}.meta SET value = '{version}' WHERE key = 'schema'")
     pg_server.sql(f"INSERT INTO {name}.objects (url, version, target, source, collection, size, state, "
                   "job_id, created_at, updated_at) VALUES (%s, 'e', %s, 'file:///lake/', 'c', 5, "
                   "'submitted', 'j1', 1, 2)", (ENCODED, OWNER))
@@ -143,7 +154,7 @@ def test_a_postgresql_ledger_of_schema_3_is_migrated(pg_server: PgServer, versio
         (row,) = ledger.records()
         assert (row.url, row.batch, row.alone, row.job_id) == (TYPED if version == 2 else ENCODED, None,
                                                                False, "j1")
-    assert pg_server.sql(f"SELECT value FROM {name}.meta WHERE key = 'schema'") == [("4",)]
+    assert pg_server.sql(f"SELECT value FROM {name}.meta WHERE key = 'schema'") == [("5",)]
     assert {c for (c,) in pg_server.sql(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = "
-        "'objects'", (name,))} >= {"batch", "alone"}
+        "'objects'", (name,))} >= {"batch", "alone", "load_id"}

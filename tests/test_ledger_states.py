@@ -74,6 +74,9 @@ def drive(ledger: Ledger) -> None:
     r = claim(ledger, 7)
     ledger.mark_uncertain(r, "lost reply")
     ledger.rearm(uncertain=True)                                          # uncertain -> pending
+    r = claim(ledger, 11)
+    ledger.record_job(r, "job-11")
+    ledger.withdraw(r, "job-11", "aborted uncommitted")                   # submitted -> pending
     r = claim(ledger, 8)
     ledger.record_job(r, "job-8")
     assert not ledger.record_job(claim(ledger, 9), "job-8")               # one job id, two calls: uncertain
@@ -127,6 +130,7 @@ CALLS: dict[str, Callable[[Ledger, int, int], object]] = {
     "release": lambda ledger, row, _n: ledger.release(row, "why"),
     "complete": lambda ledger, row, n: ledger.complete(row, f"job-{n}"),
     "job_failed": lambda ledger, row, n: ledger.job_failed(row, f"job-{n}", "broken"),
+    "withdraw": lambda ledger, row, n: ledger.withdraw(row, f"job-{n}", "aborted"),
     "rearm": lambda ledger, _row, n: ledger.rearm(match=item(n).obj.url.__eq__),
     "rearm_uncertain": lambda ledger, _row, n: ledger.rearm(match=item(n).obj.url.__eq__, uncertain=True),
 }
@@ -167,11 +171,11 @@ def test_every_operation_of_the_ledger_modules_is_bound_on_the_ledger() -> None:
     """``Ledger`` is a hand-kept list of the operations of its modules: one left off is unreachable."""
     import inspect
 
-    from orchestrator.ledger import reads, reports, runs, views
+    from orchestrator.ledger import loads, reads, reports, runs, views
     from orchestrator.ledger.session import Session
 
     bound = {id(value) for value in vars(Ledger).values()}
-    for module in (transitions, reads, reports, runs, views):
+    for module in (transitions, reads, reports, runs, views, loads):
         for name, function in inspect.getmembers(module, inspect.isfunction):
             params = list(inspect.signature(function).parameters.values())
             if name.startswith("_") or function.__module__ != module.__name__ or not params or \

@@ -210,7 +210,8 @@ def check(manifest: str, deep: bool, as_json: bool, problems_only: bool) -> None
 
 @cli.command()
 @manifest_arg
-@click.option("--wait", is_flag=True, help="Poll until every job of this run has finished.")
+@click.option("--wait", is_flag=True, help="Poll until every job of this run has finished (implied by "
+              "settings.visibility: per_run, which commits the run's jobs together).")
 @click.option("--max-submissions", type=click.IntRange(min=0), default=None,
               help="Submit at most N objects in this run.")
 @wait_lock_option

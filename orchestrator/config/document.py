@@ -18,7 +18,7 @@ from typing import Any
 from ..models import Credentials
 from ..paths import not_a_file
 from . import env, extras, pgurl, yamlfile
-from .manifest import Manifest, Settings, SourceConfig, TargetConfig
+from .manifest import Manifest, Settings, SourceConfig, TargetConfig, Visibility
 from .plugins import Plugins
 from .reader import MILVUS_NAME, Reader, Reported, excerpt, kind_of
 from .source_section import read_credentials, read_source
@@ -78,6 +78,10 @@ def parse(doc: Any, *, file: str, base_dir: Path, stem: str, environ: Mapping[st
     if target is not None and settings.objects_per_job > target.capabilities.files_per_job:
         r.note("settings.objects_per_job", f"{settings.objects_per_job}: a {target.type} import job takes "
                                            f"at most {target.capabilities.files_per_job} file(s)")
+    if target is not None and settings.visibility is Visibility.PER_RUN and not target.two_phase:
+        r.note("settings.visibility", "per_run needs two-phase import, " + (
+            "which target.two_phase: false turns off" if target.capabilities.two_phase else
+            f"which a {target.type} target cannot do (milvus only)") + "; use per_job")
     schema_files: dict[str, Path] = {}
     with r.collect():
         schema_files = _schema_files(r, top.get("schema_files"), base_dir)

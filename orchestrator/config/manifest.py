@@ -39,6 +39,14 @@ class FixedSizeList(enum.StrEnum):
     ALLOW = "allow"
 
 
+class Visibility(enum.StrEnum):
+    """When readers of a collection see what a run imports: each job as it completes, or the whole run
+    at once (two-phase import: every job uncommitted until all are, then all committed)."""
+
+    PER_JOB = "per_job"
+    PER_RUN = "per_run"
+
+
 class Metric(enum.StrEnum):
     """The metric of the vector indexes Milvus Lite builds."""
 
@@ -58,6 +66,7 @@ class TargetCapabilities:
     local_sources: bool  # sources may be local folders
     window: int  # unfinished jobs a manifest keeps on the server unless settings.max_jobs_in_flight says
     in_process: bool = False  # the import runs here: its job list neither lags nor forgets
+    two_phase: bool = False  # jobs can be created uncommitted, then committed or aborted (Milvus 3.0+)
     files_per_job: int = 1  # the most files one create call may name (settings.objects_per_job)
     job_gb: float | None = None  # the most bytes one job may import, in GB (settings.max_job_gb)
     max_file_bytes: int | None = None  # the largest file one import takes (None: no documented limit)
@@ -171,6 +180,9 @@ class Settings:
     max_job_gb: float | None = field(default=None, metadata=_meta(
         "the most one job of several objects imports, in GB (default: the target's limit)", above=0,
         high=16 * 1024))
+    visibility: Visibility = field(default=Visibility.PER_JOB, metadata=_meta(
+        "when readers see a run's rows: per_job, each job as it completes; per_run, all of the run's jobs "
+        "at once, committed together once every one has imported (two-phase import; implies run --wait)"))
     milvus_version: str | None = field(default=None, metadata=_meta(
         "the Milvus version the pre-flight rules judge for, when the server does not say ('2.3', '2.4.5')",
         pattern=r"v?\d+\.\d+(\.\d+)?"))

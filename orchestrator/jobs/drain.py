@@ -61,12 +61,15 @@ class Drain:
             raise self.error
 
     def _finished(self, job_id: str, state: JobState | str | None, objects: int) -> None:
-        """A job ended (any job: an earlier run's too, whose end this run counts as it sees it)."""
-        self._window.release(finished=True)
+        """A job ended (any job: an earlier run's too, whose end this run counts as it sees it) once: a
+        job of a load waits uncommitted, seen so by every poll until its run commits it."""
         with self._lock:
+            if job_id in self._seen_end:
+                return
             self.ours.pop(job_id, None)
             self._seen_end.add(job_id)
             self.ended["uncertain" if state is None else str(state)] += objects
+        self._window.release(finished=True)
 
     def _left(self) -> None:
         """Every job of ``ours`` whose rows no longer wait on it (moved on by another path) ends."""

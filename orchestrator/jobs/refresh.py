@@ -49,7 +49,9 @@ def refresh(
     a completed job the list gives no row count for (where the progress call has one) and a failed
     one without a reason. A job of several
     objects is asked about once and settles all of them: a completed one completes each, a failed one
-    fails each (the one its reason names, if exactly one, is sent alone from then on). Returns counts
+    fails each (the one its reason names, if exactly one, is sent alone from then on). An uncommitted
+    job is committed unless it belongs to a run's load not decided yet (``settings.visibility:
+    per_run``, :mod:`orchestrator.jobs.visibility`): that one is reported ``uncommitted``. Returns counts
     of objects by job state, plus ``uncertain``. ``on_polled`` is called once per object,
     ``on_finished`` once per job seen finishing."""
     jobs: dict[str, list[LedgerRecord]] = {}
@@ -61,6 +63,7 @@ def refresh(
     lock = threading.Lock()
     listed = _listed(target, set(jobs), policy, stop=stop, pause=pause, rng=rng,
                      redact=redact) if len(jobs) >= LIST_FROM else {}
+    decided = ledger.decided_loads()  # a job of a run's load is committed only once its run decided so
 
     def described(job_id: str) -> JobInfo:
         return with_retries(lambda: target.progress(job_id), max_attempts=policy.settings.max_attempts,
@@ -92,8 +95,8 @@ def refresh(
                         redact(str(exc)),
                         extra={"event": "poll-error", "url": first.url, "job_id": job_id})
             return
-        if info.state is JobState.UNCOMMITTED:  # imported, invisible: the ledger holds its id, commit it
-            info = commit(target, first, info, described, redact)
+        if info.state is JobState.UNCOMMITTED and first.load_id in (None, *decided):
+            info = commit(target, first, info, described, redact)  # imported, invisible, and ours: commit
         if info.state is JobState.RUNNING:
             ledger.note_progress(job_id, info.progress)
         elif info.state is JobState.COMPLETED:

@@ -71,11 +71,19 @@ def group_columns(db: Backend, _opener: Opener) -> None:
         db.execute("ALTER TABLE objects ADD COLUMN alone INTEGER NOT NULL DEFAULT 0")
 
 
+def load_column(db: Backend, _opener: Opener) -> None:
+    """Schema 4 -> 5: rows gain ``load_id`` (the run's load they were sent in, with
+    ``settings.visibility: per_run``); the ``loads`` table itself is new, made with the rest."""
+    if "load_id" not in db.columns("objects"):
+        db.execute("ALTER TABLE objects ADD COLUMN load_id INTEGER")
+
+
 # In order: the migration at index i takes a ledger of schema i + 1 to schema i + 2.
 MIGRATIONS: tuple[Callable[[Backend, Opener], None], ...] = (
     destinations_and_source_urls,
     local_urls_as_typed,
     group_columns,
+    load_column,
 )
 SCHEMA = len(MIGRATIONS) + 1  # the version this orchestrator writes
 

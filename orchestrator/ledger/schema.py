@@ -1,6 +1,7 @@
 """The ledger's tables as this orchestrator writes them, and what an open ledger must hold to be read.
 
-One row per import, its events, the job progress polled, and a ``meta`` table of bookkeeping (the
+One row per import, its events, the job progress polled, the loads of ``settings.visibility: per_run``
+(a run's jobs, committed together or not at all: ``loads.py``), and a ``meta`` table of bookkeeping (the
 app's mark, the schema version, the run record). An import is an object (its native URL and version)
 *into a destination*: the target (``target``, the owner's identity: the API, the cluster or endpoint,
 the database; :func:`orchestrator.api.target_identity`), the collection and the partition. ``migrations.py``
@@ -21,7 +22,7 @@ from .backend import Backend
 APP = "orchestrator-ledger"
 # A row's columns as :class:`~orchestrator.models.LedgerRecord` holds them.
 COLUMNS = ("url, version, source, collection, partition, state, job_id, attempts, failures, error, size, "
-           "updated_at, rows, imported_rows, target, sent_as, server_at, key_gen, id, batch, alone")
+           "updated_at, rows, imported_rows, target, sent_as, server_at, key_gen, id, batch, alone, load_id")
 # What the planner reads of a row (:class:`~orchestrator.models.PastImport`), after the URL.
 PAST_COLUMNS = "url, version, target, collection, partition, state, job_id, failures, error, alone"
 
@@ -47,6 +48,7 @@ CREATE TABLE IF NOT EXISTS objects (
     key_gen INTEGER NOT NULL DEFAULT 0,
     batch INTEGER,
     alone INTEGER NOT NULL DEFAULT 0,
+    load_id INTEGER,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 )"""
@@ -56,6 +58,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS objects_import
 CREATE INDEX IF NOT EXISTS objects_state ON objects (state);
 CREATE INDEX IF NOT EXISTS objects_job ON objects (job_id);
 CREATE INDEX IF NOT EXISTS objects_batch ON objects (batch);
+CREATE INDEX IF NOT EXISTS objects_load ON objects (load_id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY,
@@ -73,17 +76,25 @@ CREATE TABLE IF NOT EXISTS job_progress (
     changed_at REAL NOT NULL,
     seen_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS loads (
+    id INTEGER PRIMARY KEY,
+    target TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    decided_at REAL,
+    ended_at REAL
+);
 """
 # Every table and its columns, in the order ``ledger copy`` moves them (parents first).
 TABLES = {
     "meta": ("key", "value"),
     "objects": ("id", "url", "version", "target", "source", "collection", "partition", "size", "state",
                 "job_id", "attempts", "failures", "error", "rows", "imported_rows", "sent_as", "server_at",
-                "key_gen", "batch", "alone", "created_at", "updated_at"),
+                "key_gen", "batch", "alone", "load_id", "created_at", "updated_at"),
     "events": ("id", "object_id", "at", "state", "job_id", "detail"),
     "job_progress": ("job_id", "progress", "changed_at", "seen_at"),
+    "loads": ("id", "target", "started_at", "decided_at", "ended_at"),
 }
-KEYS = {"meta": "key", "objects": "id", "events": "id", "job_progress": "job_id"}
+KEYS = {"meta": "key", "objects": "id", "events": "id", "job_progress": "job_id", "loads": "id"}
 # What the schema holds that this orchestrator made (a backend adds its own: keys, sequences)
 OWN = {*(("table", t) for t in TABLES),
        *(("index", name) for name in re.findall(r"CREATE (?:UNIQUE )?INDEX IF NOT EXISTS (\w+)", DDL))}

@@ -49,6 +49,9 @@ TRANSITIONS = {t.name: t for t in (
                meaning="proven that no job exists for the create call"),
     Transition("complete", (SUBMITTED,), COMPLETED, meaning="the job finished"),
     Transition("job_failed", (SUBMITTED,), FAILED, meaning="the job failed on the server"),
+    Transition("withdraw", (SUBMITTED,), PENDING,
+               meaning="two-phase: its job was aborted uncommitted (its run's load was not committed): "
+                       "nothing imported, the next run sends it again with a fresh key"),
     Transition("rearm", (FAILED, INVALID), PENDING,
                meaning="`retry`: a fresh failure budget and a fresh idempotency key"),
     Transition("rearm_uncertain", (UNCERTAIN,), PENDING,

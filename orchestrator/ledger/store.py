@@ -6,7 +6,7 @@ operations on it, each written once in the module that owns it. Nothing here but
 
 from __future__ import annotations
 
-from . import reads, reports, runs, transitions, views
+from . import loads, reads, reports, runs, transitions, views
 from .session import Session
 
 
@@ -26,6 +26,7 @@ class Ledger(Session):
     complete_job = transitions.complete_job
     job_failed = transitions.job_failed
     rearm = transitions.rearm
+    withdraw = transitions.withdraw
 
     # what the planner, the submitter and the job lifecycle read (reads.py)
     history = reads.history
@@ -41,6 +42,14 @@ class Ledger(Session):
     job_sizes = reads.job_sizes
     job_states = reads.job_states
     jobs_held = reads.jobs_held
+
+    # the loads of ``settings.visibility: per_run`` (loads.py)
+    open_load = loads.open_load
+    decide_load = loads.decide_load
+    end_load = loads.end_load
+    open_loads = loads.open_loads
+    decided_loads = loads.decided_loads
+    load_rows = loads.load_rows
 
     # read-only operator views (views.py)
     counts = views.counts

@@ -41,11 +41,13 @@ def begin_submission(s: Session, item: PlanItem, *, rows: int | None = None, sen
 
 
 def begin_group(s: Session, members: Sequence[tuple[PlanItem, int | None, str | None]], *,
-                server_at: float | None = None) -> list[Claim | None]:
+                server_at: float | None = None, load_id: int | None = None) -> list[Claim | None]:
     """:func:`begin_submission` for every object of one create call, ``(item, rows, sent_as)``
     each, in one transaction: all are ``submitting`` before the call, or none. When several are
     claimed, each records the call as its ``batch`` (a number new to the ledger), which is how a
-    later reconciliation knows they were sent together. A member already taken gets None."""
+    later reconciliation knows they were sent together. ``load_id``: the run's load the job belongs
+    to (``settings.visibility: per_run``; None: committed on its own). A member already taken gets
+    None."""
     s.check_same_file()
     now = s.clock()
     claim = TRANSITIONS["begin_submission"]
@@ -59,6 +61,9 @@ def begin_group(s: Session, members: Sequence[tuple[PlanItem, int | None, str | 
             batch = s.db.execute("SELECT COALESCE(MAX(batch), 0) + 1 FROM objects").fetchone()[0]
             where, params = s.db.any_of("id", taken)
             s.db.execute(f"UPDATE objects SET batch=? WHERE {where}", (batch, *params))
+        if taken:
+            where, params = s.db.any_of("id", taken)
+            s.db.execute(f"UPDATE objects SET load_id=? WHERE {where}", (load_id, *params))
         return claims
 
     return s.durably(body)
@@ -156,6 +161,14 @@ def job_failed(s: Session, rows: int | Sequence[int], job_id: str, reason: str, 
     row the reason names) is sent alone from then on."""
     _all(s, rows, TRANSITIONS["job_failed"], "failures = failures + 1, key_gen = key_gen + 1, error = :error",
          culprit=culprit, error=reason, job_id=job_id, detail=reason)
+
+
+def withdraw(s: Session, rows: int | Sequence[int], job_id: str, why: str) -> None:
+    """submitted -> pending for every row of a two-phase job aborted uncommitted: it imported nothing,
+    so no failure is counted, and the key is new (the server keeps answering an aborted job's key
+    with that job)."""
+    _all(s, rows, TRANSITIONS["withdraw"], "key_gen = key_gen + 1, error = :error", error=why,
+         job_id=job_id, detail=why)
 
 
 def rearm(s: Session, *, match: Callable[[str], bool] | None = None, uncertain: bool = False) -> list[str]:

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from itertools import islice
 
-from ..config.manifest import Manifest, PreflightMode, SourceConfig
+from ..config.manifest import Manifest, PreflightMode, SourceConfig, Visibility
 from ..errors import (
     FatalTargetError,
     LockHeldError,
@@ -31,6 +31,7 @@ from ..jobs.policy import SubmitPolicy
 from ..jobs.reconcile import Reconciler, reconcile
 from ..jobs.refresh import OnFinished, refresh
 from ..jobs.two_phase import abort_orphans
+from ..jobs.visibility import Load, settle_loads
 from ..jobs.window import Window
 from ..ledger.store import Ledger
 from ..models import Action, ObjectState, Outcome, PlanItem
@@ -98,6 +99,10 @@ def run(
     :class:`RunState`, a timer stops it at ``options.deadline_s``, and an error that ends it midway is
     its report's ``fatal``; only :class:`LockHeldError` and :class:`ManifestError` are raised."""
     options = options if options is not None else RunOptions()
+    if manifest.settings.visibility is Visibility.PER_RUN and not options.wait:
+        log.info("settings.visibility is per_run: the run waits for its jobs, to commit them together",
+                 extra={"event": "load-waits"})
+        options = dataclasses.replace(options, wait=True)
     state = RunState(stop)
     timer: threading.Timer | None = None
     if options.deadline_s is not None:
@@ -156,15 +161,19 @@ def _run(
                                observer=polls, on_finished=on_finished)
 
         drain: Drain | None = None
+        load: Load | None = None
         try:
             report.refreshed.update(poll(polls=observer))  # the objects to poll are counted for an observer
             adopted: list[tuple[str, int]] = []  # jobs found for interrupted calls, and their objects
             report.reconciled.update(reconcile(reconciler, ledger, redact, adopted=adopted))
             report.reconciled["aborted"] += abort_orphans(reconciler, ledger, redact)
+            adopted += settle_loads(target, ledger, redact)  # what killed runs left of their loads
             window = Window(policy.window, stop=stop, running=ledger.jobs_held())
             lost = LostReplies(reconciler, ledger, redact, window)
+            if settings.visibility is Visibility.PER_RUN:
+                load = Load(target, ledger, redact, window)
             if policy.drain:
-                drain = Drain(lambda finished: _waited(poll(finished), shown, drain), window, policy,
+                drain = Drain(lambda finished: _drained(poll, finished, shown, drain, load), window, policy,
                               stop=stop, pause=pause,
                               held=ledger.job_states, lost=lost)
                 for job_id, objects in adopted:
@@ -177,12 +186,15 @@ def _run(
                 preflight=None if settings.preflight is PreflightMode.OFF else Preflight(
                     target, manifest, reader, deep=options.deep),
                 sleep=backoff, on_created=drain.add if drain is not None else None,
+                load_id=load.id if load is not None else None,
             )
             budget = [options.max_submissions]
 
             def record(item: PlanItem, outcome: Outcome) -> None:
                 state.outcome(outcome)
                 shown.submitted(item, outcome)
+                if load is not None:
+                    load.submitted(outcome)
 
             for source in manifest.sources:
                 if stop.is_set():
@@ -205,6 +217,11 @@ def _run(
             if drain is not None:
                 drain.finish()
                 report.waited.update(drain.ended)
+            if load is not None:
+                load.finish(stopped=stop.is_set(), poll=lambda: report.waited.update(poll()), stop=stop,
+                            pause=pause, interval_s=policy.poll_interval_s)
+                if load.abandoned is not None and report.exit_code() == 0:  # nothing else says it failed
+                    report.fatal = f"load {load.id} was not committed: {load.abandoned}"
             _orphans_left(submitter.resent, reconciler, ledger, redact, report,
                           look=drain is not None and not stop.is_set())
             report.reconciled.update(lost.counts)
@@ -214,6 +231,9 @@ def _run(
                 stop.set()
                 with contextlib.suppress(OrchestratorError):
                     drain.finish()
+            if load is not None:
+                with contextlib.suppress(OrchestratorError):
+                    load.abandon(f"the run stopped: {exc}")
             report.fatal = redact(str(exc))
             log.error("stopping: %s", report.fatal, extra={"event": "fatal"})
         except OrchestratorError:  # the run cannot go on (its ledger is lost): end the drain, then say so
@@ -243,6 +263,15 @@ def _orphans_left(resent: int, reconciler: Reconciler, ledger: Ledger, redact: R
         log.info("%d create call(s) of this run were sent again after a lost reply: a job of each may wait "
                  "uncommitted on the server (still importing, or not yet listed); the next run aborts it",
                  resent, extra={"event": "orphans-left"})
+
+
+def _drained(poll: Callable[[OnFinished | None], Counter[str]], finished: OnFinished, observer: RunObserver,
+             drain: Drain | None, load: Load | None) -> None:
+    """One poll of the drain: its jobs, and this run's load (a job of it seen uncommitted has imported;
+    one that failed abandons the load at once)."""
+    _waited(poll(load.watch(finished) if load is not None else finished), observer, drain)
+    if load is not None:
+        load.check()
 
 
 def _waited(counts: Counter[str], observer: RunObserver, drain: Drain | None) -> None:

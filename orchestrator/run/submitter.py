@@ -101,6 +101,7 @@ class Submitter:
         sleep: Callable[[float], object] | None = None,
         rng: Callable[[], float] = random.random,
         on_created: Callable[[str, int], None] | None = None,
+        load_id: int | None = None,
     ) -> None:
         self.target = target
         self.ledger = ledger
@@ -117,6 +118,7 @@ class Submitter:
         self.sleep: Callable[[float], object] = sleep if sleep is not None else state.stop.wait
         self.rng = rng
         self.on_created = on_created
+        self.load_id = load_id  # the run's load its jobs belong to (settings.visibility: per_run)
         self.names = NameGuard(unresolved_names(ledger))
         self.job_ids: list[str] = []  # jobs created or adopted by this run
         self.resent = 0  # two-phase: create calls sent again after a lost reply (each may leave an orphan)
@@ -227,7 +229,7 @@ class Submitter:
         urls = [self.object_url(item) for item, _ in ready]
         claims = self.ledger.begin_group(
             [(item, rows, url) for (item, rows), url in zip(ready, urls, strict=True)],
-            server_at=self._server_time())
+            server_at=self._server_time(), load_id=self.load_id)
         skipped = [(item, Outcome.NOT_STARTED) for (item, _), claim in zip(ready, claims, strict=True)
                    if claim is None]
         sent = [(item, rows, url, claim) for (item, rows), url, claim in zip(ready, urls, claims, strict=True)

@@ -59,7 +59,7 @@ NO_AUTO_COMMIT = {"auto_commit": "false"}  # a string: Milvus decodes options as
 # folder; the REST import API exists from Milvus 2.4 on
 CAPABILITIES = TargetCapabilities(credentials=False, sts_token=False, partitions=True, local_sources=False,
                                   window=256, files_per_job=1024, job_gb=1024 * 16, max_file_bytes=16 * GB,
-                                  implied_version=(2, 4))
+                                  implied_version=(2, 4), two_phase=True)
 
 
 class MilvusTarget:

@@ -26,8 +26,12 @@ False (an older server: it ignores ``options.auto_commit`` and has no commit/abo
 a create with ``"options": {"auto_commit": "false"}`` (a string; a JSON boolean is refused like Milvus's
 string map refuses it) makes a job that goes Importing -> Uncommitted and stays there, rows invisible,
 until ``/commit`` (Committing for ``commit_after`` seconds, then Completed) or ``/abort`` (Failed,
-reason ``aborted``). With ``refuse_two_phase`` the option is refused (code 1100, naming ``auto_commit``),
-as a server that does not allow it. Refusals of commit and abort are code 2100 like the server's
+reason ``aborted``). With ``committing_times_out`` a Committing job whose ``options.timeout`` passes
+fails instead (milvus-io/milvus 53315, before its fix); ``drop_commit_replies`` loses the replies
+of that many commit calls after their work; ``before_commit`` is called as each commit call arrives
+(answering False, it drops the call undone).
+With ``refuse_two_phase`` the option is refused (code 1100, naming ``auto_commit``), as a server
+that does not allow it. Refusals of commit and abort are code 2100 like the server's
 (``ErrImportFailed``): commit of anything but an Uncommitted job, abort of a Committing or Completed job,
 either on a job made with auto_commit; aborting a Failed job again succeeds.
 """
@@ -35,6 +39,7 @@ either on a job made with auto_commit; aborting a Failed job again succeeds.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +87,13 @@ class FakeMilvus(FakeImportAPI):
     two_phase_manifest: bool = False  # what manifest_target() asks for
     refuse_two_phase: bool = False  # refuse auto_commit=false with a well-formed error
     commit_after: float = 0.0  # seconds a committed job reads Committing
+    # a Committing job whose options.timeout passes fails, its rows rolled back, as before the fix of
+    # milvus-io/milvus 53315 (53318, 53481)
+    committing_times_out: bool = False
+    # called as a commit call arrives, before its work; False: the call is dropped undone (its caller
+    # died before it reached the server)
+    before_commit: Callable[[Job], bool | None] | None = None
+    drop_commit_replies: int = 0  # the next commit calls do their work, then lose their reply
 
     def routes(self) -> dict[tuple[str, str], Handler]:
         routes: dict[tuple[str, str], Handler] = {
@@ -99,6 +111,12 @@ class FakeMilvus(FakeImportAPI):
             return phase
         if job.committed_at is None:
             return "uncommitted"
+        now = self.clock()
+        if (self.committing_times_out and job.timeout_s is not None and now - job.created >= job.timeout_s
+                and now - job.committed_at < self.commit_after):
+            job.fail_reason = f"import timeout, expired the specified time limit {job.timeout_s:g}s"
+            job.failed_at = now
+            return "failed"
         return "completed" if self.clock() - job.committed_at >= self.commit_after else "committing"
 
     def finished_at(self, job: Job) -> float | None:
@@ -209,10 +227,16 @@ class FakeMilvus(FakeImportAPI):
         job = self._two_phase_job(h, body, "commit")
         if job is None:
             return None
+        if self.before_commit is not None and self.before_commit(job) is False:
+            return h.drop()
         with self._lock:
             committed = self.phase(job) == "uncommitted"
             if committed:
                 job.committed_at = self.clock()
+            drop = self.drop_commit_replies > 0
+            self.drop_commit_replies = max(0, self.drop_commit_replies - 1)
+        if drop:
+            return h.drop()  # committed (or refused), and the reply is lost
         if committed:
             return self.reply(h, {"code": 0, "data": {}})
         return self.reply(h, {"code": 2100, "message": f"import failed: job {job.job_id} is in state "
