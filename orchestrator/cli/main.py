@@ -139,7 +139,7 @@ def plan(manifest: str, as_json: bool, problems_only: bool) -> None:
             route = items[0].route
             assert route is not None
             where = route.collection + (f"/{route.partition}" if route.partition else "")
-            alone = " (alone: named as the cause of a failed job)" if items[0].alone else ""
+            alone = " (alone: the cause of a failed job)" if items[0].alone else ""
             say(f"job {number}: {len(items)} object(s), {views.size(sum(i.obj.size for i in items))} "
                  f"-> {where}{alone}")
         for item in items:

@@ -21,9 +21,9 @@ from .backend import Backend
 APP = "orchestrator-ledger"
 # A row's columns as :class:`~orchestrator.models.LedgerRecord` holds them.
 COLUMNS = ("url, version, source, collection, partition, state, job_id, attempts, failures, error, size, "
-           "updated_at, rows, imported_rows, target, sent_as, server_at, key_gen, id, batch, alone")
+           "updated_at, rows, imported_rows, target, sent_as, server_at, key_gen, id, batch, alone, part")
 # What the planner reads of a row (:class:`~orchestrator.models.PastImport`), after the URL.
-PAST_COLUMNS = "url, version, target, collection, partition, state, job_id, failures, error, alone"
+PAST_COLUMNS = "url, version, target, collection, partition, state, job_id, failures, error, alone, part"
 
 OBJECTS = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS objects (
     key_gen INTEGER NOT NULL DEFAULT 0,
     batch INTEGER,
     alone INTEGER NOT NULL DEFAULT 0,
+    part INTEGER,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 )"""
@@ -79,7 +80,7 @@ TABLES = {
     "meta": ("key", "value"),
     "objects": ("id", "url", "version", "target", "source", "collection", "partition", "size", "state",
                 "job_id", "attempts", "failures", "error", "rows", "imported_rows", "sent_as", "server_at",
-                "key_gen", "batch", "alone", "created_at", "updated_at"),
+                "key_gen", "batch", "alone", "part", "created_at", "updated_at"),
     "events": ("id", "object_id", "at", "state", "job_id", "detail"),
     "job_progress": ("job_id", "progress", "changed_at", "seen_at"),
 }
