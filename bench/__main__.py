@@ -1,7 +1,7 @@
 """``python -m bench`` (``make bench``): run the benchmarks, print one table, and write every
 figure with the machine it ran on to ``bench/results/latest.json``. ``python -m bench NAME ...`` runs
-only those (``group_isolation``, ``backlog``, ...), prints their figures and keeps the others' in the
-results file."""
+only those (``group_isolation``, ``backlog``, ...), prints their rows and writes their figures to
+``bench/results/selected.json`` (``latest.json``, which the docs' table is made from, stays whole)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from bench import (
 from orchestrator.config.manifest import Settings
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
+SELECTED = RESULTS.with_name("selected.json")  # the figures of ``python -m bench NAME ...``
 Row = tuple[str, str, float | str, str, bool | None]  # benchmark, measure, value, target, met
 
 
@@ -242,22 +243,23 @@ def main(names: list[str]) -> None:
     if unknown:
         sys.exit(f"unknown benchmark(s) {', '.join(unknown)}: choose among {', '.join(STEPS)}")
     steps = [(name, STEPS[name]) for name in (names or STEPS)]
-    results: dict[str, Any] = json.loads(RESULTS.read_text()) if names and RESULTS.exists() else {}
-    results.update({"machine": machine(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    results: dict[str, Any] = {"machine": machine(),
+                               "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for name, step in steps:
         print(f"running {name} ...", file=sys.stderr, flush=True)
         start = time.perf_counter()
         results[name] = step()
         print(f"  {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    written = SELECTED if names else RESULTS
+    written.parent.mkdir(exist_ok=True)
+    written.write_text(json.dumps(results, indent=2) + "\n")
     m = results["machine"]
     print(f"{m['cpu']}, {m['cores']} cores, {m['system']}, Python {m['python']}")
     if names:
         print(table([row for name in names for row in ROWS_OF.get(name, lambda _r: [])(results[name])]))
     else:
         print(table(rows(results)))
-    print(f"(every figure: {RESULTS})")
+    print(f"(every figure: {written})")
 
 
 if __name__ == "__main__":
