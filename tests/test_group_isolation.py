@@ -93,7 +93,11 @@ def test_without_wait_the_halves_are_kept_for_the_next_runs(
     good = forty_one_bad(put_objects, fake_api, details_tell=False)
     # one failure allowed: the old code held all ten objects of the bad file's job after one run
     manifest = write_manifest(settings={"objects_per_job": 10, "max_job_failures": 1})
-    runs = runs_until_settled(manifest, most=8)  # each run learns the last one's failures, sends halves
+    invoke("run", str(manifest))
+    invoke("status", str(manifest), "--refresh")  # the failure learnt: two halves wait in the ledger
+    assert [line.split(" -> ")[1] for line in invoke("plan", str(manifest)).stdout.splitlines()
+            if line.startswith("job ")] == [f"articles (part {n} of a failed job)" for n in (1, 2)]
+    runs = 1 + runs_until_settled(manifest, most=8)  # each run learns the last one's failures, sends halves
     assert runs <= 1 + math.ceil(math.log2(10)) + 1, runs  # a run for each level of halves, one to learn
     assert_isolated(manifest)
     assert_exactly_once(fake_api, manifest, good)
