@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from orchestrator.jobs.isolation import failed_job, from_details
+from orchestrator.ledger.factory import open_ledger
 from orchestrator.models import JobInfo, JobState, LedgerRecord, PlanItem
 from orchestrator.run.grouping import batches
 from orchestrator.run.resend import Resend
@@ -17,6 +18,7 @@ from orchestrator.targets import jobs_v2
 from orchestrator.targets.milvus import STATES as MILVUS_STATES
 from tests.fakes.milvus import FakeMilvus
 from tests.test_grouping_units import item, keys, record
+from tests.test_ledger import Where, where  # noqa: F401  (the fixture, over both ledgers)
 
 FAILED, COMPLETED = JobState.FAILED, JobState.COMPLETED
 
@@ -112,3 +114,16 @@ def test_parts_come_back_to_the_submitter_until_no_job_of_the_run_runs() -> None
     resend.sent("j3", {4: item("k4")})
     stop.set()
     assert resend.wait() == []  # a stopped run sends nothing more
+
+
+def test_the_report_counts_a_failed_jobs_objects_sent_again_as_leaving_it(where: Where) -> None:  # noqa: F811
+    with open_ledger(where, clock=lambda: 100.0) as ledger:
+        claims = ledger.begin_group([(item(k), 3, k) for k in ("k1", "k2", "k3")])
+        rows = [c.row for c in claims if c is not None]
+        assert ledger.record_job(rows, "job-7")
+        ledger.job_failed(rows, "job-7", "broken", parts=[rows[:2], rows[2:]])  # the cause not known
+        reached = {state: (n, jobs, with_job) for _b, state, n, jobs, with_job, _r in
+                   ledger.report_timeline(0.0, 1000.0)}
+        # the objects left their job (old code: no end at all, three objects in flight for ever)
+        assert reached["failed"] == (3, 1, 3) and reached["submitted"] == (3, 1, 3)
+        assert [(failed, jobs) for _k, failed, jobs, _s, _m in ledger.report_durations([10.0])] == [(True, 1)]
