@@ -20,6 +20,7 @@ from orchestrator.cli.main import cli
 from orchestrator.errors import LedgerError, ManifestError
 from orchestrator.ledger import copy
 from orchestrator.ledger.factory import hold_ledger, open_ledger
+from orchestrator.ledger.migrations import SCHEMA
 from orchestrator.ledger.schema import TABLES
 from orchestrator.models import ObjectState
 from orchestrator.run.wiring import manifest_ledger
@@ -194,7 +195,8 @@ def test_a_newer_schema_version_is_refused(pg_server: PgServer) -> None:
     open_ledger(where).close()
     assert not isinstance(where, Path)
     pg_server.sql(f"UPDATE {where.schema}.meta SET value = '9' WHERE key = 'schema'")
-    with pytest.raises(LedgerError, match=r"newer orchestrator \(ledger schema 9; this one reads up to 4\)"):
+    newer = rf"newer orchestrator \(ledger schema 9; this one reads up to {SCHEMA}\)"
+    with pytest.raises(LedgerError, match=newer):
         open_ledger(where)
     pg_server.sql(f"CREATE SCHEMA {where.schema}_x; CREATE TABLE {where.schema}_x.things (x int)")
     with pytest.raises(LedgerError, match="this PostgreSQL schema is not an orchestrator ledger"):
