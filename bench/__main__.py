@@ -1,9 +1,12 @@
 """``python -m bench`` (``make bench``): run the benchmarks, print one table, and write every
-figure with the machine it ran on to ``bench/results/latest.json``."""
+figure with the machine it ran on to ``bench/results/latest.json``. ``python -m bench NAME ...`` runs
+only those (``group_isolation``, ``backlog``, ...), prints their rows and writes their figures to
+``bench/results/selected.json`` (``latest.json``, which the docs' table is made from, stays whole)."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sys
@@ -14,6 +17,7 @@ from typing import Any
 
 from bench import (
     backlog,
+    group_isolation,
     inventory_scale,
     list_fanout,
     plan_scale,
@@ -24,6 +28,7 @@ from bench import (
 from orchestrator.config.manifest import Settings
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
+SELECTED = RESULTS.with_name("selected.json")  # the figures of ``python -m bench NAME ...``
 Row = tuple[str, str, float | str, str, bool | None]  # benchmark, measure, value, target, met
 
 
@@ -72,7 +77,25 @@ def rows(results: dict[str, Any]) -> list[Row]:
             ("plan", "  peak RSS MB", listed["peak_rss_mb"], "<= 300", listed["peak_rss_mb"] <= 300)]
     return (out + listing_rows(listing) + backlog_rows(results["backlog"])
             + preflight_rows(results["preflight_sample"]) + report_rows(results["report_scale"])
+            + isolation_rows(results.get("group_isolation", []))
             + inventory_scale.rows(results.get("inventory_scale")))
+
+
+def isolation_rows(runs: list[dict[str, Any]]) -> list[Row]:
+    """One bad file among 100 objects: the jobs made (and how many more than without it), the runs
+    and the seconds until every good object completed; the aim, about ``2 * log2(n)`` extra jobs in
+    one ``run --wait``."""
+    out: list[Row] = []
+    for r in runs:
+        n = r["objects_per_job"]
+        what = f"{r['objects']} objects, one bad file, {n} per job"
+        aim = 2 * math.ceil(math.log2(n)) if n > 1 else 0
+        out += [("isolation", f"{what}: jobs made", r["jobs"], "reported", None),
+                ("isolation", f"{what}: extra jobs", r["extra_jobs"], f"<= {aim}", r["extra_jobs"] <= aim),
+                ("isolation", f"{what}: runs until every good object completed", r["runs"], "1",
+                 r["runs"] == 1),
+                ("isolation", f"{what}: seconds", r["seconds"], "reported", None)]
+    return out
 
 
 def preflight_rows(results: dict[str, Any]) -> list[Row]:
@@ -208,12 +231,21 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version()}
 
 
-def main() -> None:
-    steps: list[tuple[str, Callable[[], Any]]] = [
-        ("plan_scale", plan_scale.main), ("submit_throughput", submit_throughput.main),
-        ("list_fanout", list_fanout.main), ("backlog", backlog.main),
-        ("preflight_sample", preflight_sample.main), ("report_scale", report_scale.main),
-        ("inventory_scale", inventory_scale.main)]
+STEPS: dict[str, Callable[[], Any]] = {
+    "plan_scale": plan_scale.main, "submit_throughput": submit_throughput.main,
+    "list_fanout": list_fanout.main, "backlog": backlog.main,
+    "preflight_sample": preflight_sample.main, "report_scale": report_scale.main,
+    "group_isolation": group_isolation.main,
+    "inventory_scale": inventory_scale.main}
+# the rows of a benchmark run alone (``python -m bench NAME``)
+ROWS_OF: dict[str, Callable[[Any], list[Row]]] = {"group_isolation": isolation_rows, "inventory_scale": inventory_scale.rows}
+
+
+def main(names: list[str]) -> None:
+    unknown = [n for n in names if n not in STEPS]
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {', '.join(unknown)}: choose among {', '.join(STEPS)}")
+    steps = [(name, STEPS[name]) for name in (names or STEPS)]
     results: dict[str, Any] = {"machine": machine(),
                                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for name, step in steps:
@@ -221,13 +253,17 @@ def main() -> None:
         start = time.perf_counter()
         results[name] = step()
         print(f"  {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    written = SELECTED if names else RESULTS
+    written.parent.mkdir(exist_ok=True)
+    written.write_text(json.dumps(results, indent=2) + "\n")
     m = results["machine"]
     print(f"{m['cpu']}, {m['cores']} cores, {m['system']}, Python {m['python']}")
-    print(table(rows(results)))
-    print(f"(every figure: {RESULTS})")
+    if names:
+        print(table([row for name in names for row in ROWS_OF.get(name, lambda _r: [])(results[name])]))
+    else:
+        print(table(rows(results)))
+    print(f"(every figure: {written})")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

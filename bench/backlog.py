@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -56,8 +56,12 @@ class Server:
         self.proc.wait()
 
 
-def manifest(server: Server, ledger: Path, *, concurrency: int = 8, rps: float = 200,
-             per_job: int = 1) -> Manifest:
+class Served(Protocol):
+    url: str  # where a fake import API answers
+
+
+def manifest(server: Served, ledger: Path, *, concurrency: int = 8, rps: float = 200,
+             per_job: int = 1, max_job_failures: int = 3) -> Manifest:
     source = SourceConfig(index=0, url="s3://bench/data/", scheme="s3", bucket="bench", prefix="data/",
                           collection="bench", partition=None, pattern=None, include=("**/*.parquet",),
                           exclude=(), endpoint_url=None, region=None, credentials=None)
@@ -68,7 +72,8 @@ def manifest(server: Server, ledger: Path, *, concurrency: int = 8, rps: float =
         credentials=Credentials(access_key=Secret("bench-ak"), secret_key=Secret("bench-sk")),
         sources=(source,),
         settings=Settings(concurrency=concurrency, requests_per_second=rps, max_attempts=3, min_age_s=0,
-                          preflight=PreflightMode.OFF, job_list_lag_s=0, objects_per_job=per_job),
+                          preflight=PreflightMode.OFF, job_list_lag_s=0, objects_per_job=per_job,
+                          max_job_failures=max_job_failures),
         ledger_path=ledger)
 
 

@@ -141,8 +141,9 @@ class LedgerRecord(NamedTuple):
     key_gen: int = 0
     id: int = 0
     batch: int | None = None  # the claim that sent it with others in one job (None: a job of its own)
-    alone: bool = False  # named as the culprit of a failed job of several: sent alone from then on
+    alone: bool = False  # proven to fail (named, or failed alone): sent alone from then on
     load_id: int | None = None  # the run's load it was sent in (``settings.visibility: per_run``)
+    part: int | None = None  # a part of a failed job of several, sent again together (None: any group)
 
 
 class PastImport(NamedTuple):
@@ -157,7 +158,8 @@ class PastImport(NamedTuple):
     job_id: str | None
     failures: int
     error: str | None
-    alone: bool = False  # sent alone from now on (named as the cause of a failed job of several)
+    alone: bool = False  # sent alone from now on (proven to fail a job of several)
+    part: int | None = None  # grouped only with the rest of its part of a failed job
 
 
 class JobProgress(NamedTuple):
@@ -179,6 +181,7 @@ class PlanItem(NamedTuple):
     reason: str
     route: Route | None
     alone: bool = False  # a job of its own, never grouped with others (a culprit of a failed group)
+    part: int | None = None  # shares a job only with the objects of its part (a half of a failed group)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +228,8 @@ class JobInfo:
     imported_rows: int | None = None
     file_names: tuple[str, ...] = ()  # every file of the job, where the API lists them (``details``)
     file_rows: tuple[int | None, ...] = ()  # the rows imported from each of ``file_names``
+    file_states: tuple[JobState | None, ...] = ()  # each file's own state, where the API says it
+    file_reasons: tuple[str | None, ...] = ()  # each file's own failure reason, where the API says it
 
     @property
     def names(self) -> tuple[str, ...]:

@@ -270,7 +270,10 @@ COLUMN_MEANINGS = {
     "key_gen": "the idempotency key's generation (new after a failure or a `retry`)",
     "id": "the ledger row's id",
     "batch": "the claim that sent it with others in one job (empty: a job of its own)",
-    "alone": "named as the culprit of a failed job of several objects: sent alone from then on",
+    "alone": "proven to fail (named by the server, or failed alone after a job of several failed): sent "
+             "alone from then on",
+    "part": "the part of a failed job of several it is sent again in (halves, until the failing file "
+            "stands alone; empty: any group)",
     "load_id": "the run's load it was last sent in (`settings.visibility: per_run`; empty: per job)",
 }
 

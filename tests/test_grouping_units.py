@@ -137,10 +137,11 @@ def test_a_group_is_claimed_recorded_and_settled_together(where: Where) -> None:
         # the same id answered to another call: not recorded, that call becomes uncertain
         assert not ledger.record_job(taken.row, "job-7")
         assert ledger.row(taken.row).state is ObjectState.UNCERTAIN  # type: ignore[union-attr]
-        ledger.job_failed([first.id, third.id], "job-7", "b/k3 is broken", culprit=third.id)
+        ledger.job_failed([first.id, third.id], "job-7", "b/k3 is broken", culprits=[third.id],
+                          parts=[[first.id]])
         after = [ledger.row(first.id), ledger.row(third.id)]
-        assert [(r.state, r.failures, r.alone) for r in after if r] == [
-            (ObjectState.FAILED, 1, False), (ObjectState.FAILED, 1, True)]
+        assert [(r.state, r.failures, r.alone, r.part) for r in after if r] == [
+            (ObjectState.PENDING, 0, False, 1), (ObjectState.FAILED, 1, True, None)]
         assert after[0] is not None
         assert [r.url for r in ledger.companions(after[0])] == ["s3://b/k3"]  # by job id, once failed
         again = ledger.begin_group([(item("k1"), None, "k1")])

@@ -67,7 +67,7 @@ def test_objects_share_jobs_in_listing_order_and_complete_together(
     assert "companions  2 other objects in job" in shown.stdout and names(urls)[22] in shown.stdout
 
 
-def test_a_failed_job_fails_each_object_and_the_one_it_names_goes_alone(
+def test_a_failed_job_fails_only_the_file_it_names_which_goes_alone(
     put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeImportAPI,
 ) -> None:
     urls = put_objects([f"embeddings/p{i}.parquet" for i in range(6)])
@@ -76,15 +76,18 @@ def test_a_failed_job_fails_each_object_and_the_one_it_names_goes_alone(
     assert invoke("run", str(manifest)).exit_code == 0
     invoke("status", str(manifest), "--refresh")
     first = by_name(manifest)
-    assert [first[f"p{i}.parquet"].state.value for i in range(6)] == ["failed"] * 3 + ["completed"] * 3
-    assert [first[f"p{i}.parquet"].failures for i in range(3)] == [1, 1, 1]  # one failure each
+    assert [first[f"p{i}.parquet"].state.value for i in range(6)] == \
+        ["pending", "failed", "pending"] + ["completed"] * 3
+    # only the file named spends a failure (old code: one failure each, all three failed)
+    assert [first[f"p{i}.parquet"].failures for i in range(3)] == [0, 1, 0]
     assert "the vector column holds nulls (file " in (first["p0.parquet"].error or "")
     assert [first[f"p{i}.parquet"].alone for i in range(3)] == [False, True, False]
+    assert first["p0.parquet"].part == first["p2.parquet"].part is not None  # sent again together
     status = invoke("status", str(manifest)).stdout
-    assert f"(job {first['p0.parquet'].job_id} of 3 objects)" in status
+    assert f"(job {first['p1.parquet'].job_id} of 3 objects)" in status
 
     plan = invoke("plan", str(manifest))
-    assert "(alone: named as the cause of a failed job)" in plan.stdout
+    assert "(alone: the cause of a failed job)" in plan.stdout
     fake_api.fail_objects = {}
     second = invoke("run", str(manifest))
     assert second.exit_code == 0, second.output

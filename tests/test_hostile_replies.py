@@ -259,7 +259,8 @@ LIST_V2 = ["data", "data.records", "data.records.*", "data.records.*.jobId", "da
            "data.records.*.collectionName"]
 PROGRESS_V2 = ["data", "data.state", "data.collectionName", "data.fileName", "data.reason", "data.progress",
                "data.importedRows", "data.totalRows", "data.details", "data.details.*",
-               "data.details.*.fileName", "data.details.*.importedRows"]
+               "data.details.*.fileName", "data.details.*.importedRows", "data.details.*.state",
+               "data.details.*.reason"]
 DESCRIBE = ["data", "data.fields", "data.fields.*", "data.fields.*.name", "data.fields.*.type",
             "data.fields.*.params", "data.fields.*.primaryKey", "data.autoID", "data.enableDynamicField"]
 FIELDS = {

@@ -97,7 +97,7 @@ def test_past_imports_are_the_history_the_planner_reads(where: Where) -> None:
         history = ledger.history(urls)
         assert set(past) == set(history) and len(past) == 1200 and "s3://b/k1200" not in past
         fields = ("version", "target", "collection", "partition", "state", "job_id", "failures", "error",
-                  "alone")
+                  "alone", "part")
         for url, records in history.items():
             assert [tuple(getattr(r, f) for f in fields) for r in records] == [tuple(p) for p in past[url]]
         assert [p.version for p in past["s3://b/k7"]] == ["e1", "e0"]  # oldest first, not by version

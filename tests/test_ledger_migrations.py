@@ -79,6 +79,8 @@ def old_ledger(path: Path, version: int) -> None:
             version=version, url=ENCODED, owner=OWNER, source="file:///lake/day%3D01/"))
         if version >= 4:
             db.executescript(GROUP_COLUMNS)
+        if version >= 5:  # schema 5's run loads: a column here, the loads table made with the rest
+            db.executescript("ALTER TABLE objects ADD COLUMN load_id INTEGER;")
 
 
 def stored(path: Path, sql: str) -> list[tuple[object, ...]]:
@@ -87,7 +89,7 @@ def stored(path: Path, sql: str) -> list[tuple[object, ...]]:
 
 
 def test_the_migrations_are_named_in_order() -> None:
-    assert migrations.SCHEMA == len(migrations.MIGRATIONS) + 1 == 5
+    assert migrations.SCHEMA == len(migrations.MIGRATIONS) + 1 == 6
     for version, migration in enumerate(migrations.MIGRATIONS, start=1):
         assert (migration.__doc__ or "").startswith(f"Schema {version} -> {version + 1}:"), migration
 
@@ -98,7 +100,7 @@ def test_a_sqlite_ledger_of_each_older_version_is_migrated(tmp_path: Path, versi
     old_ledger(path, version)
     with open_ledger(path, owner=OWNER, sources=SOURCES) as ledger:
         (row,) = ledger.records()
-        assert (row.target, row.batch, row.alone) == (OWNER, None, False)
+        assert (row.target, row.batch, row.alone, row.part) == (OWNER, None, False, None)
         if version == 1:  # a destination and a source by URL; local URLs as typed from schema 3 on
             assert (row.url, row.source, row.state, row.job_id, row.rows) == (
                 TYPED, SOURCES[1], ObjectState.COMPLETED, "j1", None)
@@ -106,6 +108,7 @@ def test_a_sqlite_ledger_of_each_older_version_is_migrated(tmp_path: Path, versi
             assert (row.url, row.state, row.rows, row.sent_as, row.server_at, row.key_gen) == (
                 TYPED if version == 2 else ENCODED, ObjectState.SUBMITTED, 10, "a.parquet", 1.5, 2)
             assert row.source == ("file:///lake/day=01/" if version == 2 else "file:///lake/day%3D01/")
+            # (what schema 4 wrote is schema 3's, with the group columns)
         assert ledger.known_job_ids(["j1"]) == {"j1"}  # the history came along
     assert stored(path, "SELECT value FROM meta WHERE key='schema'") == [(str(migrations.SCHEMA),)]
     fresh = tmp_path / "fresh.sqlite"
@@ -139,14 +142,15 @@ def test_a_migration_that_fails_leaves_the_ledger_as_it_was(tmp_path: Path,
 @pytest.mark.parametrize("version", [2, 3])
 def test_a_postgresql_ledger_of_schema_3_is_migrated(pg_server: PgServer, version: int) -> None:
     """A PostgreSQL ledger is made at this version by dropping what came after it (the group columns
-    of schema 4); schema 2's tables are schema 3's."""
+    of schema 4, the part of schema 5); schema 2's tables are schema 3's."""
     where = ledger_location(fresh_schema(pg_server))
     assert not isinstance(where, Path)
     open_ledger(where).close()
     name = where.schema
     pg_server.sql(f"DROP INDEX {name}.objects_batch; DROP INDEX {name}.objects_load; DROP TABLE "
                   f"{name}.loads; ALTER TABLE {name}.objects DROP COLUMN batch, DROP COLUMN alone, "
-                  f"DROP COLUMN load_id; UPDATE {name}.meta SET value = '{version}' WHERE key = 'schema'")
+                  f"DROP COLUMN load_id, DROP COLUMN part; "
+                  f"UPDATE {name}.meta SET value = '{version}' WHERE key = 'schema'")
     pg_server.sql(f"INSERT INTO {name}.objects (url, version, target, source, collection, size, state, "
                   "job_id, created_at, updated_at) VALUES (%s, 'e', %s, 'file:///lake/', 'c', 5, "
                   "'submitted', 'j1', 1, 2)", (ENCODED, OWNER))
@@ -154,7 +158,7 @@ def test_a_postgresql_ledger_of_schema_3_is_migrated(pg_server: PgServer, versio
         (row,) = ledger.records()
         assert (row.url, row.batch, row.alone, row.job_id) == (TYPED if version == 2 else ENCODED, None,
                                                                False, "j1")
-    assert pg_server.sql(f"SELECT value FROM {name}.meta WHERE key = 'schema'") == [("5",)]
+    assert pg_server.sql(f"SELECT value FROM {name}.meta WHERE key = 'schema'") == [(str(migrations.SCHEMA),)]
     assert {c for (c,) in pg_server.sql(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = "
-        "'objects'", (name,))} >= {"batch", "alone", "load_id"}
+        "'objects'", (name,))} >= {"batch", "alone", "load_id", "part"}

@@ -61,6 +61,9 @@ def drive(ledger: Ledger) -> None:
     ledger.record_job(r, "job-3")                                         # submitting -> submitted
     ledger.job_failed(r, "job-3", "broken")                               # submitted -> failed
     ledger.rearm()                                                        # failed -> pending
+    r = claim(ledger, 11)
+    ledger.record_job(r, "job-11")
+    ledger.job_failed(r, "job-11", "another file broke it", parts=[[r]])  # submitted -> pending
     r = claim(ledger, 4)
     ledger.mark_uncertain(r, "lost reply")                                # submitting -> uncertain
     ledger.record_job(r, "job-4")                                         # uncertain -> submitted
@@ -131,6 +134,7 @@ CALLS: dict[str, Callable[[Ledger, int, int], object]] = {
     "complete": lambda ledger, row, n: ledger.complete(row, f"job-{n}"),
     "job_failed": lambda ledger, row, n: ledger.job_failed(row, f"job-{n}", "broken"),
     "withdraw": lambda ledger, row, n: ledger.withdraw(row, f"job-{n}", "aborted"),
+    "regroup": lambda ledger, row, n: ledger.job_failed(row, f"job-{n}", "broken", parts=[[row]]),
     "rearm": lambda ledger, _row, n: ledger.rearm(match=item(n).obj.url.__eq__),
     "rearm_uncertain": lambda ledger, _row, n: ledger.rearm(match=item(n).obj.url.__eq__, uncertain=True),
 }

@@ -139,7 +139,8 @@ def plan(manifest: str, as_json: bool, problems_only: bool) -> None:
             route = items[0].route
             assert route is not None
             where = route.collection + (f"/{route.partition}" if route.partition else "")
-            alone = " (alone: named as the cause of a failed job)" if items[0].alone else ""
+            alone = " (alone: the cause of a failed job)" if items[0].alone else \
+                f" (part {items[0].part} of a failed job)" if items[0].part is not None else ""
             say(f"job {number}: {len(items)} object(s), {views.size(sum(i.obj.size for i in items))} "
                  f"-> {where}{alone}")
         for item in items:

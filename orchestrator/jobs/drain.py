@@ -27,7 +27,8 @@ class Drain:
 
     def __init__(self, poll: Callable[[OnFinished], None], window: Window, policy: SubmitPolicy, *,
                  stop: threading.Event, pause: Callable[[float], object],
-                 held: Callable[[Sequence[str]], dict[str, str]], lost: LostReplies | None = None) -> None:
+                 held: Callable[[Sequence[str]], dict[str, str]], lost: LostReplies | None = None,
+                 on_end: Callable[[str], None] | None = None) -> None:
         self._poll = poll
         self._window = window
         self._interval = policy.poll_interval_s
@@ -35,6 +36,7 @@ class Drain:
         self._pause = pause
         self._held = held
         self._lost = lost
+        self._on_end = on_end  # told of every job that ends, however
         self._done = threading.Event()
         self.ours: dict[str, int] = {}  # this run's unfinished jobs, and their objects
         self.ended: Counter[str] = Counter()  # objects, by the state their job ended in (this run saw)
@@ -70,6 +72,8 @@ class Drain:
             self._seen_end.add(job_id)
             self.ended["uncertain" if state is None else str(state)] += objects
         self._window.release(finished=True)
+        if self._on_end is not None:
+            self._on_end(job_id)
 
     def _left(self) -> None:
         """Every job of ``ours`` whose rows no longer wait on it (moved on by another path) ends."""

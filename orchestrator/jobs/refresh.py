@@ -10,6 +10,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 from ..errors import FatalTargetError, JobNotFoundError, TargetError
 from ..ledger.store import Ledger
@@ -19,7 +20,8 @@ from ..sources.registry import bucket_and_key
 from ..targets.base import Target
 from ..targets.pacing import with_retries
 from ..terminal import label
-from .evidence import culprit, reported_names
+from .evidence import reported_names
+from .isolation import failed_job
 from .policy import SubmitPolicy
 from .two_phase import commit
 
@@ -27,6 +29,8 @@ log = logging.getLogger("orchestrator")
 LIST_FROM = 4  # from this many jobs to learn about, one list walk beats one progress call each
 # a job id, the state it ended in (None: the server no longer knows it), its objects
 OnFinished = Callable[[str, JobState | None, int], None]
+# a failed job's id, and the parts (row ids each) its objects go back in, to be sent again
+OnRegrouped = Callable[[str, list[list[int]]], None]
 
 
 def refresh(
@@ -41,19 +45,22 @@ def refresh(
     rng: Callable[[], float] = random.random,
     on_polled: Callable[[], None] | None = None,
     on_finished: OnFinished | None = None,
+    on_regrouped: OnRegrouped | None = None,
 ) -> Counter[str]:
     """Learn the state of each submitted job once; move finished ones to completed or failed and
     remember the progress of running ones (for stall detection). A job the server no longer knows
     makes its rows ``uncertain``. From :data:`LIST_FROM` jobs on, the job list is walked first (until
     every job asked about was seen); a progress call is made only for a job the list did not show,
     a completed job the list gives no row count for (where the progress call has one) and a failed
-    one without a reason. A job of several
-    objects is asked about once and settles all of them: a completed one completes each, a failed one
-    fails each (the one its reason names, if exactly one, is sent alone from then on). An uncommitted
-    job is committed unless it belongs to a run's load not decided yet (``settings.visibility:
-    per_run``, :mod:`orchestrator.jobs.visibility`): that one is reported ``uncommitted``. Returns counts
-    of objects by job state, plus ``uncertain``. ``on_polled`` is called once per object,
-    ``on_finished`` once per job seen finishing."""
+    one without a reason (or, for a job of several, without its files' details). A job of several
+    objects is asked about once and settles all of them: a completed one completes each; a failed one
+    fails only the files proven to have failed it, and sends the others back in parts
+    (:mod:`orchestrator.jobs.isolation`), each part to ``on_regrouped``. An uncommitted job is
+    committed unless it belongs to a run's load not decided yet (``settings.visibility: per_run``,
+    :mod:`orchestrator.jobs.visibility`): that one is reported ``uncommitted``. Returns counts of
+    objects by job state (``failed``: those failed), plus ``uncertain`` and ``regrouped``.
+    ``on_polled`` is called once per object, ``on_finished`` once per job seen finishing (with the
+    objects it failed, for a failed one)."""
     jobs: dict[str, list[LedgerRecord]] = {}
     for record in records:
         if record.job_id is not None:
@@ -76,7 +83,8 @@ def refresh(
         first = members[0]
         info = listed.get(job_id)
         try:
-            if info is None or (info.state is JobState.FAILED and not info.reason) or (
+            if info is None or (info.state is JobState.FAILED and (not info.reason or (
+                    len(members) > 1 and not info.file_names))) or (
                     info.state is JobState.COMPLETED and target.reports_rows
                     and _rows_unknown(info, members)):
                 info = described(job_id)  # the list cannot tell: ask about this job alone
@@ -102,17 +110,17 @@ def refresh(
         elif info.state is JobState.COMPLETED:
             _completed(ledger, job_id, members, info, from_footer=not target.reports_rows)
         elif info.state is JobState.FAILED:
-            reason = redact(f"job {job_id} failed: {info.reason or 'no reason given'}")
-            blamed = culprit(reason, members)
-            ledger.job_failed([r.id for r in members], job_id, reason,
-                              culprit=blamed.id if blamed is not None else None)
-            for record in members:
-                log.error("%s: %s", record.url, reason,
-                            extra={"event": "job-failed", "url": record.url, "job_id": job_id})
-            if blamed is not None:
-                log.info("%s: named as the cause of job %s's failure: it goes in a job of its own from now "
-                         "on", blamed.url, job_id, extra={"event": "culprit", "url": blamed.url,
-                                                          "job_id": job_id})
+            ended = _failed(ledger, job_id, members, info, redact(f"job {job_id} failed: "
+                                                                  f"{info.reason or 'no reason given'}"),
+                            grouped=policy.settings.objects_per_job > 1)
+            with lock:
+                counts[info.state.value] += ended.failed
+                counts["regrouped"] += sum(map(len, ended.parts))
+            if ended.parts and on_regrouped is not None:
+                on_regrouped(job_id, ended.parts)
+            if on_finished is not None:
+                on_finished(job_id, info.state, ended.failed)
+            return
         with lock:
             counts[info.state.value] += len(members)
         if on_finished is not None and info.state is not JobState.RUNNING:
@@ -130,6 +138,36 @@ def refresh(
             for future, _ in futures:
                 future.cancel()
     return counts
+
+
+class _Ended(NamedTuple):
+    failed: int  # objects that count a failure
+    parts: list[list[int]]  # the rows of each part sent again
+
+
+def _failed(ledger: Ledger, job_id: str, members: list[LedgerRecord], info: JobInfo, reason: str, *,
+            grouped: bool) -> _Ended:
+    """Settle a failed job: only the files proven to fail it count a failure; the others go back in
+    parts (:func:`orchestrator.jobs.isolation.failed_job`)."""
+    outcome = failed_job(reason, members, info, grouped=grouped)
+    parts = [[r.id for r in part] for part in outcome.parts]
+    ledger.job_failed([r.id for r in members], job_id, reason, culprits=[r.id for r in outcome.proven],
+                      parts=parts)
+    for record in outcome.failed:
+        log.error("%s: %s", record.url, reason,
+                  extra={"event": "job-failed", "url": record.url, "job_id": job_id})
+    if len(members) > 1:
+        for record in outcome.proven:
+            log.info("%s: the cause of job %s's failure: it goes in a job of its own from now on", record.url,
+                     job_id, extra={"event": "culprit", "url": record.url, "job_id": job_id})
+        how = "without the file that failed it" if outcome.proven else \
+            "in halves, to find the file that failed it"
+        for part in outcome.parts:
+            for record in part:
+                log.info("%s: job %s of %d objects failed (%s): sent again %s, in a job of %d, no failure "
+                         "counted", record.url, job_id, len(members), reason, how, len(part),
+                         extra={"event": "regrouped", "url": record.url, "job_id": job_id})
+    return _Ended(len(outcome.failed), parts)
 
 
 def _rows_unknown(info: JobInfo, members: list[LedgerRecord]) -> bool:

@@ -78,12 +78,20 @@ def load_column(db: Backend, _opener: Opener) -> None:
         db.execute("ALTER TABLE objects ADD COLUMN load_id INTEGER")
 
 
+def split_parts(db: Backend, _opener: Opener) -> None:
+    """Schema 5 -> 6: rows gain ``part`` (the part of a failed job of several an object is sent again
+    in: halves until the failing file stands alone)."""
+    if "part" not in db.columns("objects"):
+        db.execute("ALTER TABLE objects ADD COLUMN part INTEGER")
+
+
 # In order: the migration at index i takes a ledger of schema i + 1 to schema i + 2.
 MIGRATIONS: tuple[Callable[[Backend, Opener], None], ...] = (
     destinations_and_source_urls,
     local_urls_as_typed,
     group_columns,
     load_column,
+    split_parts,
 )
 SCHEMA = len(MIGRATIONS) + 1  # the version this orchestrator writes
 

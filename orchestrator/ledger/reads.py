@@ -17,10 +17,10 @@ CHUNK = 500
 def record(row: tuple[Any, ...]) -> LedgerRecord:
     """A row of :data:`~orchestrator.ledger.schema.COLUMNS` as a record."""
     (url, version, source, collection, partition, state, job_id, attempts, failures, error, size, at, rows,
-     imported, target, sent_as, server_at, key_gen, row_id, batch, alone, load_id) = row
+     imported, target, sent_as, server_at, key_gen, row_id, batch, alone, load_id, part) = row
     return LedgerRecord(url, version, source, collection, partition, STATES[state], job_id, attempts,
                         failures, error, size, at, rows, imported, target, sent_as, server_at, key_gen,
-                        row_id, batch, bool(alone), load_id)
+                        row_id, batch, bool(alone), load_id, part)
 
 
 def history(s: Session, urls: Sequence[str]) -> dict[str, list[LedgerRecord]]:
@@ -46,9 +46,10 @@ def past_imports(s: Session, urls: Sequence[str]) -> dict[str, list[PastImport]]
         for start in range(0, len(urls), CHUNK):
             where, params = db.any_of("url", urls[start:start + CHUNK])
             found = db.execute(f"SELECT {PAST_COLUMNS} FROM objects WHERE {where} ORDER BY id", params)
-            for url, version, target, collection, partition, state, job_id, failures, error, alone in found:
+            for url, version, target, collection, partition, state, job_id, failures, error, alone, part \
+                    in found:
                 past = make(PastImport, (version, target, collection, partition, states[state], job_id,
-                                         failures, error, alone == 1))
+                                         failures, error, alone == 1, part))
                 if (rows := out.get(url)) is None:
                     out[url] = [past]
                 else:

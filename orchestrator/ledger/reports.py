@@ -30,20 +30,26 @@ def span(s: Session) -> tuple[float, float] | None:
     return None if first is None else (float(first), float(last))
 
 
+# An event's state as the report counts it: back to pending with a job id is a failed job's object sent
+# again in a part of it (the ``regroup`` transition): it left its job as a failure did.
+_REACHED = "CASE WHEN e.state = ? AND e.job_id IS NOT NULL THEN ? ELSE e.state END"
+
+
 def timeline(s: Session, start: float, bucket_s: float) -> list[tuple[int, str, int, int, int, int]]:
     """Per time bucket of ``bucket_s`` seconds from ``start`` and per state reached (submitted,
-    completed, failed, invalid): (bucket, state, events, distinct jobs, events with a job, rows
-    completed)."""
+    completed, failed (a failed job's objects sent again included), invalid): (bucket, state, events,
+    distinct jobs, events with a job, rows completed)."""
     with s.read() as db:
         bucket = db.floor("(e.at - ?) / ?")
         return [(int(b), str(state), int(n), int(jobs), int(with_job or 0), int(rows or 0))
                 for b, state, n, jobs, with_job, rows in db.execute(
-                    f"SELECT {bucket} AS b, e.state, COUNT(*), COUNT(DISTINCT e.job_id), "
+                    f"SELECT {bucket} AS b, {_REACHED} AS st, COUNT(*), COUNT(DISTINCT e.job_id), "
                     "SUM(CASE WHEN e.job_id IS NULL THEN 0 ELSE 1 END), "
                     "SUM(CASE WHEN e.state = ? THEN COALESCE(o.imported_rows, o.rows, 0) ELSE 0 END) "
                     "FROM events e JOIN objects o ON o.id = e.object_id "
-                    "WHERE e.state IN (?, ?, ?, ?) GROUP BY b, e.state",
-                    (start, bucket_s, _COMPLETED, _SUBMITTED, _COMPLETED, _FAILED, _INVALID))]
+                    "WHERE e.state IN (?, ?, ?, ?) OR (e.state = ? AND e.job_id IS NOT NULL) GROUP BY b, st",
+                    (start, bucket_s, _PENDING, _FAILED, _COMPLETED,
+                     _SUBMITTED, _COMPLETED, _FAILED, _INVALID, _PENDING))]
 
 
 def durations(s: Session, edges: Sequence[float]) -> list[tuple[int, bool, int, float, float]]:
@@ -55,11 +61,12 @@ def durations(s: Session, edges: Sequence[float]) -> list[tuple[int, bool, int, 
                 for k, failed, n, total, most in db.execute(
                     f"SELECT CASE {cases} ELSE {len(edges)} END AS k, f, COUNT(*), SUM(d), MAX(d) FROM ("
                     "SELECT e.job_id, "
-                    "MAX(CASE WHEN e.state IN (?, ?) AND e.job_id IS NOT NULL THEN e.at END) "
+                    "MAX(CASE WHEN e.state IN (?, ?, ?) AND e.job_id IS NOT NULL THEN e.at END) "
                     "- MIN(CASE WHEN e.state = ? THEN e.at END) AS d, "
-                    "MAX(CASE WHEN e.state = ? THEN 1 ELSE 0 END) AS f "
+                    "MAX(CASE WHEN e.state IN (?, ?) THEN 1 ELSE 0 END) AS f "
                     "FROM events e WHERE e.job_id IS NOT NULL GROUP BY e.job_id) AS j "
-                    "WHERE d IS NOT NULL GROUP BY 1, 2", (_COMPLETED, _FAILED, _SUBMITTED, _FAILED))]
+                    "WHERE d IS NOT NULL GROUP BY 1, 2",
+                    (_COMPLETED, _FAILED, _PENDING, _SUBMITTED, _FAILED, _PENDING))]
 
 
 def reasons(s: Session, top: int) -> list[tuple[str, str, int]]:

@@ -22,9 +22,9 @@ from .backend import Backend
 APP = "orchestrator-ledger"
 # A row's columns as :class:`~orchestrator.models.LedgerRecord` holds them.
 COLUMNS = ("url, version, source, collection, partition, state, job_id, attempts, failures, error, size, "
-           "updated_at, rows, imported_rows, target, sent_as, server_at, key_gen, id, batch, alone, load_id")
+           "updated_at, rows, imported_rows, target, sent_as, server_at, key_gen, id, batch, alone, load_id, part")
 # What the planner reads of a row (:class:`~orchestrator.models.PastImport`), after the URL.
-PAST_COLUMNS = "url, version, target, collection, partition, state, job_id, failures, error, alone"
+PAST_COLUMNS = "url, version, target, collection, partition, state, job_id, failures, error, alone, part"
 
 OBJECTS = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS objects (
     batch INTEGER,
     alone INTEGER NOT NULL DEFAULT 0,
     load_id INTEGER,
+    part INTEGER,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 )"""
@@ -89,7 +90,7 @@ TABLES = {
     "meta": ("key", "value"),
     "objects": ("id", "url", "version", "target", "source", "collection", "partition", "size", "state",
                 "job_id", "attempts", "failures", "error", "rows", "imported_rows", "sent_as", "server_at",
-                "key_gen", "batch", "alone", "load_id", "created_at", "updated_at"),
+                "key_gen", "batch", "alone", "load_id", "part", "created_at", "updated_at"),
     "events": ("id", "object_id", "at", "state", "job_id", "detail"),
     "job_progress": ("job_id", "progress", "changed_at", "seen_at"),
     "loads": ("id", "target", "started_at", "decided_at", "ended_at"),

@@ -48,7 +48,11 @@ TRANSITIONS = {t.name: t for t in (
     Transition("release", (SUBMITTING, UNCERTAIN), PENDING,
                meaning="proven that no job exists for the create call"),
     Transition("complete", (SUBMITTED,), COMPLETED, meaning="the job finished"),
-    Transition("job_failed", (SUBMITTED,), FAILED, meaning="the job failed on the server"),
+    Transition("job_failed", (SUBMITTED,), FAILED,
+               meaning="the job failed on the server, and this file is the proven cause (or was alone)"),
+    Transition("regroup", (SUBMITTED,), PENDING,
+               meaning="its job of several failed and another file is the cause, or the cause is not known "
+                       "yet: sent again in a part of the job (its halves), no failure counted"),
     Transition("withdraw", (SUBMITTED,), PENDING,
                meaning="two-phase: its job was aborted uncommitted (its run's load was not committed): "
                        "nothing imported, the next run sends it again with a fresh key"),

@@ -156,11 +156,27 @@ def complete_job(s: Session, job_id: str, imported: dict[int, int | None]) -> No
 
 
 def job_failed(s: Session, rows: int | Sequence[int], job_id: str, reason: str, *,
-               culprit: int | None = None) -> None:
-    """submitted -> failed for every row of the job, each counting one failure; ``culprit`` (the
-    row the reason names) is sent alone from then on."""
-    _all(s, rows, TRANSITIONS["job_failed"], "failures = failures + 1, key_gen = key_gen + 1, error = :error",
-         culprit=culprit, error=reason, job_id=job_id, detail=reason)
+               culprits: Sequence[int] = (), parts: Sequence[Sequence[int]] = ()) -> None:
+    """The job failed, in one transaction: a row of ``parts`` (each a list of rows) goes back to
+    pending without counting a failure, in a part numbered anew (it shares a job only with the rest
+    of its part); every other row goes submitted -> failed, counting one failure, and ``culprits``
+    (rows proven to fail) are sent alone from then on. Each gets a new idempotency key."""
+    regrouped = {row for part in parts for row in part}
+
+    def body() -> None:
+        for part in parts:
+            number = s.db.execute("SELECT COALESCE(MAX(part), 0) + 1 FROM objects").fetchone()[0]
+            detail = f"{reason}; sent again in a part of {len(part)} object(s), no failure counted"
+            for row in part:
+                _move(s, row, TRANSITIONS["regroup"], "key_gen = key_gen + 1, error = :error, "
+                      f"part = {int(number)}", error=reason, job_id=job_id, detail=detail)
+        for row in _ids(rows):
+            if row not in regrouped:
+                _move(s, row, TRANSITIONS["job_failed"], "failures = failures + 1, key_gen = key_gen + 1, "
+                      "error = :error, part = NULL" + (", alone = 1" if row in culprits else ""),
+                      error=reason, job_id=job_id, detail=reason)
+
+    s.durably(body)
 
 
 def withdraw(s: Session, rows: int | Sequence[int], job_id: str, why: str) -> None:

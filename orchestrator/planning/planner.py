@@ -82,8 +82,8 @@ def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRec
     if isinstance(target, str):
         return PlanItem(obj, source.index, Action.SKIP, target, None)
 
-    def item(action: Action, reason: str, *, alone: bool = False) -> PlanItem:
-        return PlanItem(obj, source.index, action, reason, target, alone)
+    def item(action: Action, reason: str, *, alone: bool = False, part: int | None = None) -> PlanItem:
+        return PlanItem(obj, source.index, action, reason, target, alone, part)
 
     here = [r for r in history if r.target == owner and r.collection == target.collection
             and r.partition == target.partition]
@@ -111,12 +111,15 @@ def _decide(obj: StoredObject, source: SourceConfig, history: Sequence[LedgerRec
     if current.state in CLAIMABLE:  # what the ledger's claim takes (ledger/states.py): submit or retry
         if current.state is ObjectState.FAILED:
             if current.failures < settings.max_job_failures:
-                alone = "; named as the cause, it goes in a job of its own" if current.alone else ""
+                alone = "; the cause of a failed job, it goes in a job of its own" if current.alone else ""
                 return item(Action.RETRY, f"failed {current.failures} of {settings.max_job_failures} "
                                           f"allowed times: {current.error}{alone}", alone=current.alone)
             return item(Action.HOLD, f"failed {current.failures} times, the limit: {current.error}; "
                                      "re-arm with `orchestrator retry`")
         last = f" (last try: {current.error})" if current.error else ""
+        if current.part is not None:  # a part of a failed job of several (jobs/isolation.py)
+            return item(Action.SUBMIT, f"sent again with the rest of part {current.part} of a failed job, no "
+                                       f"failure counted{last}", part=current.part)
         return item(Action.SUBMIT, f"not submitted yet{last}", alone=current.alone)
     job = f" (job {current.job_id})" if current.job_id else ""
     match current.state:

@@ -4,8 +4,10 @@ A job takes objects of one source (one set of import credentials), one collectio
 in listing order, up to ``most`` objects and ``max_bytes`` bytes. Two objects a server could report
 under the same name (:func:`orchestrator.jobs.evidence.name_key`) never share a job, so that a job's file set
 always tells its objects apart. An object marked ``alone`` (the culprit of a failed job of several)
-goes in a job of its own. Groups fill as the listing streams: a full one is handed on at once, the
-rest when the listing ends, so memory holds at most ``most`` objects per destination.
+goes in a job of its own; one of a ``part`` (a part of a failed job of several, sent again:
+:mod:`orchestrator.jobs.isolation`) shares a job only with the rest of its part. Groups fill as the
+listing streams: a full one is handed on at once, the rest when the listing ends, so memory holds at
+most ``most`` objects per destination (and part).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ..jobs.evidence import name_key
 from ..models import PlanItem
 
 GroupKey = tuple[int, str, str | None]
+OpenKey = tuple[GroupKey, int | None]  # a destination, and the part its objects belong to (None: any)
 
 
 class _Open:
@@ -41,13 +44,13 @@ def batches(items: Iterable[PlanItem], *, most: int,
         for item in items:
             yield [item]
         return
-    open_groups: dict[GroupKey, _Open] = {}
+    open_groups: dict[OpenKey, _Open] = {}
     for item in items:
         if item.alone:
             yield [item]
             continue
-        key = group_key(item)
-        name = name_key(key[1], item.obj.url)
+        key = group_key(item), item.part
+        name = name_key(key[0][1], item.obj.url)
         group = open_groups.get(key)
         if group is not None and (name in group.names or (
                 max_bytes is not None and group.size + item.obj.size > max_bytes)):

@@ -29,7 +29,7 @@ from ..jobs.evidence import LocalClock, ServerClock
 from ..jobs.lost import LostReplies
 from ..jobs.policy import SubmitPolicy
 from ..jobs.reconcile import Reconciler, reconcile
-from ..jobs.refresh import OnFinished, refresh
+from ..jobs.refresh import OnFinished, OnRegrouped, refresh
 from ..jobs.two_phase import abort_orphans
 from ..jobs.visibility import Load, settle_loads
 from ..jobs.window import Window
@@ -45,6 +45,7 @@ from ..targets.pacing import RateLimiter
 from ..targets.registry import target_identity
 from .observer import NullObserver, RunObserver
 from .policy import submit_policy
+from .resend import Resend
 from .state import RunOptions, RunReport, RunState
 from .submitter import Submitter
 from .wiring import (
@@ -156,12 +157,14 @@ def _run(
         target = target_factory(manifest, client, reader)
         reconciler = make_reconciler(target, ledger, policy, server_clock, stop=stop, sleep=backoff)
 
-        def poll(on_finished: OnFinished | None = None, polls: RunObserver | None = None) -> Counter[str]:
+        def poll(on_finished: OnFinished | None = None, polls: RunObserver | None = None,
+                 on_regrouped: OnRegrouped | None = None) -> Counter[str]:
             return refresh_all(target, ledger, policy, stop=stop, redact=redact, pause=backoff,
-                               observer=polls, on_finished=on_finished)
+                               observer=polls, on_finished=on_finished, on_regrouped=on_regrouped)
 
         drain: Drain | None = None
         load: Load | None = None
+        resend = Resend(stop)  # with --wait: the parts of this run's failed jobs, sent again in this run
         try:
             report.refreshed.update(poll(polls=observer))  # the objects to poll are counted for an observer
             adopted: list[tuple[str, int]] = []  # jobs found for interrupted calls, and their objects
@@ -173,9 +176,10 @@ def _run(
             if settings.visibility is Visibility.PER_RUN:
                 load = Load(target, ledger, redact, window)
             if policy.drain:
-                drain = Drain(lambda finished: _drained(poll, finished, shown, drain, load), window, policy,
+                drain = Drain(lambda finished: _drained(lambda f: poll(f, on_regrouped=resend.regrouped),
+                                                        finished, shown, drain, load), window, policy,
                               stop=stop, pause=pause,
-                              held=ledger.job_states, lost=lost)
+                              held=ledger.job_states, lost=lost, on_end=resend.ended)
                 for job_id, objects in adopted:
                     drain.add(job_id, objects)
                 drain.start()
@@ -187,6 +191,7 @@ def _run(
                     target, manifest, reader, deep=options.deep),
                 sleep=backoff, on_created=drain.add if drain is not None else None,
                 load_id=load.id if load is not None else None,
+                on_sent=resend.sent if drain is not None else None,
             )
             budget = [options.max_submissions]
 
@@ -215,6 +220,7 @@ def _run(
             if not stop.is_set():  # this run's lost replies still unsettled: a last look
                 lost.settle(wait=True, pause=pause, on_adopted=drain.add if drain is not None else None)
             if drain is not None:
+                resend.drain_into(submitter.submit_groups, record)
                 drain.finish()
                 report.waited.update(drain.ended)
             if load is not None:
@@ -310,7 +316,8 @@ def _to_submit(items: Iterator[PlanItem], report: RunReport, budget: list[int | 
 
 def refresh_all(target: Target, ledger: Ledger, policy: SubmitPolicy, *, stop: threading.Event,
                 redact: Redactor, pause: Callable[[float], object], observer: RunObserver | None = None,
-                on_finished: OnFinished | None = None) -> Counter[str]:
+                on_finished: OnFinished | None = None,
+                on_regrouped: OnRegrouped | None = None) -> Counter[str]:
     """Poll every job this target's ``submitted`` rows wait on (:func:`orchestrator.jobs.refresh.refresh`),
     telling ``observer`` of each object polled (phase ``refreshing``)."""
     polled_one: Callable[[], None] | None = None
@@ -324,4 +331,5 @@ def refresh_all(target: Target, ledger: Ledger, policy: SubmitPolicy, *, stop: t
             shown.jobs("refreshing", polled, total)
 
     return refresh(target, ledger, ledger.records([ObjectState.SUBMITTED], own=True), policy, stop=stop,
-                   redact=redact, sleep=pause, on_polled=polled_one, on_finished=on_finished)
+                   redact=redact, sleep=pause, on_polled=polled_one, on_finished=on_finished,
+                   on_regrouped=on_regrouped)

@@ -68,13 +68,14 @@ Member = tuple[PlanItem, int | None]  # an object of a create call, and the rows
 
 
 class _Call(NamedTuple):
-    """One create call: its ledger rows, their objects' URLs and expected row counts, in the order
-    sent, and the collection."""
+    """One create call: its ledger rows, their objects' URLs, expected row counts and plan items, in
+    the order sent, and the collection."""
 
     rows: list[int]
     urls: list[str]
     collection: str
     counts: list[int | None]
+    items: list[PlanItem]
 
     @property
     def label(self) -> str:
@@ -102,6 +103,7 @@ class Submitter:
         rng: Callable[[], float] = random.random,
         on_created: Callable[[str, int], None] | None = None,
         load_id: int | None = None,
+        on_sent: Callable[[str, dict[int, PlanItem]], None] | None = None,
     ) -> None:
         self.target = target
         self.ledger = ledger
@@ -119,6 +121,7 @@ class Submitter:
         self.rng = rng
         self.on_created = on_created
         self.load_id = load_id  # the run's load its jobs belong to (settings.visibility: per_run)
+        self.on_sent = on_sent  # a job made, and its objects by ledger row (to send a part of it again)
         self.names = NameGuard(unresolved_names(ledger))
         self.job_ids: list[str] = []  # jobs created or adopted by this run
         self.resent = 0  # two-phase: create calls sent again after a lost reply (each may leave an orphan)
@@ -130,6 +133,12 @@ class Submitter:
         """Submit every item, in jobs of up to ``objects_per_job`` objects (see
         :mod:`orchestrator.run.grouping`), at most ``concurrency`` calls in flight; stop early when
         asked."""
+        most, max_bytes = self.policy.settings.objects_per_job, self.policy.max_job_bytes
+        self.submit_groups(batches(items, most=most, max_bytes=max_bytes), on_outcome)
+
+    def submit_groups(self, groups: Iterable[list[PlanItem]],
+                      on_outcome: Callable[[PlanItem, Outcome], None]) -> None:
+        """Submit each group as one job, at most ``concurrency`` calls in flight; stop early when asked."""
         slots = threading.BoundedSemaphore(self.policy.settings.concurrency * 2)
         crashed: list[BaseException] = []
 
@@ -145,10 +154,10 @@ class Submitter:
 
         # the pre-flight reads of all groups share one pool: a group's files are read at once, and no
         # more than `concurrency` reads are in flight in all
-        policy, threads = self.policy, self.policy.settings.concurrency
+        threads = self.policy.settings.concurrency
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="preflight") as checks, \
                 ThreadPoolExecutor(max_workers=threads, thread_name_prefix="submit") as pool:
-            for group in batches(items, most=policy.settings.objects_per_job, max_bytes=policy.max_job_bytes):
+            for group in groups:
                 slots.acquire()
                 if self.stop.is_set():
                     slots.release()
@@ -248,7 +257,7 @@ class Submitter:
             timeout_s=self.policy.settings.job_timeout_s,
         )
         call = _Call([c.row for *_, c in sent], [i.obj.url for i, *_ in sent], first.route.collection,
-                     [rows for _, rows, _, _ in sent])
+                     [rows for _, rows, _, _ in sent], [i for i, *_ in sent])
         outcome = self._create(request, call)
         return outcome, skipped + [(item, outcome) for item, *_ in sent], call.rows
 
@@ -321,7 +330,7 @@ class Submitter:
                         "marked uncertain", call.label, job_id,
                         extra={"event": "uncertain", "url": call.urls[0]})
             return False
-        self._created(job_id, len(call.rows))
+        self._created(job_id, call)
         companions = f" with {len(call.urls) - 1} other object(s)" if len(call.urls) > 1 else ""
         for url, rows in zip(call.urls, call.counts, strict=True):
             log.info("%s: %s %s%s", url, "job" if outcome is Outcome.SUBMITTED else "adopted job", job_id,
@@ -461,8 +470,10 @@ class Submitter:
             self.state.uncertain()
         return Outcome.UNSURE
 
-    def _created(self, job_id: str, objects: int) -> None:
+    def _created(self, job_id: str, call: _Call) -> None:
         with self._lock:
             self.job_ids.append(job_id)
+        if self.on_sent is not None:
+            self.on_sent(job_id, dict(zip(call.rows, call.items, strict=True)))
         if self.on_created is not None:
-            self.on_created(job_id, objects)
+            self.on_created(job_id, len(call.rows))

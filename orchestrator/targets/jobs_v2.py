@@ -63,6 +63,10 @@ def job_info(job_id: str, data: Any, states: Mapping[str, JobState]) -> JobInfo:
         imported_rows=rows if rows is not None else total,
         file_names=tuple(name for _, name in files),
         file_rows=tuple(d.count("importedRows") for d, _ in files),
+        # Milvus's describe answers each file's own state and reason (reference section 10): where
+        # they single out a failed file, that file is the one that failed the job (jobs/isolation.py)
+        file_states=tuple(states.get(d.name("state") or "") for d, _ in files),
+        file_reasons=tuple(d.text("reason") for d, _ in files),
     )
 
 

@@ -115,6 +115,7 @@ class Job:
     failed_at: float | None = None  # when it was aborted (a job refused at creation fails at once)
     more: tuple[str, ...] = ()  # the other objects of a job of several (``object_url`` is the first)
     timeout_s: float | None = None  # Milvus ``options.timeout``: fails the job if it runs longer
+    failed_file: str | None = None  # the object of ``fail_objects`` that failed it
 
     @property
     def object_urls(self) -> tuple[str, ...]:
@@ -153,6 +154,13 @@ class FakeImportAPI:
     complete_after: float = 0.0
     per_file_s: float = 0.0  # a job of n files runs complete_after + n * per_file_s
     fail_objects: dict[str, str] = field(default_factory=dict)  # url substring -> job failure reason
+    # whether the reason of a failed job of several names the file that failed it (``(file k)``), as
+    # Milvus's reader errors sometimes do and often do not (they name a field)
+    reason_names_file: bool = True
+    # what a describe reply's ``details[]`` say of each file of a failed job: ``own``, its own reason
+    # (the one that failed it: the job's reason; the others: none), or ``job``, the job's reason for
+    # every file (details that do not tell which file failed)
+    file_details: str = "own"
     refuse_objects: dict[str, tuple[int, str]] = field(default_factory=dict)  # url substring -> code, msg
     faults: list[str] = field(default_factory=list)  # consumed in order, for create calls
     odd_replies: list[OddReply] = field(default_factory=list)  # consumed in order, before ``faults``
@@ -356,6 +364,16 @@ class FakeImportAPI:
         percent-encoded for the https styles)."""
         return object_url.split("://", 1)[1].split("/", 1)[1]
 
+    def file_reason(self, job: Job, object_url: str) -> str:
+        """The reason a describe reply's ``details[]`` give for one file of ``job`` (``file_details``):
+        with ``own``, only the file that failed the job has one (a job failed as a whole, by a timeout
+        or an abort, gives every file its reason)."""
+        if job.fail_reason is None:
+            return ""
+        if self.file_details == "own" and job.failed_file is not None and object_url != job.failed_file:
+            return ""
+        return job.fail_reason
+
     def visible_rows(self, object_url: str) -> int:
         """The rows the jobs of ``object_url`` made visible: imported once means ``ROWS``."""
         return sum(ROWS for j in self.jobs_for(object_url) if self.phase(j) == "completed")
@@ -438,9 +456,11 @@ class FakeImportAPI:
             job_id = self.new_job_id(next(self._ids))
             failing = next(((u, r) for u in urls for s, r in self.fail_objects.items() if s in u), None)
             reason = None if failing is None else \
-                f"{failing[1]} (file {self.reported_name(failing[0])})" if more else failing[1]
+                f"{failing[1]} (file {self.reported_name(failing[0])})" if more and self.reason_names_file \
+                else failing[1]
             self.jobs[job_id] = Job(job_id, collection, object_url, self.clock(), reason, access_key, key,
-                                    partition, db_name, auto_commit, more=more, timeout_s=timeout_s)
+                                    partition, db_name, auto_commit, more=more, timeout_s=timeout_s,
+                                    failed_file=None if failing is None else failing[0])
         if self.before_reply is not None:
             self.before_reply(self.jobs[job_id])
         if fault == "drop":

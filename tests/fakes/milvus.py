@@ -198,6 +198,9 @@ class FakeMilvus(FakeImportAPI):
                                                            f"jobID={body['jobId']}"})
         phase = self.phase(job)
         rows = 0 if phase in ("running", "failed") else ROWS
+        # handler_v2.go's describe (GetImportProgress): the job's fields, and details[], one per file with
+        # its own fileName, fileSize, progress, state, importedRows, totalRows and reason (reference
+        # section 10); with ``file_details="own"`` only the file that failed the job carries a reason
         return self.reply(h, {"code": 0, "data": {
             "jobId": job.job_id, "collectionName": job.collection, "state": self.state(job),
             "progress": 100 if phase != "running" else 40, "reason": job.fail_reason or "",
@@ -205,7 +208,8 @@ class FakeMilvus(FakeImportAPI):
             "fileSize": 1000 * len(job.object_urls),
             "details": [{"fileName": self.reported_name(url), "fileSize": 1000, "state": self.state(job),
                          "progress": 100 if phase != "running" else 40, "importedRows": rows,
-                         "totalRows": ROWS, "reason": job.fail_reason or ""} for url in job.object_urls]}})
+                         "totalRows": ROWS, "reason": self.file_reason(job, url)}
+                        for url in job.object_urls]}})
 
     def _two_phase_job(self, h: Exchange, body: Any, action: str) -> Job | None:
         """The job a commit or abort names, or None once the refusal is answered."""

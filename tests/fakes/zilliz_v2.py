@@ -30,6 +30,7 @@ class FakeZillizV2(FakeImportAPI):
     job_id_key: str = "jobId"  # one doc example spells jobID
     running_state: str = "Importing"  # the docs also say InProgress
     progress_paths: tuple[str, ...] = ("describe", "get_progress", "getProgress")
+    file_details: str = "job"  # Zilliz Cloud's describe is not documented to say which file failed a job
 
     def routes(self) -> dict[tuple[str, str], Handler]:
         routes: dict[tuple[str, str], Handler] = {("POST", self.CREATE_PATH): self._create,
@@ -87,10 +88,10 @@ class FakeZillizV2(FakeImportAPI):
         details = [{"fileName": self.reported_name(url), "fileSize": 1000,
                     "state": self.state(job), "progress": 100 if done else 50,
                     "completeTime": "2026-11-29T00:00:00Z" if done else None,
-                    "reason": job.fail_reason or "", "importedRows": ROWS if phase == "completed" else 0}
+                    "reason": self.file_reason(job, url), "importedRows": ROWS if phase == "completed" else 0}
                    for url in job.object_urls]
-        top = {**details[0], "importedRows": sum(d["importedRows"] for d in details),
-               "totalRows": ROWS * len(details)}
+        top = {**details[0], "reason": job.fail_reason or "",
+               "importedRows": sum(d["importedRows"] for d in details), "totalRows": ROWS * len(details)}
         if len(details) > 1:
             del top["fileName"]  # a job of several files names them in ``details`` only
         return self.reply(h, {"code": 0, "data": {
