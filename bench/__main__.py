@@ -238,7 +238,8 @@ STEPS: dict[str, Callable[[], Any]] = {
     "group_isolation": group_isolation.main,
     "inventory_scale": inventory_scale.main}
 # the rows of a benchmark run alone (``python -m bench NAME``)
-ROWS_OF: dict[str, Callable[[Any], list[Row]]] = {"group_isolation": isolation_rows, "inventory_scale": inventory_scale.rows}
+ROWS_OF: dict[str, Callable[[Any], list[Row]]] = {"group_isolation": isolation_rows,
+                                                  "inventory_scale": inventory_scale.rows}
 
 
 def main(names: list[str]) -> None:
