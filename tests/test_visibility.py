@@ -353,3 +353,31 @@ def test_a_load_in_the_ledger_from_its_opening_to_its_end(where: Where) -> None:
         again = ledger.begin_group([(item(1), None, "k1")])  # sent again outside any load
         assert again[0] is not None and ledger.row(again[0].row).load_id is None  # type: ignore[union-attr]
         assert ledger.open_load() == load_id + 1
+
+
+@MILVUS
+def test_a_bad_file_in_a_job_of_several_holds_the_load_only_until_it_is_held(
+    put_objects: Callable[..., list[str]], write_manifest: Callable[..., Path], fake_api: FakeMilvus,
+) -> None:
+    """per_run with several objects per job: a job failed by one bad file aborts the whole load (all or
+    nothing), the bad file alone spends its failures (halving finds it), and once it is held the next
+    load commits every good object, each visible exactly once."""
+    fake_api.two_phase_manifest = True
+    fake_api.fail_objects = {"p5.parquet": "field 'vector' type mis-match"}
+    fake_api.reason_names_file = False
+    fake_api.file_details = "job"  # nothing names it: found by halving
+    urls = put_objects(_keys(8))
+    good = [u for u in urls if not u.endswith("p5.parquet")]
+    manifest = write_manifest(settings={"visibility": "per_run", "objects_per_job": 4,
+                                        "max_job_failures": 2})
+    runs, states = 0, {}
+    while runs < 8 and not all(states.get(u) is ObjectState.COMPLETED for u in good):
+        _run(manifest, code=None)
+        runs += 1
+        states = {r.url: r.state for r in _rows(manifest)}
+    assert runs <= 1 + 2 + 2, runs  # a halving a run (4, 2, 1), then its failures (measured: 3 runs)
+    bad = next(r for r in _rows(manifest) if r.url.endswith("p5.parquet"))
+    assert (bad.state, bad.failures) == (ObjectState.FAILED, 2)
+    assert all(states.get(u) is ObjectState.COMPLETED for u in good), states
+    assert {r.failures for r in _rows(manifest) if r.url in good} == {0}
+    _visible_once(fake_api, good)
