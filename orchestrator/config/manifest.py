@@ -109,6 +109,10 @@ class SourceConfig:
     account: str | None = None  # Azure: the storage account
     connection_string: Secret | None = None  # Azure: listing credentials instead of DefaultAzureCredential
     sas_token: Secret | None = None  # Azure: the same, as a SAS token for the account's endpoint
+    discovery: str = "list"  # how its objects are found: list, events or inventory (config/discovery.py)
+    queue: str | None = None  # events: the queue of the store's notifications (SQS, Azure Storage, Pub/Sub)
+    inventory: str | None = None  # inventory: where S3 Inventory delivers, or one manifest.json
+    backfill_every_s: float = 86_400.0  # events/inventory: a full listing when the last is older (0: never)
 
     @property
     def label(self) -> str:
