@@ -12,7 +12,7 @@ import itertools
 import time
 from collections.abc import Iterator
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import boto3
@@ -59,21 +59,25 @@ _CODES = {
 
 def build(config: SourceConfig, settings: Settings) -> S3Source:
     """An S3 lister for a manifest source, with a client made from its options."""
-    try:  # credentials are resolved here: half-set ones (a key without its secret) fail now
-        session = boto3.session.Session(profile_name=config.profile)
-        client = session.client(
-            "s3",
-            endpoint_url=config.endpoint_url,
-            region_name=config.region,
-            # retries: AWS_MAX_ATTEMPTS or the profile's max_attempts, else 3; fail fast when nobody answers
-            config=Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=20,
-                          s3={"addressing_style": "path" if config.path_style else "auto"},
-                          max_pool_connections=connections(settings)),
-        )
-    except BotoCoreError as exc:
-        raise SourceError(f"{config.label}: {describe_boto_error(exc)}") from exc
+    client = aws_client(config, "s3", region=config.region, read_timeout_s=20, options=Config(
+        s3={"addressing_style": "path" if config.path_style else "auto"},
+        max_pool_connections=connections(settings)))
     return S3Source(client, label=config.label, bucket=config.bucket, prefix=config.prefix,
                     request_payer=config.request_payer, concurrency=settings.list_concurrency)
+
+
+def aws_client(config: SourceConfig, service: Literal["s3", "sqs"], *, region: str | None,
+               read_timeout_s: float, options: Config) -> Any:
+    """A client of ``service`` as a source's options make it: its profile, endpoint and region; the
+    standard retries (AWS_MAX_ATTEMPTS or the profile's max_attempts, else 3), failing fast when
+    nobody answers. Credentials are resolved here: half-set ones (a key without its secret) fail now."""
+    try:
+        session = boto3.session.Session(profile_name=config.profile)
+        return session.client(service, endpoint_url=config.endpoint_url, region_name=region,
+                              config=Config(retries={"mode": "standard"}, connect_timeout=5,
+                                            read_timeout=read_timeout_s).merge(options))
+    except BotoCoreError as exc:
+        raise SourceError(f"{config.label}: {describe_boto_error(exc)}") from exc
 
 
 class S3Source(FanOutLister):
@@ -108,6 +112,23 @@ class S3Source(FanOutLister):
             return body.read()
         except (ClientError, BotoCoreError) as exc:
             raise SourceError(f"{self.label}: cannot read {obj.key}: {describe_boto_error(exc)}") from exc
+
+    def head(self, key: str) -> StoredObject | None:
+        """The object at ``key`` as it is now (HEAD: its size, ETag and time), found by an event; None
+        when it is gone."""
+        try:
+            reply = self.client.head_object(Bucket=self.bucket, Key=key, **self._payer)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise SourceError(f"{self.label}: cannot look {key} up: {describe_boto_error(exc)}") from exc
+        except BotoCoreError as exc:
+            raise SourceError(f"{self.label}: cannot look {key} up: {describe_boto_error(exc)}") from exc
+        etag = str(reply.get("ETag", "")).strip('"')
+        return StoredObject(url=f"s3://{self.bucket}/{key}", bucket=self.bucket, key=key,
+                            relative_key=key[len(self.prefix):], size=int(reply.get("ContentLength", 0)),
+                            version=etag, modified=reply["LastModified"].timestamp(), checksum=etag,
+                            found="event")
 
     def _walk(self, prefix: str, start: str = "", end: str | None = None) -> Pages:
         for body in self._replies(prefix, None, key_before(start), end):
