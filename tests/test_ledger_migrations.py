@@ -62,13 +62,20 @@ SCHEMA_2 = """
         1, 0, NULL, 10, NULL, 'a.parquet', 1.5, 2, 1, 2);
     INSERT INTO events VALUES (1, 1, 2, 'submitted', 'j1', 'job created');
 """
+# What schema 4 added to schema 3's tables: the group columns (schema 5 adds `found` and `listings`).
+SCHEMA_4 = """
+    ALTER TABLE objects ADD COLUMN batch INTEGER;
+    ALTER TABLE objects ADD COLUMN alone INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX objects_batch ON objects (batch);
+"""
 ENCODED, TYPED = "file:///lake/day%3D01/a.parquet", "file:///lake/day=01/a.parquet"
 
 
 def old_ledger(path: Path, version: int) -> None:
     with sqlite3.connect(path) as db:
         db.executescript(SCHEMA_1 if version == 1 else SCHEMA_2.format(
-            version=version, url=ENCODED, owner=OWNER, source="file:///lake/day%3D01/"))
+            version=version, url=ENCODED, owner=OWNER, source="file:///lake/day%3D01/") + (
+            SCHEMA_4 if version == 4 else ""))
 
 
 def stored(path: Path, sql: str) -> list[tuple[object, ...]]:
@@ -77,7 +84,7 @@ def stored(path: Path, sql: str) -> list[tuple[object, ...]]:
 
 
 def test_the_migrations_are_named_in_order() -> None:
-    assert migrations.SCHEMA == len(migrations.MIGRATIONS) + 1 == 4
+    assert migrations.SCHEMA == len(migrations.MIGRATIONS) + 1 == 5
     for version, migration in enumerate(migrations.MIGRATIONS, start=1):
         assert (migration.__doc__ or "").startswith(f"Schema {version} -> {version + 1}:"), migration
 
@@ -89,6 +96,7 @@ def test_a_sqlite_ledger_of_each_older_version_is_migrated(tmp_path: Path, versi
     with open_ledger(path, owner=OWNER, sources=SOURCES) as ledger:
         (row,) = ledger.records()
         assert (row.target, row.batch, row.alone) == (OWNER, None, False)
+        assert ledger.last_listed("s3://a/") is None  # the listings table is there, empty
         if version == 1:  # a destination and a source by URL; local URLs as typed from schema 3 on
             assert (row.url, row.source, row.state, row.job_id, row.rows) == (
                 TYPED, SOURCES[1], ObjectState.COMPLETED, "j1", None)
@@ -97,6 +105,7 @@ def test_a_sqlite_ledger_of_each_older_version_is_migrated(tmp_path: Path, versi
                 TYPED if version == 2 else ENCODED, ObjectState.SUBMITTED, 10, "a.parquet", 1.5, 2)
             assert row.source == ("file:///lake/day=01/" if version == 2 else "file:///lake/day%3D01/")
         assert ledger.known_job_ids(["j1"]) == {"j1"}  # the history came along
+    assert stored(path, "SELECT found FROM objects") == [(None,)]  # found before schema 5: unknown
     assert stored(path, "SELECT value FROM meta WHERE key='schema'") == [(str(migrations.SCHEMA),)]
     fresh = tmp_path / "fresh.sqlite"
     open_ledger(fresh).close()
@@ -126,16 +135,19 @@ def test_a_migration_that_fails_leaves_the_ledger_as_it_was(tmp_path: Path,
         assert [r.url for r in ledger.records()] == [TYPED]
 
 
-@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("version", [2, 3, 4])
 def test_a_postgresql_ledger_of_schema_3_is_migrated(pg_server: PgServer, version: int) -> None:
     """A PostgreSQL ledger is made at this version by dropping what came after it (the group columns
-    of schema 4); schema 2's tables are schema 3's."""
+    of schema 4, the discovery of schema 5); schema 2's tables are schema 3's."""
     where = ledger_location(fresh_schema(pg_server))
     assert not isinstance(where, Path)
     open_ledger(where).close()
     name = where.schema
-    pg_server.sql(f"DROP INDEX {name}.objects_batch; ALTER TABLE {name}.objects DROP COLUMN batch, "
-                  f"DROP COLUMN alone; UPDATE {name}.meta SET value = '{version}' WHERE key = 'schema'")
+    pg_server.sql(f"DROP TABLE {name}.listings; ALTER TABLE {name}.objects DROP COLUMN found; "
+                  f"UPDATE {name}.meta SET value = '{version}' WHERE key = 'schema'")
+    if version < 4:
+        pg_server.sql(f"DROP INDEX {name}.objects_batch; ALTER TABLE {name}.objects DROP COLUMN batch, "
+                      f"DROP COLUMN alone")
     pg_server.sql(f"INSERT INTO {name}.objects (url, version, target, source, collection, size, state, "
                   "job_id, created_at, updated_at) VALUES (%s, 'e', %s, 'file:///lake/', 'c', 5, "
                   "'submitted', 'j1', 1, 2)", (ENCODED, OWNER))
@@ -143,7 +155,9 @@ def test_a_postgresql_ledger_of_schema_3_is_migrated(pg_server: PgServer, versio
         (row,) = ledger.records()
         assert (row.url, row.batch, row.alone, row.job_id) == (TYPED if version == 2 else ENCODED, None,
                                                                False, "j1")
-    assert pg_server.sql(f"SELECT value FROM {name}.meta WHERE key = 'schema'") == [("4",)]
+        ledger.note_listed("s3://a/", 7.5)
+        assert ledger.last_listed("s3://a/") == 7.5
+    assert pg_server.sql(f"SELECT value FROM {name}.meta WHERE key = 'schema'") == [("5",)]
     assert {c for (c,) in pg_server.sql(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = "
-        "'objects'", (name,))} >= {"batch", "alone"}
+        "'objects'", (name,))} >= {"batch", "alone", "found"}

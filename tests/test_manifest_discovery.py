@@ -80,3 +80,10 @@ def test_discovery_errors_name_their_place(tmp_path: Path, source: dict[str, Any
     error = refused(tmp_path, {"collection": "c", **source})
     assert error.startswith(message), error
     assert "SECRET" not in error and "\n" not in error.strip()
+
+
+def test_two_sources_never_share_a_queue(tmp_path: Path) -> None:
+    both = {"collection": "c", "discovery": "events", "queue": SQS}
+    error = refused(tmp_path, {"url": "s3://lake/a/", **both}, {"url": "s3://lake/b/", **both})
+    assert error == ("m.yaml: sources[1].queue: sources[0] reads this queue too: a message is taken by "
+                     "whichever receives it first, and dropped when not its; give each its own queue")

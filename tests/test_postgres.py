@@ -194,7 +194,7 @@ def test_a_newer_schema_version_is_refused(pg_server: PgServer) -> None:
     open_ledger(where).close()
     assert not isinstance(where, Path)
     pg_server.sql(f"UPDATE {where.schema}.meta SET value = '9' WHERE key = 'schema'")
-    with pytest.raises(LedgerError, match=r"newer orchestrator \(ledger schema 9; this one reads up to 4\)"):
+    with pytest.raises(LedgerError, match=r"newer orchestrator \(ledger schema 9; this one reads up to 5\)"):
         open_ledger(where)
     pg_server.sql(f"CREATE SCHEMA {where.schema}_x; CREATE TABLE {where.schema}_x.things (x int)")
     with pytest.raises(LedgerError, match="this PostgreSQL schema is not an orchestrator ledger"):

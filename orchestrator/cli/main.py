@@ -227,30 +227,42 @@ def check(manifest: str, deep: bool, as_json: bool, problems_only: bool) -> None
 @click.option("--metrics-push", default=None, metavar="URL",
               help="At the end, push the same metrics to the Prometheus Pushgateway at URL "
               "(job=orchestrator, grouped by manifest).")
+@click.option("--follow", is_flag=True, help="Keep reading the sources' event queues (discovery: events) "
+              "until SIGTERM or SIGINT, then end with the summary (exit 0 when nothing failed); jobs are "
+              "polled as with --wait, and the metrics are written after every round.")
 @click.pass_context
 def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | None, wait_lock: float,
         poll_interval: float, deep: bool, deadline: float | None, metrics_file: Path | None,
-        metrics_push: str | None) -> None:
+        metrics_push: str | None, follow: bool) -> None:
     """List, plan, submit and record; end with one summary line on stdout. Progress bars on stderr
     when it is a terminal."""
     stop = threading.Event()
     options = api.RunOptions(wait=wait, max_submissions=max_submissions, wait_lock_s=wait_lock,
-                             poll_interval_s=poll_interval, deep=deep, deadline_s=deadline)
+                             poll_interval_s=poll_interval, deep=deep, deadline_s=deadline, follow=follow)
     with errors(), signals(stop) as received:
         m = _load(manifest)
         if metrics_file is not None:
             api.check_metrics_file(metrics_file)
         started = time.monotonic()
-        bars = _bars(bool(ctx.meta.get(JSON_LOG)), max_submissions)
+        bars = _bars(bool(ctx.meta.get(JSON_LOG)) or follow, max_submissions)
+
+        def progress(so_far: api.RunReport) -> None:  # --follow: the metrics after every round
+            for error in api.write_metrics(m, so_far, seconds=time.monotonic() - started, file=metrics_file,
+                                           push_url=metrics_push):
+                say(f"error: {error}", err=True)
+
         with bars or nullcontext():
-            report = api.run(m, options, stop=stop, observer=bars)
-        if received:
+            report = api.run(m, options, stop=stop, observer=bars, on_round=progress if follow else None)
+        if received and not follow:  # a signal is how a service is told to end
             report.interrupted = received[0]
     # source errors and a fatal error were logged as they happened (api.run): not printed again
     _report_sources([], report.source_warnings)
     if report.interrupted is not None:
         click.echo(f"stopped by {signal.Signals(report.interrupted).name}: the ledger is saved; the next run "
                    "resumes", err=True)
+    elif follow and received:
+        click.echo(f"stopped following on {signal.Signals(received[0]).name}: the ledger is saved; messages "
+                   "not yet settled come back to the next run", err=True)
     elif report.expired:
         click.echo(f"stopped at its deadline (--deadline {deadline:g} s): the ledger is saved; the next run "
                    "resumes", err=True)

@@ -108,7 +108,7 @@ def read_discovery(r: Reader, s: dict[str, Any], p: str, scheme: str) -> dict[st
         raise r.fail(f"{p}.discovery", f"{mode}: a local folder is listed (discovery: list)")
     either = (discovery.EVENTS, discovery.INVENTORY)
     for key, needs in (("queue", either), ("inventory", (discovery.INVENTORY,)), ("backfill_every", either)):
-        if key in s and mode not in needs:
+        if s.get(key) is not None and mode not in needs:
             raise r.fail(f"{p}.{key}", f"only with discovery: {' or '.join(needs)} (this source's is {mode})")
     queue = r.optional_string(s.get("queue"), f"{p}.queue")
     if mode == discovery.EVENTS and queue is None:

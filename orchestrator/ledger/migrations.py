@@ -71,11 +71,20 @@ def group_columns(db: Backend, _opener: Opener) -> None:
         db.execute("ALTER TABLE objects ADD COLUMN alone INTEGER NOT NULL DEFAULT 0")
 
 
+def discovery(db: Backend, _opener: Opener) -> None:
+    """Schema 4 -> 5: rows gain ``found`` (how the object was discovered: listing, event, inventory;
+    NULL before: a listing), and ``listings`` (when each source was last listed whole) is created with
+    the tables that are missing."""
+    if "found" not in db.columns("objects"):
+        db.execute("ALTER TABLE objects ADD COLUMN found TEXT")
+
+
 # In order: the migration at index i takes a ledger of schema i + 1 to schema i + 2.
 MIGRATIONS: tuple[Callable[[Backend, Opener], None], ...] = (
     destinations_and_source_urls,
     local_urls_as_typed,
     group_columns,
+    discovery,
 )
 SCHEMA = len(MIGRATIONS) + 1  # the version this orchestrator writes
 

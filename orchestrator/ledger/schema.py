@@ -1,6 +1,8 @@
 """The ledger's tables as this orchestrator writes them, and what an open ledger must hold to be read.
 
-One row per import, its events, the job progress polled, and a ``meta`` table of bookkeeping (the
+One row per import (with how its object was found: listing, event, inventory), its events, the job
+progress polled, when each source was last listed whole (``listings``: the backfill of a source whose
+objects come from events or an inventory), and a ``meta`` table of bookkeeping (the
 app's mark, the schema version, the run record). An import is an object (its native URL and version)
 *into a destination*: the target (``target``, the owner's identity: the API, the cluster or endpoint,
 the database; :func:`orchestrator.api.target_identity`), the collection and the partition. ``migrations.py``
@@ -47,6 +49,7 @@ CREATE TABLE IF NOT EXISTS objects (
     key_gen INTEGER NOT NULL DEFAULT 0,
     batch INTEGER,
     alone INTEGER NOT NULL DEFAULT 0,
+    found TEXT,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 )"""
@@ -73,17 +76,22 @@ CREATE TABLE IF NOT EXISTS job_progress (
     changed_at REAL NOT NULL,
     seen_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS listings (
+    source TEXT PRIMARY KEY,
+    listed_at REAL NOT NULL
+);
 """
 # Every table and its columns, in the order ``ledger copy`` moves them (parents first).
 TABLES = {
     "meta": ("key", "value"),
     "objects": ("id", "url", "version", "target", "source", "collection", "partition", "size", "state",
                 "job_id", "attempts", "failures", "error", "rows", "imported_rows", "sent_as", "server_at",
-                "key_gen", "batch", "alone", "created_at", "updated_at"),
+                "key_gen", "batch", "alone", "found", "created_at", "updated_at"),
     "events": ("id", "object_id", "at", "state", "job_id", "detail"),
     "job_progress": ("job_id", "progress", "changed_at", "seen_at"),
+    "listings": ("source", "listed_at"),
 }
-KEYS = {"meta": "key", "objects": "id", "events": "id", "job_progress": "job_id"}
+KEYS = {"meta": "key", "objects": "id", "events": "id", "job_progress": "job_id", "listings": "source"}
 # What the schema holds that this orchestrator made (a backend adds its own: keys, sequences)
 OWN = {*(("table", t) for t in TABLES),
        *(("index", name) for name in re.findall(r"CREATE (?:UNIQUE )?INDEX IF NOT EXISTS (\w+)", DDL))}
