@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import time
 from collections.abc import Callable
 from itertools import count
 from pathlib import Path
@@ -187,3 +188,45 @@ def test_a_lost_event_is_found_by_the_backfill_listing(
     once_each(fake_api, [f"s3://{bucket}/embeddings/{k}.parquet" for k in ("before", "told", "lost")])
     found = {r.url.rsplit("/", 1)[1]: r for r in rows(events_manifest(backfill_every="1h"))}
     assert sorted(found) == ["before.parquet", "lost.parquet", "told.parquet"]
+
+
+def test_follow_imports_as_messages_come_then_ends_on_sigterm(
+    s3: Any, sqs: Any, bucket: str, queue: str, write_manifest: Callable[..., Path], fake_api: FakeZilliz,
+    tmp_path: Path,
+) -> None:
+    manifest = write_manifest(
+        sources=[{"url": f"s3://{bucket}/embeddings/", "collection": "articles", "discovery": "events",
+                  "queue": queue, "backfill_every": 0}],
+        settings={"queue_wait_s": 1})
+    metrics = tmp_path / "run.prom"
+    proc = cli_child("run", str(manifest), "--follow", "--metrics-file", str(metrics), deadline_s=60)
+    for made, batch in ((2, ["embeddings/a.parquet", "embeddings/b.parquet"]), (3, ["embeddings/c.parquet"])):
+        for key in batch:
+            s3.put_object(Bucket=bucket, Key=key, Body=parquet_bytes())
+        announce(sqs, queue, bucket, batch, times=2)
+        wait_for(lambda made=made: len(fake_api.creates()) == made, proc)
+    wait_for(lambda: any(line.startswith("orchestrator_run_messages{") and 'fate="deleted"' in line
+                         and line.endswith(" 6.0") for line in (
+                             metrics.read_text() if metrics.exists() else "").splitlines()),
+             proc)  # written after each round
+    proc.send_signal(signal.SIGTERM)
+    done = proc.finish()
+    assert done.returncode == 0, done.stderr
+    assert "summary: submitted=3 " in done.stdout and "messages_deleted=6" in done.stdout
+    assert "stopped following on SIGTERM" in done.stderr
+    once_each(fake_api, [f"s3://{bucket}/embeddings/{k}.parquet" for k in "abc"])
+    assert left_on(sqs, queue) == []
+
+
+def test_follow_needs_a_queue(write_manifest: Callable[..., Path]) -> None:
+    result = invoke("run", str(write_manifest()), "--follow")
+    assert result.exit_code == 2 and "--follow: no source reads a queue" in result.output
+
+
+def wait_for(condition: Callable[[], bool], proc: Any, timeout_s: float = 30.0) -> None:
+    """Poll a condition a child brings about, failing when the child ends first or the time is up."""
+    ends = time.monotonic() + timeout_s
+    while not condition():
+        assert proc.poll() is None, proc.finish()
+        assert time.monotonic() < ends, "timed out"
+        time.sleep(0.05)

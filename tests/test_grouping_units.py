@@ -168,5 +168,5 @@ def test_a_ledger_of_schema_3_gains_the_group_columns(tmp_path: Path) -> None:
         rec = ledger.row(claim.row)
         assert rec is not None and rec.batch is None and rec.alone is False
     db = sqlite3.connect(path)
-    assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("4",)
+    assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("5",)
     db.close()

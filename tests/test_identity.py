@@ -500,7 +500,7 @@ def test_a_schema_1_ledger_is_migrated_and_a_newer_one_refused(tmp_path: Path) -
             "zilliz-v2 cluster=x db=default", "s3://b/", ObjectState.COMPLETED, "j1", None)
         assert ledger.known_job_ids(["j1"]) == {"j1"}
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("4",)
+        assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("5",)
         db.execute("UPDATE meta SET value='9' WHERE key='schema'")
     with pytest.raises(Exception, match="newer orchestrator"):
         open_ledger(path)

@@ -284,7 +284,7 @@ def test_a_schema_2_ledger_gets_local_urls_as_typed(hive: tuple[Path, Path]) -> 
     with manifest_ledger(api.validate(manifest)) as ledger:
         assert sorted(r.url for r in ledger.records()) == sorted(urls)
     with sqlite3.connect(ledger_path) as db:
-        assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("4",)
+        assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == ("5",)
 
 
 def test_json_events_carry_the_run_and_manifest_and_flags_go_after_the_command(
