@@ -142,6 +142,7 @@ class LedgerRecord(NamedTuple):
     id: int = 0
     batch: int | None = None  # the claim that sent it with others in one job (None: a job of its own)
     alone: bool = False  # named as the culprit of a failed job of several: sent alone from then on
+    found: str | None = None  # how it was found (StoredObject.found); None: before schema 5, a listing
 
 
 class PastImport(NamedTuple):

@@ -230,3 +230,28 @@ def wait_for(condition: Callable[[], bool], proc: Any, timeout_s: float = 30.0) 
         assert proc.poll() is None, proc.finish()
         assert time.monotonic() < ends, "timed out"
         time.sleep(0.05)
+
+
+def test_plan_ls_status_and_show_say_how_each_object_was_found(
+    s3: Any, sqs: Any, bucket: str, queue: str, events_manifest: Callable[..., Path], fake_api: FakeZilliz,
+) -> None:
+    """``plan`` and ``ls`` list (receiving would count toward the queue's redrive policy): their objects
+    are found by the listing; the ledger keeps how each imported one was found."""
+    for key in ("embeddings/a.parquet", "embeddings/b.parquet"):
+        s3.put_object(Bucket=bucket, Key=key, Body=parquet_bytes())
+    manifest = events_manifest(backfill_every="1h")
+    plan = invoke("plan", str(manifest), "--json")
+    ls = invoke("ls", str(manifest), "--json")
+    assert [json.loads(line)["found"] for line in plan.stdout.splitlines()] == ["listing", "listing"]
+    assert [json.loads(line)["found"] for line in ls.stdout.splitlines()] == ["listing", "listing"]
+    assert invoke("run", str(manifest)).exit_code == 0  # the first backfill lists both
+    s3.put_object(Bucket=bucket, Key="embeddings/c.parquet", Body=parquet_bytes())
+    announce(sqs, queue, bucket, ["embeddings/c.parquet"])
+    assert invoke("run", str(manifest)).exit_code == 0
+    status = json.loads(invoke("status", str(manifest), "--json").stdout)
+    assert {o["url"].rsplit("/", 1)[1]: o["found"] for o in status["objects"]} == {
+        "a.parquet": "listing", "b.parquet": "listing", "c.parquet": "event"}
+    shown = invoke("show", str(manifest), f"s3://{bucket}/embeddings/c.parquet")
+    assert "found by    event" in shown.stdout
+    assert json.loads(invoke("show", str(manifest), f"s3://{bucket}/embeddings/c.parquet",
+                             "--json").stdout)["versions"][0]["found"] == "event"

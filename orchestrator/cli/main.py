@@ -23,7 +23,7 @@ from .. import api
 from ..config import extras
 from ..config.manifest import Manifest
 from ..errors import OrchestratorError
-from ..models import Action, PlanItem
+from ..models import Action, PlanItem, StoredObject
 from ..report.rows import iso_time, record_row
 from ..run.wiring import ledger_name
 from ..terminal import LIST_ITEMS, clip, listing
@@ -91,11 +91,11 @@ def ls_command(manifest: str, source: int | None, as_json: bool, problems_only: 
             click.echo(json.dumps({
                 "source": entry.source, "url": obj.url, "size": obj.size, "version": obj.version,
                 "checksum": obj.checksum, "modified": obj.modified, "kept": verdict.kept,
-                "rule": verdict.rule, "held_back": entry.held_back}))
+                "rule": verdict.rule, "held_back": entry.held_back, "found": obj.found}))
             return
         state = "held" if entry.held_back else "kept" if verdict.kept else "dropped"
         why = f"{verdict.rule}; {entry.held_back}" if entry.held_back else verdict.rule
-        say(f"{state:8} {obj.url}  ({why})")
+        say(f"{state:8} {obj.url}  ({why}{_found(obj)})")
 
     with errors():
         report = api.ls(_load(manifest), source=source, on_entry=show)
@@ -123,12 +123,13 @@ def plan(manifest: str, as_json: bool, problems_only: bool) -> None:
                 "url": item.obj.url, "version": item.obj.version, "size": item.obj.size,
                 "action": item.action.value, "reason": item.reason,
                 "collection": route.collection if route else None,
-                "partition": route.partition if route else None,
+                "partition": route.partition if route else None, "found": item.obj.found,
                 **({"job": job} if job is not None else {})}))
         else:
             where = f" -> {route.collection}" + (f"/{route.partition}" if route and route.partition else "") \
                 if route else ""
-            say(f"{item.action.value:9} {item.obj.url}{where}  ({clip(item.reason, views.ERROR_CHARS)})")
+            say(f"{item.action.value:9} {item.obj.url}{where}  ({clip(item.reason, views.ERROR_CHARS)}"
+                f"{_found(item.obj)})")
 
     def show_job(number: int, items: list[PlanItem]) -> None:
         if as_json:
@@ -291,6 +292,11 @@ def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | No
     sys.exit(code)
 
 
+def _found(obj: StoredObject) -> str:
+    """How ``ls`` and ``plan`` say where an object was found, when not by the listing."""
+    return "" if obj.found == "listing" else f"; found by {obj.found}"
+
+
 def _bars(json_log: bool, max_submissions: int | None) -> RunBars | None:
     """Progress bars on stderr when it is a terminal that can redraw them, unless the logs are JSON
     (meant for a machine). rich is imported only then: cron runs start faster without it."""
@@ -336,7 +342,8 @@ def _show_status(m: Manifest, manifest: str, report: api.StatusReport, as_json: 
                          "partition": r.partition, "state": r.state.value, "job_id": r.job_id,
                          "job_objects": jobs[r.job_id] if r.job_id else None,
                          "attempts": r.attempts, "error": r.error, "rows": r.rows,
-                         "imported_rows": r.imported_rows} for r in report.records],
+                         "imported_rows": r.imported_rows, "found": r.found or "listing"}
+                        for r in report.records],
             "groups": [{"source": g.source, "collection": g.collection, "counts": g.counts,
                         "stalled": g.stalled, "rows_expected": g.rows[0] if g.rows else None,
                         "rows_imported": g.rows[1] if g.rows else None,
@@ -382,7 +389,7 @@ def show(manifest: str, url: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({
             "url": history.url,
-            "versions": [{**record_row(v), "companions": [
+            "versions": [{**record_row(v), "found": v.found or "listing", "companions": [
                 {"url": c.url, "version": c.version, "state": c.state.value}
                 for c in history.companions.get(v.id, [])], "events": [
                 {"at": iso_time(at), "state": state, "job_id": job, "detail": detail}

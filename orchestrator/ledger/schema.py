@@ -23,7 +23,7 @@ from .backend import Backend
 APP = "orchestrator-ledger"
 # A row's columns as :class:`~orchestrator.models.LedgerRecord` holds them.
 COLUMNS = ("url, version, source, collection, partition, state, job_id, attempts, failures, error, size, "
-           "updated_at, rows, imported_rows, target, sent_as, server_at, key_gen, id, batch, alone")
+           "updated_at, rows, imported_rows, target, sent_as, server_at, key_gen, id, batch, alone, found")
 # What the planner reads of a row (:class:`~orchestrator.models.PastImport`), after the URL.
 PAST_COLUMNS = "url, version, target, collection, partition, state, job_id, failures, error, alone"
 
