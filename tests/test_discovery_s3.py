@@ -6,11 +6,12 @@ exactly once."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ from click.testing import CliRunner
 
 from orchestrator import api
 from orchestrator.cli.main import cli
-from orchestrator.models import LedgerRecord
+from orchestrator.models import LedgerRecord, StoredObject
 from orchestrator.run.wiring import manifest_ledger
+from orchestrator.sources import registry
 from tests.conftest import Clock, cli_child, parquet_bytes
 from tests.fakes.zilliz import FakeZilliz
 from tests.test_s3_events import s3_record
@@ -255,3 +257,47 @@ def test_plan_ls_status_and_show_say_how_each_object_was_found(
     assert "found by    event" in shown.stdout
     assert json.loads(invoke("show", str(manifest), f"s3://{bucket}/embeddings/c.parquet",
                              "--json").stdout)["versions"][0]["found"] == "event"
+
+
+class ListedInventory:
+    """A stand-in for sources/s3_inventory.py's reader (branch 27inv): the bucket's objects as an
+    inventory made at ``created`` names them."""
+
+    def __init__(self, s3: Any, bucket: str, created: float) -> None:
+        self.label, self.created = f"inventory of {bucket}", created
+        self._objects = [StoredObject(url=f"s3://{bucket}/{o['Key']}", bucket=bucket, key=o["Key"],
+                                      relative_key=o["Key"].split("/", 1)[1], size=o["Size"],
+                                      version=o["ETag"].strip('"'), modified=o["LastModified"].timestamp(),
+                                      checksum=o["ETag"].strip('"'), found="inventory")
+                         for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+        self.reads = 0
+
+    def objects(self) -> Iterator[StoredObject]:
+        self.reads += 1
+        return iter(self._objects)
+
+
+def test_inventory_dispatch_reads_a_newer_inventory_once_and_then_events(
+    s3: Any, sqs: Any, bucket: str, queue: str, events_manifest: Callable[..., Path], fake_api: FakeZilliz,
+    clock: Clock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run's inventory path through the dispatch table (config refuses inventory until 27inv's
+    reader is wired: the source is made here)."""
+    for key in ("embeddings/a.parquet", "embeddings/b.parquet", "other/x.parquet"):
+        s3.put_object(Bucket=bucket, Key=key, Body=parquet_bytes())
+    clock.now = time.time()
+    inventory = ListedInventory(s3, bucket, created=clock.now)
+    monkeypatch.setitem(registry.INVENTORIES, "s3", lambda url, source, settings: inventory)
+    m = api.validate(events_manifest(backfill_every="1d"))
+    m = dataclasses.replace(m, sources=(dataclasses.replace(
+        m.sources[0], discovery="inventory", inventory=f"s3://{bucket}-inventory/lake/"),))
+    first = api.run(m, clock=clock)
+    assert (first.exit_code(), first.planned["submit"], inventory.reads) == (0, 2, 1)
+    s3.put_object(Bucket=bucket, Key="embeddings/c.parquet", Body=parquet_bytes())
+    announce(sqs, queue, bucket, ["embeddings/c.parquet"])
+    clock.now += 600
+    second = api.run(m, clock=clock)  # the same inventory: not read again; the event brings c
+    assert (second.planned["submit"], second.planned["skip"], inventory.reads) == (1, 0, 1)
+    once_each(fake_api, [f"s3://{bucket}/embeddings/{k}.parquet" for k in "abc"])
+    assert {r.url.rsplit("/", 1)[1]: r.found for r in rows(events_manifest())} == {
+        "a.parquet": "inventory", "b.parquet": "inventory", "c.parquet": "event"}
