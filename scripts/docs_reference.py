@@ -271,6 +271,8 @@ COLUMN_MEANINGS = {
     "id": "the ledger row's id",
     "batch": "the claim that sent it with others in one job (empty: a job of its own)",
     "alone": "named as the culprit of a failed job of several objects: sent alone from then on",
+    "found": "how its object was found: `listing`, `event` or `inventory` (empty: before ledger schema 5, "
+             "a listing)",
 }
 
 

@@ -29,8 +29,15 @@ BY_SCHEME: dict[str, StoreSpec[Builder]] = {spec.scheme: spec for spec in STORES
 class Inventory(Protocol):
     """A store's inventory of a source's bucket (S3 Inventory), read instead of listing it."""
 
-    label: str
-    created: float  # when the store made it (seconds since the epoch): what it cannot know is newer
+    @property
+    def label(self) -> str:
+        """How messages name it."""
+        ...
+
+    @property
+    def created(self) -> float:
+        """When the store made it (seconds since the epoch): what it cannot know is newer."""
+        ...
 
     def objects(self) -> Iterator[StoredObject]:
         """Every object it names (``found="inventory"``)."""
