@@ -12,7 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import backlog, list_fanout, plan_scale, preflight_sample, report_scale, submit_throughput
+from bench import (
+    backlog,
+    events_rerun,
+    list_fanout,
+    plan_scale,
+    preflight_sample,
+    report_scale,
+    submit_throughput,
+)
 from orchestrator.config.manifest import Settings
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
@@ -63,7 +71,38 @@ def rows(results: dict[str, Any]) -> list[Row]:
              "reported", None),
             ("plan", "  peak RSS MB", listed["peak_rss_mb"], "<= 300", listed["peak_rss_mb"] <= 300)]
     return (out + listing_rows(listing) + backlog_rows(results["backlog"])
-            + preflight_rows(results["preflight_sample"]) + report_rows(results["report_scale"]))
+            + preflight_rows(results["preflight_sample"]) + report_rows(results["report_scale"])
+            + events_rows(results.get("events_rerun")))
+
+
+def events_rows(results: dict[str, Any] | None) -> list[Row]:
+    """discovery: events: the rerun of a ledger of 1M completed objects and 1,000 new ones announced on
+    SQS, against the full-listing rerun of 1M; the same messages each delivered twice."""
+    if results is None:  # results recorded before this benchmark
+        return []
+    e, d, listed = results["events"], results["duplicates"], results["listing"]
+    what = f"{e['ledger_objects']:,} completed + {e['new']:,} new by events"
+    calls = e["list_calls"] + e["head_calls"] + e["receive_calls"] + e["delete_calls"]
+    cost = results["duplicate_cost"]
+    return [
+        ("events", f"{what}: seconds", e["seconds"], "reported", None),
+        ("events", "  at SQS's latency (moto's receive scans its queue): seconds",
+         e["seconds_at_sqs_latency"], "reported", None),
+        ("events", f"  against the full-listing rerun ({listed['seconds']} s): time ratio",
+         results["time_ratio_at_sqs_latency"], "<= 0.05", results["time_ratio_at_sqs_latency"] <= 0.05),
+        ("events", "  S3 and SQS calls per new object (list, HEAD, receive, delete)",
+         round(calls / e["new"], 2), "<= 1.5", calls / e["new"] <= 1.5),
+        ("events", f"  S3 list calls (the listing's: >= {listed['list_calls_at_least']:,})", e["list_calls"],
+         "0", e["list_calls"] == 0),
+        ("events", "  import creates", e["creates"], f"= {e['new']:,}", e["creates"] == e["new"]),
+        ("events", "each message twice, shuffled: creates (exactly once)", d["creates"], f"= {d['new']:,}",
+         d["creates"] == d["new"]),
+        ("events", "  duplicates' cost: extra seconds at SQS's latency",
+         round(d["seconds_at_sqs_latency"] - e["seconds_at_sqs_latency"], 2), "reported", None),
+        ("events", "  duplicates' cost: extra receive / HEAD / delete calls",
+         f"{cost['extra_receive_calls']} / {cost['extra_head_calls']} / {cost['extra_delete_calls']}",
+         "reported", None),
+    ]
 
 
 def preflight_rows(results: dict[str, Any]) -> list[Row]:
@@ -203,7 +242,8 @@ def main() -> None:
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("plan_scale", plan_scale.main), ("submit_throughput", submit_throughput.main),
         ("list_fanout", list_fanout.main), ("backlog", backlog.main),
-        ("preflight_sample", preflight_sample.main), ("report_scale", report_scale.main)]
+        ("preflight_sample", preflight_sample.main), ("report_scale", report_scale.main),
+        ("events_rerun", events_rerun.main)]
     results: dict[str, Any] = {"machine": machine(),
                                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     for name, step in steps:
