@@ -301,3 +301,22 @@ def test_inventory_dispatch_reads_a_newer_inventory_once_and_then_events(
     once_each(fake_api, [f"s3://{bucket}/embeddings/{k}.parquet" for k in "abc"])
     assert {r.url.rsplit("/", 1)[1]: r.found for r in rows(events_manifest())} == {
         "a.parquet": "inventory", "b.parquet": "inventory", "c.parquet": "event"}
+
+
+def test_follow_waits_between_tries_of_a_queue_out_of_reach(
+    queue: str, write_manifest: Callable[..., Path], bucket: str,
+) -> None:
+    """A queue that cannot be read is a source error; --follow tries again a queue_wait_s later (it
+    never spins), and ends with exit 1 on SIGTERM."""
+    missing = queue.rsplit("/", 1)[0] + "/no-such-queue"
+    manifest = write_manifest(
+        sources=[{"url": f"s3://{bucket}/embeddings/", "collection": "articles", "discovery": "events",
+                  "queue": missing, "backfill_every": 0}],
+        settings={"queue_wait_s": 1})
+    proc = cli_child("run", str(manifest), "--follow", deadline_s=60)
+    started = time.monotonic()
+    wait_for(lambda: time.monotonic() - started > 2.5, proc)
+    proc.send_signal(signal.SIGTERM)
+    done = proc.finish()
+    errors = [line for line in done.stderr.splitlines() if "no-such-queue: cannot receive" in line]
+    assert done.returncode == 1 and 1 <= len(errors) <= 4, done.stderr

@@ -177,7 +177,7 @@ class Settings:
         high=16 * 1024))
     queue_wait_s: float = field(default=10.0, metadata=_meta(
         "run --follow: the longest one receive waits for a message (a long poll; SQS allows 20); a signal "
-        "ends the run within about this long", low=0, high=20))
+        "ends the run within about this long", low=1, high=20))
     milvus_version: str | None = field(default=None, metadata=_meta(
         "the Milvus version the pre-flight rules judge for, when the server does not say ('2.3', '2.4.5')",
         pattern=r"v?\d+\.\d+(\.\d+)?"))

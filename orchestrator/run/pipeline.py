@@ -202,6 +202,8 @@ def _run(
                     except SourceError as exc:
                         report.source_errors.append(str(exc))
                         log.error("%s", exc, extra={"event": "source-error"})
+                        if options.follow:  # a queue or store out of reach: look again a wait later
+                            pause(settings.queue_wait_s)
                 if not options.follow or stop.is_set():
                     break
                 if on_round is not None:
