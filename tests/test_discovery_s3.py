@@ -320,3 +320,28 @@ def test_follow_waits_between_tries_of_a_queue_out_of_reach(
     done = proc.finish()
     errors = [line for line in done.stderr.splitlines() if "no-such-queue: cannot receive" in line]
     assert done.returncode == 1 and 1 <= len(errors) <= 4, done.stderr
+
+
+def test_a_duplicate_in_a_later_round_needs_no_lookup(
+    s3: Any, sqs: Any, bucket: str, queue: str, events_manifest: Callable[..., Path], fake_api: FakeZilliz,
+) -> None:
+    """120 messages (60 objects, each announced twice, shuffled) take two rounds: a duplicate of a
+    version the first round settled is deleted without a HEAD; each object is looked up once."""
+    keys = [f"embeddings/d-{i:02}.parquet" for i in range(60)]
+    for key in keys:
+        s3.put_object(Bucket=bucket, Key=key, Body=parquet_bytes())
+    etags = {key: s3.head_object(Bucket=bucket, Key=key)["ETag"].strip('"') for key in keys}
+    announce(sqs, queue, bucket, keys, etags=etags, times=2, seed=11)
+    heads: list[str] = []
+
+    def counting(config: Any, settings: Any) -> Any:
+        lister = registry.make_source(config, settings)
+        look = lister.head  # type: ignore[attr-defined]
+        lister.head = lambda key: heads.append(key) or look(key)  # type: ignore[attr-defined]
+        return lister
+
+    report = api.run(api.validate(events_manifest()), source_factory=counting)
+    assert report.exit_code() == 0 and report.messages["deleted"] == 120
+    assert report.messages["settled"] > 0  # some duplicates came in the second round
+    assert sorted(heads) == sorted(keys)
+    once_each(fake_api, [f"s3://{bucket}/{key}" for key in keys])

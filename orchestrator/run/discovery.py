@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -72,9 +72,12 @@ def receive(queue: EventQueue, *, most: int, wait_s: float, stop: threading.Even
 
 
 def gather(queue: EventQueue, messages: list[Message], source: SourceConfig,
-           head: Callable[[str], StoredObject | None], *, threads: int, counts: Counter[str]) -> Round:
+           head: Callable[[str], StoredObject | None], *, threads: int, counts: Counter[str],
+           settled: Mapping[str, str]) -> Round:
     """The round of ``messages``: their notices read, the objects they name in ``source`` looked up
-    (``head``, on ``threads`` threads), poison counted and logged."""
+    (``head``, on ``threads`` threads), poison counted and logged. A notice of the very version an
+    earlier round of this run settled (``settled``: key -> version; a duplicate delivery) needs
+    nothing and no lookup; one of another version, or without an ETag, is looked up."""
     named: list[tuple[Message, set[str]]] = []
     for message in messages:
         try:
@@ -89,7 +92,9 @@ def gather(queue: EventQueue, messages: list[Message], source: SourceConfig,
         keys = set()
         for notice in notices:
             why = out_of_scope(notice, source)
-            if why is None:
+            if why is None and notice.etag is not None and settled.get(notice.key) == notice.etag:
+                counts["settled"] += 1
+            elif why is None:
                 keys.add(notice.key)
             else:
                 log.debug("%s: message %s: %s: %s", queue.label, message.id, notice.key or "-", why,
@@ -140,6 +145,10 @@ class Settled:
     def outcome(self, item: PlanItem, outcome: Outcome) -> None:
         if outcome in SETTLED_OUTCOMES:
             self._add(item.obj.url)
+
+    def has(self, url: str) -> bool:
+        with self._lock:
+            return url in self._urls
 
     def deletable(self, waits: Iterable[tuple[Message, frozenset[str]]]) -> list[Message]:
         """The messages every object of which is settled."""

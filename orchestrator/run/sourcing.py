@@ -29,6 +29,7 @@ from .state import RunReport
 log = logging.getLogger("orchestrator")
 BATCH = 500
 CRON_WAIT_S = 1.0  # a cron run's last receive: a short long poll that finds the queue empty
+SETTLED_KEPT = 100_000  # keys of settled objects a run remembers per events source (a few MB)
 
 
 def plan_objects(objects: Iterable[StoredObject], source: SourceConfig, manifest: Manifest,
@@ -63,6 +64,9 @@ class Sourcing:
     queue_factory: Callable[..., EventQueue] = make_queue
     queues: dict[int, EventQueue] = field(default_factory=dict)  # each events source's, made once
     listed: set[int] = field(default_factory=set)  # the list sources this run has listed
+    # each events source's objects settled by this run, key -> version: a duplicate delivery of the
+    # same version needs no HEAD (bounded: forgotten past SETTLED_KEPT keys)
+    settled: dict[int, dict[str, str]] = field(default_factory=dict)
 
     def take(self, source: SourceConfig, lister: Source, *, follow: bool) -> None:
         """This source's objects, once (``follow``: one round of its queue, waiting for messages)."""
@@ -123,11 +127,15 @@ class Sourcing:
             if not follow:
                 seen.update(m.id for m in messages)
             counts["received"] += len(messages)
+            known = self.settled.setdefault(source.index, {})
             found = discovery.gather(queue, messages, source, lister.head, threads=settings.list_concurrency,
-                                     counts=counts)
+                                     counts=counts, settled=known)
             settled = discovery.Settled()
             self.submit(settled.planned(plan_objects(found.objects, source, self.manifest, self.ledger,
                                                      now=None)), settled.outcome)
+            if len(known) > SETTLED_KEPT:
+                known.clear()
+            known.update((obj.key, obj.version) for obj in found.objects if settled.has(obj.url))
             done = settled.deletable(found.waits)
             if done:
                 queue.delete(done)
