@@ -17,6 +17,7 @@ from typing import Any
 
 from bench import (
     backlog,
+    events_rerun,
     group_isolation,
     inventory_scale,
     list_fanout,
@@ -78,7 +79,8 @@ def rows(results: dict[str, Any]) -> list[Row]:
     return (out + listing_rows(listing) + backlog_rows(results["backlog"])
             + preflight_rows(results["preflight_sample"]) + report_rows(results["report_scale"])
             + isolation_rows(results.get("group_isolation", []))
-            + inventory_scale.rows(results.get("inventory_scale")))
+            + inventory_scale.rows(results.get("inventory_scale"))
+            + events_rows(results.get("events_rerun")))
 
 
 def isolation_rows(runs: list[dict[str, Any]]) -> list[Row]:
@@ -96,6 +98,36 @@ def isolation_rows(runs: list[dict[str, Any]]) -> list[Row]:
                  r["runs"] == 1),
                 ("isolation", f"{what}: seconds", r["seconds"], "reported", None)]
     return out
+
+
+def events_rows(results: dict[str, Any] | None) -> list[Row]:
+    """discovery: events: the rerun of a ledger of 1M completed objects and 1,000 new ones announced on
+    SQS, against the full-listing rerun of 1M; the same messages each delivered twice."""
+    if results is None:  # results recorded before this benchmark
+        return []
+    e, d, listed = results["events"], results["duplicates"], results["listing"]
+    what = f"{e['ledger_objects']:,} completed + {e['new']:,} new by events"
+    calls = e["list_calls"] + e["head_calls"] + e["receive_calls"] + e["delete_calls"]
+    cost = results["duplicate_cost"]
+    return [
+        ("events", f"{what}: seconds", e["seconds"], "reported", None),
+        ("events", "  at SQS's latency (moto's receive scans its queue): seconds",
+         e["seconds_at_sqs_latency"], "reported", None),
+        ("events", f"  against the full-listing rerun ({listed['seconds']} s): time ratio",
+         results["time_ratio_at_sqs_latency"], "<= 0.05", results["time_ratio_at_sqs_latency"] <= 0.05),
+        ("events", "  S3 and SQS calls per new object (list, HEAD, receive, delete)",
+         round(calls / e["new"], 2), "<= 1.5", calls / e["new"] <= 1.5),
+        ("events", f"  S3 list calls (the listing's: >= {listed['list_calls_at_least']:,})", e["list_calls"],
+         "0", e["list_calls"] == 0),
+        ("events", "  import creates", e["creates"], f"= {e['new']:,}", e["creates"] == e["new"]),
+        ("events", "each message twice, shuffled: creates (exactly once)", d["creates"], f"= {d['new']:,}",
+         d["creates"] == d["new"]),
+        ("events", "  duplicates' cost: extra seconds at SQS's latency",
+         round(d["seconds_at_sqs_latency"] - e["seconds_at_sqs_latency"], 2), "reported", None),
+        ("events", "  duplicates' cost: extra receive / HEAD / delete calls",
+         f"{cost['extra_receive_calls']} / {cost['extra_head_calls']} / {cost['extra_delete_calls']}",
+         "reported", None),
+    ]
 
 
 def preflight_rows(results: dict[str, Any]) -> list[Row]:
@@ -236,10 +268,11 @@ STEPS: dict[str, Callable[[], Any]] = {
     "list_fanout": list_fanout.main, "backlog": backlog.main,
     "preflight_sample": preflight_sample.main, "report_scale": report_scale.main,
     "group_isolation": group_isolation.main,
-    "inventory_scale": inventory_scale.main}
+    "inventory_scale": inventory_scale.main, "events_rerun": events_rerun.main}
 # the rows of a benchmark run alone (``python -m bench NAME``)
 ROWS_OF: dict[str, Callable[[Any], list[Row]]] = {"group_isolation": isolation_rows,
-                                                  "inventory_scale": inventory_scale.rows}
+                                                  "inventory_scale": inventory_scale.rows,
+                                                  "events_rerun": events_rows}
 
 
 def main(names: list[str]) -> None:

@@ -144,6 +144,7 @@ class LedgerRecord(NamedTuple):
     alone: bool = False  # proven to fail (named, or failed alone): sent alone from then on
     load_id: int | None = None  # the run's load it was sent in (``settings.visibility: per_run``)
     part: int | None = None  # a part of a failed job of several, sent again together (None: any group)
+    found: str | None = None  # how it was found (StoredObject.found); None: before schema 7, a listing
 
 
 class PastImport(NamedTuple):

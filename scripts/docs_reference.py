@@ -275,6 +275,8 @@ COLUMN_MEANINGS = {
     "part": "the part of a failed job of several it is sent again in (halves, until the failing file "
             "stands alone; empty: any group)",
     "load_id": "the run's load it was last sent in (`settings.visibility: per_run`; empty: per job)",
+    "found": "how its object was found: `listing`, `event` or `inventory` (empty: before ledger schema 7, "
+             "a listing)",
 }
 
 

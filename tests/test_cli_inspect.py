@@ -79,7 +79,7 @@ def test_status_table_and_json(two_collections: Path, bucket: str) -> None:
     assert len(doc["objects"]) == 5
     for obj in doc["objects"]:
         assert set(obj) == {"url", "etag", "collection", "partition", "state", "job_id", "job_objects",
-                            "attempts", "error", "rows", "imported_rows"}
+                            "attempts", "error", "rows", "imported_rows", "found"}
     groups = {g["collection"]: g for g in doc["groups"]}
     assert groups["articles"]["counts"] == {"submitted": 2, "failed": 1}
     assert groups["authors"]["oldest_running"]["url"].endswith("/authors/1.parquet")

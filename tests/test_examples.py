@@ -137,6 +137,20 @@ def test_the_kubernetes_cronjob_runs_one_at_a_time_and_keeps_its_ledger() -> Non
     assert {m["name"] for m in container["volumeMounts"]} == set(volumes)
 
 
+def test_the_kubernetes_deployment_follows_one_at_a_time_and_keeps_its_ledger() -> None:
+    claim, deployment = yaml.safe_load_all((EXAMPLES / "kubernetes-deployment.yaml").read_text())
+    assert claim["kind"] == "PersistentVolumeClaim" and deployment["kind"] == "Deployment"
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+    pod = spec["template"]["spec"]
+    (container,) = pod["containers"]
+    parses(container["command"] + container["args"])
+    assert "--follow" in container["args"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["ledger"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert {m["name"] for m in container["volumeMounts"]} == set(volumes)
+
+
 def test_the_systemd_units() -> None:
     service = configparser.ConfigParser(interpolation=None, strict=False)
     service.read(EXAMPLES / "systemd" / "orchestrator-nightly.service")

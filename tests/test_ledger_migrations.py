@@ -81,6 +81,8 @@ def old_ledger(path: Path, version: int) -> None:
             db.executescript(GROUP_COLUMNS)
         if version >= 5:  # schema 5's run loads: a column here, the loads table made with the rest
             db.executescript("ALTER TABLE objects ADD COLUMN load_id INTEGER;")
+        if version >= 6:  # schema 6's part of a failed job of several
+            db.executescript("ALTER TABLE objects ADD COLUMN part INTEGER;")
 
 
 def stored(path: Path, sql: str) -> list[tuple[object, ...]]:
@@ -89,7 +91,7 @@ def stored(path: Path, sql: str) -> list[tuple[object, ...]]:
 
 
 def test_the_migrations_are_named_in_order() -> None:
-    assert migrations.SCHEMA == len(migrations.MIGRATIONS) + 1 == 6
+    assert migrations.SCHEMA == len(migrations.MIGRATIONS) + 1 == 7
     for version, migration in enumerate(migrations.MIGRATIONS, start=1):
         assert (migration.__doc__ or "").startswith(f"Schema {version} -> {version + 1}:"), migration
 
@@ -101,6 +103,7 @@ def test_a_sqlite_ledger_of_each_older_version_is_migrated(tmp_path: Path, versi
     with open_ledger(path, owner=OWNER, sources=SOURCES) as ledger:
         (row,) = ledger.records()
         assert (row.target, row.batch, row.alone, row.part) == (OWNER, None, False, None)
+        assert ledger.last_listed("s3://a/") is None  # the listings table is there, empty
         if version == 1:  # a destination and a source by URL; local URLs as typed from schema 3 on
             assert (row.url, row.source, row.state, row.job_id, row.rows) == (
                 TYPED, SOURCES[1], ObjectState.COMPLETED, "j1", None)
@@ -110,6 +113,7 @@ def test_a_sqlite_ledger_of_each_older_version_is_migrated(tmp_path: Path, versi
             assert row.source == ("file:///lake/day=01/" if version == 2 else "file:///lake/day%3D01/")
             # (what schema 4 wrote is schema 3's, with the group columns)
         assert ledger.known_job_ids(["j1"]) == {"j1"}  # the history came along
+    assert stored(path, "SELECT found FROM objects") == [(None,)]  # found before schema 5: unknown
     assert stored(path, "SELECT value FROM meta WHERE key='schema'") == [(str(migrations.SCHEMA),)]
     fresh = tmp_path / "fresh.sqlite"
     open_ledger(fresh).close()
@@ -139,18 +143,20 @@ def test_a_migration_that_fails_leaves_the_ledger_as_it_was(tmp_path: Path,
         assert [r.url for r in ledger.records()] == [TYPED]
 
 
-@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("version", [2, 3, 4])
 def test_a_postgresql_ledger_of_schema_3_is_migrated(pg_server: PgServer, version: int) -> None:
     """A PostgreSQL ledger is made at this version by dropping what came after it (the group columns
-    of schema 4, the part of schema 5); schema 2's tables are schema 3's."""
+    of schema 4, the loads of 5, the part of 6, the discovery of 7); schema 2's tables are schema 3's."""
     where = ledger_location(fresh_schema(pg_server))
     assert not isinstance(where, Path)
     open_ledger(where).close()
     name = where.schema
-    pg_server.sql(f"DROP INDEX {name}.objects_batch; DROP INDEX {name}.objects_load; DROP TABLE "
-                  f"{name}.loads; ALTER TABLE {name}.objects DROP COLUMN batch, DROP COLUMN alone, "
-                  f"DROP COLUMN load_id, DROP COLUMN part; "
+    pg_server.sql(f"DROP INDEX {name}.objects_load; DROP TABLE {name}.loads; DROP TABLE {name}.listings; "
+                  f"ALTER TABLE {name}.objects DROP COLUMN load_id, DROP COLUMN part, DROP COLUMN found; "
                   f"UPDATE {name}.meta SET value = '{version}' WHERE key = 'schema'")
+    if version < 4:
+        pg_server.sql(f"DROP INDEX {name}.objects_batch; ALTER TABLE {name}.objects DROP COLUMN batch, "
+                      f"DROP COLUMN alone")
     pg_server.sql(f"INSERT INTO {name}.objects (url, version, target, source, collection, size, state, "
                   "job_id, created_at, updated_at) VALUES (%s, 'e', %s, 'file:///lake/', 'c', 5, "
                   "'submitted', 'j1', 1, 2)", (ENCODED, OWNER))
@@ -158,7 +164,9 @@ def test_a_postgresql_ledger_of_schema_3_is_migrated(pg_server: PgServer, versio
         (row,) = ledger.records()
         assert (row.url, row.batch, row.alone, row.job_id) == (TYPED if version == 2 else ENCODED, None,
                                                                False, "j1")
+        ledger.note_listed("s3://a/", 7.5)
+        assert ledger.last_listed("s3://a/") == 7.5
     assert pg_server.sql(f"SELECT value FROM {name}.meta WHERE key = 'schema'") == [(str(migrations.SCHEMA),)]
     assert {c for (c,) in pg_server.sql(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = "
-        "'objects'", (name,))} >= {"batch", "alone", "load_id", "part"}
+        "'objects'", (name,))} >= {"batch", "alone", "load_id", "part", "found"}

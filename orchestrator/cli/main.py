@@ -23,7 +23,7 @@ from .. import api
 from ..config import extras
 from ..config.manifest import Manifest
 from ..errors import OrchestratorError
-from ..models import Action, PlanItem
+from ..models import Action, PlanItem, StoredObject
 from ..report.rows import iso_time, record_row
 from ..run.wiring import ledger_name
 from ..terminal import LIST_ITEMS, clip, listing
@@ -91,11 +91,11 @@ def ls_command(manifest: str, source: int | None, as_json: bool, problems_only: 
             click.echo(json.dumps({
                 "source": entry.source, "url": obj.url, "size": obj.size, "version": obj.version,
                 "checksum": obj.checksum, "modified": obj.modified, "kept": verdict.kept,
-                "rule": verdict.rule, "held_back": entry.held_back}))
+                "rule": verdict.rule, "held_back": entry.held_back, "found": obj.found}))
             return
         state = "held" if entry.held_back else "kept" if verdict.kept else "dropped"
         why = f"{verdict.rule}; {entry.held_back}" if entry.held_back else verdict.rule
-        say(f"{state:8} {obj.url}  ({why})")
+        say(f"{state:8} {obj.url}  ({why}{_found(obj)})")
 
     with errors():
         report = api.ls(_load(manifest), source=source, on_entry=show)
@@ -123,12 +123,13 @@ def plan(manifest: str, as_json: bool, problems_only: bool) -> None:
                 "url": item.obj.url, "version": item.obj.version, "size": item.obj.size,
                 "action": item.action.value, "reason": item.reason,
                 "collection": route.collection if route else None,
-                "partition": route.partition if route else None,
+                "partition": route.partition if route else None, "found": item.obj.found,
                 **({"job": job} if job is not None else {})}))
         else:
             where = f" -> {route.collection}" + (f"/{route.partition}" if route and route.partition else "") \
                 if route else ""
-            say(f"{item.action.value:9} {item.obj.url}{where}  ({clip(item.reason, views.ERROR_CHARS)})")
+            say(f"{item.action.value:9} {item.obj.url}{where}  ({clip(item.reason, views.ERROR_CHARS)}"
+                f"{_found(item.obj)})")
 
     def show_job(number: int, items: list[PlanItem]) -> None:
         if as_json:
@@ -229,30 +230,42 @@ def check(manifest: str, deep: bool, as_json: bool, problems_only: bool) -> None
 @click.option("--metrics-push", default=None, metavar="URL",
               help="At the end, push the same metrics to the Prometheus Pushgateway at URL "
               "(job=orchestrator, grouped by manifest).")
+@click.option("--follow", is_flag=True, help="Keep reading the sources' event queues (discovery: events) "
+              "until SIGTERM or SIGINT, then end with the summary (exit 0 when nothing failed); jobs are "
+              "polled as with --wait, and the metrics are written after every round.")
 @click.pass_context
 def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | None, wait_lock: float,
         poll_interval: float, deep: bool, deadline: float | None, metrics_file: Path | None,
-        metrics_push: str | None) -> None:
+        metrics_push: str | None, follow: bool) -> None:
     """List, plan, submit and record; end with one summary line on stdout. Progress bars on stderr
     when it is a terminal."""
     stop = threading.Event()
     options = api.RunOptions(wait=wait, max_submissions=max_submissions, wait_lock_s=wait_lock,
-                             poll_interval_s=poll_interval, deep=deep, deadline_s=deadline)
+                             poll_interval_s=poll_interval, deep=deep, deadline_s=deadline, follow=follow)
     with errors(), signals(stop) as received:
         m = _load(manifest)
         if metrics_file is not None:
             api.check_metrics_file(metrics_file)
         started = time.monotonic()
-        bars = _bars(bool(ctx.meta.get(JSON_LOG)), max_submissions)
+        bars = _bars(bool(ctx.meta.get(JSON_LOG)) or follow, max_submissions)
+
+        def progress(so_far: api.RunReport) -> None:  # --follow: the metrics after every round
+            for error in api.write_metrics(m, so_far, seconds=time.monotonic() - started, file=metrics_file,
+                                           push_url=metrics_push):
+                say(f"error: {error}", err=True)
+
         with bars or nullcontext():
-            report = api.run(m, options, stop=stop, observer=bars)
-        if received:
+            report = api.run(m, options, stop=stop, observer=bars, on_round=progress if follow else None)
+        if received and not follow:  # a signal is how a service is told to end
             report.interrupted = received[0]
     # source errors and a fatal error were logged as they happened (api.run): not printed again
     _report_sources([], report.source_warnings)
     if report.interrupted is not None:
         click.echo(f"stopped by {signal.Signals(report.interrupted).name}: the ledger is saved; the next run "
                    "resumes", err=True)
+    elif follow and received:
+        click.echo(f"stopped following on {signal.Signals(received[0]).name}: the ledger is saved; messages "
+                   "not yet settled come back to the next run", err=True)
     elif report.expired:
         click.echo(f"stopped at its deadline (--deadline {deadline:g} s): the ledger is saved; the next run "
                    "resumes", err=True)
@@ -279,6 +292,11 @@ def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | No
     logging.getLogger("orchestrator").info(summary, extra={"event": "summary", "fields": fields})
     click.echo(summary)
     sys.exit(code)
+
+
+def _found(obj: StoredObject) -> str:
+    """How ``ls`` and ``plan`` say where an object was found, when not by the listing."""
+    return "" if obj.found == "listing" else f"; found by {obj.found}"
 
 
 def _bars(json_log: bool, max_submissions: int | None) -> RunBars | None:
@@ -326,7 +344,8 @@ def _show_status(m: Manifest, manifest: str, report: api.StatusReport, as_json: 
                          "partition": r.partition, "state": r.state.value, "job_id": r.job_id,
                          "job_objects": jobs[r.job_id] if r.job_id else None,
                          "attempts": r.attempts, "error": r.error, "rows": r.rows,
-                         "imported_rows": r.imported_rows} for r in report.records],
+                         "imported_rows": r.imported_rows, "found": r.found or "listing"}
+                        for r in report.records],
             "groups": [{"source": g.source, "collection": g.collection, "counts": g.counts,
                         "stalled": g.stalled, "rows_expected": g.rows[0] if g.rows else None,
                         "rows_imported": g.rows[1] if g.rows else None,
@@ -372,7 +391,7 @@ def show(manifest: str, url: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({
             "url": history.url,
-            "versions": [{**record_row(v), "companions": [
+            "versions": [{**record_row(v), "found": v.found or "listing", "companions": [
                 {"url": c.url, "version": c.version, "state": c.state.value}
                 for c in history.companions.get(v.id, [])], "events": [
                 {"at": iso_time(at), "state": state, "job_id": job, "detail": detail}

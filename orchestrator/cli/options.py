@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import click
 
+from ..config import discovery
 from .logs import stamp
-
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
 
 
 class Duration(click.ParamType[float]):
@@ -20,12 +18,10 @@ class Duration(click.ParamType[float]):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         if isinstance(value, float | int):
             return float(value)
-        found = _DURATION.fullmatch(str(value).strip().lower())
-        if not found or not any(found.groups()):
+        seconds = discovery.seconds(str(value))
+        if seconds is None:
             self.fail(f"{value!r} is not a duration: give seconds (3000) or units, as 50m, 2h or 1h30m",
                       param, ctx)
-        hours, minutes, secs = (float(g or 0) for g in found.groups())
-        seconds = hours * 3600 + minutes * 60 + secs
         if seconds <= 0:
             self.fail(f"{value!r}: a deadline must be longer than 0 s", param, ctx)
         return seconds

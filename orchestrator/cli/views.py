@@ -96,7 +96,8 @@ def history_lines(history: ObjectHistory, stall_after_s: float) -> list[str]:
     for v in history.versions:
         lines += ["", f"version {v.version}: {v.state.value}", *(f"  {k:11} {val}" for k, val in (
             ("collection", v.collection + (f" / partition {v.partition}" if v.partition else "")),
-            ("source", v.source), ("size", size(v.size)), ("job", v.job_id or "-"),
+            ("source", v.source), ("found by", v.found or "listing"), ("size", size(v.size)),
+            ("job", v.job_id or "-"),
             ("attempts", f"{v.attempts} ({v.failures} failed on the server)"),
             ("updated", when(v.updated_at)),
             *((("last error", clip(v.error, ERROR_CHARS)),) if v.error else ())))]

@@ -74,6 +74,9 @@ def parse(doc: Any, *, file: str, base_dir: Path, stem: str, environ: Mapping[st
             r.note(f"sources[{b.index}].url", f"bucket {b.bucket!r} on another endpoint than "
                    f"sources[{a.index}]'s: the ledger names an object by its bucket and key, so one of these "
                    "would be taken for the other's; give each endpoint its own manifest and ledger")
+        if a.queue is not None and a.queue == b.queue:
+            r.note(f"sources[{b.index}].queue", f"sources[{a.index}] reads this queue too: a message is "
+                   "taken by whichever receives it first, and dropped when not its; give each its own queue")
     settings = _settings(r, top.get("settings"))
     if target is not None and settings.objects_per_job > target.capabilities.files_per_job:
         r.note("settings.objects_per_job", f"{settings.objects_per_job}: a {target.type} import job takes "

@@ -118,6 +118,10 @@ class SourceConfig:
     account: str | None = None  # Azure: the storage account
     connection_string: Secret | None = None  # Azure: listing credentials instead of DefaultAzureCredential
     sas_token: Secret | None = None  # Azure: the same, as a SAS token for the account's endpoint
+    discovery: str = "list"  # how its objects are found: list, events or inventory (config/discovery.py)
+    queue: str | None = None  # events: the queue of the store's notifications (SQS, Azure Storage, Pub/Sub)
+    inventory: str | None = None  # inventory: where S3 Inventory delivers, or one manifest.json
+    backfill_every_s: float = 86_400.0  # events/inventory: a full listing when the last is older (0: never)
 
     @property
     def label(self) -> str:
@@ -183,6 +187,9 @@ class Settings:
     visibility: Visibility = field(default=Visibility.PER_JOB, metadata=_meta(
         "when readers see a run's rows: per_job, each job as it completes; per_run, all of the run's jobs "
         "at once, committed together once every one has imported (two-phase import; implies run --wait)"))
+    queue_wait_s: float = field(default=10.0, metadata=_meta(
+        "run --follow: the longest one receive waits for a message (a long poll; SQS allows 20); a signal "
+        "ends the run within about this long", low=1, high=20))
     milvus_version: str | None = field(default=None, metadata=_meta(
         "the Milvus version the pre-flight rules judge for, when the server does not say ('2.3', '2.4.5')",
         pattern=r"v?\d+\.\d+(\.\d+)?"))

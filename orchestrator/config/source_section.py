@@ -12,13 +12,16 @@ from typing import Any
 
 from ..models import Credentials, Secret
 from ..redact import shown_url
-from . import urls
+from . import discovery, urls
 from .manifest import SourceConfig, TargetConfig
 from .patterns import KeyPattern, PatternError
 from .plugins import Location, StoreSpec
 from .reader import MILVUS_NAME, Reader, Reported, configured_url, excerpt, http_url
 
-_COMMON_KEYS = ("partition", "pattern", "include", "exclude", "credentials", "object_url_style")
+_DISCOVERY_KEYS = ("discovery", "queue", "inventory", "backfill_every")
+
+_COMMON_KEYS = ("partition", "pattern", "include", "exclude", "credentials", "object_url_style",
+                *_DISCOVERY_KEYS)
 
 
 def read_source(r: Reader, node: Any, index: int, target: TargetConfig | None, base_dir: Path,
@@ -74,6 +77,7 @@ def read_source(r: Reader, node: Any, index: int, target: TargetConfig | None, b
         raise r.fail(f"{p}.object_url_style", why)
     credentials = read_credentials(r, s.get("credentials"), f"{p}.credentials", target)
     own = store.read_keys(r, s, p, url, base_dir)
+    found = read_discovery(r, s, p, store.scheme)
     return SourceConfig(
         index=index,
         url=url,
@@ -90,8 +94,65 @@ def read_source(r: Reader, node: Any, index: int, target: TargetConfig | None, b
         credentials=credentials,
         root=where.root,
         object_url_style=style,
+        **found,
         **own,
     )
+
+
+def read_discovery(r: Reader, s: dict[str, Any], p: str, scheme: str) -> dict[str, Any]:
+    """``discovery`` and the keys that go with it (the README's Discovery section): ``events`` needs a
+    ``queue`` of the store's form, ``inventory`` an ``inventory`` location; ``backfill_every`` is for
+    either; a local folder is listed."""
+    mode = r.choice(s.get("discovery", discovery.LIST), f"{p}.discovery", discovery.MODES)
+    if mode != discovery.LIST and scheme == "file":
+        raise r.fail(f"{p}.discovery", f"{mode}: a local folder is listed (discovery: list)")
+    either = (discovery.EVENTS, discovery.INVENTORY)
+    for key, needs in (("queue", either), ("inventory", (discovery.INVENTORY,)), ("backfill_every", either)):
+        if s.get(key) is not None and mode not in needs:
+            raise r.fail(f"{p}.{key}", f"only with discovery: {' or '.join(needs)} (this source's is {mode})")
+    queue = r.optional_string(s.get("queue"), f"{p}.queue")
+    if mode == discovery.EVENTS and queue is None:
+        raise r.fail(f"{p}.queue", "discovery: events reads the store's notifications from a queue: "
+                                   "set queue (see the README's Discovery section)")
+    if queue is not None:
+        _check_form(r, queue, f"{p}.queue", discovery.QUEUE_FORMS.get(scheme), f"{scheme}://", "queue")
+    inventory = r.optional_string(s.get("inventory"), f"{p}.inventory")
+    if mode == discovery.INVENTORY:
+        if scheme not in discovery.INVENTORY_FORMS:
+            raise r.fail(f"{p}.discovery", f"inventory: only s3:// sources have one (S3 Inventory), not "
+                                           f"{scheme}://: use list or events")
+        if inventory is None:
+            raise r.fail(f"{p}.inventory", "discovery: inventory reads S3 Inventory's manifest.json: set "
+                                           "inventory to where it is delivered (s3://bucket/prefix/)")
+        _check_form(r, inventory, f"{p}.inventory", discovery.INVENTORY_FORMS[scheme], f"{scheme}://",
+                    "inventory")
+        # wired by the lead with sources/s3_inventory.py (issue 27): then this refusal goes
+        raise r.fail(f"{p}.discovery", "inventory: not in this build yet; use events or list")
+    every = _duration(r, s.get("backfill_every"), f"{p}.backfill_every")
+    return {"discovery": mode, "queue": queue, "inventory": inventory, "backfill_every_s": every}
+
+
+def _check_form(r: Reader, value: str, path: str, form: discovery.QueueForm | None, store: str,
+                what: str) -> None:
+    if "?" in value or "#" in value:  # a SAS token pasted with the URL: never shown
+        raise r.fail(path, "is followed by a query or fragment (not shown: it may hold a token); give the "
+                           f"{what}'s URL alone")
+    if form is None:
+        raise r.fail(path, f"{store} sources have no {what} discovery: use discovery: list")
+    if not form.form.match(value):
+        raise r.fail(path, f"expected {form.shown} for a {store} source, got {excerpt(shown_url(value))}")
+
+
+def _duration(r: Reader, node: Any, path: str) -> float:
+    """A duration: seconds, or with units (``90m``, ``24h``, ``7d``); 0 is never."""
+    if node is None:
+        return discovery.DEFAULT_BACKFILL_S
+    found = float(node) if isinstance(node, int | float) and not isinstance(node, bool) else \
+        discovery.seconds(node) if isinstance(node, str) else None
+    if found is None or not 0 <= found <= discovery.MAX_BACKFILL_S:
+        raise r.fail(path, f"expected a duration from 0 (never) to 366d, as 3600, 90m, 24h or 7d; got "
+                           f"{excerpt(node)}")
+    return found
 
 
 def store_keys(stores: Sequence[StoreSpec[Any]]) -> dict[str, tuple[str, ...]]:

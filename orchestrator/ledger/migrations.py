@@ -85,6 +85,14 @@ def split_parts(db: Backend, _opener: Opener) -> None:
         db.execute("ALTER TABLE objects ADD COLUMN part INTEGER")
 
 
+def discovery(db: Backend, _opener: Opener) -> None:
+    """Schema 6 -> 7: rows gain ``found`` (how the object was discovered: listing, event, inventory;
+    NULL before: a listing), and ``listings`` (when each source was last listed whole) is created with
+    the tables that are missing."""
+    if "found" not in db.columns("objects"):
+        db.execute("ALTER TABLE objects ADD COLUMN found TEXT")
+
+
 # In order: the migration at index i takes a ledger of schema i + 1 to schema i + 2.
 MIGRATIONS: tuple[Callable[[Backend, Opener], None], ...] = (
     destinations_and_source_urls,
@@ -92,6 +100,7 @@ MIGRATIONS: tuple[Callable[[Backend, Opener], None], ...] = (
     group_columns,
     load_column,
     split_parts,
+    discovery,
 )
 SCHEMA = len(MIGRATIONS) + 1  # the version this orchestrator writes
 

@@ -51,7 +51,8 @@ UNION ALL
 SELECT 'policy', policyname || ' on ' || tablename FROM pg_policies WHERE schemaname = :schema
 """
 # What the ledger's tables make of themselves: primary keys and identity sequences
-_OWN_EXTRAS = {*(("index", f"{t}_pkey") for t in ("meta", "objects", "events", "job_progress", "loads")),
+_OWN_EXTRAS = {*(("index", f"{t}_pkey") for t in ("meta", "objects", "events", "job_progress", "loads",
+                                                  "listings")),
                *(("sequence", f"{t}_id_seq") for t in ("objects", "events", "loads"))}
 
 

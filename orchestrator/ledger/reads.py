@@ -17,10 +17,10 @@ CHUNK = 500
 def record(row: tuple[Any, ...]) -> LedgerRecord:
     """A row of :data:`~orchestrator.ledger.schema.COLUMNS` as a record."""
     (url, version, source, collection, partition, state, job_id, attempts, failures, error, size, at, rows,
-     imported, target, sent_as, server_at, key_gen, row_id, batch, alone, load_id, part) = row
+     imported, target, sent_as, server_at, key_gen, row_id, batch, alone, load_id, part, found) = row
     return LedgerRecord(url, version, source, collection, partition, STATES[state], job_id, attempts,
                         failures, error, size, at, rows, imported, target, sent_as, server_at, key_gen,
-                        row_id, batch, bool(alone), load_id, part)
+                        row_id, batch, bool(alone), load_id, part, found)
 
 
 def history(s: Session, urls: Sequence[str]) -> dict[str, list[LedgerRecord]]:

@@ -1,6 +1,6 @@
 """The run's own bookkeeping in the ledger, not object state (committed without fsync: re-derivable):
 the record of the one run that holds the ledger, whatever path reached it, the job progress polled,
-and when a run last ended with nothing failed."""
+when each source was last listed whole, and when a run last ended with nothing failed."""
 
 from __future__ import annotations
 
@@ -47,6 +47,21 @@ def note_progress(s: Session, job_id: str, progress: float | None) -> None:
             "IS NULL AND excluded.progress IS NULL) THEN job_progress.changed_at "
             "ELSE excluded.changed_at END",
             (job_id, progress, now, now))
+
+
+def last_listed(s: Session, source: str) -> float | None:
+    """When ``source`` (its URL) was last listed whole, as the start of that listing; None: never."""
+    with s.tx(durable=False) as db:
+        row = db.execute("SELECT listed_at FROM listings WHERE source=?", (source,)).fetchone()
+    return None if row is None else float(row[0])
+
+
+def note_listed(s: Session, source: str, at: float) -> None:
+    """``source`` was listed whole by a listing that started at ``at`` (what it may have missed since
+    is newer than ``at``)."""
+    with s.tx(durable=False) as db:
+        db.execute("INSERT INTO listings (source, listed_at) VALUES (?, ?) ON CONFLICT (source) DO UPDATE "
+                   "SET listed_at = excluded.listed_at", (source, at))
 
 
 def note_success(s: Session) -> None:

@@ -1,7 +1,9 @@
 """The ledger's tables as this orchestrator writes them, and what an open ledger must hold to be read.
 
-One row per import, its events, the job progress polled, the loads of ``settings.visibility: per_run``
-(a run's jobs, committed together or not at all: ``loads.py``), and a ``meta`` table of bookkeeping (the
+One row per import (with how its object was found: listing, event, inventory), its events, the job
+progress polled, the loads of ``settings.visibility: per_run`` (a run's jobs, committed together or not
+at all: ``loads.py``), when each source was last listed whole (``listings``: the backfill of a source
+whose objects come from events or an inventory), and a ``meta`` table of bookkeeping (the
 app's mark, the schema version, the run record). An import is an object (its native URL and version)
 *into a destination*: the target (``target``, the owner's identity: the API, the cluster or endpoint,
 the database; :func:`orchestrator.api.target_identity`), the collection and the partition. ``migrations.py``
@@ -23,7 +25,7 @@ APP = "orchestrator-ledger"
 # A row's columns as :class:`~orchestrator.models.LedgerRecord` holds them.
 COLUMNS = ("url, version, source, collection, partition, state, job_id, attempts, failures, error, size, "
            "updated_at, rows, imported_rows, target, sent_as, server_at, key_gen, id, batch, alone, load_id, "
-           "part")
+           "part, found")
 # What the planner reads of a row (:class:`~orchestrator.models.PastImport`), after the URL.
 PAST_COLUMNS = "url, version, target, collection, partition, state, job_id, failures, error, alone, part"
 
@@ -51,6 +53,7 @@ CREATE TABLE IF NOT EXISTS objects (
     alone INTEGER NOT NULL DEFAULT 0,
     load_id INTEGER,
     part INTEGER,
+    found TEXT,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 )"""
@@ -85,18 +88,24 @@ CREATE TABLE IF NOT EXISTS loads (
     decided_at REAL,
     ended_at REAL
 );
+CREATE TABLE IF NOT EXISTS listings (
+    source TEXT PRIMARY KEY,
+    listed_at REAL NOT NULL
+);
 """
 # Every table and its columns, in the order ``ledger copy`` moves them (parents first).
 TABLES = {
     "meta": ("key", "value"),
     "objects": ("id", "url", "version", "target", "source", "collection", "partition", "size", "state",
                 "job_id", "attempts", "failures", "error", "rows", "imported_rows", "sent_as", "server_at",
-                "key_gen", "batch", "alone", "load_id", "part", "created_at", "updated_at"),
+                "key_gen", "batch", "alone", "load_id", "part", "found", "created_at", "updated_at"),
     "events": ("id", "object_id", "at", "state", "job_id", "detail"),
     "job_progress": ("job_id", "progress", "changed_at", "seen_at"),
     "loads": ("id", "target", "started_at", "decided_at", "ended_at"),
+    "listings": ("source", "listed_at"),
 }
-KEYS = {"meta": "key", "objects": "id", "events": "id", "job_progress": "job_id", "loads": "id"}
+KEYS = {"meta": "key", "objects": "id", "events": "id", "job_progress": "job_id", "loads": "id",
+        "listings": "source"}
 # What the schema holds that this orchestrator made (a backend adds its own: keys, sequences)
 OWN = {*(("table", t) for t in TABLES),
        *(("index", name) for name in re.findall(r"CREATE (?:UNIQUE )?INDEX IF NOT EXISTS (\w+)", DDL))}

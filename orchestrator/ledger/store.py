@@ -75,6 +75,8 @@ class Ledger(Session):
     end_run = runs.end_run
     note_progress = runs.note_progress
     note_success = runs.note_success
+    last_listed = runs.last_listed
+    note_listed = runs.note_listed
 
     def __enter__(self) -> Ledger:
         return self

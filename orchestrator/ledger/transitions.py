@@ -263,10 +263,11 @@ def _take(s: Session, item: PlanItem, move: Transition, *, rows: int | None, err
     if row is None and move.new:
         object_id = s.db.execute(
             "INSERT INTO objects (url, version, target, source, collection, partition, size, state, "
-            "attempts, rows, error, sent_as, server_at, created_at, updated_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
+            "attempts, rows, error, sent_as, server_at, found, created_at, updated_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING id",
             (obj.url, obj.version, s.owner, source, route.collection, route.partition, obj.size,
-             move.target.value, int(attempt), rows, error, sent_as, server_at, now, now)).fetchone()[0]
+             move.target.value, int(attempt), rows, error, sent_as, server_at, obj.found, now,
+             now)).fetchone()[0]
         failures, key_gen = 0, 0
     elif row is not None and row[1] in move.sources:
         object_id, failures, key_gen = row[0], row[2], row[3]

@@ -14,7 +14,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from itertools import islice
 
 from ..config.manifest import Manifest, PreflightMode, SourceConfig, Visibility
 from ..errors import (
@@ -35,20 +34,20 @@ from ..jobs.visibility import Load, settle_loads
 from ..jobs.window import Window
 from ..ledger.store import Ledger
 from ..models import Action, ObjectState, Outcome, PlanItem
-from ..planning import planner
 from ..preflight.checks import Preflight
 from ..redact import Redactor
-from ..sources.base import Source, judged
-from ..sources.registry import make_source
+from ..sources.base import Source
+from ..sources.registry import make_queue, make_source
 from ..targets.base import Target
 from ..targets.pacing import RateLimiter
-from ..targets.registry import target_identity
 from .observer import NullObserver, RunObserver
 from .policy import submit_policy
 from .resend import Resend
+from .sourcing import Sourcing, listed, plan_objects
 from .state import RunOptions, RunReport, RunState
 from .submitter import Submitter
 from .wiring import (
+    QueueFactory,
     SourceFactory,
     TargetFactory,
     make_http_client,
@@ -61,20 +60,13 @@ from .wiring import (
 )
 
 log = logging.getLogger("orchestrator")
-BATCH = 500
 
 
 def plan_source(source: SourceConfig, lister: Source, manifest: Manifest, ledger: Ledger | None, *,
                 now: float, warn: Callable[[str], None]) -> Iterator[PlanItem]:
     """Stream the plan for one source: list, keep what include/exclude keep, look the history up in
     batches, decide."""
-    objects = (e.obj for e in judged(lister, source.include, source.exclude, warn=warn) if e.verdict.kept)
-    owner = target_identity(manifest.target)
-    while batch := list(islice(objects, BATCH)):
-        history = ledger.past_imports([o.url for o in batch]) if ledger is not None else {}
-        for obj in batch:
-            yield planner.decide(obj, source, history.get(obj.url, ()), manifest.settings, now=now,
-                                 owner=owner)
+    return plan_objects(listed(source, lister, warn=warn), source, manifest, ledger, now=now)
 
 
 def make_reconciler(target: Target, ledger: Ledger, policy: SubmitPolicy, server_clock: ServerClock, *,
@@ -95,11 +87,22 @@ def run(
     sleep: Callable[[float], object] | None = None,
     observer: RunObserver | None = None,
     clock: Callable[[], float] = time.time,
+    queue_factory: QueueFactory = make_queue,
+    on_round: Callable[[RunReport], None] | None = None,
 ) -> RunReport:
     """One run, as :func:`orchestrator.api.run` tells it: what its threads share is one
     :class:`RunState`, a timer stops it at ``options.deadline_s``, and an error that ends it midway is
     its report's ``fatal``; only :class:`LockHeldError` and :class:`ManifestError` are raised."""
     options = options if options is not None else RunOptions()
+    if options.follow:  # a service: its jobs are polled as they run, which frees the job window
+        if not any(source.queue is not None for source in manifest.sources):
+            raise ManifestError(str(manifest.path), "--follow", "no source reads a queue: give one "
+                                "discovery: events and its queue (see the README's Discovery section)")
+        if manifest.settings.visibility is Visibility.PER_RUN:
+            raise ManifestError(str(manifest.path), "--follow", "settings.visibility: per_run commits a "
+                                "run's load when the run ends, and a --follow run does not end: use per_job "
+                                "with --follow, or run per_run loads from cron")
+        options = dataclasses.replace(options, wait=True)
     if manifest.settings.visibility is Visibility.PER_RUN and not options.wait:
         log.info("settings.visibility is per_run: the run waits for its jobs, to commit them together",
                  extra={"event": "load-waits"})
@@ -113,7 +116,7 @@ def run(
         options = dataclasses.replace(options, wait_lock_s=min(options.wait_lock_s, options.deadline_s))
     try:
         _run(manifest, options, state, source_factory=source_factory, target_factory=target_factory,
-             sleep=sleep, observer=observer, clock=clock)
+             sleep=sleep, observer=observer, clock=clock, queue_factory=queue_factory, on_round=on_round)
     except (LockHeldError, ManifestError):
         raise
     except OrchestratorError as exc:
@@ -136,6 +139,8 @@ def _run(
     sleep: Callable[[float], object] | None,
     observer: RunObserver | None,
     clock: Callable[[], float],
+    queue_factory: QueueFactory,
+    on_round: Callable[[RunReport], None] | None,
 ) -> None:
     shown = observer if observer is not None else NullObserver()
     stop = state.stop
@@ -201,19 +206,32 @@ def _run(
                 if load is not None:
                     load.submitted(outcome)
 
-            for source in manifest.sources:
-                if stop.is_set():
+            def submit(items: Iterator[PlanItem], also: Callable[[PlanItem, Outcome], None]) -> None:
+                def recorded(item: PlanItem, outcome: Outcome) -> None:
+                    record(item, outcome)
+                    also(item, outcome)
+
+                submitter.submit_all(_to_submit(items, report, budget, stop, shown), recorded)
+
+            sourcing = Sourcing(manifest, ledger, report, stop, clock, submit, queue_factory)
+            listers: dict[int, Source] = {}
+            while True:  # once; with --follow, until the run is stopped
+                for source in manifest.sources:
+                    if stop.is_set():
+                        break
+                    try:
+                        if source.index not in listers:
+                            listers[source.index] = source_factory(source, manifest.settings)
+                        sourcing.take(source, listers[source.index], follow=options.follow)
+                    except SourceError as exc:
+                        report.source_errors.append(str(exc))
+                        log.error("%s", exc, extra={"event": "source-error"})
+                        if options.follow:  # a queue or store out of reach: look again a wait later
+                            pause(settings.queue_wait_s)
+                if not options.follow or stop.is_set():
                     break
-                try:
-                    lister = source_factory(source, manifest.settings)
-                    submitter.submit_all(
-                        _to_submit(plan_source(source, lister, manifest, ledger, now=clock(),
-                                               warn=report.source_warnings.append),
-                                   report, budget, stop, shown),
-                        record)
-                except SourceError as exc:
-                    report.source_errors.append(str(exc))
-                    log.error("%s", exc, extra={"event": "source-error"})
+                if on_round is not None:
+                    on_round(report)
             shown.listed()
             if state.fatal is not None:
                 raise state.fatal

@@ -36,6 +36,9 @@ class RunReport:
     unresolved: int = 0  # imports left `submitting` at the end: their job is looked for next run
     made_uncertain: int = 0  # imports this run turned `uncertain`: held for a person
     left: int = 0  # objects to submit that --max-submissions left for the next run
+    # discovery: events: queue messages received, deleted, kept (they come back), poison (left to the
+    # queue's redrive policy), and objects events named that were gone when looked up
+    messages: Counter[str] = field(default_factory=Counter)
 
     @property
     def failed(self) -> int:
@@ -86,6 +89,8 @@ class RunReport:
             "jobs_stalled": self.stalled,
             "source_errors": len(self.source_errors),
             **({"left": self.left} if self.left else {}),
+            **({f"messages_{k}": self.messages[k] for k in ("received", "deleted", "kept", "poison")}
+               if self.messages else {}),
         }
         return {**fields, "exit": self.exit_code() if exit_code is None else exit_code}
 
@@ -98,6 +103,7 @@ class RunOptions:
     poll_interval_s: float = 5.0
     deep: bool = False  # the pre-flight check also reads each file's first row group
     deadline_s: float | None = None  # from the run's start: then it submits nothing new and ends (exit 124)
+    follow: bool = False  # keep reading the sources' queues until stopped (a signal ends it, exit 0)
 
 
 class RunState:

@@ -23,6 +23,7 @@ from ..ledger.store import Ledger
 from ..models import PlanItem, Secret, StoredObject
 from ..redact import Redactor, userinfo_secret
 from ..sources.base import ObjectReader, Source
+from ..sources.notices import EventQueue
 from ..sources.registry import BY_SCHEME, STORES, make_source, source_key
 from ..sources.registry import object_url as object_url_of
 from ..targets.base import Target
@@ -36,6 +37,7 @@ PLUGINS = Plugins(targets=TARGETS, stores=STORES)  # every target API and store 
 
 SourceFactory = Callable[[SourceConfig, Settings], Source]
 TargetFactory = Callable[[Manifest, httpx.Client, ObjectReader], Target]
+QueueFactory = Callable[[SourceConfig, Settings], EventQueue]
 
 
 def load_manifest(path: str | Path, environ: Mapping[str, str] | None = None) -> Manifest:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 from ..config.globs import Verdict, judge
 from ..errors import SourceError
@@ -33,6 +33,16 @@ class Source(Protocol):
 
     def read(self, obj: StoredObject, start: int = 0, end: int | None = None) -> bytes:
         """Bytes ``start`` up to (not including) ``end`` of ``obj`` (ranged, never more than asked)."""
+        ...
+
+
+@runtime_checkable
+class Lookup(Protocol):
+    """A lister that can look one object up (what ``discovery: events`` checks a notice against)."""
+
+    def head(self, key: str) -> StoredObject | None:
+        """The object at ``key`` as it is now (``found="event"``), None when there is none; raises
+        :class:`SourceError` naming the source."""
         ...
 
 

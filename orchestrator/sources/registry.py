@@ -8,18 +8,77 @@ local folder for boto3 (a few hundred milliseconds each, on every cron run).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol, TypeVar
 
 from ..config.manifest import Settings, SourceConfig
 from ..config.plugins import StoreSpec, split_bucket
+from ..errors import SourceError
 from ..models import StoredObject
 from . import azure_spec, gcs_spec, local, s3_spec
 from .base import Source
+from .notices import EventQueue
 
 Builder = Callable[[SourceConfig, Settings], Source]
+T = TypeVar("T")
 
 STORES: tuple[StoreSpec[Builder], ...] = (s3_spec.SPEC, gcs_spec.SPEC, azure_spec.SPEC, local.SPEC)
 BY_SCHEME: dict[str, StoreSpec[Builder]] = {spec.scheme: spec for spec in STORES}
+
+
+class Inventory(Protocol):
+    """A store's inventory of a source's bucket (S3 Inventory), read instead of listing it."""
+
+    @property
+    def label(self) -> str:
+        """How messages name it."""
+        ...
+
+    @property
+    def created(self) -> float:
+        """When the store made it (seconds since the epoch): what it cannot know is newer."""
+        ...
+
+    def objects(self) -> Iterator[StoredObject]:
+        """Every object it names (``found="inventory"``)."""
+        ...
+
+
+QueueBuilder = Callable[[str, SourceConfig, Settings], EventQueue]  # (the source's queue, it, settings)
+InventoryBuilder = Callable[[str, SourceConfig, Settings], Inventory]  # (its inventory, it, settings)
+
+
+def _sqs(url: str, source: SourceConfig, settings: Settings) -> EventQueue:
+    from .s3_events import make_sqs_queue  # boto3: imported when a queue is read
+
+    return make_sqs_queue(url, source, settings)
+
+
+# discovery: events: a store's scheme -> the reader of the queue its notifications reach
+QUEUES: dict[str, QueueBuilder] = {"s3": _sqs}
+# discovery: inventory: a store's scheme -> the reader of its inventory
+INVENTORIES: dict[str, InventoryBuilder] = {}
+
+
+def make_queue(source: SourceConfig, settings: Settings) -> EventQueue:
+    """The queue of ``source``'s notifications (its ``queue``)."""
+    return _made(QUEUES, source.queue, source, settings)
+
+
+def make_inventory(source: SourceConfig, settings: Settings) -> Inventory:
+    """The inventory of ``source`` (its ``inventory``)."""
+    return _made(INVENTORIES, source.inventory, source, settings)
+
+
+def _made(table: Mapping[str, Callable[[str, SourceConfig, Settings], T]], where: str | None,
+          source: SourceConfig, settings: Settings) -> T:
+    """What ``source``'s store builds at ``where``; raises :class:`SourceError` naming the source when
+    the store has no builder in ``table``."""
+    build = table.get(source.scheme)
+    if build is None or where is None:
+        raise SourceError(f"{source.label}: discovery: {source.discovery} is not available for "
+                          f"{source.scheme}:// sources in this build: use discovery: list")
+    return build(where, source, settings)
 
 
 def make_source(config: SourceConfig, settings: Settings) -> Source:

@@ -12,7 +12,7 @@ import itertools
 import time
 from collections.abc import Iterator
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 import boto3
@@ -68,20 +68,24 @@ def make_client(config: SourceConfig, settings: Settings) -> S3Client:
     """A boto3 client for a manifest source's options (profile, endpoint, region, path style); what
     else reads beside its bucket (its S3 Inventory) uses the same one. Raises :class:`SourceError`
     naming the source when it cannot be made."""
-    try:  # credentials are resolved here: half-set ones (a key without its secret) fail now
+    client: S3Client = aws_client(config, "s3", region=config.region, read_timeout_s=20, options=Config(
+        s3={"addressing_style": "path" if config.path_style else "auto"},
+        max_pool_connections=connections(settings)))
+    return client
+
+
+def aws_client(config: SourceConfig, service: Literal["s3", "sqs"], *, region: str | None,
+               read_timeout_s: float, options: Config) -> Any:
+    """A client of ``service`` as a source's options make it: its profile, endpoint and region; the
+    standard retries (AWS_MAX_ATTEMPTS or the profile's max_attempts, else 3), failing fast when
+    nobody answers. Credentials are resolved here: half-set ones (a key without its secret) fail now."""
+    try:
         session = boto3.session.Session(profile_name=config.profile)
-        client = session.client(
-            "s3",
-            endpoint_url=config.endpoint_url,
-            region_name=config.region,
-            # retries: AWS_MAX_ATTEMPTS or the profile's max_attempts, else 3; fail fast when nobody answers
-            config=Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=20,
-                          s3={"addressing_style": "path" if config.path_style else "auto"},
-                          max_pool_connections=connections(settings)),
-        )
+        return session.client(service, endpoint_url=config.endpoint_url, region_name=region,
+                              config=Config(retries={"mode": "standard"}, connect_timeout=5,
+                                            read_timeout=read_timeout_s).merge(options))
     except BotoCoreError as exc:
         raise SourceError(f"{config.label}: {describe_boto_error(exc)}") from exc
-    return client
 
 
 class S3Source(FanOutLister):
@@ -116,6 +120,23 @@ class S3Source(FanOutLister):
             return body.read()
         except (ClientError, BotoCoreError) as exc:
             raise SourceError(f"{self.label}: cannot read {obj.key}: {describe_boto_error(exc)}") from exc
+
+    def head(self, key: str) -> StoredObject | None:
+        """The object at ``key`` as it is now (HEAD: its size, ETag and time), found by an event; None
+        when it is gone."""
+        try:
+            reply = self.client.head_object(Bucket=self.bucket, Key=key, **self._payer)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise SourceError(f"{self.label}: cannot look {key} up: {describe_boto_error(exc)}") from exc
+        except BotoCoreError as exc:
+            raise SourceError(f"{self.label}: cannot look {key} up: {describe_boto_error(exc)}") from exc
+        etag = str(reply.get("ETag", "")).strip('"')
+        return StoredObject(url=f"s3://{self.bucket}/{key}", bucket=self.bucket, key=key,
+                            relative_key=key[len(self.prefix):], size=int(reply.get("ContentLength", 0)),
+                            version=etag, modified=reply["LastModified"].timestamp(), checksum=etag,
+                            found="event")
 
     def _walk(self, prefix: str, start: str = "", end: str | None = None) -> Pages:
         for body in self._replies(prefix, None, key_before(start), end):

@@ -1,0 +1,89 @@
+"""Manifest keys of discovery (README: Discovery): ``discovery``, ``queue``, ``inventory``,
+``backfill_every`` on a source, and the one-line errors that name their place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_manifest_sources import manifest, refused
+
+SQS = "https://sqs.us-east-1.amazonaws.com/123456789012/lake-events"
+
+
+def test_list_is_the_default_and_events_take_a_queue_of_their_store(tmp_path: Path) -> None:
+    listed, s3, az, gs, local = manifest(
+        tmp_path,
+        {"url": "s3://lake/a/", "collection": "c"},
+        {"url": "s3://lake/b/", "collection": "c", "discovery": "events", "queue": SQS,
+         "backfill_every": "6h"},
+        {"url": "az://lake/c/", "collection": "c", "account": "lakeacct", "discovery": "events",
+         "queue": "https://lakeacct.queue.core.windows.net/lake-events", "backfill_every": 0},
+        {"url": "gs://lake/d/", "collection": "c", "discovery": "events",
+         "queue": "projects/my-project/subscriptions/lake-events", "backfill_every": "1d"},
+        {"url": "data", "collection": "c"},
+    ).sources
+    assert (listed.discovery, listed.queue, listed.backfill_every_s) == ("list", None, 86_400.0)
+    assert (s3.discovery, s3.queue, s3.backfill_every_s) == ("events", SQS, 6 * 3600.0)
+    assert (az.discovery, az.backfill_every_s) == ("events", 0.0)
+    assert gs.backfill_every_s == 86_400.0 and local.discovery == "list"
+    moto = manifest(tmp_path, {"url": "s3://lake/b/", "collection": "c", "discovery": "events",
+                               "endpoint_url": "http://127.0.0.1:5000",
+                               "queue": "http://127.0.0.1:5000/123456789012/q", "backfill_every": 90})
+    assert moto.sources[0].backfill_every_s == 90.0
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ({"url": "s3://lake/", "discovery": "event"},
+     "m.yaml: sources[0].discovery: expected one of list, events, inventory, got 'event' "
+     "(did you mean events?)"),
+    ({"url": "s3://lake/", "discovery": "events"},
+     "m.yaml: sources[0].queue: discovery: events reads the store's notifications from a queue: set queue"),
+    ({"url": "s3://lake/", "queue": SQS},
+     "m.yaml: sources[0].queue: only with discovery: events or inventory (this source's is list)"),
+    ({"url": "s3://lake/", "backfill_every": "1h"},
+     "m.yaml: sources[0].backfill_every: only with discovery: events or inventory (this source's is list)"),
+    ({"url": "s3://lake/", "discovery": "events", "inventory": "s3://inv/x/", "queue": SQS},
+     "m.yaml: sources[0].inventory: only with discovery: inventory (this source's is events)"),
+    ({"url": "s3://lake/", "discovery": "events", "queue": "projects/my-project/subscriptions/s"},
+     "m.yaml: sources[0].queue: expected an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/"
+     "<queue>) for a s3:// source, got 'projects/my-project/subscriptions/s'"),
+    ({"url": "gs://lake/", "discovery": "events", "queue": SQS},
+     "m.yaml: sources[0].queue: expected a Pub/Sub subscription (projects/<project>/subscriptions/"
+     "<subscription>) for a gs:// source"),
+    ({"url": "az://lake/", "account": "acct", "discovery": "events", "queue": SQS},
+     "m.yaml: sources[0].queue: expected an Azure Storage queue URL"),
+    ({"url": "az://lake/", "account": "acct", "discovery": "events",
+      "queue": "https://acct.queue.core.windows.net/q1?sig=SECRET"},
+     "m.yaml: sources[0].queue: is followed by a query or fragment (not shown: it may hold a token)"),
+    ({"url": "data", "discovery": "events", "queue": SQS},
+     "m.yaml: sources[0].discovery: events: a local folder is listed (discovery: list)"),
+    ({"url": "gs://lake/", "discovery": "inventory", "inventory": "s3://inv/x/"},
+     "m.yaml: sources[0].discovery: inventory: only s3:// sources have one (S3 Inventory), not gs://"),
+    ({"url": "s3://lake/", "discovery": "inventory"},
+     "m.yaml: sources[0].inventory: discovery: inventory reads S3 Inventory's manifest.json: set inventory"),
+    ({"url": "s3://lake/", "discovery": "inventory", "inventory": "https://inv/x"},
+     "m.yaml: sources[0].inventory: expected an s3:// URL of where S3 Inventory delivers"),
+    ({"url": "s3://lake/", "discovery": "inventory", "inventory": "s3://inv/daily/"},
+     "m.yaml: sources[0].discovery: inventory: not in this build yet; use events or list"),
+    ({"url": "s3://lake/", "discovery": "events", "queue": SQS, "backfill_every": "soon"},
+     "m.yaml: sources[0].backfill_every: expected a duration from 0 (never) to 366d, as 3600, 90m, 24h "
+     "or 7d; got 'soon'"),
+    ({"url": "s3://lake/", "discovery": "events", "queue": SQS, "backfill_every": -1},
+     "m.yaml: sources[0].backfill_every: expected a duration from 0 (never) to 366d"),
+    ({"url": "s3://lake/", "discovery": "events", "queue": SQS, "backfill_every": True},
+     "m.yaml: sources[0].backfill_every: expected a duration"),
+])
+def test_discovery_errors_name_their_place(tmp_path: Path, source: dict[str, Any], message: str) -> None:
+    error = refused(tmp_path, {"collection": "c", **source})
+    assert error.startswith(message), error
+    assert "SECRET" not in error and "\n" not in error.strip()
+
+
+def test_two_sources_never_share_a_queue(tmp_path: Path) -> None:
+    both = {"collection": "c", "discovery": "events", "queue": SQS}
+    error = refused(tmp_path, {"url": "s3://lake/a/", **both}, {"url": "s3://lake/b/", **both})
+    assert error == ("m.yaml: sources[1].queue: sources[0] reads this queue too: a message is taken by "
+                     "whichever receives it first, and dropped when not its; give each its own queue")
