@@ -129,7 +129,7 @@ def test_run_wait_stops_waiting_at_its_deadline_and_leaves_the_jobs_to_the_next_
     assert_exactly_once(fake_api, manifest, urls)
 
 
-@pytest.mark.parametrize("value", ["0", "10d", "soon", "-5m"])
+@pytest.mark.parametrize("value", ["0", "10w", "soon", "-5m", "1d2x"])
 def test_a_deadline_that_is_not_a_duration_is_a_usage_error(
     write_manifest: Callable[..., Path], value: str,
 ) -> None:
