@@ -62,7 +62,10 @@ def build_and_install(work: Path) -> Path:
     venv = work / "venv"
     made = run([sys.executable, "-m", "venv", str(venv)])
     assert made.returncode == 0, made.stderr
-    pip = run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", str(wheel)])
+    # without the test run's PYTHONPATH: a checkout on it (its egg-info) reads to pip as the project
+    # installed already, and pip would install its dependencies and skip the wheel itself
+    pip = run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", str(wheel)],
+              env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert pip.returncode == 0, pip.stderr[-3000:]
     return venv / "bin"
 
