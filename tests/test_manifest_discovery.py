@@ -66,8 +66,6 @@ def test_list_is_the_default_and_events_take_a_queue_of_their_store(tmp_path: Pa
      "m.yaml: sources[0].inventory: discovery: inventory reads S3 Inventory's manifest.json: set inventory"),
     ({"url": "s3://lake/", "discovery": "inventory", "inventory": "https://inv/x"},
      "m.yaml: sources[0].inventory: expected an s3:// URL of where S3 Inventory delivers"),
-    ({"url": "s3://lake/", "discovery": "inventory", "inventory": "s3://inv/daily/"},
-     "m.yaml: sources[0].discovery: inventory: not in this build yet; use events or list"),
     ({"url": "s3://lake/", "discovery": "events", "queue": SQS, "backfill_every": "soon"},
      "m.yaml: sources[0].backfill_every: expected a duration from 0 (never) to 366d, as 3600, 90m, 24h "
      "or 7d; got 'soon'"),
@@ -87,3 +85,20 @@ def test_two_sources_never_share_a_queue(tmp_path: Path) -> None:
     error = refused(tmp_path, {"url": "s3://lake/a/", **both}, {"url": "s3://lake/b/", **both})
     assert error == ("m.yaml: sources[1].queue: sources[0] reads this queue too: a message is taken by "
                      "whichever receives it first, and dropped when not its; give each its own queue")
+
+
+def test_inventory_takes_where_s3_inventory_delivers_with_a_queue_or_without(tmp_path: Path) -> None:
+    folder, one, both = manifest(
+        tmp_path,
+        {"url": "s3://lake/a/", "collection": "c", "discovery": "inventory",
+         "inventory": "s3://inventories/lake/lake/daily/"},
+        {"url": "s3://lake/b/", "collection": "c", "discovery": "inventory", "backfill_every": "7d",
+         "inventory": "s3://inventories/lake/lake/daily/2026-12-06T00-00Z/manifest.json"},
+        {"url": "s3://lake/c/", "collection": "c", "discovery": "inventory", "queue": SQS,
+         "backfill_every": 0, "inventory": "s3://inventories/lake/lake/daily/"},
+    ).sources
+    assert (folder.discovery, folder.inventory, folder.queue, folder.backfill_every_s) == (
+        "inventory", "s3://inventories/lake/lake/daily/", None, 86_400.0)
+    assert one.inventory.endswith("/manifest.json") and one.backfill_every_s == 7 * 86_400.0
+    assert (both.queue, both.backfill_every_s) == (SQS, 0.0)
+

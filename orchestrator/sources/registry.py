@@ -54,10 +54,16 @@ def _sqs(url: str, source: SourceConfig, settings: Settings) -> EventQueue:
     return make_sqs_queue(url, source, settings)
 
 
+def _s3_inventory(url: str, source: SourceConfig, settings: Settings) -> Inventory:
+    from .s3_inventory import make_inventory as made  # boto3 and pyarrow: imported when an inventory is read
+
+    return made(url, source, settings)
+
+
 # discovery: events: a store's scheme -> the reader of the queue its notifications reach
 QUEUES: dict[str, QueueBuilder] = {"s3": _sqs}
 # discovery: inventory: a store's scheme -> the reader of its inventory
-INVENTORIES: dict[str, InventoryBuilder] = {}
+INVENTORIES: dict[str, InventoryBuilder] = {"s3": _s3_inventory}
 
 
 def make_queue(source: SourceConfig, settings: Settings) -> EventQueue:
