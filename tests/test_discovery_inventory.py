@@ -85,6 +85,8 @@ def test_each_object_of_an_inventory_once_then_only_what_a_newer_delivery_adds(
 
     again = invoke("run", str(manifest), "--json-log")  # the same delivery: not read again, nothing listed
     assert again.exit_code == 0 and " submitted=0 " in again.stdout
+    assert "nothing new to import: no object was listed, announced by an event or named by a newer " \
+           "inventory" in again.stderr, again.stderr
     [seen] = [json.loads(line) for line in again.stderr.splitlines() if "inventory-seen" in line]
     assert seen["message"] == (f"sources[0] s3://{bucket}/embeddings/ (inventory {inventory}): not read: no "
                                "newer than the source's last full view"), seen
