@@ -6,12 +6,12 @@ exactly once."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from datetime import UTC, datetime
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,12 @@ from click.testing import CliRunner
 
 from orchestrator import api
 from orchestrator.cli.main import cli
-from orchestrator.models import LedgerRecord, StoredObject
+from orchestrator.models import LedgerRecord
 from orchestrator.run.wiring import manifest_ledger
 from orchestrator.sources import registry
 from tests.conftest import Clock, cli_child, parquet_bytes
 from tests.fakes.zilliz import FakeZilliz
+from tests.inventories import rows_of, write_inventory
 from tests.test_s3_events import s3_record
 
 _queues = count()
@@ -259,48 +260,28 @@ def test_plan_ls_status_and_show_say_how_each_object_was_found(
                              "--json").stdout)["versions"][0]["found"] == "event"
 
 
-class ListedInventory:
-    """A stand-in for sources/s3_inventory.py's reader (branch 27inv): the bucket's objects as an
-    inventory made at ``created`` names them."""
-
-    def __init__(self, s3: Any, bucket: str, created: float) -> None:
-        self.label, self.created = f"inventory of {bucket}", created
-        self._objects = [StoredObject(url=f"s3://{bucket}/{o['Key']}", bucket=bucket, key=o["Key"],
-                                      relative_key=o["Key"].split("/", 1)[1], size=o["Size"],
-                                      version=o["ETag"].strip('"'), modified=o["LastModified"].timestamp(),
-                                      checksum=o["ETag"].strip('"'), found="inventory")
-                         for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
-        self.reads = 0
-
-    def objects(self) -> Iterator[StoredObject]:
-        self.reads += 1
-        return iter(self._objects)
-
-
-def test_inventory_dispatch_reads_a_newer_inventory_once_and_then_events(
+def test_an_inventory_and_a_queue_together(
     s3: Any, sqs: Any, bucket: str, queue: str, events_manifest: Callable[..., Path], fake_api: FakeZilliz,
-    clock: Clock, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The run's inventory path through the dispatch table (config refuses inventory until 27inv's
-    reader is wired: the source is made here)."""
+    """The inventory brings what was there when it was made, the queue what came since; the same
+    inventory is not read again."""
     for key in ("embeddings/a.parquet", "embeddings/b.parquet", "other/x.parquet"):
         s3.put_object(Bucket=bucket, Key=key, Body=parquet_bytes())
-    clock.now = time.time()
-    inventory = ListedInventory(s3, bucket, created=clock.now)
-    monkeypatch.setitem(registry.INVENTORIES, "s3", lambda url, source, settings: inventory)
-    m = api.validate(events_manifest(backfill_every="1d"))
-    m = dataclasses.replace(m, sources=(dataclasses.replace(
-        m.sources[0], discovery="inventory", inventory=f"s3://{bucket}-inventory/lake/"),))
-    first = api.run(m, clock=clock)
-    assert (first.exit_code(), first.planned["submit"], inventory.reads) == (0, 2, 1)
+    s3.create_bucket(Bucket=f"{bucket}-inventory")
+    write_inventory(s3, bucket=f"{bucket}-inventory", folder="lake/", source_bucket=bucket,
+                    rows=rows_of(s3, bucket), when=datetime.now(UTC).replace(second=0, microsecond=0))
+    manifest = events_manifest(discovery="inventory", inventory=f"s3://{bucket}-inventory/lake/")
+    first = invoke("run", str(manifest))
+    assert first.exit_code == 0 and "submitted=2 " in first.stdout, first.output
     s3.put_object(Bucket=bucket, Key="embeddings/c.parquet", Body=parquet_bytes())
-    announce(sqs, queue, bucket, ["embeddings/c.parquet"])
-    clock.now += 600
-    second = api.run(m, clock=clock)  # the same inventory: not read again; the event brings c
-    assert (second.planned["submit"], second.planned["skip"], inventory.reads) == (1, 0, 1)
+    announce(sqs, queue, bucket, ["embeddings/c.parquet"], times=2)
+    second = invoke("run", str(manifest), "--json-log")  # the same inventory: not read again; events bring c
+    assert second.exit_code == 0 and "submitted=1 " in second.stdout and "skipped=0 " in second.stdout
+    assert '"event": "inventory-seen"' in second.stderr and "messages_deleted=2" in second.stdout
     once_each(fake_api, [f"s3://{bucket}/embeddings/{k}.parquet" for k in "abc"])
-    assert {r.url.rsplit("/", 1)[1]: r.found for r in rows(events_manifest())} == {
+    assert {r.url.rsplit("/", 1)[1]: r.found for r in rows(manifest)} == {
         "a.parquet": "inventory", "b.parquet": "inventory", "c.parquet": "event"}
+    assert left_on(sqs, queue) == []
 
 
 def test_follow_waits_between_tries_of_a_queue_out_of_reach(

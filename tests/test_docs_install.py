@@ -123,6 +123,10 @@ def test_a_small_run_from_the_installed_command(installed: Path, tmp_path: Path)
      "sources[0].url", "azure"),
     ({"target": {"type": "milvus-lite", "uri": "demo.db"}, "sources": [{"url": "lake", "collection": "a"}],
       "ledger": "postgresql://loader@db:5432/imports"}, "ledger", "postgres"),
+    ({"target": {"type": "milvus-lite", "uri": "demo.db"},
+      "sources": [{"url": "gs://lake/emb/", "collection": "a", "discovery": "events",
+                   "queue": "projects/my-project/subscriptions/lake-events"}]},
+     "sources[0].queue", "gcs-events"),
 ])
 def test_a_manifest_that_needs_a_missing_extra_names_it(
     installed: Path, tmp_path: Path, doc: dict[str, object], place: str, extra: str,

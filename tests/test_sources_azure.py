@@ -21,6 +21,7 @@ from orchestrator.config.manifest import Settings, SourceConfig
 from orchestrator.errors import SourceError
 from orchestrator.models import Secret
 from orchestrator.sources.azure import NO_CREDENTIALS, AzureSource, _PooledTransport, make_client
+from orchestrator.sources.base import Lookup
 from orchestrator.sources.registry import make_source
 from tests.conftest import AZURE_ACCOUNT, AZURE_KEY, free_port
 from tests.fakes.canned import Canned, CannedServer
@@ -163,6 +164,27 @@ def test_container_missing_and_permissions_refused(nested: ContainerClient, azur
     with pytest.raises(SourceError, match=r": access denied \(AuthorizationFailure\)"):
         list(make_source(config(nested.container_name, connection_string=Secret(wrong_key)),
                          Settings()).list())
+
+
+def test_head_gives_what_the_listing_gives_found_by_an_event(nested: ContainerClient,
+                                                            azure_connection_string: str) -> None:
+    """``discovery: events`` looks an announced blob up: the same object its listing gives (so the ledger
+    sees one version), found by the event; None for a blob that is not there or is a directory."""
+    source = make_source(config(nested.container_name, connection_string=Secret(azure_connection_string)),
+                         Settings())
+    assert isinstance(source, Lookup)
+    for listed in source.list():
+        assert source.head(listed.key) == listed._replace(found="event")
+    assert source.head("emb/never-written.parquet") is None
+    assert source.head(DIRECTORY) is None
+    token = sas(nested.container_name, list=True)  # no read permission: its properties are refused
+    refused = make_source(config(nested.container_name, sas_token=Secret(token),
+                                 endpoint_url=nested.url.rsplit("/", 1)[0]), Settings())
+    with pytest.raises(SourceError) as info:
+        refused.head("emb/a.parquet")  # type: ignore[attr-defined]
+    assert str(info.value) == (f"sources[2] az://{nested.container_name}/emb/: cannot look emb/a.parquet up: "
+                               "access denied (AuthorizationPermissionMismatch): the listing identity needs "
+                               "Storage Blob Data Reader here (a SAS token: read and list permissions)")
 
 
 def test_an_endpoint_that_is_down() -> None:

@@ -14,8 +14,10 @@ from google.cloud import storage
 
 from orchestrator.config.manifest import Settings, SourceConfig
 from orchestrator.errors import SourceError
+from orchestrator.sources.base import Lookup
 from orchestrator.sources.gcs import GcsSource, Reply
 from orchestrator.sources.registry import make_source
+from tests.fakes.canned import Canned, CannedServer
 
 NESTED = [
     "emb/top.parquet", "emb/a.parquet", "emb/a/1.parquet", "emb/a/b/2.parquet", "emb/b/1.parquet",
@@ -72,6 +74,25 @@ def test_bucket_not_found_names_the_source(gcs: storage.Client) -> None:
     source = make_source(config("no-such-bucket"), Settings())
     with pytest.raises(SourceError, match=r"^sources\[1\] gs://no-such-bucket/emb/: bucket not found$"):
         list(source.list())
+
+
+def test_head_gives_what_the_listing_gives_found_by_an_event(gcs: storage.Client, nested: str,
+                                                            canned: CannedServer) -> None:
+    """``discovery: events`` looks an announced object up: the same object its listing gives (so the
+    ledger sees one version), found by the event; None for an object that is not there."""
+    source = make_source(config(nested), Settings())
+    assert isinstance(source, GcsSource) and isinstance(source, Lookup)
+    for listed in source.list():
+        assert source.head(listed.key) == listed._replace(found="event")
+    assert source.head("emb/never-written.parquet") is None
+    canned.reply = Canned(403, '{"error": {"code": 403, "message": "no storage.objects.get"}}')
+    refused = GcsSource(storage.Client(project="t", credentials=AnonymousCredentials(),
+                                       client_options={"api_endpoint": canned.url}),
+                        label=source.label, bucket=nested, prefix="emb/")
+    with pytest.raises(SourceError) as info:
+        refused.head("emb/a.parquet")
+    assert str(info.value) == (f"sources[1] gs://{nested}/emb/: cannot look emb/a.parquet up: access denied "
+                               "(the listing credentials need storage.objects.list and .get here)")
 
 
 def test_a_key_file_that_cannot_be_read(env: dict[str, str], tmp_path: Path) -> None:

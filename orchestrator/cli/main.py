@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 from .. import api
-from ..config import extras
+from ..config import discovery, extras
 from ..config.manifest import Manifest
 from ..errors import OrchestratorError
 from ..models import Action, PlanItem, StoredObject
@@ -70,6 +70,15 @@ def _report_sources(problems: list[str], warnings: list[str]) -> None:
         say(f"warning: {warning}", err=True)
     for problem in problems:
         say(f"error: {problem}", err=True)
+
+
+def _nothing_found(m: Manifest) -> str:
+    """What a run that planned no object says: a listing found none; or, where a source reads events
+    or an inventory, none was new (the usual rerun of such a source)."""
+    if all(s.discovery == discovery.LIST for s in m.sources):
+        return ("nothing to import: the sources listed no object; check each source's url and prefix "
+                "(`orchestrator ls MANIFEST` shows what is listed)")
+    return "nothing new to import: no object was listed, announced by an event or named by a newer inventory"
 
 
 @cli.command(name="ls")
@@ -271,9 +280,7 @@ def run(ctx: click.Context, manifest: str, wait: bool, max_submissions: int | No
                    "resumes", err=True)
     if report.nothing_new and report.exit_code() == 0:
         click.echo("nothing new to import: every object listed was imported before (or is importing)"
-                   if sum(report.planned.values()) else "nothing to import: the sources listed no object; "
-                   "check each source's url and prefix (`orchestrator ls MANIFEST` shows what is listed)",
-                   err=True)
+                   if sum(report.planned.values()) else _nothing_found(m), err=True)
     if report.stalled:
         click.echo(f"{report.stalled} job(s) stalled: no progress for settings.stall_after_s; left "
                    "running (`orchestrator status` lists them)", err=True)

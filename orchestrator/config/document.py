@@ -17,7 +17,7 @@ from typing import Any
 
 from ..models import Credentials
 from ..paths import not_a_file
-from . import env, extras, pgurl, yamlfile
+from . import discovery, env, extras, pgurl, yamlfile
 from .manifest import Manifest, Settings, SourceConfig, TargetConfig, Visibility
 from .plugins import Plugins
 from .reader import MILVUS_NAME, Reader, Reported, excerpt, kind_of
@@ -145,6 +145,9 @@ def _note_missing_extras(r: Reader, target: TargetConfig | None, sources: list[S
     stores = {store.scheme: store for store in plugins.stores}
     needs += [(f"sources[{s.index}].url", extra, stores[s.scheme].what, None)
               for s in sources if (extra := stores[s.scheme].extra) is not None]
+    needs += [(f"sources[{s.index}].queue", form.extra, f"the queue of a {s.scheme}:// source", form.modules)
+              for s in sources if s.queue is not None
+              and (form := discovery.QUEUE_FORMS[s.scheme]).extra is not None]
     if ledger_url is not None:
         needs.append(("ledger", "postgres", "a PostgreSQL ledger", None))
     for path, extra, what, only in needs:

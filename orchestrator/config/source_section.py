@@ -126,8 +126,6 @@ def read_discovery(r: Reader, s: dict[str, Any], p: str, scheme: str) -> dict[st
                                            "inventory to where it is delivered (s3://bucket/prefix/)")
         _check_form(r, inventory, f"{p}.inventory", discovery.INVENTORY_FORMS[scheme], f"{scheme}://",
                     "inventory")
-        # wired by the lead with sources/s3_inventory.py (issue 27): then this refusal goes
-        raise r.fail(f"{p}.discovery", "inventory: not in this build yet; use events or list")
     every = _duration(r, s.get("backfill_every"), f"{p}.backfill_every")
     return {"discovery": mode, "queue": queue, "inventory": inventory, "backfill_every_s": every}
 

@@ -103,6 +103,8 @@ class Sourcing:
         inventory = make_inventory(source, self.manifest.settings)
         last = self.ledger.last_listed(source_key(source))
         if last is not None and inventory.created <= last:
+            log.info("%s: not read: no newer than the source's last full view", inventory.label,
+                     extra={"event": "inventory-seen", "source": source.label})
             return
         kept = (o for o in inventory.objects() if o.key.startswith(source.prefix)
                 and judge(o.relative_key, source.include, source.exclude).kept)

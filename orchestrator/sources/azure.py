@@ -187,6 +187,19 @@ class AzureSource(FanOutLister):
             raise SourceError(f"{self.label}: cannot read {obj.key}: "
                               f"{describe_azure_error(exc, self.client.url, missing='object')}") from exc
 
+    def head(self, key: str) -> StoredObject | None:
+        """The blob at ``key`` as it is now (its properties: what its listing gives), found by an event;
+        None when it is gone (or is a directory of a hierarchical namespace)."""
+        try:
+            blob = self.client.get_blob_client(key).get_blob_properties()
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise SourceError(f"{self.label}: cannot look {key} up: "
+                              f"{describe_azure_error(exc, self.client.url, missing='object')}") from exc
+        found = self._object(blob)
+        return None if found is None else found._replace(found="event")
+
     def _walk(self, prefix: str, start: str = "", end: str | None = None) -> Pages:
         """Pages of the objects from ``start`` up to ``end``. Azure's listing cannot start at a key:
         it starts at the longest prefix ``start`` and ``end`` share, and stops past ``end``."""

@@ -47,6 +47,7 @@ DELETES_IN_FLIGHT = 8  # delete calls at once (the client keeps 10 connections)
 QUEUE_ROLE = ("Storage Queue Data Message Processor on the queue (a SAS token: read and process "
               "permissions on the queue service)")
 _HOST_STYLE = re.compile(r"^(?P<account>[a-z0-9]{3,24})\.queue\.")
+_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 _QUEUE = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 # a delete that finds the message gone (deleted already) or received again by someone else since
 _STALE = ("MessageNotFound", "PopReceiptMismatch")
@@ -63,9 +64,12 @@ def queue_location(url: str) -> tuple[str, str]:
         problem = "not an https:// URL"
     elif parts.query or parts.fragment:
         problem = "a queue URL takes no query (a SAS token goes in the source's sas_token)"
-    elif len(segments) != (1 if host_style else 2):
+    elif len(segments) != (1 if host_style else 2) \
+            or not (host_style or parts.netloc.rpartition(":")[2].isdigit()):  # an emulator's port
         problem = "expected https://<account>.queue.core.windows.net/<queue> (an emulator: " \
                   "http://host:port/<account>/<queue>)"
+    elif not host_style and not _ACCOUNT.match(segments[0]):
+        problem = "the account name is 3 to 24 lowercase letters and digits"
     elif not _QUEUE.match(segments[-1]):
         problem = "the queue name is 3 to 63 lowercase letters, digits and single hyphens"
     if problem is not None:

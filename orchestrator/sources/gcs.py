@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 READ_ONLY = "https://www.googleapis.com/auth/devstorage.read_only"
 TIMEOUT = (5.0, 20.0)  # connect, read: an endpoint that does not answer fails in seconds
 _RETRY_STATUS = (408, 429, 500, 502, 503, 504)
-FIELDS = "nextPageToken,prefixes,items(name,size,generation,updated,md5Hash,crc32c)"
+ITEM_FIELDS = "name,size,generation,updated,md5Hash,crc32c"  # what makes a StoredObject of an object
+FIELDS = f"nextPageToken,prefixes,items({ITEM_FIELDS})"
 
 
 def unreachable(exc: BaseException) -> bool:
@@ -163,6 +164,21 @@ class GcsSource(FanOutLister):
             raise SourceError(f"{self.label}: cannot read {obj.key}: "
                               f"{describe_google_error(exc, missing='object')}") from exc
         return data
+
+    def head(self, key: str) -> StoredObject | None:
+        """The object at ``key`` as it is now (``objects.get``, the fields its listing asks for), found
+        by an event; None when it is gone."""
+        url = f"{self.client.api_endpoint}/storage/v1/b/{quote(self.bucket, safe='')}/o/{quote(key, safe='')}"
+        try:
+            item = orjson.loads(self.retry(self._fetch)(url, {"fields": ITEM_FIELDS, "prettyPrint": "false"}))
+        except api.NotFound:
+            return None
+        except Exception as exc:
+            if not _ours(exc):
+                raise
+            raise SourceError(f"{self.label}: cannot look {key} up: "
+                              f"{describe_google_error(exc, missing='object')}") from exc
+        return next((o._replace(found="event") for o in self._objects([item])), None)
 
     def _walk(self, prefix: str, start: str = "", end: str | None = None) -> Pages:
         for reply in self._replies(prefix, None, start, end):

@@ -12,7 +12,6 @@ which only a subscription with a dead-letter policy keeps (1 otherwise).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ from google.auth import exceptions as auth
 from google.cloud.pubsub_v1 import SubscriberClient
 from google.oauth2 import service_account
 
+from ..config.discovery import QUEUE_FORMS
 from ..errors import NoticeError, SourceError
 from .gcs import describe_google_error, key_file_error, service_account_info
 from .gcs_events import gcs_notices
@@ -39,8 +39,7 @@ SUBSCRIBER_NEEDS = "roles/pubsub.subscriber on the subscription"
 RETRY = Retry(predicate=if_exception_type(api.ServiceUnavailable, api.InternalServerError, api.Aborted,
                                           api.TooManyRequests),
               initial=0.5, maximum=4.0, multiplier=2.0, timeout=20.0)
-_PATH = re.compile(r"^projects/(?P<project>[a-z][a-z0-9.:-]{4,61}[a-z0-9])/subscriptions/"
-                   r"(?P<name>[A-Za-z][A-Za-z0-9\-_.~+%]{2,254})$")
+_PATH = QUEUE_FORMS["gs"].form  # what a manifest's queue of a gs:// source may be
 
 
 def subscription_problem(subscription: str) -> str | None:

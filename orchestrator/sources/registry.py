@@ -54,10 +54,29 @@ def _sqs(url: str, source: SourceConfig, settings: Settings) -> EventQueue:
     return make_sqs_queue(url, source, settings)
 
 
-# discovery: events: a store's scheme -> the reader of the queue its notifications reach
-QUEUES: dict[str, QueueBuilder] = {"s3": _sqs}
+def _storage_queue(url: str, source: SourceConfig, settings: Settings) -> EventQueue:
+    from .azure_queue import make_azure_queue  # the azure extra's queue client: imported when read
+
+    return make_azure_queue(url, source, settings)
+
+
+def _pubsub(subscription: str, source: SourceConfig, settings: Settings) -> EventQueue:
+    from .gcs_queue import make_gcs_queue  # the gcs-events extra (google-cloud-pubsub): imported when read
+
+    return make_gcs_queue(subscription, source, settings)
+
+
+def _s3_inventory(url: str, source: SourceConfig, settings: Settings) -> Inventory:
+    from .s3_inventory import make_inventory as made  # boto3 and pyarrow: imported when an inventory is read
+
+    return made(url, source, settings)
+
+
+# discovery: events: a store's scheme -> the reader of the queue its notifications reach (the extra
+# each needs is checked when the manifest is read: config/discovery.py's QUEUE_FORMS)
+QUEUES: dict[str, QueueBuilder] = {"s3": _sqs, "az": _storage_queue, "gs": _pubsub}
 # discovery: inventory: a store's scheme -> the reader of its inventory
-INVENTORIES: dict[str, InventoryBuilder] = {}
+INVENTORIES: dict[str, InventoryBuilder] = {"s3": _s3_inventory}
 
 
 def make_queue(source: SourceConfig, settings: Settings) -> EventQueue:
