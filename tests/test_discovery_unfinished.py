@@ -5,21 +5,27 @@ would; a gone one needs nothing; one also announced again is planned once."""
 
 from __future__ import annotations
 
+import dataclasses
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from orchestrator import api
+from orchestrator.run.state import RunOptions
+from orchestrator.sources import registry
 from tests import test_discovery_s3 as events
-from tests.conftest import cli_child, parquet_bytes
+from tests.conftest import Clock, cli_child, parquet_bytes
 from tests.fakes.base import FakeImportAPI
 from tests.test_discovery_s3 import announce, invoke, left_on, rows, wait_for
 from tests.test_exactly_once import assert_exactly_once
 
 sqs, queue, events_manifest = events.sqs, events.queue, events.events_manifest
 MISMATCH = "field 'vector' type mis-match"
+WAIT = ("--wait", "--poll-interval", "0.1")
 REFUSED = (90001, "field count mismatch: expected 2, got 3")  # Zilliz v1: a permanent refusal
 
 
@@ -47,7 +53,7 @@ def test_a_job_that_fails_after_its_message_was_deleted_is_retried_by_the_next_r
     assert first.exit_code == 0 and "messages_deleted=1" in first.stdout, first.output
     assert left_on(sqs, queue) == []
     fake_api.fail_objects = {}
-    second = invoke("run", str(manifest), "--wait", "-v")  # an empty queue, the backfill not due
+    second = invoke("run", str(manifest), *WAIT, "-v")  # an empty queue, the backfill not due
     assert "jobs_failed=1" in second.stdout and "submitted=1 " in second.stdout, second.output
     assert "1 unfinished object(s) planned again (0 gone" in second.stderr
     assert [job.fail_reason for job in fake_api.jobs_for(url)] == [MISMATCH, None]
@@ -72,7 +78,7 @@ def test_objects_sent_back_to_pending_after_their_message_was_deleted_are_sent_a
     assert first.exit_code == 0 and "messages_deleted=2" in first.stdout, first.output
     assert len(fake_api.creates()) == 1
     fake_api.fail_objects = {}
-    second = invoke("run", str(manifest), "--wait", "-v")
+    second = invoke("run", str(manifest), *WAIT, "-v")
     assert "2 unfinished object(s) planned again (0 gone" in second.stderr, second.output
     assert sorted(len(fake_api.urls_of(c.body)) for c in fake_api.creates()) == [1, 1, 2]  # the parts
     assert {(r.state.value, r.failures, r.found) for r in rows(manifest)} == {("completed", 0, "event")}
@@ -86,7 +92,7 @@ def test_an_unfinished_object_deleted_since_needs_nothing(
     announce(sqs, queue, bucket, ["embeddings/gone.parquet"])
     fake_api.fail_objects = {"gone.parquet": MISMATCH}
     manifest = events_manifest()
-    first = invoke("run", str(manifest), "--wait")  # its job fails in this run: the next one retries it
+    first = invoke("run", str(manifest), *WAIT)  # its job fails in this run: the next one retries it
     assert first.exit_code == 1 and "jobs_failed=1" in first.stdout, first.output
     assert [r.state.value for r in rows(manifest)] == ["failed"] and len(fake_api.creates()) == 1
     s3.delete_object(Bucket=bucket, Key="embeddings/gone.parquet")
@@ -137,3 +143,28 @@ def test_follow_retries_a_job_of_its_own_that_failed_in_a_later_round(
     assert "submitted=2 " in done.stdout and "messages_deleted=1" in done.stdout, done.stderr
     assert "1 unfinished object(s) planned again (0 gone" in done.stderr
     assert_exactly_once(fake_api, manifest, [url])
+
+
+def test_inventory_between_inventories_retries_a_job_that_failed(
+    s3: Any, bucket: str, events_manifest: Callable[..., Path], fake_api: FakeImportAPI, clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """discovery: inventory (its reader stood in for, as tests/test_discovery_s3.py does): a run with no
+    newer inventory and no backfill due retries the job that failed since the last one."""
+    a, b = put(s3, bucket, ["a.parquet", "b.parquet"])
+    clock.now = time.time()
+    inventory = events.ListedInventory(s3, bucket, created=clock.now)
+    monkeypatch.setitem(registry.INVENTORIES, "s3", lambda url, source, settings: inventory)
+    m = api.validate(events_manifest(backfill_every="1d"))
+    m = dataclasses.replace(m, sources=(dataclasses.replace(
+        m.sources[0], discovery="inventory", inventory=f"s3://{bucket}-inventory/lake/"),))
+    fake_api.fail_objects = {"a.parquet": MISMATCH}
+    first = api.run(m, clock=clock)
+    assert (first.exit_code(), first.planned["submit"], inventory.reads) == (0, 2, 1)
+    fake_api.fail_objects = {}
+    clock.now += 600
+    second = api.run(m, RunOptions(wait=True, poll_interval_s=0.1), clock=clock)  # the same inventory
+    assert (second.planned["retry"], second.outcomes["submitted"], inventory.reads) == (1, 1, 1)
+    assert {r.url: (r.state.value, r.found) for r in rows(events_manifest())} == {
+        a: ("completed", "inventory"), b: ("completed", "inventory")}
+    assert_exactly_once(fake_api, events_manifest(), [a, b])

@@ -135,8 +135,7 @@ class Sourcing:
         self.submit(plan_objects(found, source, self.manifest, self.ledger, now=None), _nothing)
         log.info("%s: %d unfinished object(s) planned again (%d gone, %d not looked up)", source.label,
                  counts["replanned"], counts["gone"], counts["lookup_errors"],
-                 extra={"event": "unfinished", "source": source.label, "objects": counts["replanned"],
-                        "gone": counts["gone"], "lookup_errors": counts["lookup_errors"]})
+                 extra={"event": "unfinished", "source": source.label, "objects": counts["replanned"]})
 
     def _events(self, source: SourceConfig, lister: Source, *, follow: bool) -> set[str]:
         """Rounds of the source's queue: until one finds it empty, or (``follow``) one long poll's.
