@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from orchestrator import api
+from orchestrator.errors import SourceError
 from orchestrator.run.state import RunOptions
 from orchestrator.sources import registry
 from tests import test_discovery_s3 as events
@@ -168,3 +169,31 @@ def test_inventory_between_inventories_retries_a_job_that_failed(
     assert {r.url: (r.state.value, r.found) for r in rows(events_manifest())} == {
         a: ("completed", "inventory"), b: ("completed", "inventory")}
     assert_exactly_once(fake_api, events_manifest(), [a, b])
+
+
+def test_an_unfinished_row_that_cannot_be_looked_up_waits_for_the_next_run(
+    s3: Any, sqs: Any, bucket: str, queue: str, events_manifest: Callable[..., Path], fake_api: FakeImportAPI,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    [url] = put(s3, bucket, ["a.parquet"])
+    announce(sqs, queue, bucket, ["embeddings/a.parquet"])
+    fake_api.refuse_objects = {"a.parquet": REFUSED}
+    m = api.validate(events_manifest())
+    assert api.run(m).outcomes["failed"] == 1
+    fake_api.refuse_objects = {}
+
+    def timed_out(key: str) -> None:
+        raise SourceError(f"cannot look {key} up: timed out")
+
+    def unreachable(config: Any, settings: Any) -> Any:
+        lister = registry.make_source(config, settings)
+        lister.head = timed_out
+        return lister
+
+    second = api.run(m, source_factory=unreachable)
+    assert (second.exit_code(), second.planned["retry"]) == (0, 0)
+    assert "cannot look embeddings/a.parquet up: timed out; its unfinished row waits for the next pass" \
+        in caplog.text
+    third = api.run(m)
+    assert (third.planned["retry"], third.outcomes["submitted"]) == (1, 1)
+    assert [(r.url, r.state.value) for r in rows(events_manifest())] == [(url, "submitted")]

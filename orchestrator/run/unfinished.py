@@ -7,6 +7,7 @@ is now (HEAD): a gone object needs nothing, a new version is planned as such.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Set
 from itertools import islice
@@ -17,6 +18,7 @@ from ..models import LedgerRecord, StoredObject
 from ..sources.registry import bucket_and_key
 from .discovery import look_up
 
+log = logging.getLogger("orchestrator")
 BATCH = 500  # rows looked up (on the source's threads) before their objects are planned
 
 
@@ -37,10 +39,13 @@ def objects(rows: Iterable[LedgerRecord], source: SourceConfig, head: Callable[[
             key = bucket_and_key(row.url)[1]
             if judge(key[len(source.prefix):], source.include, source.exclude).kept:
                 wanted[key] = row.found or "event"
-        looked = look_up(head, list(wanted), threads, source, then="its row waits for the next pass")
-        for how, obj in zip(wanted.values(), looked, strict=True):
+        for how, obj in zip(wanted.values(), look_up(head, list(wanted), threads), strict=True):
             if isinstance(obj, StoredObject):
                 counts["replanned"] += 1
                 yield obj._replace(found=how)
+            elif obj is None:
+                counts["gone"] += 1
             else:
-                counts["gone" if obj is None else "lookup_errors"] += 1
+                counts["lookup_errors"] += 1
+                log.warning("%s; its unfinished row waits for the next pass", obj,
+                            extra={"event": "lookup-error", "source": source.label})
