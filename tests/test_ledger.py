@@ -155,3 +155,35 @@ def test_concurrent_transitions_all_commit_and_an_impossible_one_fails_alone(whe
         assert all("cannot move to completed from no row" in e for e in errors)
     with open_ledger(where) as reopened:  # everything reported done is on disk
         assert reopened.counts() == {"submitted": 320}
+
+
+def test_unfinished_rows_are_those_a_rerun_would_submit_or_retry(where: Where) -> None:
+    """Of one source and the owner's target: pending, and failed below the limit; the newest row of a
+    URL only; ``since``: those changed since then."""
+    now = [100.0]
+    with open_ledger(where, clock=lambda: now[0], owner="t", sources=["s3://b/", "s3://other/"]) as ledger:
+        def refused(i: PlanItem, times: int = 1, *, permanent: bool = True) -> None:
+            for _ in range(times):
+                claim = ledger.begin_submission(i)
+                assert claim is not None
+                ledger.refuse(claim.row, "no", permanent=permanent)
+
+        refused(item(1), permanent=False)  # pending (deferred)
+        refused(item(2), 2)  # failed twice: below 3
+        refused(item(3), 3)  # failed three times: held
+        refused(item(4))  # an older version, then a newer one completed
+        newer = ledger.begin_submission(item(4, version="e2"))
+        assert newer is not None
+        ledger.record_job(newer.row, "job-4")
+        ledger.complete(newer.row, "job-4")
+        refused(item(5)._replace(source=1))  # another source
+        with open_ledger(where, owner="u", sources=["s3://b/"]) as other:  # another target
+            claim = other.begin_submission(item(6))
+            assert claim is not None
+            other.refuse(claim.row, "no", permanent=True)
+            assert [r.url for r in other.unfinished("s3://b/", 3)] == ["s3://b/k6"]
+        now[0] = 200.0
+        refused(item(7))
+        assert [r.url for r in ledger.unfinished("s3://b/", 3)] == ["s3://b/k1", "s3://b/k2", "s3://b/k7"]
+        assert [r.url for r in ledger.unfinished("s3://b/", 3, since=150.0)] == ["s3://b/k7"]
+        assert [r.url for r in ledger.unfinished("s3://other/", 3)] == ["s3://b/k5"]

@@ -77,6 +77,29 @@ def records(s: Session, states: Sequence[ObjectState] = (), *, own: bool = False
         last = rows[-1][0]
 
 
+def unfinished(s: Session, source: str, max_failures: int, *, since: float | None = None,
+               ) -> Iterator[LedgerRecord]:
+    """The owner's rows of ``source`` (its URL) that the planner would submit or retry: ``pending``, then
+    ``failed`` fewer than ``max_failures`` times; only the newest row of each URL (an older version's
+    row is moot), and (``since``) only those changed since then. Paged one state at a time through the
+    state index: the cost follows the unfinished rows, never the ledger's size."""
+    newest = ("NOT EXISTS (SELECT 1 FROM objects n WHERE n.url = o.url AND n.target = o.target "
+              "AND n.id > o.id)")
+    for state, below in ((ObjectState.PENDING, ()), (ObjectState.FAILED, (max_failures,))):
+        where = f"source = ? AND target = ? AND updated_at >= ?{' AND failures < ?' * len(below)}"
+        params = (source, s.owner, -1.0 if since is None else since, *below)
+        last = 0
+        while True:
+            with s.read() as db:
+                rows = db.execute(f"SELECT id, {COLUMNS} FROM objects o WHERE state = ? AND id > ? "
+                                  f"AND {where} AND {newest} ORDER BY id LIMIT ?",
+                                  (state.value, last, *params, CHUNK)).fetchall()
+            if not rows:
+                break
+            yield from (record(row[1:]) for row in rows)
+            last = rows[-1][0]
+
+
 def known_job_ids(s: Session, job_ids: Sequence[str]) -> set[str]:
     """Which of ``job_ids`` this ledger has ever recorded for the owner's target (job ids are unique
     per server, not across them), replaced (failed) ones included."""

@@ -32,6 +32,7 @@ class Ledger(Session):
     history = reads.history
     past_imports = reads.past_imports
     records = reads.records
+    unfinished = reads.unfinished
     known_job_ids = reads.known_job_ids
     get = reads.get
     row = reads.row

@@ -101,7 +101,10 @@ def gather(queue: EventQueue, messages: list[Message], source: SourceConfig,
                           extra={"event": "notice-ignored", "message_id": message.id})
         named.append((message, keys))
     wanted = sorted({key for _, keys in named for key in keys})
-    found = dict(zip(wanted, _look_up(head, wanted, threads, source), strict=True))
+    found = dict(zip(wanted, look_up(head, wanted, threads), strict=True))
+    for error in (obj for obj in found.values() if isinstance(obj, SourceError)):
+        log.warning("%s; the messages naming it stay on the queue", error,
+                    extra={"event": "lookup-error", "source": source.label})
     counts["gone"] += sum(1 for obj in found.values() if obj is None)
     waits = [(message, frozenset(obj.url for key in keys if isinstance(obj := found[key], StoredObject)))
              for message, keys in named if not any(isinstance(found[key], SourceError) for key in keys)]
@@ -109,16 +112,14 @@ def gather(queue: EventQueue, messages: list[Message], source: SourceConfig,
     return Round(messages, objects, waits)
 
 
-def _look_up(head: Callable[[str], StoredObject | None], keys: Sequence[str], threads: int,
-             source: SourceConfig) -> list[StoredObject | SourceError | None]:
-    """Each key's object as it is now; a key that cannot be looked up is its error (logged): the
-    messages naming it come back."""
+def look_up(head: Callable[[str], StoredObject | None], keys: Sequence[str],
+            threads: int) -> list[StoredObject | SourceError | None]:
+    """Each key's object as it is now, on ``threads`` threads; a key that cannot be looked up is its
+    error (the caller says what becomes of it)."""
     def one(key: str) -> StoredObject | SourceError | None:
         try:
             return head(key)
         except SourceError as exc:
-            log.warning("%s; the messages naming it stay on the queue", exc,
-                        extra={"event": "lookup-error", "source": source.label})
             return exc
 
     if len(keys) <= 1:
