@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from orchestrator.config.manifest import Settings, SourceConfig
@@ -235,3 +236,18 @@ def test_the_manifest_fields_and_deliveries() -> None:
                "creationTimestamp": "1", "files": []}
     with pytest.raises(ValueError, match=r"^has no sourceBucket$"):
         parse_manifest(json.dumps(unnamed).encode())
+
+
+def test_an_inventory_is_read_with_the_system_allocator_and_the_pool_restored(tmp_path: Path) -> None:
+    """Arrow's jemalloc pool keeps what each batch freed (make bench: 36-46 MB more at the peak of 1M
+    keys); the reads use the system allocator, and the process's pool is left as it was."""
+    path = tmp_path / "data.csv.gz"
+    path.write_bytes(data_file([Row("lake", "a.parquet", 5, 1_700_000_000_000, "e1")], "CSV", CSV_FIELDS))
+    manifest = InventoryManifest(source_bucket="lake", file_format="CSV", files=(), created=0.0,
+                                 columns=schema_columns(file_schema("CSV", CSV_FIELDS), "CSV"))
+    before = pa.default_memory_pool().backend_name
+    seen: list[str] = []
+    for objects in read_objects(path, manifest, bucket="lake", prefix=""):
+        seen.append(pa.default_memory_pool().backend_name)
+        assert [o.key for o in objects] == ["a.parquet"]
+    assert seen == ["system"] and pa.default_memory_pool().backend_name == before != "system"
