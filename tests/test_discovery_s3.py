@@ -6,7 +6,9 @@ exactly once."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import random
 import signal
 import time
@@ -326,3 +328,29 @@ def test_a_duplicate_in_a_later_round_needs_no_lookup(
     assert report.messages["settled"] > 0  # some duplicates came in the second round
     assert sorted(heads) == sorted(keys)
     once_each(fake_api, [f"s3://{bucket}/{key}" for key in keys])
+
+
+def test_a_cron_run_on_a_queue_fed_as_fast_as_it_drains_ends(
+    sqs: Any, bucket: str, queue: str, events_manifest: Callable[..., Path], clock: Clock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every receive finds a new message (a producer as fast as the run): without a bound the run read
+    on for good; it stops reading after settings.queue_drain_s of its clock, and ends."""
+    def fed(source: Any, settings: Any) -> Any:
+        real = registry.make_queue(source, settings)
+        receive = real.receive
+
+        def always_one_more(most: int, wait_s: float) -> Any:
+            sqs.send_message(QueueUrl=queue, MessageBody=json.dumps({"Event": "s3:TestEvent"}))
+            clock.now += 100
+            return receive(most, wait_s)
+        real.receive = always_one_more
+        return real
+
+    caplog.set_level(logging.INFO, logger="orchestrator")
+    manifest = api.validate(events_manifest())
+    manifest = dataclasses.replace(manifest, settings=dataclasses.replace(manifest.settings,
+                                                                          queue_drain_s=300))
+    report = api.run(manifest, queue_factory=fed, clock=clock)
+    assert report.exit_code() == 0 and report.messages["received"] <= 20, report.messages  # a round or two
+    assert "read for settings.queue_drain_s (300 s)" in caplog.text

@@ -190,6 +190,10 @@ class Settings:
     queue_wait_s: float = field(default=10.0, metadata=_meta(
         "run --follow: the longest one receive waits for a message (a long poll; SQS allows 20); a signal "
         "ends the run within about this long", low=1, high=20))
+    queue_drain_s: float = field(default=900.0, metadata=_meta(
+        "a run without --follow: the longest it reads an events source's queue before leaving the rest to "
+        "the next run (a queue fed as fast as it drains would keep a cron run going for good)",
+        low=1, high=86_400))
     milvus_version: str | None = field(default=None, metadata=_meta(
         "the Milvus version the pre-flight rules judge for, when the server does not say ('2.3', '2.4.5')",
         pattern=r"v?\d+\.\d+(\.\d+)?"))

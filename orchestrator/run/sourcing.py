@@ -151,6 +151,7 @@ class Sourcing:
         counts = self.report.messages
         seen: set[str] = set()
         planned: set[str] = set()
+        started = self.clock()
         while not self.stop.is_set():
             messages = discovery.receive(queue, most=discovery.ROUND_MESSAGES, wait_s=wait_s, stop=self.stop)
             if not messages or (not follow and all(m.id in seen for m in messages)):
@@ -178,6 +179,11 @@ class Sourcing:
                      extra={"event": "messages", "queue": queue.label, "messages": len(messages),
                             "objects": len(found.objects), "deleted": len(done)})
             if follow:
+                break
+            if self.clock() - started >= settings.queue_drain_s:
+                log.info("%s: read for settings.queue_drain_s (%g s): what the queue holds now is the next "
+                         "run's", queue.label, settings.queue_drain_s,
+                         extra={"event": "queue-drain-ended", "queue": queue.label})
                 break
         return planned
 
